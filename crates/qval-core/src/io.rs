@@ -1,0 +1,338 @@
+//! On-disk formats: JSON Lines with a first metadata record, atomic writes, and checkpoints
+//! that let an interrupted stage resume.
+//!
+//! Every file qval writes is one JSON object per line. The first line is
+//! `{"qval_metadata": {...}}`: what kind of records follow, what produced them, the seed and
+//! parameters, and the qval version. Files are written to a temporary sibling and renamed,
+//! so a reader never sees half a file. A reader reports the file and the line of anything
+//! malformed.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{CoreError, Result};
+
+/// The version of the record layout written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What kind of records a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// [`crate::Trajectory`] records.
+    Trajectories,
+    /// [`crate::EvaluationPoint`] records.
+    Points,
+    /// [`crate::Label`] records.
+    Labels,
+    /// [`crate::Prediction`] records.
+    Predictions,
+}
+
+/// The first record of every file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// What the records are.
+    pub kind: Kind,
+    /// The record layout version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// What produced the records: a labeler, method or policy name.
+    pub producer: String,
+    /// The qval version that wrote the file.
+    pub qval_version: String,
+    /// The root seed, where randomness was involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The parameters that determine the records (a resumed run must match them).
+    #[serde(default)]
+    pub params: Value,
+}
+
+impl Metadata {
+    /// Metadata for `kind` records produced by `producer`, with no seed and no parameters.
+    pub fn new(kind: Kind, producer: impl Into<String>) -> Self {
+        Metadata {
+            kind,
+            format_version: FORMAT_VERSION,
+            producer: producer.into(),
+            qval_version: env!("CARGO_PKG_VERSION").to_string(),
+            seed: None,
+            params: Value::Null,
+        }
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Sets the parameters.
+    pub fn with_params(mut self, params: Value) -> Self {
+        self.params = params;
+        self
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MetaLine<M> {
+    qval_metadata: M,
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn create_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| CoreError::io("creating folder", dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary sibling, synced, then renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    create_parent(path)?;
+    let tmp = tmp_path(path);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(CoreError::io("writing", &tmp, e));
+    }
+    fs::rename(&tmp, path).map_err(|e| CoreError::io("renaming into", path, e))
+}
+
+fn to_line<T: Serialize>(value: &T, path: &Path) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| CoreError::Malformed {
+        path: path.to_path_buf(),
+        line: 0,
+        message: format!("cannot serialise a record: {e}"),
+    })
+}
+
+/// Serialises a metadata line and records into JSON Lines text.
+fn encode<T: Serialize>(path: &Path, meta: &Metadata, records: &[T]) -> Result<Vec<u8>> {
+    let mut out = String::new();
+    out.push_str(&to_line(
+        &MetaLine {
+            qval_metadata: meta,
+        },
+        path,
+    )?);
+    out.push('\n');
+    for r in records {
+        out.push_str(&to_line(r, path)?);
+        out.push('\n');
+    }
+    Ok(out.into_bytes())
+}
+
+/// Writes `records` to `path` as JSON Lines after a metadata line, atomically.
+pub fn write_jsonl<T: Serialize>(path: &Path, meta: &Metadata, records: &[T]) -> Result<()> {
+    write_atomic(path, &encode(path, meta, records)?)
+}
+
+fn parse_meta(path: &Path, line: &str, expected: Kind) -> Result<Metadata> {
+    let meta: MetaLine<Metadata> =
+        serde_json::from_str(line).map_err(|e| CoreError::Malformed {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!("expected a `qval_metadata` record: {e}"),
+        })?;
+    let meta = meta.qval_metadata;
+    if meta.kind != expected {
+        return Err(CoreError::Malformed {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!("this file holds {:?}, expected {:?}", meta.kind, expected),
+        });
+    }
+    if meta.format_version > FORMAT_VERSION {
+        return Err(CoreError::Malformed {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!(
+                "format version {} is newer than this qval understands ({FORMAT_VERSION}); upgrade qval",
+                meta.format_version
+            ),
+        });
+    }
+    Ok(meta)
+}
+
+fn parse_record<T: DeserializeOwned>(path: &Path, lineno: usize, line: &str) -> Result<T> {
+    serde_json::from_str(line).map_err(|e| CoreError::Malformed {
+        path: path.to_path_buf(),
+        line: lineno,
+        message: e.to_string(),
+    })
+}
+
+/// Reads a JSON Lines file written by [`write_jsonl`], checking that it holds `expected`
+/// records. Blank lines are skipped; anything malformed is reported with file and line.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path, expected: Kind) -> Result<(Metadata, Vec<T>)> {
+    let file = File::open(path).map_err(|e| CoreError::io("opening", path, e))?;
+    let mut lines = BufReader::new(file).lines();
+    let first = match lines.next() {
+        Some(l) => l.map_err(|e| CoreError::io("reading", path, e))?,
+        None => {
+            return Err(CoreError::Malformed {
+                path: path.to_path_buf(),
+                line: 1,
+                message: "the file is empty (expected a `qval_metadata` record)".into(),
+            });
+        }
+    };
+    let meta = parse_meta(path, &first, expected)?;
+    let mut records = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let line = line.map_err(|e| CoreError::io("reading", path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        records.push(parse_record(path, i + 2, &line)?);
+    }
+    Ok((meta, records))
+}
+
+/// The path of the checkpoint kept beside `path` while a stage runs.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{name}.partial"))
+}
+
+/// An append-only checkpoint (`<file>.partial`) of a stage's finished records.
+///
+/// Each [`append`](Self::append) writes whole lines and syncs them, so an interruption loses
+/// at most the records in flight. On reopening, a torn last line (no newline) is dropped.
+/// [`finish`](Self::finish) writes the complete file atomically and removes the checkpoint.
+pub struct Checkpoint {
+    path: PathBuf,
+    file: File,
+}
+
+impl Checkpoint {
+    /// Opens (or creates) the checkpoint for `final_path`, returning it with the records an
+    /// earlier run finished. Fails if the checkpoint was written with other metadata.
+    pub fn open<T: DeserializeOwned>(final_path: &Path, meta: &Metadata) -> Result<(Self, Vec<T>)> {
+        let path = partial_path(final_path);
+        create_parent(&path)?;
+        let mut done = Vec::new();
+        if path.exists() {
+            let text = fs::read_to_string(&path).map_err(|e| CoreError::io("reading", &path, e))?;
+            // Keep only complete lines: a line without its newline was being written when
+            // the run stopped.
+            let complete = match text.rfind('\n') {
+                Some(i) => &text[..=i],
+                None => "",
+            };
+            let mut lines = complete.lines();
+            match lines.next() {
+                Some(first) => {
+                    let found = parse_meta(&path, first, meta.kind)?;
+                    if &found != meta {
+                        return Err(CoreError::CheckpointMismatch {
+                            path,
+                            what: describe_difference(&found, meta),
+                        });
+                    }
+                    for (i, line) in lines.enumerate() {
+                        if !line.trim().is_empty() {
+                            done.push(parse_record(&path, i + 2, line)?);
+                        }
+                    }
+                    if complete.len() != text.len() {
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(|e| CoreError::io("opening", &path, e))?;
+                        f.set_len(complete.len() as u64)
+                            .map_err(|e| CoreError::io("truncating", &path, e))?;
+                    }
+                }
+                None => {
+                    // Not even the metadata line survived: start afresh.
+                    fs::remove_file(&path).map_err(|e| CoreError::io("removing", &path, e))?;
+                }
+            }
+        }
+        let fresh = !path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| CoreError::io("opening", &path, e))?;
+        if fresh {
+            let line = to_line(
+                &MetaLine {
+                    qval_metadata: meta,
+                },
+                &path,
+            )? + "\n";
+            file.write_all(line.as_bytes())
+                .map_err(|e| CoreError::io("writing", &path, e))?;
+            file.sync_data()
+                .map_err(|e| CoreError::io("syncing", &path, e))?;
+        }
+        Ok((Checkpoint { path, file }, done))
+    }
+
+    /// Appends finished records and syncs them to disk.
+    pub fn append<T: Serialize>(&mut self, records: &[T]) -> Result<()> {
+        let mut w = BufWriter::new(&mut self.file);
+        for r in records {
+            let line = to_line(r, &self.path)?;
+            w.write_all(line.as_bytes())
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(|e| CoreError::io("writing", &self.path, e))?;
+        }
+        w.flush()
+            .map_err(|e| CoreError::io("writing", &self.path, e))?;
+        drop(w);
+        self.file
+            .sync_data()
+            .map_err(|e| CoreError::io("syncing", &self.path, e))
+    }
+
+    /// Writes the complete file atomically, then removes the checkpoint.
+    pub fn finish<T: Serialize>(
+        self,
+        final_path: &Path,
+        meta: &Metadata,
+        records: &[T],
+    ) -> Result<()> {
+        write_jsonl(final_path, meta, records)?;
+        drop(self.file);
+        fs::remove_file(&self.path).map_err(|e| CoreError::io("removing", &self.path, e))
+    }
+}
+
+fn describe_difference(found: &Metadata, wanted: &Metadata) -> String {
+    if found.producer != wanted.producer {
+        format!("producer `{}`, now `{}`", found.producer, wanted.producer)
+    } else if found.seed != wanted.seed {
+        format!("seed {:?}, now {:?}", found.seed, wanted.seed)
+    } else if found.params != wanted.params {
+        format!("parameters {}, now {}", found.params, wanted.params)
+    } else {
+        format!(
+            "qval {} format {}, now qval {} format {}",
+            found.qval_version, found.format_version, wanted.qval_version, wanted.format_version
+        )
+    }
+}

@@ -1,0 +1,111 @@
+//! The [`DenseSignalMethod`] trait: the methods under test.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use crate::Result;
+use crate::env::EnvSpec;
+use crate::types::{EvaluationPoint, Signal};
+
+/// What a method knows about the setting beyond the point itself.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MethodContext {
+    /// The environment's name.
+    pub env_name: String,
+    /// How rewards are given, in words.
+    pub reward_description: String,
+    /// Environment notes (action set, observation format).
+    pub notes: String,
+    /// The discount factor of the labels.
+    pub gamma: f64,
+    /// Whether prompts state `gamma`; when false, an efficiency hint is given instead.
+    pub disclose_gamma: bool,
+    /// Whether Q methods are shown the next state.
+    pub include_next_state: bool,
+    /// How many earlier turns a prompt may show (the published default is 40).
+    pub history_limit: usize,
+    /// The episode's step budget.
+    pub max_steps: usize,
+}
+
+impl MethodContext {
+    /// The context for an environment, with the published defaults: gamma from the spec and
+    /// disclosed, next state included, history limit 40.
+    pub fn from_spec(spec: &EnvSpec) -> Self {
+        MethodContext {
+            env_name: spec.name.clone(),
+            reward_description: spec.reward_description.clone(),
+            notes: spec.notes.clone(),
+            gamma: spec.gamma,
+            disclose_gamma: true,
+            include_next_state: true,
+            history_limit: 40,
+            max_steps: spec.max_steps,
+        }
+    }
+}
+
+/// A dense supervision method: gives each evaluation point a score k(s, a).
+///
+/// Only the order of the scores matters (they are compared by rank correlation), so any
+/// scale will do. Return an error, or NaN, when the method cannot score a point; the predict
+/// stage records it as NaN with the reason and the evaluation drops that point.
+///
+/// Required: [`name`](Self::name), [`signal`](Self::signal) and [`evaluate`](Self::evaluate).
+/// [`evaluate_batch`](Self::evaluate_batch) defaults to running `evaluate` on every point
+/// concurrently on the current task; override it where a batch is cheaper (one prompt for
+/// several points, one forward pass for many texts).
+///
+/// # Example
+/// ```
+/// use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
+///
+/// /// Prefers short observations (a toy heuristic).
+/// struct Brevity;
+///
+/// #[async_trait::async_trait]
+/// impl DenseSignalMethod for Brevity {
+///     fn name(&self) -> String { "brevity".into() }
+///     fn signal(&self) -> Signal { Signal::Q }
+///     async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> Result<f64> {
+///         Ok(-(point.next_observation.text.len() as f64))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait DenseSignalMethod: Send + Sync {
+    /// The name under which predictions are stored and reported.
+    fn name(&self) -> String;
+
+    /// The value the scores estimate; they are compared with labels of the same signal.
+    fn signal(&self) -> Signal;
+
+    /// Scores one point.
+    async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64>;
+
+    /// Scores several points; one result per point, in order.
+    async fn evaluate_batch(
+        &self,
+        points: &[EvaluationPoint],
+        ctx: &MethodContext,
+    ) -> Vec<Result<f64>> {
+        futures::future::join_all(points.iter().map(|p| self.evaluate(p, ctx))).await
+    }
+}
+
+macro_rules! forward_method {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<M: DenseSignalMethod + ?Sized> DenseSignalMethod for $ty {
+            fn name(&self) -> String { (**self).name() }
+            fn signal(&self) -> Signal { (**self).signal() }
+            async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
+                (**self).evaluate(point, ctx).await
+            }
+            async fn evaluate_batch(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
+                (**self).evaluate_batch(points, ctx).await
+            }
+        }
+    )*};
+}
+forward_method!(&M, Box<M>, Arc<M>);

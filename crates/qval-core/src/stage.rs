@@ -1,0 +1,441 @@
+//! Stages 1, 3 and 4 as functions users compose: collect, label, predict. Each can write its
+//! records to a file, checkpointing as it goes, and resumes from the checkpoint when rerun.
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use crate::env::Environment;
+use crate::io::{Checkpoint, Kind, Metadata, read_jsonl};
+use crate::label::Labeler;
+use crate::method::{DenseSignalMethod, MethodContext};
+use crate::policy::{Policy, PolicyInput};
+use crate::seed::{QRng, derive_seed};
+use crate::types::{EvaluationPoint, Label, Prediction, Task, Trajectory, Transition, Turn};
+use crate::{CoreError, Result};
+use rand::SeedableRng as _;
+
+/// Where and how a stage writes its records.
+#[derive(Clone, Debug, Default)]
+pub struct StageOptions {
+    /// The output file; `None` keeps everything in memory (no resumption).
+    pub out: Option<PathBuf>,
+    /// Records finished between checkpoint writes (0 means 64).
+    pub checkpoint_every: usize,
+    /// Show a progress bar on standard error (hidden when it is not a terminal).
+    pub progress: bool,
+}
+
+impl StageOptions {
+    /// Write to `path`, with a progress bar.
+    pub fn to_file(path: impl Into<PathBuf>) -> Self {
+        StageOptions {
+            out: Some(path.into()),
+            checkpoint_every: 0,
+            progress: true,
+        }
+    }
+}
+
+fn progress_bar(show: bool, len: usize, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
+/// Runs `compute` over the items not yet finished, in chunks, checkpointing each chunk, and
+/// returns all records in key order. A complete output file with the same metadata is read
+/// back instead of recomputed.
+async fn checkpointed<T, F, Fut>(
+    keys: &[String],
+    key_of: fn(&T) -> String,
+    meta: &Metadata,
+    opts: &StageOptions,
+    what: &str,
+    mut compute: F,
+) -> Result<Vec<T>>
+where
+    T: Serialize + DeserializeOwned + Clone,
+    F: FnMut(Vec<usize>) -> Fut,
+    Fut: Future<Output = Result<Vec<T>>>,
+{
+    let chunk = if opts.checkpoint_every == 0 {
+        64
+    } else {
+        opts.checkpoint_every
+    };
+    let pb = progress_bar(opts.progress, keys.len(), what);
+    let Some(path) = opts.out.as_deref() else {
+        let mut all = Vec::with_capacity(keys.len());
+        for c in (0..keys.len()).collect::<Vec<_>>().chunks(chunk) {
+            all.extend(compute(c.to_vec()).await?);
+            pb.inc(c.len() as u64);
+        }
+        pb.finish_and_clear();
+        return Ok(all);
+    };
+    if path.exists() {
+        let (found, records) = read_jsonl::<T>(path, meta.kind)?;
+        if &found == meta {
+            let by_key: HashMap<String, &T> = records.iter().map(|r| (key_of(r), r)).collect();
+            if let Some(all) = keys
+                .iter()
+                .map(|k| by_key.get(k).map(|r| (*r).clone()))
+                .collect::<Option<Vec<T>>>()
+            {
+                return Ok(all);
+            }
+        } else {
+            return Err(CoreError::CheckpointMismatch {
+                path: path.to_path_buf(),
+                what: "an existing output file with other metadata".into(),
+            });
+        }
+    }
+    let (mut ckpt, done) = Checkpoint::open::<T>(path, meta)?;
+    let mut by_key: HashMap<String, T> = done.into_iter().map(|r| (key_of(&r), r)).collect();
+    let pending: Vec<usize> = (0..keys.len())
+        .filter(|&i| !by_key.contains_key(&keys[i]))
+        .collect();
+    pb.inc((keys.len() - pending.len()) as u64);
+    for c in pending.chunks(chunk) {
+        let records = compute(c.to_vec()).await?;
+        ckpt.append(&records)?;
+        pb.inc(records.len() as u64);
+        for r in records {
+            by_key.insert(key_of(&r), r);
+        }
+    }
+    pb.finish_and_clear();
+    let all: Vec<T> = keys
+        .iter()
+        .map(|k| {
+            by_key
+                .remove(k)
+                .ok_or_else(|| CoreError::Empty(format!("no record was produced for `{k}`")))
+        })
+        .collect::<Result<_>>()?;
+    ckpt.finish(path, meta, &all)?;
+    Ok(all)
+}
+
+/// A fingerprint of points (their ids and contents), stored in label and prediction metadata
+/// so that a checkpoint is never resumed against other points.
+pub fn fingerprint(points: &[EvaluationPoint]) -> String {
+    let mut h: u64 = 0;
+    for p in points {
+        let text = serde_json::to_string(p).unwrap_or_default();
+        h = derive_seed(h, &[crate::seed::stable_hash(&text)]);
+    }
+    format!("{h:016x}")
+}
+
+/// Parameters of [`collect`].
+///
+/// | parameter | default | range |
+/// |---|---|---|
+/// | `trajectories` | 50 | >= 1 |
+/// | `seed` | 42 | any |
+/// | `concurrency` | 16 | >= 1 |
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectConfig {
+    /// How many trajectories; trajectory i runs task i mod (number of tasks).
+    pub trajectories: usize,
+    /// Root seed; trajectory i draws from a generator derived from (seed, i).
+    pub seed: u64,
+    /// Episodes run at once (for LLM policies; it does not change the result).
+    pub concurrency: usize,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        CollectConfig {
+            trajectories: 50,
+            seed: 42,
+            concurrency: 16,
+        }
+    }
+}
+
+impl CollectConfig {
+    /// Checks the parameters.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidParameter`] for zero trajectories or concurrency.
+    pub fn check(&self) -> Result<()> {
+        if self.trajectories == 0 {
+            return Err(CoreError::invalid("trajectories", 0, "at least one"));
+        }
+        if self.concurrency == 0 {
+            return Err(CoreError::invalid("concurrency", 0, "at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Runs one episode of `policy` on `task` from a generator seeded with `seed`.
+pub async fn run_episode<E: Environment, P: Policy<E> + ?Sized>(
+    env: &E,
+    policy: &P,
+    task: &Task,
+    index: usize,
+    seed: u64,
+) -> Result<Trajectory> {
+    let spec = env.spec();
+    let mut rng = QRng::seed_from_u64(seed);
+    let mut state = env.reset(task, &mut rng)?;
+    let mut transitions = Vec::new();
+    let mut history: Vec<Turn> = Vec::new();
+    for step in 0..spec.max_steps {
+        let input = PolicyInput {
+            task,
+            state: &state,
+            step,
+            max_steps: spec.max_steps,
+            history: if policy.uses_history() { &history } else { &[] },
+        };
+        let action = policy.act(env, input, &mut rng).await?;
+        let out = env.step(&state, &action, &mut rng)?;
+        let observation = env.observe(&state);
+        let action_text = env.render_action(&action);
+        if policy.uses_history() {
+            history.push(Turn {
+                step,
+                observation: observation.text.clone(),
+                action: action_text.clone(),
+                reward: out.reward,
+            });
+        }
+        let truncated = !out.terminated && step + 1 == spec.max_steps;
+        transitions.push(Transition {
+            step,
+            state: to_value(&state)?,
+            observation,
+            action: to_value(&action)?,
+            action_text,
+            reward: out.reward,
+            next_state: to_value(&out.state)?,
+            next_observation: env.observe(&out.state),
+            terminated: out.terminated,
+            truncated,
+        });
+        state = out.state;
+        if out.terminated {
+            break;
+        }
+    }
+    Ok(Trajectory {
+        index,
+        task: task.clone(),
+        seed,
+        policy: policy.name(),
+        transitions,
+    })
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v)
+        .map_err(|e| CoreError::Empty(format!("cannot serialise a state or action: {e}")))
+}
+
+/// Stage 1: rolls `policy` out `config.trajectories` times, cycling through `tasks`.
+///
+/// Trajectory i runs `tasks[i % tasks.len()]` with a generator derived from `(seed, i)`, so
+/// the result does not depend on the concurrency. With `opts.out` set, finished trajectories
+/// are checkpointed and a rerun resumes.
+pub async fn collect<E: Environment, P: Policy<E> + ?Sized>(
+    env: &E,
+    policy: &P,
+    tasks: &[Task],
+    config: &CollectConfig,
+    opts: &StageOptions,
+) -> Result<Vec<Trajectory>> {
+    config.check()?;
+    if tasks.is_empty() {
+        return Err(CoreError::Empty(
+            "no tasks to collect trajectories on".into(),
+        ));
+    }
+    let meta = Metadata::new(Kind::Trajectories, policy.name())
+        .with_seed(config.seed)
+        .with_params(json!({
+            "env": env.spec().name,
+            "trajectories": config.trajectories,
+            "tasks": tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        }));
+    let keys: Vec<String> = (0..config.trajectories).map(|i| i.to_string()).collect();
+    checkpointed(
+        &keys,
+        |t: &Trajectory| t.index.to_string(),
+        &meta,
+        opts,
+        "collect",
+        |idx| async move {
+            futures::stream::iter(idx)
+                .map(|i| {
+                    run_episode(
+                        env,
+                        policy,
+                        &tasks[i % tasks.len()],
+                        i,
+                        derive_seed(config.seed, &[i as u64]),
+                    )
+                })
+                .buffered(config.concurrency)
+                .try_collect()
+                .await
+        },
+    )
+    .await
+}
+
+/// Stage 3: labels every point, writing the labels to `opts.out` if set (resumable).
+///
+/// # Errors
+/// [`CoreError::TooManyAborted`] when more than `max_aborted_share` (0.3 in the published
+/// catalog) of the points could not be labelled; the labels are written first, so nothing is
+/// lost.
+pub async fn label<L: Labeler + ?Sized>(
+    labeler: &L,
+    points: &[EvaluationPoint],
+    max_aborted_share: f64,
+    opts: &StageOptions,
+) -> Result<Vec<Label>> {
+    if !(0.0..=1.0).contains(&max_aborted_share) {
+        return Err(CoreError::invalid(
+            "max_aborted_share",
+            max_aborted_share,
+            "a share in [0, 1]",
+        ));
+    }
+    let mut meta = Metadata::new(Kind::Labels, labeler.name())
+        .with_params(json!({ "labeler": labeler.params(), "points": fingerprint(points) }));
+    meta.seed = labeler.seed();
+    let keys: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
+    let labels = checkpointed(
+        &keys,
+        |l: &Label| l.point_id.clone(),
+        &meta,
+        opts,
+        "label",
+        |idx| async move {
+            let batch: Vec<EvaluationPoint> = idx.iter().map(|&i| points[i].clone()).collect();
+            Ok(labeler.label_batch(&batch).await)
+        },
+    )
+    .await?;
+    let aborted: Vec<&Label> = labels.iter().filter(|l| l.aborted.is_some()).collect();
+    let share = if labels.is_empty() {
+        0.0
+    } else {
+        aborted.len() as f64 / labels.len() as f64
+    };
+    if share > max_aborted_share {
+        return Err(CoreError::TooManyAborted {
+            aborted: aborted.len(),
+            total: labels.len(),
+            share: 100.0 * share,
+            max: 100.0 * max_aborted_share,
+            first_reason: aborted[0].aborted.clone().unwrap_or_default(),
+        });
+    }
+    Ok(labels)
+}
+
+/// Turns a method's result into a prediction record: errors and non-finite scores become NaN
+/// with the reason.
+pub fn to_prediction(point_id: &str, result: Result<f64>) -> Prediction {
+    match result {
+        Ok(v) if v.is_finite() => Prediction {
+            point_id: point_id.to_string(),
+            value: v,
+            error: None,
+        },
+        Ok(v) => Prediction {
+            point_id: point_id.to_string(),
+            value: f64::NAN,
+            error: Some(format!("non-finite score {v}")),
+        },
+        Err(e) => Prediction {
+            point_id: point_id.to_string(),
+            value: f64::NAN,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Stage 4: runs `method` on every point, writing predictions to `opts.out` if set
+/// (resumable). A failure on a point is a NaN prediction with the reason, never an error.
+pub async fn predict<M: DenseSignalMethod + ?Sized>(
+    method: &M,
+    points: &[EvaluationPoint],
+    ctx: &MethodContext,
+    opts: &StageOptions,
+) -> Result<Vec<Prediction>> {
+    let meta = Metadata::new(Kind::Predictions, method.name()).with_params(json!({
+        "signal": method.signal(),
+        "context": ctx,
+        "points": fingerprint(points),
+    }));
+    let keys: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
+    checkpointed(
+        &keys,
+        |p: &Prediction| p.point_id.clone(),
+        &meta,
+        opts,
+        "predict",
+        |idx| async move {
+            let batch: Vec<EvaluationPoint> = idx.iter().map(|&i| points[i].clone()).collect();
+            let results = method.evaluate_batch(&batch, ctx).await;
+            if results.len() != batch.len() {
+                return Err(CoreError::Method(format!(
+                    "method `{}` returned {} results for {} points",
+                    method.name(),
+                    results.len(),
+                    batch.len()
+                )));
+            }
+            Ok(batch
+                .iter()
+                .zip(results)
+                .map(|(p, r)| to_prediction(&p.id, r))
+                .collect())
+        },
+    )
+    .await
+}
+
+/// The default file layout of a run folder.
+pub mod layout {
+    use super::*;
+
+    /// `trajectories.jsonl`
+    pub fn trajectories(run: &Path) -> PathBuf {
+        run.join("trajectories.jsonl")
+    }
+    /// `points.jsonl`
+    pub fn points(run: &Path) -> PathBuf {
+        run.join("points.jsonl")
+    }
+    /// `labels/<labeler>.jsonl`
+    pub fn labels(run: &Path, labeler: &str) -> PathBuf {
+        run.join("labels").join(format!("{labeler}.jsonl"))
+    }
+    /// `predictions/<method>.jsonl`
+    pub fn predictions(run: &Path, method: &str) -> PathBuf {
+        run.join("predictions").join(format!("{method}.jsonl"))
+    }
+}

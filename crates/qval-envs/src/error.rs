@@ -1,0 +1,38 @@
+//! The error type of `qval-envs`.
+
+use qval_core::CoreError;
+
+/// What can go wrong building or running an environment.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum EnvsError {
+    /// A map is not a valid FrozenLake map.
+    #[error("invalid FrozenLake map: {0}")]
+    InvalidMap(String),
+    /// A builder parameter is out of range.
+    #[error("invalid parameter `{name}` = {value}: {reason}")]
+    InvalidParameter {
+        /// The setter's name.
+        name: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What it must satisfy.
+        reason: String,
+    },
+    /// A task's parameters cannot be used.
+    #[error("task `{task}`: {message}")]
+    Task {
+        /// The task id.
+        task: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl From<EnvsError> for CoreError {
+    fn from(e: EnvsError) -> Self {
+        CoreError::Environment {
+            env: "qval-envs".into(),
+            message: e.to_string(),
+        }
+    }
+}

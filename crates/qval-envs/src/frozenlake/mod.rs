@@ -1,0 +1,500 @@
+//! FrozenLake, as in gymnasium, with a pure step.
+//!
+//! ## Description
+//! The agent crosses a frozen lake from the start `S` to the goal `G` without falling into a
+//! hole `H`. On slippery ice it may slide sideways.
+//!
+//! ## Actions
+//! Four moves: 0 `left`, 1 `down`, 2 `right`, 3 `up`. Text that is none of them (nor the
+//! digits 0-3) is [`FrozenLakeAction::Invalid`]: the turn is wasted (the step counter
+//! advances) and the next observation starts with an error line.
+//!
+//! ## Observations
+//! Text: the grid, tiles `S F H G` separated by spaces, one row per line, `@` in place of the
+//! agent's tile. Optionally a PNG rendering (512 x 512 by default).
+//!
+//! ## Starting state
+//! The agent on `S`.
+//!
+//! ## Rewards
+//! 1.0 for entering `G`, 0 otherwise.
+//!
+//! ## Episode end
+//! Terminated on entering `H` or `G`; truncated by the stages after `max_steps` steps
+//! (default 30, the published 8x8 budget; the shortest path on the 8x8 maps is 14).
+//!
+//! ## Arguments
+//! See [`FrozenLakeBuilder`]: maps (gymnasium's presets, given rows, or seeded random maps),
+//! `slippery`, `max_steps`, `gamma`, observation mode and image size.
+//!
+//! ```
+//! use qval_core::{Environment, seed::rng_for};
+//! use qval_envs::frozenlake::{FrozenLake, FrozenLakeAction};
+//!
+//! let env = FrozenLake::builder().preset_4x4().build().unwrap();
+//! let task = &env.tasks()[0];
+//! let mut rng = rng_for(0, &[]);
+//! let s = env.reset(task, &mut rng).unwrap();
+//! let out = env.step(&s, &FrozenLakeAction::Right, &mut rng).unwrap();
+//! assert_eq!(env.observe(&out.state).text, "S @ F F\nF H F H\nF F F H\nH F F G");
+//! ```
+
+mod map;
+pub mod policy;
+mod render;
+pub mod solver;
+
+pub use map::{Grid, MOVES, Tile};
+pub use policy::{EpsilonGreedy, OptimalPolicy, UniformPolicy};
+pub use render::{render, render_png};
+
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::Arc;
+
+use crate::EnvsError;
+use qval_core::{EnvSpec, Environment, Image, Observation, QRng, Result, StepOutcome, Task};
+
+/// A FrozenLake action.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrozenLakeAction {
+    /// Move left (0).
+    Left,
+    /// Move down (1).
+    Down,
+    /// Move right (2).
+    Right,
+    /// Move up (3).
+    Up,
+    /// Text that is not a move: wastes the turn.
+    Invalid(String),
+}
+
+impl FrozenLakeAction {
+    /// The move numbered `i` (0 left, 1 down, 2 right, 3 up; taken modulo 4).
+    pub fn from_index(i: usize) -> Self {
+        match i % 4 {
+            0 => FrozenLakeAction::Left,
+            1 => FrozenLakeAction::Down,
+            2 => FrozenLakeAction::Right,
+            _ => FrozenLakeAction::Up,
+        }
+    }
+
+    /// The move's number, `None` for an invalid action.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            FrozenLakeAction::Left => Some(0),
+            FrozenLakeAction::Down => Some(1),
+            FrozenLakeAction::Right => Some(2),
+            FrozenLakeAction::Up => Some(3),
+            FrozenLakeAction::Invalid(_) => None,
+        }
+    }
+}
+
+/// A FrozenLake state: the map, the agent's cell and the error of the last turn, if it was
+/// wasted. Holds everything the next step depends on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrozenLakeState {
+    /// The map.
+    pub map: Arc<Grid>,
+    /// The agent's cell, row-major.
+    pub pos: usize,
+    /// Why the last turn was wasted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FrozenLakeState {
+    /// The tile under the agent.
+    pub fn tile(&self) -> Tile {
+        self.map.tile(self.pos)
+    }
+
+    /// The agent's (row, column).
+    pub fn row_col(&self) -> (usize, usize) {
+        (self.pos / self.map.cols(), self.pos % self.map.cols())
+    }
+}
+
+/// What observations contain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObservationMode {
+    /// Text only (default).
+    #[default]
+    Text,
+    /// Text and a PNG rendering.
+    TextAndImage,
+}
+
+/// The FrozenLake environment. Build with [`FrozenLake::builder`].
+#[derive(Clone, Debug)]
+pub struct FrozenLake {
+    maps: Vec<Arc<Grid>>,
+    slippery: bool,
+    mode: ObservationMode,
+    image_size: u32,
+    spec: EnvSpec,
+}
+
+/// The tile legend and action set given to agents and methods.
+pub const INSTRUCTION: &str = "Navigate the frozen lake from the start S to the goal G without falling into a hole. \
+Tiles: S start (safe), F frozen (safe), H hole (falling in ends the episode), G goal; @ marks your position. \
+Actions: left, down, right, up. Moving off the edge leaves you in place.";
+
+impl FrozenLake {
+    /// A builder with the published defaults: no maps yet, not slippery, 30 steps, gamma 0.95,
+    /// text observations, 512 px images.
+    pub fn builder() -> FrozenLakeBuilder {
+        FrozenLakeBuilder {
+            maps: Vec::new(),
+            slippery: false,
+            max_steps: 30,
+            gamma: 0.95,
+            mode: ObservationMode::Text,
+            image_size: 512,
+            error: None,
+        }
+    }
+
+    /// Whether the ice is slippery.
+    pub fn slippery(&self) -> bool {
+        self.slippery
+    }
+
+    /// The default discount.
+    pub fn gamma(&self) -> f64 {
+        self.spec.gamma
+    }
+
+    /// The maps, in task order.
+    pub fn maps(&self) -> &[Arc<Grid>] {
+        &self.maps
+    }
+
+    /// The state with the agent at `pos` on `map` (for tests and exact values).
+    pub fn state_at(&self, map: &Arc<Grid>, pos: usize) -> FrozenLakeState {
+        FrozenLakeState {
+            map: map.clone(),
+            pos,
+            error: None,
+        }
+    }
+
+    /// The text rendering of a state.
+    pub fn render_text(state: &FrozenLakeState) -> String {
+        let g = &state.map;
+        let mut out = String::with_capacity(g.len() * 2 + 64);
+        if let Some(e) = &state.error {
+            out.push_str("Error: ");
+            out.push_str(e);
+            out.push('\n');
+        }
+        for r in 0..g.rows() {
+            for c in 0..g.cols() {
+                let cell = r * g.cols() + c;
+                if c > 0 {
+                    out.push(' ');
+                }
+                out.push(if cell == state.pos {
+                    '@'
+                } else {
+                    g.tile(cell).letter()
+                });
+            }
+            if r + 1 < g.rows() {
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// Builder of [`FrozenLake`].
+#[derive(Clone, Debug)]
+pub struct FrozenLakeBuilder {
+    maps: Vec<Arc<Grid>>,
+    slippery: bool,
+    max_steps: usize,
+    gamma: f64,
+    mode: ObservationMode,
+    image_size: u32,
+    error: Option<EnvsError>,
+}
+
+impl FrozenLakeBuilder {
+    /// Adds gymnasium's 4x4 preset map.
+    pub fn preset_4x4(mut self) -> Self {
+        self.maps.push(Arc::new(Grid::preset_4x4()));
+        self
+    }
+
+    /// Adds gymnasium's 8x8 preset map.
+    pub fn preset_8x8(mut self) -> Self {
+        self.maps.push(Arc::new(Grid::preset_8x8()));
+        self
+    }
+
+    /// Adds a map given as rows of `S F H G`.
+    pub fn map<S: AsRef<str>>(mut self, rows: &[S]) -> Self {
+        match Grid::parse(rows) {
+            Ok(g) => self.maps.push(Arc::new(g)),
+            Err(e) => self.error = self.error.or(Some(e)),
+        }
+        self
+    }
+
+    /// Adds `n` random `size` x `size` maps (frozen with probability 0.8), map i seeded by
+    /// `(seed, i)`: the published setting is 8 maps of 8x8 with seed 42.
+    pub fn random_maps(mut self, n: usize, size: usize, seed: u64) -> Self {
+        for i in 0..n {
+            match Grid::random(size, 0.8, qval_core::seed::derive_seed(seed, &[i as u64])) {
+                Ok(g) => self.maps.push(Arc::new(g)),
+                Err(e) => self.error = self.error.or(Some(e)),
+            }
+        }
+        self
+    }
+
+    /// Slippery ice (default false).
+    pub fn slippery(mut self, on: bool) -> Self {
+        self.slippery = on;
+        self
+    }
+
+    /// The step budget (default 30).
+    pub fn max_steps(mut self, n: usize) -> Self {
+        self.max_steps = n;
+        self
+    }
+
+    /// The default discount (default 0.95).
+    pub fn gamma(mut self, g: f64) -> Self {
+        self.gamma = g;
+        self
+    }
+
+    /// Text only or text and image (default text).
+    pub fn observation(mut self, mode: ObservationMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Image width and height in pixels (default 512).
+    pub fn image_size(mut self, px: u32) -> Self {
+        self.image_size = px;
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// # Errors
+    /// The first invalid map, no map at all, a zero step budget, a gamma outside (0, 1], or an
+    /// image size below 16 pixels.
+    pub fn build(self) -> std::result::Result<FrozenLake, EnvsError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let invalid = |name, value: String, reason: &str| EnvsError::InvalidParameter {
+            name,
+            value,
+            reason: reason.into(),
+        };
+        if self.maps.is_empty() {
+            return Err(invalid(
+                "maps",
+                "none".into(),
+                "add at least one map (preset_8x8, map, random_maps)",
+            ));
+        }
+        if self.max_steps == 0 {
+            return Err(invalid("max_steps", "0".into(), "at least 1"));
+        }
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return Err(invalid(
+                "gamma",
+                self.gamma.to_string(),
+                "a discount in (0, 1]",
+            ));
+        }
+        if self.image_size < 16 {
+            return Err(invalid(
+                "image_size",
+                self.image_size.to_string(),
+                "at least 16 pixels",
+            ));
+        }
+        let (r, c) = (self.maps[0].rows(), self.maps[0].cols());
+        let name = if self.maps.iter().all(|m| m.rows() == r && m.cols() == c) {
+            format!(
+                "frozenlake-{r}x{c}{}",
+                if self.slippery { "-slippery" } else { "" }
+            )
+        } else {
+            format!("frozenlake{}", if self.slippery { "-slippery" } else { "" })
+        };
+        let notes = format!(
+            "{INSTRUCTION} {} The episode ends at the goal, in a hole, or after {} steps.",
+            if self.slippery {
+                "The ice is slippery: a move goes in the intended direction or one of the two perpendicular ones, each with probability 1/3."
+            } else {
+                "Moves are deterministic."
+            },
+            self.max_steps
+        );
+        Ok(FrozenLake {
+            maps: self.maps,
+            slippery: self.slippery,
+            mode: self.mode,
+            image_size: self.image_size,
+            spec: EnvSpec {
+                name,
+                max_steps: self.max_steps,
+                gamma: self.gamma,
+                reward_description: "Reward 1.0 for reaching the goal G; 0 for every other step, including falling into a hole.".into(),
+                notes,
+            },
+        })
+    }
+}
+
+impl Environment for FrozenLake {
+    type State = FrozenLakeState;
+    type Action = FrozenLakeAction;
+
+    fn spec(&self) -> &EnvSpec {
+        &self.spec
+    }
+
+    fn tasks(&self) -> Vec<Task> {
+        self.maps
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Task {
+                id: format!("{}-map{i}", self.spec.name),
+                instruction: INSTRUCTION.into(),
+                params: json!({ "map": m.rows_text() }),
+            })
+            .collect()
+    }
+
+    fn reset(&self, task: &Task, _rng: &mut QRng) -> Result<FrozenLakeState> {
+        let rows: Vec<String> =
+            serde_json::from_value(task.params["map"].clone()).map_err(|e| EnvsError::Task {
+                task: task.id.clone(),
+                message: format!("`params.map` must be a list of rows: {e}"),
+            })?;
+        let grid = Grid::parse(&rows).map_err(|e| EnvsError::Task {
+            task: task.id.clone(),
+            message: e.to_string(),
+        })?;
+        // Share the environment's own map when it is one of them.
+        let map = self
+            .maps
+            .iter()
+            .find(|m| ***m == grid)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(grid));
+        let pos = map.start();
+        Ok(FrozenLakeState {
+            map,
+            pos,
+            error: None,
+        })
+    }
+
+    fn step(
+        &self,
+        state: &FrozenLakeState,
+        action: &FrozenLakeAction,
+        rng: &mut QRng,
+    ) -> Result<StepOutcome<FrozenLakeState>> {
+        if state.tile().is_terminal() {
+            return Ok(StepOutcome {
+                state: FrozenLakeState {
+                    error: None,
+                    ..state.clone()
+                },
+                reward: 0.0,
+                terminated: true,
+            });
+        }
+        let Some(a) = action.index() else {
+            let FrozenLakeAction::Invalid(text) = action else {
+                unreachable!("moves have an index")
+            };
+            let error = format!(
+                "could not parse the action {text:?}; answer one of: left, down, right, up. The turn was wasted."
+            );
+            return Ok(StepOutcome {
+                state: FrozenLakeState {
+                    map: state.map.clone(),
+                    pos: state.pos,
+                    error: Some(error),
+                },
+                reward: 0.0,
+                terminated: false,
+            });
+        };
+        let dir = if self.slippery {
+            [(a + 3) % 4, a, (a + 1) % 4][rng.random_range(0..3)]
+        } else {
+            a
+        };
+        let pos = state.map.move_from(state.pos, dir);
+        let tile = state.map.tile(pos);
+        Ok(StepOutcome {
+            state: FrozenLakeState {
+                map: state.map.clone(),
+                pos,
+                error: None,
+            },
+            reward: if tile == Tile::Goal { 1.0 } else { 0.0 },
+            terminated: tile.is_terminal(),
+        })
+    }
+
+    fn observe(&self, state: &FrozenLakeState) -> Observation {
+        let mut obs = Observation::text(Self::render_text(state));
+        if self.mode == ObservationMode::TextAndImage {
+            obs.images.push(Image::png(render_png(
+                &state.map,
+                state.pos,
+                self.image_size,
+            )));
+        }
+        obs
+    }
+
+    fn legal_actions(&self, _state: &FrozenLakeState) -> Option<Vec<FrozenLakeAction>> {
+        Some((0..4).map(FrozenLakeAction::from_index).collect())
+    }
+
+    fn parse_action(&self, text: &str) -> FrozenLakeAction {
+        let t = text
+            .trim()
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_ascii_lowercase();
+        match t.as_str() {
+            "left" | "0" => FrozenLakeAction::Left,
+            "down" | "1" => FrozenLakeAction::Down,
+            "right" | "2" => FrozenLakeAction::Right,
+            "up" | "3" => FrozenLakeAction::Up,
+            _ => FrozenLakeAction::Invalid(text.to_string()),
+        }
+    }
+
+    fn render_action(&self, action: &FrozenLakeAction) -> String {
+        match action.index() {
+            Some(i) => MOVES[i].to_string(),
+            None => match action {
+                FrozenLakeAction::Invalid(t) => t.clone(),
+                _ => unreachable!("moves have an index"),
+            },
+        }
+    }
+}

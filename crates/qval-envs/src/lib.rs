@@ -1,0 +1,22 @@
+//! # qval-envs
+//!
+//! Environments for qval, each implementing [`qval_core::Environment`] with a pure `step`,
+//! and each shipping its reference policies.
+//!
+//! - [`frozenlake`]: gymnasium's FrozenLake grid world, with an exact transition model, value
+//!   iteration (infinite and finite horizon) and the published reference policy.
+//!
+//! ```
+//! use qval_envs::frozenlake::FrozenLake;
+//! use qval_core::Environment;
+//!
+//! let env = FrozenLake::builder().random_maps(8, 8, 42).build().unwrap();
+//! assert_eq!(env.tasks().len(), 8);
+//! assert_eq!(env.spec().max_steps, 30);
+//! ```
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod frozenlake;
+
+pub use error::EnvsError;

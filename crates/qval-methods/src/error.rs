@@ -1,0 +1,28 @@
+//! The error type of `qval-methods`.
+
+use qval_core::CoreError;
+
+/// What can go wrong in a method.
+#[derive(Debug, thiserror::Error)]
+pub enum MethodsError {
+    /// The point is not of the environment the method understands.
+    #[error("point `{point}`: {message}")]
+    WrongPoint {
+        /// The point id.
+        point: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An error from qval-core.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+impl From<MethodsError> for CoreError {
+    fn from(e: MethodsError) -> Self {
+        match e {
+            MethodsError::Core(c) => c,
+            other => CoreError::Method(other.to_string()),
+        }
+    }
+}

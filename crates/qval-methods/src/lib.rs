@@ -1,0 +1,16 @@
+//! # qval-methods
+//!
+//! Dense-signal methods under test, each a [`qval_core::DenseSignalMethod`]:
+//!
+//! - [`RandomBaseline`]: seeded uniform scores, the floor every method must beat;
+//! - [`FrozenLakeDistance`]: a hand-written FrozenLake heuristic, the template to copy for
+//!   your own environment-specific signal.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod frozenlake;
+pub mod random;
+
+pub use error::MethodsError;
+pub use frozenlake::FrozenLakeDistance;
+pub use random::RandomBaseline;

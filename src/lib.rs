@@ -1,0 +1,22 @@
+//! # qval
+//!
+//! Does a dense reward signal rank agent actions the way their true value does? qval
+//! measures it before anyone spends GPU-weeks on training: it collects trajectories, samples
+//! evaluation points, labels them with Max-Value Monte Carlo reference Q-values, runs the
+//! methods under test, and reports rank correlations.
+//!
+//! This crate re-exports the workspace's crates:
+//! - [`core`] (`qval-core`): data types, traits, stages, formats;
+//! - [`envs`] (`qval-envs`): FrozenLake and its reference policies;
+//! - [`methods`] (`qval-methods`): the methods under test;
+//! - [`metrics`] (`qval-metrics`): correlations and reports.
+//!
+//! See `examples/quickstart.rs` for the five stages end to end.
+#![deny(missing_docs)]
+
+pub use qval_core as core;
+pub use qval_envs as envs;
+pub use qval_methods as methods;
+pub use qval_metrics as metrics;
+
+pub use qval_core::*;
