@@ -210,6 +210,12 @@ struct Inner<E, P> {
     gamma: f64,
 }
 
+/// A point's state (and forced action) turned back into the environment's types.
+struct Restored<E: Environment> {
+    state: E::State,
+    action: Option<E::Action>,
+}
+
 /// Which value a rollout estimates.
 #[derive(Clone, Copy)]
 enum Start {
@@ -252,7 +258,7 @@ where
 
 impl<E: Environment, P: Policy<E>> Inner<E, P> {
     /// One rollout's discounted return.
-    async fn rollout(&self, point: &EvaluationPoint, start: Start, r: usize) -> Result<f64> {
+    async fn rollout(&self, point: &EvaluationPoint, start: Start, restored: &Restored<E>, r: usize) -> Result<f64> {
         let env = &*self.env;
         let spec = env.spec();
         let kind = match start {
@@ -266,9 +272,10 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
         if track {
             history.extend(point.history.iter().cloned());
         }
-        let (mut state, mut step) = match start {
-            Start::Next => (point.next_state_as::<E::State>()?, point.step_index + 1),
-            _ => (point.state_as::<E::State>()?, point.step_index),
+        let mut state = restored.state.clone();
+        let mut step = match start {
+            Start::Next => point.step_index + 1,
+            _ => point.step_index,
         };
         if step >= spec.max_steps {
             return Err(CoreError::Empty(format!(
@@ -278,9 +285,8 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
         }
         let mut ret = 0.0;
         let mut discount = 1.0;
-        if let Start::Forced = start {
-            let action = point.action_as::<E::Action>()?;
-            let out = env.step(&state, &action, &mut rng)?;
+        if let Some(action) = &restored.action {
+            let out = env.step(&state, action, &mut rng)?;
             ret += out.reward - self.config.step_penalty;
             discount *= self.gamma;
             if out.terminated {
@@ -327,9 +333,20 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
     }
 
     async fn returns(&self, point: &EvaluationPoint, start: Start) -> Result<Vec<f64>> {
+        // Restore once per point, not once per rollout.
+        let restored = Restored {
+            state: match start {
+                Start::Next => point.next_state_as::<E::State>()?,
+                _ => point.state_as::<E::State>()?,
+            },
+            action: match start {
+                Start::Forced => Some(point.action_as::<E::Action>()?),
+                _ => None,
+            },
+        };
         let mut out = Vec::with_capacity(self.config.rollouts);
         for r in 0..self.config.rollouts {
-            out.push(self.rollout(point, start, r).await?);
+            out.push(self.rollout(point, start, &restored, r).await?);
         }
         Ok(out)
     }

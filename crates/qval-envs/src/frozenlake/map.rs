@@ -279,14 +279,13 @@ impl Grid {
         // Moves are symmetric except at walls, so search backwards over predecessors.
         while let Some(cell) = queue.pop_front() {
             let d = dist[cell].expect("queued cells have distances");
-            for pred in 0..self.len() {
-                if dist[pred].is_some() || self.tiles[pred].is_terminal() {
-                    continue;
-                }
-                if (0..4).any(|dir| self.move_from(pred, dir) == cell) {
-                    dist[pred] = Some(d + 1);
-                    queue.push_back(pred);
-                }
+            let preds: Vec<usize> = (0..self.len())
+                .filter(|&p| dist[p].is_none() && !self.tiles[p].is_terminal())
+                .filter(|&p| (0..4).any(|dir| self.move_from(p, dir) == cell))
+                .collect();
+            for p in preds {
+                dist[p] = Some(d + 1);
+                queue.push_back(p);
             }
         }
         dist

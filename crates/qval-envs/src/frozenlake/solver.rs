@@ -51,9 +51,7 @@ pub fn optimal_values(grid: &Grid, slippery: bool, gamma: f64, horizon: Option<u
                 q[cell] = [0.0; 4];
                 continue;
             }
-            for a in 0..4 {
-                q[cell][a] = backup(grid, slippery, gamma, &v, cell, a);
-            }
+            q[cell] = std::array::from_fn(|a| backup(grid, slippery, gamma, &v, cell, a));
             next_v[cell] = max4(&q[cell]);
             delta = delta.max((next_v[cell] - v[cell]).abs());
         }
@@ -86,9 +84,7 @@ pub fn policy_values(
             if grid.tile(cell).is_terminal() {
                 continue;
             }
-            for a in 0..4 {
-                q[cell][a] = backup(grid, slippery, gamma, &v, cell, a);
-            }
+            q[cell] = std::array::from_fn(|a| backup(grid, slippery, gamma, &v, cell, a));
             next_v[cell] = q[cell][policy[cell]];
         }
         v = next_v;

@@ -1,0 +1,54 @@
+//! Your own dense signal, evaluated on the quickstart's data.
+//!
+//! ```text
+//! cargo run --release --example quickstart        # writes runs/quickstart/
+//! cargo run --release --example custom_method     # scores those points with the method below
+//! ```
+//!
+//! A method is any type implementing `DenseSignalMethod`: a name, the signal it estimates
+//! (Q or V), and a score per point. Only the order of the scores matters.
+
+use anyhow::Context as _;
+use qval::io::{read_jsonl, Kind};
+use qval::metrics::{align, spearman, CorrelationConfig};
+use qval::stage::layout;
+use qval::{async_trait, predict, DenseSignalMethod, EvaluationPoint, Label, MethodContext, Signal, StageOptions};
+
+/// Manhattan distance from the agent (`@`) to the bottom-right corner of the grid, read off
+/// the text the agent sees after the action: nearer the goal is better. Knows nothing of holes.
+struct Manhattan;
+
+#[async_trait]
+impl DenseSignalMethod for Manhattan {
+    fn name(&self) -> String {
+        "manhattan-q".into()
+    }
+    fn signal(&self) -> Signal {
+        Signal::Q
+    }
+    async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> qval::Result<f64> {
+        let rows: Vec<Vec<&str>> = point.next_observation.text.lines().filter(|l| !l.starts_with("Error")).map(|l| l.split(' ').collect()).collect();
+        let (r, c) = rows
+            .iter()
+            .enumerate()
+            .find_map(|(r, row)| row.iter().position(|t| *t == "@").map(|c| (r, c)))
+            .ok_or_else(|| qval::CoreError::Method("no agent `@` in the observation".into()))?;
+        Ok(-(((rows.len() - 1 - r) + (rows[0].len() - 1 - c)) as f64))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let run = std::path::Path::new(std::env::args().nth(1).as_deref().unwrap_or("runs/quickstart")).to_path_buf();
+    let (_, points) = read_jsonl::<EvaluationPoint>(&layout::points(&run), Kind::Points)
+        .with_context(|| format!("run `cargo run --release --example quickstart` first to create {}", run.display()))?;
+    let (_, labels) = read_jsonl::<Label>(&layout::labels(&run, "mvmc-q"), Kind::Labels)?;
+    let env = qval::envs::frozenlake::FrozenLake::builder().preset_8x8().build()?;
+    let ctx = MethodContext::from_spec(qval::Environment::spec(&env));
+
+    let preds = predict(&Manhattan, &points, &ctx, &StageOptions::to_file(layout::predictions(&run, &Manhattan.name()))).await?;
+    let a = align(&labels, &preds);
+    let rho = spearman(&a.predictions, &a.labels, &CorrelationConfig::default())?;
+    println!("{}: Spearman rho = {:.4} over {} points", Manhattan.name(), rho.value, rho.n);
+    Ok(())
+}
