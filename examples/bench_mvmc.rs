@@ -8,14 +8,14 @@
 
 use async_trait::async_trait;
 use clap::Parser;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use qval::envs::frozenlake::{EpsilonGreedy, FrozenLake, FrozenLakeAction, FrozenLakeState, OptimalPolicy};
 use qval::{
-    collect, sample_points, CollectConfig, Environment, Labeler, MvmcConfig, MvmcLabeler, Policy, PolicyInput, QRng,
-    SampleConfig, StageOptions,
+    CollectConfig, Environment, Labeler, MvmcConfig, MvmcLabeler, Policy, PolicyInput, QRng, SampleConfig,
+    StageOptions, collect, sample_points,
 };
 
 #[derive(Parser)]
@@ -42,7 +42,12 @@ impl Policy<FrozenLake> for Counting {
     fn name(&self) -> String {
         self.inner.name()
     }
-    async fn act(&self, env: &FrozenLake, input: PolicyInput<'_, FrozenLakeState>, rng: &mut QRng) -> qval::Result<FrozenLakeAction> {
+    async fn act(
+        &self,
+        env: &FrozenLake,
+        input: PolicyInput<'_, FrozenLakeState>,
+        rng: &mut QRng,
+    ) -> qval::Result<FrozenLakeAction> {
         self.steps.fetch_add(1, Ordering::Relaxed);
         self.inner.act(env, input, rng).await
     }
@@ -50,21 +55,37 @@ impl Policy<FrozenLake> for Counting {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
     let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).slippery(true).build()?);
     let points = rt.block_on(async {
         let collector = EpsilonGreedy::new(&env, 0.1)?;
         let n_traj = args.points.div_ceil(5) * 2;
-        let cfg = CollectConfig { trajectories: n_traj, seed: 1, concurrency: 16 };
+        let cfg = CollectConfig {
+            trajectories: n_traj,
+            seed: 1,
+            concurrency: 16,
+        };
         let trajectories = collect(&*env, &collector, &env.tasks(), &cfg, &StageOptions::default()).await?;
         let mut points = sample_points(&trajectories, &SampleConfig::builder().seed(1).build()?);
         points.truncate(args.points);
         anyhow::Ok(points)
     })?;
     anyhow::ensure!(points.len() == args.points, "collected only {} points", points.len());
-    let policy = Arc::new(Counting { inner: OptimalPolicy::for_env(&env), steps: AtomicU64::new(0) });
-    let labeler = MvmcLabeler::new(env.clone(), policy.clone(), MvmcConfig::builder().rollouts(args.rollouts).seed(7).build()?);
+    let policy = Arc::new(Counting {
+        inner: OptimalPolicy::for_env(&env),
+        steps: AtomicU64::new(0),
+    });
+    let labeler = MvmcLabeler::new(
+        env.clone(),
+        policy.clone(),
+        MvmcConfig::builder().rollouts(args.rollouts).seed(7).build()?,
+    );
     let t = Instant::now();
     let labels = rt.block_on(labeler.label_batch(&points));
     let secs = t.elapsed().as_secs_f64();
@@ -72,7 +93,13 @@ fn main() -> anyhow::Result<()> {
     let rollouts = (points.len() * args.rollouts) as f64;
     // Every rollout takes one forced step plus one per policy decision.
     let steps = rollouts + policy.steps.load(Ordering::Relaxed) as f64;
-    println!("MVMC on {} ({} threads): {} points x k = {}, {aborted} aborted", env.spec().name, threads, points.len(), args.rollouts);
+    println!(
+        "MVMC on {} ({} threads): {} points x k = {}, {aborted} aborted",
+        env.spec().name,
+        threads,
+        points.len(),
+        args.rollouts
+    );
     println!("  time            {secs:.3} s");
     println!("  rollouts/s      {:.0}", rollouts / secs);
     println!("  env steps/s     {:.0}", steps / secs);

@@ -9,10 +9,10 @@
 //! (Q or V), and a score per point. Only the order of the scores matters.
 
 use anyhow::Context as _;
-use qval::io::{read_jsonl, Kind};
-use qval::metrics::{align, spearman, CorrelationConfig};
+use qval::io::{Kind, read_jsonl};
+use qval::metrics::{CorrelationConfig, align, spearman};
 use qval::stage::layout;
-use qval::{async_trait, predict, DenseSignalMethod, EvaluationPoint, Label, MethodContext, Signal, StageOptions};
+use qval::{DenseSignalMethod, EvaluationPoint, Label, MethodContext, Signal, StageOptions, async_trait, predict};
 
 /// Manhattan distance from the agent (`@`) to the bottom-right corner of the grid, read off
 /// the text the agent sees after the action: nearer the goal is better. Knows nothing of holes.
@@ -27,7 +27,13 @@ impl DenseSignalMethod for Manhattan {
         Signal::Q
     }
     async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> qval::Result<f64> {
-        let rows: Vec<Vec<&str>> = point.next_observation.text.lines().filter(|l| !l.starts_with("Error")).map(|l| l.split(' ').collect()).collect();
+        let rows: Vec<Vec<&str>> = point
+            .next_observation
+            .text
+            .lines()
+            .filter(|l| !l.starts_with("Error"))
+            .map(|l| l.split(' ').collect())
+            .collect();
         let (r, c) = rows
             .iter()
             .enumerate()
@@ -40,15 +46,30 @@ impl DenseSignalMethod for Manhattan {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let run = std::path::Path::new(std::env::args().nth(1).as_deref().unwrap_or("runs/quickstart")).to_path_buf();
-    let (_, points) = read_jsonl::<EvaluationPoint>(&layout::points(&run), Kind::Points)
-        .with_context(|| format!("run `cargo run --release --example quickstart` first to create {}", run.display()))?;
+    let (_, points) = read_jsonl::<EvaluationPoint>(&layout::points(&run), Kind::Points).with_context(|| {
+        format!(
+            "run `cargo run --release --example quickstart` first to create {}",
+            run.display()
+        )
+    })?;
     let (_, labels) = read_jsonl::<Label>(&layout::labels(&run, "mvmc-q"), Kind::Labels)?;
     let env = qval::envs::frozenlake::FrozenLake::builder().preset_8x8().build()?;
     let ctx = MethodContext::from_spec(qval::Environment::spec(&env));
 
-    let preds = predict(&Manhattan, &points, &ctx, &StageOptions::to_file(layout::predictions(&run, &Manhattan.name()))).await?;
+    let preds = predict(
+        &Manhattan,
+        &points,
+        &ctx,
+        &StageOptions::to_file(layout::predictions(&run, &Manhattan.name())),
+    )
+    .await?;
     let a = align(&labels, &preds);
     let rho = spearman(&a.predictions, &a.labels, &CorrelationConfig::default())?;
-    println!("{}: Spearman rho = {:.4} over {} points", Manhattan.name(), rho.value, rho.n);
+    println!(
+        "{}: Spearman rho = {:.4} over {} points",
+        Manhattan.name(),
+        rho.value,
+        rho.n
+    );
     Ok(())
 }

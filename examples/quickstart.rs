@@ -23,9 +23,8 @@ use qval::envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
 use qval::methods::{FrozenLakeDistance, RandomBaseline};
 use qval::metrics::{CorrelationConfig, align, spearman};
 use qval::{
-    CollectConfig, DenseSignalMethod, Environment, MethodContext, MvmcConfig, MvmcLabeler,
-    SampleConfig, Signal, StageOptions, Strategy, collect, io, label, predict, sample_points,
-    stage::layout,
+    CollectConfig, DenseSignalMethod, Environment, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, Signal,
+    StageOptions, Strategy, collect, io, label, predict, sample_points, stage::layout,
 };
 
 #[derive(Parser, Debug)]
@@ -119,10 +118,7 @@ async fn main() -> anyhow::Result<()> {
     let labeler = MvmcLabeler::new(
         env.clone(),
         reference,
-        MvmcConfig::builder()
-            .rollouts(args.rollouts)
-            .seed(args.seed)
-            .build()?,
+        MvmcConfig::builder().rollouts(args.rollouts).seed(args.seed).build()?,
     );
     let labels = label(
         &labeler,
@@ -161,10 +157,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 5. Evaluate.
     println!("5. evaluate  Spearman's rho against MVMC labels\n");
-    println!(
-        "| {:<14} | {:<6} | {:>4} | {:>8} |",
-        "method", "signal", "n", "rho"
-    );
+    println!("| {:<14} | {:<6} | {:>4} | {:>8} |", "method", "signal", "n", "rho");
     println!("|{:-<16}|{:-<8}|{:->6}|{:->10}|", "", "", "", "");
     let cfg = CorrelationConfig::default();
     for (name, signal, preds) in &results {

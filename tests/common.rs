@@ -10,12 +10,19 @@ pub fn point_at(env: &FrozenLake, map: usize, pos: usize, action: usize, step: u
     let grid = env.maps()[map].clone();
     let state = env.state_at(&grid, pos);
     let a = FrozenLakeAction::from_index(action);
-    let next = FrozenLakeState { pos: grid.move_from(pos, action), ..state.clone() };
+    let next = FrozenLakeState {
+        pos: grid.move_from(pos, action),
+        ..state.clone()
+    };
     EvaluationPoint {
         id: format!("m{map}-p{pos}-a{action}-s{step}"),
         trajectory_index: map,
         step_index: step,
-        task: Task { id: format!("map{map}"), instruction: String::new(), params: serde_json::Value::Null },
+        task: Task {
+            id: format!("map{map}"),
+            instruction: String::new(),
+            params: serde_json::Value::Null,
+        },
         history: vec![],
         state: serde_json::to_value(&state).unwrap(),
         observation: Observation::text(FrozenLake::render_text(&state)),
@@ -30,5 +37,9 @@ pub fn point_at(env: &FrozenLake, map: usize, pos: usize, action: usize, step: u
 
 /// A multi-threaded runtime with `threads` workers.
 pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap()
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{point_at, runtime};
-use qval::envs::frozenlake::{solver, FrozenLake, OptimalPolicy};
+use qval::envs::frozenlake::{FrozenLake, OptimalPolicy, solver};
 use qval::{Aggregation, Labeler, MvmcConfig, MvmcLabeler, Signal};
 use qval_core::Environment;
 use std::sync::Arc;
@@ -49,10 +49,18 @@ fn deterministic_labels_are_gamma_to_the_steps_and_equal_finite_horizon_q_star()
             Some(d) if d < remaining && !(grid.tile(next).is_terminal() && d > 0) => discounted(gamma, 1 + d),
             _ => 0.0,
         };
-        assert_eq!(l.value, expected, "point {}: label {} expected {}", p.id, l.value, expected);
+        assert_eq!(
+            l.value, expected,
+            "point {}: label {} expected {}",
+            p.id, l.value, expected
+        );
         // And Q* over the remaining budget from dynamic programming, bit for bit.
         let q = solver::optimal_values(grid, false, gamma, Some(remaining)).q[pos][a];
-        assert_eq!(l.value, q, "point {}: label {} vs finite-horizon Q* {}", p.id, l.value, q);
+        assert_eq!(
+            l.value, q,
+            "point {}: label {} vs finite-horizon Q* {}",
+            p.id, l.value, q
+        );
         if l.value > 0.0 {
             positive += 1;
         }
@@ -62,14 +70,24 @@ fn deterministic_labels_are_gamma_to_the_steps_and_equal_finite_horizon_q_star()
         checked += 1;
     }
     assert!(checked > 40_000, "{checked}");
-    assert!(positive > checked / 4 && budget_cut > 1000, "the test covers both cases: {positive} {budget_cut}");
+    assert!(
+        positive > checked / 4 && budget_cut > 1000,
+        "the test covers both cases: {positive} {budget_cut}"
+    );
     // The values published for FrozenLake: 0.95^12 = 0.5404 for 13 steps.
     assert!((discounted(0.95, 13) - 0.5404).abs() < 1e-4);
 }
 
 #[test]
 fn slippery_mean_approaches_the_exact_q_of_the_reference_policy() {
-    let env = Arc::new(FrozenLake::builder().preset_4x4().slippery(true).max_steps(100).build().unwrap());
+    let env = Arc::new(
+        FrozenLake::builder()
+            .preset_4x4()
+            .slippery(true)
+            .max_steps(100)
+            .build()
+            .unwrap(),
+    );
     let gamma = env.gamma();
     let grid = env.maps()[0].clone();
     let policy = Arc::new(OptimalPolicy::for_env(&env));
@@ -78,9 +96,18 @@ fn slippery_mean_approaches_the_exact_q_of_the_reference_policy() {
     let mean = MvmcLabeler::new(
         env.clone(),
         policy.clone(),
-        MvmcConfig::builder().rollouts(k).aggregation(Aggregation::Mean).seed(5).build().unwrap(),
+        MvmcConfig::builder()
+            .rollouts(k)
+            .aggregation(Aggregation::Mean)
+            .seed(5)
+            .build()
+            .unwrap(),
     );
-    let max = MvmcLabeler::new(env.clone(), policy, MvmcConfig::builder().rollouts(k).seed(5).build().unwrap());
+    let max = MvmcLabeler::new(
+        env.clone(),
+        policy,
+        MvmcConfig::builder().rollouts(k).seed(5).build().unwrap(),
+    );
     let points: Vec<_> = [0, 4, 8, 9, 10, 13, 14]
         .iter()
         .flat_map(|&pos| (0..4).map(move |a| (pos, a)))
@@ -92,10 +119,19 @@ fn slippery_mean_approaches_the_exact_q_of_the_reference_policy() {
     let exact = solver::policy_values(&grid, true, gamma, &table, 40);
     for ((p, lm), lx) in points.iter().zip(&means).zip(&maxes) {
         let pos = p.state["pos"].as_u64().unwrap() as usize;
-        let a = ["left", "down", "right", "up"].iter().position(|x| *x == p.action_text).unwrap();
+        let a = ["left", "down", "right", "up"]
+            .iter()
+            .position(|x| *x == p.action_text)
+            .unwrap();
         let q = exact.q[pos][a];
         // Returns lie in [0, 1]: sd of the mean <= 0.5 / sqrt(k) = 0.0079; allow 4 sd.
-        assert!((lm.value - q).abs() < 0.032, "point {}: mean {} vs exact {}", p.id, lm.value, q);
+        assert!(
+            (lm.value - q).abs() < 0.032,
+            "point {}: mean {} vs exact {}",
+            p.id,
+            lm.value,
+            q
+        );
         assert_eq!(lm.returns, lx.returns, "same seed, same rollouts");
         assert!(lx.value >= lm.value);
         assert_eq!(lx.value, lx.returns.iter().copied().fold(f64::MIN, f64::max));
@@ -111,8 +147,20 @@ fn v_and_advantage_labels_match_exact_values() {
     let env = Arc::new(FrozenLake::builder().random_maps(5, 8, 9).build().unwrap());
     let gamma = env.gamma();
     let policy = Arc::new(OptimalPolicy::for_env(&env));
-    let v = MvmcLabeler::new(env.clone(), policy.clone(), MvmcConfig::builder().rollouts(1).signal(Signal::V).build().unwrap());
-    let adv = MvmcLabeler::new(env.clone(), policy, MvmcConfig::builder().rollouts(1).signal(Signal::Advantage).build().unwrap());
+    let v = MvmcLabeler::new(
+        env.clone(),
+        policy.clone(),
+        MvmcConfig::builder().rollouts(1).signal(Signal::V).build().unwrap(),
+    );
+    let adv = MvmcLabeler::new(
+        env.clone(),
+        policy,
+        MvmcConfig::builder()
+            .rollouts(1)
+            .signal(Signal::Advantage)
+            .build()
+            .unwrap(),
+    );
     assert_eq!(Labeler::name(&v), "mvmc-v");
     let points: Vec<_> = (0..64)
         .filter(|&p| !env.maps()[1].tile(p).is_terminal())
@@ -129,7 +177,11 @@ fn v_and_advantage_labels_match_exact_values() {
         let pos = p.state["pos"].as_u64().unwrap() as usize;
         let next = p.next_state["pos"].as_u64().unwrap() as usize;
         assert_eq!(lv.value, v_now[pos]);
-        let vn = if grid.tile(next).is_terminal() { 0.0 } else { v_next[next] };
+        let vn = if grid.tile(next).is_terminal() {
+            0.0
+        } else {
+            v_next[next]
+        };
         assert_eq!(la.value, vn - v_now[pos], "{}", p.id);
     }
 }
@@ -137,22 +189,48 @@ fn v_and_advantage_labels_match_exact_values() {
 #[test]
 fn exhausted_budget_and_bad_states_abort_with_a_reason() {
     let env = Arc::new(FrozenLake::builder().preset_4x4().build().unwrap());
-    let labeler = MvmcLabeler::new(env.clone(), Arc::new(OptimalPolicy::for_env(&env)), MvmcConfig::builder().rollouts(2).build().unwrap());
+    let labeler = MvmcLabeler::new(
+        env.clone(),
+        Arc::new(OptimalPolicy::for_env(&env)),
+        MvmcConfig::builder().rollouts(2).build().unwrap(),
+    );
     let mut late = point_at(&env, 0, 0, 2, 30);
     late.id = "late".into();
     let mut broken = point_at(&env, 0, 0, 2, 3);
     broken.state = serde_json::json!({"map": ["nonsense"], "pos": 0});
     let labels = runtime(1).block_on(labeler.label_batch(&[late, broken]));
     assert!(labels[0].value.is_nan());
-    assert!(labels[0].aborted.as_deref().unwrap().contains("no steps left"), "{:?}", labels[0].aborted);
+    assert!(
+        labels[0].aborted.as_deref().unwrap().contains("no steps left"),
+        "{:?}",
+        labels[0].aborted
+    );
     assert!(labels[1].value.is_nan());
-    assert!(labels[1].aborted.as_deref().unwrap().contains("cannot restore state"), "{:?}", labels[1].aborted);
+    assert!(
+        labels[1].aborted.as_deref().unwrap().contains("cannot restore state"),
+        "{:?}",
+        labels[1].aborted
+    );
 }
 
 #[test]
 fn builder_rejects_bad_parameters() {
-    assert!(MvmcConfig::builder().rollouts(0).build().unwrap_err().to_string().contains("rollouts"));
-    assert!(MvmcConfig::builder().gamma(0.0).build().unwrap_err().to_string().contains("gamma"));
+    assert!(
+        MvmcConfig::builder()
+            .rollouts(0)
+            .build()
+            .unwrap_err()
+            .to_string()
+            .contains("rollouts")
+    );
+    assert!(
+        MvmcConfig::builder()
+            .gamma(0.0)
+            .build()
+            .unwrap_err()
+            .to_string()
+            .contains("gamma")
+    );
     assert!(MvmcConfig::builder().gamma(1.01).build().is_err());
     assert!(MvmcConfig::builder().concurrency(0).build().is_err());
     assert!(MvmcConfig::builder().step_penalty(f64::NAN).build().is_err());

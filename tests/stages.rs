@@ -9,22 +9,34 @@ use qval::io::{self, Kind, Metadata};
 use qval::methods::FrozenLakeDistance;
 use qval::stage::layout;
 use qval::{
-    collect, label, predict, sample_points, CollectConfig, EvaluationPoint, Label, Labeler, MethodContext, MvmcConfig,
-    MvmcLabeler, Prediction, SampleConfig, Signal, StageOptions, Strategy, Trajectory,
+    CollectConfig, EvaluationPoint, Label, Labeler, MethodContext, MvmcConfig, MvmcLabeler, Prediction, SampleConfig,
+    Signal, StageOptions, Strategy, Trajectory, collect, label, predict, sample_points,
 };
 use qval_core::Environment;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn slippery_env() -> Arc<FrozenLake> {
-    Arc::new(FrozenLake::builder().random_maps(4, 8, 42).slippery(true).build().unwrap())
+    Arc::new(
+        FrozenLake::builder()
+            .random_maps(4, 8, 42)
+            .slippery(true)
+            .build()
+            .unwrap(),
+    )
 }
 
 async fn make_points(env: &FrozenLake, concurrency: usize) -> (Vec<Trajectory>, Vec<EvaluationPoint>) {
     let collector = EpsilonGreedy::new(env, 0.2).unwrap();
-    let cfg = CollectConfig { trajectories: 30, seed: 3, concurrency };
-    let trajectories = collect(env, &collector, &env.tasks(), &cfg, &StageOptions::default()).await.unwrap();
+    let cfg = CollectConfig {
+        trajectories: 30,
+        seed: 3,
+        concurrency,
+    };
+    let trajectories = collect(env, &collector, &env.tasks(), &cfg, &StageOptions::default())
+        .await
+        .unwrap();
     let points = sample_points(&trajectories, &SampleConfig::builder().seed(3).build().unwrap());
     (trajectories, points)
 }
@@ -33,7 +45,12 @@ fn labeler(env: &Arc<FrozenLake>, concurrency: usize) -> MvmcLabeler<FrozenLake,
     MvmcLabeler::new(
         env.clone(),
         Arc::new(OptimalPolicy::for_env(env)),
-        MvmcConfig::builder().rollouts(8).seed(11).concurrency(concurrency).build().unwrap(),
+        MvmcConfig::builder()
+            .rollouts(8)
+            .seed(11)
+            .concurrency(concurrency)
+            .build()
+            .unwrap(),
     )
 }
 
@@ -47,8 +64,17 @@ fn same_seed_gives_identical_bytes_whatever_the_concurrency() {
         let run = dir.path().join(format!("run-{threads}-{concurrency}"));
         rt.block_on(async {
             let (trajectories, points) = make_points(&env, concurrency).await;
-            io::write_jsonl(&layout::trajectories(&run), &Metadata::new(Kind::Trajectories, "t"), &trajectories).unwrap();
-            let opts = StageOptions { out: Some(layout::labels(&run, "mvmc-q")), checkpoint_every: every, progress: false };
+            io::write_jsonl(
+                &layout::trajectories(&run),
+                &Metadata::new(Kind::Trajectories, "t"),
+                &trajectories,
+            )
+            .unwrap();
+            let opts = StageOptions {
+                out: Some(layout::labels(&run, "mvmc-q")),
+                checkpoint_every: every,
+                progress: false,
+            };
             label(&labeler(&env, concurrency), &points, 0.3, &opts).await.unwrap();
         });
         files.push((
@@ -63,7 +89,8 @@ fn same_seed_gives_identical_bytes_whatever_the_concurrency() {
     }
     // Slippery ice and eight rollouts: max and min returns differ for some point, so the
     // labels really depend on the per-rollout seeds.
-    let (_, labels) = io::read_jsonl::<Label>(&layout::labels(&dir.path().join("run-1-1"), "mvmc-q"), Kind::Labels).unwrap();
+    let (_, labels) =
+        io::read_jsonl::<Label>(&layout::labels(&dir.path().join("run-1-1"), "mvmc-q"), Kind::Labels).unwrap();
     assert!(labels.iter().any(|l| l.returns.iter().any(|r| *r != l.value)));
 }
 
@@ -112,23 +139,41 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
     let n = points.len();
     assert!(n > 60);
     let out = dir.path().join("labels.jsonl");
-    let opts = StageOptions { out: Some(out.clone()), checkpoint_every: 10, progress: false };
+    let opts = StageOptions {
+        out: Some(out.clone()),
+        checkpoint_every: 10,
+        progress: false,
+    };
 
     // First run: crashes on its fourth batch, after 30 points are checkpointed.
-    let flaky = Arc::new(Flaky { inner: labeler(&env, 8), batches: AtomicUsize::new(0), points: AtomicUsize::new(0), fail_on: 3 });
+    let flaky = Arc::new(Flaky {
+        inner: labeler(&env, 8),
+        batches: AtomicUsize::new(0),
+        points: AtomicUsize::new(0),
+        fail_on: 3,
+    });
     let (f, p, o) = (flaky.clone(), points.clone(), opts.clone());
     let crashed = rt.block_on(rt.spawn(async move { label(&*f, &p, 0.3, &o).await }));
     assert!(crashed.is_err(), "the run crashed");
     assert!(!out.exists());
     let partial = io::partial_path(&out);
     // A torn last line, as a kill during a write leaves it.
-    std::fs::OpenOptions::new().append(true).open(&partial).map(|mut f| {
-        use std::io::Write;
-        f.write_all(b"{\"point_id\": \"t9-s").unwrap();
-    }).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&partial)
+        .map(|mut f| {
+            use std::io::Write;
+            f.write_all(b"{\"point_id\": \"t9-s").unwrap();
+        })
+        .unwrap();
 
     // Second run: resumes, labelling only the rest.
-    let resumed = Flaky { inner: labeler(&env, 8), batches: AtomicUsize::new(0), points: AtomicUsize::new(0), fail_on: usize::MAX };
+    let resumed = Flaky {
+        inner: labeler(&env, 8),
+        batches: AtomicUsize::new(0),
+        points: AtomicUsize::new(0),
+        fail_on: usize::MAX,
+    };
     let labels = rt.block_on(label(&resumed, &points, 0.3, &opts)).unwrap();
     assert_eq!(resumed.points.load(Ordering::SeqCst), n - 30);
     assert_eq!(labels.len(), n);
@@ -136,19 +181,36 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
 
     // Identical to an uninterrupted run.
     let clean = dir.path().join("clean.jsonl");
-    let clean_opts = StageOptions { out: Some(clean.clone()), checkpoint_every: 0, progress: false };
-    rt.block_on(label(&labeler(&env, 8), &points, 0.3, &clean_opts)).unwrap();
+    let clean_opts = StageOptions {
+        out: Some(clean.clone()),
+        checkpoint_every: 0,
+        progress: false,
+    };
+    rt.block_on(label(&labeler(&env, 8), &points, 0.3, &clean_opts))
+        .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clean).unwrap());
 
     // Third run: everything is on disk, nothing is labelled.
-    let idle = Flaky { inner: labeler(&env, 8), batches: AtomicUsize::new(0), points: AtomicUsize::new(0), fail_on: usize::MAX };
+    let idle = Flaky {
+        inner: labeler(&env, 8),
+        batches: AtomicUsize::new(0),
+        points: AtomicUsize::new(0),
+        fail_on: usize::MAX,
+    };
     rt.block_on(label(&idle, &points, 0.3, &opts)).unwrap();
     assert_eq!(idle.points.load(Ordering::SeqCst), 0);
 
     // Other settings must not silently reuse the file.
-    let other = MvmcLabeler::new(env.clone(), Arc::new(OptimalPolicy::for_env(&env)), MvmcConfig::builder().rollouts(3).seed(11).build().unwrap());
+    let other = MvmcLabeler::new(
+        env.clone(),
+        Arc::new(OptimalPolicy::for_env(&env)),
+        MvmcConfig::builder().rollouts(3).seed(11).build().unwrap(),
+    );
     let err = rt.block_on(label(&other, &points, 0.3, &opts)).unwrap_err().to_string();
-    assert!(err.contains("other metadata") || err.contains("other settings"), "{err}");
+    assert!(
+        err.contains("other metadata") || err.contains("other settings"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -161,15 +223,25 @@ fn too_many_aborted_points_fail_the_run_but_keep_the_labels() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("l.jsonl");
-    let opts = StageOptions { out: Some(out.clone()), checkpoint_every: 0, progress: false };
-    let err = rt.block_on(label(&labeler(&env, 4), &points, 0.2, &opts)).unwrap_err().to_string();
+    let opts = StageOptions {
+        out: Some(out.clone()),
+        checkpoint_every: 0,
+        progress: false,
+    };
+    let err = rt
+        .block_on(label(&labeler(&env, 4), &points, 0.2, &opts))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("40 of") && err.contains("no steps left"), "{err}");
     let (_, kept) = io::read_jsonl::<Label>(&out, Kind::Labels).unwrap();
     assert_eq!(kept.len(), points.len());
     assert!(kept[0].value.is_nan() && kept[0].aborted.is_some());
     // Within the allowed share it passes.
     let share = 40.0 / points.len() as f64;
-    assert!(rt.block_on(label(&labeler(&env, 4), &points, share + 1e-9, &opts)).is_ok());
+    assert!(
+        rt.block_on(label(&labeler(&env, 4), &points, share + 1e-9, &opts))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -179,39 +251,83 @@ fn formats_round_trip_and_malformed_lines_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let (trajectories, points) = rt.block_on(make_points(&env, 4));
     let labels = rt.block_on(labeler(&env, 4).label_batch(&points[..10]));
-    let mut preds = rt.block_on(predict(&FrozenLakeDistance::new(Signal::Q), &points, &MethodContext::from_spec(env.spec()), &StageOptions::default())).unwrap();
-    preds[0] = Prediction { point_id: preds[0].point_id.clone(), value: f64::NAN, error: Some("timed out".into()) };
+    let mut preds = rt
+        .block_on(predict(
+            &FrozenLakeDistance::new(Signal::Q),
+            &points,
+            &MethodContext::from_spec(env.spec()),
+            &StageOptions::default(),
+        ))
+        .unwrap();
+    preds[0] = Prediction {
+        point_id: preds[0].point_id.clone(),
+        value: f64::NAN,
+        error: Some("timed out".into()),
+    };
 
-    fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(path: &Path, kind: Kind, records: &[T]) {
-        let meta = Metadata::new(kind, "test").with_seed(9).with_params(serde_json::json!({"k": 1}));
+    fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+        path: &Path,
+        kind: Kind,
+        records: &[T],
+    ) {
+        let meta = Metadata::new(kind, "test")
+            .with_seed(9)
+            .with_params(serde_json::json!({"k": 1}));
         io::write_jsonl(path, &meta, records).unwrap();
         let (m, back) = io::read_jsonl::<T>(path, kind).unwrap();
         assert_eq!(m, meta);
         assert_eq!(back.len(), records.len());
-        assert!(back.iter().zip(records).all(|(a, b)| format!("{a:?}") == format!("{b:?}")), "round trip of {kind:?}");
+        assert!(
+            back.iter()
+                .zip(records)
+                .all(|(a, b)| format!("{a:?}") == format!("{b:?}")),
+            "round trip of {kind:?}"
+        );
     }
     check(&dir.path().join("t.jsonl"), Kind::Trajectories, &trajectories);
     check(&dir.path().join("p.jsonl"), Kind::Points, &points);
     check(&dir.path().join("l.jsonl"), Kind::Labels, &labels);
     check(&dir.path().join("r.jsonl"), Kind::Predictions, &preds);
     let text = std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap();
-    assert!(text.lines().nth(1).unwrap().contains("\"value\":null"), "NaN is written as null");
+    assert!(
+        text.lines().nth(1).unwrap().contains("\"value\":null"),
+        "NaN is written as null"
+    );
 
     // A malformed record: the error names the file and the line.
     let bad = dir.path().join("bad.jsonl");
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     lines[3] = "{\"point_id\": \"x\", \"value\": \"high\"}".into();
     std::fs::write(&bad, lines.join("\n")).unwrap();
-    let err = io::read_jsonl::<Prediction>(&bad, Kind::Predictions).unwrap_err().to_string();
+    let err = io::read_jsonl::<Prediction>(&bad, Kind::Predictions)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&format!("{}:4:", bad.display())), "{err}");
     // Wrong kind, missing metadata, empty file.
-    let err = io::read_jsonl::<Label>(&dir.path().join("r.jsonl"), Kind::Labels).unwrap_err().to_string();
+    let err = io::read_jsonl::<Label>(&dir.path().join("r.jsonl"), Kind::Labels)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(":1:") && err.contains("Predictions"), "{err}");
     std::fs::write(&bad, "{\"point_id\": \"x\", \"value\": 1}\n").unwrap();
-    assert!(io::read_jsonl::<Prediction>(&bad, Kind::Predictions).unwrap_err().to_string().contains("qval_metadata"));
+    assert!(
+        io::read_jsonl::<Prediction>(&bad, Kind::Predictions)
+            .unwrap_err()
+            .to_string()
+            .contains("qval_metadata")
+    );
     std::fs::write(&bad, "").unwrap();
-    assert!(io::read_jsonl::<Prediction>(&bad, Kind::Predictions).unwrap_err().to_string().contains("empty"));
-    assert!(io::read_jsonl::<Prediction>(&dir.path().join("missing.jsonl"), Kind::Predictions).unwrap_err().to_string().contains("missing.jsonl"));
+    assert!(
+        io::read_jsonl::<Prediction>(&bad, Kind::Predictions)
+            .unwrap_err()
+            .to_string()
+            .contains("empty")
+    );
+    assert!(
+        io::read_jsonl::<Prediction>(&dir.path().join("missing.jsonl"), Kind::Predictions)
+            .unwrap_err()
+            .to_string()
+            .contains("missing.jsonl")
+    );
 }
 
 fn fake_trajectory(index: usize, n: usize) -> Trajectory {
@@ -224,11 +340,18 @@ fn fake_trajectory(index: usize, n: usize) -> Trajectory {
         fn name(&self) -> String {
             "up".into()
         }
-        async fn act(&self, _: &FrozenLake, _: qval::PolicyInput<'_, qval::envs::frozenlake::FrozenLakeState>, _: &mut qval::QRng) -> qval::Result<qval::envs::frozenlake::FrozenLakeAction> {
+        async fn act(
+            &self,
+            _: &FrozenLake,
+            _: qval::PolicyInput<'_, qval::envs::frozenlake::FrozenLakeState>,
+            _: &mut qval::QRng,
+        ) -> qval::Result<qval::envs::frozenlake::FrozenLakeAction> {
             Ok(qval::envs::frozenlake::FrozenLakeAction::Up)
         }
     }
-    let mut t = rt.block_on(qval::stage::run_episode(&env, &Up, &env.tasks()[0], index, 0)).unwrap();
+    let mut t = rt
+        .block_on(qval::stage::run_episode(&env, &Up, &env.tasks()[0], index, 0))
+        .unwrap();
     t.transitions.truncate(n);
     t
 }
@@ -237,7 +360,11 @@ fn fake_trajectory(index: usize, n: usize) -> Trajectory {
 fn sampling_strategies_follow_the_published_rules() {
     let first = SampleConfig::builder().strategy(Strategy::First).build().unwrap();
     let uniform = SampleConfig::builder().strategy(Strategy::Uniform).build().unwrap();
-    let random = SampleConfig::builder().strategy(Strategy::Random).seed(5).build().unwrap();
+    let random = SampleConfig::builder()
+        .strategy(Strategy::Random)
+        .seed(5)
+        .build()
+        .unwrap();
     // 20 steps, discard the first and last: eligible 1..=18.
     assert_eq!(first.select(20, 0), vec![1, 2, 3, 4, 5]);
     // round(i * 17 / 4) for i = 0..5 = 0, 4.25, 8.5, 12.75, 17 -> 0, 4, 8 (half to even), 13, 17.
@@ -256,7 +383,10 @@ fn sampling_strategies_follow_the_published_rules() {
     // Points carry the history of earlier turns and ids that name their place.
     let t = fake_trajectory(7, 12);
     let points = sample_points(std::slice::from_ref(&t), &first);
-    assert_eq!(points.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["t7-s1", "t7-s2", "t7-s3", "t7-s4", "t7-s5"]);
+    assert_eq!(
+        points.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["t7-s1", "t7-s2", "t7-s3", "t7-s4", "t7-s5"]
+    );
     assert_eq!(points[2].history.len(), 3);
     assert_eq!(points[2].history[0].action, "up");
     assert_eq!(points[2].state, t.transitions[3].state);
@@ -282,9 +412,24 @@ fn predictions_record_failures_as_nan_with_the_reason() {
         }
     }
     let t = fake_trajectory(0, 9);
-    let points = sample_points(&[t], &SampleConfig::builder().per_trajectory(9).discard_first(0).discard_last(0).build().unwrap());
+    let points = sample_points(
+        &[t],
+        &SampleConfig::builder()
+            .per_trajectory(9)
+            .discard_first(0)
+            .discard_last(0)
+            .build()
+            .unwrap(),
+    );
     let env = FrozenLake::builder().preset_8x8().build().unwrap();
-    let preds = runtime(1).block_on(predict(&Picky, &points, &MethodContext::from_spec(env.spec()), &StageOptions::default())).unwrap();
+    let preds = runtime(1)
+        .block_on(predict(
+            &Picky,
+            &points,
+            &MethodContext::from_spec(env.spec()),
+            &StageOptions::default(),
+        ))
+        .unwrap();
     assert_eq!(preds.len(), 9);
     assert!(preds[0].value.is_nan() && preds[0].error.as_deref() == Some("backend said no"));
     assert!(preds[1].value.is_nan() && preds[1].error.as_deref().unwrap().contains("non-finite"));

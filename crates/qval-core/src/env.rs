@@ -98,12 +98,7 @@ pub trait Environment: Send + Sync {
 
     /// The pure transition: the same `state`, `action` and generator state give the same
     /// outcome. Randomness (slippery ice) is drawn from `rng` only.
-    fn step(
-        &self,
-        state: &Self::State,
-        action: &Self::Action,
-        rng: &mut QRng,
-    ) -> Result<StepOutcome<Self::State>>;
+    fn step(&self, state: &Self::State, action: &Self::Action, rng: &mut QRng) -> Result<StepOutcome<Self::State>>;
 
     /// What an agent sees of `state`.
     fn observe(&self, state: &Self::State) -> Observation;

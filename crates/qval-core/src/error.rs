@@ -101,11 +101,7 @@ pub enum CoreError {
 
 impl CoreError {
     /// Shorthand for [`CoreError::InvalidParameter`].
-    pub fn invalid(
-        name: &'static str,
-        value: impl std::fmt::Display,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(name: &'static str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
         CoreError::InvalidParameter {
             name,
             value: value.to_string(),

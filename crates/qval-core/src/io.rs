@@ -125,12 +125,7 @@ fn to_line<T: Serialize>(value: &T, path: &Path) -> Result<String> {
 /// Serialises a metadata line and records into JSON Lines text.
 fn encode<T: Serialize>(path: &Path, meta: &Metadata, records: &[T]) -> Result<Vec<u8>> {
     let mut out = String::new();
-    out.push_str(&to_line(
-        &MetaLine {
-            qval_metadata: meta,
-        },
-        path,
-    )?);
+    out.push_str(&to_line(&MetaLine { qval_metadata: meta }, path)?);
     out.push('\n');
     for r in records {
         out.push_str(&to_line(r, path)?);
@@ -145,12 +140,11 @@ pub fn write_jsonl<T: Serialize>(path: &Path, meta: &Metadata, records: &[T]) ->
 }
 
 fn parse_meta(path: &Path, line: &str, expected: Kind) -> Result<Metadata> {
-    let meta: MetaLine<Metadata> =
-        serde_json::from_str(line).map_err(|e| CoreError::Malformed {
-            path: path.to_path_buf(),
-            line: 1,
-            message: format!("expected a `qval_metadata` record: {e}"),
-        })?;
+    let meta: MetaLine<Metadata> = serde_json::from_str(line).map_err(|e| CoreError::Malformed {
+        path: path.to_path_buf(),
+        line: 1,
+        message: format!("expected a `qval_metadata` record: {e}"),
+    })?;
     let meta = meta.qval_metadata;
     if meta.kind != expected {
         return Err(CoreError::Malformed {
@@ -278,16 +272,10 @@ impl Checkpoint {
             .open(&path)
             .map_err(|e| CoreError::io("opening", &path, e))?;
         if fresh {
-            let line = to_line(
-                &MetaLine {
-                    qval_metadata: meta,
-                },
-                &path,
-            )? + "\n";
+            let line = to_line(&MetaLine { qval_metadata: meta }, &path)? + "\n";
             file.write_all(line.as_bytes())
                 .map_err(|e| CoreError::io("writing", &path, e))?;
-            file.sync_data()
-                .map_err(|e| CoreError::io("syncing", &path, e))?;
+            file.sync_data().map_err(|e| CoreError::io("syncing", &path, e))?;
         }
         Ok((Checkpoint { path, file }, done))
     }
@@ -301,8 +289,7 @@ impl Checkpoint {
                 .and_then(|_| w.write_all(b"\n"))
                 .map_err(|e| CoreError::io("writing", &self.path, e))?;
         }
-        w.flush()
-            .map_err(|e| CoreError::io("writing", &self.path, e))?;
+        w.flush().map_err(|e| CoreError::io("writing", &self.path, e))?;
         drop(w);
         self.file
             .sync_data()
@@ -310,12 +297,7 @@ impl Checkpoint {
     }
 
     /// Writes the complete file atomically, then removes the checkpoint.
-    pub fn finish<T: Serialize>(
-        self,
-        final_path: &Path,
-        meta: &Metadata,
-        records: &[T],
-    ) -> Result<()> {
+    pub fn finish<T: Serialize>(self, final_path: &Path, meta: &Metadata, records: &[T]) -> Result<()> {
         write_jsonl(final_path, meta, records)?;
         drop(self.file);
         fs::remove_file(&self.path).map_err(|e| CoreError::io("removing", &self.path, e))

@@ -159,11 +159,7 @@ impl MvmcConfigBuilder {
     pub fn build(self) -> Result<MvmcConfig> {
         let c = self.0;
         if c.rollouts == 0 {
-            return Err(CoreError::invalid(
-                "rollouts",
-                0,
-                "at least one rollout per point",
-            ));
+            return Err(CoreError::invalid("rollouts", 0, "at least one rollout per point"));
         }
         if c.concurrency == 0 {
             return Err(CoreError::invalid("concurrency", 0, "at least 1"));
@@ -174,11 +170,7 @@ impl MvmcConfigBuilder {
             return Err(CoreError::invalid("gamma", g, "a discount in (0, 1]"));
         }
         if !c.step_penalty.is_finite() {
-            return Err(CoreError::invalid(
-                "step_penalty",
-                c.step_penalty,
-                "a finite number",
-            ));
+            return Err(CoreError::invalid("step_penalty", c.step_penalty, "a finite number"));
         }
         Ok(c)
     }
@@ -374,13 +366,12 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
                 }
                 Signal::Advantage => {
                     // A terminal or budget-exhausting transition leaves nothing to earn.
-                    let next_v =
-                        if point.terminated || point.step_index + 1 >= self.env.spec().max_steps {
-                            0.0
-                        } else {
-                            label.returns = self.returns(point, Start::Next).await?;
-                            c.aggregation.apply(&label.returns)
-                        };
+                    let next_v = if point.terminated || point.step_index + 1 >= self.env.spec().max_steps {
+                        0.0
+                    } else {
+                        label.returns = self.returns(point, Start::Next).await?;
+                        c.aggregation.apply(&label.returns)
+                    };
                     label.baseline_returns = self.returns(point, Start::State).await?;
                     label.value = next_v - c.aggregation.apply(&label.baseline_returns);
                 }
@@ -388,9 +379,7 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
             Ok(label)
         }
         .await;
-        result.unwrap_or_else(|e| {
-            Label::aborted(point.id.clone(), c.signal, c.aggregation, e.to_string())
-        })
+        result.unwrap_or_else(|e| Label::aborted(point.id.clone(), c.signal, c.aggregation, e.to_string()))
     }
 }
 
@@ -447,12 +436,7 @@ where
                 let handle = tokio::spawn(async move { inner.label_point(&p).await });
                 async move {
                     handle.await.unwrap_or_else(|e| {
-                        Label::aborted(
-                            id,
-                            c.signal,
-                            c.aggregation,
-                            format!("labelling task failed: {e}"),
-                        )
+                        Label::aborted(id, c.signal, c.aggregation, format!("labelling task failed: {e}"))
                     })
                 }
             })

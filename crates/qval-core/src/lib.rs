@@ -54,8 +54,7 @@ pub use sample::{SampleConfig, SampleConfigBuilder, Strategy, sample_points};
 pub use seed::QRng;
 pub use stage::{CollectConfig, StageOptions, collect, label, predict};
 pub use types::{
-    Aggregation, EvaluationPoint, Image, Label, Observation, Prediction, Signal, Task, Trajectory,
-    Transition, Turn,
+    Aggregation, EvaluationPoint, Image, Label, Observation, Prediction, Signal, Task, Trajectory, Transition, Turn,
 };
 
 pub use async_trait::async_trait;

@@ -84,11 +84,7 @@ pub trait DenseSignalMethod: Send + Sync {
     async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64>;
 
     /// Scores several points; one result per point, in order.
-    async fn evaluate_batch(
-        &self,
-        points: &[EvaluationPoint],
-        ctx: &MethodContext,
-    ) -> Vec<Result<f64>> {
+    async fn evaluate_batch(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
         futures::future::join_all(points.iter().map(|p| self.evaluate(p, ctx))).await
     }
 }

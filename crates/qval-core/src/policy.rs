@@ -52,12 +52,7 @@ pub trait Policy<E: Environment + ?Sized>: Send + Sync {
     fn name(&self) -> String;
 
     /// Picks an action. Errors abort the episode or rollout (the point becomes NaN).
-    async fn act(
-        &self,
-        env: &E,
-        input: PolicyInput<'_, E::State>,
-        rng: &mut QRng,
-    ) -> Result<E::Action>;
+    async fn act(&self, env: &E, input: PolicyInput<'_, E::State>, rng: &mut QRng) -> Result<E::Action>;
 
     /// Whether [`PolicyInput::history`] must be filled. Default: false.
     fn uses_history(&self) -> bool {

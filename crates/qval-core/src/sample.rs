@@ -61,11 +61,7 @@ impl SampleConfig {
     pub fn select(&self, n: usize, trajectory_index: usize) -> Vec<usize> {
         let lo = self.discard_first.min(n);
         let hi = n.saturating_sub(self.discard_last);
-        let eligible: Vec<usize> = if lo < hi {
-            (lo..hi).collect()
-        } else {
-            (0..n).collect()
-        };
+        let eligible: Vec<usize> = if lo < hi { (lo..hi).collect() } else { (0..n).collect() };
         let e = eligible.len();
         let m = self.per_trajectory;
         if e <= m {
@@ -85,8 +81,7 @@ impl SampleConfig {
                 }
                 let mut out: Vec<usize> = (0..m)
                     .map(|i| {
-                        let pos =
-                            (i as f64 * (e - 1) as f64 / (m - 1) as f64).round_ties_even() as usize;
+                        let pos = (i as f64 * (e - 1) as f64 / (m - 1) as f64).round_ties_even() as usize;
                         eligible[pos]
                     })
                     .collect();

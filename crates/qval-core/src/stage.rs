@@ -107,9 +107,7 @@ where
     }
     let (mut ckpt, done) = Checkpoint::open::<T>(path, meta)?;
     let mut by_key: HashMap<String, T> = done.into_iter().map(|r| (key_of(&r), r)).collect();
-    let pending: Vec<usize> = (0..keys.len())
-        .filter(|&i| !by_key.contains_key(&keys[i]))
-        .collect();
+    let pending: Vec<usize> = (0..keys.len()).filter(|&i| !by_key.contains_key(&keys[i])).collect();
     pb.inc((keys.len() - pending.len()) as u64);
     for c in pending.chunks(chunk) {
         let records = compute(c.to_vec()).await?;
@@ -247,8 +245,7 @@ pub async fn run_episode<E: Environment, P: Policy<E> + ?Sized>(
 }
 
 fn to_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(v)
-        .map_err(|e| CoreError::Empty(format!("cannot serialise a state or action: {e}")))
+    serde_json::to_value(v).map_err(|e| CoreError::Empty(format!("cannot serialise a state or action: {e}")))
 }
 
 /// Stage 1: rolls `policy` out `config.trajectories` times, cycling through `tasks`.
@@ -265,9 +262,7 @@ pub async fn collect<E: Environment, P: Policy<E> + ?Sized>(
 ) -> Result<Vec<Trajectory>> {
     config.check()?;
     if tasks.is_empty() {
-        return Err(CoreError::Empty(
-            "no tasks to collect trajectories on".into(),
-        ));
+        return Err(CoreError::Empty("no tasks to collect trajectories on".into()));
     }
     let meta = Metadata::new(Kind::Trajectories, policy.name())
         .with_seed(config.seed)

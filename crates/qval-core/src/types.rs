@@ -144,9 +144,7 @@ impl Trajectory {
 
     /// Whether the episode ended by termination with a positive final reward.
     pub fn succeeded(&self) -> bool {
-        self.transitions
-            .last()
-            .is_some_and(|t| t.terminated && t.reward > 0.0)
+        self.transitions.last().is_some_and(|t| t.terminated && t.reward > 0.0)
     }
 
     /// The number of steps taken.

@@ -11,15 +11,11 @@ fn env4() -> FrozenLake {
 
 #[test]
 fn presets_are_gymnasiums() {
-    assert_eq!(
-        Grid::preset_4x4().rows_text(),
-        ["SFFF", "FHFH", "FFFH", "HFFG"]
-    );
+    assert_eq!(Grid::preset_4x4().rows_text(), ["SFFF", "FHFH", "FFFH", "HFFG"]);
     assert_eq!(
         Grid::preset_8x8().rows_text(),
         [
-            "SFFFFFFF", "FFFFFFFF", "FFFHFFFF", "FFFFFHFF", "FFFHFFFF", "FHHFFFHF", "FHFFHFHF",
-            "FFFHFFFG"
+            "SFFFFFFF", "FFFFFFFF", "FFFHFFFF", "FFFFFHFF", "FFFHFFFF", "FHHFFFHF", "FHFFHFHF", "FFFHFFFG"
         ]
     );
 }
@@ -67,22 +63,14 @@ fn holes_end_with_zero_and_the_goal_pays_one() {
 
 #[test]
 fn slippery_moves_go_three_ways_with_equal_probability() {
-    let env = FrozenLake::builder()
-        .preset_8x8()
-        .slippery(true)
-        .build()
-        .unwrap();
+    let env = FrozenLake::builder().preset_8x8().slippery(true).build().unwrap();
     let map = env.maps()[0].clone();
     let mut rng = rng_for(7, &[]);
     let s = env.state_at(&map, 9); // row 1, col 1: all four neighbours are frozen
     let n = 60_000;
     let mut counts = [0usize; 64];
     for _ in 0..n {
-        counts[env
-            .step(&s, &FrozenLakeAction::Down, &mut rng)
-            .unwrap()
-            .state
-            .pos] += 1;
+        counts[env.step(&s, &FrozenLakeAction::Down, &mut rng).unwrap().state.pos] += 1;
     }
     // Down from 9: intended 17, perpendicular left 8 and right 10; never up (1).
     assert_eq!(counts[1], 0);
@@ -95,35 +83,20 @@ fn slippery_moves_go_three_ways_with_equal_probability() {
     // The exact model says the same.
     let mut model = map.transitions(9, 1, true);
     model.sort_by_key(|(_, c)| *c);
-    assert_eq!(
-        model.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
-        vec![8, 10, 17]
-    );
+    assert_eq!(model.iter().map(|(_, c)| *c).collect::<Vec<_>>(), vec![8, 10, 17]);
     // At a wall two outcomes merge: left from cell 0 goes up (stay), left (stay) or down.
     let merged = map.transitions(0, 0, true);
     assert_eq!(merged.len(), 2);
-    assert!(
-        merged
-            .iter()
-            .any(|&(p, c)| c == 0 && (p - 2.0 / 3.0).abs() < 1e-15)
-    );
+    assert!(merged.iter().any(|&(p, c)| c == 0 && (p - 2.0 / 3.0).abs() < 1e-15));
 }
 
 #[test]
 fn step_is_pure() {
-    let env = FrozenLake::builder()
-        .preset_8x8()
-        .slippery(true)
-        .build()
-        .unwrap();
+    let env = FrozenLake::builder().preset_8x8().slippery(true).build().unwrap();
     let s = env.state_at(&env.maps()[0], 9);
     for seed in 0..50 {
-        let a = env
-            .step(&s, &FrozenLakeAction::Right, &mut rng_for(seed, &[]))
-            .unwrap();
-        let b = env
-            .step(&s, &FrozenLakeAction::Right, &mut rng_for(seed, &[]))
-            .unwrap();
+        let a = env.step(&s, &FrozenLakeAction::Right, &mut rng_for(seed, &[])).unwrap();
+        let b = env.step(&s, &FrozenLakeAction::Right, &mut rng_for(seed, &[])).unwrap();
         assert_eq!(a, b);
     }
 }
@@ -157,12 +130,7 @@ fn random_maps_are_valid_seeded_and_varied() {
 fn bad_maps_are_refused_with_the_place() {
     let e = Grid::parse(&["SFX", "FFG"]).unwrap_err().to_string();
     assert!(e.contains("row 0 column 2") && e.contains('X'), "{e}");
-    assert!(
-        Grid::parse(&["SFF", "FG"])
-            .unwrap_err()
-            .to_string()
-            .contains("row 1")
-    );
+    assert!(Grid::parse(&["SFF", "FG"]).unwrap_err().to_string().contains("row 1"));
     assert!(
         Grid::parse(&["FFF", "FFG"])
             .unwrap_err()
@@ -176,13 +144,7 @@ fn bad_maps_are_refused_with_the_place() {
             .contains("no goal")
     );
     assert!(FrozenLake::builder().build().is_err());
-    assert!(
-        FrozenLake::builder()
-            .preset_4x4()
-            .gamma(1.5)
-            .build()
-            .is_err()
-    );
+    assert!(FrozenLake::builder().preset_4x4().gamma(1.5).build().is_err());
     assert!(FrozenLake::builder().map(&["SQ", "FG"]).build().is_err());
 }
 
@@ -204,19 +166,11 @@ fn text_observation_and_wasted_turns() {
     );
     assert!(text.ends_with("@ F F F\nF H F H\nF F F H\nH F F G"));
     // The error is gone after a valid move.
-    let next = env
-        .step(&out.state, &env.parse_action(" Right. "), &mut rng)
-        .unwrap();
-    assert_eq!(
-        env.observe(&next.state).text,
-        "S @ F F\nF H F H\nF F F H\nH F F G"
-    );
+    let next = env.step(&out.state, &env.parse_action(" Right. "), &mut rng).unwrap();
+    assert_eq!(env.observe(&next.state).text, "S @ F F\nF H F H\nF F F H\nH F F G");
     for (i, word) in ["left", "down", "right", "up"].iter().enumerate() {
         assert_eq!(env.parse_action(word), FrozenLakeAction::from_index(i));
-        assert_eq!(
-            env.parse_action(&i.to_string()),
-            FrozenLakeAction::from_index(i)
-        );
+        assert_eq!(env.parse_action(&i.to_string()), FrozenLakeAction::from_index(i));
         assert_eq!(env.render_action(&FrozenLakeAction::from_index(i)), *word);
     }
 }
@@ -243,19 +197,13 @@ fn png_rendering_shows_tiles_and_agent() {
     let obs = env.observe(&env.state_at(&map, 0));
     assert_eq!(obs.images.len(), 1);
     assert_eq!(obs.images[0].media_type, "image/png");
-    let img = image::load_from_memory(&obs.images[0].data)
-        .unwrap()
-        .to_rgb8();
+    let img = image::load_from_memory(&obs.images[0].data).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (64, 64));
     // Agent (red) at the centre of cell 0; hole (dark) at the centre of cell 5; goal (gold) at 15.
     assert_eq!(img.get_pixel(8, 8).0, [220, 40, 40]);
     assert_eq!(img.get_pixel(24, 24).0, [25, 45, 90]);
     assert_eq!(img.get_pixel(56, 56).0, [250, 195, 40]);
-    assert!(
-        obs.images[0]
-            .data_url()
-            .starts_with("data:image/png;base64,iVBOR")
-    );
+    assert!(obs.images[0].data_url().starts_with("data:image/png;base64,iVBOR"));
 }
 
 #[test]

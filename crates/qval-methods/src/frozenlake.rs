@@ -24,10 +24,7 @@ impl FrozenLakeDistance {
     /// # Panics
     /// For [`Signal::Advantage`], which this heuristic does not estimate.
     pub fn new(signal: Signal) -> Self {
-        assert!(
-            signal != Signal::Advantage,
-            "FrozenLakeDistance estimates Q or V"
-        );
+        assert!(signal != Signal::Advantage, "FrozenLakeDistance estimates Q or V");
         FrozenLakeDistance { signal }
     }
 

@@ -20,10 +20,7 @@ pub struct Aligned {
 /// Aligns predictions to labels by point id, in label order. A label without a prediction
 /// gets NaN (and counts in `missing`); predictions without a label are ignored.
 pub fn align(labels: &[Label], predictions: &[Prediction]) -> Aligned {
-    let by_id: HashMap<&str, f64> = predictions
-        .iter()
-        .map(|p| (p.point_id.as_str(), p.value))
-        .collect();
+    let by_id: HashMap<&str, f64> = predictions.iter().map(|p| (p.point_id.as_str(), p.value)).collect();
     let mut missing = 0;
     let preds = labels
         .iter()

@@ -138,21 +138,13 @@ pub(crate) fn pearson_r(x: &[f64], y: &[f64]) -> Option<f64> {
     Some((sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0))
 }
 
-fn correlate(
-    x: &[f64],
-    y: &[f64],
-    cfg: &CorrelationConfig,
-    ranked: bool,
-) -> Result<Correlation, MetricsError> {
+fn correlate(x: &[f64], y: &[f64], cfg: &CorrelationConfig, ranked: bool) -> Result<Correlation, MetricsError> {
     let (x, y) = usable_pairs(x, y, cfg)?;
     let n = x.len();
     if n < cfg.min_pairs {
         return Ok(Correlation::undefined(
             n,
-            format!(
-                "{n} usable pairs, fewer than the minimum of {}",
-                cfg.min_pairs
-            ),
+            format!("{n} usable pairs, fewer than the minimum of {}", cfg.min_pairs),
         ));
     }
     let (x, y) = if ranked {
@@ -186,10 +178,6 @@ pub fn pearson(x: &[f64], y: &[f64], cfg: &CorrelationConfig) -> Result<Correlat
 ///
 /// # Errors
 /// [`MetricsError::LengthMismatch`] under [`LengthPolicy::Error`].
-pub fn spearman(
-    x: &[f64],
-    y: &[f64],
-    cfg: &CorrelationConfig,
-) -> Result<Correlation, MetricsError> {
+pub fn spearman(x: &[f64], y: &[f64], cfg: &CorrelationConfig) -> Result<Correlation, MetricsError> {
     correlate(x, y, cfg, true)
 }

@@ -22,8 +22,6 @@ pub mod error;
 pub mod rank;
 
 pub use align::{Aligned, align};
-pub use correlation::{
-    Correlation, CorrelationConfig, CorrelationConfigBuilder, LengthPolicy, pearson, spearman,
-};
+pub use correlation::{Correlation, CorrelationConfig, CorrelationConfigBuilder, LengthPolicy, pearson, spearman};
 pub use error::MetricsError;
 pub use rank::average_ranks;

@@ -115,11 +115,7 @@ impl Grid {
         if !tiles.contains(&Tile::Goal) {
             return Err(EnvsError::InvalidMap("no goal tile `G`".into()));
         }
-        let text: String = rows
-            .iter()
-            .map(|r| r.as_ref())
-            .collect::<Vec<_>>()
-            .join("/");
+        let text: String = rows.iter().map(|r| r.as_ref()).collect::<Vec<_>>().join("/");
         Ok(Grid {
             rows: rows.len(),
             cols,
@@ -137,8 +133,7 @@ impl Grid {
     /// Gymnasium's 8x8 preset.
     pub fn preset_8x8() -> Grid {
         Grid::parse(&[
-            "SFFFFFFF", "FFFFFFFF", "FFFHFFFF", "FFFFFHFF", "FFFHFFFF", "FHHFFFHF", "FHFFHFHF",
-            "FFFHFFFG",
+            "SFFFFFFF", "FFFFFFFF", "FFFHFFFF", "FFFFFHFF", "FFFHFFFF", "FHHFFFHF", "FHFFHFHF", "FFFHFFFG",
         ])
         .expect("a valid preset")
     }

@@ -200,11 +200,7 @@ impl FrozenLake {
                 if c > 0 {
                     out.push(' ');
                 }
-                out.push(if cell == state.pos {
-                    '@'
-                } else {
-                    g.tile(cell).letter()
-                });
+                out.push(if cell == state.pos { '@' } else { g.tile(cell).letter() });
             }
             if r + 1 < g.rows() {
                 out.push('\n');
@@ -315,25 +311,14 @@ impl FrozenLakeBuilder {
             return Err(invalid("max_steps", "0".into(), "at least 1"));
         }
         if !(self.gamma > 0.0 && self.gamma <= 1.0) {
-            return Err(invalid(
-                "gamma",
-                self.gamma.to_string(),
-                "a discount in (0, 1]",
-            ));
+            return Err(invalid("gamma", self.gamma.to_string(), "a discount in (0, 1]"));
         }
         if self.image_size < 16 {
-            return Err(invalid(
-                "image_size",
-                self.image_size.to_string(),
-                "at least 16 pixels",
-            ));
+            return Err(invalid("image_size", self.image_size.to_string(), "at least 16 pixels"));
         }
         let (r, c) = (self.maps[0].rows(), self.maps[0].cols());
         let name = if self.maps.iter().all(|m| m.rows() == r && m.cols() == c) {
-            format!(
-                "frozenlake-{r}x{c}{}",
-                if self.slippery { "-slippery" } else { "" }
-            )
+            format!("frozenlake-{r}x{c}{}", if self.slippery { "-slippery" } else { "" })
         } else {
             format!("frozenlake{}", if self.slippery { "-slippery" } else { "" })
         };
@@ -355,7 +340,8 @@ impl FrozenLakeBuilder {
                 name,
                 max_steps: self.max_steps,
                 gamma: self.gamma,
-                reward_description: "Reward 1.0 for reaching the goal G; 0 for every other step, including falling into a hole.".into(),
+                reward_description:
+                    "Reward 1.0 for reaching the goal G; 0 for every other step, including falling into a hole.".into(),
                 notes,
             },
         })
@@ -383,11 +369,10 @@ impl Environment for FrozenLake {
     }
 
     fn reset(&self, task: &Task, _rng: &mut QRng) -> Result<FrozenLakeState> {
-        let rows: Vec<String> =
-            serde_json::from_value(task.params["map"].clone()).map_err(|e| EnvsError::Task {
-                task: task.id.clone(),
-                message: format!("`params.map` must be a list of rows: {e}"),
-            })?;
+        let rows: Vec<String> = serde_json::from_value(task.params["map"].clone()).map_err(|e| EnvsError::Task {
+            task: task.id.clone(),
+            message: format!("`params.map` must be a list of rows: {e}"),
+        })?;
         let grid = Grid::parse(&rows).map_err(|e| EnvsError::Task {
             task: task.id.clone(),
             message: e.to_string(),
@@ -400,11 +385,7 @@ impl Environment for FrozenLake {
             .cloned()
             .unwrap_or_else(|| Arc::new(grid));
         let pos = map.start();
-        Ok(FrozenLakeState {
-            map,
-            pos,
-            error: None,
-        })
+        Ok(FrozenLakeState { map, pos, error: None })
     }
 
     fn step(
@@ -461,11 +442,8 @@ impl Environment for FrozenLake {
     fn observe(&self, state: &FrozenLakeState) -> Observation {
         let mut obs = Observation::text(Self::render_text(state));
         if self.mode == ObservationMode::TextAndImage {
-            obs.images.push(Image::png(render_png(
-                &state.map,
-                state.pos,
-                self.image_size,
-            )));
+            obs.images
+                .push(Image::png(render_png(&state.map, state.pos, self.image_size)));
         }
         obs
     }

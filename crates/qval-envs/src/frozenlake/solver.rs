@@ -21,11 +21,7 @@ fn backup(grid: &Grid, slippery: bool, gamma: f64, v: &[f64], cell: usize, a: us
         .map(|(p, next)| {
             let tile = grid.tile(next);
             let r = if tile == Tile::Goal { 1.0 } else { 0.0 };
-            let cont = if tile.is_terminal() {
-                0.0
-            } else {
-                gamma * v[next]
-            };
+            let cont = if tile.is_terminal() { 0.0 } else { gamma * v[next] };
             p * (r + cont)
         })
         .sum()
@@ -68,13 +64,7 @@ pub fn optimal_values(grid: &Grid, slippery: bool, gamma: f64, horizon: Option<u
 
 /// Exact values of the stationary policy `policy` (an action per cell) with `horizon`
 /// steps left: Q^pi_h(s, a) = sum_s' p (r + gamma V^pi_{h-1}(s')), V^pi_h(s) = Q^pi_h(s, pi(s)).
-pub fn policy_values(
-    grid: &Grid,
-    slippery: bool,
-    gamma: f64,
-    policy: &[usize],
-    horizon: usize,
-) -> Values {
+pub fn policy_values(grid: &Grid, slippery: bool, gamma: f64, policy: &[usize], horizon: usize) -> Values {
     let n = grid.len();
     let mut v = vec![0.0; n];
     let mut q = vec![[0.0; 4]; n];
