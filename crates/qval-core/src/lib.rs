@@ -34,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod env;
 pub mod error;
 pub mod io;
@@ -45,6 +46,7 @@ pub mod seed;
 pub mod stage;
 pub mod types;
 
+pub use check::check_environment;
 pub use env::{EnvSpec, Environment, StepOutcome};
 pub use error::{CoreError, Result};
 pub use label::{Labeler, MvmcConfig, MvmcConfigBuilder, MvmcLabeler};
@@ -58,3 +60,29 @@ pub use types::{
 };
 
 pub use async_trait::async_trait;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        send_sync::<EvaluationPoint>();
+        send_sync::<Trajectory>();
+        send_sync::<Label>();
+        send_sync::<Prediction>();
+        send_sync::<MethodContext>();
+        send_sync::<CoreError>();
+        send_sync::<Box<dyn DenseSignalMethod>>();
+        send_sync::<Box<dyn Labeler>>();
+    }
+
+    #[test]
+    fn aggregation_takes_the_max_or_the_mean() {
+        assert_eq!(Aggregation::Max.apply(&[0.1, 0.9, 0.5]), 0.9);
+        assert_eq!(Aggregation::Mean.apply(&[0.25, 0.75]), 0.5);
+        assert!(Aggregation::Max.apply(&[]).is_nan());
+    }
+}

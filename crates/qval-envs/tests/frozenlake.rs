@@ -224,3 +224,76 @@ fn value_iteration_matches_hand_computed_values() {
     assert_eq!(pi[14], 2);
     let _ = Arc::new(g);
 }
+
+#[test]
+fn frozenlake_passes_the_conformance_checker() {
+    for slippery in [false, true] {
+        let env = FrozenLake::builder()
+            .random_maps(3, 8, 1)
+            .slippery(slippery)
+            .build()
+            .unwrap();
+        qval_core::check_environment(&env, 5, 9).unwrap();
+    }
+    let env = FrozenLake::builder()
+        .preset_4x4()
+        .observation(ObservationMode::TextAndImage)
+        .image_size(32)
+        .build()
+        .unwrap();
+    qval_core::check_environment(&env, 2, 9).unwrap();
+}
+
+/// An environment whose step depends on a hidden counter: the checker must catch it.
+struct Impure {
+    inner: FrozenLake,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Environment for Impure {
+    type State = <FrozenLake as Environment>::State;
+    type Action = FrozenLakeAction;
+    fn spec(&self) -> &qval_core::EnvSpec {
+        self.inner.spec()
+    }
+    fn tasks(&self) -> Vec<qval_core::Task> {
+        self.inner.tasks()
+    }
+    fn reset(&self, task: &qval_core::Task, rng: &mut qval_core::QRng) -> qval_core::Result<Self::State> {
+        self.inner.reset(task, rng)
+    }
+    fn step(
+        &self,
+        s: &Self::State,
+        a: &FrozenLakeAction,
+        rng: &mut qval_core::QRng,
+    ) -> qval_core::Result<qval_core::StepOutcome<Self::State>> {
+        let mut out = self.inner.step(s, a, rng)?;
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2 == 1 {
+            out.reward += 1.0;
+        }
+        Ok(out)
+    }
+    fn observe(&self, s: &Self::State) -> qval_core::Observation {
+        self.inner.observe(s)
+    }
+    fn legal_actions(&self, s: &Self::State) -> Option<Vec<FrozenLakeAction>> {
+        self.inner.legal_actions(s)
+    }
+    fn parse_action(&self, t: &str) -> FrozenLakeAction {
+        self.inner.parse_action(t)
+    }
+    fn render_action(&self, a: &FrozenLakeAction) -> String {
+        self.inner.render_action(a)
+    }
+}
+
+#[test]
+fn the_conformance_checker_catches_an_impure_step() {
+    let env = Impure {
+        inner: env4(),
+        calls: Default::default(),
+    };
+    let err = qval_core::check_environment(&env, 1, 0).unwrap_err().to_string();
+    assert!(err.contains("step is not pure"), "{err}");
+}

@@ -1,0 +1,109 @@
+//! A conformance checker any [`Environment`] can be run through (in the spirit of
+//! gymnasium's `env_checker`): purity of `step`, seeded `reset`, state round trips through
+//! JSON, and action text round trips.
+
+use rand::Rng as _;
+use serde_json::Value;
+
+use crate::env::Environment;
+use crate::seed::rng_for;
+use crate::{CoreError, Result};
+
+fn fail(env: &str, message: String) -> CoreError {
+    CoreError::Environment {
+        env: env.to_string(),
+        message: format!("conformance: {message}"),
+    }
+}
+
+/// Runs `walks` random walks of up to the step budget on every task, checking that:
+/// - the spec is sane (a name, a positive budget, gamma in (0, 1]) and there is a task;
+/// - `reset` with the same seed gives the same state;
+/// - `step` is pure: the same state, action and generator seed give the same next state,
+///   reward and termination, also after the state went through JSON and back;
+/// - `parse_action(render_action(a)) == a` for every legal action.
+///
+/// Environments with an open action set are walked with the actions their `parse_action`
+/// makes of a few fixed texts.
+///
+/// # Errors
+/// [`CoreError::Environment`] describing the first violation.
+pub fn check_environment<E: Environment>(env: &E, walks: usize, seed: u64) -> Result<()> {
+    let spec = env.spec();
+    let name = spec.name.as_str();
+    if name.is_empty() {
+        return Err(fail(name, "the spec has no name".into()));
+    }
+    if spec.max_steps == 0 {
+        return Err(fail(name, "the step budget is 0".into()));
+    }
+    if !(spec.gamma > 0.0 && spec.gamma <= 1.0) {
+        return Err(fail(name, format!("gamma {} is not in (0, 1]", spec.gamma)));
+    }
+    let tasks = env.tasks();
+    if tasks.is_empty() {
+        return Err(fail(name, "no tasks".into()));
+    }
+    for (t, task) in tasks.iter().enumerate() {
+        let s1 = env.reset(task, &mut rng_for(seed, &[t as u64]))?;
+        let s2 = env.reset(task, &mut rng_for(seed, &[t as u64]))?;
+        if to_json(&s1) != to_json(&s2) {
+            return Err(fail(
+                name,
+                format!("reset of task `{}` differs for the same seed", task.id),
+            ));
+        }
+        for w in 0..walks {
+            let mut walk_rng = rng_for(seed, &[t as u64, w as u64, 1]);
+            let mut state = s1.clone();
+            for step in 0..spec.max_steps {
+                let actions = env
+                    .legal_actions(&state)
+                    .unwrap_or_else(|| ["0", "noop", "left"].iter().map(|t| env.parse_action(t)).collect());
+                if actions.is_empty() {
+                    return Err(fail(
+                        name,
+                        format!("no legal action at step {step} of task `{}`", task.id),
+                    ));
+                }
+                for a in &actions {
+                    let text = env.render_action(a);
+                    if env.legal_actions(&state).is_some() && &env.parse_action(&text) != a {
+                        return Err(fail(name, format!("parse_action({text:?}) does not give back {a:?}")));
+                    }
+                }
+                let action = &actions[walk_rng.random_range(0..actions.len())];
+                let step_seed = walk_rng.random::<u64>();
+                let a = env.step(&state, action, &mut rng_for(step_seed, &[]))?;
+                let b = env.step(&state, action, &mut rng_for(step_seed, &[]))?;
+                let restored: E::State = serde_json::from_value(to_json(&state))
+                    .map_err(|e| fail(name, format!("a state does not deserialise from its JSON: {e}")))?;
+                let c = env.step(&restored, action, &mut rng_for(step_seed, &[]))?;
+                for (other, what) in [(&b, "a second call"), (&c, "the state restored from JSON")] {
+                    if to_json(&a.state) != to_json(&other.state)
+                        || a.reward.to_bits() != other.reward.to_bits()
+                        || a.terminated != other.terminated
+                    {
+                        return Err(fail(
+                            name,
+                            format!(
+                                "step is not pure: {what} gave another outcome for action {action:?} at step {step} of task `{}`",
+                                task.id
+                            ),
+                        ));
+                    }
+                }
+                if a.terminated {
+                    break;
+                }
+                state = a.state;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serialises to JSON (`Null` if serialisation fails, which the comparisons then expose).
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
