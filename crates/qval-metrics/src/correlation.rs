@@ -1,9 +1,11 @@
-//! Correlation coefficients under the published evaluation rules.
+//! Correlation coefficients under the published evaluation rules, with p-values computed as
+//! `scipy.stats` computes them by default.
 
 use serde::{Deserialize, Serialize};
 
 use crate::MetricsError;
-use crate::rank::average_ranks;
+use crate::rank::{average_ranks, count_inversions, dense_ranks, join, radix_sort_u64};
+use crate::special::{binomial_cdf, inc_beta_pair, kendall_exact_p, normal_sf, pairwise_sum, student_t_sf};
 
 /// What to do when predictions and labels differ in length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,64 +122,351 @@ pub(crate) fn usable_pairs(
         .unzip())
 }
 
-/// Pearson's r of two slices of equal length with no NaN, or `None` if either is constant.
+fn mean(x: &[f64]) -> f64 {
+    pairwise_sum(x) / x.len() as f64
+}
+
+fn is_constant(x: &[f64]) -> bool {
+    x.iter().all(|v| *v == x[0])
+}
+
+/// Pearson's r as scipy computes it (deviations scaled by their maximum before the norms);
+/// `None` if either input is constant.
 pub(crate) fn pearson_r(x: &[f64], y: &[f64]) -> Option<f64> {
-    let n = x.len() as f64;
-    let mx = x.iter().sum::<f64>() / n;
-    let my = y.iter().sum::<f64>() / n;
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        let (dx, dy) = (a - mx, b - my);
-        sxy += dx * dy;
-        sxx += dx * dx;
-        syy += dy * dy;
-    }
-    if sxx == 0.0 || syy == 0.0 {
+    if is_constant(x) || is_constant(y) {
         return None;
     }
-    Some((sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0))
-}
-
-fn correlate(x: &[f64], y: &[f64], cfg: &CorrelationConfig, ranked: bool) -> Result<Correlation, MetricsError> {
-    let (x, y) = usable_pairs(x, y, cfg)?;
-    let n = x.len();
-    if n < cfg.min_pairs {
-        return Ok(Correlation::undefined(
-            n,
-            format!("{n} usable pairs, fewer than the minimum of {}", cfg.min_pairs),
-        ));
-    }
-    let (x, y) = if ranked {
-        (average_ranks(&x), average_ranks(&y))
-    } else {
-        (x, y)
+    let (mx, my) = (mean(x), mean(y));
+    let xm: Vec<f64> = x.iter().map(|v| v - mx).collect();
+    let ym: Vec<f64> = y.iter().map(|v| v - my).collect();
+    let norm = |v: &[f64]| {
+        let max = v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+        let squares: Vec<f64> = v.iter().map(|e| (e / max) * (e / max)).collect();
+        max * pairwise_sum(&squares).sqrt()
     };
-    match pearson_r(&x, &y) {
-        Some(r) => Ok(Correlation {
-            value: r,
-            p_value: f64::NAN,
-            n,
-            note: None,
-        }),
-        None => Ok(Correlation::undefined(
-            n,
-            "an input is constant; the correlation is undefined",
-        )),
-    }
+    let (nx, ny) = (norm(&xm), norm(&ym));
+    let products: Vec<f64> = xm.iter().zip(&ym).map(|(a, b)| (a / nx) * (b / ny)).collect();
+    Some(pairwise_sum(&products).clamp(-1.0, 1.0))
 }
 
-/// Pearson's r.
+/// Spearman's rho from average ranks, as `numpy.corrcoef` computes it.
+fn spearman_rho(rx: &[f64], ry: &[f64]) -> f64 {
+    let n = rx.len() as f64;
+    let (mx, my) = (mean(rx), mean(ry));
+    let cov = |a: &[f64], ma: f64, b: &[f64], mb: f64| {
+        let prods: Vec<f64> = a.iter().zip(b).map(|(u, v)| (u - ma) * (v - mb)).collect();
+        // numpy multiplies by the reciprocal of the degrees of freedom.
+        pairwise_sum(&prods) * (1.0 / (n - 1.0))
+    };
+    let cxy = cov(rx, mx, ry, my);
+    let sx = cov(rx, mx, rx, mx).sqrt();
+    let sy = cov(ry, my, ry, my).sqrt();
+    (cxy / sx / sy).clamp(-1.0, 1.0)
+}
+
+/// Pearson's r with scipy's two-sided p-value (`scipy.stats.pearsonr`): the exact null
+/// distribution of r under bivariate normality, a Beta(n/2 - 1, n/2 - 1) on [-1, 1].
 ///
 /// # Errors
 /// [`MetricsError::LengthMismatch`] under [`LengthPolicy::Error`].
 pub fn pearson(x: &[f64], y: &[f64], cfg: &CorrelationConfig) -> Result<Correlation, MetricsError> {
-    correlate(x, y, cfg, false)
+    let (x, y) = usable_pairs(x, y, cfg)?;
+    let n = x.len();
+    if n < cfg.min_pairs {
+        return Ok(too_few(n, cfg));
+    }
+    let Some(r) = pearson_r(&x, &y) else {
+        return Ok(Correlation::undefined(n, CONSTANT));
+    };
+    let ab = n as f64 / 2.0 - 1.0;
+    let arg = (r.abs() + 1.0) / 2.0;
+    let (_, sf) = inc_beta_pair(ab, ab, arg, 1.0 - arg);
+    Ok(Correlation {
+        value: r,
+        p_value: (2.0 * sf).min(1.0),
+        n,
+        note: None,
+    })
 }
 
-/// Spearman's rho: Pearson's r of the average ranks.
+/// Spearman's rho (Pearson's r of average ranks) with scipy's two-sided p-value
+/// (`scipy.stats.spearmanr`: Student's t with n - 2 degrees of freedom).
 ///
 /// # Errors
 /// [`MetricsError::LengthMismatch`] under [`LengthPolicy::Error`].
 pub fn spearman(x: &[f64], y: &[f64], cfg: &CorrelationConfig) -> Result<Correlation, MetricsError> {
-    correlate(x, y, cfg, true)
+    let (x, y) = usable_pairs(x, y, cfg)?;
+    let n = x.len();
+    if n < cfg.min_pairs {
+        return Ok(too_few(n, cfg));
+    }
+    if is_constant(&x) || is_constant(&y) {
+        return Ok(Correlation::undefined(n, CONSTANT));
+    }
+    let (rx, ry) = join(n, || average_ranks(&x), || average_ranks(&y));
+    let rho = spearman_rho(&rx, &ry);
+    Ok(Correlation {
+        value: rho,
+        p_value: spearman_p(rho, n),
+        n,
+        note: None,
+    })
+}
+
+/// The two-sided p-value of a Spearman rho over `n` pairs, as scipy computes it.
+pub(crate) fn spearman_p(rho: f64, n: usize) -> f64 {
+    let dof = (n - 2) as f64;
+    let t = rho * (dof / ((rho + 1.0) * (1.0 - rho))).max(0.0).sqrt();
+    2.0 * student_t_sf(t.abs(), dof)
+}
+
+/// Pair counts behind Kendall's tau-b (the quantities of scipy's `kendalltau`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct KendallCounts {
+    pub n: u64,
+    pub tot: u64,
+    pub dis: u64,
+    pub xtie: u64,
+    pub ytie: u64,
+    pub ntie: u64,
+    pub x0: f64,
+    pub x1: f64,
+    pub y0: f64,
+    pub y1: f64,
+}
+
+impl KendallCounts {
+    pub fn con_minus_dis(&self) -> i128 {
+        self.tot as i128 - self.xtie as i128 - self.ytie as i128 + self.ntie as i128 - 2 * self.dis as i128
+    }
+
+    pub fn concordant(&self) -> u64 {
+        (self.con_minus_dis() + self.dis as i128) as u64
+    }
+
+    /// Tau-b, or `None` when either variable is constant.
+    pub fn tau_b(&self) -> Option<f64> {
+        if self.xtie == self.tot || self.ytie == self.tot {
+            return None;
+        }
+        let tau = self.con_minus_dis() as f64
+            / ((self.tot - self.xtie) as f64).sqrt()
+            / ((self.tot - self.ytie) as f64).sqrt();
+        Some(tau.clamp(-1.0, 1.0))
+    }
+
+    /// scipy's two-sided p-value with `method="auto"`: exact without ties for n <= 33 (or
+    /// when at most one pair is discordant or concordant), else the normal approximation
+    /// with the tie-corrected variance.
+    pub fn p_value(&self) -> f64 {
+        let (n, tot, dis) = (self.n, self.tot, self.dis);
+        if self.xtie == 0 && self.ytie == 0 && (n <= 33 || dis.min(tot - dis) <= 1) {
+            return kendall_exact_p(n, tot - dis);
+        }
+        let size = n as f64;
+        let m = size * (size - 1.0);
+        let var = (m * (2.0 * size + 5.0) - self.x1 - self.y1) / 18.0
+            + (2 * self.xtie as u128 * self.ytie as u128) as f64 / m
+            + (self.x0 as u128 * self.y0 as u128) as f64 / (9.0 * m * (size - 2.0));
+        let z = self.con_minus_dis() as f64 / var.sqrt();
+        2.0 * normal_sf(z.abs())
+    }
+}
+
+fn tie_stats(groups: &[u64]) -> (u64, f64, f64) {
+    let t: u64 = groups.iter().map(|&c| c * (c - 1) / 2).sum();
+    let a: Vec<f64> = groups
+        .iter()
+        .map(|&c| c as f64 * (c as f64 - 1.0) * (c as f64 - 2.0))
+        .collect();
+    let b: Vec<f64> = groups
+        .iter()
+        .map(|&c| c as f64 * (c as f64 - 1.0) * (2.0 * c as f64 + 5.0))
+        .collect();
+    (t, pairwise_sum(&a).trunc(), pairwise_sum(&b).trunc())
+}
+
+/// Counts concordant, discordant and tied pairs in O(n log n): dense ranks by radix sort,
+/// one radix sort of the packed (x rank, y rank) pairs, and a merge-sort inversion count.
+pub(crate) fn kendall_counts(x: &[f64], y: &[f64]) -> KendallCounts {
+    let n = x.len();
+    let (rx, ry) = join(n, || dense_ranks(x), || dense_ranks(y));
+    let max_y = ry.dense.iter().copied().max().unwrap_or(0) as u64;
+    let max_x = rx.dense.iter().copied().max().unwrap_or(0) as u64;
+    let shift = 64 - max_y.leading_zeros();
+    let bits = shift + (64 - max_x.leading_zeros());
+    let packed: Vec<u64> = rx
+        .dense
+        .iter()
+        .zip(&ry.dense)
+        .map(|(&a, &b)| ((a as u64) << shift) | b as u64)
+        .collect();
+    let sorted = radix_sort_u64(packed, bits);
+    let mut ntie = 0u64;
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && sorted[j] == sorted[i] {
+            j += 1;
+        }
+        let c = (j - i) as u64;
+        ntie += c * (c - 1) / 2;
+        i = j;
+    }
+    let mask = (1u64 << shift) - 1;
+    let mut yseq: Vec<u32> = sorted.iter().map(|k| (k & mask) as u32).collect();
+    let dis = count_inversions(&mut yseq);
+    let (xtie, x0, x1) = tie_stats(&rx.tie_groups);
+    let (ytie, y0, y1) = tie_stats(&ry.tie_groups);
+    let n = n as u64;
+    KendallCounts {
+        n,
+        tot: n * n.saturating_sub(1) / 2,
+        dis,
+        xtie,
+        ytie,
+        ntie,
+        x0,
+        x1,
+        y0,
+        y1,
+    }
+}
+
+/// Kendall's tau-b with scipy's two-sided p-value (`scipy.stats.kendalltau`, method "auto"),
+/// in O(n log n).
+///
+/// # Errors
+/// [`MetricsError::LengthMismatch`] under [`LengthPolicy::Error`].
+pub fn kendall(x: &[f64], y: &[f64], cfg: &CorrelationConfig) -> Result<Correlation, MetricsError> {
+    let (x, y) = usable_pairs(x, y, cfg)?;
+    let n = x.len();
+    if n < cfg.min_pairs {
+        return Ok(too_few(n, cfg));
+    }
+    let counts = kendall_counts(&x, &y);
+    match counts.tau_b() {
+        Some(tau) => Ok(Correlation {
+            value: tau,
+            p_value: counts.p_value(),
+            n,
+            note: None,
+        }),
+        None => Ok(Correlation::undefined(n, CONSTANT)),
+    }
+}
+
+/// The share of pairs whose order the predictions get right, among pairs with different
+/// reference values (ties in the predictions count as wrong), as reward-model benchmarks
+/// report it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairwiseAccuracy {
+    /// Concordant pairs / pairs with different reference values; NaN if undefined.
+    pub value: f64,
+    /// Concordant pairs.
+    pub concordant: u64,
+    /// Pairs with different reference values.
+    pub pairs: u64,
+    /// Usable points.
+    pub n: usize,
+    /// Why the figure is NaN, when it is.
+    pub note: Option<String>,
+}
+
+/// Pairwise accuracy of `predictions` against `labels`, in O(n log n).
+///
+/// # Errors
+/// [`MetricsError::LengthMismatch`] under [`LengthPolicy::Error`].
+pub fn pairwise_accuracy(
+    predictions: &[f64],
+    labels: &[f64],
+    cfg: &CorrelationConfig,
+) -> Result<PairwiseAccuracy, MetricsError> {
+    let (x, y) = usable_pairs(predictions, labels, cfg)?;
+    let n = x.len();
+    let undefined = |note: String| PairwiseAccuracy {
+        value: f64::NAN,
+        concordant: 0,
+        pairs: 0,
+        n,
+        note: Some(note),
+    };
+    if n < cfg.min_pairs {
+        return Ok(undefined(too_few(n, cfg).note.unwrap_or_default()));
+    }
+    let c = kendall_counts(&x, &y);
+    let pairs = c.tot - c.ytie;
+    if pairs == 0 {
+        return Ok(undefined("all reference values are equal".into()));
+    }
+    let concordant = c.concordant();
+    Ok(PairwiseAccuracy {
+        value: concordant as f64 / pairs as f64,
+        concordant,
+        pairs,
+        n,
+        note: None,
+    })
+}
+
+/// How often the prediction and the label have the same sign, with a two-sided binomial
+/// test against chance (p = 1/2), as `scipy.stats.binomtest` computes it. Pairs where either
+/// side is exactly 0 carry no sign and are left out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignAgreement {
+    /// Agreements / signed pairs; NaN if undefined.
+    pub value: f64,
+    /// Pairs whose signs agree.
+    pub agree: u64,
+    /// Pairs where both sides are non-zero.
+    pub n: u64,
+    /// Two-sided binomial p-value.
+    pub p_value: f64,
+    /// Why the figure is NaN, when it is.
+    pub note: Option<String>,
+}
+
+/// Sign agreement of `predictions` with `labels`.
+///
+/// # Errors
+/// [`MetricsError::LengthMismatch`] under [`LengthPolicy::Error`].
+pub fn sign_agreement(
+    predictions: &[f64],
+    labels: &[f64],
+    cfg: &CorrelationConfig,
+) -> Result<SignAgreement, MetricsError> {
+    let (x, y) = usable_pairs(predictions, labels, cfg)?;
+    let signed: Vec<(f64, f64)> = x.into_iter().zip(y).filter(|(a, b)| *a != 0.0 && *b != 0.0).collect();
+    let n = signed.len() as u64;
+    if (n as usize) < cfg.min_pairs {
+        return Ok(SignAgreement {
+            value: f64::NAN,
+            agree: 0,
+            n,
+            p_value: f64::NAN,
+            note: Some(format!("{n} signed pairs, fewer than the minimum of {}", cfg.min_pairs)),
+        });
+    }
+    let agree = signed.iter().filter(|(a, b)| (*a > 0.0) == (*b > 0.0)).count() as u64;
+    let p_value = if 2 * agree == n {
+        1.0
+    } else {
+        (2.0 * binomial_cdf(agree.min(n - agree), n, 0.5)).min(1.0)
+    };
+    Ok(SignAgreement {
+        value: agree as f64 / n as f64,
+        agree,
+        n,
+        p_value,
+        note: None,
+    })
+}
+
+const CONSTANT: &str = "an input is constant; the correlation is undefined (scipy warns and returns NaN)";
+
+fn too_few(n: usize, cfg: &CorrelationConfig) -> Correlation {
+    Correlation::undefined(
+        n,
+        format!("{n} usable pairs, fewer than the minimum of {}", cfg.min_pairs),
+    )
 }

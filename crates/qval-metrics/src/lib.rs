@@ -20,8 +20,12 @@ pub mod align;
 pub mod correlation;
 pub mod error;
 pub mod rank;
+pub mod special;
 
 pub use align::{Aligned, align};
-pub use correlation::{Correlation, CorrelationConfig, CorrelationConfigBuilder, LengthPolicy, pearson, spearman};
+pub use correlation::{
+    Correlation, CorrelationConfig, CorrelationConfigBuilder, LengthPolicy, PairwiseAccuracy, SignAgreement, kendall,
+    pairwise_accuracy, pearson, sign_agreement, spearman,
+};
 pub use error::MetricsError;
 pub use rank::average_ranks;
