@@ -2,10 +2,13 @@
 //! `scipy.stats` computes them by default.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use crate::MetricsError;
-use crate::rank::{average_ranks, count_inversions, dense_ranks, join, radix_sort_u64};
-use crate::special::{binomial_cdf, inc_beta_pair, kendall_exact_p, normal_sf, pairwise_sum, student_t_sf};
+use crate::rank::{count_inversions, dense_ranks, doubled_average_ranks, huge_vec, join, sorted_positions};
+use crate::special::{
+    binomial_cdf, inc_beta_pair, kendall_exact_p, normal_sf, pairwise_sum, pairwise_sum_by, student_t_sf,
+};
 
 /// What to do when predictions and labels differ in length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,22 +107,32 @@ impl Correlation {
 }
 
 /// Applies the length policy and drops pairs where either side is NaN.
-pub(crate) fn usable_pairs(
-    x: &[f64],
-    y: &[f64],
+/// The usable pairs: borrowed when nothing had to be dropped.
+pub(crate) type Pairs<'a> = (Cow<'a, [f64]>, Cow<'a, [f64]>);
+
+pub(crate) fn usable_pairs<'a>(
+    x: &'a [f64],
+    y: &'a [f64],
     cfg: &CorrelationConfig,
-) -> Result<(Vec<f64>, Vec<f64>), MetricsError> {
+) -> Result<Pairs<'a>, MetricsError> {
     if x.len() != y.len() && cfg.lengths == LengthPolicy::Error {
         return Err(MetricsError::LengthMismatch {
             left: x.len(),
             right: y.len(),
         });
     }
-    Ok(x.iter()
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    if !x.iter().chain(y).any(|v| v.is_nan()) {
+        return Ok((Cow::Borrowed(x), Cow::Borrowed(y)));
+    }
+    let (a, b): (Vec<f64>, Vec<f64>) = x
+        .iter()
         .zip(y)
         .filter(|(a, b)| !a.is_nan() && !b.is_nan())
         .map(|(a, b)| (*a, *b))
-        .unzip())
+        .unzip();
+    Ok((Cow::Owned(a), Cow::Owned(b)))
 }
 
 fn mean(x: &[f64]) -> f64 {
@@ -130,37 +143,44 @@ fn is_constant(x: &[f64]) -> bool {
     x.iter().all(|v| *v == x[0])
 }
 
-/// Pearson's r as scipy computes it (deviations scaled by their maximum before the norms);
-/// `None` if either input is constant.
+/// Pearson's r as scipy computes it (deviations scaled by their maximum before the norms,
+/// numpy's pairwise sums); `None` if either input is constant.
 pub(crate) fn pearson_r(x: &[f64], y: &[f64]) -> Option<f64> {
     if is_constant(x) || is_constant(y) {
         return None;
     }
+    let n = x.len();
     let (mx, my) = (mean(x), mean(y));
-    let xm: Vec<f64> = x.iter().map(|v| v - mx).collect();
-    let ym: Vec<f64> = y.iter().map(|v| v - my).collect();
-    let norm = |v: &[f64]| {
-        let max = v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-        let squares: Vec<f64> = v.iter().map(|e| (e / max) * (e / max)).collect();
-        max * pairwise_sum(&squares).sqrt()
-    };
-    let (nx, ny) = (norm(&xm), norm(&ym));
-    let products: Vec<f64> = xm.iter().zip(&ym).map(|(a, b)| (a / nx) * (b / ny)).collect();
-    Some(pairwise_sum(&products).clamp(-1.0, 1.0))
+    let xmax = x.iter().fold(0.0f64, |a, v| a.max((v - mx).abs()));
+    let ymax = y.iter().fold(0.0f64, |a, v| a.max((v - my).abs()));
+    let nx = xmax * pairwise_sum_by(n, &|i| ((x[i] - mx) / xmax) * ((x[i] - mx) / xmax)).sqrt();
+    let ny = ymax * pairwise_sum_by(n, &|i| ((y[i] - my) / ymax) * ((y[i] - my) / ymax)).sqrt();
+    Some(pairwise_sum_by(n, &|i| ((x[i] - mx) / nx) * ((y[i] - my) / ny)).clamp(-1.0, 1.0))
 }
 
-/// Spearman's rho from average ranks, as `numpy.corrcoef` computes it.
-fn spearman_rho(rx: &[f64], ry: &[f64]) -> f64 {
-    let n = rx.len() as f64;
-    let (mx, my) = (mean(rx), mean(ry));
-    let cov = |a: &[f64], ma: f64, b: &[f64], mb: f64| {
-        let prods: Vec<f64> = a.iter().zip(b).map(|(u, v)| (u - ma) * (v - mb)).collect();
-        // numpy multiplies by the reciprocal of the degrees of freedom.
-        pairwise_sum(&prods) * (1.0 / (n - 1.0))
-    };
-    let cxy = cov(rx, mx, ry, my);
-    let sx = cov(rx, mx, rx, mx).sqrt();
-    let sy = cov(ry, my, ry, my).sqrt();
+/// Spearman's rho from doubled average ranks: the sums of centred products are exact
+/// integers (accumulated in i128), rounded once, then combined as `numpy.corrcoef` does.
+fn spearman_rho(rx2: &[u32], ry2: &[u32]) -> f64 {
+    let n = rx2.len();
+    let m = (n + 1) as i64;
+    let (mut sxy, mut sxx, mut syy) = (0i128, 0i128, 0i128);
+    for (cx, cy) in rx2.chunks(1024).zip(ry2.chunks(1024)) {
+        let (mut a, mut b, mut c) = (0i64, 0i64, 0i64);
+        for (&u, &v) in cx.iter().zip(cy) {
+            let (du, dv) = (u as i64 - m, v as i64 - m);
+            a += du * dv;
+            b += du * du;
+            c += dv * dv;
+        }
+        sxy += a as i128;
+        sxx += b as i128;
+        syy += c as i128;
+    }
+    // Each sum is 4x the sum over ranks; dividing by 4 is exact.
+    let f = 1.0 / (n as f64 - 1.0);
+    let cxy = sxy as f64 / 4.0 * f;
+    let sx = (sxx as f64 / 4.0 * f).sqrt();
+    let sy = (syy as f64 / 4.0 * f).sqrt();
     (cxy / sx / sy).clamp(-1.0, 1.0)
 }
 
@@ -203,8 +223,8 @@ pub fn spearman(x: &[f64], y: &[f64], cfg: &CorrelationConfig) -> Result<Correla
     if is_constant(&x) || is_constant(&y) {
         return Ok(Correlation::undefined(n, CONSTANT));
     }
-    let (rx, ry) = join(n, || average_ranks(&x), || average_ranks(&y));
-    let rho = spearman_rho(&rx, &ry);
+    let (rx2, ry2) = join(n, || doubled_average_ranks(&x), || doubled_average_ranks(&y));
+    let rho = spearman_rho(&rx2, &ry2);
     Ok(Correlation {
         value: rho,
         p_value: spearman_p(rho, n),
@@ -286,37 +306,37 @@ fn tie_stats(groups: &[u64]) -> (u64, f64, f64) {
     (t, pairwise_sum(&a).trunc(), pairwise_sum(&b).trunc())
 }
 
-/// Counts concordant, discordant and tied pairs in O(n log n): dense ranks by radix sort,
-/// one radix sort of the packed (x rank, y rank) pairs, and a merge-sort inversion count.
+/// Counts concordant, discordant and tied pairs in O(n log n): the positions sorted by x
+/// (radix sort) and the dense ranks of y (on a second thread), the y ranks laid out in x
+/// order with each run of tied x sorted by y, then a merge-sort count of the inversions.
 pub(crate) fn kendall_counts(x: &[f64], y: &[f64]) -> KendallCounts {
     let n = x.len();
-    let (rx, ry) = join(n, || dense_ranks(x), || dense_ranks(y));
-    let max_y = ry.dense.iter().copied().max().unwrap_or(0) as u64;
-    let max_x = rx.dense.iter().copied().max().unwrap_or(0) as u64;
-    let shift = 64 - max_y.leading_zeros();
-    let bits = shift + (64 - max_x.leading_zeros());
-    let packed: Vec<u64> = rx
-        .dense
-        .iter()
-        .zip(&ry.dense)
-        .map(|(&a, &b)| ((a as u64) << shift) | b as u64)
-        .collect();
-    let sorted = radix_sort_u64(packed, bits);
+    let (sx, ry) = join(n, || sorted_positions(x), || dense_ranks(y));
+    let mut yseq: Vec<u32> = huge_vec(n);
+    let mut x_groups = Vec::new();
     let mut ntie = 0u64;
-    let mut i = 0;
-    while i < n {
-        let mut j = i + 1;
-        while j < n && sorted[j] == sorted[i] {
-            j += 1;
+    sx.for_each_group(x, |s, i, j| {
+        let start = yseq.len();
+        yseq.extend(s.items[i..j].iter().map(|&p| ry.dense[s.pos(p)]));
+        if j - i > 1 {
+            x_groups.push((j - i) as u64);
+            let g = &mut yseq[start..];
+            g.sort_unstable();
+            let mut k = 0;
+            while k < g.len() {
+                let mut l = k + 1;
+                while l < g.len() && g[l] == g[k] {
+                    l += 1;
+                }
+                let c = (l - k) as u64;
+                ntie += c * (c - 1) / 2;
+                k = l;
+            }
         }
-        let c = (j - i) as u64;
-        ntie += c * (c - 1) / 2;
-        i = j;
-    }
-    let mask = (1u64 << shift) - 1;
-    let mut yseq: Vec<u32> = sorted.iter().map(|k| (k & mask) as u32).collect();
+    });
+    drop(sx);
     let dis = count_inversions(&mut yseq);
-    let (xtie, x0, x1) = tie_stats(&rx.tie_groups);
+    let (xtie, x0, x1) = tie_stats(&x_groups);
     let (ytie, y0, y1) = tie_stats(&ry.tie_groups);
     let n = n as u64;
     KendallCounts {
@@ -436,7 +456,12 @@ pub fn sign_agreement(
     cfg: &CorrelationConfig,
 ) -> Result<SignAgreement, MetricsError> {
     let (x, y) = usable_pairs(predictions, labels, cfg)?;
-    let signed: Vec<(f64, f64)> = x.into_iter().zip(y).filter(|(a, b)| *a != 0.0 && *b != 0.0).collect();
+    let signed: Vec<(f64, f64)> = x
+        .iter()
+        .zip(y.iter())
+        .map(|(a, b)| (*a, *b))
+        .filter(|(a, b)| *a != 0.0 && *b != 0.0)
+        .collect();
     let n = signed.len() as u64;
     if (n as usize) < cfg.min_pairs {
         return Ok(SignAgreement {

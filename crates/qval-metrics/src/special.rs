@@ -204,27 +204,37 @@ pub fn kendall_exact_p(n: u64, c: u64) -> f64 {
 /// Pairwise summation as numpy does it (blocks of 128 summed with 8 accumulators), so sums
 /// agree with numpy's to the last bits and the error grows as O(log n), not O(n).
 pub fn pairwise_sum(x: &[f64]) -> f64 {
-    let n = x.len();
+    pairwise_sum_by(x.len(), &|i| x[i])
+}
+
+/// [`pairwise_sum`] of `f(0), ..., f(n - 1)`, without materialising them.
+pub fn pairwise_sum_by(n: usize, f: &impl Fn(usize) -> f64) -> f64 {
+    pairwise_range(0, n, f)
+}
+
+fn pairwise_range(start: usize, n: usize, f: &impl Fn(usize) -> f64) -> f64 {
     if n < 8 {
-        return x.iter().fold(0.0, |a, v| a + v);
+        return (start..start + n).fold(0.0, |a, i| a + f(i));
     }
     if n <= 128 {
         let mut r = [0.0f64; 8];
-        r.copy_from_slice(&x[..8]);
+        for (k, slot) in r.iter_mut().enumerate() {
+            *slot = f(start + k);
+        }
         let mut i = 8;
         while i + 8 <= n {
-            for k in 0..8 {
-                r[k] += x[i + k];
+            for (k, slot) in r.iter_mut().enumerate() {
+                *slot += f(start + i + k);
             }
             i += 8;
         }
         let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for v in &x[i..] {
-            res += v;
+        for j in i..n {
+            res += f(start + j);
         }
         return res;
     }
     let mut half = n / 2;
     half -= half % 8;
-    pairwise_sum(&x[..half]) + pairwise_sum(&x[half..])
+    pairwise_range(start, half, f) + pairwise_range(start + half, n - half, f)
 }
