@@ -110,11 +110,7 @@ impl Correlation {
 /// The usable pairs: borrowed when nothing had to be dropped.
 pub(crate) type Pairs<'a> = (Cow<'a, [f64]>, Cow<'a, [f64]>);
 
-pub(crate) fn usable_pairs<'a>(
-    x: &'a [f64],
-    y: &'a [f64],
-    cfg: &CorrelationConfig,
-) -> Result<Pairs<'a>, MetricsError> {
+pub(crate) fn usable_pairs<'a>(x: &'a [f64], y: &'a [f64], cfg: &CorrelationConfig) -> Result<Pairs<'a>, MetricsError> {
     if x.len() != y.len() && cfg.lengths == LengthPolicy::Error {
         return Err(MetricsError::LengthMismatch {
             left: x.len(),
@@ -182,6 +178,11 @@ fn spearman_rho(rx2: &[u32], ry2: &[u32]) -> f64 {
     let sx = (sxx as f64 / 4.0 * f).sqrt();
     let sy = (syy as f64 / 4.0 * f).sqrt();
     (cxy / sx / sy).clamp(-1.0, 1.0)
+}
+
+/// Spearman's rho of two short, NaN-free, non-constant slices (per-state ranking).
+pub(crate) fn spearman_rho_of(x: &[f64], y: &[f64]) -> f64 {
+    spearman_rho(&doubled_average_ranks(x), &doubled_average_ranks(y))
 }
 
 /// Pearson's r with scipy's two-sided p-value (`scipy.stats.pearsonr`): the exact null

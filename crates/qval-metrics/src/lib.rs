@@ -17,15 +17,21 @@
 #![deny(missing_docs)]
 
 pub mod align;
+pub mod bootstrap;
 pub mod correlation;
 pub mod error;
+pub mod group;
 pub mod rank;
+pub mod ranking;
 pub mod special;
 
 pub use align::{Aligned, align};
+pub use bootstrap::{BootstrapConfig, BootstrapConfigBuilder, Interval, Statistic, bootstrap};
 pub use correlation::{
     Correlation, CorrelationConfig, CorrelationConfigBuilder, LengthPolicy, PairwiseAccuracy, SignAgreement, kendall,
     pairwise_accuracy, pearson, sign_agreement, spearman,
 };
 pub use error::MetricsError;
+pub use group::{GroupSummary, group_summary};
 pub use rank::average_ranks;
+pub use ranking::{PerStateRanking, StateCandidates, per_state_ranking};
