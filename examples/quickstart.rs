@@ -9,19 +9,20 @@
 //! 2. sample 5 points per trajectory;
 //! 3. label them with Max-Value Monte Carlo Q-values (reference policy: value iteration);
 //! 4. run the methods under test (a random baseline and a distance heuristic);
-//! 5. report Spearman's rho of each method against the labels.
+//! 5. evaluate: Spearman (with a 95% bootstrap interval and p-value), Kendall, Pearson and
+//!    pairwise accuracy of each method against the labels, written as `summary.json`,
+//!    `summary.md` and plots.
 //!
 //! Every artifact is written under `--out` as JSON Lines; rerunning resumes (finished
 //! stages are read back, not recomputed).
 
-use anyhow::Context as _;
 use clap::Parser;
 use std::sync::Arc;
 use std::time::Instant;
 
 use qval::envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
 use qval::methods::{FrozenLakeDistance, RandomBaseline};
-use qval::metrics::{CorrelationConfig, align, spearman};
+use qval::metrics::{EvaluateConfig, evaluate_run};
 use qval::{
     CollectConfig, DenseSignalMethod, Environment, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, Signal,
     StageOptions, Strategy, collect, io, label, predict, sample_points, stage::layout,
@@ -155,30 +156,19 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("4. predict   {} methods", methods.len());
 
-    // 5. Evaluate.
-    println!("5. evaluate  Spearman's rho against MVMC labels\n");
-    println!("| {:<14} | {:<6} | {:>4} | {:>8} |", "method", "signal", "n", "rho");
-    println!("|{:-<16}|{:-<8}|{:->6}|{:->10}|", "", "", "", "");
-    let cfg = CorrelationConfig::default();
-    for (name, signal, preds) in &results {
-        let a = align(&labels, preds);
-        let rho = spearman(&a.predictions, &a.labels, &cfg).context("correlating")?;
-        let shown = if rho.value.is_nan() {
-            "NaN".to_string()
-        } else {
-            format!("{:.4}", rho.value)
-        };
-        println!(
-            "| {:<14} | {:<6} | {:>4} | {:>8} |",
-            name,
-            signal.to_string(),
-            rho.n,
-            shown
-        );
-        if let Some(note) = rho.note {
-            println!("  ({name}: {note})");
-        }
+    // 5. Evaluate: every statistic, bootstrap intervals, summary.json, summary.md and plots.
+    let t = Instant::now();
+    let summary = evaluate_run(run, &EvaluateConfig::default())?;
+    let (written, warnings) = summary.write(run, "summary")?;
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
+    println!(
+        "5. evaluate  {} files written, {:.2}s\n",
+        written.len(),
+        t.elapsed().as_secs_f64()
+    );
+    print!("{}", summary.markdown());
     println!(
         "\nArtifacts in {}/ ; total {:.2}s",
         run.display(),

@@ -1,7 +1,7 @@
 //! The error type of `qval-metrics`.
 
 /// What can go wrong computing a statistic.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum MetricsError {
     /// The two inputs differ in length and truncation was not asked for.
     #[error(
@@ -14,6 +14,27 @@ pub enum MetricsError {
         /// Length of the second input.
         right: usize,
     },
+    /// Reading or writing a file failed.
+    #[error("{op} {path}: {message}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        message: String,
+    },
+    /// A file does not hold what it should.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, with the JSON path of the offending entry where known.
+        message: String,
+    },
+    /// An error from qval-core (reading run files).
+    #[error(transparent)]
+    Core(#[from] std::sync::Arc<qval_core::CoreError>),
     /// A parameter is out of range.
     #[error("invalid parameter `{name}` = {value}: {reason}")]
     InvalidParameter {
@@ -24,4 +45,16 @@ pub enum MetricsError {
         /// What it must satisfy.
         reason: String,
     },
+}
+
+impl PartialEq for MetricsError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl From<qval_core::CoreError> for MetricsError {
+    fn from(e: qval_core::CoreError) -> Self {
+        MetricsError::Core(std::sync::Arc::new(e))
+    }
 }
