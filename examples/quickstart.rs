@@ -8,7 +8,8 @@
 //! 1. collect 50 trajectories on 8 random 8x8 maps with the epsilon-greedy collector (0.1);
 //! 2. sample 5 points per trajectory;
 //! 3. label them with Max-Value Monte Carlo Q-values (reference policy: value iteration);
-//! 4. run the methods under test (a random baseline and a distance heuristic);
+//! 4. run the methods under test (a random baseline and a distance heuristic; with
+//!    `--backend NAME` or `--base-url URL --model M`, also direct prompting and ranking);
 //! 5. evaluate: Spearman (with a 95% bootstrap interval and p-value), Kendall, Pearson and
 //!    pairwise accuracy of each method against the labels, written as `summary.json`,
 //!    `summary.md` and plots.
@@ -21,8 +22,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use qval::envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
+use qval::methods::llm::{Backend, BackendEntry, load_backends};
+use qval::methods::prompting::{Direct, DirectMode, Ranking, ReportsUsage, expand_candidates, parent_of};
 use qval::methods::{FrozenLakeDistance, RandomBaseline};
-use qval::metrics::{EvaluateConfig, evaluate_run};
+use qval::metrics::{EvaluateConfig, StateCandidates, evaluate_run, per_state_ranking};
 use qval::{
     CollectConfig, DenseSignalMethod, Environment, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, Signal,
     StageOptions, Strategy, collect, io, label, predict, sample_points, stage::layout,
@@ -49,6 +52,62 @@ struct Args {
     /// Collector's chance of a random move.
     #[arg(long, default_value_t = 0.1)]
     epsilon: f64,
+    /// Also run the LLM prompting methods with this named backend (see backends.example.toml).
+    #[arg(long)]
+    backend: Option<String>,
+    /// The file of named backends.
+    #[arg(long, default_value = "backends.toml")]
+    backends: std::path::PathBuf,
+    /// Or: an OpenAI-compatible endpoint for the prompting methods...
+    #[arg(long, requires = "model", conflicts_with = "backend")]
+    base_url: Option<String>,
+    /// ...and its model.
+    #[arg(long, requires = "base_url")]
+    model: Option<String>,
+    /// ...and the environment variable holding its API key, if it needs one.
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// The LLM methods score the first N points (published: 100).
+    #[arg(long, default_value_t = 100)]
+    llm_points: usize,
+}
+
+/// The LLM backend the arguments name, if any: with a response cache and a request log in
+/// the run folder.
+fn llm_backend(args: &Args, run: &std::path::Path) -> anyhow::Result<Option<Arc<dyn Backend>>> {
+    let cache = Some(run.join("llm-cache"));
+    let log = Some(run.join("llm-requests.jsonl"));
+    if let Some(name) = &args.backend {
+        let entries = load_backends(&args.backends)?;
+        let entry = entries.get(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no backend `{name}` in {} (it has: {:?})",
+                args.backends.display(),
+                entries.keys().collect::<Vec<_>>()
+            )
+        })?;
+        return Ok(Some(entry.build(cache, log)?.0));
+    }
+    if let (Some(url), Some(model)) = (&args.base_url, &args.model) {
+        let entry = BackendEntry {
+            base_url: url.clone(),
+            model: model.clone(),
+            api_key_env: args.api_key_env.clone(),
+            thinking: false,
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            max_tokens: None,
+            seed: None,
+            concurrency: 32,
+            max_attempts: 6,
+            timeout_secs: 300.0,
+            logprobs: false,
+            images: false,
+        };
+        return Ok(Some(entry.build(cache, log)?.0));
+    }
+    Ok(None)
 }
 
 #[tokio::main]
@@ -155,6 +214,74 @@ async fn main() -> anyhow::Result<()> {
         results.push((m.name(), m.signal(), preds));
     }
     println!("4. predict   {} methods", methods.len());
+
+    // 4b. The LLM prompting methods, when a backend is named.
+    match llm_backend(&args, run)? {
+        None => println!(
+            "   (LLM prompting methods: add --backend NAME with a backends.toml, see backends.example.toml, \
+             or --base-url URL --model M)"
+        ),
+        Some(backend) => {
+            let t = Instant::now();
+            let first: Vec<_> = points.iter().take(args.llm_points).cloned().collect();
+            let direct = Direct::new(backend.clone(), Signal::Q, DirectMode::Single, Default::default());
+            let preds = predict(
+                &direct,
+                &first,
+                &ctx,
+                &StageOptions::to_file(layout::predictions(run, &direct.name())),
+            )
+            .await?;
+            let failed = preds.iter().filter(|p| p.value.is_nan()).count();
+            println!(
+                "   {} on {} points ({failed} failed), usage {}",
+                direct.name(),
+                first.len(),
+                direct.usage()
+            );
+            // Ranking: every move of each state, labelled, ranked, evaluated per state.
+            let candidates = expand_candidates(&*env, &first, args.seed)?;
+            let rank_dir = run.join("ranking");
+            let cand_labels = label(
+                &labeler,
+                &candidates,
+                0.3,
+                &StageOptions::to_file(rank_dir.join("labels.jsonl")),
+            )
+            .await?;
+            let ranking = Ranking::new(backend, &candidates, Default::default());
+            let cand_preds = predict(
+                &ranking,
+                &candidates,
+                &ctx,
+                &StageOptions::to_file(rank_dir.join("predictions.jsonl")),
+            )
+            .await?;
+            let mut states: Vec<StateCandidates> = Vec::new();
+            for (l, p) in cand_labels.iter().zip(&cand_preds) {
+                let parent = parent_of(&l.point_id);
+                if states.last().is_none_or(|s| s.state != parent) {
+                    states.push(StateCandidates {
+                        state: parent.to_string(),
+                        labels: vec![],
+                        predictions: vec![],
+                    });
+                }
+                let s = states.last_mut().expect("just pushed");
+                s.labels.push(l.value);
+                s.predictions.push(p.value);
+            }
+            let r = per_state_ranking(&states, None);
+            println!(
+                "   ranking-q per state: mean rho {:.3} (std {:.3}) over {} states, {} skipped; {:.1}s",
+                r.mean,
+                r.std,
+                r.used,
+                states.len() - r.used,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
 
     // 5. Evaluate: every statistic, bootstrap intervals, summary.json, summary.md and plots.
     let t = Instant::now();

@@ -4,11 +4,14 @@
 //!
 //! - [`RandomBaseline`]: seeded uniform scores, the floor every method must beat;
 //! - [`FrozenLakeDistance`]: a hand-written FrozenLake heuristic, the template to copy for
-//!   your own environment-specific signal.
+//!   your own environment-specific signal;
+//! - [`prompting`]: LLM methods (direct, GVL, verifier, ranking) over any [`llm::Backend`].
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod frozenlake;
+pub mod llm;
+pub mod prompting;
 pub mod random;
 
 pub use error::MethodsError;

@@ -1,0 +1,278 @@
+//! The [`Backend`] trait and the request and response types of a chat completion.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who speaks a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions.
+    System,
+    /// The user (the prompt).
+    User,
+    /// The model (earlier answers in a conversation).
+    Assistant,
+}
+
+/// A part of a message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image as a URL (a `data:` URL for local images).
+    Image {
+        /// The URL.
+        url: String,
+    },
+}
+
+/// One chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Message {
+    /// The speaker.
+    pub role: Role,
+    /// Text and images, in order.
+    pub parts: Vec<Part>,
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            parts: vec![Part::Text { text: text.into() }],
+        }
+    }
+
+    /// All text parts joined (images left out).
+    pub fn joined_text(&self) -> String {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text { text } => Some(text.as_str()),
+                Part::Image { .. } => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Whether the message carries an image.
+    pub fn has_image(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Image { .. }))
+    }
+}
+
+/// Sampling parameters. `None` leaves a parameter to the server.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Top-k sampling (vLLM and llama.cpp accept it; OpenAI ignores it).
+    pub top_k: Option<u32>,
+    /// Maximum tokens to generate.
+    pub max_tokens: Option<u32>,
+    /// Sampling seed, where the server honours it.
+    pub seed: Option<u64>,
+    /// Ask for this many top log-probabilities per generated token.
+    pub top_logprobs: Option<u32>,
+}
+
+impl Sampling {
+    /// The published settings for thinking models: temperature 0.6, top_p 0.95, top_k 20,
+    /// 8192 tokens.
+    pub fn thinking() -> Self {
+        Sampling {
+            temperature: Some(0.6),
+            top_p: Some(0.95),
+            top_k: Some(20),
+            max_tokens: Some(8192),
+            ..Default::default()
+        }
+    }
+
+    /// The published settings for other models: temperature 0.1, 4096 tokens.
+    pub fn standard() -> Self {
+        Sampling {
+            temperature: Some(0.1),
+            max_tokens: Some(4096),
+            ..Default::default()
+        }
+    }
+}
+
+/// A chat completion request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Sampling parameters.
+    pub sampling: Sampling,
+}
+
+/// Tokens used by a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
+}
+
+/// One generated token with its log-probability and the top alternatives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token text.
+    pub token: String,
+    /// Its log-probability.
+    pub logprob: f64,
+    /// The most likely tokens at this position, with their log-probabilities.
+    pub top: Vec<(String, f64)>,
+}
+
+/// A chat completion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// The generated text.
+    pub text: String,
+    /// Token usage.
+    pub usage: Usage,
+    /// Per-token log-probabilities, when asked for and supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprob>>,
+    /// The model that answered.
+    pub model: String,
+}
+
+/// What a backend can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Returns top log-probabilities of generated tokens.
+    pub logprobs: bool,
+    /// Accepts images in messages.
+    pub images: bool,
+}
+
+/// Why a request failed. [`LlmError::is_transient`] says whether a retry may help.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    /// The server answered with an error status.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The response body (truncated to 2,000 characters).
+        body: String,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The provider says the quota is exhausted: retrying will not help.
+    #[error("quota exhausted: {0}")]
+    Quota(String),
+    /// No answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The connection failed.
+    #[error("connection failed: {0}")]
+    Connection(String),
+    /// The response was not the JSON expected.
+    #[error("malformed response ({message}): {body}")]
+    Malformed {
+        /// What was wrong.
+        message: String,
+        /// The raw body (truncated to 2,000 characters).
+        body: String,
+    },
+    /// The response had no choices.
+    #[error("response has no choices: {0}")]
+    NoChoices(String),
+    /// The request asks for something the backend cannot do.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The backend is misconfigured (no key, bad URL).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl LlmError {
+    /// Whether retrying may succeed: 429 (not an exhausted quota), 5xx, 408, timeouts and
+    /// connection errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LlmError::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            LlmError::Timeout(_) | LlmError::Connection(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The server's requested wait, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LlmError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A chat model behind some API. Implementations: [`crate::llm::OpenAiBackend`] and the layers
+/// in [`crate::llm::layers`], which wrap any backend.
+///
+/// Required: [`name`](Self::name), [`capabilities`](Self::capabilities) and
+/// [`chat`](Self::chat); [`chat_batch`](Self::chat_batch) defaults to concurrent `chat` calls.
+///
+/// # Example
+/// A backend that always answers 0.5:
+/// ```
+/// use qval_methods::llm::{Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Usage};
+///
+/// struct Constant;
+///
+/// #[async_trait::async_trait]
+/// impl Backend for Constant {
+///     fn name(&self) -> String { "constant".into() }
+///     fn capabilities(&self) -> Capabilities { Capabilities { logprobs: false, images: false } }
+///     async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+///         Ok(ChatResponse { text: "<answer>0.5</answer>".into(), usage: Usage::default(),
+///                           logprobs: None, model: "constant".into() })
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// An identifier: the model and where it is served (part of cache keys).
+    fn name(&self) -> String;
+
+    /// What the backend supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// One chat completion.
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
+
+    /// Several completions; one result per request, in order.
+    async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
+        futures::future::join_all(requests.iter().map(|r| self.chat(r))).await
+    }
+}
+
+macro_rules! forward_backend {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<B: Backend + ?Sized> Backend for $ty {
+            fn name(&self) -> String { (**self).name() }
+            fn capabilities(&self) -> Capabilities { (**self).capabilities() }
+            async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> { (**self).chat(request).await }
+            async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
+                (**self).chat_batch(requests).await
+            }
+        }
+    )*};
+}
+forward_backend!(&B, Box<B>, Arc<B>);

@@ -1,0 +1,505 @@
+//! Layers that wrap any [`Backend`], in the spirit of tower: each is a backend around a
+//! backend. [`StackBuilder`] assembles them in the order that makes sense:
+//!
+//! ```text
+//! Cache( Metered( Log( Retry( ConcurrencyLimit( backend )))))
+//! ```
+//!
+//! - the cache is outermost, so a finished experiment reruns with zero requests;
+//! - usage is metered and requests are logged once per logical request (with the final
+//!   outcome and the latency including retries);
+//! - retries sit outside the concurrency limit, so a request waiting out a back-off does not
+//!   hold one of the slots.
+
+use async_trait::async_trait;
+use rand::{Rng as _, SeedableRng as _};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+use super::backend::{Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Part};
+
+/// At most `limit` requests in flight.
+pub struct ConcurrencyLimit<B> {
+    inner: B,
+    slots: Arc<Semaphore>,
+}
+
+impl<B> ConcurrencyLimit<B> {
+    /// Wraps `inner` with `limit` slots (at least 1).
+    pub fn new(inner: B, limit: usize) -> Self {
+        ConcurrencyLimit {
+            inner,
+            slots: Arc::new(Semaphore::new(limit.max(1))),
+        }
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for ConcurrencyLimit<B> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let _permit = self.slots.acquire().await.expect("the semaphore is never closed");
+        self.inner.chat(request).await
+    }
+}
+
+/// When and how long to retry. Build with [`RetryPolicy::builder`].
+///
+/// | parameter | default | range |
+/// |---|---|---|
+/// | `max_attempts` | 6 | 1 to 100 |
+/// | `base_delay` | 1 s | > 0 |
+/// | `max_delay` | 60 s | >= `base_delay` |
+///
+/// Attempt k (from 1) waits `min(max_delay, base_delay * 2^(k-1))` scaled by a random factor
+/// in [0.5, 1] (jitter), or the server's `Retry-After` if that is longer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The first back-off.
+    pub base_delay: Duration,
+    /// The longest back-off.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// A builder with the defaults above.
+    pub fn builder() -> RetryPolicyBuilder {
+        RetryPolicyBuilder(RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        })
+    }
+}
+
+/// Builder of [`RetryPolicy`].
+#[derive(Clone, Debug)]
+pub struct RetryPolicyBuilder(RetryPolicy);
+
+impl RetryPolicyBuilder {
+    /// Attempts in all (default 6).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.0.max_attempts = n;
+        self
+    }
+    /// First back-off (default 1 s).
+    pub fn base_delay(mut self, d: Duration) -> Self {
+        self.0.base_delay = d;
+        self
+    }
+    /// Longest back-off (default 60 s).
+    pub fn max_delay(mut self, d: Duration) -> Self {
+        self.0.max_delay = d;
+        self
+    }
+    /// Validates.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] naming the parameter out of range.
+    pub fn build(self) -> Result<RetryPolicy, LlmError> {
+        let p = self.0;
+        if !(1..=100).contains(&p.max_attempts) {
+            return Err(LlmError::Config(format!(
+                "retry max_attempts = {}: must be 1 to 100",
+                p.max_attempts
+            )));
+        }
+        if p.base_delay.is_zero() {
+            return Err(LlmError::Config("retry base_delay must be positive".into()));
+        }
+        if p.max_delay < p.base_delay {
+            return Err(LlmError::Config(format!(
+                "retry max_delay {:?} is shorter than base_delay {:?}",
+                p.max_delay, p.base_delay
+            )));
+        }
+        Ok(p)
+    }
+}
+
+/// Retries transient failures ([`LlmError::is_transient`]) with exponential back-off and
+/// jitter, honouring `Retry-After`; permanent failures (4xx, an exhausted quota, malformed
+/// answers) return at once.
+pub struct Retry<B> {
+    inner: B,
+    policy: RetryPolicy,
+    jitter: Mutex<rand_chacha::ChaCha8Rng>,
+    retries: AtomicU64,
+}
+
+impl<B> Retry<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, policy: RetryPolicy) -> Self {
+        Retry {
+            inner,
+            policy,
+            jitter: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(0)),
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    /// Retries made so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    fn delay(&self, attempt: u32, err: &LlmError) -> Duration {
+        let exp = self
+            .policy
+            .base_delay
+            .saturating_mul(1u32 << (attempt - 1).min(20))
+            .min(self.policy.max_delay);
+        let factor = 0.5 + 0.5 * self.jitter.lock().expect("jitter lock").random::<f64>();
+        let backoff = exp.mul_f64(factor);
+        match err.retry_after() {
+            Some(after) if after > backoff => after,
+            _ => backoff,
+        }
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for Retry<B> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let mut attempt = 1;
+        loop {
+            match self.inner.chat(request).await {
+                Err(e) if e.is_transient() && attempt < self.policy.max_attempts => {
+                    let wait = self.delay(attempt, &e);
+                    tracing::debug!(attempt, ?wait, error = %e, "retrying");
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) if e.is_transient() => {
+                    return Err(e.with_attempts(attempt));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl LlmError {
+    /// The same error, noting how many attempts were made.
+    fn with_attempts(self, attempts: u32) -> LlmError {
+        match self {
+            LlmError::Status {
+                status,
+                body,
+                retry_after,
+            } => LlmError::Status {
+                status,
+                body: format!("{body} (after {attempts} attempts)"),
+                retry_after,
+            },
+            LlmError::Connection(m) => LlmError::Connection(format!("{m} (after {attempts} attempts)")),
+            other => other,
+        }
+    }
+}
+
+/// An on-disk response cache keyed by a SHA-256 of the backend's name and the full request
+/// (messages, images, sampling). Only successful responses are stored, one file each,
+/// written atomically: a rerun of a finished experiment makes zero requests.
+pub struct Cache<B> {
+    inner: B,
+    dir: PathBuf,
+    hits: AtomicU64,
+}
+
+impl<B: Backend> Cache<B> {
+    /// Caches `inner`'s responses under `dir`.
+    pub fn new(inner: B, dir: impl Into<PathBuf>) -> Self {
+        Cache {
+            inner,
+            dir: dir.into(),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests answered from the cache so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The cache file of a request.
+    pub fn path_of(&self, request: &ChatRequest) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(self.inner.name().as_bytes());
+        h.update([0]);
+        h.update(serde_json::to_vec(request).expect("requests serialise"));
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(&hex[..2]).join(format!("{hex}.json"))
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for Cache<B> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let path = self.path_of(request);
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Ok(resp) = serde_json::from_value::<ChatResponse>(v["response"].clone())
+        {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(resp);
+        }
+        let resp = self.inner.chat(request).await?;
+        let entry = json!({ "backend": self.inner.name(), "request": request, "response": resp });
+        if let Err(e) = qval_core::io::write_atomic(&path, entry.to_string().as_bytes()) {
+            tracing::warn!(error = %e, "could not write the response cache");
+        }
+        Ok(resp)
+    }
+}
+
+/// Counts requests, failures and tokens (shared, so a method can report its usage).
+#[derive(Debug, Default)]
+pub struct UsageCounter {
+    /// Requests made (cache hits excluded when the counter sits inside the cache).
+    pub requests: AtomicU64,
+    /// Requests that failed.
+    pub failures: AtomicU64,
+    /// Prompt tokens.
+    pub prompt_tokens: AtomicU64,
+    /// Generated tokens.
+    pub completion_tokens: AtomicU64,
+}
+
+impl UsageCounter {
+    /// A snapshot as JSON.
+    pub fn snapshot(&self) -> serde_json::Value {
+        json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "failures": self.failures.load(Ordering::Relaxed),
+            "prompt_tokens": self.prompt_tokens.load(Ordering::Relaxed),
+            "completion_tokens": self.completion_tokens.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Token accounting.
+pub struct Metered<B> {
+    inner: B,
+    counter: Arc<UsageCounter>,
+}
+
+impl<B> Metered<B> {
+    /// Counts `inner`'s traffic into `counter`.
+    pub fn new(inner: B, counter: Arc<UsageCounter>) -> Self {
+        Metered { inner, counter }
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for Metered<B> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.counter.requests.fetch_add(1, Ordering::Relaxed);
+        let r = self.inner.chat(request).await;
+        match &r {
+            Ok(resp) => {
+                self.counter
+                    .prompt_tokens
+                    .fetch_add(resp.usage.prompt_tokens, Ordering::Relaxed);
+                self.counter
+                    .completion_tokens
+                    .fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counter.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+}
+
+/// A JSON Lines request log: messages (images as their size), sampling, response, tokens,
+/// latency and error, one line per request. The API key is never part of it.
+pub struct RequestLog<B> {
+    inner: B,
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+    started: Instant,
+}
+
+impl<B> RequestLog<B> {
+    /// Appends to the log at `path` (created with its folder).
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] if the file cannot be opened.
+    pub fn new(inner: B, path: impl AsRef<Path>) -> Result<Self, LlmError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| LlmError::Config(format!("creating {}: {e}", d.display())))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| LlmError::Config(format!("opening the request log {}: {e}", path.display())))?;
+        Ok(RequestLog {
+            inner,
+            path,
+            file: Mutex::new(file),
+            started: Instant::now(),
+        })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn loggable(request: &ChatRequest) -> serde_json::Value {
+    let messages: Vec<serde_json::Value> = request
+        .messages
+        .iter()
+        .map(|m| {
+            let parts: Vec<serde_json::Value> = m
+                .parts
+                .iter()
+                .map(|p| match p {
+                    Part::Text { text } => json!(text),
+                    Part::Image { url } => json!(format!("[image, {} bytes]", url.len())),
+                })
+                .collect();
+            json!({ "role": m.role, "content": parts })
+        })
+        .collect();
+    json!({ "messages": messages, "sampling": request.sampling })
+}
+
+#[async_trait]
+impl<B: Backend> Backend for RequestLog<B> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let t = Instant::now();
+        let r = self.inner.chat(request).await;
+        let mut line = json!({
+            "t_ms": self.started.elapsed().as_millis() as u64,
+            "backend": self.inner.name(),
+            "request": loggable(request),
+            "latency_ms": t.elapsed().as_secs_f64() * 1e3,
+        });
+        match &r {
+            Ok(resp) => {
+                line["response"] = json!(resp.text);
+                line["usage"] = json!(resp.usage);
+            }
+            Err(e) => line["error"] = json!(e.to_string()),
+        }
+        let mut f = self.file.lock().expect("log lock");
+        if let Err(e) = writeln!(f, "{line}") {
+            tracing::warn!(error = %e, path = %self.path.display(), "could not write the request log");
+        }
+        r
+    }
+}
+
+/// Assembles the layers around a backend in the documented order.
+pub struct StackBuilder {
+    backend: Arc<dyn Backend>,
+    concurrency: usize,
+    retry: Option<RetryPolicy>,
+    log: Option<PathBuf>,
+    cache: Option<PathBuf>,
+    counter: Arc<UsageCounter>,
+}
+
+impl StackBuilder {
+    /// Starts from `backend`, with concurrency 32 (published), the default retry policy, no
+    /// log and no cache.
+    pub fn new(backend: impl Backend + 'static) -> Self {
+        StackBuilder {
+            backend: Arc::new(backend),
+            concurrency: 32,
+            retry: Some(RetryPolicy::builder().build().expect("valid defaults")),
+            log: None,
+            cache: None,
+            counter: Arc::new(UsageCounter::default()),
+        }
+    }
+    /// Requests in flight at most (default 32).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+    /// The retry policy; `None` disables retries.
+    pub fn retry(mut self, policy: Option<RetryPolicy>) -> Self {
+        self.retry = policy;
+        self
+    }
+    /// Log every request to this JSON Lines file.
+    pub fn log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log = Some(path.into());
+        self
+    }
+    /// Cache responses under this folder.
+    pub fn cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache = Some(dir.into());
+        self
+    }
+    /// The usage counter the stack reports into.
+    pub fn counter(&self) -> Arc<UsageCounter> {
+        self.counter.clone()
+    }
+    /// Builds `Cache(Metered(Log(Retry(ConcurrencyLimit(backend)))))`.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] if the log cannot be opened or concurrency is 0.
+    pub fn build(self) -> Result<Arc<dyn Backend>, LlmError> {
+        if self.concurrency == 0 {
+            return Err(LlmError::Config("concurrency must be at least 1".into()));
+        }
+        let mut b: Arc<dyn Backend> = Arc::new(ConcurrencyLimit::new(self.backend, self.concurrency));
+        if let Some(p) = self.retry {
+            b = Arc::new(Retry::new(b, p));
+        }
+        if let Some(path) = self.log {
+            b = Arc::new(RequestLog::new(b, path)?);
+        }
+        b = Arc::new(Metered::new(b, self.counter));
+        if let Some(dir) = self.cache {
+            b = Arc::new(Cache::new(b, dir));
+        }
+        Ok(b)
+    }
+}

@@ -1,0 +1,375 @@
+//! An OpenAI-compatible chat completions client (vLLM, OpenRouter, Ollama, llama.cpp's
+//! server, OpenAI).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use super::backend::{Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Part, Sampling, TokenLogprob, Usage};
+
+/// A secret that never prints.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Settings of an [`OpenAiBackend`].
+///
+/// | field | default |
+/// |---|---|
+/// | `base_url` | (required), e.g. `http://localhost:8000/v1` |
+/// | `model` | (required) |
+/// | `api_key_env` | none: no `Authorization` header |
+/// | `timeout` | 300 s per request |
+/// | `connect_timeout` | 10 s |
+/// | `sampling` | none set: the server's defaults |
+/// | `capabilities` | no log-probs, no images |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenAiConfig {
+    /// The API root, ending in `/v1` for most servers.
+    pub base_url: String,
+    /// The model name.
+    pub model: String,
+    /// The environment variable holding the API key (the key itself is never stored,
+    /// logged or written anywhere).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout", with = "secs")]
+    pub timeout: Duration,
+    /// Connection timeout.
+    #[serde(default = "default_connect", with = "secs")]
+    pub connect_timeout: Duration,
+    /// Default sampling parameters; a request's own values win.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// What the served model supports.
+    #[serde(default = "no_caps")]
+    pub capabilities: Capabilities,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_connect() -> Duration {
+    Duration::from_secs(10)
+}
+fn no_caps() -> Capabilities {
+    Capabilities {
+        logprobs: false,
+        images: false,
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(serde::de::Error::custom(format!(
+                "a positive number of seconds, not {v}"
+            )));
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+}
+
+impl OpenAiConfig {
+    /// A configuration for `model` at `base_url` with the defaults above.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        OpenAiConfig {
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key_env: None,
+            timeout: default_timeout(),
+            connect_timeout: default_connect(),
+            sampling: Sampling::default(),
+            capabilities: no_caps(),
+        }
+    }
+}
+
+/// The HTTP backend. Build with [`OpenAiBackend::new`].
+#[derive(Debug, Clone)]
+pub struct OpenAiBackend {
+    client: reqwest::Client,
+    config: OpenAiConfig,
+    url: String,
+    key: Option<Secret>,
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= 2000 {
+        return s.to_string();
+    }
+    let mut end = 2000;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], s.len())
+}
+
+impl OpenAiBackend {
+    /// A client for `config`.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] if `api_key_env` names a variable that is not set, or the base URL
+    /// is not http(s).
+    pub fn new(config: OpenAiConfig) -> Result<Self, LlmError> {
+        if !(config.base_url.starts_with("http://") || config.base_url.starts_with("https://")) {
+            return Err(LlmError::Config(format!(
+                "base_url `{}` must start with http:// or https://",
+                config.base_url
+            )));
+        }
+        let key = match &config.api_key_env {
+            Some(var) => Some(Secret(std::env::var(var).map_err(|_| {
+                LlmError::Config(format!("the API key variable `{var}` is not set (export {var}=...)"))
+            })?)),
+            None => None,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_max_idle_per_host(256)
+            .build()
+            .map_err(|e| LlmError::Config(e.to_string()))?;
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        Ok(OpenAiBackend {
+            client,
+            config,
+            url,
+            key,
+        })
+    }
+
+    /// The request body sent for `request`.
+    pub fn body(&self, request: &ChatRequest) -> Value {
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| {
+                let content = match m.parts.as_slice() {
+                    [Part::Text { text }] => Value::String(text.clone()),
+                    parts => Value::Array(
+                        parts
+                            .iter()
+                            .map(|p| match p {
+                                Part::Text { text } => json!({ "type": "text", "text": text }),
+                                Part::Image { url } => json!({ "type": "image_url", "image_url": { "url": url } }),
+                            })
+                            .collect(),
+                    ),
+                };
+                json!({ "role": m.role, "content": content })
+            })
+            .collect();
+        let d = &self.config.sampling;
+        let s = &request.sampling;
+        let mut body = json!({ "model": self.config.model, "messages": messages });
+        let obj = body.as_object_mut().expect("an object");
+        let mut set = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                obj.insert(k.to_string(), v);
+            }
+        };
+        set("temperature", s.temperature.or(d.temperature).map(Value::from));
+        set("top_p", s.top_p.or(d.top_p).map(Value::from));
+        set("top_k", s.top_k.or(d.top_k).map(Value::from));
+        set("max_tokens", s.max_tokens.or(d.max_tokens).map(Value::from));
+        set("seed", s.seed.or(d.seed).map(Value::from));
+        if let Some(k) = s.top_logprobs.or(d.top_logprobs) {
+            set("logprobs", Some(Value::Bool(true)));
+            set("top_logprobs", Some(Value::from(k)));
+        }
+        body
+    }
+}
+
+fn parse_response(body: &str) -> Result<ChatResponse, LlmError> {
+    let malformed = |message: String| LlmError::Malformed {
+        message,
+        body: truncate(body),
+    };
+    let v: Value = serde_json::from_str(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.as_array())
+        .and_then(|c| c.first())
+        .ok_or_else(|| LlmError::NoChoices(truncate(body)))?;
+    let text = match &choice["message"]["content"] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => return Err(malformed(format!("`choices[0].message.content` is {other}"))),
+    };
+    let usage = Usage {
+        prompt_tokens: v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+        completion_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+    };
+    let logprobs = choice["logprobs"]["content"].as_array().map(|tokens| {
+        tokens
+            .iter()
+            .map(|t| TokenLogprob {
+                token: t["token"].as_str().unwrap_or_default().to_string(),
+                logprob: t["logprob"].as_f64().unwrap_or(f64::NEG_INFINITY),
+                top: t["top_logprobs"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| {
+                                (
+                                    x["token"].as_str().unwrap_or_default().to_string(),
+                                    x["logprob"].as_f64().unwrap_or(f64::NEG_INFINITY),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    });
+    Ok(ChatResponse {
+        text,
+        usage,
+        logprobs,
+        model: v["model"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+#[async_trait]
+impl Backend for OpenAiBackend {
+    fn name(&self) -> String {
+        format!("{}@{}", self.config.model, self.config.base_url)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.config.capabilities
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        if request.messages.iter().any(|m| m.has_image()) && !self.config.capabilities.images {
+            return Err(LlmError::Unsupported(format!(
+                "`{}` is not configured for images",
+                self.config.model
+            )));
+        }
+        let mut req = self.client.post(&self.url).json(&self.body(request));
+        if let Some(Secret(key)) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                LlmError::Timeout(self.config.timeout)
+            } else {
+                LlmError::Connection(e.to_string())
+            }
+        })?;
+        let status = resp.status();
+        let after = retry_after(resp.headers());
+        let body = resp.text().await.map_err(|e| {
+            if e.is_timeout() {
+                LlmError::Timeout(self.config.timeout)
+            } else {
+                LlmError::Connection(e.to_string())
+            }
+        })?;
+        if !status.is_success() {
+            let lower = body.to_ascii_lowercase();
+            if status.as_u16() == 429 && (lower.contains("insufficient_quota") || lower.contains("quota exceeded")) {
+                return Err(LlmError::Quota(truncate(&body)));
+            }
+            return Err(LlmError::Status {
+                status: status.as_u16(),
+                body: truncate(&body),
+                retry_after: after,
+            });
+        }
+        parse_response(&body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::backend::{Message, Role};
+
+    #[test]
+    fn the_key_never_prints_and_bodies_merge_sampling() {
+        // SAFETY: single-threaded test setting a variable only it reads.
+        unsafe { std::env::set_var("QVAL_TEST_KEY_1", "sk-very-secret") };
+        let mut cfg = OpenAiConfig::new("http://127.0.0.1:9/v1/", "m");
+        cfg.api_key_env = Some("QVAL_TEST_KEY_1".into());
+        cfg.sampling = Sampling {
+            temperature: Some(0.1),
+            max_tokens: Some(10),
+            ..Default::default()
+        };
+        let b = OpenAiBackend::new(cfg).unwrap();
+        assert!(!format!("{b:?}").contains("very-secret"));
+        let req = ChatRequest {
+            messages: vec![Message::text(Role::User, "hi")],
+            sampling: Sampling {
+                temperature: Some(0.7),
+                top_logprobs: Some(20),
+                ..Default::default()
+            },
+        };
+        let body = b.body(&req);
+        assert_eq!(body["temperature"], 0.7);
+        assert_eq!(body["max_tokens"], 10);
+        assert_eq!(body["top_logprobs"], 20);
+        assert_eq!(body["logprobs"], true);
+        assert_eq!(body["messages"][0]["content"], "hi");
+        assert_eq!(b.url, "http://127.0.0.1:9/v1/chat/completions");
+        let mut missing = OpenAiConfig::new("http://x/v1", "m");
+        missing.api_key_env = Some("QVAL_SURELY_UNSET_VARIABLE".into());
+        assert!(
+            OpenAiBackend::new(missing)
+                .unwrap_err()
+                .to_string()
+                .contains("QVAL_SURELY_UNSET_VARIABLE")
+        );
+        assert!(OpenAiBackend::new(OpenAiConfig::new("localhost:8000", "m")).is_err());
+    }
+
+    #[test]
+    fn responses_parse_with_logprobs_and_errors_keep_the_body() {
+        let ok = r#"{"model":"m","choices":[{"message":{"content":"<answer>0.5</answer>"},
+            "logprobs":{"content":[{"token":"A","logprob":-0.1,"top_logprobs":[{"token":"A","logprob":-0.1},{"token":"B","logprob":-2.3}]}]}}],
+            "usage":{"prompt_tokens":12,"completion_tokens":5}}"#;
+        let r = parse_response(ok).unwrap();
+        assert_eq!(r.text, "<answer>0.5</answer>");
+        assert_eq!(
+            r.usage,
+            Usage {
+                prompt_tokens: 12,
+                completion_tokens: 5
+            }
+        );
+        assert_eq!(r.logprobs.unwrap()[0].top[1], ("B".to_string(), -2.3));
+        assert!(matches!(
+            parse_response(r#"{"choices": []}"#),
+            Err(LlmError::NoChoices(_))
+        ));
+        let e = parse_response("<html>bad gateway</html>").unwrap_err();
+        assert!(e.to_string().contains("bad gateway"));
+    }
+}

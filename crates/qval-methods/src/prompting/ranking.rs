@@ -1,0 +1,193 @@
+//! Ranking: the model orders the candidate actions of a state, best first; evaluated per
+//! state (see `qval_metrics::per_state_ranking`).
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+use super::{Base, ReportsUsage};
+use crate::llm::prompt::{fitted_point_parts, merge_text, system_prompt};
+use crate::llm::{Backend, Message, Part, PromptOptions, Role, extract_permutation};
+use qval_core::seed::{rng_for, stable_hash};
+use qval_core::{CoreError, DenseSignalMethod, Environment, EvaluationPoint, MethodContext, Result, Signal};
+
+/// The separator between a state's id and a candidate number in candidate point ids.
+const SEP: char = '~';
+
+/// The state a candidate point belongs to (`t3-s5~2` belongs to `t3-s5`).
+pub fn parent_of(id: &str) -> &str {
+    id.rsplit_once(SEP).map(|(p, _)| p).unwrap_or(id)
+}
+
+/// For each point, one candidate point per legal action of its state (for FrozenLake: the
+/// four moves), with the action's own result. Ids are `<point>~<j>`. The step of a
+/// candidate draws from a generator derived from `seed` and the candidate's id, so
+/// slippery results are reproducible.
+///
+/// # Errors
+/// An environment without a closed action set, or a state that cannot be restored.
+pub fn expand_candidates<E: Environment>(
+    env: &E,
+    points: &[EvaluationPoint],
+    seed: u64,
+) -> Result<Vec<EvaluationPoint>> {
+    let mut out = Vec::new();
+    for p in points {
+        let state: E::State = p.state_as()?;
+        let actions = env.legal_actions(&state).ok_or_else(|| CoreError::Environment {
+            env: env.spec().name.clone(),
+            message: "ranking needs a closed action set (legal_actions)".into(),
+        })?;
+        for (j, a) in actions.iter().enumerate() {
+            let id = format!("{}{SEP}{j}", p.id);
+            let mut rng = rng_for(seed, &[stable_hash(&id)]);
+            let o = env.step(&state, a, &mut rng)?;
+            let ser = |v: serde_json::Result<serde_json::Value>| {
+                v.map_err(|e| CoreError::Method(format!("cannot serialise a candidate: {e}")))
+            };
+            out.push(EvaluationPoint {
+                id,
+                action: ser(serde_json::to_value(a))?,
+                action_text: env.render_action(a),
+                reward: o.reward,
+                next_observation: env.observe(&o.state),
+                next_state: ser(serde_json::to_value(&o.state))?,
+                terminated: o.terminated,
+                ..p.clone()
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A state's scores, computed once: one per candidate, or why the request failed.
+type Answer = OnceCell<std::result::Result<Vec<f64>, String>>;
+
+/// The ranking method. Score of a candidate: k - (its position in the model's order), so the
+/// best-ranked of k candidates scores k. One request per state, shared by its candidates
+/// however the points are batched.
+pub struct Ranking {
+    base: Base,
+    groups: Arc<HashMap<String, Vec<EvaluationPoint>>>,
+    answers: Mutex<HashMap<String, Arc<Answer>>>,
+}
+
+impl Ranking {
+    /// A ranking method over `backend`, given every candidate point it will score
+    /// (from [`expand_candidates`]).
+    pub fn new(backend: Arc<dyn Backend>, candidates: &[EvaluationPoint], options: PromptOptions) -> Self {
+        let mut groups: HashMap<String, Vec<EvaluationPoint>> = HashMap::new();
+        for c in candidates {
+            groups.entry(parent_of(&c.id).to_string()).or_default().push(c.clone());
+        }
+        Ranking {
+            base: Base::new(backend, Signal::Q, options),
+            groups: Arc::new(groups),
+            answers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The messages for a state's candidates.
+    pub fn messages(&self, candidates: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Message> {
+        let k = candidates.len();
+        let format = format!(
+            "You will see a state and {k} candidate actions with their results. Rank the candidates from best \
+             (highest Q(s, a)) to worst. Think as much as you need, then answer with the {k} option numbers, best \
+             first, comma-separated inside answer tags, for example <answer>{}</answer>.",
+            (1..=k).rev().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        let system = system_prompt(ctx, Signal::Q, &format);
+        let mut state_only = ctx.clone();
+        state_only.include_next_state = false;
+        let mut parts = fitted_point_parts(&candidates[0], &state_only, Signal::V, &self.base.options, system.len());
+        parts.push(Part::Text {
+            text: "Candidate actions:".into(),
+        });
+        for (j, c) in candidates.iter().enumerate() {
+            let ended = if c.terminated { " The episode ends." } else { "" };
+            parts.push(Part::Text {
+                text: format!(
+                    "Option {}: action {}\nReward: {}.{ended}\nResulting state:\n{}",
+                    j + 1,
+                    c.action_text,
+                    c.reward,
+                    c.next_observation.text
+                ),
+            });
+            parts.extend(
+                c.next_observation
+                    .images
+                    .iter()
+                    .map(|i| Part::Image { url: i.data_url() })
+                    .filter(|_| self.base.options.modality != crate::llm::Modality::Text),
+            );
+        }
+        parts.push(Part::Text {
+            text: format!("Rank the {k} options, best first, in <answer></answer> tags."),
+        });
+        vec![
+            Message::text(Role::System, system),
+            Message {
+                role: Role::User,
+                parts: merge_text(parts),
+            },
+        ]
+    }
+
+    async fn scores_of(&self, parent: &str, ctx: &MethodContext) -> std::result::Result<Vec<f64>, String> {
+        let cell = self
+            .answers
+            .lock()
+            .expect("lock")
+            .entry(parent.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let candidates = self
+                .groups
+                .get(parent)
+                .ok_or_else(|| format!("no candidates were given for state `{parent}`"))?;
+            let k = candidates.len();
+            let text = self
+                .base
+                .ask(self.messages(candidates, ctx), self.base.sampling.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let order = extract_permutation(&text, k)?;
+            let mut scores = vec![0.0; k];
+            for (pos, &cand) in order.iter().enumerate() {
+                scores[cand] = (k - pos) as f64;
+            }
+            Ok(scores)
+        })
+        .await
+        .clone()
+    }
+}
+
+impl ReportsUsage for Ranking {
+    fn usage(&self) -> serde_json::Value {
+        self.base.usage.snapshot()
+    }
+}
+
+#[async_trait]
+impl DenseSignalMethod for Ranking {
+    fn name(&self) -> String {
+        "ranking-q".into()
+    }
+    fn signal(&self) -> Signal {
+        Signal::Q
+    }
+    async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
+        let parent = parent_of(&point.id);
+        let scores = self.scores_of(parent, ctx).await.map_err(CoreError::Method)?;
+        let idx = self
+            .groups
+            .get(parent)
+            .and_then(|g| g.iter().position(|c| c.id == point.id))
+            .ok_or_else(|| CoreError::Method(format!("`{}` is not one of the candidates given", point.id)))?;
+        Ok(scores[idx])
+    }
+}

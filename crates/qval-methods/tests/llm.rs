@@ -1,0 +1,456 @@
+//! The LLM client and the prompting methods against the loopback server of qval-testkit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use qval_core::{
+    CollectConfig, Environment, EvaluationPoint, Label, MethodContext, MvmcConfig, MvmcLabeler, Prediction,
+    SampleConfig, Signal, StageOptions, Trajectory, collect, label, predict, sample_points,
+};
+use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
+use qval_methods::llm::{Backend, OpenAiBackend, OpenAiConfig, RetryPolicy, StackBuilder, UsageCounter};
+use qval_methods::prompting::{Direct, DirectMode, Gvl, Ranking, ReportsUsage, Verifier, expand_candidates, parent_of};
+use qval_metrics::{CorrelationConfig, StateCandidates, align, per_state_ranking, spearman};
+use qval_testkit::{Fault, Oracle, Rule, Selector, ServerConfig, TestServer};
+
+struct Data {
+    env: Arc<FrozenLake>,
+    trajectories: Vec<Trajectory>,
+    points: Vec<EvaluationPoint>,
+    labels: Vec<Label>,
+    ctx: MethodContext,
+}
+
+/// The quickstart's data: 8 random 8x8 maps, 50 trajectories (epsilon 0.1), 5 points each,
+/// exact MVMC labels.
+async fn quickstart_data() -> Data {
+    let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).build().unwrap());
+    let collector = EpsilonGreedy::new(&env, 0.1).unwrap();
+    let cfg = CollectConfig {
+        trajectories: 50,
+        seed: 42,
+        concurrency: 8,
+    };
+    let trajectories = collect(&*env, &collector, &env.tasks(), &cfg, &StageOptions::default())
+        .await
+        .unwrap();
+    let points = sample_points(&trajectories, &SampleConfig::builder().seed(42).build().unwrap());
+    let labeler = MvmcLabeler::new(
+        env.clone(),
+        Arc::new(OptimalPolicy::for_env(&env)),
+        MvmcConfig::builder().rollouts(1).build().unwrap(),
+    );
+    let labels = label(&labeler, &points, 0.3, &StageOptions::default()).await.unwrap();
+    let ctx = MethodContext::from_spec(env.spec());
+    Data {
+        env,
+        trajectories,
+        points,
+        labels,
+        ctx,
+    }
+}
+
+fn client(server: &TestServer, attempts: u32, timeout: Duration) -> (Arc<dyn Backend>, Arc<UsageCounter>) {
+    let mut cfg = OpenAiConfig::new(server.base_url(), "qval-oracle");
+    cfg.timeout = timeout;
+    cfg.capabilities.logprobs = true;
+    let policy = RetryPolicy::builder()
+        .max_attempts(attempts)
+        .base_delay(Duration::from_millis(5))
+        .max_delay(Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let stack = StackBuilder::new(OpenAiBackend::new(cfg).unwrap())
+        .concurrency(16)
+        .retry(Some(policy));
+    let counter = stack.counter();
+    (stack.build().unwrap(), counter)
+}
+
+fn rho(labels: &[Label], preds: &[Prediction]) -> f64 {
+    let a = align(labels, preds);
+    spearman(&a.predictions, &a.labels, &CorrelationConfig::default())
+        .unwrap()
+        .value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_oracle_prompting_methods_rank_as_the_labels_do() {
+    let d = quickstart_data().await;
+    let server = TestServer::start(ServerConfig::default());
+    let (backend, _) = client(&server, 3, Duration::from_secs(10));
+    let opts = StageOptions::default();
+    let po = Default::default();
+    let methods: Vec<(Box<dyn qval_core::DenseSignalMethod>, f64)> = vec![
+        (
+            Box::new(Direct::new(backend.clone(), Signal::Q, DirectMode::Single, po)),
+            0.95,
+        ),
+        (
+            Box::new(Direct::new(
+                backend.clone(),
+                Signal::Q,
+                DirectMode::Multi(3),
+                Default::default(),
+            )),
+            0.95,
+        ),
+        (
+            Box::new(Direct::new(
+                backend.clone(),
+                Signal::Q,
+                DirectMode::Batched(4),
+                Default::default(),
+            )),
+            0.95,
+        ),
+        (
+            Box::new(Direct::new(
+                backend.clone(),
+                Signal::Q,
+                DirectMode::Sequential(8),
+                Default::default(),
+            )),
+            0.95,
+        ),
+        (
+            Box::new(Gvl::new(
+                backend.clone(),
+                Signal::Q,
+                &d.trajectories,
+                7,
+                Default::default(),
+            )),
+            0.95,
+        ),
+        (
+            Box::new(Verifier::new(backend.clone(), Signal::Q, Default::default())),
+            0.9,
+        ),
+    ];
+    let before = server.requests();
+    for (m, floor) in &methods {
+        let preds = predict(m.as_ref(), &d.points, &d.ctx, &opts).await.unwrap();
+        let nan = preds.iter().filter(|p| p.value.is_nan()).count();
+        assert_eq!(nan, 0, "{}: {:?}", m.name(), preds.iter().find(|p| p.value.is_nan()));
+        let r = rho(&d.labels, &preds);
+        assert!(r >= *floor, "{}: rho {r} < {floor}", m.name());
+    }
+    let n = d.points.len();
+    // single + 3 passes + batches of 4 + one per point (sequential) + gvl + verifier.
+    assert_eq!(server.requests() - before, n + 3 * n + n.div_ceil(4) + n + n + n);
+    // Noise lowers the figure but keeps it high.
+    let noisy = TestServer::start(ServerConfig {
+        oracle: Oracle { noise: 0.05, seed: 3 },
+        ..Default::default()
+    });
+    let (nb, _) = client(&noisy, 3, Duration::from_secs(10));
+    let preds = predict(
+        &Direct::new(nb, Signal::Q, DirectMode::Single, Default::default()),
+        &d.points,
+        &d.ctx,
+        &opts,
+    )
+    .await
+    .unwrap();
+    let r = rho(&d.labels, &preds);
+    assert!((0.5..0.99).contains(&r), "noisy oracle rho {r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranking_per_state_reaches_the_oracle_ceiling() {
+    let d = quickstart_data().await;
+    let server = TestServer::start(ServerConfig::default());
+    let (backend, _) = client(&server, 3, Duration::from_secs(10));
+    let first: Vec<EvaluationPoint> = d.points.iter().take(100).cloned().collect();
+    let candidates = expand_candidates(&*d.env, &first, 1).unwrap();
+    assert_eq!(candidates.len(), 400, "four moves per state");
+    let labeler = MvmcLabeler::new(
+        d.env.clone(),
+        Arc::new(OptimalPolicy::for_env(&d.env)),
+        MvmcConfig::builder().rollouts(1).build().unwrap(),
+    );
+    let labels = label(&labeler, &candidates, 0.3, &StageOptions::default())
+        .await
+        .unwrap();
+    let ranking = Ranking::new(backend, &candidates, Default::default());
+    let opts = StageOptions {
+        checkpoint_every: 7,
+        ..Default::default()
+    }; // batches split states: still one request each
+    let preds = predict(&ranking, &candidates, &d.ctx, &opts).await.unwrap();
+    assert_eq!(server.requests(), 100, "one request per state");
+    assert_eq!(ranking.usage()["requests"], 100);
+    let mut states: Vec<StateCandidates> = Vec::new();
+    for (l, p) in labels.iter().zip(&preds) {
+        let parent = parent_of(&l.point_id).to_string();
+        if states.last().is_none_or(|s| s.state != parent) {
+            states.push(StateCandidates {
+                state: parent,
+                labels: vec![],
+                predictions: vec![],
+            });
+        }
+        let s = states.last_mut().unwrap();
+        s.labels.push(l.value);
+        s.predictions.push(p.value);
+    }
+    let r = per_state_ranking(&states, None);
+    assert!(r.used >= 90, "{r:?}");
+    assert!(r.mean >= 0.9, "per-state rho {}", r.mean);
+}
+
+/// Points whose task text carries a marker, so a fault rule can pick them.
+fn marked(points: &[EvaluationPoint], marks: &[(usize, &str)]) -> Vec<EvaluationPoint> {
+    let mut p = points.to_vec();
+    for (i, m) in marks {
+        p[*i].task.instruction = format!("{} [{m}]", p[*i].task.instruction);
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_are_retried_or_recorded_and_never_panic() {
+    let d = quickstart_data().await;
+    let points: Vec<EvaluationPoint> = d.points.iter().take(40).cloned().collect();
+    let points = marked(
+        &points,
+        &[
+            (1, "F500"),
+            (2, "FSLOW"),
+            (3, "FJSON"),
+            (4, "FNOCHOICE"),
+            (5, "FPROSE"),
+            (6, "FQUOTA"),
+            (7, "F400"),
+            (8, "F429"),
+        ],
+    );
+    let rules = vec![
+        Rule::new(Selector::Contains("[F500]".into()), Fault::ServerError),
+        Rule::new(
+            Selector::Contains("[FSLOW]".into()),
+            Fault::Slow {
+                delay: Duration::from_millis(800),
+            },
+        ),
+        Rule::new(Selector::Contains("[FJSON]".into()), Fault::MalformedJson),
+        Rule::new(Selector::Contains("[FNOCHOICE]".into()), Fault::NoChoices),
+        Rule::new(Selector::Contains("[FPROSE]".into()), Fault::Prose),
+        Rule::new(Selector::Contains("[FQUOTA]".into()), Fault::QuotaExhausted),
+        Rule::new(Selector::Contains("[F400]".into()), Fault::BadRequest),
+        // Transient: twice rate limited, then served.
+        Rule::new(
+            Selector::Contains("[F429]".into()),
+            Fault::RateLimited { retry_after_secs: 0.05 },
+        )
+        .times(2),
+    ];
+    let server = TestServer::start(ServerConfig {
+        rules,
+        ..Default::default()
+    });
+    let (backend, usage) = client(&server, 3, Duration::from_millis(300));
+    let method = Direct::new(backend, Signal::Q, DirectMode::Single, Default::default());
+    let preds = predict(&method, &points, &d.ctx, &StageOptions::default())
+        .await
+        .unwrap();
+    let reason = |i: usize| preds[i].error.clone().unwrap_or_default();
+    assert!(
+        preds[1].value.is_nan() && reason(1).contains("HTTP 500") && reason(1).contains("after 3 attempts"),
+        "{}",
+        reason(1)
+    );
+    assert!(
+        preds[2].value.is_nan() && reason(2).contains("timed out"),
+        "{}",
+        reason(2)
+    );
+    assert!(
+        preds[3].value.is_nan() && reason(3).contains("malformed"),
+        "{}",
+        reason(3)
+    );
+    assert!(
+        preds[4].value.is_nan() && reason(4).contains("no choices"),
+        "{}",
+        reason(4)
+    );
+    assert!(
+        preds[5].value.is_nan() && reason(5).contains("no number"),
+        "{}",
+        reason(5)
+    );
+    assert!(preds[6].value.is_nan() && reason(6).contains("quota"), "{}", reason(6));
+    assert!(
+        preds[7].value.is_nan() && reason(7).contains("HTTP 400"),
+        "{}",
+        reason(7)
+    );
+    assert!(
+        preds[8].value.is_finite() && preds[8].error.is_none(),
+        "the rate-limited point succeeds: {:?}",
+        preds[8]
+    );
+    let ok = preds.iter().filter(|p| p.value.is_finite()).count();
+    assert_eq!(ok, 40 - 7);
+    // Requests: 33 good points answered once, the 429 point 3 times, 500 and slow 3 times
+    // each (retried), the four permanent faults once each, prose once.
+    assert_eq!(server.requests(), 32 + 3 + 3 + 3 + 1 + 1 + 1 + 1 + 1);
+    assert_eq!(usage.snapshot()["requests"], 40);
+    assert_eq!(
+        usage.snapshot()["failures"],
+        6,
+        "the prose answer is a successful request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_is_served_from_the_cache_and_requests_are_logged() {
+    let d = quickstart_data().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(ServerConfig::default());
+    let build = || {
+        let cfg = OpenAiConfig::new(server.base_url(), "qval-oracle");
+        StackBuilder::new(OpenAiBackend::new(cfg).unwrap())
+            .cache(dir.path().join("cache"))
+            .log(dir.path().join("requests.jsonl"))
+            .build()
+            .unwrap()
+    };
+    let points: Vec<EvaluationPoint> = d.points.iter().take(30).cloned().collect();
+    let first = predict(
+        &Direct::new(build(), Signal::Q, DirectMode::Single, Default::default()),
+        &points,
+        &d.ctx,
+        &StageOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.requests(), 30);
+    let again = predict(
+        &Direct::new(build(), Signal::Q, DirectMode::Single, Default::default()),
+        &points,
+        &d.ctx,
+        &StageOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.requests(), 30, "the second run makes zero requests");
+    assert_eq!(first, again);
+    let log = std::fs::read_to_string(dir.path().join("requests.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 30, "only real requests are logged");
+    let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert!(
+        line["request"]["messages"][1]["content"][0]
+            .as_str()
+            .unwrap()
+            .contains("Current state (turn")
+    );
+    assert!(line["response"].as_str().unwrap().contains("<answer>"));
+    assert!(line["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(line["usage"]["prompt_tokens"].as_u64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_go_as_data_urls_where_the_backend_takes_them() {
+    use qval_envs::frozenlake::ObservationMode;
+    use qval_methods::llm::{Modality, PromptOptions};
+    let env = FrozenLake::builder()
+        .random_maps(2, 8, 42)
+        .observation(ObservationMode::TextAndImage)
+        .image_size(64)
+        .build()
+        .unwrap();
+    let collector = EpsilonGreedy::new(&env, 0.1).unwrap();
+    let cfg = CollectConfig {
+        trajectories: 4,
+        seed: 1,
+        concurrency: 2,
+    };
+    let trajectories = collect(&env, &collector, &env.tasks(), &cfg, &StageOptions::default())
+        .await
+        .unwrap();
+    let points = sample_points(
+        &trajectories,
+        &SampleConfig::builder().per_trajectory(2).build().unwrap(),
+    );
+    assert!(points.iter().all(|p| p.observation.images.len() == 1));
+    let ctx = MethodContext::from_spec(env.spec());
+    let server = TestServer::start(ServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let opts = PromptOptions {
+        modality: Modality::TextAndImage,
+        budget: None,
+    };
+    let mut with_images = OpenAiConfig::new(server.base_url(), "vlm");
+    with_images.capabilities.images = true;
+    let b = StackBuilder::new(OpenAiBackend::new(with_images).unwrap())
+        .log(dir.path().join("log.jsonl"))
+        .build()
+        .unwrap();
+    let preds = predict(
+        &Direct::new(b, Signal::Q, DirectMode::Single, opts.clone()),
+        &points,
+        &ctx,
+        &StageOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(preds.iter().all(|p| p.value.is_finite()), "{preds:?}");
+    let log = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
+    assert_eq!(
+        log.matches("[image, ").count(),
+        2 * points.len(),
+        "state and next state images, logged by size only"
+    );
+    let text_only = OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "llm")).unwrap();
+    let preds = predict(
+        &Direct::new(Arc::new(text_only), Signal::Q, DirectMode::Single, opts),
+        &points,
+        &ctx,
+        &StageOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        preds
+            .iter()
+            .all(|p| p.value.is_nan() && p.error.as_deref().unwrap().contains("not configured for images"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_fit_the_budget_and_hide_an_undisclosed_discount() {
+    use qval_methods::llm::prompt::{direct_messages, render};
+    use qval_methods::llm::{Budget, PromptOptions};
+    let d = quickstart_data().await;
+    let long = d.points.iter().max_by_key(|p| p.history.len()).unwrap();
+    assert!(long.history.len() >= 10);
+    let full = render(&direct_messages(long, &d.ctx, Signal::Q, &Default::default()));
+    assert!(full.contains(&format!(
+        "({} of {} earlier turns shown)",
+        long.history.len(),
+        long.history.len()
+    )));
+    assert!(full.contains("gamma = 0.95") && full.contains(&format!("Turn 1/{}", d.ctx.max_steps)));
+    let budget = full.len() / 2;
+    let opts = PromptOptions {
+        budget: Some(Budget::Chars(budget)),
+        ..Default::default()
+    };
+    let msgs = direct_messages(long, &d.ctx, Signal::Q, &opts);
+    let cut = render(&msgs);
+    let text: usize = msgs.iter().map(|m| m.joined_text().len()).sum();
+    assert!(text <= budget, "{text} > {budget}");
+    assert!(!cut.contains("Turn 1/"), "the oldest turns go first");
+    assert!(
+        cut.contains(&format!("Turn {}/", long.history.last().unwrap().step + 1)),
+        "the latest turn stays"
+    );
+    let mut hidden = d.ctx.clone();
+    hidden.disclose_gamma = false;
+    let s = render(&direct_messages(long, &hidden, Signal::V, &Default::default()));
+    assert!(!s.contains("gamma") && s.contains("fewer steps") && s.contains("V(s)") && !s.contains("Action taken"));
+}

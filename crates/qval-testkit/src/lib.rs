@@ -1,0 +1,320 @@
+//! # qval-testkit
+//!
+//! A loopback OpenAI-compatible chat server for tests and benchmarks, started in-process on
+//! 127.0.0.1 with an ephemeral port. It can
+//!
+//! - answer as an **oracle** for FrozenLake prompts: it reads the grid, the turn and the
+//!   action from the prompt and returns the true discounted value (finite-horizon Q* or V*
+//!   over the remaining step budget), optionally with seeded Gaussian noise; it answers
+//!   batched lists, rankings of candidates and letter log-probabilities consistently;
+//! - **inject faults**: 429 with `Retry-After`, 500, a reply slower than a timeout, malformed
+//!   JSON, no choices, prose without a number, for requests whose prompt contains a marker
+//!   or for the first N requests;
+//! - count requests and add a fixed latency (for throughput benchmarks).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use qval_testkit::{Fault, Rule, Selector, ServerConfig, TestServer};
+//! let server = TestServer::start(ServerConfig {
+//!     rules: vec![Rule::new(Selector::FirstRequests(2), Fault::RateLimited { retry_after_secs: 0.1 })],
+//!     ..Default::default()
+//! });
+//! println!("{}", server.base_url()); // http://127.0.0.1:PORT/v1
+//! # }
+//! ```
+
+mod oracle;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use oracle::{Oracle, oracle_answer};
+
+/// Which requests a rule applies to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Selector {
+    /// Every request.
+    Any,
+    /// The first N requests the server receives (counting all requests).
+    FirstRequests(usize),
+    /// Requests whose messages contain this text.
+    Contains(String),
+}
+
+/// What goes wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// 429 with a `Retry-After` header.
+    RateLimited {
+        /// Seconds in the header.
+        retry_after_secs: f64,
+    },
+    /// 429 saying the quota is exhausted (permanent).
+    QuotaExhausted,
+    /// 500.
+    ServerError,
+    /// 400 (a permanent client error).
+    BadRequest,
+    /// The reply comes after this delay.
+    Slow {
+        /// The delay.
+        delay: Duration,
+    },
+    /// A 200 whose body is not JSON.
+    MalformedJson,
+    /// A 200 with an empty `choices` array.
+    NoChoices,
+    /// A 200 whose answer has no number.
+    Prose,
+}
+
+/// A fault for the requests a selector picks, at most `times` times (`None`: always).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// Which requests.
+    pub selector: Selector,
+    /// What happens.
+    pub fault: Fault,
+    /// How often, at most.
+    pub times: Option<usize>,
+}
+
+impl Rule {
+    /// A rule applying every time its selector matches.
+    pub fn new(selector: Selector, fault: Fault) -> Self {
+        Rule {
+            selector,
+            fault,
+            times: None,
+        }
+    }
+
+    /// Limits the rule to `n` applications.
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+}
+
+/// How the server answers.
+#[derive(Clone, Debug, Default)]
+pub struct ServerConfig {
+    /// The oracle's settings (noise, seed).
+    pub oracle: Oracle,
+    /// Fault rules, first match wins.
+    pub rules: Vec<Rule>,
+    /// Added to every reply.
+    pub latency: Duration,
+    /// Answer every request with this fixed text instead of the oracle (benchmarks).
+    pub fixed_reply: Option<String>,
+}
+
+struct Shared {
+    config: ServerConfig,
+    remaining: Mutex<Vec<Option<usize>>>,
+    requests: AtomicUsize,
+    prompts: Mutex<Vec<String>>,
+}
+
+/// A running loopback server; stops when dropped.
+pub struct TestServer {
+    addr: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 (an ephemeral port) on its own thread and runtime, so it
+    /// serves whatever runtime the test uses.
+    pub fn start(config: ServerConfig) -> TestServer {
+        let remaining = config.rules.iter().map(|r| r.times).collect();
+        let shared = Arc::new(Shared {
+            config,
+            remaining: Mutex::new(remaining),
+            requests: AtomicUsize::new(0),
+            prompts: Mutex::new(Vec::new()),
+        });
+        let (tx_addr, rx_addr) = std::sync::mpsc::channel();
+        let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
+        let state = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                let app = Router::new()
+                    .route("/v1/chat/completions", post(chat))
+                    .route(
+                        "/v1/models",
+                        get(|| async { Json(json!({"data": [{"id": "qval-oracle"}]})) }),
+                    )
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind loopback");
+                tx_addr
+                    .send(listener.local_addr().expect("an address"))
+                    .expect("report the address");
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx_stop.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+        });
+        let addr = rx_addr.recv().expect("the server started");
+        TestServer {
+            addr,
+            shared,
+            shutdown: Some(tx_stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The last user message of every request received, in arrival order.
+    pub fn prompts(&self) -> Vec<String> {
+        self.shared.prompts.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The text of a message's content (a string or an array of parts).
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    let n = shared.requests.fetch_add(1, Ordering::SeqCst);
+    let messages: Vec<(String, String)> = body["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| {
+                    (
+                        m["role"].as_str().unwrap_or("").to_string(),
+                        content_text(&m["content"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let all_text: String = messages.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+    if let Some((_, last)) = messages.iter().rev().find(|(r, _)| r == "user") {
+        shared.prompts.lock().expect("lock").push(last.clone());
+    }
+    let fault = {
+        let mut remaining = shared.remaining.lock().expect("lock");
+        shared.config.rules.iter().enumerate().find_map(|(i, r)| {
+            let hit = match &r.selector {
+                Selector::Any => true,
+                Selector::FirstRequests(k) => n < *k,
+                Selector::Contains(s) => all_text.contains(s.as_str()),
+            };
+            if !hit || remaining[i] == Some(0) {
+                return None;
+            }
+            if let Some(left) = remaining[i].as_mut() {
+                *left -= 1;
+            }
+            Some(r.fault.clone())
+        })
+    };
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
+    let model = body["model"].as_str().unwrap_or("qval-oracle").to_string();
+    match fault {
+        Some(Fault::RateLimited { retry_after_secs }) => {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "retry-after",
+                HeaderValue::from_str(&retry_after_secs.to_string()).expect("a header value"),
+            );
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                h,
+                Json(json!({"error": {"message": "rate limited"}})),
+            )
+                .into_response();
+        }
+        Some(Fault::QuotaExhausted) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": {"code": "insufficient_quota", "message": "You exceeded your current quota"}})),
+            )
+                .into_response();
+        }
+        Some(Fault::ServerError) => return (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
+        Some(Fault::BadRequest) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"message": "bad request"}})),
+            )
+                .into_response();
+        }
+        Some(Fault::Slow { delay }) => tokio::time::sleep(delay).await,
+        Some(Fault::MalformedJson) => return (StatusCode::OK, "{\"choices\": [ {\"message\": ").into_response(),
+        Some(Fault::NoChoices) => return Json(json!({"model": model, "choices": []})).into_response(),
+        Some(Fault::Prose) => return Json(reply(&model, "I would rather not say.", None)).into_response(),
+        None => {}
+    }
+    if let Some(text) = &shared.config.fixed_reply {
+        return Json(reply(&model, text, None)).into_response();
+    }
+    let wants_logprobs = body["logprobs"].as_bool().unwrap_or(false);
+    let (text, logprobs) = oracle_answer(&shared.config.oracle, &messages, wants_logprobs);
+    Json(reply(&model, &text, logprobs)).into_response()
+}
+
+fn reply(model: &str, text: &str, logprobs: Option<Value>) -> Value {
+    let mut choice = json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"});
+    if let Some(lp) = logprobs {
+        choice["logprobs"] = json!({ "content": lp });
+    }
+    json!({
+        "id": "chatcmpl-qval",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [choice],
+        "usage": {"prompt_tokens": 100, "completion_tokens": (text.len() / 4).max(1)},
+    })
+}

@@ -1,0 +1,216 @@
+//! The FrozenLake oracle: reads the grid, turn and action from a prompt and answers with the
+//! true value.
+
+use rand::Rng as _;
+use regex::Regex;
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+
+use qval_core::seed::stable_hash;
+use qval_envs::frozenlake::{Grid, MOVES, solver};
+
+/// The oracle's settings.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Oracle {
+    /// Standard deviation of Gaussian noise added to every value (0: exact).
+    pub noise: f64,
+    /// Seed of the noise (combined with a hash of the prompt, so answers are reproducible).
+    pub seed: u64,
+}
+
+struct Situation {
+    grid: Grid,
+    pos: usize,
+    /// Steps left, the current one included.
+    remaining: usize,
+}
+
+fn header_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"Current state \(turn (\d+)/(\d+)\):").expect("a valid regex"))
+}
+
+/// Reads the grid that starts at the beginning of `text` (skipping an error line).
+fn read_grid(text: &str) -> Option<(Grid, usize)> {
+    let mut rows: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with("Error:") && rows.is_empty() {
+            continue;
+        }
+        let tiles: Vec<&str> = l.split(' ').collect();
+        if !l.is_empty() && tiles.iter().all(|t| matches!(*t, "S" | "F" | "H" | "G" | "@")) {
+            rows.push(tiles.concat());
+        } else if rows.is_empty() && l.is_empty() {
+            continue;
+        } else {
+            break;
+        }
+    }
+    let cols = rows.first()?.len();
+    let flat: String = rows.concat();
+    let pos = flat.find('@')?;
+    let has_start = flat.contains('S');
+    let fixed: Vec<String> = rows
+        .iter()
+        .map(|r| r.replace('@', if has_start { "F" } else { "S" }))
+        .collect();
+    let grid = Grid::parse(&fixed).ok()?;
+    (grid.cols() == cols).then_some((grid, pos))
+}
+
+fn situation(block: &str) -> Option<(Situation, usize)> {
+    let m = header_re().captures_iter(block).last()?;
+    let whole = m.get(0)?;
+    let turn: usize = m[1].parse().ok()?;
+    let max: usize = m[2].parse().ok()?;
+    let (grid, pos) = read_grid(&block[whole.end()..])?;
+    Some((
+        Situation {
+            grid,
+            pos,
+            remaining: (max + 1).saturating_sub(turn),
+        },
+        whole.end(),
+    ))
+}
+
+fn action_index(text: &str) -> Option<usize> {
+    let t = text
+        .trim()
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_ascii_lowercase();
+    MOVES.iter().position(|m| *m == t)
+}
+
+fn settings(all: &str) -> (f64, bool) {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"gamma = ([0-9.]+)").expect("a valid regex"));
+    let gamma = re
+        .captures(all)
+        .and_then(|c| c[1].trim_end_matches('.').parse().ok())
+        .unwrap_or(0.95);
+    (gamma, all.contains("slippery"))
+}
+
+fn value(s: &Situation, action: Option<usize>, gamma: f64, slippery: bool) -> f64 {
+    let v = solver::optimal_values(&s.grid, slippery, gamma, Some(s.remaining));
+    match action {
+        Some(a) => v.q[s.pos][a],
+        None => v.v[s.pos],
+    }
+}
+
+/// The value a block of prompt text describes: Q if it names an action, else V.
+fn block_value(block: &str, gamma: f64, slippery: bool) -> Option<f64> {
+    let (s, after) = situation(block)?;
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"Action taken: (.+)").expect("a valid regex"));
+    let action = re.captures(&block[after..]).and_then(|c| action_index(&c[1]));
+    Some(value(&s, action, gamma, slippery))
+}
+
+fn noisy(o: &Oracle, v: f64, salt: &str) -> f64 {
+    if o.noise == 0.0 {
+        return v;
+    }
+    let mut rng = qval_core::seed::rng_for(o.seed, &[stable_hash(salt)]);
+    let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
+    v + o.noise * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// The oracle's reply (text, and token log-probabilities when asked) to a conversation of
+/// `(role, text)` messages.
+pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) -> (String, Option<Value>) {
+    let all: String = messages.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+    let (gamma, slippery) = settings(&all);
+    let Some((_, last)) = messages.iter().rev().find(|(r, _)| r == "user") else {
+        return ("No question.".into(), None);
+    };
+    // Ranking: candidate options.
+    if last.contains("Option 1: action") {
+        static RE: OnceLock<Regex> = OnceLock::new();
+        let re = RE.get_or_init(|| Regex::new(r"Option (\d+): action (\S+)").expect("a valid regex"));
+        let Some((s, _)) = situation(last) else {
+            return ("I cannot read the state.".into(), None);
+        };
+        let mut scored: Vec<(usize, f64)> = re
+            .captures_iter(last)
+            .filter_map(|c| {
+                Some((
+                    c[1].parse::<usize>().ok()?,
+                    noisy(o, value(&s, action_index(&c[2]), gamma, slippery), &c[0]),
+                ))
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let order: Vec<String> = scored.iter().map(|(i, _)| i.to_string()).collect();
+        return (format!("Best first: <answer>{}</answer>", order.join(", ")), None);
+    }
+    // Batched: several points.
+    if last.contains("### Point 1") {
+        let values: Vec<String> = last
+            .split("### Point ")
+            .skip(1)
+            .map(|b| {
+                block_value(b, gamma, slippery)
+                    .map(|v| format!("{:.6}", noisy(o, v, b)))
+                    .unwrap_or_else(|| "0".into())
+            })
+            .collect();
+        return (format!("<answer>{}</answer>", values.join(", ")), None);
+    }
+    let Some(v) = block_value(last, gamma, slippery) else {
+        return ("I cannot read the state.".into(), None);
+    };
+    let v = noisy(o, v, last);
+    // Verifier: a letter on the A..T scale, with log-probabilities around it.
+    if all.contains("<score>") {
+        let i = ((1.0 - v.clamp(0.0, 1.0)) * 19.0).round() as usize;
+        let letter = |k: usize| ((b'A' + k as u8) as char).to_string();
+        let text = format!("<score>{}</score>", letter(i));
+        if !logprobs {
+            return (text, None);
+        }
+        let mut top = vec![json!({"token": letter(i), "logprob": 0.8f64.ln()})];
+        for k in [i.wrapping_sub(1), i + 1] {
+            if k < 20 {
+                top.push(json!({"token": letter(k), "logprob": 0.1f64.ln()}));
+            }
+        }
+        top.push(json!({"token": " ", "logprob": 0.001f64.ln()}));
+        let tokens = json!([
+            {"token": "<score>", "logprob": 0.0, "top_logprobs": [{"token": "<score>", "logprob": 0.0}]},
+            {"token": letter(i), "logprob": 0.8f64.ln(), "top_logprobs": top},
+            {"token": "</score>", "logprob": 0.0, "top_logprobs": [{"token": "</score>", "logprob": 0.0}]},
+        ]);
+        return (text, Some(tokens));
+    }
+    (
+        format!("Considering the map, the value is <answer>{v:.6}</answer>"),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oracle_reads_grids_and_actions() {
+        let prompt = "Task: cross\n\nHistory: none.\n\nCurrent state (turn 1/30):\n@ F F F\nF H F H\nF F F H\nH F F G\n\nAction taken: right\n\nResulting state:\nS @ F F\nF H F H\nF F F H\nH F F G";
+        let (text, _) = oracle_answer(
+            &Oracle::default(),
+            &[("system".into(), "gamma = 0.9.".into()), ("user".into(), prompt.into())],
+            false,
+        );
+        // From the start, right: 6 steps to the goal -> 0.9^5.
+        assert!(text.contains(&format!("{:.6}", 0.9f64.powi(5))), "{text}");
+        let (text, _) = oracle_answer(
+            &Oracle::default(),
+            &[("user".into(), prompt.replace("turn 1/30", "turn 27/30"))],
+            false,
+        );
+        assert!(text.contains("<answer>0.000000</answer>"), "only 4 steps left: {text}");
+    }
+}

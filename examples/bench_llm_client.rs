@@ -1,0 +1,73 @@
+//! LLM client overhead and throughput against the loopback server.
+//!
+//! ```text
+//! cargo run --release --example bench_llm_client
+//! ```
+//!
+//! 1. Zero server latency: requests per second through the full client stack
+//!    (retry, concurrency limit, metering; no cache, no log) at concurrency 64.
+//! 2. 50 ms server latency at concurrency 64: achieved requests per second as a share of the
+//!    ideal 64 / 0.05 s = 1,280 per second.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qval::methods::llm::{Backend, ChatRequest, Message, OpenAiBackend, OpenAiConfig, Role, Sampling, StackBuilder};
+use qval_testkit::{ServerConfig, TestServer};
+
+async fn run(backend: Arc<dyn Backend>, n: usize) -> (f64, usize) {
+    let t = Instant::now();
+    let results = futures::future::join_all((0..n).map(|i| {
+        let b = backend.clone();
+        async move {
+            let req = ChatRequest {
+                messages: vec![Message::text(Role::User, format!("request {i}"))],
+                sampling: Sampling::default(),
+            };
+            b.chat(&req).await
+        }
+    }))
+    .await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    (t.elapsed().as_secs_f64(), failed)
+}
+
+fn stack(server: &TestServer, concurrency: usize) -> Arc<dyn Backend> {
+    let cfg = OpenAiConfig::new(server.base_url(), "bench");
+    StackBuilder::new(OpenAiBackend::new(cfg).expect("a client"))
+        .concurrency(concurrency)
+        .build()
+        .expect("a stack")
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let fixed = Some("<answer>0.5</answer>".to_string());
+    let fast = TestServer::start(ServerConfig {
+        fixed_reply: fixed.clone(),
+        ..Default::default()
+    });
+    let slow = TestServer::start(ServerConfig {
+        fixed_reply: fixed,
+        latency: Duration::from_millis(50),
+        ..Default::default()
+    });
+    rt.block_on(async {
+        let b = stack(&fast, 64);
+        run(b.clone(), 500).await; // warm up connections
+        let n = 20_000;
+        let (secs, failed) = run(b, n).await;
+        println!("zero latency, concurrency 64: {n} requests in {secs:.2}s = {:.0} req/s ({failed} failed)", n as f64 / secs);
+        println!("  (client and server share the machine's 2 cores)");
+        let b = stack(&slow, 64);
+        run(b.clone(), 128).await;
+        let n = 6_400;
+        let (secs, failed) = run(b, n).await;
+        let rps = n as f64 / secs;
+        println!(
+            "50 ms latency, concurrency 64: {n} requests in {secs:.2}s = {rps:.0} req/s, {:.1}% of the ideal 1,280 ({failed} failed)",
+            100.0 * rps / 1280.0
+        );
+    });
+    Ok(())
+}
