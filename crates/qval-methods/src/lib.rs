@@ -8,6 +8,7 @@
 //! - [`prompting`]: LLM methods (direct, GVL, verifier, ranking) over any [`llm::Backend`].
 #![deny(missing_docs)]
 
+pub mod code;
 pub mod error;
 pub mod frozenlake;
 pub mod llm;

@@ -114,6 +114,9 @@ pub struct ServerConfig {
     pub latency: Duration,
     /// Answer every request with this fixed text instead of the oracle (benchmarks).
     pub fixed_reply: Option<String>,
+    /// Replies to code-generation prompts (those mentioning `signal_function`): sample
+    /// `seed % len`, in a ```python block.
+    pub code_samples: Vec<String>,
 }
 
 struct Shared {
@@ -299,6 +302,14 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     }
     if let Some(text) = &shared.config.fixed_reply {
         return Json(reply(&model, text, None)).into_response();
+    }
+    if !shared.config.code_samples.is_empty() && all_text.contains("signal_function") {
+        let k = body["seed"].as_u64().unwrap_or(n as u64) as usize % shared.config.code_samples.len();
+        let text = format!(
+            "Here is my function:\n```python\n{}\n```",
+            shared.config.code_samples[k]
+        );
+        return Json(reply(&model, &text, None)).into_response();
     }
     let wants_logprobs = body["logprobs"].as_bool().unwrap_or(false);
     let (text, logprobs) = oracle_answer(&shared.config.oracle, &messages, wants_logprobs);

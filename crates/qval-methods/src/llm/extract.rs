@@ -113,6 +113,17 @@ pub fn extract_permutation(text: &str, k: usize) -> Result<Vec<usize>, String> {
     Err(format!("no permutation of 1..{k} in {:?}", short(&scope)))
 }
 
+/// The code of the last fenced block (```python ... ``` or ``` ... ```), thinking stripped.
+pub fn last_tag_code(text: &str) -> Option<String> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"(?s)```(?:python|py)?[ \t]*\n(.*?)```").expect("a valid regex"));
+    let body = strip_thinking(text);
+    re.captures_iter(&body)
+        .last()
+        .map(|c| c[1].to_string())
+        .filter(|c| !c.trim().is_empty())
+}
+
 /// The action an agent's reply names: the `<action>` tag, else the `<answer>` tag, else the
 /// whole reply (thinking stripped), trimmed.
 pub fn extract_action(text: &str) -> String {

@@ -1,0 +1,279 @@
+//! The code family: the model writes a Python `signal_function`, qval runs it on every point
+//! in a [`sandbox`].
+//!
+//! - [`generate_samples`] asks for N samples (default 16, seeds 0..N) and extracts the fenced
+//!   code of each;
+//! - [`CodeSample`] is one sample as a method (its own prediction set; its source is kept);
+//! - [`CodegenAvg`] is codegen-avg: per point, the NaN-skipping mean over the samples.
+//!
+//! The published figure for codegen is the mean +- std [min, max] of the per-sample
+//! correlations: `qval_metrics::group_summary` of the samples' rho.
+
+pub mod sandbox;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+pub use sandbox::{ALLOWED_MODULES, Isolation, Sandbox, SandboxConfig, SandboxError};
+
+use crate::llm::prompt::system_prompt;
+use crate::llm::{Backend, ChatRequest, Message, Role, Sampling, last_tag_code};
+use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
+
+/// An example of a well-behaved sample for FrozenLake: minus the shortest-path distance from
+/// the agent (`@` in `next_state`) to the goal, avoiding holes. Used by the tests and the
+/// benchmark, and a template for what generated code looks like.
+pub const EXAMPLE_SAMPLE: &str = include_str!("frozenlake_distance.py");
+
+/// The parameters of `signal_function` for a signal.
+pub fn params_for(signal: Signal) -> &'static [&'static str] {
+    match signal {
+        Signal::V => &["state"],
+        _ => &["state", "action", "next_state"],
+    }
+}
+
+/// The arguments for a point: observation texts and the action text.
+pub fn args_for(point: &EvaluationPoint, signal: Signal) -> Vec<Value> {
+    match signal {
+        Signal::V => vec![Value::from(point.observation.text.clone())],
+        _ => vec![
+            Value::from(point.observation.text.clone()),
+            Value::from(point.action_text.clone()),
+            Value::from(point.next_observation.text.clone()),
+        ],
+    }
+}
+
+/// The code-generation prompt, with one point's observations as an example of the format.
+pub fn codegen_messages(ctx: &MethodContext, signal: Signal, example: &EvaluationPoint) -> Vec<Message> {
+    let params = params_for(signal).join(", ");
+    let format = format!(
+        "Write a Python function `signal_function({params})` that returns a float estimating this value: higher \
+         means better. `state` and `next_state` are the observation texts exactly as the agent sees them; `action` \
+         is the action text. You may import only: {}. Do not read files or print. Put the whole function in one \
+         ```python code block.",
+        ALLOWED_MODULES.join(", ")
+    );
+    let system = system_prompt(ctx, signal, &format);
+    let user = match signal {
+        Signal::V => format!(
+            "Task: {}\n\nAn example of `state`:\n{}",
+            example.task.instruction, example.observation.text
+        ),
+        _ => format!(
+            "Task: {}\n\nAn example call:\nstate =\n{}\n\naction = {:?}\n\nnext_state =\n{}",
+            example.task.instruction, example.observation.text, example.action_text, example.next_observation.text
+        ),
+    };
+    vec![Message::text(Role::System, system), Message::text(Role::User, user)]
+}
+
+/// One generated sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedSample {
+    /// The sample number (also its sampling seed).
+    pub index: usize,
+    /// The extracted code, if there was any.
+    pub source: Option<String>,
+    /// Why the sample cannot be used (no code block, request failed), if so.
+    pub error: Option<String>,
+}
+
+/// Asks `backend` for `n` samples (seeds 0..n) and extracts their code.
+pub async fn generate_samples(
+    backend: &dyn Backend,
+    ctx: &MethodContext,
+    signal: Signal,
+    example: &EvaluationPoint,
+    n: usize,
+    sampling: &Sampling,
+) -> Vec<GeneratedSample> {
+    let messages = codegen_messages(ctx, signal, example);
+    let reqs: Vec<ChatRequest> = (0..n)
+        .map(|i| ChatRequest {
+            messages: messages.clone(),
+            sampling: Sampling {
+                seed: Some(i as u64),
+                ..sampling.clone()
+            },
+        })
+        .collect();
+    backend
+        .chat_batch(&reqs)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| match r {
+            Ok(resp) => match last_tag_code(&resp.text) {
+                Some(code) => GeneratedSample {
+                    index,
+                    source: Some(code),
+                    error: None,
+                },
+                None => GeneratedSample {
+                    index,
+                    source: None,
+                    error: Some("the reply has no ```python code block".into()),
+                },
+            },
+            Err(e) => GeneratedSample {
+                index,
+                source: None,
+                error: Some(format!("LLM request failed: {e}")),
+            },
+        })
+        .collect()
+}
+
+/// One sample as a method: its worker starts on first use; calls on one sample are
+/// sequential (one worker), samples run in parallel.
+pub struct CodeSample {
+    sample: GeneratedSample,
+    signal: Signal,
+    config: SandboxConfig,
+    name: String,
+    sandbox: Mutex<Option<std::result::Result<Sandbox, String>>>,
+}
+
+impl CodeSample {
+    /// A method running `sample` under `config`.
+    pub fn new(sample: GeneratedSample, signal: Signal, config: SandboxConfig, family: &str) -> Self {
+        let name = format!("{family}-{}-s{:02}", signal.to_string().to_lowercase(), sample.index);
+        CodeSample {
+            sample,
+            signal,
+            config,
+            name,
+            sandbox: Mutex::new(None),
+        }
+    }
+
+    /// The sample (its source is kept beside its predictions).
+    pub fn sample(&self) -> &GeneratedSample {
+        &self.sample
+    }
+
+    /// Whether the code loaded (starting the worker if needed); `Err` says why not.
+    ///
+    /// # Errors
+    /// The sandbox cannot run at all (no bubblewrap): the message says what to install.
+    pub async fn check(&self) -> std::result::Result<std::result::Result<(), String>, SandboxError> {
+        let mut guard = self.sandbox.lock().await;
+        self.ensure(&mut guard).await?;
+        Ok(match guard.as_ref().expect("ensured") {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.clone()),
+        })
+    }
+
+    async fn ensure(
+        &self,
+        slot: &mut Option<std::result::Result<Sandbox, String>>,
+    ) -> std::result::Result<(), SandboxError> {
+        if slot.is_none() {
+            *slot = Some(match &self.sample.source {
+                None => Err(self.sample.error.clone().unwrap_or_else(|| "no code".into())),
+                Some(code) => match Sandbox::new(&self.config, code, params_for(self.signal)).await {
+                    Ok(sb) => Ok(sb),
+                    Err(Ok(reason)) => Err(reason),
+                    Err(Err(e)) => return Err(e),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Restarts of the worker so far (crashes and timeouts).
+    pub async fn restarts(&self) -> usize {
+        match self.sandbox.lock().await.as_ref() {
+            Some(Ok(sb)) => sb.restarts(),
+            _ => 0,
+        }
+    }
+
+    /// Stops the worker.
+    pub async fn close(&self) {
+        if let Some(Ok(sb)) = self.sandbox.lock().await.take() {
+            sb.close().await;
+        }
+    }
+}
+
+#[async_trait]
+impl DenseSignalMethod for CodeSample {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn signal(&self) -> Signal {
+        self.signal
+    }
+    async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> Result<f64> {
+        let mut guard = self.sandbox.lock().await;
+        self.ensure(&mut guard)
+            .await
+            .map_err(|e| CoreError::Method(e.to_string()))?;
+        match guard.as_mut().expect("ensured") {
+            Err(reason) => Err(CoreError::Method(reason.clone())),
+            Ok(sb) => sb.call(&args_for(point, self.signal)).await.map_err(CoreError::Method),
+        }
+    }
+    async fn evaluate_batch(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
+        let mut out = Vec::with_capacity(points.len());
+        for p in points {
+            out.push(self.evaluate(p, ctx).await);
+        }
+        out
+    }
+}
+
+/// codegen-avg: per point, the mean of the samples that give a number.
+pub struct CodegenAvg {
+    samples: Vec<Arc<CodeSample>>,
+    name: String,
+}
+
+impl CodegenAvg {
+    /// The average of `samples`.
+    pub fn new(samples: Vec<Arc<CodeSample>>, signal: Signal) -> Self {
+        CodegenAvg {
+            samples,
+            name: format!("codegen-avg-{}", signal.to_string().to_lowercase()),
+        }
+    }
+}
+
+#[async_trait]
+impl DenseSignalMethod for CodegenAvg {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn signal(&self) -> Signal {
+        self.samples.first().map(|s| s.signal).unwrap_or(Signal::Q)
+    }
+    async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
+        self.evaluate_batch(std::slice::from_ref(point), ctx)
+            .await
+            .pop()
+            .expect("one result")
+    }
+    async fn evaluate_batch(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
+        let per_sample = futures::future::join_all(self.samples.iter().map(|s| s.evaluate_batch(points, ctx))).await;
+        (0..points.len())
+            .map(|i| {
+                let ok: Vec<f64> = per_sample.iter().filter_map(|r| r[i].as_ref().ok().copied()).collect();
+                if ok.is_empty() {
+                    Err(CoreError::Method(format!(
+                        "none of the {} samples gave a number",
+                        self.samples.len()
+                    )))
+                } else {
+                    Ok(ok.iter().sum::<f64>() / ok.len() as f64)
+                }
+            })
+            .collect()
+    }
+}

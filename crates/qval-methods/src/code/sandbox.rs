@@ -1,0 +1,481 @@
+//! A sandbox for generated Python: one long-lived worker process per sample, fed points as
+//! JSON lines.
+//!
+//! Containment, outermost first:
+//! - **bubblewrap** (`bwrap`, Debian package `bubblewrap`): new user, PID, network, IPC and
+//!   UTS namespaces (no network at all), the system mounted read-only (`/usr` only: no
+//!   `/etc`, `/home`, `/root`), a private writable working folder, a fresh `/tmp`, and the
+//!   whole tree killed with the worker;
+//! - **an unprivileged user**: when qval runs as root the worker drops to uid/gid 65534, so
+//!   resource limits on processes apply (the kernel exempts root from `RLIMIT_NPROC`);
+//! - **resource limits** (setrlimit): address space (memory), processes, CPU seconds, file
+//!   size, no core dumps;
+//! - **inside Python**: only the allowed modules importable, dangerous builtins (`open`,
+//!   `exec`, `eval`, `compile`, `input`, ...) removed, prints swallowed past a cap;
+//! - **from the host**: a per-call time limit (a stuck worker is killed and restarted), a
+//!   total time limit per sample, replies longer than the output cap kill the worker.
+//!
+//! Where bubblewrap is missing or cannot create namespaces, [`Sandbox::new`] fails with an
+//! error naming the package to install: qval never runs generated code without it unless
+//! [`Isolation::LimitsOnly`] is chosen explicitly, which keeps the resource limits and the
+//! Python-level restrictions but gives no network or filesystem isolation.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// The worker program.
+const WORKER: &str = include_str!("worker.py");
+
+/// The modules generated code may import (the published allowlist).
+pub const ALLOWED_MODULES: [&str; 7] = ["collections", "itertools", "json", "math", "re", "statistics", "string"];
+
+/// How the worker is isolated from the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// bubblewrap namespaces + limits (default; required unless stated otherwise).
+    #[default]
+    Bubblewrap,
+    /// Resource limits and Python-level restrictions only: no network or filesystem
+    /// isolation. For machines without user namespaces, chosen knowingly.
+    LimitsOnly,
+}
+
+/// Limits of a sandbox. Build with [`SandboxConfig::builder`].
+///
+/// | parameter | default |
+/// |---|---|
+/// | `call_limit` | 1 s per call |
+/// | `total_limit` | 600 s per sample |
+/// | `memory` | 1 GiB address space |
+/// | `processes` | 256 for the sandbox user (shared by all samples running at once) |
+/// | `output_cap` | 64 KiB per reply |
+/// | `python` | `/usr/bin/python3` (must live under `/usr`, which the sandbox mounts) |
+/// | `isolation` | bubblewrap |
+#[derive(Clone, Debug, PartialEq)]
+pub struct SandboxConfig {
+    /// Wall-clock limit of one call.
+    pub call_limit: Duration,
+    /// Wall-clock limit of all calls of one sample.
+    pub total_limit: Duration,
+    /// Address-space limit in bytes.
+    pub memory: u64,
+    /// Process limit of the sandbox user.
+    pub processes: u64,
+    /// Longest reply line in bytes.
+    pub output_cap: usize,
+    /// The Python interpreter.
+    pub python: PathBuf,
+    /// The isolation.
+    pub isolation: Isolation,
+}
+
+impl SandboxConfig {
+    /// A builder with the defaults.
+    pub fn builder() -> SandboxConfigBuilder {
+        SandboxConfigBuilder(SandboxConfig {
+            call_limit: Duration::from_secs(1),
+            total_limit: Duration::from_secs(600),
+            memory: 1 << 30,
+            processes: 256,
+            output_cap: 64 * 1024,
+            python: PathBuf::from("/usr/bin/python3"),
+            isolation: Isolation::Bubblewrap,
+        })
+    }
+}
+
+/// Builder of [`SandboxConfig`].
+#[derive(Clone, Debug)]
+pub struct SandboxConfigBuilder(SandboxConfig);
+
+impl SandboxConfigBuilder {
+    /// Per-call limit (default 1 s).
+    pub fn call_limit(mut self, d: Duration) -> Self {
+        self.0.call_limit = d;
+        self
+    }
+    /// Per-sample limit (default 600 s).
+    pub fn total_limit(mut self, d: Duration) -> Self {
+        self.0.total_limit = d;
+        self
+    }
+    /// Memory in bytes (default 1 GiB).
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.0.memory = bytes;
+        self
+    }
+    /// Processes (default 256).
+    pub fn processes(mut self, n: u64) -> Self {
+        self.0.processes = n;
+        self
+    }
+    /// Reply cap in bytes (default 64 KiB).
+    pub fn output_cap(mut self, bytes: usize) -> Self {
+        self.0.output_cap = bytes;
+        self
+    }
+    /// The interpreter (default `/usr/bin/python3`).
+    pub fn python(mut self, p: impl Into<PathBuf>) -> Self {
+        self.0.python = p.into();
+        self
+    }
+    /// The isolation (default bubblewrap).
+    pub fn isolation(mut self, i: Isolation) -> Self {
+        self.0.isolation = i;
+        self
+    }
+    /// Validates.
+    ///
+    /// # Errors
+    /// A zero limit, less than 64 MiB of memory, or a Python outside `/usr` under bubblewrap.
+    pub fn build(self) -> Result<SandboxConfig, SandboxError> {
+        let c = self.0;
+        if c.call_limit.is_zero() || c.total_limit.is_zero() {
+            return Err(SandboxError::Config("time limits must be positive".into()));
+        }
+        if c.memory < 64 << 20 {
+            return Err(SandboxError::Config(format!(
+                "memory = {} bytes: at least 64 MiB",
+                c.memory
+            )));
+        }
+        if c.processes == 0 || c.output_cap < 256 {
+            return Err(SandboxError::Config("processes >= 1 and output_cap >= 256".into()));
+        }
+        if c.isolation == Isolation::Bubblewrap && !c.python.starts_with("/usr") {
+            return Err(SandboxError::Config(format!(
+                "python = {}: under bubblewrap only /usr is mounted; use e.g. /usr/bin/python3 (apt-get install python3)",
+                c.python.display()
+            )));
+        }
+        Ok(c)
+    }
+}
+
+/// Why the sandbox could not run at all (as opposed to a sample failing on a point).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SandboxError {
+    /// Bad limits.
+    #[error("sandbox configuration: {0}")]
+    Config(String),
+    /// bubblewrap or Python is missing or cannot start.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The outcome of one call: a value, or why there is none.
+pub type CallResult = Result<f64, String>;
+
+/// Reads one line of at most `cap` bytes; `Ok(None)` at end of stream, `Err` when too long.
+async fn read_line_capped<R: AsyncBufRead + Unpin>(r: &mut R, cap: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() { None } else { Some(line) });
+        }
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&buf[..i]);
+            r.consume(i + 1);
+            return Ok(Some(line));
+        }
+        let n = buf.len();
+        line.extend_from_slice(buf);
+        r.consume(n);
+        if line.len() > cap {
+            return Err(std::io::Error::other(format!(
+                "a reply longer than the output cap of {cap} bytes"
+            )));
+        }
+    }
+}
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// The read-only system inside the sandbox: `/usr`, with the merged-/usr links.
+const SYSTEM_MOUNTS: [&str; 12] = [
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+];
+
+/// Whether bubblewrap can create its namespaces here.
+pub fn bubblewrap_works() -> Result<(), SandboxError> {
+    let out = std::process::Command::new("bwrap")
+        .args(SYSTEM_MOUNTS)
+        .args(["--unshare-all", "--die-with-parent", "/usr/bin/true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| {
+            SandboxError::Unavailable(format!("bubblewrap is not installed ({e}): apt-get install bubblewrap"))
+        })?;
+    if !out.status.success() {
+        return Err(SandboxError::Unavailable(format!(
+            "bubblewrap cannot create namespaces here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// One generated sample, loaded in its worker. Calls are sequential; a worker that crashes
+/// or hangs is restarted and the sample goes on.
+pub struct Sandbox {
+    config: SandboxConfig,
+    code: String,
+    params: Vec<String>,
+    worker: Option<Worker>,
+    used: Duration,
+    restarts: usize,
+}
+
+impl Sandbox {
+    /// Starts a worker and loads `code`, which must define `signal_function(params...)`.
+    ///
+    /// # Errors
+    /// `Err(Err(SandboxError))` if the sandbox cannot run at all; `Err(Ok(reason))` if the
+    /// code does not load (syntax error, forbidden import at top level, wrong signature).
+    pub async fn new(
+        config: &SandboxConfig,
+        code: &str,
+        params: &[&str],
+    ) -> Result<Sandbox, Result<String, SandboxError>> {
+        if config.isolation == Isolation::Bubblewrap {
+            bubblewrap_works().map_err(Err)?;
+        }
+        let mut sb = Sandbox {
+            config: config.clone(),
+            code: code.to_string(),
+            params: params.iter().map(|s| s.to_string()).collect(),
+            worker: None,
+            used: Duration::ZERO,
+            restarts: 0,
+        };
+        sb.start().await?;
+        Ok(sb)
+    }
+
+    /// Times a crashed or stuck worker was restarted.
+    pub fn restarts(&self) -> usize {
+        self.restarts
+    }
+
+    fn command(&self, dir: &Path) -> Command {
+        let c = &self.config;
+        let mut cmd = match c.isolation {
+            Isolation::Bubblewrap => {
+                let mut cmd = Command::new("bwrap");
+                cmd.args(SYSTEM_MOUNTS)
+                    .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+                    .arg("--bind")
+                    .arg(dir)
+                    .args([
+                        "/work",
+                        "--chdir",
+                        "/work",
+                        "--unshare-all",
+                        "--die-with-parent",
+                        "--new-session",
+                    ])
+                    .args([
+                        "--clearenv",
+                        "--setenv",
+                        "PATH",
+                        "/usr/bin",
+                        "--setenv",
+                        "HOME",
+                        "/work",
+                    ])
+                    .arg(&c.python);
+                cmd
+            }
+            Isolation::LimitsOnly => {
+                let mut cmd = Command::new(&c.python);
+                cmd.current_dir(dir)
+                    .env_clear()
+                    .env("PATH", "/usr/bin")
+                    .env("HOME", dir);
+                cmd
+            }
+        };
+        cmd.args(["-I", "-S", "-B", "-c", WORKER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let (memory, processes, cpu) = (c.memory, c.processes, c.total_limit.as_secs().max(1) + 5);
+        // SAFETY: only async-signal-safe calls (setrlimit, setgroups, setgid, setuid, setsid)
+        // between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = |res, v: u64| {
+                    let r = libc::rlimit {
+                        rlim_cur: v as libc::rlim_t,
+                        rlim_max: v as libc::rlim_t,
+                    };
+                    if libc::setrlimit(res, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                };
+                lim(libc::RLIMIT_AS, memory)?;
+                lim(libc::RLIMIT_NPROC, processes)?;
+                lim(libc::RLIMIT_CPU, cpu)?;
+                lim(libc::RLIMIT_FSIZE, 16 << 20)?;
+                lim(libc::RLIMIT_CORE, 0)?;
+                libc::setsid();
+                if libc::getuid() == 0 {
+                    // Drop root: the kernel exempts uid 0 from RLIMIT_NPROC.
+                    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    async fn start(&mut self) -> Result<(), Result<String, SandboxError>> {
+        let dir = tempfile::Builder::new()
+            .prefix("qval-sandbox-")
+            .tempdir()
+            .map_err(|e| Err(SandboxError::Unavailable(format!("a working folder: {e}"))))?;
+        // SAFETY: chown of our own fresh folder; failure only means the unprivileged worker
+        // cannot write there, which the sample then reports.
+        if unsafe { libc::getuid() } == 0 {
+            let c = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("no NUL in a temp path");
+            unsafe {
+                libc::chown(c.as_ptr(), 65534, 65534);
+            }
+        }
+        let mut child = self.command(dir.path()).spawn().map_err(|e| {
+            Err(SandboxError::Unavailable(format!(
+                "cannot start the sandbox ({}): {e}; install bubblewrap and python3 (apt-get install bubblewrap python3)",
+                self.config.python.display()
+            )))
+        })?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        self.worker = Some(Worker {
+            child,
+            stdin,
+            stdout,
+            _dir: dir,
+        });
+        let load = json!({
+            "load": self.code,
+            "params": self.params,
+            "allowed": ALLOWED_MODULES,
+            "call_limit": self.config.call_limit.as_secs_f64(),
+            "output_cap": self.config.output_cap,
+        });
+        match self
+            .exchange(&load, self.config.call_limit + Duration::from_secs(10))
+            .await
+        {
+            Ok(v) if v["ok"] == true => Ok(()),
+            Ok(v) => Err(Ok(format!(
+                "the sample does not load: {}",
+                v["error"].as_str().unwrap_or("no reason given")
+            ))),
+            Err(e) => Err(Ok(format!("the sample does not load: {e}"))),
+        }
+    }
+
+    /// Sends one message and reads one reply within `limit`; on any failure the worker is
+    /// killed (the next call restarts it).
+    async fn exchange(&mut self, msg: &Value, limit: Duration) -> Result<Value, String> {
+        let cap = self.config.output_cap;
+        let w = self.worker.as_mut().ok_or("no worker")?;
+        let line = msg.to_string() + "\n";
+        let result = tokio::time::timeout(limit, async {
+            w.stdin
+                .write_all(line.as_bytes())
+                .await
+                .map_err(|e| format!("the worker is gone ({e})"))?;
+            w.stdin.flush().await.map_err(|e| format!("the worker is gone ({e})"))?;
+            match read_line_capped(&mut w.stdout, cap).await {
+                Ok(Some(l)) => serde_json::from_slice::<Value>(&l).map_err(|e| format!("an unreadable reply ({e})")),
+                Ok(None) => Err("the worker crashed".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {:.1}s", limit.as_secs_f64())));
+        if result.is_err()
+            && let Some(w) = self.worker.take()
+        {
+            w.kill().await;
+        }
+        result
+    }
+
+    /// Calls `signal_function(*args)`. Never fails as a whole: a non-numeric or non-finite
+    /// return, an exception, a timeout or a crash is `Err(reason)` for this call, and a dead
+    /// worker is restarted for the next one.
+    pub async fn call(&mut self, args: &[Value]) -> CallResult {
+        if self.used >= self.config.total_limit {
+            return Err(format!(
+                "the sample used up its total time limit of {:?}",
+                self.config.total_limit
+            ));
+        }
+        if self.worker.is_none() {
+            self.restarts += 1;
+            self.start().await.map_err(|e| match e {
+                Ok(reason) => reason,
+                Err(e) => e.to_string(),
+            })?;
+        }
+        let t = Instant::now();
+        // The worker interrupts a slow call itself; the host waits a little longer before
+        // killing it (code stuck in C does not see the alarm).
+        let r = self
+            .exchange(
+                &json!({ "args": args }),
+                self.config.call_limit + Duration::from_millis(500),
+            )
+            .await;
+        self.used += t.elapsed();
+        let v = r?;
+        match v.get("value").and_then(|x| x.as_f64()) {
+            Some(x) => Ok(x),
+            None => Err(v["error"].as_str().unwrap_or("no value").to_string()),
+        }
+    }
+
+    /// Stops the worker.
+    pub async fn close(mut self) {
+        if let Some(w) = self.worker.take() {
+            w.kill().await;
+        }
+    }
+}

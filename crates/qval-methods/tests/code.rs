@@ -1,0 +1,344 @@
+//! The code family in its sandbox: hostile samples are contained, good ones are measured.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use qval_core::{
+    CollectConfig, Environment, EvaluationPoint, Label, MethodContext, MvmcConfig, MvmcLabeler, Prediction,
+    SampleConfig, Signal, StageOptions, collect, label, predict, sample_points,
+};
+use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
+use qval_methods::code::{
+    CodeSample, CodegenAvg, GeneratedSample, Isolation, SandboxConfig, generate_samples, sandbox,
+};
+use qval_methods::llm::{OpenAiBackend, OpenAiConfig};
+use qval_metrics::{CorrelationConfig, align, group_summary, spearman};
+use qval_testkit::{ServerConfig, TestServer};
+
+/// A good sample: the distance heuristic that ships as an example.
+const GOOD: &str = qval_methods::code::EXAMPLE_SAMPLE;
+
+/// The escape every Python jail fears: the real builtins through an object's subclasses.
+const ESCAPE: &str = r#"
+def _builtins():
+    for c in ().__class__.__base__.__subclasses__():
+        g = getattr(c.__init__, '__globals__', None)
+        if g and '__builtins__' in g:
+            b = g['__builtins__']
+            return b if isinstance(b, dict) else b.__dict__
+    raise RuntimeError('no escape hatch')
+
+def _os():
+    return _builtins()['__import__']('os').__dict__
+"#;
+
+fn require_bubblewrap() {
+    if let Err(e) = sandbox::bubblewrap_works() {
+        panic!(
+            "these tests run generated code only inside bubblewrap: {e}. Install it with `apt-get install bubblewrap` (.ci/run does)."
+        );
+    }
+}
+
+fn config(call_ms: u64) -> SandboxConfig {
+    SandboxConfig::builder()
+        .call_limit(Duration::from_millis(call_ms))
+        .build()
+        .unwrap()
+}
+
+fn sample(code: &str) -> GeneratedSample {
+    GeneratedSample {
+        index: 0,
+        source: Some(code.to_string()),
+        error: None,
+    }
+}
+
+struct Data {
+    points: Vec<EvaluationPoint>,
+    labels: Vec<Label>,
+    ctx: MethodContext,
+}
+
+async fn quickstart_data() -> Data {
+    let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).build().unwrap());
+    let collector = EpsilonGreedy::new(&env, 0.1).unwrap();
+    let cfg = CollectConfig {
+        trajectories: 50,
+        seed: 42,
+        concurrency: 8,
+    };
+    let trajectories = collect(&*env, &collector, &env.tasks(), &cfg, &StageOptions::default())
+        .await
+        .unwrap();
+    let points = sample_points(&trajectories, &SampleConfig::builder().seed(42).build().unwrap());
+    let labeler = MvmcLabeler::new(
+        env.clone(),
+        Arc::new(OptimalPolicy::for_env(&env)),
+        MvmcConfig::builder().rollouts(1).build().unwrap(),
+    );
+    let labels = label(&labeler, &points, 0.3, &StageOptions::default()).await.unwrap();
+    Data {
+        points,
+        labels,
+        ctx: MethodContext::from_spec(env.spec()),
+    }
+}
+
+fn rho(labels: &[Label], preds: &[Prediction]) -> f64 {
+    let a = align(labels, preds);
+    spearman(&a.predictions, &a.labels, &CorrelationConfig::default())
+        .unwrap()
+        .value
+}
+
+async fn run(code: &str, points: &[EvaluationPoint], ctx: &MethodContext, call_ms: u64) -> Vec<Prediction> {
+    let m = CodeSample::new(sample(code), Signal::Q, config(call_ms), "test");
+    let p = predict(&m, points, ctx, &StageOptions::default()).await.unwrap();
+    m.close().await;
+    p
+}
+
+fn all_nan_with(preds: &[Prediction], needle: &str) {
+    for p in preds {
+        assert!(p.value.is_nan(), "expected NaN, got {p:?}");
+        let e = p.error.as_deref().unwrap_or_default();
+        assert!(e.contains(needle), "expected a reason containing {needle:?}, got {e:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_sample_reaches_the_expected_correlation() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let preds = run(GOOD, &d.points, &d.ctx, 1000).await;
+    assert!(
+        preds.iter().all(|p| p.value.is_finite()),
+        "{:?}",
+        preds.iter().find(|p| p.value.is_nan())
+    );
+    let r = rho(&d.labels, &preds);
+    assert!(r >= 0.95, "rho {r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_samples_are_contained_with_a_reason() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let few = &d.points[..3];
+    let ctx = &d.ctx;
+    // Forbidden imports, at load time and at call time.
+    for m in ["os", "subprocess", "socket"] {
+        all_nan_with(
+            &run(
+                &format!("import {m}\ndef signal_function(state, action, next_state):\n    return 1.0"),
+                few,
+                ctx,
+                500,
+            )
+            .await,
+            "is not allowed",
+        );
+        all_nan_with(
+            &run(
+                &format!("def signal_function(state, action, next_state):\n    import {m}\n    return 1.0"),
+                few,
+                ctx,
+                500,
+            )
+            .await,
+            "is not allowed",
+        );
+    }
+    // Dangerous builtins are gone.
+    all_nan_with(
+        &run(
+            "def signal_function(state, action, next_state):\n    return len(open('/etc/hostname').read())",
+            few,
+            ctx,
+            500,
+        )
+        .await,
+        "NameError",
+    );
+    // An infinite loop, pure Python (the alarm stops it) and stuck in C (the host kills it).
+    all_nan_with(
+        &run(
+            "def signal_function(state, action, next_state):\n    while True:\n        pass",
+            few,
+            ctx,
+            200,
+        )
+        .await,
+        "time limit",
+    );
+    let deaf = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    s = _builtins()['__import__']('signal')\n    s.signal(s.SIGALRM, s.SIG_IGN)\n    while True:\n        pass"
+    );
+    all_nan_with(&run(&deaf, &few[..1], ctx, 200).await, "timed out");
+    // 10 GB.
+    all_nan_with(
+        &run(
+            "def signal_function(state, action, next_state):\n    x = bytearray(10 ** 10)\n    return 1.0",
+            few,
+            ctx,
+            2000,
+        )
+        .await,
+        "MemoryError",
+    );
+    // Megabytes of output: prints are swallowed (then the None return is the error)...
+    all_nan_with(
+        &run(
+            "def signal_function(state, action, next_state):\n    print('x' * 5_000_000)",
+            few,
+            ctx,
+            2000,
+        )
+        .await,
+        "returned NoneType",
+    );
+    // ...and a write to the real stdout past the cap kills the worker.
+    let flood = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    _os()['write'](1, b'x' * 5_000_000)\n    return 1.0"
+    );
+    all_nan_with(&run(&flood, few, ctx, 2000).await, "output cap");
+    // Bad return values.
+    all_nan_with(
+        &run(
+            "def signal_function(state, action, next_state):\n    return float('nan')",
+            few,
+            ctx,
+            500,
+        )
+        .await,
+        "non-finite",
+    );
+    all_nan_with(
+        &run(
+            "def signal_function(state, action, next_state):\n    return 'high'",
+            few,
+            ctx,
+            500,
+        )
+        .await,
+        "returned str",
+    );
+    // Wrong signature, no function, syntax error.
+    all_nan_with(
+        &run("def signal_function(state):\n    return 1.0", few, ctx, 500).await,
+        "expected (state, action, next_state)",
+    );
+    all_nan_with(&run("x = 1", few, ctx, 500).await, "defines no function");
+    all_nan_with(&run("def signal_function(:", few, ctx, 500).await, "SyntaxError");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escapes_cannot_touch_the_host() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let few = &d.points[..2];
+    let host = tempfile::tempdir().unwrap();
+    let secret = host.path().join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+    let target = host.path().join("written.txt");
+    // Reading a host file outside the working folder.
+    let read = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    b = _builtins()\n    return float(len(b['open']({:?}).read()))",
+        secret.display().to_string()
+    );
+    all_nan_with(&run(&read, few, &d.ctx, 1000).await, "No such file");
+    // Writing outside the working folder.
+    let write = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    b = _builtins()\n    b['open']({:?}, 'w').write('pwned')\n    return 1.0",
+        target.display().to_string()
+    );
+    all_nan_with(&run(&write, few, &d.ctx, 1000).await, "Error");
+    assert!(!target.exists(), "the host file was not created");
+    // Reaching the network: a listener on the host's loopback hears nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let net = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    b = _builtins()\n    s = b['__import__']('socket').create_connection(('127.0.0.1', {port}), timeout=0.5)\n    s.sendall(b'hello')\n    return 1.0"
+    );
+    all_nan_with(&run(&net, few, &d.ctx, 2000).await, "Error");
+    assert!(listener.accept().is_err(), "no connection reached the host");
+    // A crash (the worker exits) on some points: restarted, the others still get values.
+    let crash = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    if 'H @' in next_state:\n        _os()['_exit'](3)\n    return 1.0"
+    );
+    let m = CodeSample::new(sample(&crash), Signal::Q, config(1000), "test");
+    let preds = predict(&m, &d.points[..40], &d.ctx, &StageOptions::default())
+        .await
+        .unwrap();
+    let crashed = preds.iter().filter(|p| p.value.is_nan()).count();
+    assert!(crashed > 0 && crashed < 40, "{crashed}");
+    assert!(
+        preds
+            .iter()
+            .filter(|p| p.value.is_nan())
+            .all(|p| p.error.as_deref().unwrap().contains("crashed"))
+    );
+    assert_eq!(m.restarts().await, crashed);
+    m.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codegen_samples_come_from_the_backend_and_average() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let bad_import = "import os\ndef signal_function(state, action, next_state):\n    return 0.0".to_string();
+    let constant_nan = "def signal_function(state, action, next_state):\n    return float('nan')".to_string();
+    let server = TestServer::start(ServerConfig {
+        code_samples: vec![GOOD.to_string(), bad_import, constant_nan],
+        ..Default::default()
+    });
+    let backend = OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap();
+    let samples = generate_samples(&backend, &d.ctx, Signal::Q, &d.points[0], 6, &Default::default()).await;
+    assert_eq!(server.requests(), 6);
+    assert!(samples.iter().all(|s| s.source.is_some()));
+    assert!(server.prompts()[0].contains("An example call"));
+    let methods: Vec<Arc<CodeSample>> = samples
+        .into_iter()
+        .map(|s| Arc::new(CodeSample::new(s, Signal::Q, config(1000), "codegen")))
+        .collect();
+    let mut rhos = Vec::new();
+    for m in &methods {
+        let preds = predict(&**m, &d.points, &d.ctx, &StageOptions::default())
+            .await
+            .unwrap();
+        rhos.push(rho(&d.labels, &preds));
+    }
+    let g = group_summary(&rhos);
+    assert_eq!((g.n, g.nan), (2, 4), "two good samples; the others give no figure");
+    assert!(g.min >= 0.95);
+    let avg = CodegenAvg::new(methods.clone(), Signal::Q);
+    let preds = predict(&avg, &d.points, &d.ctx, &StageOptions::default())
+        .await
+        .unwrap();
+    assert!(rho(&d.labels, &preds) >= 0.95);
+    for m in &methods {
+        m.close().await;
+    }
+}
+
+#[test]
+fn configurations_are_validated() {
+    assert!(SandboxConfig::builder().call_limit(Duration::ZERO).build().is_err());
+    assert!(SandboxConfig::builder().memory(1 << 20).build().is_err());
+    let e = SandboxConfig::builder()
+        .python("/root/.pyenv/bin/python3")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only /usr is mounted"), "{e}");
+    assert!(
+        SandboxConfig::builder()
+            .python("/root/py")
+            .isolation(Isolation::LimitsOnly)
+            .build()
+            .is_ok()
+    );
+}
