@@ -342,3 +342,54 @@ fn configurations_are_validated() {
             .is_ok()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eureka_rounds_keep_the_judges_winner() {
+    use qval_methods::code::{EurekaConfig, run_eureka};
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let constant = "def signal_function(state, action, next_state):\n    return 1.0".to_string();
+    let broken = "def signal_function(state, action, next_state):\n    return 1 / 0".to_string();
+    let server = TestServer::start(ServerConfig {
+        code_samples: vec![constant, broken, GOOD.to_string()],
+        ..Default::default()
+    });
+    let backend: Arc<dyn qval_methods::llm::Backend> =
+        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let cfg = EurekaConfig {
+        iterations: 2,
+        candidates: 3,
+        sandbox: config(1000),
+        sampling: Default::default(),
+    };
+    let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..60], &cfg)
+        .await
+        .unwrap();
+    assert_eq!(r.rounds.len(), 2);
+    assert_eq!(server.requests(), 2 * 3 + 2, "candidates plus one judge call per round");
+    let first = &r.rounds[0];
+    assert!(first.judged && first.candidates[0].1.collapsed && first.candidates[1].1.nan == 60);
+    assert!(
+        first.candidates[1]
+            .1
+            .first_error
+            .as_deref()
+            .unwrap()
+            .contains("ZeroDivisionError")
+    );
+    assert_eq!(
+        first.candidates[first.winner].0.source.as_deref().map(str::trim),
+        Some(GOOD.trim()),
+        "the judge picks the working one"
+    );
+    assert!(
+        server.prompts().iter().any(|p| p.contains("The best function so far")),
+        "round 2 sees the winner"
+    );
+    let best = CodeSample::new(r.best, Signal::Q, config(1000), "eureka");
+    let preds = predict(&best, &d.points, &d.ctx, &StageOptions::default())
+        .await
+        .unwrap();
+    assert!(rho(&d.labels, &preds) >= 0.95);
+    best.close().await;
+}

@@ -303,6 +303,9 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     if let Some(text) = &shared.config.fixed_reply {
         return Json(reply(&model, text, None)).into_response();
     }
+    if all_text.contains("Candidate statistics:") {
+        return Json(reply(&model, &judge(&all_text), None)).into_response();
+    }
     if !shared.config.code_samples.is_empty() && all_text.contains("signal_function") {
         let k = body["seed"].as_u64().unwrap_or(n as u64) as usize % shared.config.code_samples.len();
         let text = format!(
@@ -314,6 +317,34 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     let wants_logprobs = body["logprobs"].as_bool().unwrap_or(false);
     let (text, logprobs) = oracle_answer(&shared.config.oracle, &messages, wants_logprobs);
     Json(reply(&model, &text, logprobs)).into_response()
+}
+
+/// The judge of Eureka rounds: the candidate with the most numbers, not collapsed, with the
+/// largest spread.
+fn judge(text: &str) -> String {
+    let re =
+        regex::Regex::new(r"Candidate (\d+): finite=(\d+) nan=\d+ min=\S+ max=\S+ mean=\S+ std=(\S+) collapsed=(\w+)")
+            .expect("a valid regex");
+    let best = re
+        .captures_iter(text)
+        .filter_map(|c| {
+            let k: usize = c[1].parse().ok()?;
+            let finite: usize = c[2].parse().ok()?;
+            let std: f64 = c[3].parse().unwrap_or(0.0);
+            Some((k, &c[4] != "true", finite, if std.is_finite() { std } else { 0.0 }))
+        })
+        .max_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(a.2.cmp(&b.2))
+                .then(a.3.total_cmp(&b.3))
+                .then(b.0.cmp(&a.0))
+        });
+    match best {
+        Some((k, ..)) => {
+            format!("<answer>{k}</answer><feedback>Keep candidate {k}'s approach and handle every state.</feedback>")
+        }
+        None => "I cannot judge these.".into(),
+    }
 }
 
 fn reply(model: &str, text: &str, logprobs: Option<Value>) -> Value {

@@ -4,11 +4,13 @@
 //! - [`generate_samples`] asks for N samples (default 16, seeds 0..N) and extracts the fenced
 //!   code of each;
 //! - [`CodeSample`] is one sample as a method (its own prediction set; its source is kept);
-//! - [`CodegenAvg`] is codegen-avg: per point, the NaN-skipping mean over the samples.
+//! - [`CodegenAvg`] is codegen-avg: per point, the NaN-skipping mean over the samples;
+//! - [`run_eureka`]: iterative improvement with an LLM judge; its winner is a [`CodeSample`].
 //!
 //! The published figure for codegen is the mean +- std [min, max] of the per-sample
 //! correlations: `qval_metrics::group_summary` of the samples' rho.
 
+pub mod eureka;
 pub mod sandbox;
 
 use async_trait::async_trait;
@@ -17,6 +19,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
+pub use eureka::{CandidateStats, EurekaConfig, EurekaResult, EurekaRound, run_eureka};
 pub use sandbox::{ALLOWED_MODULES, Isolation, Sandbox, SandboxConfig, SandboxError};
 
 use crate::llm::prompt::system_prompt;

@@ -13,7 +13,9 @@ pub use backend::{
     Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Role, Sampling, TokenLogprob, Usage,
 };
 pub use config::{BackendEntry, load_backends};
-pub use extract::{extract_action, extract_list, extract_number, extract_permutation, last_tag_code, strip_thinking};
+pub use extract::{
+    extract_action, extract_list, extract_number, extract_permutation, last_tag, last_tag_code, strip_thinking,
+};
 pub use layers::{Cache, ConcurrencyLimit, Metered, RequestLog, Retry, RetryPolicy, StackBuilder, UsageCounter};
 pub use openai::{OpenAiBackend, OpenAiConfig};
 pub use prompt::{Budget, Modality, PromptOptions, preview};
