@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod code;
+pub mod embedding;
 pub mod error;
 pub mod frozenlake;
 pub mod llm;

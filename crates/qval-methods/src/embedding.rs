@@ -1,0 +1,461 @@
+//! The embedding family: similarity of a state's embedding to a goal, with any encoder.
+//!
+//! Q is scored on the next state s', V on the state s. Methods:
+//! - [`GoalCosine`]: cos(e(s), e(goal));
+//! - [`VlmRm`]: the VLM-RM baseline projection (alpha 0.5): d = normalize(g - b),
+//!   proj = b + ((s - b) . d) d, score = 1 - 0.5 ||alpha proj + (1 - alpha) s - g||^2;
+//! - [`SorSoftmax`]: softmax of cos/T over [goal, negatives] (T 0.07; negatives equal to the
+//!   goal masked), score = p(goal); [`SorSoftmax::threshold`] scores 1 if p > beta (0.5).
+//!
+//! Encoders implement [`TextEncoder`] (or [`ImageEncoder`]); [`CachedEncoder`] computes the
+//! embedding of identical texts once. The all-MiniLM-L6-v2 encoder is in the `qval-encoders`
+//! crate.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, Image, MethodContext, Result, Signal};
+
+/// Texts in, L2-normalised vectors out.
+///
+/// # Example
+/// A toy encoder counting vowels and consonants:
+/// ```
+/// use qval_methods::embedding::TextEncoder;
+///
+/// struct Letters;
+///
+/// impl TextEncoder for Letters {
+///     fn name(&self) -> String { "letters".into() }
+///     fn encode(&self, texts: &[String]) -> qval_core::Result<Vec<Vec<f32>>> {
+///         Ok(texts.iter().map(|t| {
+///             let v = t.chars().filter(|c| "aeiou".contains(*c)).count() as f32;
+///             let c = t.chars().filter(|c| c.is_alphabetic()).count() as f32 - v;
+///             let n = (v * v + c * c).sqrt().max(1e-12);
+///             vec![v / n, c / n]
+///         }).collect())
+///     }
+/// }
+/// assert_eq!(Letters.encode(&["aa".into()]).unwrap()[0], vec![1.0, 0.0]);
+/// ```
+pub trait TextEncoder: Send + Sync {
+    /// The encoder's name (part of method names).
+    fn name(&self) -> String;
+    /// One L2-normalised vector per text, in order.
+    fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// Images in, L2-normalised vectors out (CLIP, SigLIP and the like plug in here).
+pub trait ImageEncoder: Send + Sync {
+    /// The encoder's name.
+    fn name(&self) -> String;
+    /// One L2-normalised vector per image, in order.
+    fn encode_images(&self, images: &[Image]) -> Result<Vec<Vec<f32>>>;
+}
+
+impl<T: TextEncoder + ?Sized> TextEncoder for Arc<T> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        (**self).encode(texts)
+    }
+}
+
+/// Computes each distinct text once per encoder lifetime (a run).
+pub struct CachedEncoder<E> {
+    inner: E,
+    cache: Mutex<HashMap<String, Arc<Vec<f32>>>>,
+}
+
+impl<E: TextEncoder> CachedEncoder<E> {
+    /// Caches `inner`.
+    pub fn new(inner: E) -> Self {
+        CachedEncoder {
+            inner,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Distinct texts encoded so far.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().expect("cache lock").len()
+    }
+}
+
+impl<E: TextEncoder> TextEncoder for CachedEncoder<E> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let missing: Vec<String> = {
+            let cache = self.cache.lock().expect("cache lock");
+            let mut seen = std::collections::HashSet::new();
+            texts
+                .iter()
+                .filter(|t| !cache.contains_key(*t) && seen.insert(t.as_str()))
+                .cloned()
+                .collect()
+        };
+        if !missing.is_empty() {
+            let vecs = self.inner.encode(&missing)?;
+            let mut cache = self.cache.lock().expect("cache lock");
+            for (t, v) in missing.into_iter().zip(vecs) {
+                cache.insert(t, Arc::new(v));
+            }
+        }
+        let cache = self.cache.lock().expect("cache lock");
+        Ok(texts.iter().map(|t| cache[t].as_ref().clone()).collect())
+    }
+}
+
+/// Runs CPU-heavy work without stalling other tasks on a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Cosine of two vectors (dot product of normalised vectors).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-300)
+}
+
+/// The texts an embedding method compares with, per environment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GoalTexts {
+    /// The goal description (`None`: the task's instruction).
+    pub goal: Option<String>,
+    /// A neutral description of the environment (VLM-RM's baseline).
+    pub baseline: String,
+    /// Descriptions of outcomes other than the goal (SOR's negatives).
+    pub negatives: Vec<String>,
+}
+
+impl GoalTexts {
+    /// FrozenLake's defaults.
+    pub fn frozenlake() -> Self {
+        GoalTexts {
+            goal: Some("The agent @ has reached the goal G of the frozen lake.".into()),
+            baseline: "A frozen lake grid with a start S, frozen tiles F, holes H and a goal G.".into(),
+            negatives: vec![
+                "The agent @ has fallen into a hole H.".into(),
+                "The agent @ is still at the start S, far from the goal.".into(),
+                "The agent @ is walking on frozen tiles F away from the goal.".into(),
+            ],
+        }
+    }
+
+    fn goal_for(&self, point: &EvaluationPoint) -> String {
+        self.goal.clone().unwrap_or_else(|| point.task.instruction.clone())
+    }
+}
+
+/// The state text a method scores: s' for Q (and advantage), s for V.
+fn state_text(point: &EvaluationPoint, signal: Signal) -> String {
+    match signal {
+        Signal::V => point.observation.text.clone(),
+        _ => point.next_observation.text.clone(),
+    }
+}
+
+/// Which embedding score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Cosine,
+    VlmRm { alpha: f64 },
+    Sor { temperature: f64, threshold: Option<f64> },
+}
+
+/// An embedding method: one of the scores above over an encoder.
+pub struct EmbeddingMethod<E> {
+    encoder: E,
+    texts: GoalTexts,
+    signal: Signal,
+    kind: Kind,
+}
+
+/// cos(e(state), e(goal)).
+pub type GoalCosine<E> = EmbeddingMethod<E>;
+/// The VLM-RM baseline projection.
+pub type VlmRm<E> = EmbeddingMethod<E>;
+/// SOR's softmax over goal and negatives.
+pub type SorSoftmax<E> = EmbeddingMethod<E>;
+
+impl<E: TextEncoder> EmbeddingMethod<E> {
+    /// Goal cosine.
+    pub fn goal_cosine(encoder: E, texts: GoalTexts, signal: Signal) -> Self {
+        EmbeddingMethod {
+            encoder,
+            texts,
+            signal,
+            kind: Kind::Cosine,
+        }
+    }
+    /// VLM-RM with `alpha` (published 0.5).
+    pub fn vlm_rm(encoder: E, texts: GoalTexts, signal: Signal, alpha: f64) -> Self {
+        EmbeddingMethod {
+            encoder,
+            texts,
+            signal,
+            kind: Kind::VlmRm { alpha },
+        }
+    }
+    /// SOR softmax with `temperature` (published 0.07).
+    pub fn sor(encoder: E, texts: GoalTexts, signal: Signal, temperature: f64) -> Self {
+        EmbeddingMethod {
+            encoder,
+            texts,
+            signal,
+            kind: Kind::Sor {
+                temperature,
+                threshold: None,
+            },
+        }
+    }
+    /// SOR threshold: 1 if p(goal) > `beta` (published 0.5), else 0.
+    pub fn threshold(encoder: E, texts: GoalTexts, signal: Signal, temperature: f64, beta: f64) -> Self {
+        EmbeddingMethod {
+            encoder,
+            texts,
+            signal,
+            kind: Kind::Sor {
+                temperature,
+                threshold: Some(beta),
+            },
+        }
+    }
+
+    fn score(&self, s: &[f32], g: &[f32], extra: &[Vec<f32>]) -> f64 {
+        match self.kind {
+            Kind::Cosine => cosine(s, g),
+            Kind::VlmRm { alpha } => {
+                let b = &extra[0];
+                let diff: Vec<f64> = g.iter().zip(b).map(|(x, y)| (*x - *y) as f64).collect();
+                let norm = diff.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
+                let d: Vec<f64> = diff.iter().map(|x| x / norm).collect();
+                let t: f64 = s
+                    .iter()
+                    .zip(b)
+                    .zip(&d)
+                    .map(|((si, bi), di)| (*si - *bi) as f64 * di)
+                    .sum();
+                let dist2: f64 = (0..s.len())
+                    .map(|i| {
+                        let proj = b[i] as f64 + t * d[i];
+                        let v = alpha * proj + (1.0 - alpha) * s[i] as f64 - g[i] as f64;
+                        v * v
+                    })
+                    .sum();
+                1.0 - 0.5 * dist2
+            }
+            Kind::Sor { temperature, threshold } => {
+                let goal_logit = cosine(s, g) / temperature;
+                // Negatives identical to the goal are masked.
+                let logits: Vec<f64> = std::iter::once(goal_logit)
+                    .chain(
+                        extra
+                            .iter()
+                            .filter(|n| n.as_slice() != g)
+                            .map(|n| cosine(s, n) / temperature),
+                    )
+                    .collect();
+                let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
+                let p = (goal_logit - m).exp() / z;
+                match threshold {
+                    Some(beta) => f64::from(u8::from(p > beta)),
+                    None => p,
+                }
+            }
+        }
+    }
+
+    fn extra_texts(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Cosine => vec![],
+            Kind::VlmRm { .. } => vec![self.texts.baseline.clone()],
+            Kind::Sor { .. } => self.texts.negatives.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl<E: TextEncoder> DenseSignalMethod for EmbeddingMethod<E> {
+    fn name(&self) -> String {
+        let kind = match self.kind {
+            Kind::Cosine => "goal-cosine",
+            Kind::VlmRm { .. } => "vlm-rm",
+            Kind::Sor { threshold: None, .. } => "sor",
+            Kind::Sor { threshold: Some(_), .. } => "sor-threshold",
+        };
+        format!(
+            "{kind}-{}-{}",
+            self.encoder.name(),
+            self.signal.to_string().to_lowercase()
+        )
+    }
+    fn signal(&self) -> Signal {
+        self.signal
+    }
+    async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
+        self.evaluate_batch(std::slice::from_ref(point), ctx)
+            .await
+            .pop()
+            .expect("one result")
+    }
+    /// Encodes the batch's states, goals and fixed texts in one call.
+    async fn evaluate_batch(&self, points: &[EvaluationPoint], _ctx: &MethodContext) -> Vec<Result<f64>> {
+        let extra = self.extra_texts();
+        let mut texts: Vec<String> = extra.clone();
+        for p in points {
+            texts.push(state_text(p, self.signal));
+            texts.push(self.texts.goal_for(p));
+        }
+        let vecs = match blocking(|| self.encoder.encode(&texts)) {
+            Ok(v) if v.len() == texts.len() => v,
+            Ok(v) => {
+                let e = format!("the encoder returned {} vectors for {} texts", v.len(), texts.len());
+                return points.iter().map(|_| Err(CoreError::Method(e.clone()))).collect();
+            }
+            Err(e) => return points.iter().map(|_| Err(CoreError::Method(e.to_string()))).collect(),
+        };
+        let (fixed, rest) = vecs.split_at(extra.len());
+        rest.chunks(2).map(|sg| Ok(self.score(&sg[0], &sg[1], fixed))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qval_core::{Observation, Task};
+
+    /// Maps each known text to a fixed unit vector.
+    struct Table(HashMap<String, Vec<f32>>);
+
+    impl TextEncoder for Table {
+        fn name(&self) -> String {
+            "table".into()
+        }
+        fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+            texts
+                .iter()
+                .map(|t| {
+                    self.0
+                        .get(t)
+                        .cloned()
+                        .ok_or_else(|| CoreError::Method(format!("unknown text {t:?}")))
+                })
+                .collect()
+        }
+    }
+
+    fn unit(v: [f32; 3]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    fn point(next: &str) -> EvaluationPoint {
+        EvaluationPoint {
+            id: "p".into(),
+            trajectory_index: 0,
+            step_index: 0,
+            task: Task {
+                id: "t".into(),
+                instruction: "goal".into(),
+                params: Default::default(),
+            },
+            history: vec![],
+            state: Default::default(),
+            observation: Observation::text("now"),
+            action: Default::default(),
+            action_text: "a".into(),
+            reward: 0.0,
+            next_state: Default::default(),
+            next_observation: Observation::text(next),
+            terminated: false,
+        }
+    }
+
+    fn texts() -> GoalTexts {
+        GoalTexts {
+            goal: None,
+            baseline: "base".into(),
+            negatives: vec!["neg".into(), "goal".into()],
+        }
+    }
+
+    fn table() -> Table {
+        Table(HashMap::from([
+            ("goal".to_string(), unit([1.0, 0.0, 0.0])),
+            ("base".to_string(), unit([0.0, 1.0, 0.0])),
+            ("neg".to_string(), unit([0.0, 0.0, 1.0])),
+            ("near".to_string(), unit([0.9, 0.1, 0.0])),
+            ("far".to_string(), unit([0.0, 0.2, 1.0])),
+            ("now".to_string(), unit([0.5, 0.5, 0.0])),
+        ]))
+    }
+
+    fn ctx() -> MethodContext {
+        MethodContext {
+            env_name: "x".into(),
+            reward_description: String::new(),
+            notes: String::new(),
+            gamma: 0.9,
+            disclose_gamma: true,
+            include_next_state: true,
+            history_limit: 40,
+            max_steps: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn scores_follow_the_published_formulas() {
+        let (near, far) = (point("near"), point("far"));
+        let cos = EmbeddingMethod::goal_cosine(table(), texts(), Signal::Q);
+        let a = cos.evaluate(&near, &ctx()).await.unwrap();
+        assert!((a - cosine(&unit([0.9, 0.1, 0.0]), &unit([1.0, 0.0, 0.0]))).abs() < 1e-12);
+        assert!(a > cos.evaluate(&far, &ctx()).await.unwrap());
+        // V scores the state, not the next state.
+        let v = EmbeddingMethod::goal_cosine(table(), texts(), Signal::V)
+            .evaluate(&far, &ctx())
+            .await
+            .unwrap();
+        assert!((v - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+        // VLM-RM by hand: b = e2, g = e1, d = (e1 - e2)/sqrt2; s = near.
+        let s = unit([0.9, 0.1, 0.0]);
+        let (g, b) = ([1.0f64, 0.0, 0.0], [0.0f64, 1.0, 0.0]);
+        let d = [1.0 / 2f64.sqrt(), -1.0 / 2f64.sqrt(), 0.0];
+        let t: f64 = (0..3).map(|i| (s[i] as f64 - b[i]) * d[i]).sum();
+        let dist2: f64 = (0..3)
+            .map(|i| (0.5 * (b[i] + t * d[i]) + 0.5 * s[i] as f64 - g[i]).powi(2))
+            .sum();
+        let vlm = EmbeddingMethod::vlm_rm(table(), texts(), Signal::Q, 0.5)
+            .evaluate(&near, &ctx())
+            .await
+            .unwrap();
+        assert!((vlm - (1.0 - 0.5 * dist2)).abs() < 1e-6, "{vlm}");
+        // SOR: the negative equal to the goal is masked; two logits remain.
+        let sor = EmbeddingMethod::sor(table(), texts(), Signal::Q, 0.07)
+            .evaluate(&near, &ctx())
+            .await
+            .unwrap();
+        let (lg, ln) = (
+            cosine(&s, &unit([1.0, 0.0, 0.0])) / 0.07,
+            cosine(&s, &unit([0.0, 0.0, 1.0])) / 0.07,
+        );
+        assert!((sor - 1.0 / (1.0 + (ln - lg).exp())).abs() < 1e-9, "{sor}");
+        let th = EmbeddingMethod::threshold(table(), texts(), Signal::Q, 0.07, 0.5);
+        assert_eq!(th.evaluate(&near, &ctx()).await.unwrap(), 1.0);
+        assert_eq!(th.evaluate(&far, &ctx()).await.unwrap(), 0.0);
+        assert_eq!(th.name(), "sor-threshold-table-q");
+        // An encoder failure is a NaN with the reason, for every point of the batch.
+        let r = cos.evaluate_batch(&[point("unknown")], &ctx()).await;
+        assert!(r[0].as_ref().unwrap_err().to_string().contains("unknown text"));
+    }
+}
