@@ -229,26 +229,22 @@ impl EvaluationPoint {
 
     /// Deserialises the state into the environment's type.
     pub fn state_as<S: serde::de::DeserializeOwned>(&self) -> crate::Result<S> {
-        S::deserialize(&self.state).map_err(|e| crate::CoreError::Restore {
-            what: "state",
-            point: self.id.clone(),
-            message: e.to_string(),
-        })
+        self.restore(&self.state, "state")
     }
 
     /// Deserialises the next state into the environment's type.
     pub fn next_state_as<S: serde::de::DeserializeOwned>(&self) -> crate::Result<S> {
-        S::deserialize(&self.next_state).map_err(|e| crate::CoreError::Restore {
-            what: "next state",
-            point: self.id.clone(),
-            message: e.to_string(),
-        })
+        self.restore(&self.next_state, "next state")
     }
 
     /// Deserialises the action into the environment's type.
     pub fn action_as<A: serde::de::DeserializeOwned>(&self) -> crate::Result<A> {
-        A::deserialize(&self.action).map_err(|e| crate::CoreError::Restore {
-            what: "action",
+        self.restore(&self.action, "action")
+    }
+
+    fn restore<T: serde::de::DeserializeOwned>(&self, value: &Value, what: &'static str) -> crate::Result<T> {
+        T::deserialize(value).map_err(|e| crate::CoreError::Restore {
+            what,
             point: self.id.clone(),
             message: e.to_string(),
         })

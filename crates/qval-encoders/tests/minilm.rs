@@ -77,36 +77,12 @@ fn a_missing_model_folder_names_the_install_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedding_methods_score_the_quickstart_points_with_the_real_model() {
-    use qval_core::{
-        CollectConfig, DenseSignalMethod, Environment, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, Signal,
-        StageOptions, collect, label, predict, sample_points,
-    };
-    use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
+    use qval_core::{DenseSignalMethod, Signal, StageOptions, predict};
     use qval_methods::embedding::{EmbeddingMethod, GoalTexts};
     use std::sync::Arc;
-    let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).build().unwrap());
-    let cfg = CollectConfig {
-        trajectories: 50,
-        seed: 42,
-        concurrency: 8,
-    };
-    let trajectories = collect(
-        &*env,
-        &EpsilonGreedy::new(&env, 0.1).unwrap(),
-        &env.tasks(),
-        &cfg,
-        &StageOptions::default(),
-    )
-    .await
-    .unwrap();
-    let points = sample_points(&trajectories, &SampleConfig::builder().seed(42).build().unwrap());
-    let labeler = MvmcLabeler::new(
-        env.clone(),
-        Arc::new(OptimalPolicy::for_env(&env)),
-        MvmcConfig::builder().rollouts(1).build().unwrap(),
-    );
-    let labels = label(&labeler, &points, 0.3, &StageOptions::default()).await.unwrap();
-    let ctx = MethodContext::from_spec(env.spec());
+    let qval_testkit::QuickstartData {
+        points, labels, ctx, ..
+    } = qval_testkit::quickstart_data().await;
     let enc = Arc::new(CachedEncoder::new(model()));
     let methods = [
         EmbeddingMethod::goal_cosine(enc.clone(), GoalTexts::frozenlake(), Signal::Q),

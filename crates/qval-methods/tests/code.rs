@@ -3,17 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use qval_core::{
-    CollectConfig, Environment, EvaluationPoint, Label, MethodContext, MvmcConfig, MvmcLabeler, Prediction,
-    SampleConfig, Signal, StageOptions, collect, label, predict, sample_points,
-};
-use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
+use qval_core::{EvaluationPoint, MethodContext, Prediction, Signal, StageOptions, predict};
 use qval_methods::code::{
     CodeSample, CodegenAvg, GeneratedSample, Isolation, SandboxConfig, generate_samples, sandbox,
 };
 use qval_methods::llm::{OpenAiBackend, OpenAiConfig};
-use qval_metrics::{CorrelationConfig, align, group_summary, spearman};
-use qval_testkit::{ServerConfig, TestServer};
+use qval_metrics::group_summary;
+use qval_testkit::{ServerConfig, TestServer, quickstart_data, rho};
 
 /// A good sample: the distance heuristic that ships as an example.
 const GOOD: &str = qval_methods::code::EXAMPLE_SAMPLE;
@@ -53,44 +49,6 @@ fn sample(code: &str) -> GeneratedSample {
         source: Some(code.to_string()),
         error: None,
     }
-}
-
-struct Data {
-    points: Vec<EvaluationPoint>,
-    labels: Vec<Label>,
-    ctx: MethodContext,
-}
-
-async fn quickstart_data() -> Data {
-    let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).build().unwrap());
-    let collector = EpsilonGreedy::new(&env, 0.1).unwrap();
-    let cfg = CollectConfig {
-        trajectories: 50,
-        seed: 42,
-        concurrency: 8,
-    };
-    let trajectories = collect(&*env, &collector, &env.tasks(), &cfg, &StageOptions::default())
-        .await
-        .unwrap();
-    let points = sample_points(&trajectories, &SampleConfig::builder().seed(42).build().unwrap());
-    let labeler = MvmcLabeler::new(
-        env.clone(),
-        Arc::new(OptimalPolicy::for_env(&env)),
-        MvmcConfig::builder().rollouts(1).build().unwrap(),
-    );
-    let labels = label(&labeler, &points, 0.3, &StageOptions::default()).await.unwrap();
-    Data {
-        points,
-        labels,
-        ctx: MethodContext::from_spec(env.spec()),
-    }
-}
-
-fn rho(labels: &[Label], preds: &[Prediction]) -> f64 {
-    let a = align(labels, preds);
-    spearman(&a.predictions, &a.labels, &CorrelationConfig::default())
-        .unwrap()
-        .value
 }
 
 async fn run(code: &str, points: &[EvaluationPoint], ctx: &MethodContext, call_ms: u64) -> Vec<Prediction> {

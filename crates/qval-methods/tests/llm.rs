@@ -4,52 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qval_core::{
-    CollectConfig, Environment, EvaluationPoint, Label, MethodContext, MvmcConfig, MvmcLabeler, Prediction,
-    SampleConfig, Signal, StageOptions, Trajectory, collect, label, predict, sample_points,
+    CollectConfig, Environment, EvaluationPoint, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, Signal,
+    StageOptions, collect, label, predict, sample_points,
 };
 use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
 use qval_methods::llm::{Backend, OpenAiBackend, OpenAiConfig, RetryPolicy, StackBuilder, UsageCounter};
 use qval_methods::prompting::{Direct, DirectMode, Gvl, Ranking, ReportsUsage, Verifier, expand_candidates, parent_of};
-use qval_metrics::{CorrelationConfig, StateCandidates, align, per_state_ranking, spearman};
-use qval_testkit::{Fault, Oracle, Rule, Selector, ServerConfig, TestServer};
-
-struct Data {
-    env: Arc<FrozenLake>,
-    trajectories: Vec<Trajectory>,
-    points: Vec<EvaluationPoint>,
-    labels: Vec<Label>,
-    ctx: MethodContext,
-}
-
-/// The quickstart's data: 8 random 8x8 maps, 50 trajectories (epsilon 0.1), 5 points each,
-/// exact MVMC labels.
-async fn quickstart_data() -> Data {
-    let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).build().unwrap());
-    let collector = EpsilonGreedy::new(&env, 0.1).unwrap();
-    let cfg = CollectConfig {
-        trajectories: 50,
-        seed: 42,
-        concurrency: 8,
-    };
-    let trajectories = collect(&*env, &collector, &env.tasks(), &cfg, &StageOptions::default())
-        .await
-        .unwrap();
-    let points = sample_points(&trajectories, &SampleConfig::builder().seed(42).build().unwrap());
-    let labeler = MvmcLabeler::new(
-        env.clone(),
-        Arc::new(OptimalPolicy::for_env(&env)),
-        MvmcConfig::builder().rollouts(1).build().unwrap(),
-    );
-    let labels = label(&labeler, &points, 0.3, &StageOptions::default()).await.unwrap();
-    let ctx = MethodContext::from_spec(env.spec());
-    Data {
-        env,
-        trajectories,
-        points,
-        labels,
-        ctx,
-    }
-}
+use qval_metrics::{StateCandidates, per_state_ranking};
+use qval_testkit::{Fault, Oracle, Rule, Selector, ServerConfig, TestServer, quickstart_data, rho};
 
 fn client(server: &TestServer, attempts: u32, timeout: Duration) -> (Arc<dyn Backend>, Arc<UsageCounter>) {
     let mut cfg = OpenAiConfig::new(server.base_url(), "qval-oracle");
@@ -66,13 +28,6 @@ fn client(server: &TestServer, attempts: u32, timeout: Duration) -> (Arc<dyn Bac
         .retry(Some(policy));
     let counter = stack.counter();
     (stack.build().unwrap(), counter)
-}
-
-fn rho(labels: &[Label], preds: &[Prediction]) -> f64 {
-    let a = align(labels, preds);
-    spearman(&a.predictions, &a.labels, &CorrelationConfig::default())
-        .unwrap()
-        .value
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

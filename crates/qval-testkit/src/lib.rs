@@ -360,3 +360,105 @@ fn reply(model: &str, text: &str, logprobs: Option<Value>) -> Value {
         "usage": {"prompt_tokens": 100, "completion_tokens": (text.len() / 4).max(1)},
     })
 }
+
+/// The quickstart's data, for tests that need realistic points and exact labels:
+/// 8 random 8x8 FrozenLake maps (seed 42), 50 trajectories of the epsilon-greedy collector
+/// (0.1), 5 points each, exact MVMC Q labels (k = 1).
+pub struct QuickstartData {
+    /// The environment.
+    pub env: std::sync::Arc<qval_envs::frozenlake::FrozenLake>,
+    /// The trajectories.
+    pub trajectories: Vec<qval_core::Trajectory>,
+    /// The evaluation points.
+    pub points: Vec<qval_core::EvaluationPoint>,
+    /// Their labels, in point order.
+    pub labels: Vec<qval_core::Label>,
+    /// The method context of the environment.
+    pub ctx: qval_core::MethodContext,
+}
+
+/// Builds [`QuickstartData`] (deterministic).
+pub async fn quickstart_data() -> QuickstartData {
+    use qval_core::{
+        CollectConfig, Environment, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, StageOptions, collect, label,
+        sample_points,
+    };
+    use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
+    let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).build().expect("valid maps"));
+    let collector = EpsilonGreedy::new(&env, 0.1).expect("a valid epsilon");
+    let cfg = CollectConfig {
+        trajectories: 50,
+        seed: 42,
+        concurrency: 8,
+    };
+    let trajectories = collect(&*env, &collector, &env.tasks(), &cfg, &StageOptions::default())
+        .await
+        .expect("collection");
+    let points = sample_points(
+        &trajectories,
+        &SampleConfig::builder().seed(42).build().expect("valid sampling"),
+    );
+    let labeler = MvmcLabeler::new(
+        env.clone(),
+        Arc::new(OptimalPolicy::for_env(&env)),
+        MvmcConfig::builder().rollouts(1).build().expect("valid MVMC settings"),
+    );
+    let labels = label(&labeler, &points, 0.3, &StageOptions::default())
+        .await
+        .expect("labels");
+    let ctx = MethodContext::from_spec(env.spec());
+    QuickstartData {
+        env,
+        trajectories,
+        points,
+        labels,
+        ctx,
+    }
+}
+
+/// Spearman's rho of predictions against labels, paired by point id (NaN when undefined).
+pub fn rho(labels: &[qval_core::Label], predictions: &[qval_core::Prediction]) -> f64 {
+    let by_id: std::collections::HashMap<&str, f64> =
+        predictions.iter().map(|p| (p.point_id.as_str(), p.value)).collect();
+    let (x, y): (Vec<f64>, Vec<f64>) = labels
+        .iter()
+        .filter_map(|l| by_id.get(l.point_id.as_str()).map(|p| (*p, l.value)))
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .unzip();
+    spearman_plain(&x, &y)
+}
+
+/// Spearman's rho with average ranks (a plain implementation, independent of qval-metrics,
+/// so tests of methods do not depend on the metrics they are checked with).
+fn spearman_plain(x: &[f64], y: &[f64]) -> f64 {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|a, b| v[*a].total_cmp(&v[*b]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i + 1;
+            while j < idx.len() && v[idx[j]] == v[idx[i]] {
+                j += 1;
+            }
+            for &k in &idx[i..j] {
+                r[k] = (i + j + 1) as f64 / 2.0;
+            }
+            i = j;
+        }
+        r
+    }
+    if x.len() < 3 {
+        return f64::NAN;
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let n = x.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    sxy / (sxx * syy).sqrt()
+}

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::{CodeSample, GeneratedSample, SandboxConfig, codegen_messages};
-use crate::llm::{Backend, ChatRequest, Message, Role, Sampling, extract_number, last_tag, last_tag_code};
+use crate::llm::{Backend, ChatRequest, Message, Role, Sampling, extract_number, last_tag};
 use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, StageOptions, predict};
 
 /// Parameters of [`run_eureka`].
@@ -198,26 +198,7 @@ pub async fn run_eureka(
         let replies = backend.chat_batch(&reqs).await;
         let mut round = Vec::with_capacity(cfg.candidates);
         for (j, r) in replies.into_iter().enumerate() {
-            let index = it * cfg.candidates + j;
-            let sample = match r {
-                Ok(resp) => match last_tag_code(&resp.text) {
-                    Some(code) => GeneratedSample {
-                        index,
-                        source: Some(code),
-                        error: None,
-                    },
-                    None => GeneratedSample {
-                        index,
-                        source: None,
-                        error: Some("no ```python block".into()),
-                    },
-                },
-                Err(e) => GeneratedSample {
-                    index,
-                    source: None,
-                    error: Some(format!("LLM request failed: {e}")),
-                },
-            };
+            let sample = GeneratedSample::from_reply(it * cfg.candidates + j, r);
             let m = CodeSample::new(sample.clone(), signal, cfg.sandbox.clone(), "eureka");
             if let Err(e) = m.check().await {
                 return Err(CoreError::Method(e.to_string()));

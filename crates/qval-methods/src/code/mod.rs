@@ -86,6 +86,23 @@ pub struct GeneratedSample {
     pub error: Option<String>,
 }
 
+impl GeneratedSample {
+    /// The sample a reply gives: its last fenced code block, or why there is none.
+    pub fn from_reply(
+        index: usize,
+        reply: std::result::Result<crate::llm::ChatResponse, crate::llm::LlmError>,
+    ) -> Self {
+        let (source, error) = match reply {
+            Ok(resp) => match last_tag_code(&resp.text) {
+                Some(code) => (Some(code), None),
+                None => (None, Some("the reply has no ```python code block".to_string())),
+            },
+            Err(e) => (None, Some(format!("LLM request failed: {e}"))),
+        };
+        GeneratedSample { index, source, error }
+    }
+}
+
 /// Asks `backend` for `n` samples (seeds 0..n) and extracts their code.
 pub async fn generate_samples(
     backend: &dyn Backend,
@@ -110,25 +127,7 @@ pub async fn generate_samples(
         .await
         .into_iter()
         .enumerate()
-        .map(|(index, r)| match r {
-            Ok(resp) => match last_tag_code(&resp.text) {
-                Some(code) => GeneratedSample {
-                    index,
-                    source: Some(code),
-                    error: None,
-                },
-                None => GeneratedSample {
-                    index,
-                    source: None,
-                    error: Some("the reply has no ```python code block".into()),
-                },
-            },
-            Err(e) => GeneratedSample {
-                index,
-                source: None,
-                error: Some(format!("LLM request failed: {e}")),
-            },
-        })
+        .map(|(index, r)| GeneratedSample::from_reply(index, r))
         .collect()
 }
 
