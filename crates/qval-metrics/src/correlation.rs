@@ -240,7 +240,10 @@ pub fn spearman(x: &[f64], y: &[f64], cfg: &CorrelationConfig) -> Result<Correla
         sxy += acc as i128 * dy as i128;
         syy += (j - i) as i128 * (dy * dy) as i128;
     });
-    let sxx: i128 = rx2.chunks(4096).map(|c| c.iter().map(|&u| (u as i64 - m).pow(2)).sum::<i64>() as i128).sum();
+    let sxx: i128 = rx2
+        .chunks(4096)
+        .map(|c| c.iter().map(|&u| (u as i64 - m).pow(2)).sum::<i64>() as i128)
+        .sum();
     let rho = rho_from_sums(n, sxy, sxx, syy);
     Ok(Correlation {
         value: rho,
