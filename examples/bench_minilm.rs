@@ -3,14 +3,14 @@
 //! `scripts/bench_minilm_vs_torch.py`, which times sentence-transformers on the same texts.
 //!
 //! ```text
-//! cargo run --release --example bench_minilm -- texts.json --batch 64
+//! cargo run --release --features minilm --example bench_minilm -- texts.json --batch 64
 //! ```
 
 use clap::Parser;
 use std::time::Instant;
 
+use qval::encoders::{MiniLm, MiniLmConfig};
 use qval::methods::embedding::TextEncoder;
-use qval_encoders::{MiniLm, MiniLmConfig};
 
 #[derive(Parser)]
 struct Args {

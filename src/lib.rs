@@ -15,6 +15,9 @@
 #![deny(missing_docs)]
 
 pub use qval_core as core;
+/// The all-MiniLM-L6-v2 encoder (feature `minilm`).
+#[cfg(feature = "minilm")]
+pub use qval_encoders as encoders;
 pub use qval_envs as envs;
 pub use qval_methods as methods;
 pub use qval_metrics as metrics;

@@ -45,7 +45,7 @@ fn vectors_match_sentence_transformers() {
         "long texts are covered"
     );
     // Batching and padding do not change a vector.
-    let alone = m.encode(&texts[20..21].to_vec()).unwrap();
+    let alone = m.encode(&texts[20..21]).unwrap();
     assert!(cosine(&alone[0], &vecs[20]) > 0.99999);
 }
 

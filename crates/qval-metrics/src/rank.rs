@@ -386,7 +386,7 @@ mod tests {
                     0 => (next() % 50) as f64 - 25.0,
                     1 => 1.0 + (next() % 1000) as f64 * f64::EPSILON,
                     2 => {
-                        if next() % 2 == 0 {
+                        if next().is_multiple_of(2) {
                             0.0
                         } else {
                             -0.0

@@ -19,11 +19,7 @@ fn write_run(dir: &Path) -> (Vec<f64>, Vec<f64>) {
         .map(|i| Label {
             point_id: format!("t{i}-s1"),
             signal: Signal::Q,
-            value: if i == 5 {
-                f64::NAN
-            } else {
-                0.95f64.powi((i % 13) as i32)
-            },
+            value: if i == 5 { f64::NAN } else { 0.95f64.powi(i % 13) },
             aggregation: Aggregation::Max,
             returns: vec![],
             baseline_returns: vec![],
