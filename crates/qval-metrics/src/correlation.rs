@@ -229,22 +229,8 @@ pub fn spearman(x: &[f64], y: &[f64], cfg: &CorrelationConfig) -> Result<Correla
     if is_constant(&x) || is_constant(&y) {
         return Ok(Correlation::undefined(n, CONSTANT));
     }
-    // x's doubled ranks as an array; y only sorted: its ranks are constant over each group
-    // of ties, so the cross sum is accumulated group by group (no second rank array).
-    let (rx2, sy) = join(n, || doubled_average_ranks(&x), || sorted_positions(&y));
-    let m = (n + 1) as i64;
-    let (mut sxy, mut syy) = (0i128, 0i128);
-    sy.for_each_group(&y, |s, i, j| {
-        let dy = (i + 1 + j) as i64 - m;
-        let acc: i64 = s.items[i..j].iter().map(|&p| rx2[s.pos(p)] as i64 - m).sum();
-        sxy += acc as i128 * dy as i128;
-        syy += (j - i) as i128 * (dy * dy) as i128;
-    });
-    let sxx: i128 = rx2
-        .chunks(4096)
-        .map(|c| c.iter().map(|&u| (u as i64 - m).pow(2)).sum::<i64>() as i128)
-        .sum();
-    let rho = rho_from_sums(n, sxy, sxx, syy);
+    let (rx2, ry2) = join(n, || doubled_average_ranks(&x), || doubled_average_ranks(&y));
+    let rho = spearman_rho(&rx2, &ry2);
     Ok(Correlation {
         value: rho,
         p_value: spearman_p(rho, n),
