@@ -37,12 +37,10 @@ async fn main() -> anyhow::Result<()> {
         (Some(name), _, _) => load_backends(&args.backends)?
             .remove(name)
             .ok_or_else(|| anyhow::anyhow!("no backend `{name}` in {}", args.backends.display()))?,
-        (None, Some(url), Some(model)) => {
-            let text = format!("base_url = {url:?}\nmodel = {model:?}\n");
-            let mut e: BackendEntry = toml_entry(&text)?;
-            e.api_key_env = args.api_key_env.clone();
-            e
-        }
+        (None, Some(url), Some(model)) => BackendEntry {
+            api_key_env: args.api_key_env.clone(),
+            ..BackendEntry::new(url.clone(), model.clone())
+        },
         _ => anyhow::bail!("name a backend (--backend NAME) or an endpoint (--base-url URL --model M)"),
     };
     let (backend, _) = entry.build(None, None)?;
@@ -67,11 +65,4 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => println!("answer   unparseable: {e}\n--- reply ---\n{}", resp.text),
     }
     Ok(())
-}
-
-fn toml_entry(text: &str) -> anyhow::Result<BackendEntry> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("backend.toml");
-    std::fs::write(&path, format!("[backends.cli]\n{text}"))?;
-    Ok(load_backends(&path)?.remove("cli").expect("the entry just written"))
 }

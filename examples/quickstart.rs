@@ -90,20 +90,8 @@ fn llm_backend(args: &Args, run: &std::path::Path) -> anyhow::Result<Option<Arc<
     }
     if let (Some(url), Some(model)) = (&args.base_url, &args.model) {
         let entry = BackendEntry {
-            base_url: url.clone(),
-            model: model.clone(),
             api_key_env: args.api_key_env.clone(),
-            thinking: false,
-            temperature: None,
-            top_p: None,
-            top_k: None,
-            max_tokens: None,
-            seed: None,
-            concurrency: 32,
-            max_attempts: 6,
-            timeout_secs: 300.0,
-            logprobs: false,
-            images: false,
+            ..BackendEntry::new(url.clone(), model.clone())
         };
         return Ok(Some(entry.build(cache, log)?.0));
     }

@@ -104,6 +104,27 @@ pub fn load_backends(path: &Path) -> Result<BTreeMap<String, BackendEntry>, LlmE
 }
 
 impl BackendEntry {
+    /// An entry for `model` at `base_url` with the file's defaults (standard sampling,
+    /// concurrency 32, 6 attempts, 300 s timeout, no log-probs, no images).
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        BackendEntry {
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key_env: None,
+            thinking: false,
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            max_tokens: None,
+            seed: None,
+            concurrency: default_concurrency(),
+            max_attempts: default_attempts(),
+            timeout_secs: default_timeout(),
+            logprobs: false,
+            images: false,
+        }
+    }
+
     /// The HTTP configuration.
     pub fn openai_config(&self) -> OpenAiConfig {
         let base = if self.thinking {
