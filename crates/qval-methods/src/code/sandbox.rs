@@ -20,6 +20,8 @@
 //! [`Isolation::LimitsOnly`] is chosen explicitly, which keeps the resource limits and the
 //! Python-level restrictions but gives no network or filesystem isolation.
 
+use qval_sandbox::{Bwrap, Limits, give_to_sandbox_user, limits_hook};
+pub use qval_sandbox::{SandboxError, bubblewrap_works};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -156,17 +158,6 @@ impl SandboxConfigBuilder {
     }
 }
 
-/// Why the sandbox could not run at all (as opposed to a sample failing on a point).
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum SandboxError {
-    /// Bad limits.
-    #[error("sandbox configuration: {0}")]
-    Config(String),
-    /// bubblewrap or Python is missing or cannot start.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
 /// The outcome of one call: a value, or why there is none.
 pub type CallResult = Result<f64, String>;
 
@@ -206,42 +197,6 @@ impl Worker {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
-}
-
-/// The read-only system inside the sandbox: `/usr`, with the merged-/usr links.
-const SYSTEM_MOUNTS: [&str; 12] = [
-    "--ro-bind",
-    "/usr",
-    "/usr",
-    "--symlink",
-    "usr/lib",
-    "/lib",
-    "--symlink",
-    "usr/lib64",
-    "/lib64",
-    "--symlink",
-    "usr/bin",
-    "/bin",
-];
-
-/// Whether bubblewrap can create its namespaces here.
-pub fn bubblewrap_works() -> Result<(), SandboxError> {
-    let out = std::process::Command::new("bwrap")
-        .args(SYSTEM_MOUNTS)
-        .args(["--unshare-all", "--die-with-parent", "/usr/bin/true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| {
-            SandboxError::Unavailable(format!("bubblewrap is not installed ({e}): apt-get install bubblewrap"))
-        })?;
-    if !out.status.success() {
-        return Err(SandboxError::Unavailable(format!(
-            "bubblewrap cannot create namespaces here: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }
 
 /// One generated sample, loaded in its worker. Calls are sequential; a worker that crashes
@@ -289,34 +244,14 @@ impl Sandbox {
     fn command(&self, dir: &Path) -> Command {
         let c = &self.config;
         let mut cmd = match c.isolation {
-            Isolation::Bubblewrap => {
-                let mut cmd = Command::new("bwrap");
-                cmd.args(SYSTEM_MOUNTS)
-                    .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
-                    .arg("--bind")
-                    .arg(dir)
-                    .args([
-                        "/work",
-                        "--chdir",
-                        "/work",
-                        "--unshare-all",
-                        "--die-with-parent",
-                        "--new-session",
-                    ])
-                    .args([
-                        "--clearenv",
-                        "--setenv",
-                        "PATH",
-                        "/usr/bin",
-                        "--setenv",
-                        "HOME",
-                        "/work",
-                    ])
-                    .arg(&c.python);
-                cmd
-            }
+            Isolation::Bubblewrap => Bwrap::new()
+                .bind(dir, "/work")
+                .chdir("/work")
+                .env("PATH", "/usr/bin")
+                .env("HOME", "/work")
+                .command([c.python.as_os_str()]),
             Isolation::LimitsOnly => {
-                let mut cmd = Command::new(&c.python);
+                let mut cmd = std::process::Command::new(&c.python);
                 cmd.current_dir(dir)
                     .env_clear()
                     .env("PATH", "/usr/bin")
@@ -327,39 +262,19 @@ impl Sandbox {
         cmd.args(["-I", "-S", "-B", "-c", WORKER])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        let (memory, processes, cpu) = (c.memory, c.processes, c.total_limit.as_secs().max(1) + 5);
-        // SAFETY: only async-signal-safe calls (setrlimit, setgroups, setgid, setuid, setsid)
-        // between fork and exec.
+            .stderr(Stdio::null());
+        let limits = Limits {
+            memory: c.memory,
+            processes: c.processes,
+            cpu_seconds: c.total_limit.as_secs().max(1) + 5,
+            file_size: 16 << 20,
+        };
+        // SAFETY: the hook only makes async-signal-safe calls.
         unsafe {
-            cmd.pre_exec(move || {
-                let lim = |res, v: u64| {
-                    let r = libc::rlimit {
-                        rlim_cur: v as libc::rlim_t,
-                        rlim_max: v as libc::rlim_t,
-                    };
-                    if libc::setrlimit(res, &r) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                };
-                lim(libc::RLIMIT_AS, memory)?;
-                lim(libc::RLIMIT_NPROC, processes)?;
-                lim(libc::RLIMIT_CPU, cpu)?;
-                lim(libc::RLIMIT_FSIZE, 16 << 20)?;
-                lim(libc::RLIMIT_CORE, 0)?;
-                libc::setsid();
-                if libc::getuid() == 0 {
-                    // Drop root: the kernel exempts uid 0 from RLIMIT_NPROC.
-                    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, limits_hook(limits));
         }
+        let mut cmd = Command::from(cmd);
+        cmd.kill_on_drop(true);
         cmd
     }
 
@@ -368,14 +283,9 @@ impl Sandbox {
             .prefix("qval-sandbox-")
             .tempdir()
             .map_err(|e| Err(SandboxError::Unavailable(format!("a working folder: {e}"))))?;
-        // SAFETY: chown of our own fresh folder; failure only means the unprivileged worker
-        // cannot write there, which the sample then reports.
-        if unsafe { libc::getuid() } == 0 {
-            let c = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("no NUL in a temp path");
-            unsafe {
-                libc::chown(c.as_ptr(), 65534, 65534);
-            }
-        }
+        // Failure only means the unprivileged worker cannot write there, which the sample
+        // then reports.
+        let _ = give_to_sandbox_user(dir.path());
         let mut child = self.command(dir.path()).spawn().map_err(|e| {
             Err(SandboxError::Unavailable(format!(
                 "cannot start the sandbox ({}): {e}; install bubblewrap and python3 (apt-get install bubblewrap python3)",

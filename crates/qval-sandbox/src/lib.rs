@@ -1,0 +1,435 @@
+//! # qval-sandbox
+//!
+//! The containment shared by qval's sandboxes (generated Python in `qval-methods`, shell
+//! commands in `qval-envs`' TerminalBench), so there is one audited copy of it:
+//!
+//! - [`Bwrap`]: a bubblewrap (`bwrap`, Debian package `bubblewrap`) command line with new
+//!   user, PID, network, IPC and UTS namespaces (no network at all), only `/usr` of the
+//!   host mounted and read-only, a fresh `/proc`, `/dev` and size-limited `/tmp`, the
+//!   caller's binds, the root remounted read-only, a cleared environment, and the whole
+//!   tree killed with its parent;
+//! - [`Limits`] and [`limits_hook`]: setrlimit (address space, processes, CPU, file size, no
+//!   core dumps), a new session, and when the caller is root a drop to the unprivileged
+//!   uid/gid [`SANDBOX_UID`] (the kernel exempts uid 0 from `RLIMIT_NPROC`);
+//! - [`run_captured`]: one command with a wall-clock limit (the process group is killed on
+//!   expiry) and its merged stdout/stderr captured as a [`Screen`] that keeps the head and
+//!   the tail of long output, so memory stays bounded however much is printed.
+//!
+//! [`bubblewrap_works`] checks that bubblewrap can create its namespaces here; callers refuse
+//! to start without it rather than running anything unconfined.
+//!
+//! ```no_run
+//! use qval_sandbox::{Bwrap, Limits, run_captured};
+//! use std::time::Duration;
+//!
+//! qval_sandbox::bubblewrap_works()?;
+//! let mut cmd = Bwrap::new().chdir("/").command(["/usr/bin/echo", "hello"]);
+//! let out = run_captured(&mut cmd, &Limits::default(), Duration::from_secs(5), 4096)?;
+//! assert_eq!(out.screen.text(), "hello\n");
+//! # Ok::<(), qval_sandbox::SandboxError>(())
+//! ```
+#![deny(missing_docs)]
+
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The uid and gid sandboxed processes run as when qval itself runs as root (`nobody`).
+pub const SANDBOX_UID: u32 = 65534;
+
+/// Why a sandbox could not run at all.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SandboxError {
+    /// Bad limits or paths.
+    #[error("sandbox configuration: {0}")]
+    Config(String),
+    /// bubblewrap (or the program to run) is missing or cannot start.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An I/O error around the sandboxed process (pipes, waiting).
+    #[error("sandbox I/O: {0}")]
+    Io(String),
+}
+
+/// The read-only system inside the sandbox: `/usr`, with the merged-/usr links.
+pub const SYSTEM_MOUNTS: [&str; 12] = [
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+];
+
+/// Whether bubblewrap can create its namespaces here.
+///
+/// # Errors
+/// [`SandboxError::Unavailable`] naming `apt-get install bubblewrap` when it is missing, or
+/// quoting bubblewrap when it cannot create namespaces (containers without user namespaces).
+pub fn bubblewrap_works() -> Result<(), SandboxError> {
+    let out = Command::new("bwrap")
+        .args(SYSTEM_MOUNTS)
+        .args(["--unshare-all", "--die-with-parent", "/usr/bin/true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| {
+            SandboxError::Unavailable(format!("bubblewrap is not installed ({e}): apt-get install bubblewrap"))
+        })?;
+    if !out.status.success() {
+        return Err(SandboxError::Unavailable(format!(
+            "bubblewrap cannot create namespaces here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether this process runs as root (sandboxed processes then drop to [`SANDBOX_UID`]).
+pub fn running_as_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// Hands `path` to the sandbox user when running as root, so the dropped process can
+/// write there; does nothing otherwise (the user namespace maps the caller's own uid).
+///
+/// # Errors
+/// The chown failure.
+pub fn give_to_sandbox_user(path: &Path) -> std::io::Result<()> {
+    if running_as_root() {
+        std::os::unix::fs::lchown(path, Some(SANDBOX_UID), Some(SANDBOX_UID))?;
+    }
+    Ok(())
+}
+
+/// A bubblewrap command line. The system ([`SYSTEM_MOUNTS`]), `/proc`, `/dev` and a `/tmp`
+/// tmpfs come first, then the caller's binds in order, then the root is remounted read-only,
+/// so a sandboxed process can write only into writable binds and `/tmp`.
+#[derive(Clone, Debug)]
+pub struct Bwrap {
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    chdir: OsString,
+}
+
+impl Default for Bwrap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bwrap {
+    /// The base line: system read-only, `/proc`, `/dev`, a 64 MiB `/tmp`, `PATH=/usr/bin:/bin`.
+    pub fn new() -> Self {
+        let mut args: Vec<OsString> = SYSTEM_MOUNTS.iter().map(OsString::from).collect();
+        for a in [
+            "--proc", "/proc", "--dev", "/dev", "--size", "67108864", "--tmpfs", "/tmp",
+        ] {
+            args.push(a.into());
+        }
+        Bwrap {
+            args,
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            chdir: "/".into(),
+        }
+    }
+
+    fn push3(mut self, op: &str, a: impl AsRef<OsStr>, b: impl AsRef<OsStr>) -> Self {
+        self.args.push(op.into());
+        self.args.push(a.as_ref().into());
+        self.args.push(b.as_ref().into());
+        self
+    }
+
+    /// Binds host `src` at `dest`, writable.
+    pub fn bind(self, src: impl AsRef<OsStr>, dest: impl AsRef<OsStr>) -> Self {
+        self.push3("--bind", src, dest)
+    }
+
+    /// Binds host `src` at `dest`, read-only.
+    pub fn ro_bind(self, src: impl AsRef<OsStr>, dest: impl AsRef<OsStr>) -> Self {
+        self.push3("--ro-bind", src, dest)
+    }
+
+    /// Sets an environment variable (the environment starts empty but for `PATH`).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        let key = key.as_ref().to_os_string();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.as_ref().into()));
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn unset(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.retain(|(k, _)| k.as_os_str() != key.as_ref());
+        self
+    }
+
+    /// The working folder inside the sandbox (default `/`).
+    pub fn chdir(mut self, dir: impl AsRef<OsStr>) -> Self {
+        self.chdir = dir.as_ref().into();
+        self
+    }
+
+    /// The full `bwrap` command running `program` with `args` (the first item is the
+    /// program, an absolute path inside the sandbox).
+    pub fn command<I, S>(&self, argv: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("bwrap");
+        cmd.args(&self.args)
+            .args(["--remount-ro", "/", "--chdir"])
+            .arg(&self.chdir)
+            .args(["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]);
+        for (k, v) in &self.env {
+            cmd.arg("--setenv").arg(k).arg(v);
+        }
+        cmd.arg("--").args(argv);
+        cmd.env_clear();
+        cmd
+    }
+}
+
+/// Resource limits of a sandboxed process (each applies per process; `processes` counts all
+/// processes of the sandbox user).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Address space in bytes (default 1 GiB).
+    pub memory: u64,
+    /// Processes of the sandbox user (default 256).
+    pub processes: u64,
+    /// CPU seconds (default 60).
+    pub cpu_seconds: u64,
+    /// Largest file a process may write, in bytes (default 16 MiB).
+    pub file_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 1 << 30,
+            processes: 256,
+            cpu_seconds: 60,
+            file_size: 16 << 20,
+        }
+    }
+}
+
+/// The function to run between fork and exec: the limits, a new session, and the drop to
+/// [`SANDBOX_UID`] when running as root. Install it with `pre_exec` (std or tokio):
+/// `unsafe { cmd.pre_exec(limits_hook(limits)) }`; it only makes async-signal-safe calls
+/// (setrlimit, setsid, setgroups, setgid, setuid).
+pub fn limits_hook(limits: Limits) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
+    move || {
+        let lim = |res, v: u64| {
+            let r = libc::rlimit {
+                rlim_cur: v as libc::rlim_t,
+                rlim_max: v as libc::rlim_t,
+            };
+            // SAFETY: setrlimit with a valid pointer to a local.
+            if unsafe { libc::setrlimit(res, &r) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        };
+        lim(libc::RLIMIT_AS, limits.memory)?;
+        lim(libc::RLIMIT_NPROC, limits.processes)?;
+        lim(libc::RLIMIT_CPU, limits.cpu_seconds)?;
+        lim(libc::RLIMIT_FSIZE, limits.file_size)?;
+        lim(libc::RLIMIT_CORE, 0)?;
+        // SAFETY: async-signal-safe calls without pointers but a null list of no groups.
+        unsafe {
+            libc::setsid();
+            if libc::getuid() == 0
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(SANDBOX_UID) != 0
+                    || libc::setuid(SANDBOX_UID) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Captured terminal output: the first and last `cap / 2` bytes of a long stream, with the
+/// count of bytes left out between them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Screen {
+    cap: usize,
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    /// Bytes left out between head and tail.
+    pub omitted: u64,
+}
+
+impl Screen {
+    /// An empty screen keeping at most `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        Screen {
+            cap,
+            ..Screen::default()
+        }
+    }
+
+    /// Appends output.
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        let half = self.cap / 2;
+        if self.head.len() < self.cap - half {
+            let n = bytes.len().min(self.cap - half - self.head.len());
+            self.head.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+        }
+        for &b in bytes {
+            if self.tail.len() == half {
+                self.tail.pop_front();
+                self.omitted += 1;
+            }
+            self.tail.push_back(b);
+        }
+    }
+
+    /// The text shown: head, a marker naming the omitted byte count, tail (lossy UTF-8).
+    pub fn text(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.head).into_owned();
+        if self.omitted > 0 {
+            s.push_str(&format!("\n[... {} bytes of output omitted ...]\n", self.omitted));
+        }
+        let (a, b) = self.tail.as_slices();
+        let mut t = a.to_vec();
+        t.extend_from_slice(b);
+        s.push_str(&String::from_utf8_lossy(&t));
+        s
+    }
+}
+
+/// The outcome of [`run_captured`].
+#[derive(Clone, Debug)]
+pub struct Captured {
+    /// The exit status (a killed process has none of its own: see `timed_out`).
+    pub status: ExitStatus,
+    /// Merged stdout and stderr.
+    pub screen: Screen,
+    /// Whether the wall-clock limit killed it.
+    pub timed_out: bool,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+/// Runs `cmd` with `limits`, stdin from `/dev/null`, stdout and stderr merged into one
+/// capped [`Screen`], killing its process group after `timeout`.
+///
+/// # Errors
+/// [`SandboxError::Unavailable`] when the program cannot start, [`SandboxError::Io`] on a
+/// pipe failure.
+pub fn run_captured(
+    cmd: &mut Command,
+    limits: &Limits,
+    timeout: Duration,
+    cap: usize,
+) -> Result<Captured, SandboxError> {
+    use std::os::unix::process::CommandExt;
+    let (mut reader, writer) = std::io::pipe().map_err(|e| SandboxError::Io(format!("a pipe: {e}")))?;
+    let writer2 = writer
+        .try_clone()
+        .map_err(|e| SandboxError::Io(format!("a pipe: {e}")))?;
+    cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2);
+    // SAFETY: the hook only makes async-signal-safe calls.
+    unsafe {
+        cmd.pre_exec(limits_hook(*limits));
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        SandboxError::Unavailable(format!(
+            "cannot start {:?} ({e}); install bubblewrap (apt-get install bubblewrap)",
+            cmd.get_program()
+        ))
+    })?;
+    // Our copies of the write end go with `cmd`'s stdio: drop them so EOF can arrive.
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let pid = child.id() as libc::pid_t;
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
+            // SAFETY: kill on the group the child leads (setsid in the hook) and the child.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+            return true;
+        }
+        false
+    });
+    let mut screen = Screen::new(cap);
+    let mut buf = [0u8; 16384];
+    let read_result = loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => screen.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let status = child.wait();
+    let _ = done_tx.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+    read_result.map_err(|e| SandboxError::Io(format!("reading the output: {e}")))?;
+    let status = status.map_err(|e| SandboxError::Io(format!("waiting for the process: {e}")))?;
+    Ok(Captured {
+        status,
+        screen,
+        timed_out,
+        elapsed: start.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screen_keeps_head_and_tail() {
+        let mut s = Screen::new(10);
+        s.push(b"0123456789abcdefghij");
+        assert_eq!(s.omitted, 10);
+        assert_eq!(s.text(), "01234\n[... 10 bytes of output omitted ...]\nfghij");
+        let mut s = Screen::new(10);
+        s.push(b"012");
+        s.push(b"34567");
+        assert_eq!((s.text(), s.omitted), ("01234567".to_string(), 0));
+        let mut s = Screen::new(10);
+        for b in b"0123456789abcdefghij" {
+            s.push(&[*b]);
+        }
+        assert_eq!(s.text(), "01234\n[... 10 bytes of output omitted ...]\nfghij");
+    }
+
+    #[test]
+    fn time_limit_kills_and_output_is_capped() {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "yes | head -c 1000000; echo end; sleep 30"]);
+        let out = run_captured(&mut cmd, &Limits::default(), Duration::from_millis(300), 100).unwrap();
+        assert!(out.timed_out);
+        assert!(out.elapsed < Duration::from_secs(5), "{:?}", out.elapsed);
+        assert_eq!(out.screen.omitted, 1_000_004 - 100);
+        assert!(out.screen.text().ends_with("y\nend\n"), "{}", out.screen.text());
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = run_captured(&mut cmd, &Limits::default(), Duration::from_secs(10), 100).unwrap();
+        assert!(!out.timed_out);
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.screen.text(), "out\nerr\n");
+    }
+}
