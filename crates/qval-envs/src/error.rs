@@ -18,7 +18,13 @@ pub enum EnvsError {
         /// What it must satisfy.
         reason: String,
     },
-    /// A task's parameters cannot be used.
+    /// The sandbox cannot run (TerminalBench refuses to run commands unconfined).
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// The snapshot store failed.
+    #[error("snapshot store: {0}")]
+    Store(String),
+    /// A task cannot be loaded or used.
     #[error("task `{task}`: {message}")]
     Task {
         /// The task id.

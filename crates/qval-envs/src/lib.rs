@@ -5,6 +5,8 @@
 //!
 //! - [`frozenlake`]: gymnasium's FrozenLake grid world, with an exact transition model, value
 //!   iteration (infinite and finite horizon) and the published reference policy.
+//! - [`terminalbench`]: shell tasks in the Terminal-Bench layout, run in a bubblewrap
+//!   sandbox with content-addressed snapshots, so steps are pure and states can be branched.
 //!
 //! ```
 //! use qval_envs::frozenlake::FrozenLake;
@@ -18,5 +20,6 @@
 
 pub mod error;
 pub mod frozenlake;
+pub mod terminalbench;
 
 pub use error::EnvsError;

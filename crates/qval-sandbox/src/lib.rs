@@ -161,6 +161,11 @@ impl Bwrap {
         self.push3("--ro-bind", src, dest)
     }
 
+    /// Binds host `src` at `dest`, read-only, when `src` exists (skipped otherwise).
+    pub fn ro_bind_try(self, src: impl AsRef<OsStr>, dest: impl AsRef<OsStr>) -> Self {
+        self.push3("--ro-bind-try", src, dest)
+    }
+
     /// Sets an environment variable (the environment starts empty but for `PATH`).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         let key = key.as_ref().to_os_string();

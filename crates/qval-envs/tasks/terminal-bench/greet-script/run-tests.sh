@@ -1,0 +1,9 @@
+#!/bin/bash
+set -u
+fail=0
+check() { if [ "$1" = "$2" ]; then echo "PASSED $3"; else echo "FAILED $3: got '$1', want '$2'"; fail=1; fi; }
+[ -x /app/greet.sh ] && echo "PASSED executable" || { echo "FAILED /app/greet.sh is not executable"; exit 1; }
+check "$(NAME=Ada /app/greet.sh)" "Hello, Ada!" named
+check "$(env -u NAME /app/greet.sh)" "Hello, stranger!" unset
+check "$(NAME= /app/greet.sh)" "Hello, stranger!" empty
+exit $fail

@@ -1,0 +1,5 @@
+#!/bin/bash
+# Reference solution; qval's oracle runs it whole, the noisy collector command by command.
+set -euo pipefail
+cd /app
+tar -czf logs.tar.gz logs

@@ -1,0 +1,352 @@
+//! TerminalBench: the shipped tasks, pure steps, containment, episode ends and labels.
+//! Needs bubblewrap (`apt-get install bubblewrap`; `.ci/run` installs it).
+
+use qval_core::{Environment, EvaluationPoint, Labeler, MvmcConfig, MvmcLabeler, QRng, Signal, Task};
+use qval_envs::terminalbench::{NoisyScripted, OracleSolution, ShellAction, ShellState, TerminalBench};
+use rand::SeedableRng;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+fn env() -> &'static TerminalBench {
+    static ENV: OnceLock<TerminalBench> = OnceLock::new();
+    ENV.get_or_init(|| {
+        TerminalBench::builder()
+            .command_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}\nTerminalBench needs bubblewrap: apt-get install bubblewrap"))
+    })
+}
+
+fn rng() -> QRng {
+    QRng::seed_from_u64(0)
+}
+
+fn task(id: &str) -> Task {
+    env().tasks().into_iter().find(|t| t.id == id).unwrap()
+}
+
+fn run(state: &ShellState, cmd: &str) -> ShellState {
+    let out = env().step(state, &env().parse_action(cmd), &mut rng()).unwrap();
+    assert!(!out.terminated);
+    out.state
+}
+
+fn submit(state: &ShellState) -> (f64, ShellState) {
+    let out = env().step(state, &ShellAction::Submit, &mut rng()).unwrap();
+    assert!(out.terminated);
+    (out.reward, out.state)
+}
+
+#[test]
+fn at_least_twelve_tasks_each_failing_before_and_passing_after_its_solution() {
+    let env = env();
+    let tasks = env.tasks();
+    assert!(tasks.len() >= 12, "{} tasks", tasks.len());
+    for t in &tasks {
+        let s0 = env.reset(t, &mut rng()).unwrap();
+        let (before, end) = submit(&s0);
+        assert_eq!(
+            before, 0.0,
+            "{}: the tests pass before the solution:\n{:?}",
+            t.id, end.tests
+        );
+        let steps = env.solution_steps(&t.id).unwrap().to_vec();
+        assert!(!steps.is_empty(), "{}", t.id);
+        // The solution whole (the oracle's command).
+        let s1 = run(&s0, env.task(&t.id).unwrap().solution.trim_end());
+        let (after, end) = submit(&s1);
+        assert_eq!(
+            after, 1.0,
+            "{}: the tests fail after solution.sh:\n{:?}\n{:?}",
+            t.id, s1.last, end.tests
+        );
+        // Command by command (the noisy collector at epsilon 0), and after each prefix the
+        // whole solution again still passes (solutions are idempotent: a correct step keeps Q high).
+        let mut s = s0.clone();
+        for (k, c) in steps.iter().enumerate() {
+            s = run(&s, c);
+            assert_eq!(
+                s.last.as_ref().unwrap().exit_code,
+                Some(0),
+                "{} step {k} `{c}`: {:?}",
+                t.id,
+                s.last
+            );
+            let again = run(&s, env.task(&t.id).unwrap().solution.trim_end());
+            assert_eq!(submit(&again).0, 1.0, "{}: solution after {} steps fails", t.id, k + 1);
+        }
+        assert_eq!(submit(&s).0, 1.0, "{}: the split solution fails", t.id);
+    }
+}
+
+#[test]
+fn the_shell_keeps_folder_and_exports_but_not_tmp() {
+    let s0 = env().reset(&task("hello-file"), &mut rng()).unwrap();
+    let s = run(
+        &s0,
+        "mkdir -p work/deep && cd work/deep && export GREETING='hi there' && echo kept > /tmp/x",
+    );
+    assert_eq!(s.cwd, "/app/work/deep");
+    assert_eq!(s.env.get("GREETING").map(String::as_str), Some("hi there"));
+    let s = run(
+        &s,
+        "pwd; echo \"$GREETING\" | awk '{print $2}'; cat /tmp/x 2>&1 || true",
+    );
+    let screen = &s.last.as_ref().unwrap().screen;
+    assert!(
+        screen.starts_with("/app/work/deep\nthere\ncat: /tmp/x: No such file"),
+        "{screen}"
+    );
+    let s = run(&s, "unset GREETING; cd /app; exit 3");
+    assert_eq!((s.cwd.as_str(), s.env.get("GREETING")), ("/app", None));
+    assert_eq!(s.last.as_ref().unwrap().exit_code, Some(3));
+    let obs = env().observe(&s).text;
+    assert!(
+        obs.contains("$ unset GREETING; cd /app; exit 3\n[exit status 3]\nagent@sandbox:/app$ "),
+        "{obs}"
+    );
+}
+
+#[test]
+fn branching_from_a_stored_state_twice_gives_identical_results() {
+    let s0 = env().reset(&task("make-archive"), &mut rng()).unwrap();
+    let stored: ShellState = serde_json::from_str(&serde_json::to_string(&run(&s0, "cd /app")).unwrap()).unwrap();
+    let cmd = "tar -czf logs.tar.gz logs && ls -l --time-style=+%s && sha256sum logs.tar.gz";
+    let a = run(&stored, cmd);
+    let b = run(&stored, cmd);
+    assert_eq!(a, b);
+    assert_ne!(a.tree, stored.tree);
+    assert!(a.last.as_ref().unwrap().screen.contains("946684800"), "{:?}", a.last);
+}
+
+#[test]
+fn identical_files_are_stored_once() {
+    let e = TerminalBench::builder().only(["hello-file"]).build().unwrap();
+    let s0 = e.reset(&e.tasks()[0], &mut rng()).unwrap();
+    let (n0, _) = e.store().disk_usage();
+    let big = "head -c 200000 /dev/zero | tr '\\0' a > big.txt";
+    let s1 = e.step(&s0, &e.parse_action(big), &mut rng()).unwrap().state;
+    let (n1, b1) = e.store().disk_usage();
+    // The new body and the new tree.
+    assert_eq!(n1, n0 + 2);
+    let s2 = e
+        .step(
+            &s1,
+            &e.parse_action("cp big.txt copy.txt && cp big.txt copy2.txt"),
+            &mut rng(),
+        )
+        .unwrap()
+        .state;
+    let (n2, b2) = e.store().disk_usage();
+    assert_eq!(n2, n1 + 1, "only a new tree");
+    assert!(b2 - b1 < 1000, "{b1} -> {b2}");
+    assert_eq!(e.store().tree(&s2.tree).unwrap().len(), 4);
+}
+
+#[test]
+fn time_limit_and_output_cap() {
+    let e = TerminalBench::builder()
+        .only(["hello-file"])
+        .command_timeout(Duration::from_millis(700))
+        .screen_cap(1000)
+        .build()
+        .unwrap();
+    let s0 = e.reset(&e.tasks()[0], &mut rng()).unwrap();
+    let t = Instant::now();
+    let s = e
+        .step(&s0, &e.parse_action("echo start; sleep 30"), &mut rng())
+        .unwrap()
+        .state;
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let last = s.last.unwrap();
+    assert!(last.timed_out && last.exit_code.is_none());
+    assert!(
+        last.screen.starts_with("start\n") && last.screen.contains("killed after 1 s"),
+        "{}",
+        last.screen
+    );
+    let s = e.step(&s0, &e.parse_action("seq 1 100000"), &mut rng()).unwrap().state;
+    let screen = s.last.unwrap().screen;
+    assert!(
+        screen.starts_with("1\n2\n3\n") && screen.ends_with("99999\n100000\n"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("bytes of output omitted") && screen.len() < 1100,
+        "{}",
+        screen.len()
+    );
+}
+
+#[test]
+fn commands_cannot_touch_the_host() {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let marker = format!("qval-escape-{}", std::process::id());
+    let outside = std::env::temp_dir().join(&marker);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let s0 = env().reset(&task("hello-file"), &mut rng()).unwrap();
+    // (command, whether it must fail inside the sandbox): writing to the sandbox's own
+    // /tmp or starting a background job succeeds there, but must leave nothing on the host.
+    let attempts = [
+        (format!("echo x > /etc/{marker}"), true),
+        (format!("echo x > ~/../{marker}"), true),
+        (format!("echo x > {home}/{marker}"), true),
+        (format!("echo x > /app/../{marker}"), true),
+        (format!("mkdir -p /usr/{marker}"), true),
+        (format!("mkdir -p /opt/{marker}"), true),
+        (format!("echo x > {}", outside.display()), false),
+        (format!("echo hi > /dev/tcp/127.0.0.1/{port}"), true),
+        (
+            format!("python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 1)\""),
+            true,
+        ),
+        (
+            "python3 -c \"import urllib.request; urllib.request.urlopen('http://example.com', timeout=1)\"".to_string(),
+            true,
+        ),
+        (
+            format!(
+                "(exec -a {marker} sleep 300) & disown; nohup bash -c 'exec -a {marker} sleep 301' >/dev/null 2>&1 &"
+            ),
+            false,
+        ),
+    ];
+    for (cmd, must_fail) in &attempts {
+        let s = run(&s0, cmd);
+        let last = s.last.unwrap();
+        if *must_fail {
+            assert_ne!(last.exit_code, Some(0), "`{cmd}` succeeded:\n{}", last.screen);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for p in [
+        format!("/etc/{marker}"),
+        format!("{home}/{marker}"),
+        format!("/{marker}"),
+        format!("/tmp/{marker}"),
+        format!("/usr/{marker}"),
+        format!("/opt/{marker}"),
+        outside.display().to_string(),
+    ] {
+        assert!(!std::path::Path::new(&p).exists(), "{p} was written on the host");
+    }
+    assert!(listener.accept().is_err(), "a connection reached the host");
+    // No process named after the marker is left anywhere.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(&marker),
+                "a background process survived: pid {:?}",
+                entry.file_name()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_last_allowed_step_runs_the_tests() {
+    let e = TerminalBench::builder()
+        .only(["hello-file"])
+        .max_steps(3)
+        .build()
+        .unwrap();
+    let s0 = e.reset(&e.tasks()[0], &mut rng()).unwrap();
+    let s1 = e.step(&s0, &e.parse_action("ls"), &mut rng()).unwrap();
+    let s2 = e.step(&s1.state, &e.parse_action("cd /app"), &mut rng()).unwrap();
+    assert!(!s2.terminated);
+    let s3 = e
+        .step(
+            &s2.state,
+            &e.parse_action("echo 'Hello, world!' > hello.txt"),
+            &mut rng(),
+        )
+        .unwrap();
+    assert!(s3.terminated);
+    assert_eq!(s3.reward, 1.0);
+    assert!(e.observe(&s3.state).text.ends_with("[submitted: the tests passed]\n"));
+    let err = e
+        .step(&s3.state, &e.parse_action("ls"), &mut rng())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the episode has ended"), "{err}");
+}
+
+fn point(state: &ShellState, action: &str, index: usize, n: usize) -> EvaluationPoint {
+    let e = env();
+    let action = e.parse_action(action);
+    let next = e.step(state, &action, &mut rng()).unwrap();
+    EvaluationPoint {
+        id: EvaluationPoint::make_id(n, index),
+        trajectory_index: n,
+        step_index: index,
+        task: task(&state.task),
+        state: serde_json::to_value(state).unwrap(),
+        action: serde_json::to_value(&action).unwrap(),
+        next_state: serde_json::to_value(&next.state).unwrap(),
+        reward: next.reward,
+        terminated: next.terminated,
+        observation: e.observe(state),
+        action_text: e.render_action(&action),
+        next_observation: e.observe(&next.state),
+        history: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oracle_labels_keep_correct_commands_high_and_destructive_ones_at_zero() {
+    let e = env();
+    let s0 = e.reset(&task("count-errors"), &mut rng()).unwrap();
+    let s1 = run(&s0, "cd /app");
+    let points = vec![
+        point(&s1, "grep -c ERROR logs/app.log > error_count.txt", 1, 0),
+        point(&s1, "ls -la", 1, 1),
+        point(&s1, "rm -f logs/app.log", 1, 2),
+        point(&s1, ": > logs/app.log", 1, 3),
+        point(&s1, "SUBMIT", 1, 4),
+    ];
+    let labeler = MvmcLabeler::new(
+        Arc::new(
+            TerminalBench::builder()
+                .only(["count-errors"])
+                .store_dir(e.store().dir())
+                .build()
+                .unwrap(),
+        ),
+        Arc::new(OracleSolution),
+        MvmcConfig::builder().rollouts(2).build().unwrap(),
+    );
+    assert_eq!(labeler.signal(), Signal::Q);
+    let labels = labeler.label_batch(&points).await;
+    let values: Vec<f64> = labels.iter().map(|l| l.value).collect();
+    let g = 0.95f64;
+    // Correct or harmless: the oracle then runs the solution and submits: gamma^2.
+    assert_eq!(values, vec![g * g, g * g, 0.0, 0.0, 0.0], "{labels:?}");
+    let again = labeler.label_batch(&points).await;
+    assert_eq!(
+        serde_json::to_string(&labels).unwrap(),
+        serde_json::to_string(&again).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_noisy_collector_is_seeded_and_mixes_successes_and_failures() {
+    let e = env();
+    let policy = NoisyScripted::new(0.3).unwrap();
+    let config = qval_core::CollectConfig {
+        trajectories: 2 * e.tasks().len(),
+        seed: 7,
+        ..Default::default()
+    };
+    let opts = qval_core::StageOptions::default();
+    let a = qval_core::collect(e, &policy, &e.tasks(), &config, &opts)
+        .await
+        .unwrap();
+    let b = qval_core::collect(e, &policy, &e.tasks(), &config, &opts)
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    let wins = a.iter().filter(|t| t.succeeded()).count();
+    assert!(wins > a.len() / 5 && wins < a.len(), "{wins} of {}", a.len());
+}
