@@ -15,7 +15,9 @@ pub mod frozenlake;
 pub mod llm;
 pub mod prompting;
 pub mod random;
+pub mod terminal;
 
 pub use error::MethodsError;
 pub use frozenlake::FrozenLakeDistance;
 pub use random::RandomBaseline;
+pub use terminal::ShellHeuristic;

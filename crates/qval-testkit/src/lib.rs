@@ -114,6 +114,9 @@ pub struct ServerConfig {
     pub latency: Duration,
     /// Answer every request with this fixed text instead of the oracle (benchmarks).
     pub fixed_reply: Option<String>,
+    /// Replies to agent prompts (those asking for an `<action>`): reply k to a prompt
+    /// listing k earlier turns (lines starting with `Turn `), the last one afterwards.
+    pub agent_script: Vec<String>,
     /// Replies to code-generation prompts (those mentioning `signal_function`): sample
     /// `seed % len`, in a ```python block.
     pub code_samples: Vec<String>,
@@ -302,6 +305,11 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     }
     if let Some(text) = &shared.config.fixed_reply {
         return Json(reply(&model, text, None)).into_response();
+    }
+    if !shared.config.agent_script.is_empty() && all_text.contains("inside <action>") {
+        let k = all_text.lines().filter(|l| l.starts_with("Turn ")).count();
+        let script = &shared.config.agent_script;
+        return Json(reply(&model, &script[k.min(script.len() - 1)], None)).into_response();
     }
     if all_text.contains("Candidate statistics:") {
         return Json(reply(&model, &judge(&all_text), None)).into_response();

@@ -2,6 +2,7 @@
 //! retry, concurrency limit, request log, token accounting), named backends from a TOML
 //! file, prompts and answer extraction.
 
+pub mod agent;
 pub mod backend;
 pub mod config;
 pub mod extract;
@@ -9,6 +10,7 @@ pub mod layers;
 pub mod openai;
 pub mod prompt;
 
+pub use agent::LlmAgent;
 pub use backend::{
     Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Role, Sampling, TokenLogprob, Usage,
 };
