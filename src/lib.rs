@@ -7,11 +7,14 @@
 //!
 //! This crate re-exports the workspace's crates:
 //! - [`core`] (`qval-core`): data types, traits, stages, formats;
-//! - [`envs`] (`qval-envs`): FrozenLake and its reference policies;
+//! - [`envs`] (`qval-envs`): FrozenLake, TerminalBench and their reference policies;
 //! - [`methods`] (`qval-methods`): the methods under test;
-//! - [`metrics`] (`qval-metrics`): correlations and reports.
+//! - [`metrics`] (`qval-metrics`): correlations and reports;
+//! - [`sandbox`] (`qval-sandbox`): the bubblewrap containment shared by the code family and
+//!   TerminalBench.
 //!
-//! See `examples/quickstart.rs` for the five stages end to end.
+//! See `examples/quickstart.rs` for the five stages end to end on FrozenLake and
+//! `examples/terminal_bench.rs` for them on shell tasks.
 #![deny(missing_docs)]
 
 pub use qval_core as core;
@@ -21,5 +24,6 @@ pub use qval_encoders as encoders;
 pub use qval_envs as envs;
 pub use qval_methods as methods;
 pub use qval_metrics as metrics;
+pub use qval_sandbox as sandbox;
 
 pub use qval_core::*;
