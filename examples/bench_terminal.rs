@@ -26,7 +26,10 @@ fn main() -> anyhow::Result<()> {
     let env = TerminalBench::builder().build()?;
     let tasks = env.tasks();
     let mut rng = QRng::seed_from_u64(0);
-    println!("State restore on the {} shipped tasks (each state's /app snapshot):", tasks.len());
+    println!(
+        "State restore on the {} shipped tasks (each state's /app snapshot):",
+        tasks.len()
+    );
     println!("| task | entries | bytes | restore | snapshot |");
     println!("|---|---:|---:|---:|---:|");
     let (mut tot_restore, mut tot_snap) = (Duration::ZERO, Duration::ZERO);
@@ -44,7 +47,9 @@ fn main() -> anyhow::Result<()> {
         let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
         let mut it = dirs.iter();
         let restore = per_call(n, || {
-            env.store().restore(&s.tree, it.next().expect("a folder").path()).expect("restore");
+            env.store()
+                .restore(&s.tree, it.next().expect("a folder").path())
+                .expect("restore");
         });
         let snap = per_call(n, || {
             env.store().snapshot(dirs[0].path(), &[], 1 << 30).expect("snapshot");
@@ -71,7 +76,12 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|t| {
             let s = env.reset(t, &mut QRng::seed_from_u64(0)).expect("reset");
-            let cmd = env.solution_steps(&t.id).expect("loaded").last().expect("a step").clone();
+            let cmd = env
+                .solution_steps(&t.id)
+                .expect("loaded")
+                .last()
+                .expect("a step")
+                .clone();
             (s, env.parse_action(&cmd))
         })
         .collect();
@@ -109,10 +119,7 @@ fn main() -> anyhow::Result<()> {
             }
         });
         let el = t.elapsed();
-        println!(
-            "Steps, {th} threads: {:.1} steps/s",
-            steps as f64 / el.as_secs_f64()
-        );
+        println!("Steps, {th} threads: {:.1} steps/s", steps as f64 / el.as_secs_f64());
     }
     // The floor: a command that does nothing.
     let (s0, _) = &starts[0];
@@ -131,7 +138,9 @@ fn main() -> anyhow::Result<()> {
         .map(|t| {
             let s = env.reset(t, &mut QRng::seed_from_u64(0)).expect("reset");
             let sol = env.task(&t.id).expect("loaded").solution.clone();
-            env.step(&s, &env.parse_action(&sol), &mut QRng::seed_from_u64(0)).expect("step").state
+            env.step(&s, &env.parse_action(&sol), &mut QRng::seed_from_u64(0))
+                .expect("step")
+                .state
         })
         .collect();
     let n = 100;
@@ -155,7 +164,10 @@ fn main() -> anyhow::Result<()> {
         assert!(ok);
     });
     let bare_bash = per_call(200, || {
-        std::process::Command::new("/usr/bin/bash").args(["-c", "true"]).status().expect("bash");
+        std::process::Command::new("/usr/bin/bash")
+            .args(["-c", "true"])
+            .status()
+            .expect("bash");
     });
     println!(
         "For scale: bubblewrap running /usr/bin/true {:.2} ms; bash -c true without a sandbox {:.2} ms",

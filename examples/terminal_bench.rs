@@ -172,6 +172,10 @@ async fn main() -> anyhow::Result<()> {
             bytes as f64 / 1024.0
         );
     }
-    println!("Artifacts in {}/ ; total {:.2}s", run.display(), started.elapsed().as_secs_f64());
+    println!(
+        "Artifacts in {}/ ; total {:.2}s",
+        run.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
