@@ -39,6 +39,9 @@ struct Args {
     /// MVMC rollouts per point (the oracle is deterministic: 1 is exact).
     #[arg(long, default_value_t = 1)]
     rollouts: usize,
+    /// Points labelled at once (a few per core is best for sandboxes).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
     /// The folder of task folders (default: the shipped tasks).
     #[arg(long)]
     tasks: Option<std::path::PathBuf>,
@@ -114,7 +117,11 @@ async fn main() -> anyhow::Result<()> {
     let labeler = MvmcLabeler::new(
         env.clone(),
         Arc::new(OracleSolution),
-        MvmcConfig::builder().rollouts(args.rollouts).seed(args.seed).build()?,
+        MvmcConfig::builder()
+            .rollouts(args.rollouts)
+            .seed(args.seed)
+            .concurrency(args.concurrency)
+            .build()?,
     );
     let labels = label(
         &labeler,

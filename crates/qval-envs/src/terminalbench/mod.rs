@@ -610,6 +610,39 @@ impl TerminalBench {
     }
 }
 
+impl TerminalBench {
+    fn step_blocking(&self, state: &ShellState, action: &ShellAction) -> qval_core::Result<StepOutcome<ShellState>> {
+        if state.tests.is_some() {
+            return Err(EnvsError::Task {
+                task: state.task.clone(),
+                message: "the episode has ended (its tests ran); no step can follow".into(),
+            }
+            .into());
+        }
+        let mut next = match action {
+            ShellAction::Submit => state.clone(),
+            ShellAction::Run(command) => self.run_command(state, command)?,
+        };
+        next.commands.push(self.render_action(action));
+        let last_step = next.commands.len() >= self.spec.max_steps;
+        if *action == ShellAction::Submit || last_step {
+            let tests = self.run_tests(&state.task, &next.tree)?;
+            let reward = if tests.passed { 1.0 } else { 0.0 };
+            next.tests = Some(tests);
+            return Ok(StepOutcome {
+                state: next,
+                reward,
+                terminated: true,
+            });
+        }
+        Ok(StepOutcome {
+            state: next,
+            reward: 0.0,
+            terminated: false,
+        })
+    }
+}
+
 impl Environment for TerminalBench {
     type State = ShellState;
     type Action = ShellAction;
@@ -646,40 +679,22 @@ impl Environment for TerminalBench {
         })
     }
 
+    /// Blocks on the sandbox. Inside a multi-threaded tokio runtime (the labeler's points
+    /// are tasks there) it tells the runtime first (`block_in_place`), so the other points
+    /// keep running: sandboxes then run as many at a time as the labeler's `concurrency`
+    /// (a few per core is best: a sandbox spends part of its time waiting on the kernel).
     fn step(
         &self,
         state: &ShellState,
         action: &ShellAction,
         _rng: &mut QRng,
     ) -> qval_core::Result<StepOutcome<ShellState>> {
-        if state.tests.is_some() {
-            return Err(EnvsError::Task {
-                task: state.task.clone(),
-                message: "the episode has ended (its tests ran); no step can follow".into(),
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.step_blocking(state, action))
             }
-            .into());
+            _ => self.step_blocking(state, action),
         }
-        let mut next = match action {
-            ShellAction::Submit => state.clone(),
-            ShellAction::Run(command) => self.run_command(state, command)?,
-        };
-        next.commands.push(self.render_action(action));
-        let last_step = next.commands.len() >= self.spec.max_steps;
-        if *action == ShellAction::Submit || last_step {
-            let tests = self.run_tests(&state.task, &next.tree)?;
-            let reward = if tests.passed { 1.0 } else { 0.0 };
-            next.tests = Some(tests);
-            return Ok(StepOutcome {
-                state: next,
-                reward,
-                terminated: true,
-            });
-        }
-        Ok(StepOutcome {
-            state: next,
-            reward: 0.0,
-            terminated: false,
-        })
     }
 
     fn observe(&self, state: &ShellState) -> Observation {
