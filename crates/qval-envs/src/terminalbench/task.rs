@@ -11,7 +11,9 @@
 //! | everything else | the files the task starts from, placed in `/app` |
 //!
 //! `Dockerfile`, `docker-compose.yaml`/`.yml` and `solution.yaml` are ignored, so tasks
-//! written for Terminal-Bench load unchanged (their `solution.sh`, tests and files).
+//! written for Terminal-Bench load unchanged (their `solution.sh`, tests and files). Tests
+//! run in the same sandbox as commands, without network: a `run-tests.sh` that installs
+//! pytest with pip or uv fails here; leave it out and the built-in runner takes `tests/`.
 
 use serde_yaml_ng::Value as Yaml;
 use std::path::{Path, PathBuf};
