@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 fn env() -> &'static TerminalBench {
     static ENV: OnceLock<TerminalBench> = OnceLock::new();
     ENV.get_or_init(|| {
+        // A static is never dropped: keep its store under the target folder, not in a
+        // temporary folder that every run would leave behind.
+        let store = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("terminalbench-store");
         TerminalBench::builder()
             .command_timeout(Duration::from_secs(5))
+            .store_dir(store)
             .build()
             .unwrap_or_else(|e| panic!("{e}\nTerminalBench needs bubblewrap: apt-get install bubblewrap"))
     })
