@@ -1,4 +1,5 @@
-//! TerminalBench end to end, offline: collect with the scripted noisy collector, sample one
+//! TerminalBench end to end, offline: collect with the scripted noisy collector (or an LLM
+//! agent with `--agent-base-url URL --agent-model M`), sample one
 //! point per trajectory, label with MVMC and the oracle reference (the task's solution.sh,
 //! then SUBMIT), evaluate the random baseline and a shell heuristic, print the table.
 //!
@@ -14,11 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use qval::envs::terminalbench::{NoisyScripted, OracleSolution, TerminalBench};
+use qval::methods::llm::{BackendEntry, LlmAgent};
 use qval::methods::{RandomBaseline, ShellHeuristic};
 use qval::metrics::{EvaluateConfig, evaluate_run};
 use qval::{
-    CollectConfig, DenseSignalMethod, Environment, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, Signal,
-    StageOptions, Strategy, collect, io, label, predict, sample_points, stage::layout,
+    CollectConfig, DenseSignalMethod, Environment, MethodContext, MvmcConfig, MvmcLabeler, Policy, SampleConfig,
+    Signal, StageOptions, Strategy, collect, io, label, predict, sample_points, stage::layout,
 };
 
 #[derive(Parser, Debug)]
@@ -45,6 +47,16 @@ struct Args {
     /// The folder of task folders (default: the shipped tasks).
     #[arg(long)]
     tasks: Option<std::path::PathBuf>,
+    /// Collect with an LLM agent at this OpenAI-compatible endpoint instead of the noisy
+    /// collector (e.g. http://localhost:8000/v1); needs --agent-model.
+    #[arg(long, requires = "agent_model")]
+    agent_base_url: Option<String>,
+    /// The agent's model name.
+    #[arg(long, requires = "agent_base_url")]
+    agent_model: Option<String>,
+    /// The environment variable holding the endpoint's API key, if it needs one.
+    #[arg(long)]
+    agent_api_key_env: Option<String>,
 }
 
 #[tokio::main]
@@ -68,7 +80,17 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Collect.
     let t = Instant::now();
-    let collector = NoisyScripted::new(args.epsilon)?;
+    let collector: Box<dyn Policy<TerminalBench>> = match (&args.agent_base_url, &args.agent_model) {
+        (Some(url), Some(model)) => {
+            let entry = BackendEntry {
+                api_key_env: args.agent_api_key_env.clone(),
+                ..BackendEntry::new(url.clone(), model.clone())
+            };
+            let (backend, _) = entry.build(Some(run.join("llm-cache")), Some(run.join("llm-requests.jsonl")))?;
+            Box::new(LlmAgent::new(backend))
+        }
+        _ => Box::new(NoisyScripted::new(args.epsilon)?),
+    };
     let config = CollectConfig {
         trajectories: args.per_task * tasks.len(),
         seed: args.seed,
@@ -76,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let trajectories = collect(
         &*env,
-        &collector,
+        collector.as_ref(),
         &tasks,
         &config,
         &StageOptions::to_file(layout::trajectories(run)),
