@@ -44,7 +44,9 @@ fn main() -> anyhow::Result<()> {
             })
             .sum();
         let n = 200;
-        let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
+        let dirs: Vec<tempfile::TempDir> = (0..n)
+            .map(|_| tempfile::tempdir_in(env.work_dir()))
+            .collect::<Result<_, _>>()?;
         let mut it = dirs.iter();
         let restore = per_call(n, || {
             env.store()

@@ -192,6 +192,7 @@ struct TaskEntry {
 /// | `screen_cap` | 4096 bytes |
 /// | `limits` | 1 GiB memory, 256 processes, 60 CPU s, 16 MiB files |
 /// | `max_tree_bytes` | 64 MiB in `/app` |
+/// | `work_dir` | `/dev/shm` when it is a writable folder (memory: restoring is several times faster than on disk), else the system temporary folder |
 #[derive(Clone, Debug)]
 pub struct TerminalBenchBuilder {
     tasks_dir: PathBuf,
@@ -203,9 +204,15 @@ pub struct TerminalBenchBuilder {
     screen_cap: usize,
     limits: Limits,
     max_tree_bytes: u64,
+    work_dir: Option<PathBuf>,
 }
 
 impl TerminalBenchBuilder {
+    /// Where each step's fresh folder is made (restored, bound into the sandbox, removed).
+    pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.work_dir = Some(dir.into());
+        self
+    }
     /// The folder of task folders.
     pub fn tasks_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.tasks_dir = dir.into();
@@ -354,6 +361,10 @@ impl TerminalBenchBuilder {
             screen_cap: self.screen_cap,
             limits: self.limits,
             max_tree_bytes: self.max_tree_bytes,
+            work_dir: match self.work_dir {
+                Some(d) => d,
+                None => default_work_dir(),
+            },
             counters: Counters::default(),
         })
     }
@@ -369,7 +380,18 @@ pub struct TerminalBench {
     screen_cap: usize,
     limits: Limits,
     max_tree_bytes: u64,
+    work_dir: PathBuf,
     counters: Counters,
+}
+
+/// `/dev/shm` when this process can make folders there, else the temporary folder.
+fn default_work_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() && tempfile::Builder::new().prefix("qval-probe-").tempdir_in(shm).is_ok() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 /// A fresh folder for one sandbox run: `app/` (bound at `/app`) and `ctl/` (at `/.qval`).
@@ -378,10 +400,10 @@ struct Workspace {
 }
 
 impl Workspace {
-    fn new() -> Result<Workspace, EnvsError> {
+    fn new(parent: &Path) -> Result<Workspace, EnvsError> {
         let dir = tempfile::Builder::new()
             .prefix("qval-tb-")
-            .tempdir()
+            .tempdir_in(parent)
             .map_err(|e| EnvsError::Sandbox(format!("a working folder: {e}")))?;
         for d in ["app", "ctl"] {
             std::fs::create_dir(dir.path().join(d))
@@ -424,6 +446,7 @@ impl TerminalBench {
             screen_cap: 4096,
             limits: Limits::default(),
             max_tree_bytes: 64 << 20,
+            work_dir: None,
         }
     }
 
@@ -456,6 +479,11 @@ impl TerminalBench {
     /// The task's starting files (paths relative to `/app`).
     pub fn starting_files(&self, id: &str) -> Option<&[String]> {
         self.index.get(id).map(|&i| self.tasks[i].files.as_slice())
+    }
+
+    /// Where each step's fresh folder is made.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
     }
 
     /// The snapshot store.
@@ -506,7 +534,7 @@ impl TerminalBench {
     /// Runs `command` from `state` in a fresh sandbox: the new working folder, variables,
     /// snapshot and screen.
     fn run_command(&self, state: &ShellState, command: &str) -> Result<ShellState, EnvsError> {
-        let ws = Workspace::new()?;
+        let ws = Workspace::new(&self.work_dir)?;
         self.restore_into(&state.tree, &ws)?;
         ws.write_ctl("wrapper.sh", WRAPPER)?;
         ws.write_ctl("command", command)?;
@@ -572,7 +600,7 @@ impl TerminalBench {
     pub fn run_tests(&self, task_id: &str, tree: &str) -> Result<TestRun, CoreError> {
         let entry = self.entry(task_id)?;
         let task = &entry.task;
-        let ws = Workspace::new()?;
+        let ws = Workspace::new(&self.work_dir)?;
         self.restore_into(tree, &ws)?;
         let mut env: BTreeMap<String, String> = BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.insert("TEST_DIR".into(), "/tests".into());
