@@ -354,3 +354,25 @@ async fn the_noisy_collector_is_seeded_and_mixes_successes_and_failures() {
     let wins = a.iter().filter(|t| t.succeeded()).count();
     assert!(wins > a.len() / 5 && wins < a.len(), "{wins} of {}", a.len());
 }
+
+#[test]
+fn odd_trees_survive_a_snapshot_and_restore() {
+    let s0 = env().reset(&task("hello-file"), &mut rng()).unwrap();
+    let make =
+        "mkdir -p locked/inner && echo secret > locked/inner/f && chmod 000 locked/inner/f && chmod 500 locked/inner \
+                && chmod 000 locked && mkfifo pipe && ln -s loop loop && ln -s /etc/passwd abs && touch 'new
+line' && printf 'x' > 'sp ace' && chmod 4755 'sp ace'";
+    let s1 = run(&s0, make);
+    assert_eq!(s1.last.as_ref().unwrap().exit_code, Some(0), "{:?}", s1.last);
+    let s2 = run(
+        &s1,
+        "chmod 700 locked locked/inner && stat -c '%a %n' locked locked/inner locked/inner/f 'sp ace' && chmod 600 locked/inner/f \
+         && cat locked/inner/f && readlink loop abs && ls -b && test ! -e pipe && echo no-fifo",
+    );
+    let last = s2.last.unwrap();
+    assert_eq!(last.exit_code, Some(0), "{}", last.screen);
+    assert_eq!(
+        last.screen,
+        "700 locked\n700 locked/inner\n0 locked/inner/f\n4755 sp ace\nsecret\nloop\n/etc/passwd\nREADME.txt\nabs\nlocked\nloop\nnew\\nline\nsp\\ ace\nno-fifo\n"
+    );
+}

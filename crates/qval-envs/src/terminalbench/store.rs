@@ -364,8 +364,11 @@ impl Store {
                         .open(&path)
                         .map_err(|er| io_err("write", &path, er))?;
                     f.set_times(times).map_err(|er| io_err("write", &path, er))?;
+                    // Owner first: chown clears the set-user-ID and set-group-ID bits.
+                    qval_sandbox::give_to_sandbox_user(&path).map_err(|er| io_err("chown", &path, er))?;
                     fs::set_permissions(&path, fs::Permissions::from_mode(e.mode))
                         .map_err(|er| io_err("write", &path, er))?;
+                    continue;
                 }
             }
             qval_sandbox::give_to_sandbox_user(&path).map_err(|er| io_err("chown", &path, er))?;
