@@ -100,6 +100,21 @@ pub fn running_as_root() -> bool {
     unsafe { libc::getuid() == 0 }
 }
 
+/// Bytes available to this process on the file system holding `path`, if it can be asked.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a pointer to writable storage of the right type.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs succeeded, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    // The field types differ between targets (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// Hands `path` to the sandbox user when running as root, so the dropped process can
 /// write there; does nothing otherwise (the user namespace maps the caller's own uid).
 ///
@@ -403,6 +418,12 @@ pub fn run_captured(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_bytes_answers_for_a_real_folder_only() {
+        assert!(free_bytes(Path::new("/")).is_some_and(|b| b > 0));
+        assert_eq!(free_bytes(Path::new("/no/such/folder")), None);
+    }
 
     #[test]
     fn screen_keeps_head_and_tail() {

@@ -192,7 +192,7 @@ struct TaskEntry {
 /// | `screen_cap` | 4096 bytes |
 /// | `limits` | 1 GiB memory, 256 processes, 60 CPU s, 16 MiB files |
 /// | `max_tree_bytes` | 64 MiB in `/app` |
-/// | `work_dir` | `/dev/shm` when it is a writable folder (memory: restoring is several times faster than on disk), else the system temporary folder |
+/// | `work_dir` | `/dev/shm` when it is writable with 1 GiB free (memory: restoring is several times faster than on disk), else the system temporary folder |
 #[derive(Clone, Debug)]
 pub struct TerminalBenchBuilder {
     tasks_dir: PathBuf,
@@ -384,10 +384,14 @@ pub struct TerminalBench {
     counters: Counters,
 }
 
-/// `/dev/shm` when this process can make folders there, else the temporary folder.
+/// `/dev/shm` when this process can make folders there and it has 1 GiB free (containers
+/// often give it 64 MiB), else the temporary folder.
 fn default_work_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() && tempfile::Builder::new().prefix("qval-probe-").tempdir_in(shm).is_ok() {
+    if shm.is_dir()
+        && qval_sandbox::free_bytes(shm).is_some_and(|b| b >= 1 << 30)
+        && tempfile::Builder::new().prefix("qval-probe-").tempdir_in(shm).is_ok()
+    {
         shm.to_path_buf()
     } else {
         std::env::temp_dir()
