@@ -547,7 +547,8 @@ impl TerminalBench {
             .env("QVAL_CWD", &state.cwd)
             .command(["/usr/bin/bash", "/.qval/wrapper.sh"]);
         let t = Instant::now();
-        let out = run_captured(&mut cmd, &self.limits, self.timeout(state)?, self.screen_cap)
+        let timeout = self.timeout(state);
+        let out = run_captured(&mut cmd, &self.limits, timeout, self.screen_cap)
             .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         add(&self.counters.sandbox_ns, t.elapsed());
         let mut next = state.clone();
@@ -575,7 +576,7 @@ impl TerminalBench {
         if out.timed_out {
             screen.push_str(&format!(
                 "\n[the command was killed after {:.0} s]",
-                self.timeout(state)?.as_secs_f64()
+                timeout.as_secs_f64()
             ));
         }
         next.last = Some(LastRun {
@@ -588,13 +589,14 @@ impl TerminalBench {
         Ok(next)
     }
 
-    fn timeout(&self, state: &ShellState) -> Result<Duration, EnvsError> {
+    /// The command time limit: the builder's, capped by the task's `max_agent_timeout_sec`.
+    fn timeout(&self, state: &ShellState) -> Duration {
         let agent = self
             .index
             .get(&state.task)
             .and_then(|&i| self.tasks[i].task.agent_timeout)
             .unwrap_or(Duration::MAX);
-        Ok(self.command_timeout.min(agent))
+        self.command_timeout.min(agent)
     }
 
     /// Runs the task's tests on the snapshot `tree` in a fresh sandbox.
