@@ -70,6 +70,11 @@ pub const BASE_ENV: [(&str, &str); 4] = [
     ("TERM", "dumb"),
 ];
 
+/// [`BASE_ENV`] as a state's variables.
+fn base_env() -> BTreeMap<String, String> {
+    BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
 /// Variables bash maintains itself; not part of a state.
 const VOLATILE_ENV: [&str; 4] = ["OLDPWD", "PWD", "SHLVL", "_"];
 
@@ -608,7 +613,7 @@ impl TerminalBench {
         let task = &entry.task;
         let ws = Workspace::new(&self.work_dir)?;
         self.restore_into(tree, &ws)?;
-        let mut env: BTreeMap<String, String> = BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env = base_env();
         env.insert("TEST_DIR".into(), "/tests".into());
         let mut b = self.sandbox(&ws, &env);
         if let Some(dir) = &task.tests_dir {
@@ -706,7 +711,7 @@ impl Environment for TerminalBench {
             task: task.id.clone(),
             commands: Vec::new(),
             cwd: "/app".into(),
-            env: BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: base_env(),
             tree: entry.initial.clone(),
             last: None,
             tests: None,
