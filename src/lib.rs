@@ -11,12 +11,15 @@
 //! - [`methods`] (`qval-methods`): the methods under test;
 //! - [`metrics`] (`qval-metrics`): correlations and reports;
 //! - [`sandbox`] (`qval-sandbox`): the bubblewrap containment shared by the code family and
-//!   TerminalBench.
+//!   TerminalBench;
+//! - [`cli`] (`qval-cli`): experiment files, the runner and the `qval` command.
 //!
-//! See `examples/quickstart.rs` for the five stages end to end on FrozenLake and
-//! `examples/terminal_bench.rs` for them on shell tasks.
+//! The whole pipeline runs from an experiment file (`qval run experiments/quickstart.toml`);
+//! `examples/custom_method.rs` and `examples/custom_environment.rs` show the plugin points.
 #![deny(missing_docs)]
 
+/// Experiment files, the runner and the `qval` command.
+pub use qval_cli as cli;
 pub use qval_core as core;
 /// The all-MiniLM-L6-v2 encoder (feature `minilm`).
 #[cfg(feature = "minilm")]

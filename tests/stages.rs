@@ -74,8 +74,16 @@ fn same_seed_gives_identical_bytes_whatever_the_concurrency() {
                 out: Some(layout::labels(&run, "mvmc-q")),
                 checkpoint_every: every,
                 progress: false,
+                dataset: None,
             };
-            label(&labeler(&env, concurrency), &points, 0.3, &opts).await.unwrap();
+            label(
+                &labeler(&env, concurrency),
+                &points,
+                &qval_core::LabelConfig::default(),
+                &opts,
+            )
+            .await
+            .unwrap();
         });
         files.push((
             std::fs::read(layout::trajectories(&run)).unwrap(),
@@ -143,6 +151,7 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         out: Some(out.clone()),
         checkpoint_every: 10,
         progress: false,
+        dataset: None,
     };
 
     // First run: crashes on its fourth batch, after 30 points are checkpointed.
@@ -153,7 +162,7 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         fail_on: 3,
     });
     let (f, p, o) = (flaky.clone(), points.clone(), opts.clone());
-    let crashed = rt.block_on(rt.spawn(async move { label(&*f, &p, 0.3, &o).await }));
+    let crashed = rt.block_on(rt.spawn(async move { label(&*f, &p, &qval_core::LabelConfig::default(), &o).await }));
     assert!(crashed.is_err(), "the run crashed");
     assert!(!out.exists());
     let partial = io::partial_path(&out);
@@ -174,7 +183,9 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         points: AtomicUsize::new(0),
         fail_on: usize::MAX,
     };
-    let labels = rt.block_on(label(&resumed, &points, 0.3, &opts)).unwrap();
+    let labels = rt
+        .block_on(label(&resumed, &points, &qval_core::LabelConfig::default(), &opts))
+        .unwrap();
     assert_eq!(resumed.points.load(Ordering::SeqCst), n - 30);
     assert_eq!(labels.len(), n);
     assert!(!partial.exists(), "the checkpoint is removed when the file is complete");
@@ -185,9 +196,15 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         out: Some(clean.clone()),
         checkpoint_every: 0,
         progress: false,
+        dataset: None,
     };
-    rt.block_on(label(&labeler(&env, 8), &points, 0.3, &clean_opts))
-        .unwrap();
+    rt.block_on(label(
+        &labeler(&env, 8),
+        &points,
+        &qval_core::LabelConfig::default(),
+        &clean_opts,
+    ))
+    .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clean).unwrap());
 
     // Third run: everything is on disk, nothing is labelled.
@@ -197,7 +214,8 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         points: AtomicUsize::new(0),
         fail_on: usize::MAX,
     };
-    rt.block_on(label(&idle, &points, 0.3, &opts)).unwrap();
+    rt.block_on(label(&idle, &points, &qval_core::LabelConfig::default(), &opts))
+        .unwrap();
     assert_eq!(idle.points.load(Ordering::SeqCst), 0);
 
     // Other settings must not silently reuse the file.
@@ -206,7 +224,10 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         Arc::new(OptimalPolicy::for_env(&env)),
         MvmcConfig::builder().rollouts(3).seed(11).build().unwrap(),
     );
-    let err = rt.block_on(label(&other, &points, 0.3, &opts)).unwrap_err().to_string();
+    let err = rt
+        .block_on(label(&other, &points, &qval_core::LabelConfig::default(), &opts))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("other metadata") || err.contains("other settings"),
         "{err}"
@@ -227,9 +248,15 @@ fn too_many_aborted_points_fail_the_run_but_keep_the_labels() {
         out: Some(out.clone()),
         checkpoint_every: 0,
         progress: false,
+        dataset: None,
     };
     let err = rt
-        .block_on(label(&labeler(&env, 4), &points, 0.2, &opts))
+        .block_on(label(
+            &labeler(&env, 4),
+            &points,
+            &qval_core::LabelConfig { max_aborted_share: 0.2 },
+            &opts,
+        ))
         .unwrap_err()
         .to_string();
     assert!(err.contains("40 of") && err.contains("no steps left"), "{err}");
@@ -239,8 +266,15 @@ fn too_many_aborted_points_fail_the_run_but_keep_the_labels() {
     // Within the allowed share it passes.
     let share = 40.0 / points.len() as f64;
     assert!(
-        rt.block_on(label(&labeler(&env, 4), &points, share + 1e-9, &opts))
-            .is_ok()
+        rt.block_on(label(
+            &labeler(&env, 4),
+            &points,
+            &qval_core::LabelConfig {
+                max_aborted_share: share + 1e-9
+            },
+            &opts
+        ))
+        .is_ok()
     );
 }
 

@@ -354,6 +354,7 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
                 returns: Vec::new(),
                 baseline_returns: Vec::new(),
                 aborted: None,
+                candidate_of: None,
             };
             match c.signal {
                 Signal::Q => {

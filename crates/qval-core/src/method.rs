@@ -80,6 +80,12 @@ pub trait DenseSignalMethod: Send + Sync {
     /// The value the scores estimate; they are compared with labels of the same signal.
     fn signal(&self) -> Signal;
 
+    /// Parameters worth recording in the prediction file's metadata (for example a code
+    /// sample's `sample_group` and `sample_index`). Default: none.
+    fn params(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
     /// Scores one point.
     async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64>;
 
@@ -95,6 +101,7 @@ macro_rules! forward_method {
         impl<M: DenseSignalMethod + ?Sized> DenseSignalMethod for $ty {
             fn name(&self) -> String { (**self).name() }
             fn signal(&self) -> Signal { (**self).signal() }
+            fn params(&self) -> serde_json::Value { (**self).params() }
             async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
                 (**self).evaluate(point, ctx).await
             }

@@ -15,6 +15,7 @@ use crate::io::{Checkpoint, Kind, Metadata, read_jsonl};
 use crate::label::Labeler;
 use crate::method::{DenseSignalMethod, MethodContext};
 use crate::policy::{Policy, PolicyInput};
+use crate::sample::{SampleConfig, sample_points};
 use crate::seed::{QRng, derive_seed};
 use crate::types::{EvaluationPoint, Label, Prediction, Task, Trajectory, Transition, Turn};
 use crate::{CoreError, Result};
@@ -29,6 +30,11 @@ pub struct StageOptions {
     pub checkpoint_every: usize,
     /// Show a progress bar on standard error (hidden when it is not a terminal).
     pub progress: bool,
+    /// The fingerprint of the dataset the points come from, recorded in the file's metadata
+    /// so that evaluation refuses labels and predictions made from other points. `None`:
+    /// the fingerprint of the points given (set it when a stage runs on a part of a dataset,
+    /// such as the first 100 points).
+    pub dataset: Option<String>,
 }
 
 impl StageOptions {
@@ -38,7 +44,18 @@ impl StageOptions {
             out: Some(path.into()),
             checkpoint_every: 0,
             progress: true,
+            dataset: None,
         }
+    }
+
+    /// Sets the fingerprint of the dataset the points come from (see [`StageOptions::dataset`]).
+    pub fn with_dataset(mut self, fingerprint: impl Into<String>) -> Self {
+        self.dataset = Some(fingerprint.into());
+        self
+    }
+
+    fn dataset_of(&self, points: &[EvaluationPoint]) -> String {
+        self.dataset.clone().unwrap_or_else(|| fingerprint(points))
     }
 }
 
@@ -297,27 +314,101 @@ pub async fn collect<E: Environment, P: Policy<E> + ?Sized>(
     .await
 }
 
-/// Stage 3: labels every point, writing the labels to `opts.out` if set (resumable).
+/// Parameters of [`label`] beyond the labeler's own.
+///
+/// | parameter | default | range |
+/// |---|---|---|
+/// | `max_aborted_share` | 0.3 (the published catalog's `max_aborted_points`) | [0, 1] |
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct LabelConfig {
+    /// The largest share of points that may be aborted (NaN) before the stage fails.
+    pub max_aborted_share: f64,
+}
+
+impl Default for LabelConfig {
+    fn default() -> Self {
+        LabelConfig { max_aborted_share: 0.3 }
+    }
+}
+
+impl LabelConfig {
+    /// Checks the parameters.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidParameter`] for a share outside [0, 1].
+    pub fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.max_aborted_share) {
+            return Err(CoreError::invalid(
+                "max_aborted_share",
+                self.max_aborted_share,
+                "a share in [0, 1]",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Stage 2: samples the evaluation points of `trajectories`, writing them to `opts.out` if
+/// set. A complete file made from the same trajectories with the same settings is read back
+/// instead of resampled; one made otherwise is an error naming the file.
 ///
 /// # Errors
-/// [`CoreError::TooManyAborted`] when more than `max_aborted_share` (0.3 in the published
-/// catalog) of the points could not be labelled; the labels are written first, so nothing is
-/// lost.
+/// A file that cannot be read or written, or one made with other settings.
+pub fn sample(trajectories: &[Trajectory], config: &SampleConfig, opts: &StageOptions) -> Result<Vec<EvaluationPoint>> {
+    let meta = Metadata::new(Kind::Points, "sample_points")
+        .with_seed(config.seed)
+        .with_params(json!({
+            "sampling": config,
+            "trajectories": trajectories_fingerprint(trajectories),
+        }));
+    if let Some(path) = opts.out.as_deref()
+        && path.exists()
+    {
+        let (found, points) = read_jsonl::<EvaluationPoint>(path, Kind::Points)?;
+        if found == meta {
+            return Ok(points);
+        }
+        return Err(CoreError::CheckpointMismatch {
+            path: path.to_path_buf(),
+            what: "points sampled from other trajectories or with other settings".into(),
+        });
+    }
+    let points = sample_points(trajectories, config);
+    if let Some(path) = opts.out.as_deref() {
+        crate::io::write_jsonl(path, &meta, &points)?;
+    }
+    Ok(points)
+}
+
+/// A fingerprint of trajectories (their contents), as [`fingerprint`] is of points.
+pub fn trajectories_fingerprint(trajectories: &[Trajectory]) -> String {
+    let mut h: u64 = 0;
+    for t in trajectories {
+        let text = serde_json::to_string(t).unwrap_or_default();
+        h = derive_seed(h, &[crate::seed::stable_hash(&text)]);
+    }
+    format!("{h:016x}")
+}
+
+/// Stage 3: labels every point, writing the labels to `opts.out` if set (resumable). A
+/// ranking candidate's label carries the point it belongs to ([`Label::candidate_of`]).
+///
+/// # Errors
+/// [`CoreError::TooManyAborted`] when more than `config.max_aborted_share` of the points could
+/// not be labelled; the labels are written first, so nothing is lost.
 pub async fn label<L: Labeler + ?Sized>(
     labeler: &L,
     points: &[EvaluationPoint],
-    max_aborted_share: f64,
+    config: &LabelConfig,
     opts: &StageOptions,
 ) -> Result<Vec<Label>> {
-    if !(0.0..=1.0).contains(&max_aborted_share) {
-        return Err(CoreError::invalid(
-            "max_aborted_share",
-            max_aborted_share,
-            "a share in [0, 1]",
-        ));
-    }
-    let mut meta = Metadata::new(Kind::Labels, labeler.name())
-        .with_params(json!({ "labeler": labeler.params(), "points": fingerprint(points) }));
+    config.check()?;
+    let max_aborted_share = config.max_aborted_share;
+    let mut meta = Metadata::new(Kind::Labels, labeler.name()).with_params(json!({
+        "labeler": labeler.params(),
+        "points": fingerprint(points),
+        "dataset": opts.dataset_of(points),
+    }));
     meta.seed = labeler.seed();
     let keys: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
     let labels = checkpointed(
@@ -328,7 +419,11 @@ pub async fn label<L: Labeler + ?Sized>(
         "label",
         |idx| async move {
             let batch: Vec<EvaluationPoint> = idx.iter().map(|&i| points[i].clone()).collect();
-            Ok(labeler.label_batch(&batch).await)
+            let mut labels = labeler.label_batch(&batch).await;
+            for (l, p) in labels.iter_mut().zip(&batch) {
+                l.candidate_of.clone_from(&p.candidate_of);
+            }
+            Ok(labels)
         },
     )
     .await?;
@@ -380,11 +475,17 @@ pub async fn predict<M: DenseSignalMethod + ?Sized>(
     ctx: &MethodContext,
     opts: &StageOptions,
 ) -> Result<Vec<Prediction>> {
-    let meta = Metadata::new(Kind::Predictions, method.name()).with_params(json!({
+    let mut params = json!({
         "signal": method.signal(),
         "context": ctx,
         "points": fingerprint(points),
-    }));
+        "dataset": opts.dataset_of(points),
+    });
+    let method_params = method.params();
+    if !method_params.is_null() {
+        params["method"] = method_params;
+    }
+    let meta = Metadata::new(Kind::Predictions, method.name()).with_params(params);
     let keys: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
     checkpointed(
         &keys,

@@ -187,6 +187,10 @@ pub struct EvaluationPoint {
     pub next_observation: Observation,
     /// Whether the action ended the episode.
     pub terminated: bool,
+    /// For a ranking candidate: the id of the point whose state it shares (candidates of
+    /// one state are ranked against each other). `None` for an ordinary point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_of: Option<String>,
 }
 
 impl EvaluationPoint {
@@ -224,6 +228,7 @@ impl EvaluationPoint {
             next_state: t.next_state.clone(),
             next_observation: t.next_observation.clone(),
             terminated: t.terminated,
+            candidate_of: None,
         }
     }
 
@@ -317,6 +322,10 @@ pub struct Label {
     /// Why the point could not be labelled, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// For a ranking candidate: the point whose state it shares (copied from
+    /// [`EvaluationPoint::candidate_of`] by the label stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_of: Option<String>,
 }
 
 impl Label {
@@ -335,6 +344,7 @@ impl Label {
             returns: Vec::new(),
             baseline_returns: Vec::new(),
             aborted: Some(reason.into()),
+            candidate_of: None,
         }
     }
 }

@@ -295,6 +295,7 @@ fn point(state: &ShellState, action: &str, index: usize, n: usize) -> Evaluation
         action_text: e.render_action(&action),
         next_observation: e.observe(&next.state),
         history: Vec::new(),
+        candidate_of: None,
     }
 }
 

@@ -379,6 +379,7 @@ mod tests {
             next_state: Default::default(),
             next_observation: Observation::text(next),
             terminated: false,
+            candidate_of: None,
         }
     }
 

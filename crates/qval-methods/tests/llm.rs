@@ -9,7 +9,7 @@ use qval_core::{
 };
 use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
 use qval_methods::llm::{Backend, OpenAiBackend, OpenAiConfig, RetryPolicy, StackBuilder, UsageCounter};
-use qval_methods::prompting::{Direct, DirectMode, Gvl, Ranking, ReportsUsage, Verifier, expand_candidates, parent_of};
+use qval_methods::prompting::{Direct, DirectMode, Gvl, Ranking, ReportsUsage, Verifier, expand_candidates};
 use qval_metrics::{StateCandidates, per_state_ranking};
 use qval_testkit::{Fault, Oracle, Rule, Selector, ServerConfig, TestServer, quickstart_data, rho};
 
@@ -126,9 +126,14 @@ async fn ranking_per_state_reaches_the_oracle_ceiling() {
         Arc::new(OptimalPolicy::for_env(&d.env)),
         MvmcConfig::builder().rollouts(1).build().unwrap(),
     );
-    let labels = label(&labeler, &candidates, 0.3, &StageOptions::default())
-        .await
-        .unwrap();
+    let labels = label(
+        &labeler,
+        &candidates,
+        &qval_core::LabelConfig::default(),
+        &StageOptions::default(),
+    )
+    .await
+    .unwrap();
     let ranking = Ranking::new(backend, &candidates, Default::default());
     let opts = StageOptions {
         checkpoint_every: 7,
@@ -137,20 +142,9 @@ async fn ranking_per_state_reaches_the_oracle_ceiling() {
     let preds = predict(&ranking, &candidates, &d.ctx, &opts).await.unwrap();
     assert_eq!(server.requests(), 100, "one request per state");
     assert_eq!(ranking.usage()["requests"], 100);
-    let mut states: Vec<StateCandidates> = Vec::new();
-    for (l, p) in labels.iter().zip(&preds) {
-        let parent = parent_of(&l.point_id).to_string();
-        if states.last().is_none_or(|s| s.state != parent) {
-            states.push(StateCandidates {
-                state: parent,
-                labels: vec![],
-                predictions: vec![],
-            });
-        }
-        let s = states.last_mut().unwrap();
-        s.labels.push(l.value);
-        s.predictions.push(p.value);
-    }
+    let values: Vec<f64> = preds.iter().map(|p| p.value).collect();
+    let states: Vec<StateCandidates> = qval_metrics::candidate_groups(&labels, &values);
+    assert_eq!(states.len(), 100, "the labels carry their state (candidate_of)");
     let r = per_state_ranking(&states, None);
     assert!(r.used >= 90, "{r:?}");
     assert!(r.mean >= 0.9, "per-state rho {}", r.mean);

@@ -66,6 +66,7 @@ def signal_function(state, action, next_state):
         next_state: Default::default(),
         next_observation: Observation::text("S @"),
         terminated: false,
+        candidate_of: None,
     };
     let ctx = MethodContext {
         env_name: "x".into(),

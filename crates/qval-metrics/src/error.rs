@@ -32,6 +32,21 @@ pub enum MetricsError {
         /// What is wrong, with the JSON path of the offending entry where known.
         message: String,
     },
+    /// Labels and predictions were made from different points.
+    #[error(
+        "{predictions} was made from other points than {labels} (dataset {found} vs {expected}); \
+         evaluate predictions against labels of the same points"
+    )]
+    OtherPoints {
+        /// The prediction set (its file, or its name).
+        predictions: String,
+        /// The label set (its file, or its name).
+        labels: String,
+        /// The predictions' dataset fingerprint.
+        found: String,
+        /// The labels' dataset fingerprint.
+        expected: String,
+    },
     /// An error from qval-core (reading run files).
     #[error(transparent)]
     Core(#[from] std::sync::Arc<qval_core::CoreError>),

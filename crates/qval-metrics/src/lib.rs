@@ -46,4 +46,7 @@ pub use error::MetricsError;
 pub use group::{GroupSummary, group_summary};
 pub use rank::average_ranks;
 pub use ranking::{PerStateRanking, StateCandidates, per_state_ranking};
-pub use report::{Difference, EvaluateConfig, Summary, evaluate_method, evaluate_run, recompute_published};
+pub use report::{
+    Difference, EvaluateConfig, Granularity, LabelSet, PredictionSet, RankingFigure, SampleGroup, Summary,
+    candidate_groups, evaluate, evaluate_method, evaluate_run, parse_signal, recompute_published,
+};

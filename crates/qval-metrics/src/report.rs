@@ -45,6 +45,7 @@ use crate::bootstrap::{BootstrapConfig, Statistic, bootstrap};
 use crate::correlation::{
     Correlation, CorrelationConfig, LengthPolicy, kendall, pairwise_accuracy, pearson, sign_agreement, spearman,
 };
+use crate::ranking::{PerStateRanking, StateCandidates, per_state_ranking};
 use qval_core::io::{Kind, read_jsonl};
 use qval_core::{Label, Prediction, Signal};
 
@@ -120,6 +121,44 @@ pub struct Correlations {
     pub spearman: Figure,
     /// Kendall's tau-b.
     pub kendall_tau: Figure,
+    /// For ranking label sets: the per-state Spearman summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking_spearman: Option<RankingFigure>,
+}
+
+/// The per-state ranking figure in the published layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankingFigure {
+    /// Mean of the per-state rho (null when no state is usable).
+    pub mean: Option<f64>,
+    /// Sample standard deviation (n - 1; 0.0 for one usable state).
+    pub std: Option<f64>,
+    /// States used.
+    pub num_valid: usize,
+    /// States skipped.
+    pub num_skipped: usize,
+    /// States.
+    pub num_points: usize,
+    /// Bootstrap interval of the mean (resampling states).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<[Option<f64>; 2]>,
+    /// Per state, its rho (null when skipped).
+    pub per_point_correlations: Vec<Option<f64>>,
+}
+
+impl RankingFigure {
+    fn from(r: &PerStateRanking) -> Self {
+        let std = if r.used == 1 { 0.0 } else { r.std };
+        RankingFigure {
+            mean: opt(r.mean),
+            std: opt(std),
+            num_valid: r.used,
+            num_skipped: r.per_state.len() - r.used,
+            num_points: r.per_state.len(),
+            ci95: r.ci.as_ref().map(|i| [opt(i.low), opt(i.high)]),
+            per_point_correlations: r.per_state.iter().map(|v| opt(*v)).collect(),
+        }
+    }
 }
 
 /// Pairwise accuracy in the summary.
@@ -172,11 +211,29 @@ pub struct MethodEstimation {
     pub sign_agreement: Option<SignFigure>,
 }
 
+/// Whether a label set's points are compared across all points, or within the candidate
+/// groups of ranking methods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    /// One point per state-action pair, compared over all points.
+    #[default]
+    Point,
+    /// Ranking candidates, compared within each state.
+    Ranking,
+}
+
 /// One reference (a label set) and every method compared with it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Estimation {
     /// The signal of the labels.
     pub signal: Signal,
+    /// Point or ranking.
+    #[serde(default)]
+    pub granularity: Granularity,
+    /// For ranking: candidates per state, in state order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidate_counts: Vec<usize>,
     /// The points, in order (empty for published files, which pair by position).
     #[serde(default)]
     pub point_ids: Vec<String>,
@@ -187,6 +244,19 @@ pub struct Estimation {
     pub aborted: usize,
     /// The methods, by name.
     pub methods: BTreeMap<String, MethodEstimation>,
+    /// Sampled methods (codegen's N samples): the summary of their members' Spearman rho,
+    /// the published "mean +- std [min, max]" figure, by group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sample_groups: BTreeMap<String, SampleGroup>,
+}
+
+/// A sampled method's figure: its members and the summary of their rho.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleGroup {
+    /// The member methods, in name order.
+    pub members: Vec<String>,
+    /// Mean, std (ddof 0), min, max, median of the members' Spearman rho.
+    pub spearman: crate::group::GroupSummary,
 }
 
 /// Everything an evaluation produced: enough to recompute any figure.
@@ -236,6 +306,7 @@ pub fn evaluate_method(
             pearson: Figure::from(&p, if defined(&p) { ci(Statistic::Pearson)? } else { None }),
             spearman: Figure::from(&s, if defined(&s) { ci(Statistic::Spearman)? } else { None }),
             kendall_tau: Figure::from(&k, if defined(&k) { ci(Statistic::Kendall)? } else { None }),
+            ranking_spearman: None,
         },
         pairwise_accuracy: Some(PairwiseFigure {
             value: opt(pa.value),
@@ -283,20 +354,24 @@ fn stem(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Reads a published-style JSON file holding `values` (nulls as NaN) and an optional
-/// `signal`.
-fn read_values_json(path: &Path) -> Result<(Vec<f64>, Signal), MetricsError> {
+/// Reads a published-style JSON file holding `values` (nulls as NaN) and its signal.
+fn read_values_json(path: &Path) -> Result<(Vec<f64>, Signal, Option<String>), MetricsError> {
     let text = std::fs::read_to_string(path).map_err(|e| io_err("reading", path, e))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| MetricsError::Format {
         path: path.to_path_buf(),
         message: format!("line {}: {e}", e.line()),
     })?;
-    let values =
-        values_of(&v, &["values", "predictions", "reference_values", "labels"]).map_err(|m| MetricsError::Format {
-            path: path.to_path_buf(),
-            message: m,
-        })?;
-    Ok((values, signal_of(&v)))
+    let format = |message: String| MetricsError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let values = values_of(&v, &["values", "predictions", "reference_values", "labels"]).map_err(format)?;
+    let signal = strict_signal_of(&v).map_err(format)?;
+    let dataset = v
+        .pointer("/metadata/dataset_fingerprint")
+        .and_then(|d| d.as_str())
+        .map(str::to_string);
+    Ok((values, signal, dataset))
 }
 
 fn values_of(v: &Value, keys: &[&str]) -> Result<Vec<f64>, String> {
@@ -314,68 +389,332 @@ fn values_of(v: &Value, keys: &[&str]) -> Result<Vec<f64>, String> {
         .collect()
 }
 
-fn signal_of(v: &Value) -> Signal {
-    let s = v
-        .get("signal")
-        .or_else(|| v.get("target"))
-        .and_then(|s| s.as_str())
-        .unwrap_or("q");
-    match s.to_ascii_lowercase().as_str() {
-        "v" | "value" => Signal::V,
-        "a" | "advantage" => Signal::Advantage,
-        _ => Signal::Q,
+/// Parses a signal name: qval's (`q`, `v`, `advantage`) or the published testbed's
+/// assumptions (`q_value`, `state_value`, `advantage`).
+pub fn parse_signal(name: &str) -> Option<Signal> {
+    match name.to_ascii_lowercase().as_str() {
+        "q" | "q_value" | "qv" => Some(Signal::Q),
+        "v" | "value" | "state_value" | "sv" => Some(Signal::V),
+        "a" | "advantage" => Some(Signal::Advantage),
+        _ => None,
     }
 }
 
-/// A reference read from a run folder.
-struct Reference {
-    name: String,
-    signal: Signal,
-    ids: Vec<String>,
-    values: Vec<f64>,
-    labels: Option<Vec<Label>>,
-    aborted: usize,
+/// The signal a published-style object declares (`signal`, `target`, `config.signal_type` or
+/// `config.assumption`); missing or unknown is an error, never a silent Q.
+fn strict_signal_of(v: &Value) -> Result<Signal, String> {
+    let found = [
+        "/signal",
+        "/target",
+        "/config/signal_type",
+        "/config/assumption",
+        "/assumption",
+    ]
+    .iter()
+    .find_map(|p| v.pointer(p).and_then(|s| s.as_str()).map(|s| (*p, s)));
+    match found {
+        Some((key, s)) => parse_signal(s)
+            .ok_or_else(|| format!("`{key}` is `{s}`: expected q, v or advantage (or q_value, state_value)")),
+        None => Err("no signal: add `signal` (q, v or advantage) or `config.signal_type`".into()),
+    }
 }
 
-/// A method's predictions read from a run folder.
-struct Method {
-    name: String,
-    signal: Signal,
-    records: Option<Vec<Prediction>>,
-    values: Vec<f64>,
+/// Lenient: published summaries' estimations without a declared signal are Q.
+fn signal_of(v: &Value) -> Signal {
+    strict_signal_of(v).unwrap_or(Signal::Q)
 }
 
-/// Stage 5: evaluates every method in `run/predictions/` against every reference in
-/// `run/labels/` that estimates the same signal. qval's JSON Lines files pair by point id;
-/// published-style JSON files pair by position with prefix truncation.
+/// A set of reference labels to evaluate methods against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelSet {
+    /// The name (e.g. `mvmc-q`).
+    pub name: String,
+    /// What the labels estimate.
+    pub signal: Signal,
+    /// The labels. qval's pair with predictions by point id; those from published files
+    /// (empty point ids) by position, with prefix truncation.
+    pub labels: Vec<Label>,
+    /// The fingerprint of the dataset the labels were made from, if known.
+    pub dataset: Option<String>,
+    /// Where the labels were read from (for messages), if from a file.
+    pub source: Option<PathBuf>,
+}
+
+/// One method's predictions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictionSet {
+    /// The method's name.
+    pub name: String,
+    /// What the method estimates.
+    pub signal: Signal,
+    /// The predictions (empty point ids: paired by position, as published files are).
+    pub predictions: Vec<Prediction>,
+    /// The fingerprint of the dataset the predictions were made from, if known.
+    pub dataset: Option<String>,
+    /// The sample group the method belongs to (codegen's N samples), if any.
+    pub group: Option<String>,
+    /// Where the predictions were read from, if from a file.
+    pub source: Option<PathBuf>,
+}
+
+fn described(name: &str, source: &Option<PathBuf>) -> String {
+    match source {
+        Some(p) => p.display().to_string(),
+        None => format!("`{name}`"),
+    }
+}
+
+impl LabelSet {
+    /// Reads a qval label file (`labels/<name>.jsonl`): the signal from the metadata (or the
+    /// records, which must agree), the dataset fingerprint from the metadata.
+    ///
+    /// # Errors
+    /// An unreadable or malformed file, or one whose signal is missing or mixed.
+    pub fn read(path: &Path) -> Result<Self, MetricsError> {
+        let (meta, labels) = read_jsonl::<Label>(path, Kind::Labels)?;
+        let declared = meta
+            .params
+            .pointer("/labeler/signal")
+            .or_else(|| meta.params.get("signal"))
+            .and_then(|s| s.as_str());
+        let signal = match declared {
+            Some(s) => parse_signal(s).ok_or_else(|| MetricsError::Format {
+                path: path.to_path_buf(),
+                message: format!("the metadata's signal `{s}` is not q, v or advantage"),
+            })?,
+            None => {
+                let first = labels.first().map(|l| l.signal).ok_or_else(|| MetricsError::Format {
+                    path: path.to_path_buf(),
+                    message: "no labels, and no signal in the metadata".into(),
+                })?;
+                if let Some(other) = labels.iter().find(|l| l.signal != first) {
+                    return Err(MetricsError::Format {
+                        path: path.to_path_buf(),
+                        message: format!("labels of two signals ({first} and {})", other.signal),
+                    });
+                }
+                first
+            }
+        };
+        Ok(LabelSet {
+            name: stem(path),
+            signal,
+            labels,
+            dataset: dataset_of(&meta.params),
+            source: Some(path.to_path_buf()),
+        })
+    }
+}
+
+impl PredictionSet {
+    /// Reads a qval prediction file (`predictions/<method>.jsonl`).
+    ///
+    /// # Errors
+    /// An unreadable or malformed file, or metadata without a known `signal`.
+    pub fn read(path: &Path) -> Result<Self, MetricsError> {
+        let (meta, predictions) = read_jsonl::<Prediction>(path, Kind::Predictions)?;
+        let signal = match meta.params.get("signal").and_then(|s| s.as_str()) {
+            Some(s) => parse_signal(s).ok_or_else(|| MetricsError::Format {
+                path: path.to_path_buf(),
+                message: format!("the metadata's signal `{s}` is not q, v or advantage"),
+            })?,
+            None => {
+                return Err(MetricsError::Format {
+                    path: path.to_path_buf(),
+                    message: "the metadata has no `params.signal` (q, v or advantage)".into(),
+                });
+            }
+        };
+        Ok(PredictionSet {
+            name: meta.producer.clone(),
+            signal,
+            predictions,
+            dataset: dataset_of(&meta.params),
+            group: meta
+                .params
+                .pointer("/method/sample_group")
+                .and_then(|g| g.as_str())
+                .map(str::to_string),
+            source: Some(path.to_path_buf()),
+        })
+    }
+}
+
+/// The dataset fingerprint of a file's parameters: `dataset`, else `points`.
+fn dataset_of(params: &Value) -> Option<String> {
+    params
+        .get("dataset")
+        .or_else(|| params.get("points"))
+        .and_then(|d| d.as_str())
+        .map(str::to_string)
+}
+
+/// Groups ranking candidates by the point they belong to ([`Label::candidate_of`]), in label
+/// order, with the method's aligned predictions.
+pub fn candidate_groups(labels: &[Label], predictions: &[f64]) -> Vec<StateCandidates> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, StateCandidates> = BTreeMap::new();
+    for (l, p) in labels.iter().zip(predictions) {
+        let key = l.candidate_of.clone().unwrap_or_else(|| l.point_id.clone());
+        let g = groups.entry(key.clone()).or_insert_with(|| {
+            order.push(key.clone());
+            StateCandidates {
+                state: key,
+                labels: Vec::new(),
+                predictions: Vec::new(),
+            }
+        });
+        g.labels.push(l.value);
+        g.predictions.push(*p);
+    }
+    order.into_iter().filter_map(|k| groups.remove(&k)).collect()
+}
+
+/// Stage 5, in memory: evaluates every prediction set against every label set of the same
+/// signal made from the same dataset. qval's records pair by point id; records without ids
+/// (from published files) by position with prefix truncation. A label set of ranking
+/// candidates (labels with `candidate_of`) also gets the per-state ranking figure.
 ///
 /// # Errors
-/// A missing or malformed file (naming file and line), or a folder with no labels.
+/// [`MetricsError::OtherPoints`] when a prediction set has label sets of its signal but none
+/// made from its dataset (labels copied from another run); a statistic's own errors.
+pub fn evaluate(
+    labels: &[LabelSet],
+    predictions: &[PredictionSet],
+    cfg: &EvaluateConfig,
+) -> Result<Summary, MetricsError> {
+    let same_data = |r: &LabelSet, m: &PredictionSet| match (&r.dataset, &m.dataset) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    for m in predictions {
+        let of_signal: Vec<&LabelSet> = labels.iter().filter(|r| r.signal == m.signal).collect();
+        if let Some(r) = of_signal.first()
+            && !of_signal.iter().any(|r| same_data(r, m))
+        {
+            return Err(MetricsError::OtherPoints {
+                predictions: described(&m.name, &m.source),
+                labels: described(&r.name, &r.source),
+                found: m.dataset.clone().unwrap_or_default(),
+                expected: r.dataset.clone().unwrap_or_default(),
+            });
+        }
+    }
+    let mut estimations = BTreeMap::new();
+    for r in labels {
+        let ranking = r.labels.iter().any(|l| l.candidate_of.is_some());
+        let values: Vec<f64> = r.labels.iter().map(|l| l.value).collect();
+        let by_id = r.labels.iter().all(|l| !l.point_id.is_empty());
+        let groups_of = |preds: &[f64]| candidate_groups(&r.labels, preds);
+        let mut est = Estimation {
+            signal: r.signal,
+            granularity: if ranking {
+                Granularity::Ranking
+            } else {
+                Granularity::Point
+            },
+            point_ids: if by_id {
+                r.labels.iter().map(|l| l.point_id.clone()).collect()
+            } else {
+                Vec::new()
+            },
+            values: values.iter().map(|v| opt(*v)).collect(),
+            aborted: r
+                .labels
+                .iter()
+                .filter(|l| l.aborted.is_some() || l.value.is_nan())
+                .count(),
+            candidate_counts: if ranking {
+                groups_of(&values).iter().map(|g| g.labels.len()).collect()
+            } else {
+                Vec::new()
+            },
+            methods: BTreeMap::new(),
+            sample_groups: BTreeMap::new(),
+        };
+        for m in predictions.iter().filter(|m| m.signal == r.signal && same_data(r, m)) {
+            let paired_by_id = by_id && m.predictions.iter().all(|p| !p.point_id.is_empty());
+            let mut result = if paired_by_id {
+                let a = align(&r.labels, &m.predictions);
+                evaluate_method(m.signal, &a.labels, &a.predictions, a.missing, cfg)?
+            } else {
+                let mut c = cfg.clone();
+                c.correlation.lengths = LengthPolicy::TruncateToShorter;
+                let preds: Vec<f64> = m.predictions.iter().map(|p| p.value).collect();
+                evaluate_method(m.signal, &values, &preds, 0, &c)?
+            };
+            if ranking {
+                let preds: Vec<f64> = result.values.iter().map(|v| unopt(*v)).collect();
+                let r = per_state_ranking(&groups_of(&preds), cfg.bootstrap.as_ref());
+                result.correlations.ranking_spearman = Some(RankingFigure::from(&r));
+            }
+            est.methods.insert(m.name.clone(), result);
+            if let Some(g) = &m.group {
+                est.sample_groups
+                    .entry(g.clone())
+                    .or_insert_with(|| SampleGroup {
+                        members: Vec::new(),
+                        spearman: crate::group::group_summary(&[]),
+                    })
+                    .members
+                    .push(m.name.clone());
+            }
+        }
+        for g in est.sample_groups.values_mut() {
+            g.members.sort();
+            let rhos: Vec<f64> = g
+                .members
+                .iter()
+                .map(|m| unopt(est.methods[m].correlations.spearman.correlation))
+                .collect();
+            g.spearman = crate::group::group_summary(&rhos);
+        }
+        estimations.insert(r.name.clone(), est);
+    }
+    let experiment = serde_json::json!({
+        "qval_version": env!("CARGO_PKG_VERSION"),
+        "config": cfg,
+        "labels": labels.iter().map(|r| &r.name).collect::<Vec<_>>(),
+        "predictions": predictions.iter().map(|m| &m.name).collect::<Vec<_>>(),
+    });
+    Ok(Summary {
+        experiment,
+        estimations,
+    })
+}
+
+/// Stage 5 over a run folder: reads every label set in `run/labels/` and every prediction
+/// set in `run/predictions/` (qval's `.jsonl`, or published-style `.json` with `values` and
+/// a declared signal) and calls [`evaluate`].
+///
+/// # Errors
+/// A missing or malformed file (naming file and line), a file without a known signal, a
+/// folder with no labels, or predictions made from other points than the labels.
 pub fn evaluate_run(run: &Path, cfg: &EvaluateConfig) -> Result<Summary, MetricsError> {
     let mut refs = Vec::new();
     for path in files_with(&run.join("labels"), "jsonl")? {
-        let (meta, labels) = read_jsonl::<Label>(&path, Kind::Labels)?;
-        let signal = labels.first().map(|l| l.signal).unwrap_or(Signal::Q);
-        let _ = meta;
-        refs.push(Reference {
-            name: stem(&path),
-            signal,
-            ids: labels.iter().map(|l| l.point_id.clone()).collect(),
-            values: labels.iter().map(|l| l.value).collect(),
-            aborted: labels.iter().filter(|l| l.aborted.is_some()).count(),
-            labels: Some(labels),
-        });
+        refs.push(LabelSet::read(&path)?);
     }
     for path in files_with(&run.join("labels"), "json")? {
-        let (values, signal) = read_values_json(&path)?;
-        let aborted = values.iter().filter(|v| v.is_nan()).count();
-        refs.push(Reference {
+        let (values, signal, dataset) = read_values_json(&path)?;
+        refs.push(LabelSet {
             name: stem(&path),
             signal,
-            ids: Vec::new(),
-            values,
-            labels: None,
-            aborted,
+            labels: values
+                .iter()
+                .map(|v| Label {
+                    point_id: String::new(),
+                    signal,
+                    value: *v,
+                    aggregation: Default::default(),
+                    returns: Vec::new(),
+                    baseline_returns: Vec::new(),
+                    aborted: None,
+                    candidate_of: None,
+                })
+                .collect(),
+            dataset,
+            source: Some(path.clone()),
         });
     }
     if refs.is_empty() {
@@ -386,64 +725,29 @@ pub fn evaluate_run(run: &Path, cfg: &EvaluateConfig) -> Result<Summary, Metrics
     }
     let mut methods = Vec::new();
     for path in files_with(&run.join("predictions"), "jsonl")? {
-        let (meta, preds) = read_jsonl::<Prediction>(&path, Kind::Predictions)?;
-        let signal = serde_json::from_value::<Signal>(meta.params["signal"].clone()).unwrap_or(Signal::Q);
-        methods.push(Method {
-            name: meta.producer.clone(),
-            signal,
-            values: Vec::new(),
-            records: Some(preds),
-        });
+        methods.push(PredictionSet::read(&path)?);
     }
     for path in files_with(&run.join("predictions"), "json")? {
-        let (values, signal) = read_values_json(&path)?;
-        methods.push(Method {
+        let (values, signal, dataset) = read_values_json(&path)?;
+        methods.push(PredictionSet {
             name: stem(&path),
             signal,
-            values,
-            records: None,
+            predictions: values
+                .iter()
+                .map(|v| Prediction {
+                    point_id: String::new(),
+                    value: *v,
+                    error: None,
+                })
+                .collect(),
+            dataset,
+            group: None,
+            source: Some(path.clone()),
         });
     }
-    let mut estimations = BTreeMap::new();
-    for r in &refs {
-        let mut est = Estimation {
-            signal: r.signal,
-            point_ids: r.ids.clone(),
-            values: r.values.iter().map(|v| opt(*v)).collect(),
-            aborted: r.aborted,
-            methods: BTreeMap::new(),
-        };
-        for m in methods.iter().filter(|m| m.signal == r.signal) {
-            let result = match (&r.labels, &m.records) {
-                (Some(labels), Some(preds)) => {
-                    let a = align(labels, preds);
-                    evaluate_method(m.signal, &a.labels, &a.predictions, a.missing, cfg)?
-                }
-                _ => {
-                    let mut c = cfg.clone();
-                    c.correlation.lengths = LengthPolicy::TruncateToShorter;
-                    let values: Vec<f64> = match &m.records {
-                        Some(p) => p.iter().map(|p| p.value).collect(),
-                        None => m.values.clone(),
-                    };
-                    evaluate_method(m.signal, &r.values, &values, 0, &c)?
-                }
-            };
-            est.methods.insert(m.name.clone(), result);
-        }
-        estimations.insert(r.name.clone(), est);
-    }
-    let experiment = serde_json::json!({
-        "qval_version": env!("CARGO_PKG_VERSION"),
-        "source": run.display().to_string(),
-        "config": cfg,
-        "labels": refs.iter().map(|r| &r.name).collect::<Vec<_>>(),
-        "predictions": methods.iter().map(|m| &m.name).collect::<Vec<_>>(),
-    });
-    Ok(Summary {
-        experiment,
-        estimations,
-    })
+    let mut summary = evaluate(&refs, &methods, cfg)?;
+    summary.experiment["source"] = Value::from(run.display().to_string());
+    Ok(summary)
 }
 
 fn fmt(v: Option<f64>, digits: usize) -> String {
@@ -473,9 +777,34 @@ impl Summary {
                 est.signal,
                 est.aborted
             ));
+            let mut notes = Vec::new();
+            if est.granularity == Granularity::Ranking {
+                out.push_str("| method | signal | states used | per-state rho mean [95% CI] | std | skipped |\n");
+                out.push_str("|---|---|---:|---|---:|---:|\n");
+                for (m, e) in &est.methods {
+                    if let Some(r) = &e.correlations.ranking_spearman {
+                        let ci = match r.ci95 {
+                            Some([a, b]) => format!(" [{}, {}]", fmt(a, 3), fmt(b, 3)),
+                            None => String::new(),
+                        };
+                        out.push_str(&format!(
+                            "| {m} | {} | {} | {}{ci} | {} | {} |\n",
+                            e.signal,
+                            r.num_valid,
+                            fmt(r.mean, 3),
+                            fmt(r.std, 3),
+                            r.num_skipped
+                        ));
+                    }
+                }
+                if est.methods.is_empty() {
+                    out.push_str("| (no ranking method) | | | | | |\n");
+                }
+                out.push('\n');
+                continue;
+            }
             out.push_str("| method | signal | n | rho [95% CI] | p | tau | r | pairwise acc. |\n");
             out.push_str("|---|---|---:|---|---:|---:|---:|---:|\n");
-            let mut notes = Vec::new();
             for (m, e) in &est.methods {
                 let s = &e.correlations.spearman;
                 let ci = match s.ci95 {
@@ -504,6 +833,22 @@ impl Summary {
             }
             if est.methods.is_empty() {
                 out.push_str("| (no method estimates this signal) | | | | | | | |\n");
+            }
+            for (g, sg) in &est.sample_groups {
+                let f = &sg.spearman;
+                notes.push(format!(
+                    "- `{g}` ({} samples): rho {:.3} +- {:.3} [{:.3}, {:.3}]{}",
+                    sg.members.len(),
+                    f.mean,
+                    f.std,
+                    f.min,
+                    f.max,
+                    if f.nan > 0 {
+                        format!(", {} NaN", f.nan)
+                    } else {
+                        String::new()
+                    }
+                ));
             }
             if !notes.is_empty() {
                 out.push('\n');
@@ -580,6 +925,9 @@ pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<(Summary
             .ok_or_else(|| fmt_err(format!("estimations.{rname}: no `methods` object")))?;
         let mut est = Estimation {
             signal,
+            granularity: Granularity::Point,
+            candidate_counts: Vec::new(),
+            sample_groups: BTreeMap::new(),
             point_ids: Vec::new(),
             values: labels.iter().map(|v| opt(*v)).collect(),
             aborted: labels.iter().filter(|v| v.is_nan()).count(),

@@ -24,6 +24,7 @@ fn write_run(dir: &Path) -> (Vec<f64>, Vec<f64>) {
             returns: vec![],
             baseline_returns: vec![],
             aborted: (i == 5).then(|| "rollout failed".to_string()),
+            candidate_of: None,
         })
         .collect();
     write_jsonl(

@@ -411,9 +411,14 @@ pub async fn quickstart_data() -> QuickstartData {
         Arc::new(OptimalPolicy::for_env(&env)),
         MvmcConfig::builder().rollouts(1).build().expect("valid MVMC settings"),
     );
-    let labels = label(&labeler, &points, 0.3, &StageOptions::default())
-        .await
-        .expect("labels");
+    let labels = label(
+        &labeler,
+        &points,
+        &qval_core::LabelConfig::default(),
+        &StageOptions::default(),
+    )
+    .await
+    .expect("labels");
     let ctx = MethodContext::from_spec(env.spec());
     QuickstartData {
         env,

@@ -18,7 +18,7 @@ mod direct;
 mod ranking;
 
 pub use direct::{Direct, DirectMode, Gvl, Verifier};
-pub use ranking::{Ranking, expand_candidates, parent_of};
+pub use ranking::{Ranking, expand_candidates};
 
 use std::sync::Arc;
 

@@ -15,13 +15,9 @@ use qval_core::{CoreError, DenseSignalMethod, Environment, EvaluationPoint, Meth
 /// The separator between a state's id and a candidate number in candidate point ids.
 const SEP: char = '~';
 
-/// The state a candidate point belongs to (`t3-s5~2` belongs to `t3-s5`).
-pub fn parent_of(id: &str) -> &str {
-    id.rsplit_once(SEP).map(|(p, _)| p).unwrap_or(id)
-}
-
 /// For each point, one candidate point per legal action of its state (for FrozenLake: the
-/// four moves), with the action's own result. Ids are `<point>~<j>`. The step of a
+/// four moves), with the action's own result. Ids are `<point>~<j>`; each candidate's
+/// [`EvaluationPoint::candidate_of`] names its point. The step of a
 /// candidate draws from a generator derived from `seed` and the candidate's id, so
 /// slippery results are reproducible.
 ///
@@ -54,6 +50,7 @@ pub fn expand_candidates<E: Environment>(
                 next_observation: env.observe(&o.state),
                 next_state: ser(serde_json::to_value(&o.state))?,
                 terminated: o.terminated,
+                candidate_of: Some(p.id.clone()),
                 ..p.clone()
             });
         }
@@ -79,7 +76,8 @@ impl Ranking {
     pub fn new(backend: Arc<dyn Backend>, candidates: &[EvaluationPoint], options: PromptOptions) -> Self {
         let mut groups: HashMap<String, Vec<EvaluationPoint>> = HashMap::new();
         for c in candidates {
-            groups.entry(parent_of(&c.id).to_string()).or_default().push(c.clone());
+            let group = c.candidate_of.clone().unwrap_or_else(|| c.id.clone());
+            groups.entry(group).or_default().push(c.clone());
         }
         Ranking {
             base: Base::new(backend, Signal::Q, options),
@@ -181,7 +179,12 @@ impl DenseSignalMethod for Ranking {
         Signal::Q
     }
     async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
-        let parent = parent_of(&point.id);
+        let parent = point.candidate_of.as_deref().ok_or_else(|| {
+            CoreError::Method(format!(
+                "`{}` is not a ranking candidate (no `candidate_of`; see expand_candidates)",
+                point.id
+            ))
+        })?;
         let scores = self.scores_of(parent, ctx).await.map_err(CoreError::Method)?;
         let idx = self
             .groups

@@ -1,0 +1,474 @@
+//! Environments as the runner sees them: [`EnvPlugin`], a type-erased view of any
+//! [`Environment`] with its policies, and [`TypedEnv`], which makes one from a typed
+//! environment in a few lines.
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::spec::{self, SpecProblem, Typed};
+use qval_core::{
+    CollectConfig, DenseSignalMethod, EnvSpec, Environment, EvaluationPoint, Labeler, MethodContext, MvmcConfig,
+    MvmcLabeler, Policy, Signal, StageOptions, Task, Trajectory,
+};
+use qval_methods::embedding::GoalTexts;
+use qval_methods::llm::Backend;
+
+/// What a policy or environment factory may ask of the run: its folders and its backends.
+pub trait RunServices: Send + Sync {
+    /// The run folder (for stores an environment keeps, such as TerminalBench's snapshots).
+    fn run_dir(&self) -> PathBuf;
+    /// The folder of the experiment file (relative paths in it are relative to this).
+    fn spec_dir(&self) -> PathBuf;
+    /// The LLM backend of that name, with the run's cache and request log.
+    ///
+    /// # Errors
+    /// The message says which backends exist.
+    fn backend(&self, name: &str) -> std::result::Result<Arc<dyn Backend>, String>;
+}
+
+/// A type-erased environment with its policies: what the runner needs for stages 1 to 3,
+/// ranking candidates and the environment's heuristics.
+#[async_trait]
+pub trait EnvPlugin: Send + Sync {
+    /// The environment's spec (name, step budget, gamma, reward description).
+    fn spec(&self) -> EnvSpec;
+    /// The tasks trajectories cycle through.
+    fn tasks(&self) -> Vec<Task>;
+    /// The collector used when the experiment names none.
+    fn default_collector(&self) -> Typed;
+    /// The reference policy used when a label set names none.
+    fn default_reference(&self) -> Typed;
+    /// The policy types this environment offers.
+    fn policy_types(&self) -> Vec<String>;
+    /// Checks a policy choice (type and parameters) before any work starts.
+    ///
+    /// # Errors
+    /// The problem, with a path relative to the policy's table.
+    fn check_policy(&self, policy: &Typed, services: &dyn RunServices) -> std::result::Result<(), SpecProblem>;
+    /// Stage 1 with `collector`.
+    async fn collect(
+        &self,
+        collector: &Typed,
+        services: &dyn RunServices,
+        config: &CollectConfig,
+        opts: &StageOptions,
+    ) -> crate::Result<Vec<Trajectory>>;
+    /// An MVMC labeler rolling out `reference`.
+    fn labeler(
+        &self,
+        reference: &Typed,
+        services: &dyn RunServices,
+        config: MvmcConfig,
+    ) -> crate::Result<Arc<dyn Labeler>>;
+    /// One candidate point per legal action of each point's state (for ranking methods).
+    fn expand_candidates(&self, points: &[EvaluationPoint], seed: u64) -> crate::Result<Vec<EvaluationPoint>>;
+    /// The environment's hand-written heuristic for `signal`, if it has one.
+    fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>>;
+    /// Goal, baseline and negative texts for the embedding family, if defined.
+    fn goal_texts(&self) -> Option<GoalTexts> {
+        None
+    }
+    /// What methods are told about the setting.
+    fn method_context(&self) -> MethodContext {
+        MethodContext::from_spec(&self.spec())
+    }
+}
+
+/// Builds a policy from its parameter table.
+pub type PolicyFactory<E> =
+    Arc<dyn Fn(&toml::Table, &dyn RunServices) -> std::result::Result<Arc<dyn Policy<E>>, SpecProblem> + Send + Sync>;
+
+/// Builds an environment's heuristic for a signal.
+pub type HeuristicFactory = Arc<dyn Fn(Signal) -> Option<Arc<dyn DenseSignalMethod>> + Send + Sync>;
+
+/// An [`EnvPlugin`] for any typed [`Environment`]: register its policies by name, name the
+/// default collector and reference, optionally a heuristic. Every environment also gets the
+/// `llm` policy (an LLM agent over a named backend: `{ type = "llm", backend = "NAME" }`).
+///
+/// ```
+/// use qval_cli::envs::TypedEnv;
+/// use qval_envs::frozenlake::{FrozenLake, OptimalPolicy};
+/// use std::sync::Arc;
+///
+/// let env = Arc::new(FrozenLake::builder().preset_4x4().build().unwrap());
+/// let optimal = Arc::new(OptimalPolicy::for_env(&env));
+/// let plugin = TypedEnv::new(env)
+///     .policy("optimal", move |_, _| Ok(optimal.clone()))
+///     .defaults("optimal", "optimal");
+/// assert_eq!(qval_cli::envs::EnvPlugin::policy_types(&plugin), vec!["llm", "optimal"]);
+/// ```
+pub struct TypedEnv<E: Environment> {
+    env: Arc<E>,
+    policies: BTreeMap<String, PolicyFactory<E>>,
+    collector: String,
+    reference: String,
+    heuristic: Option<HeuristicFactory>,
+    goal_texts: Option<GoalTexts>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LlmPolicyParams {
+    backend: String,
+    #[serde(default = "forty")]
+    history_turns: usize,
+}
+
+fn forty() -> usize {
+    40
+}
+
+impl<E: Environment + 'static> TypedEnv<E> {
+    /// A plugin for `env` with only the `llm` policy.
+    pub fn new(env: Arc<E>) -> Self {
+        let mut policies: BTreeMap<String, PolicyFactory<E>> = BTreeMap::new();
+        policies.insert(
+            "llm".into(),
+            Arc::new(|params, services| {
+                let p: LlmPolicyParams = spec::params(params, &[])?;
+                let backend = services
+                    .backend(&p.backend)
+                    .map_err(|m| SpecProblem::at(crate::at!["backend"], m))?;
+                let agent = qval_methods::llm::LlmAgent::new(backend).with_history_turns(p.history_turns);
+                Ok(Arc::new(agent) as Arc<dyn Policy<E>>)
+            }),
+        );
+        TypedEnv {
+            env,
+            policies,
+            collector: "llm".into(),
+            reference: "llm".into(),
+            heuristic: None,
+            goal_texts: None,
+        }
+    }
+
+    /// Registers a policy type.
+    pub fn policy<F>(mut self, name: &str, factory: F) -> Self
+    where
+        F: Fn(&toml::Table, &dyn RunServices) -> std::result::Result<Arc<dyn Policy<E>>, SpecProblem>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.policies.insert(name.into(), Arc::new(factory));
+        self
+    }
+
+    /// The default collector and reference policy types.
+    pub fn defaults(mut self, collector: &str, reference: &str) -> Self {
+        self.collector = collector.into();
+        self.reference = reference.into();
+        self
+    }
+
+    /// The environment's heuristic method per signal.
+    pub fn heuristic<F>(mut self, f: F) -> Self
+    where
+        F: Fn(Signal) -> Option<Arc<dyn DenseSignalMethod>> + Send + Sync + 'static,
+    {
+        self.heuristic = Some(Arc::new(f));
+        self
+    }
+
+    /// Goal texts for the embedding family.
+    pub fn goal_texts(mut self, texts: GoalTexts) -> Self {
+        self.goal_texts = Some(texts);
+        self
+    }
+
+    fn build_policy(
+        &self,
+        p: &Typed,
+        services: &dyn RunServices,
+    ) -> std::result::Result<Arc<dyn Policy<E>>, SpecProblem> {
+        let f = self.policies.get(&p.kind).ok_or_else(|| {
+            let names: Vec<&str> = self.policies.keys().map(String::as_str).collect();
+            SpecProblem::at(crate::at!["type"], spec::unknown("policy type", &p.kind, &names))
+        })?;
+        f(&p.params, services)
+    }
+}
+
+fn policy_error(p: SpecProblem) -> crate::CliError {
+    crate::CliError::Usage(format!("{}: {}", spec::path_text(&p.path), p.message))
+}
+
+#[async_trait]
+impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
+    fn spec(&self) -> EnvSpec {
+        self.env.spec().clone()
+    }
+
+    fn tasks(&self) -> Vec<Task> {
+        self.env.tasks()
+    }
+
+    fn default_collector(&self) -> Typed {
+        Typed::named(&self.collector)
+    }
+
+    fn default_reference(&self) -> Typed {
+        Typed::named(&self.reference)
+    }
+
+    fn policy_types(&self) -> Vec<String> {
+        self.policies.keys().cloned().collect()
+    }
+
+    fn check_policy(&self, policy: &Typed, services: &dyn RunServices) -> std::result::Result<(), SpecProblem> {
+        self.build_policy(policy, services).map(|_| ())
+    }
+
+    async fn collect(
+        &self,
+        collector: &Typed,
+        services: &dyn RunServices,
+        config: &CollectConfig,
+        opts: &StageOptions,
+    ) -> crate::Result<Vec<Trajectory>> {
+        let policy = self.build_policy(collector, services).map_err(policy_error)?;
+        Ok(qval_core::collect(&*self.env, &*policy, &self.env.tasks(), config, opts).await?)
+    }
+
+    fn labeler(
+        &self,
+        reference: &Typed,
+        services: &dyn RunServices,
+        config: MvmcConfig,
+    ) -> crate::Result<Arc<dyn Labeler>> {
+        let policy = self.build_policy(reference, services).map_err(policy_error)?;
+        Ok(Arc::new(MvmcLabeler::new(self.env.clone(), Arc::new(policy), config)))
+    }
+
+    fn expand_candidates(&self, points: &[EvaluationPoint], seed: u64) -> crate::Result<Vec<EvaluationPoint>> {
+        Ok(qval_methods::prompting::expand_candidates(&*self.env, points, seed)?)
+    }
+
+    fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>> {
+        self.heuristic.as_ref().and_then(|f| f(signal))
+    }
+
+    fn goal_texts(&self) -> Option<GoalTexts> {
+        self.goal_texts.clone()
+    }
+}
+
+/// Builds an environment from its table in the experiment file.
+pub type EnvFactory =
+    Arc<dyn Fn(&toml::Table, &dyn RunServices) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> + Send + Sync>;
+
+/// FrozenLake's parameters in an experiment file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrozenLakeParams {
+    /// Random maps (default 8), unless `preset` or `rows` is given.
+    #[serde(default)]
+    maps: Option<usize>,
+    /// Their size (default 8).
+    #[serde(default = "eight")]
+    size: usize,
+    /// Their seed (default 42, the published map seed).
+    #[serde(default = "forty_two")]
+    map_seed: u64,
+    /// `4x4` or `8x8`.
+    #[serde(default)]
+    preset: Option<String>,
+    /// A map given as rows of S, F, H, G.
+    #[serde(default)]
+    rows: Option<Vec<String>>,
+    #[serde(default)]
+    slippery: bool,
+    #[serde(default = "thirty")]
+    max_steps: usize,
+    #[serde(default = "gamma")]
+    gamma: f64,
+    /// `text` or `image` (text and a PNG rendering).
+    #[serde(default = "text")]
+    observation: String,
+    #[serde(default = "five_twelve")]
+    image_size: u32,
+}
+
+fn eight() -> usize {
+    8
+}
+fn forty_two() -> u64 {
+    42
+}
+fn thirty() -> usize {
+    30
+}
+fn gamma() -> f64 {
+    0.95
+}
+fn text() -> String {
+    "text".into()
+}
+fn five_twelve() -> u32 {
+    512
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EpsilonParams {
+    #[serde(default = "point_one")]
+    epsilon: f64,
+}
+
+fn point_one() -> f64 {
+    0.1
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+/// FrozenLake: `frozenlake` in experiment files. Policies `epsilon-greedy` (default collector,
+/// `epsilon` 0.1), `optimal` (default reference), `uniform`, `llm`; heuristic: distance.
+pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
+    use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, ObservationMode, OptimalPolicy, UniformPolicy};
+    let p: FrozenLakeParams = spec::params(params, &[])?;
+    let mut b = FrozenLake::builder()
+        .slippery(p.slippery)
+        .max_steps(p.max_steps)
+        .gamma(p.gamma)
+        .image_size(p.image_size);
+    b = match p.observation.as_str() {
+        "text" => b.observation(ObservationMode::Text),
+        "image" => b.observation(ObservationMode::TextAndImage),
+        other => {
+            return Err(SpecProblem::at(
+                crate::at!["observation"],
+                spec::unknown("observation", other, &["text", "image"]),
+            ));
+        }
+    };
+    let chosen = [p.maps.is_some(), p.preset.is_some(), p.rows.is_some()];
+    if chosen.iter().filter(|c| **c).count() > 1 {
+        return Err(SpecProblem::at(
+            crate::at!["maps"],
+            "give one of `maps` (random maps), `preset` or `rows`",
+        ));
+    }
+    b = match (&p.preset, &p.rows) {
+        (Some(name), _) => match name.as_str() {
+            "4x4" => b.preset_4x4(),
+            "8x8" => b.preset_8x8(),
+            other => {
+                return Err(SpecProblem::at(
+                    crate::at!["preset"],
+                    spec::unknown("preset", other, &["4x4", "8x8"]),
+                ));
+            }
+        },
+        (None, Some(rows)) => b.map(rows),
+        (None, None) => {
+            let n = p.maps.unwrap_or(8);
+            if n == 0 {
+                return Err(SpecProblem::at(crate::at!["maps"], "0 maps: give at least 1"));
+            }
+            b.random_maps(n, p.size, p.map_seed)
+        }
+    };
+    let env = Arc::new(b.build().map_err(|e| SpecProblem::at(vec![], e.to_string()))?);
+    let for_optimal = env.clone();
+    let for_epsilon = env.clone();
+    let plugin = TypedEnv::new(env)
+        .policy("optimal", move |params, _| {
+            let _: NoParams = spec::params(params, &[])?;
+            Ok(Arc::new(OptimalPolicy::for_env(&for_optimal)) as Arc<dyn Policy<FrozenLake>>)
+        })
+        .policy("epsilon-greedy", move |params, _| {
+            let p: EpsilonParams = spec::params(params, &[])?;
+            let policy = EpsilonGreedy::new(&for_epsilon, p.epsilon)
+                .map_err(|e| SpecProblem::at(crate::at!["epsilon"], e.to_string()))?;
+            Ok(Arc::new(policy) as Arc<dyn Policy<FrozenLake>>)
+        })
+        .policy("uniform", |params, _| {
+            let _: NoParams = spec::params(params, &[])?;
+            Ok(Arc::new(UniformPolicy) as Arc<dyn Policy<FrozenLake>>)
+        })
+        .defaults("epsilon-greedy", "optimal")
+        .heuristic(|signal| Some(Arc::new(qval_methods::FrozenLakeDistance::new(signal)) as Arc<dyn DenseSignalMethod>))
+        .goal_texts(GoalTexts::frozenlake());
+    Ok(Arc::new(plugin))
+}
+
+/// TerminalBench's parameters in an experiment file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TerminalBenchParams {
+    /// A folder of tasks in the Terminal-Bench layout (default: the shipped tasks).
+    #[serde(default)]
+    tasks_dir: Option<PathBuf>,
+    /// Only these task ids.
+    #[serde(default)]
+    only: Option<Vec<String>>,
+    #[serde(default)]
+    max_steps: Option<usize>,
+    #[serde(default)]
+    gamma: Option<f64>,
+    /// Seconds a command may run.
+    #[serde(default)]
+    command_timeout: Option<f64>,
+}
+
+/// TerminalBench: `terminalbench` in experiment files. Policies `noisy` (default collector,
+/// `epsilon` 0.1), `oracle` (default reference: `solution.sh`, then SUBMIT), `llm`;
+/// heuristic: the shell heuristic (Q). Snapshots are stored under the run folder.
+pub fn terminalbench(
+    params: &toml::Table,
+    services: &dyn RunServices,
+) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
+    use qval_envs::terminalbench::{NoisyScripted, OracleSolution, TerminalBench};
+    let p: TerminalBenchParams = spec::params(params, &[])?;
+    let mut b = TerminalBench::builder().store_dir(services.run_dir().join("store"));
+    if let Some(dir) = &p.tasks_dir {
+        let dir = services.spec_dir().join(dir);
+        if !dir.is_dir() {
+            return Err(SpecProblem::at(
+                crate::at!["tasks_dir"],
+                format!("no such folder: {}", dir.display()),
+            ));
+        }
+        b = b.tasks_dir(dir);
+    }
+    if let Some(only) = &p.only {
+        b = b.only(only.iter().cloned());
+    }
+    if let Some(n) = p.max_steps {
+        b = b.max_steps(n);
+    }
+    if let Some(g) = p.gamma {
+        b = b.gamma(g);
+    }
+    if let Some(t) = p.command_timeout {
+        if !(t > 0.0 && t < 86_400.0) {
+            return Err(SpecProblem::at(
+                crate::at!["command_timeout"],
+                format!("{t}: give seconds in (0, 86400)"),
+            ));
+        }
+        b = b.command_timeout(std::time::Duration::from_secs_f64(t));
+    }
+    let env = Arc::new(b.build().map_err(|e| SpecProblem::at(vec![], e.to_string()))?);
+    let plugin = TypedEnv::new(env)
+        .policy("oracle", |params, _| {
+            let _: NoParams = spec::params(params, &[])?;
+            Ok(Arc::new(OracleSolution) as Arc<dyn Policy<TerminalBench>>)
+        })
+        .policy("noisy", |params, _| {
+            let p: EpsilonParams = spec::params(params, &[])?;
+            let policy =
+                NoisyScripted::new(p.epsilon).map_err(|e| SpecProblem::at(crate::at!["epsilon"], e.to_string()))?;
+            Ok(Arc::new(policy) as Arc<dyn Policy<TerminalBench>>)
+        })
+        .defaults("noisy", "oracle")
+        .heuristic(|signal| {
+            (signal == Signal::Q).then(|| Arc::new(qval_methods::ShellHeuristic) as Arc<dyn DenseSignalMethod>)
+        });
+    Ok(Arc::new(plugin))
+}

@@ -1,0 +1,102 @@
+//! The error type of `qval-cli`.
+
+use std::path::PathBuf;
+
+/// What can go wrong reading an experiment or running it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The experiment file is malformed or names something that does not exist; the position
+    /// is the offending key or value.
+    #[error("{}:{line}:{col}: {message}", file.display())]
+    Spec {
+        /// The experiment file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// What is wrong, with the allowed values where there is a list.
+        message: String,
+    },
+    /// A stage finished with other settings than the experiment now asks for.
+    #[error(
+        "stage `{stage}` already finished with `{setting}` = {old}; the experiment now says {new}. \
+         Rerun with `--redo {stage}` to redo it and what depends on it, or restore the setting"
+    )]
+    Changed {
+        /// The stage (`collect`, `sample`, `label:NAME`, `predict:METHOD`).
+        stage: String,
+        /// The setting, as a path (`dataset.collector.epsilon`).
+        setting: String,
+        /// Its value when the stage ran.
+        old: String,
+        /// Its value now.
+        new: String,
+    },
+    /// Another process runs in the same run folder.
+    #[error("{}: another qval process is running in this folder (its lock is {})", dir.display(), lock.display())]
+    Busy {
+        /// The run folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A command-line or configuration error that is not tied to a position in a file.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading or writing a file failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A stage failed (qval-core).
+    #[error(transparent)]
+    Core(#[from] qval_core::CoreError),
+    /// Evaluation failed (qval-metrics).
+    #[error(transparent)]
+    Metrics(#[from] qval_metrics::MetricsError),
+    /// An LLM backend could not be built or called (qval-methods).
+    #[error(transparent)]
+    Llm(#[from] qval_methods::llm::LlmError),
+    /// An environment could not be built (qval-envs).
+    #[error(transparent)]
+    Envs(#[from] qval_envs::EnvsError),
+    /// A method could not be built (qval-methods).
+    #[error(transparent)]
+    Methods(#[from] qval_methods::MethodsError),
+    /// A plugin (a user's environment or method) failed.
+    #[error("{context}: {source}")]
+    Plugin {
+        /// What was being done.
+        context: String,
+        /// The plugin's own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl CliError {
+    /// A file operation error.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CliError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether the user can fix it (a file, a flag, a setting), so that one line suffices.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Spec { .. } | CliError::Changed { .. } | CliError::Usage(_) | CliError::Busy { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = CliError> = std::result::Result<T, E>;

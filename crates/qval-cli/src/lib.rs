@@ -1,0 +1,549 @@
+//! # qval-cli
+//!
+//! The `qval` command and the experiment runner behind it: write (or copy) one experiment
+//! file, run one command, get every method's row, resumably.
+//!
+//! ```text
+//! qval run experiments/quickstart.toml                 # FrozenLake, offline, seconds
+//! qval run experiments/qval-v1/frozenlake-text.toml --base-url http://localhost:8000/v1 --model Qwen/Qwen3-8B
+//! qval evaluate runs/quickstart                         # re-evaluate a run folder (or a published summary)
+//! qval report runs/a runs/b                             # one table across runs
+//! qval methods                                          # method types and the QVal-v1 catalog
+//! qval preview runs/quickstart --method direct-q        # the exact prompts, no model called
+//! qval check-backend --base-url URL --model M           # one request: model, latency, answer
+//! qval serve-oracle                                     # a loopback model answering true FrozenLake values
+//! ```
+//!
+//! Your own environments and methods get the same command in your own binary:
+//!
+//! ```no_run
+//! use qval_cli::{Registry, methods::simple};
+//! use std::sync::Arc;
+//!
+//! fn main() {
+//!     let registry = Registry::builtin().method(
+//!         "my-method",
+//!         simple("mine", |signal| Arc::new(qval_methods::RandomBaseline::new(7, signal))),
+//!     );
+//!     std::process::exit(qval_cli::main_with(registry));
+//! }
+//! ```
+//!
+//! The pieces: [`spec`] (the file format and its checks), [`runner`] (the plan, the run
+//! folder, resumption), [`envs`] and [`methods`] (the plugin points), [`catalog`] (the
+//! published benchmark's methods).
+#![deny(missing_docs)]
+
+pub mod catalog;
+pub mod encoders;
+pub mod envs;
+pub mod error;
+pub mod methods;
+pub mod out;
+pub mod runner;
+pub mod spec;
+
+pub use error::{CliError, Result};
+pub use runner::{BackendOverride, Plan, Registry, RunOptions, RunReport, run};
+
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use qval_methods::llm::{
+    Backend, BackendEntry, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Role, Sampling, extract_number,
+    load_backends,
+};
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "qval",
+    version,
+    about = "Does a dense reward signal rank agent actions the way their true value does? Measure it.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an experiment file: collect, sample, label, predict, evaluate (resumably).
+    Run(RunArgs),
+    /// Evaluate a run folder, or re-evaluate a published testbed summary (`summary_*.json`).
+    Evaluate(EvaluateArgs),
+    /// One table across evaluated runs: Markdown, CSV, a heat map and an HTML page.
+    Report(ReportArgs),
+    /// The method types, their parameters, and the QVal-v1 catalog.
+    Methods,
+    /// Print the exact prompts a method of a run would send, without calling a model.
+    Preview(PreviewArgs),
+    /// Send one request to a backend: model, latency, tokens, answer.
+    CheckBackend(BackendArgs),
+    /// Serve a loopback OpenAI-compatible model that answers FrozenLake prompts with their
+    /// true values (for trying every LLM method offline).
+    ServeOracle(ServeArgs),
+}
+
+/// Where LLM requests go, from the command line.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BackendArgs {
+    /// A backend named in the backends file (or in the experiment's `[backends]`).
+    #[arg(long, conflicts_with = "base_url")]
+    pub backend: Option<String>,
+    /// The file of named backends (for `check-backend`).
+    #[arg(long, default_value = "backends.toml")]
+    pub backends: PathBuf,
+    /// An OpenAI-compatible endpoint (e.g. http://localhost:8000/v1)...
+    #[arg(long, requires = "model")]
+    pub base_url: Option<String>,
+    /// ...its model...
+    #[arg(long, requires = "base_url")]
+    pub model: Option<String>,
+    /// ...and the environment variable holding its API key, if it needs one.
+    #[arg(long, requires = "base_url")]
+    pub api_key_env: Option<String>,
+}
+
+/// `qval run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The experiment file (TOML).
+    pub file: PathBuf,
+    /// The run folder (default: runs/<experiment name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override the backend of every LLM method.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Run only these methods (names or types); the others keep what they have.
+    #[arg(long, num_args = 1..)]
+    pub only: Vec<String>,
+    /// Redo a stage and what depends on it: collect, sample, label[:NAME], predict[:METHOD].
+    #[arg(long)]
+    pub redo: Vec<String>,
+    /// No progress bars, no table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `qval evaluate`.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// A run folder, or a published `summary_*.json`.
+    pub path: PathBuf,
+    /// Bootstrap resamples for the intervals (0: none).
+    #[arg(long, default_value_t = 10_000)]
+    pub bootstrap: usize,
+    /// The minimum of usable pairs (published: 50).
+    #[arg(long, default_value_t = 50)]
+    pub min_points: usize,
+}
+
+/// `qval report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Evaluated run folders (each with a summary.json).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Where to write the report.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+}
+
+/// `qval preview`.
+#[derive(Args, Debug)]
+pub struct PreviewArgs {
+    /// A run folder (made by `qval run`).
+    pub run: PathBuf,
+    /// The method (default: every LLM method of the run).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// How many points.
+    #[arg(long, default_value_t = 1)]
+    pub points: usize,
+}
+
+/// `qval serve-oracle`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Standard deviation of the Gaussian noise added to every value.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+    /// Added to every reply, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Stop after this many seconds (0: run until killed).
+    #[arg(long, default_value_t = 0)]
+    pub seconds: u64,
+}
+
+/// Parses the command line and runs it with `registry`; returns the exit status. Errors a
+/// user causes print one line (`error: ...`), never a backtrace.
+pub fn main_with(registry: Registry) -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(execute(cli.command, &registry)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs one subcommand.
+///
+/// # Errors
+/// Whatever the subcommand fails with.
+pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
+    match command {
+        Command::Run(a) => {
+            let (experiment, source) = spec::load(&a.file)?;
+            let options = RunOptions {
+                out: a.out,
+                backend: backend_override(&a.backend)?,
+                only: a.only,
+                redo: a.redo,
+                quiet: a.quiet,
+            };
+            let plan = Plan::new(experiment, &source, registry, options)?;
+            runner::run(&plan).await.map(|_| ())
+        }
+        Command::Evaluate(a) => evaluate(&a),
+        Command::Report(a) => report(&a),
+        Command::Methods => {
+            methods_table(registry);
+            Ok(())
+        }
+        Command::Preview(a) => preview(&a, registry).await,
+        Command::CheckBackend(a) => check_backend(&a).await,
+        Command::ServeOracle(a) => {
+            serve_oracle(&a);
+            Ok(())
+        }
+    }
+}
+
+/// `--backend NAME` names an entry of the backends file (`--backends`, default
+/// `backends.toml`) when that file has it, else one of the experiment's `[backends]`.
+fn backend_override(a: &BackendArgs) -> Result<Option<BackendOverride>> {
+    Ok(match (&a.backend, &a.base_url, &a.model) {
+        (Some(n), _, _) if a.backends.is_file() => match load_backends(&a.backends)?.remove(n) {
+            Some(entry) => Some(BackendOverride::Entry(n.clone(), entry)),
+            None => Some(BackendOverride::Named(n.clone())),
+        },
+        (Some(n), _, _) => Some(BackendOverride::Named(n.clone())),
+        (None, Some(url), Some(model)) => Some(BackendOverride::Endpoint {
+            base_url: url.clone(),
+            model: model.clone(),
+            api_key_env: a.api_key_env.clone(),
+        }),
+        _ => None,
+    })
+}
+
+fn evaluate(a: &EvaluateArgs) -> Result<()> {
+    let cfg = runner::evaluate_config(&spec::EvaluateSpec {
+        min_points: a.min_points,
+        bootstrap: a.bootstrap,
+        ..Default::default()
+    })?;
+    if a.path.is_dir() {
+        let summary = qval_metrics::evaluate_run(&a.path, &cfg)?;
+        let (written, warnings) = summary.write(&a.path, "summary")?;
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        out::line(summary.markdown().trim_end());
+        out::line(&format!("\n{} files written in {}", written.len(), a.path.display()));
+        return Ok(());
+    }
+    if !a.path.is_file() {
+        return Err(CliError::Usage(format!(
+            "{}: no such run folder or summary file",
+            a.path.display()
+        )));
+    }
+    let (summary, diffs) = qval_metrics::recompute_published(&a.path, &cfg)?;
+    let dir = a.path.parent().unwrap_or(Path::new("."));
+    let stem = format!(
+        "{}.recomputed",
+        a.path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
+    );
+    let (written, warnings) = summary.write(dir, &stem)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    out::line(summary.markdown().trim_end());
+    if diffs.is_empty() {
+        out::line("\nEvery stored figure agrees with the recomputed one.");
+    } else {
+        out::line(&format!("\n{} figures differ:", diffs.len()));
+        for d in &diffs {
+            out::line(&format!(
+                "- {}: stored {}, recomputed {}",
+                d.what, d.stored, d.recomputed
+            ));
+        }
+    }
+    out::line(&format!("{} files written beside {}", written.len(), a.path.display()));
+    Ok(())
+}
+
+fn report(a: &ReportArgs) -> Result<()> {
+    let mut runs = Vec::new();
+    for dir in &a.runs {
+        let path = dir.join("summary.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| CliError::io("reading", &path, e))?;
+        let summary: qval_metrics::Summary = serde_json::from_str(&text).map_err(|e| {
+            CliError::Usage(format!(
+                "{}:{}:{}: not a qval summary: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        runs.push((name, summary));
+    }
+    // MERGE-REPORT: qval_metrics::crossrun::write_cross_run_report(&runs, &a.out)
+    let _ = (&runs, &a.out);
+    Err(CliError::Usage("report: MERGE-REPORT".into()))
+}
+
+fn methods_table(registry: &Registry) {
+    out::line("Method types (the `type` of a [[methods]] entry):\n");
+    out::line("| type | family | signals | backend | scores | parameters (default) |");
+    out::line("|---|---|---|---|---|---|");
+    for (name, t) in registry.method_types() {
+        let i = t.info();
+        let params: Vec<String> = i.params.iter().map(|(n, d, _)| format!("{n} ({d})")).collect();
+        out::line(&format!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            i.family,
+            i.signals.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+            if i.needs_backend { "yes" } else { "no" },
+            i.summary,
+            if params.is_empty() {
+                "-".into()
+            } else {
+                params.join(", ")
+            }
+        ));
+    }
+    out::line(&format!(
+        "\nEnvironments: {}\n\nThe QVal-v1 catalog (the published benchmark's 21 methods):\n",
+        registry.environment_types().join(", ")
+    ));
+    out::line(catalog::markdown().trim_end());
+}
+
+/// A backend that records requests and answers none (for previews).
+struct Recorder {
+    seen: Mutex<Vec<ChatRequest>>,
+}
+
+#[async_trait::async_trait]
+impl Backend for Recorder {
+    fn name(&self) -> String {
+        "preview".into()
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            logprobs: true,
+            images: true,
+        }
+    }
+    async fn chat(&self, request: &ChatRequest) -> std::result::Result<ChatResponse, LlmError> {
+        self.seen.lock().expect("recorder lock").push(request.clone());
+        Err(LlmError::Unsupported("a preview sends no request".into()))
+    }
+}
+
+async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
+    use qval_core::io::{Kind, read_jsonl};
+    let manifest = runner::Manifest::read(&a.run)?.ok_or_else(|| {
+        CliError::Usage(format!(
+            "{}: no run.json (make the run with `qval run`)",
+            a.run.display()
+        ))
+    })?;
+    let experiment: spec::Experiment = serde_json::from_value(manifest.experiment["resolved"].clone())
+        .map_err(|e| CliError::Usage(format!("{}: run.json: {e}", a.run.display())))?;
+    let source = spec::Source {
+        file: a.run.join("run.json"),
+        text: String::new(),
+    };
+    let plan = Plan::new(
+        experiment,
+        &source,
+        registry,
+        RunOptions {
+            out: Some(a.run.clone()),
+            ..Default::default()
+        },
+    )?;
+    let (_, trajectories) = read_jsonl(&qval_core::stage::layout::trajectories(&a.run), Kind::Trajectories)?;
+    let (_, points) =
+        read_jsonl::<qval_core::EvaluationPoint>(&qval_core::stage::layout::points(&a.run), Kind::Points)?;
+    let ctx = plan.env.method_context();
+    let chosen: Vec<&methods::ResolvedMethod> = plan
+        .methods
+        .iter()
+        .filter(|m| match &a.method {
+            Some(n) => &m.name == n || &m.kind == n,
+            None => m.backend.is_some(),
+        })
+        .collect();
+    if chosen.is_empty() {
+        let names: Vec<&str> = plan.methods.iter().map(|m| m.name.as_str()).collect();
+        return Err(CliError::Usage(match &a.method {
+            Some(n) => spec::unknown("method", n, &names),
+            None => "the run has no LLM method".into(),
+        }));
+    }
+    for m in chosen {
+        let t = registry.method_types()[&m.kind].clone();
+        let n = a.points.min(points.len());
+        let on: Vec<qval_core::EvaluationPoint> = match t.info().on {
+            methods::PointSet::Points => points[..n].to_vec(),
+            methods::PointSet::Candidates => plan.env.expand_candidates(&points[..n], plan.experiment.seed)?,
+        };
+        let recorder = Arc::new(Recorder {
+            seen: Mutex::new(Vec::new()),
+        });
+        let built = t
+            .build(methods::BuildInput {
+                method: m,
+                env: &*plan.env,
+                ctx: &ctx,
+                trajectories: &trajectories,
+                points: &on,
+                backend: Some(recorder.clone()),
+                seed: plan.experiment.seed,
+                dir: std::env::temp_dir().join(format!("qval-preview-{}", std::process::id())),
+            })
+            .await;
+        if let Ok(built) = built {
+            for method in built.iter().take(1) {
+                let _ = method.evaluate_batch(&on, &ctx).await;
+            }
+        }
+        let seen = recorder.seen.lock().expect("recorder lock").clone();
+        let mut shown = std::collections::HashSet::new();
+        for (i, req) in seen.iter().enumerate() {
+            let text = qval_methods::llm::prompt::render(&req.messages);
+            if !shown.insert(text.clone()) {
+                continue;
+            }
+            out::line(&format!("##### {} request {} of {}\n", m.name, i + 1, seen.len()));
+            out::line(&text);
+        }
+        if seen.is_empty() {
+            out::line(&format!("##### {}: sends no request on these points", m.name));
+        }
+    }
+    Ok(())
+}
+
+async fn check_backend(a: &BackendArgs) -> Result<()> {
+    let entry = match (&a.backend, &a.base_url, &a.model) {
+        (Some(name), _, _) => {
+            let mut all = load_backends(&a.backends)?;
+            let names: Vec<String> = all.keys().cloned().collect();
+            all.remove(name).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "{}: {}",
+                    a.backends.display(),
+                    spec::unknown("backend", name, &names.iter().map(String::as_str).collect::<Vec<_>>())
+                ))
+            })?
+        }
+        (None, Some(url), Some(model)) => BackendEntry {
+            api_key_env: a.api_key_env.clone(),
+            ..BackendEntry::new(url.clone(), model.clone())
+        },
+        _ => {
+            return Err(CliError::Usage(
+                "name a backend (--backend NAME) or an endpoint (--base-url URL --model M)".into(),
+            ));
+        }
+    };
+    let (backend, _) = entry.build(None, None)?;
+    let question = "Current state (turn 1/30):\n@ F F F\nF H F H\nF F F H\nH F F G\n\nAction taken: right\n\n\
+        In this FrozenLake grid (S start, F frozen, H hole, G goal, @ you; reward 1 at the goal, gamma = 0.9), \
+        what is Q(s, a)? Answer with a number in <answer></answer> tags.";
+    let req = ChatRequest {
+        messages: vec![Message::text(Role::User, question)],
+        sampling: Sampling::default(),
+    };
+    let t = std::time::Instant::now();
+    let resp = backend.chat(&req).await?;
+    out::line(&format!("backend  {}", backend.name()));
+    out::line(&format!("model    {}", resp.model));
+    out::line(&format!("latency  {:.0} ms", t.elapsed().as_secs_f64() * 1e3));
+    out::line(&format!(
+        "tokens   {} prompt, {} completion",
+        resp.usage.prompt_tokens, resp.usage.completion_tokens
+    ));
+    match extract_number(&resp.text) {
+        Ok(v) => out::line(&format!("answer   {v} (the true value is {:.4})", 0.9f64.powi(5))),
+        Err(e) => out::line(&format!("answer   unparseable: {e}\n--- reply ---\n{}", resp.text)),
+    }
+    Ok(())
+}
+
+/// A second, worse code sample for the oracle's code replies: Manhattan distance to the
+/// bottom-right corner, ignoring holes.
+const CORNER_SAMPLE: &str = "def signal_function(state, action, next_state=None):\n    grid = [r.split() for r in (next_state or state).strip().splitlines() if r.strip()]\n    for i, row in enumerate(grid):\n        for j, c in enumerate(row):\n            if c == '@':\n                return -((len(grid) - 1 - i) + (len(row) - 1 - j))\n    return float('nan')\n";
+
+fn serve_oracle(a: &ServeArgs) {
+    use qval_testkit::{Oracle, ServerConfig, TestServer};
+    let server = TestServer::start(ServerConfig {
+        oracle: Oracle {
+            noise: a.noise,
+            seed: 0,
+        },
+        latency: std::time::Duration::from_millis(a.latency_ms),
+        code_samples: vec![
+            qval_methods::code::EXAMPLE_SAMPLE.to_string(),
+            CORNER_SAMPLE.to_string(),
+        ],
+        ..Default::default()
+    });
+    out::line(&server.base_url());
+    out::line(&format!(
+        "serving the FrozenLake oracle (noise {}, latency {} ms); use --base-url {} --model oracle",
+        a.noise,
+        a.latency_ms,
+        server.base_url()
+    ));
+    if a.seconds == 0 {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(a.seconds));
+    out::line(&format!("served {} requests", server.requests()));
+}

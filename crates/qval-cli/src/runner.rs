@@ -1,0 +1,1262 @@
+//! The runner: turns an [`Experiment`] into a [`Plan`] (everything checked before any work),
+//! then runs its stages in a run folder, resumably, doing only what is not finished.
+//!
+//! ## The run folder
+//! ```text
+//! run.json                   the resolved experiment, versions, seeds, and each stage's settings
+//! trajectories.jsonl         stage 1
+//! points.jsonl               stage 2
+//! candidates.jsonl           ranking candidates (when a ranking method is planned)
+//! labels/<set>.jsonl         stage 3 (labels/ranking-<set>.jsonl for the candidates)
+//! predictions/<method>.jsonl stage 4
+//! methods/<method>/          generated code, Eureka rounds
+//! summary.json, summary.md, summary_plots/   stage 5
+//! llm-cache/, llm-requests.jsonl             LLM responses and the request log
+//! ```
+//!
+//! A rerun reads `run.json`: a finished stage whose settings are unchanged is skipped (a
+//! method whose predictions are finished is not even built); a finished stage whose settings
+//! changed is refused, naming the setting, unless `--redo` names the stage; new label sets
+//! and methods run alone. An interrupted stage resumes from its checkpoint.
+
+use indicatif::HumanCount;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::envs::{EnvFactory, EnvPlugin, RunServices};
+use crate::methods::{BuildInput, MethodType, PointSet, ResolvedMethod};
+use crate::spec::{self, Experiment, LabelSpec, Seg, Source, SpecProblem, Typed};
+use crate::{CliError, Result, at};
+use qval_core::io::write_atomic;
+use qval_core::stage::{fingerprint, layout};
+use qval_core::{
+    CollectConfig, DenseSignalMethod, EvaluationPoint, LabelConfig, MethodContext, MvmcConfig, SampleConfig, Signal,
+    StageOptions, Strategy, Trajectory,
+};
+use qval_methods::llm::{Backend, BackendEntry, UsageCounter, load_backends};
+use qval_metrics::{BootstrapConfig, CorrelationConfig, EvaluateConfig, LabelSet, PredictionSet};
+
+/// The environment and method types experiment files can name: the built-in ones and any a
+/// user registers in code.
+#[derive(Clone)]
+pub struct Registry {
+    envs: BTreeMap<String, EnvFactory>,
+    methods: BTreeMap<String, Arc<dyn MethodType>>,
+}
+
+impl Registry {
+    /// The built-in environments (`frozenlake`, `terminalbench`) and method types.
+    pub fn builtin() -> Self {
+        let mut r = Registry {
+            envs: BTreeMap::new(),
+            methods: BTreeMap::new(),
+        };
+        r.envs.insert("frozenlake".into(), Arc::new(crate::envs::frozenlake));
+        r.envs
+            .insert("terminalbench".into(), Arc::new(crate::envs::terminalbench));
+        for (name, t) in crate::methods::builtin() {
+            r.methods.insert(name.into(), t);
+        }
+        r
+    }
+
+    /// Registers (or replaces) an environment type.
+    pub fn environment<F>(mut self, name: &str, factory: F) -> Self
+    where
+        F: Fn(&toml::Table, &dyn RunServices) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.envs.insert(name.into(), Arc::new(factory));
+        self
+    }
+
+    /// Registers (or replaces) a method type.
+    pub fn method(mut self, name: &str, t: Arc<dyn MethodType>) -> Self {
+        self.methods.insert(name.into(), t);
+        self
+    }
+
+    /// The method types, by name.
+    pub fn method_types(&self) -> &BTreeMap<String, Arc<dyn MethodType>> {
+        &self.methods
+    }
+
+    /// The environment type names.
+    pub fn environment_types(&self) -> Vec<String> {
+        self.envs.keys().cloned().collect()
+    }
+}
+
+/// Where LLM methods send their requests when the command line overrides the file.
+#[derive(Clone, Debug)]
+pub enum BackendOverride {
+    /// Every LLM method uses this backend of the experiment's `[backends]`.
+    Named(String),
+    /// Every LLM method uses this backend entry (from a backends file), under its name.
+    Entry(String, BackendEntry),
+    /// Every LLM method uses this endpoint and model.
+    Endpoint {
+        /// The OpenAI-compatible base URL.
+        base_url: String,
+        /// The model.
+        model: String,
+        /// The variable holding the API key, if one is needed.
+        api_key_env: Option<String>,
+    },
+}
+
+/// How to run a plan.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The run folder (default `runs/<experiment name>`).
+    pub out: Option<PathBuf>,
+    /// Overrides the backend of every LLM method.
+    pub backend: Option<BackendOverride>,
+    /// Only these methods (their names, or their types).
+    pub only: Vec<String>,
+    /// Stages to redo: `collect`, `sample`, `label` or `label:NAME`, `predict` or
+    /// `predict:METHOD`.
+    pub redo: Vec<String>,
+    /// No progress bars and no report on standard output.
+    pub quiet: bool,
+}
+
+/// A label set with every default resolved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResolvedLabels {
+    /// The set's name.
+    pub name: String,
+    /// The spec, with the reference policy filled in.
+    pub spec: LabelSpec,
+    /// Where it is in the file.
+    #[serde(skip)]
+    pub path: Vec<Seg>,
+}
+
+/// The services a run gives factories: folders and lazily built backends.
+pub struct Services {
+    run_dir: PathBuf,
+    spec_dir: PathBuf,
+    entries: BTreeMap<String, BackendEntry>,
+    built: Mutex<HashMap<String, (Arc<dyn Backend>, Arc<UsageCounter>)>>,
+}
+
+impl Services {
+    fn built(&self, name: &str) -> std::result::Result<(Arc<dyn Backend>, Arc<UsageCounter>), String> {
+        let mut built = self.built.lock().expect("backend lock");
+        if let Some(b) = built.get(name) {
+            return Ok(b.clone());
+        }
+        let entry = self.entries.get(name).ok_or_else(|| {
+            spec::unknown(
+                "backend",
+                name,
+                &self.entries.keys().map(String::as_str).collect::<Vec<_>>(),
+            )
+        })?;
+        let b = entry
+            .build(
+                Some(self.run_dir.join("llm-cache")),
+                Some(self.run_dir.join("llm-requests.jsonl")),
+            )
+            .map_err(|e| format!("backend `{name}`: {e}"))?;
+        built.insert(name.to_string(), b.clone());
+        Ok(b)
+    }
+
+    /// Requests and tokens of a backend so far (0 if never built).
+    fn usage(&self, name: &str) -> (u64, u64) {
+        self.built
+            .lock()
+            .expect("backend lock")
+            .get(name)
+            .map(|(_, u)| {
+                (
+                    u.requests.load(Ordering::Relaxed),
+                    u.prompt_tokens.load(Ordering::Relaxed) + u.completion_tokens.load(Ordering::Relaxed),
+                )
+            })
+            .unwrap_or((0, 0))
+    }
+}
+
+impl RunServices for Services {
+    fn run_dir(&self) -> PathBuf {
+        self.run_dir.clone()
+    }
+    fn spec_dir(&self) -> PathBuf {
+        self.spec_dir.clone()
+    }
+    fn backend(&self, name: &str) -> std::result::Result<Arc<dyn Backend>, String> {
+        self.built(name).map(|(b, _)| b)
+    }
+}
+
+/// An experiment checked against a registry: everything a run needs, before any work.
+pub struct Plan {
+    /// The experiment as written (defaults filled by serde).
+    pub experiment: Experiment,
+    /// The environment.
+    pub env: Arc<dyn EnvPlugin>,
+    /// The collector.
+    pub collector: Typed,
+    /// The label sets.
+    pub labels: Vec<ResolvedLabels>,
+    /// The methods, expanded.
+    pub methods: Vec<ResolvedMethod>,
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Folders and backends.
+    pub services: Arc<Services>,
+    registry: Registry,
+    options: RunOptions,
+}
+
+fn signal_name(s: Signal) -> &'static str {
+    match s {
+        Signal::Q => "q",
+        Signal::V => "v",
+        Signal::Advantage => "advantage",
+    }
+}
+
+fn strategy_of(name: &str) -> Option<Strategy> {
+    match name {
+        "first" => Some(Strategy::First),
+        "random" => Some(Strategy::Random),
+        "uniform" => Some(Strategy::Uniform),
+        _ => None,
+    }
+}
+
+impl Plan {
+    /// Checks `experiment` (read from `source`) against `registry`: every problem is an error
+    /// naming the file, line and column, found before any work starts.
+    ///
+    /// # Errors
+    /// [`CliError::Spec`] for anything wrong in the file; [`CliError::Usage`] for a bad
+    /// command-line choice (an unknown `--only` method or `--backend`).
+    pub fn new(experiment: Experiment, source: &Source, registry: &Registry, options: RunOptions) -> Result<Plan> {
+        let e = &experiment;
+        let err = |p: SpecProblem| source.error(p);
+        let within = |base: Vec<Seg>, p: SpecProblem| {
+            let mut path = base;
+            path.extend(p.path);
+            source.error(SpecProblem::at(path, p.message))
+        };
+        let run_dir = options
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&e.name));
+        let spec_dir = source
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+
+        // Backends: the file's, the backends file's, and the command line's.
+        let mut entries: BTreeMap<String, BackendEntry> = BTreeMap::new();
+        if let Some(f) = &e.backends_file {
+            let path = spec_dir.join(f);
+            if !path.is_file() {
+                return Err(err(SpecProblem::at(
+                    at!["backends_file"],
+                    format!("no such file: {}", path.display()),
+                )));
+            }
+            entries.extend(load_backends(&path)?);
+        }
+        for (name, table) in &e.backends {
+            let entry: BackendEntry =
+                spec::params(table, &[]).map_err(|p| within(at!["backends", name.as_str()], p))?;
+            entries.insert(name.clone(), entry);
+        }
+        let forced = match &options.backend {
+            None => None,
+            Some(BackendOverride::Named(n)) => {
+                if !entries.contains_key(n) {
+                    return Err(CliError::Usage(format!(
+                        "--backend: {}",
+                        spec::unknown("backend", n, &entries.keys().map(String::as_str).collect::<Vec<_>>())
+                    )));
+                }
+                Some(n.clone())
+            }
+            Some(BackendOverride::Entry(name, entry)) => {
+                entries.insert(name.clone(), entry.clone());
+                Some(name.clone())
+            }
+            Some(BackendOverride::Endpoint {
+                base_url,
+                model,
+                api_key_env,
+            }) => {
+                let entry = BackendEntry {
+                    api_key_env: api_key_env.clone(),
+                    ..BackendEntry::new(base_url.clone(), model.clone())
+                };
+                entries.insert("command-line".into(), entry);
+                Some("command-line".to_string())
+            }
+        };
+        let services = Arc::new(Services {
+            run_dir: run_dir.clone(),
+            spec_dir,
+            entries,
+            built: Mutex::new(HashMap::new()),
+        });
+
+        // The environment.
+        let factory = registry.envs.get(&e.environment.kind).ok_or_else(|| {
+            let names: Vec<&str> = registry.envs.keys().map(String::as_str).collect();
+            err(SpecProblem::at(
+                at!["environment", "type"],
+                spec::unknown("environment type", &e.environment.kind, &names),
+            ))
+        })?;
+        let env = factory(&e.environment.params, &*services).map_err(|p| within(at!["environment"], p))?;
+
+        // The dataset.
+        let d = &e.dataset;
+        if d.trajectories == 0 {
+            return Err(err(SpecProblem::at(
+                at!["dataset", "trajectories"],
+                "0: give at least 1",
+            )));
+        }
+        if d.concurrency == 0 {
+            return Err(err(SpecProblem::at(
+                at!["dataset", "concurrency"],
+                "0: give at least 1",
+            )));
+        }
+        if d.sampling.per_trajectory == 0 {
+            return Err(err(SpecProblem::at(
+                at!["dataset", "sampling", "per_trajectory"],
+                "0: give at least 1",
+            )));
+        }
+        if strategy_of(&d.sampling.strategy).is_none() {
+            return Err(err(SpecProblem::at(
+                at!["dataset", "sampling", "strategy"],
+                spec::unknown("strategy", &d.sampling.strategy, &["first", "random", "uniform"]),
+            )));
+        }
+        let collector = d.collector.clone().unwrap_or_else(|| env.default_collector());
+        env.check_policy(&collector, &*services)
+            .map_err(|p| within(at!["dataset", "collector"], p))?;
+
+        // The label sets.
+        let mut labels: Vec<ResolvedLabels> = Vec::new();
+        for (i, l) in e.labels.iter().enumerate() {
+            let base = at!["labels", i];
+            let name = l.resolved_name();
+            let field = |k: &str| {
+                let mut p = base.clone();
+                p.push(Seg::Key(k.into()));
+                p
+            };
+            if labels.iter().any(|x| x.name == name) {
+                return Err(err(SpecProblem::at(
+                    base.clone(),
+                    format!("a second label set named `{name}`: give it another `name`"),
+                )));
+            }
+            if l.rollouts == 0 {
+                return Err(err(SpecProblem::at(field("rollouts"), "0: give at least 1")));
+            }
+            if l.concurrency == 0 {
+                return Err(err(SpecProblem::at(field("concurrency"), "0: give at least 1")));
+            }
+            if let Some(g) = l.gamma
+                && !(g > 0.0 && g <= 1.0)
+            {
+                return Err(err(SpecProblem::at(
+                    field("gamma"),
+                    format!("{g}: give a value in (0, 1]"),
+                )));
+            }
+            if !(0.0..=1.0).contains(&l.max_aborted_share) {
+                return Err(err(SpecProblem::at(
+                    field("max_aborted_share"),
+                    format!("{}: give a share in [0, 1]", l.max_aborted_share),
+                )));
+            }
+            if !l.step_penalty.is_finite() {
+                return Err(err(SpecProblem::at(field("step_penalty"), "give a finite number")));
+            }
+            let reference = l.reference.clone().unwrap_or_else(|| env.default_reference());
+            env.check_policy(&reference, &*services)
+                .map_err(|p| within(field("reference"), p))?;
+            labels.push(ResolvedLabels {
+                name,
+                spec: LabelSpec {
+                    reference: Some(reference),
+                    ..l.clone()
+                },
+                path: base,
+            });
+        }
+        if labels.is_empty() {
+            return Err(err(SpecProblem::at(
+                at!["labels"],
+                "no label set: add a `[[labels]]` entry",
+            )));
+        }
+
+        // The methods, expanded.
+        let mut methods: Vec<ResolvedMethod> = Vec::new();
+        let type_names: Vec<&str> = registry.methods.keys().map(String::as_str).collect();
+        for (i, m) in e.methods.iter().enumerate() {
+            let base = at!["methods", i];
+            let field = |k: &str| {
+                let mut p = base.clone();
+                p.push(Seg::Key(k.into()));
+                p
+            };
+            let t = registry.methods.get(&m.kind).ok_or_else(|| {
+                err(SpecProblem::at(
+                    field("type"),
+                    spec::unknown("method type", &m.kind, &type_names),
+                ))
+            })?;
+            let info = t.info();
+            let signals = m.signal.as_ref().map(|s| s.values()).unwrap_or_else(|| vec![Signal::Q]);
+            let modalities = m
+                .modality
+                .as_ref()
+                .map(|s| s.values())
+                .unwrap_or_else(|| vec!["text".to_string()]);
+            let backends: Vec<Option<String>> = match (&forced, &m.backend) {
+                _ if !info.needs_backend => {
+                    if m.backend.is_some() {
+                        return Err(err(SpecProblem::at(
+                            field("backend"),
+                            format!("`{}` uses no LLM backend", m.kind),
+                        )));
+                    }
+                    vec![None]
+                }
+                (Some(f), _) => vec![Some(f.clone())],
+                (None, Some(b)) => b.values().into_iter().map(Some).collect(),
+                (None, None) => {
+                    return Err(err(SpecProblem::at(
+                        base.clone(),
+                        format!(
+                            "`{}` needs an LLM backend: add `backend = \"NAME\"` (a `[backends.NAME]` table or \
+                             `backends_file`), or run with --base-url URL --model M",
+                            m.kind
+                        ),
+                    )));
+                }
+            };
+            for b in backends.iter().flatten() {
+                if !services.entries.contains_key(b) {
+                    let names: Vec<&str> = services.entries.keys().map(String::as_str).collect();
+                    return Err(err(SpecProblem::at(
+                        field("backend"),
+                        spec::unknown("backend", b, &names),
+                    )));
+                }
+            }
+            for s in &signals {
+                if !info.signals.contains(s) {
+                    return Err(err(SpecProblem::at(
+                        field("signal"),
+                        format!(
+                            "`{}` does not estimate {}; it estimates {}",
+                            m.kind,
+                            signal_name(*s),
+                            info.signals
+                                .iter()
+                                .map(|s| signal_name(*s))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )));
+                }
+            }
+            for md in &modalities {
+                if md != "text" && md != "image" {
+                    return Err(err(SpecProblem::at(
+                        field("modality"),
+                        spec::unknown("modality", md, &["text", "image"]),
+                    )));
+                }
+            }
+            if m.points == Some(0) {
+                return Err(err(SpecProblem::at(
+                    field("points"),
+                    "0: give at least 1 (or leave it out for all)",
+                )));
+            }
+            for s in &signals {
+                for b in &backends {
+                    for md in &modalities {
+                        let mut name = format!(
+                            "{}-{}",
+                            m.name.clone().unwrap_or_else(|| m.kind.clone()),
+                            signal_name(*s)
+                        );
+                        if backends.len() > 1
+                            && let Some(b) = b
+                        {
+                            name.push('@');
+                            name.push_str(b);
+                        }
+                        if md == "image" {
+                            name.push_str("-image");
+                        }
+                        let r = ResolvedMethod {
+                            name: name.clone(),
+                            kind: m.kind.clone(),
+                            signal: *s,
+                            backend: b.clone(),
+                            modality: md.clone(),
+                            points: m.points,
+                            params: m.params.clone(),
+                            path: base.clone(),
+                        };
+                        t.check(&r).map_err(|p| within(base.clone(), p))?;
+                        if methods.iter().any(|x| x.name == name) {
+                            return Err(err(SpecProblem::at(
+                                base.clone(),
+                                format!("a second method named `{name}`: give one of them another `name`"),
+                            )));
+                        }
+                        methods.push(r);
+                    }
+                }
+            }
+        }
+        let ev = &e.evaluate;
+        if ev.min_points < 2 {
+            return Err(err(SpecProblem::at(at!["evaluate", "min_points"], "give at least 2")));
+        }
+        if !(ev.confidence > 0.0 && ev.confidence < 1.0) {
+            return Err(err(SpecProblem::at(
+                at!["evaluate", "confidence"],
+                format!("{}: give a level in (0, 1)", ev.confidence),
+            )));
+        }
+        for o in &options.only {
+            if !methods.iter().any(|m| &m.name == o || &m.kind == o) {
+                let names: Vec<&str> = methods.iter().map(|m| m.name.as_str()).collect();
+                return Err(CliError::Usage(format!(
+                    "--only: {}",
+                    spec::unknown("method", o, &names)
+                )));
+            }
+        }
+        for r in &options.redo {
+            let (stage, what) = r.split_once(':').unwrap_or((r.as_str(), ""));
+            let ok = match stage {
+                "collect" | "sample" | "evaluate" => what.is_empty(),
+                "label" => what.is_empty() || labels.iter().any(|l| l.name == what),
+                "predict" => what.is_empty() || methods.iter().any(|m| m.name == what),
+                _ => false,
+            };
+            if !ok {
+                return Err(CliError::Usage(format!(
+                    "--redo `{r}`: name a stage: collect, sample, label, label:NAME, predict, predict:METHOD"
+                )));
+            }
+        }
+        Ok(Plan {
+            experiment,
+            env,
+            collector,
+            labels,
+            methods,
+            run_dir,
+            services,
+            registry: registry.clone(),
+            options,
+        })
+    }
+
+    fn method_type(&self, m: &ResolvedMethod) -> Arc<dyn MethodType> {
+        self.registry.methods[&m.kind].clone()
+    }
+
+    /// The settings of each stage, as recorded in `run.json` and compared on a rerun.
+    pub fn stage_settings(&self) -> BTreeMap<String, Value> {
+        let e = &self.experiment;
+        let mut out = BTreeMap::new();
+        out.insert(
+            "collect".to_string(),
+            json!({
+                "environment": e.environment,
+                "trajectories": e.dataset.trajectories,
+                "collector": self.collector,
+                "seed": e.seed,
+            }),
+        );
+        out.insert(
+            "sample".into(),
+            json!({ "sampling": e.dataset.sampling, "seed": e.seed }),
+        );
+        for l in &self.labels {
+            let mut s = serde_json::to_value(&l.spec).unwrap_or(Value::Null);
+            if let Some(o) = s.as_object_mut() {
+                o.remove("concurrency");
+            }
+            s["seed"] = json!(e.seed);
+            out.insert(format!("label:{}", l.name), s);
+        }
+        for m in &self.methods {
+            let mut s = serde_json::to_value(m).unwrap_or(Value::Null);
+            if let Some(b) = &m.backend
+                && let Some(entry) = self.services.entries.get(b)
+            {
+                s["model"] = json!(entry.model);
+            }
+            s["seed"] = json!(e.seed);
+            out.insert(format!("predict:{}", m.name), s);
+        }
+        out
+    }
+}
+
+/// `run.json`: what was asked and what finished.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The qval version of the last run.
+    pub qval_version: String,
+    /// The experiment, every default filled in.
+    pub experiment: Value,
+    /// The environment's spec.
+    pub environment: Value,
+    /// What methods were told.
+    pub context: Value,
+    /// Each stage: its settings and whether it finished.
+    pub stages: BTreeMap<String, StageRecord>,
+}
+
+/// One stage in `run.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// The settings that determine its output.
+    pub settings: Value,
+    /// Whether it finished.
+    pub finished: bool,
+    /// Wall time of the run that finished it, in seconds.
+    #[serde(default)]
+    pub seconds: f64,
+    /// LLM requests it sent.
+    #[serde(default)]
+    pub requests: u64,
+    /// LLM tokens it used (prompt and completion).
+    #[serde(default)]
+    pub tokens: u64,
+}
+
+impl Manifest {
+    /// Reads `run.json` of a run folder (`None` if there is none).
+    ///
+    /// # Errors
+    /// A file that cannot be read or is not a manifest (named, with its line).
+    pub fn read(run_dir: &Path) -> Result<Option<Manifest>> {
+        let path = run_dir.join("run.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| CliError::io("reading", &path, e))?;
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            CliError::Usage(format!(
+                "{}:{}:{}: not a qval run manifest: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+
+    fn write(&self, run_dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(write_atomic(&run_dir.join("run.json"), (text + "\n").as_bytes())?)
+    }
+}
+
+/// The first leaf where two settings differ: (path, old, new).
+fn first_difference(path: &str, old: &Value, new: &Value) -> Option<(String, String, String)> {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                first_difference(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null))
+            })
+        }
+        _ if old == new => None,
+        _ => Some((path.to_string(), old.to_string(), new.to_string())),
+    }
+}
+
+/// Holds the run folder's lock for the life of a run.
+struct FolderLock {
+    _file: std::fs::File,
+}
+
+impl FolderLock {
+    fn acquire(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| CliError::io("creating", dir, e))?;
+        let path = dir.join(".qval.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CliError::io("opening", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(FolderLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(CliError::Busy {
+                dir: dir.to_path_buf(),
+                lock: path,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(CliError::io("locking", &path, e)),
+        }
+    }
+}
+
+/// What a run did, for the caller and the tests.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Stages that ran in this invocation (skipped ones are absent).
+    pub ran: Vec<String>,
+    /// The summary's Markdown.
+    pub markdown: String,
+    /// Files written by the evaluation.
+    pub written: Vec<PathBuf>,
+}
+
+fn say(quiet: bool, text: &str) {
+    if !quiet {
+        crate::out::line(text);
+    }
+}
+
+/// Stage names and the files they own.
+fn stage_files(plan: &Plan, stage: &str) -> Vec<PathBuf> {
+    let run = &plan.run_dir;
+    match stage.split_once(':') {
+        None if stage == "collect" => vec![layout::trajectories(run)],
+        None if stage == "sample" => vec![layout::points(run), run.join("candidates.jsonl")],
+        Some(("label", name)) => vec![
+            layout::labels(run, name),
+            layout::labels(run, &format!("ranking-{name}")),
+        ],
+        Some(("predict", name)) => {
+            let mut v: Vec<PathBuf> = plan
+                .methods
+                .iter()
+                .filter(|m| m.name == name)
+                .flat_map(|m| plan.method_type(m).outputs(m))
+                .map(|o| layout::predictions(run, &o))
+                .collect();
+            v.push(run.join("methods").join(name));
+            v
+        }
+        _ => vec![],
+    }
+}
+
+/// Whether a redo of `redo` clears the stage `stage` (the stage itself and what depends on
+/// it: everything after collection or sampling).
+fn cleared_by(redo: &str, stage: &str) -> bool {
+    match redo {
+        "collect" => true,
+        "sample" => stage != "collect",
+        "label" => stage.starts_with("label:"),
+        "predict" => stage.starts_with("predict:"),
+        r => r == stage,
+    }
+}
+
+/// Removes a file (and its checkpoint) or a folder, if there.
+fn remove(path: &Path) -> Result<()> {
+    let partial = qval_core::io::partial_path(path);
+    if partial.exists() {
+        std::fs::remove_file(&partial).map_err(|e| CliError::io("removing", &partial, e))?;
+    }
+    let r = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else if path.exists() {
+        std::fs::remove_file(path)
+    } else {
+        Ok(())
+    };
+    r.map_err(|e| CliError::io("removing", path, e))
+}
+
+/// Runs `plan`: only what is not finished, refusing changed settings of finished stages.
+///
+/// # Errors
+/// A changed setting ([`CliError::Changed`]), a busy folder, or a stage's own error (the
+/// work finished so far is kept, and a rerun resumes).
+pub async fn run(plan: &Plan) -> Result<RunReport> {
+    let run_dir = &plan.run_dir;
+    let _lock = FolderLock::acquire(run_dir)?;
+    let quiet = plan.options.quiet;
+    let e = &plan.experiment;
+    let settings = plan.stage_settings();
+    let mut manifest = Manifest::read(run_dir)?.unwrap_or_default();
+
+    // Redo first: clear the named stages and what depends on them.
+    for r in &plan.options.redo {
+        let clear: Vec<String> = manifest.stages.keys().filter(|k| cleared_by(r, k)).cloned().collect();
+        for stage in clear {
+            for f in stage_files(plan, &stage) {
+                remove(&f)?;
+            }
+            manifest.stages.remove(&stage);
+        }
+        for stage in ["collect", "sample"] {
+            if cleared_by(r, stage) {
+                for f in stage_files(plan, stage) {
+                    remove(&f)?;
+                }
+            }
+        }
+    }
+    // Refuse changed settings of finished stages; forget unfinished ones that changed.
+    for (stage, new) in &settings {
+        if let Some(old) = manifest.stages.get(stage) {
+            if let Some((setting, was, now)) = first_difference("", &old.settings, new) {
+                if old.finished {
+                    return Err(CliError::Changed {
+                        stage: stage.clone(),
+                        setting,
+                        old: was,
+                        new: now,
+                    });
+                }
+                for f in stage_files(plan, stage) {
+                    remove(&f)?;
+                }
+                manifest.stages.remove(stage);
+            }
+        }
+    }
+    let ctx = plan.env.method_context();
+    manifest.qval_version = env!("CARGO_PKG_VERSION").to_string();
+    manifest.experiment = json!({
+        "resolved": e,
+        "labels": plan.labels,
+        "methods": plan.methods,
+    });
+    manifest.environment = serde_json::to_value(plan.env.spec()).unwrap_or(Value::Null);
+    manifest.context = serde_json::to_value(&ctx).unwrap_or(Value::Null);
+    manifest.write(run_dir)?;
+
+    let mut report = RunReport::default();
+    let started = Instant::now();
+    let opts = |path: PathBuf| StageOptions {
+        progress: !quiet,
+        ..StageOptions::to_file(path)
+    };
+    let done = |manifest: &mut Manifest, stage: &str, t: Instant, usage: (u64, u64)| -> Result<()> {
+        manifest.stages.insert(
+            stage.to_string(),
+            StageRecord {
+                settings: settings[stage].clone(),
+                finished: true,
+                seconds: t.elapsed().as_secs_f64(),
+                requests: usage.0,
+                tokens: usage.1,
+            },
+        );
+        manifest.write(run_dir)
+    };
+    let start = |manifest: &mut Manifest, stage: &str| -> Result<bool> {
+        if manifest.stages.get(stage).is_some_and(|s| s.finished) {
+            return Ok(false);
+        }
+        manifest.stages.insert(
+            stage.to_string(),
+            StageRecord {
+                settings: settings[stage].clone(),
+                ..Default::default()
+            },
+        );
+        manifest.write(run_dir)?;
+        Ok(true)
+    };
+    let spec = plan.env.spec();
+    say(
+        quiet,
+        &format!(
+            "qval run {}: {} (gamma {}, {} steps), into {}",
+            e.name,
+            spec.name,
+            spec.gamma,
+            spec.max_steps,
+            run_dir.display()
+        ),
+    );
+
+    // 1. Collect.
+    let t = Instant::now();
+    let fresh = start(&mut manifest, "collect")?;
+    let config = CollectConfig {
+        trajectories: e.dataset.trajectories,
+        seed: e.seed,
+        concurrency: e.dataset.concurrency,
+    };
+    let trajectories = plan
+        .env
+        .collect(
+            &plan.collector,
+            &*plan.services,
+            &config,
+            &opts(layout::trajectories(run_dir)),
+        )
+        .await?;
+    if fresh {
+        done(&mut manifest, "collect", t, (0, 0))?;
+        report.ran.push("collect".into());
+    }
+    let successes = trajectories.iter().filter(|t| t.succeeded()).count();
+    say(
+        quiet,
+        &format!(
+            "1. collect   {} trajectories ({} steps), {} succeeded ({:.0}%){}",
+            trajectories.len(),
+            trajectories.iter().map(Trajectory::len).sum::<usize>(),
+            successes,
+            100.0 * successes as f64 / trajectories.len().max(1) as f64,
+            timing(fresh, t)
+        ),
+    );
+
+    // 2. Sample.
+    let t = Instant::now();
+    let fresh = start(&mut manifest, "sample")?;
+    let s = &e.dataset.sampling;
+    let sampling = SampleConfig::builder()
+        .per_trajectory(s.per_trajectory)
+        .strategy(strategy_of(&s.strategy).unwrap_or(Strategy::Random))
+        .discard_first(s.discard_first)
+        .discard_last(s.discard_last)
+        .seed(e.seed)
+        .build()?;
+    let points = qval_core::sample(&trajectories, &sampling, &opts(layout::points(run_dir)))?;
+    if points.is_empty() {
+        return Err(CliError::Usage(
+            "sampling gave no points: collect longer trajectories".into(),
+        ));
+    }
+    if fresh {
+        done(&mut manifest, "sample", t, (0, 0))?;
+        report.ran.push("sample".into());
+    }
+    let dataset = fingerprint(&points);
+    say(
+        quiet,
+        &format!(
+            "2. sample    {} points ({} per trajectory at most, {}){}",
+            points.len(),
+            s.per_trajectory,
+            s.strategy,
+            timing(fresh, t)
+        ),
+    );
+
+    // Ranking candidates, when a ranking method is planned: every legal action of the first
+    // points' states.
+    let candidate_methods: Vec<&ResolvedMethod> = plan
+        .methods
+        .iter()
+        .filter(|m| plan.method_type(m).info().on == PointSet::Candidates)
+        .collect();
+    let candidates: Option<(Vec<EvaluationPoint>, String)> = if candidate_methods.is_empty() {
+        None
+    } else {
+        let n = candidate_methods
+            .iter()
+            .map(|m| m.points.unwrap_or(points.len()))
+            .max()
+            .unwrap_or(points.len())
+            .min(points.len());
+        let path = run_dir.join("candidates.jsonl");
+        let meta = qval_core::io::Metadata::new(qval_core::io::Kind::Points, "expand_candidates")
+            .with_seed(e.seed)
+            .with_params(json!({ "dataset": dataset, "states": n }));
+        let existing = if path.exists() {
+            let (m, c) = qval_core::io::read_jsonl::<EvaluationPoint>(&path, qval_core::io::Kind::Points)?;
+            (m == meta).then_some(c)
+        } else {
+            None
+        };
+        let c = match existing {
+            Some(c) => c,
+            None => {
+                let c = plan.env.expand_candidates(&points[..n], e.seed)?;
+                qval_core::io::write_jsonl(&path, &meta, &c)?;
+                c
+            }
+        };
+        let fp = fingerprint(&c);
+        Some((c, fp))
+    };
+
+    // 3. Labels.
+    let mut label_files = Vec::new();
+    for l in &plan.labels {
+        let stage = format!("label:{}", l.name);
+        let t = Instant::now();
+        let fresh = start(&mut manifest, &stage)?;
+        let mut b = MvmcConfig::builder()
+            .rollouts(l.spec.rollouts)
+            .aggregation(l.spec.aggregation)
+            .signal(l.spec.signal)
+            .step_penalty(l.spec.step_penalty)
+            .seed(e.seed)
+            .concurrency(l.spec.concurrency);
+        if let Some(g) = l.spec.gamma {
+            b = b.gamma(g);
+        }
+        let reference = l.spec.reference.clone().expect("resolved by the plan");
+        let labeler = plan.env.labeler(&reference, &*plan.services, b.build()?)?;
+        let config = LabelConfig {
+            max_aborted_share: l.spec.max_aborted_share,
+        };
+        let path = layout::labels(run_dir, &l.name);
+        let labels = qval_core::label(&*labeler, &points, &config, &opts(path.clone()).with_dataset(&dataset)).await?;
+        label_files.push(path);
+        let mut count = labels.len();
+        if let Some((c, fp)) = &candidates
+            && l.spec.signal == Signal::Q
+        {
+            let path = layout::labels(run_dir, &format!("ranking-{}", l.name));
+            let cl = qval_core::label(&*labeler, c, &config, &opts(path.clone()).with_dataset(fp)).await?;
+            count += cl.len();
+            label_files.push(path);
+        }
+        if fresh {
+            done(&mut manifest, &stage, t, (0, 0))?;
+            report.ran.push(stage.clone());
+        }
+        let aborted = labels.iter().filter(|l| l.value.is_nan()).count();
+        say(
+            quiet,
+            &format!(
+                "3. label     {}: {count} labels (k = {}, {:?}), {aborted} aborted{}",
+                l.name,
+                l.spec.rollouts,
+                l.spec.aggregation,
+                timing(fresh, t)
+            ),
+        );
+    }
+
+    // 4. Predict.
+    let mut prediction_files = Vec::new();
+    for m in &plan.methods {
+        let t_kind = plan.method_type(m);
+        let outputs: Vec<PathBuf> = t_kind
+            .outputs(m)
+            .iter()
+            .map(|o| layout::predictions(run_dir, o))
+            .collect();
+        let stage = format!("predict:{}", m.name);
+        let wanted = plan.options.only.is_empty() || plan.options.only.iter().any(|o| o == &m.name || o == &m.kind);
+        let finished = manifest.stages.get(&stage).is_some_and(|s| s.finished);
+        if finished && outputs.iter().all(|p| p.exists()) {
+            say(quiet, &format!("4. predict   {} (finished earlier)", m.name));
+            prediction_files.extend(outputs);
+            continue;
+        }
+        if !wanted {
+            continue;
+        }
+        let t = Instant::now();
+        start(&mut manifest, &stage)?;
+        let before = m.backend.as_deref().map(|b| plan.services.usage(b)).unwrap_or((0, 0));
+        let (on, fp): (Vec<EvaluationPoint>, String) = match t_kind.info().on {
+            PointSet::Points => {
+                let n = m.points.unwrap_or(points.len()).min(points.len());
+                (points[..n].to_vec(), dataset.clone())
+            }
+            PointSet::Candidates => {
+                let (c, fp) = candidates
+                    .as_ref()
+                    .expect("candidates are made when a ranking method is planned");
+                let n = m.points.unwrap_or(points.len()).min(points.len());
+                let states: std::collections::HashSet<&str> = points[..n].iter().map(|p| p.id.as_str()).collect();
+                let mine = c
+                    .iter()
+                    .filter(|p| p.candidate_of.as_deref().is_some_and(|s| states.contains(s)))
+                    .cloned()
+                    .collect();
+                (mine, fp.clone())
+            }
+        };
+        let backend = match &m.backend {
+            Some(b) => Some(plan.services.backend(b).map_err(CliError::Usage)?),
+            None => None,
+        };
+        let built = t_kind
+            .build(BuildInput {
+                method: m,
+                env: &*plan.env,
+                ctx: &ctx,
+                trajectories: &trajectories,
+                points: &on,
+                backend,
+                seed: e.seed,
+                dir: run_dir.join("methods").join(&m.name),
+            })
+            .await?;
+        let names = t_kind.outputs(m);
+        if built.len() != names.len() {
+            return Err(CliError::Usage(format!(
+                "method type `{}` built {} methods for {} outputs",
+                m.kind,
+                built.len(),
+                names.len()
+            )));
+        }
+        let mut failed = 0;
+        for (method, (name, path)) in built.into_iter().zip(names.iter().zip(&outputs)) {
+            let method: Arc<dyn DenseSignalMethod> = if method.name() == *name {
+                method
+            } else {
+                Arc::new(Renamed {
+                    inner: method,
+                    name: name.clone(),
+                })
+            };
+            let preds = qval_core::predict(&*method, &on, &ctx, &opts(path.clone()).with_dataset(&fp)).await?;
+            failed += preds.iter().filter(|p| p.value.is_nan()).count();
+        }
+        let after = m.backend.as_deref().map(|b| plan.services.usage(b)).unwrap_or((0, 0));
+        let usage = (after.0 - before.0, after.1 - before.1);
+        done(&mut manifest, &stage, t, usage)?;
+        report.ran.push(stage.clone());
+        prediction_files.extend(outputs);
+        let llm = if m.backend.is_some() {
+            format!(", {} requests, {} tokens", HumanCount(usage.0), HumanCount(usage.1))
+        } else {
+            String::new()
+        };
+        say(
+            quiet,
+            &format!(
+                "4. predict   {}: {} points x {} set(s), {failed} NaN{llm}{}",
+                m.name,
+                on.len(),
+                names.len(),
+                timing(true, t)
+            ),
+        );
+    }
+
+    // 5. Evaluate: the planned label and prediction sets only.
+    let t = Instant::now();
+    let label_sets: Vec<LabelSet> = label_files
+        .iter()
+        .map(|p| LabelSet::read(p))
+        .collect::<std::result::Result<_, _>>()?;
+    let prediction_sets: Vec<PredictionSet> = prediction_files
+        .iter()
+        .map(|p| PredictionSet::read(p))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut summary = qval_metrics::evaluate(&label_sets, &prediction_sets, &evaluate_config(&e.evaluate)?)?;
+    summary.experiment["name"] = json!(e.name);
+    summary.experiment["environment"] = manifest.environment.clone();
+    summary.experiment["seed"] = json!(e.seed);
+    let (written, warnings) = summary.write(run_dir, "summary")?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    report.ran.push("evaluate".into());
+    report.markdown = summary.markdown();
+    report.written = written;
+    say(
+        quiet,
+        &format!(
+            "5. evaluate  {} label sets x {} prediction sets{}\n",
+            label_sets.len(),
+            prediction_sets.len(),
+            timing(true, t)
+        ),
+    );
+    say(quiet, report.markdown.trim_end());
+    say(
+        quiet,
+        &format!(
+            "\nArtifacts in {}/ ; total {:.2}s",
+            run_dir.display(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(report)
+}
+
+fn timing(fresh: bool, t: Instant) -> String {
+    if fresh {
+        format!(", {:.2}s", t.elapsed().as_secs_f64())
+    } else {
+        " (finished earlier)".into()
+    }
+}
+
+/// The evaluation settings of an experiment.
+///
+/// # Errors
+/// Settings out of range.
+pub fn evaluate_config(ev: &crate::spec::EvaluateSpec) -> Result<EvaluateConfig> {
+    let correlation = CorrelationConfig::builder().min_pairs(ev.min_points).build()?;
+    let bootstrap = if ev.bootstrap == 0 {
+        None
+    } else {
+        Some(
+            BootstrapConfig::builder()
+                .resamples(ev.bootstrap)
+                .level(ev.confidence)
+                .seed(ev.seed)
+                .build()?,
+        )
+    };
+    Ok(EvaluateConfig { correlation, bootstrap })
+}
+
+/// A method stored under another name.
+struct Renamed {
+    inner: Arc<dyn DenseSignalMethod>,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl DenseSignalMethod for Renamed {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn signal(&self) -> Signal {
+        self.inner.signal()
+    }
+    fn params(&self) -> Value {
+        self.inner.params()
+    }
+    async fn evaluate(&self, p: &EvaluationPoint, ctx: &MethodContext) -> qval_core::Result<f64> {
+        self.inner.evaluate(p, ctx).await
+    }
+    async fn evaluate_batch(&self, p: &[EvaluationPoint], ctx: &MethodContext) -> Vec<qval_core::Result<f64>> {
+        self.inner.evaluate_batch(p, ctx).await
+    }
+}

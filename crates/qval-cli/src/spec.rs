@@ -1,0 +1,633 @@
+//! Experiment files: what to collect, sample, label, predict and evaluate, in TOML.
+//!
+//! ```toml
+//! name = "quickstart"
+//! seed = 42
+//!
+//! [environment]
+//! type = "frozenlake"          # or "terminalbench", or one a user registered
+//! maps = 8                     # type-specific parameters follow
+//!
+//! [dataset]
+//! trajectories = 50
+//! collector = { type = "epsilon-greedy", epsilon = 0.1 }
+//! sampling = { per_trajectory = 5, strategy = "random" }
+//!
+//! [[labels]]                   # one or more label sets
+//! signal = "q"
+//! rollouts = 1
+//!
+//! [[methods]]                  # the methods under test
+//! type = "random"
+//!
+//! [[methods]]
+//! type = "direct"
+//! backend = ["vllm", "openrouter"]   # lists expand: one method per backend (and signal, modality)
+//! signal = ["q", "v"]
+//! points = 100                       # the first 100 points, as published
+//!
+//! [backends.vllm]              # or backends_file = "backends.toml"
+//! base_url = "http://localhost:8000/v1"
+//! model = "Qwen/Qwen3-8B"
+//!
+//! [evaluate]
+//! min_points = 50
+//! bootstrap = 10000
+//! ```
+//!
+//! [`load`] reads a file and checks everything that can be checked before any work starts:
+//! unknown keys (with a did-you-mean), values out of range, unknown method or environment
+//! types, backends that are not defined, files that do not exist. Errors name the file, line
+//! and column.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::error::{CliError, Result};
+use qval_core::Signal;
+
+/// A whole experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// A name, used in reports.
+    pub name: String,
+    /// The root seed of collection, sampling, labels and seeded methods (default 42).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The environment.
+    pub environment: Typed,
+    /// Collection and sampling.
+    #[serde(default)]
+    pub dataset: DatasetSpec,
+    /// Label sets (default: one MVMC Q set).
+    #[serde(default = "default_labels")]
+    pub labels: Vec<LabelSpec>,
+    /// The methods under test.
+    #[serde(default)]
+    pub methods: Vec<MethodSpec>,
+    /// Named LLM backends (the `backends.toml` entry format).
+    #[serde(default)]
+    pub backends: BTreeMap<String, toml::Table>,
+    /// A file of named backends, relative to the experiment file.
+    #[serde(default)]
+    pub backends_file: Option<PathBuf>,
+    /// Evaluation settings.
+    #[serde(default)]
+    pub evaluate: EvaluateSpec,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+fn default_labels() -> Vec<LabelSpec> {
+    vec![LabelSpec::default()]
+}
+
+/// Something chosen by type with its own parameters: an environment, a collector, a
+/// reference policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Typed {
+    /// The registered type name.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The type's parameters.
+    #[serde(flatten)]
+    pub params: toml::Table,
+}
+
+impl Typed {
+    /// A type with no parameters.
+    pub fn named(kind: &str) -> Self {
+        Typed {
+            kind: kind.into(),
+            params: toml::Table::new(),
+        }
+    }
+}
+
+/// Collection and sampling (stages 1 and 2).
+///
+/// | key | default |
+/// |---|---|
+/// | `trajectories` | 50 |
+/// | `collector` | the environment's default collector |
+/// | `concurrency` | 16 |
+/// | `sampling.per_trajectory` | 5 |
+/// | `sampling.strategy` | `random` (`first`, `random`, `uniform`) |
+/// | `sampling.discard_first`, `sampling.discard_last` | 1, 1 |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Trajectories to collect.
+    #[serde(default = "default_trajectories")]
+    pub trajectories: usize,
+    /// The collecting policy (`None`: the environment's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<Typed>,
+    /// Episodes run at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Point sampling.
+    #[serde(default)]
+    pub sampling: SamplingSpec,
+}
+
+fn default_trajectories() -> usize {
+    50
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+impl Default for DatasetSpec {
+    fn default() -> Self {
+        DatasetSpec {
+            trajectories: default_trajectories(),
+            collector: None,
+            concurrency: default_concurrency(),
+            sampling: SamplingSpec::default(),
+        }
+    }
+}
+
+/// Point sampling (published defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingSpec {
+    /// Points per trajectory, at most.
+    #[serde(default = "five")]
+    pub per_trajectory: usize,
+    /// `first`, `random` or `uniform`.
+    #[serde(default = "random_strategy")]
+    pub strategy: String,
+    /// Turns discarded at the start.
+    #[serde(default = "one")]
+    pub discard_first: usize,
+    /// Turns discarded at the end.
+    #[serde(default = "one")]
+    pub discard_last: usize,
+}
+
+fn five() -> usize {
+    5
+}
+fn one() -> usize {
+    1
+}
+fn random_strategy() -> String {
+    "random".into()
+}
+
+impl Default for SamplingSpec {
+    fn default() -> Self {
+        SamplingSpec {
+            per_trajectory: 5,
+            strategy: random_strategy(),
+            discard_first: 1,
+            discard_last: 1,
+        }
+    }
+}
+
+/// One MVMC label set (stage 3).
+///
+/// | key | default |
+/// |---|---|
+/// | `name` | `mvmc-q` (`mvmc-<signal>[-mean]`) |
+/// | `signal` | `q` (`q`, `v`, `advantage`) |
+/// | `rollouts` | 16 |
+/// | `aggregation` | `max` (`max`, `mean`) |
+/// | `gamma` | the environment's |
+/// | `step_penalty` | 0 |
+/// | `reference` | the environment's reference policy |
+/// | `max_aborted_share` | 0.3 |
+/// | `concurrency` | 64 |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSpec {
+    /// The set's name (file `labels/<name>.jsonl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The value estimated.
+    #[serde(default = "q")]
+    pub signal: Signal,
+    /// Rollouts per point (k).
+    #[serde(default = "sixteen")]
+    pub rollouts: usize,
+    /// `max` (MVMC) or `mean`.
+    #[serde(default)]
+    pub aggregation: qval_core::Aggregation,
+    /// The discount factor (`None`: the environment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// Subtracted from every reward.
+    #[serde(default)]
+    pub step_penalty: f64,
+    /// The reference policy (`None`: the environment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Typed>,
+    /// The largest share of aborted points.
+    #[serde(default = "max_aborted")]
+    pub max_aborted_share: f64,
+    /// Points labelled at once.
+    #[serde(default = "sixty_four")]
+    pub concurrency: usize,
+}
+
+fn q() -> Signal {
+    Signal::Q
+}
+fn sixteen() -> usize {
+    16
+}
+fn sixty_four() -> usize {
+    64
+}
+fn max_aborted() -> f64 {
+    0.3
+}
+
+impl Default for LabelSpec {
+    fn default() -> Self {
+        LabelSpec {
+            name: None,
+            signal: Signal::Q,
+            rollouts: 16,
+            aggregation: Default::default(),
+            gamma: None,
+            step_penalty: 0.0,
+            reference: None,
+            max_aborted_share: 0.3,
+            concurrency: 64,
+        }
+    }
+}
+
+impl LabelSpec {
+    /// The set's name: given, or `mvmc-<signal>` (`-mean` for mean aggregation).
+    pub fn resolved_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let s = match self.signal {
+                Signal::Q => "q",
+                Signal::V => "v",
+                Signal::Advantage => "advantage",
+            };
+            match self.aggregation {
+                qval_core::Aggregation::Max => format!("mvmc-{s}"),
+                qval_core::Aggregation::Mean => format!("mvmc-{s}-mean"),
+            }
+        })
+    }
+}
+
+/// One value or a list of them (lists expand into one method each).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// One value.
+    One(T),
+    /// Several values.
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    /// The values, in order.
+    pub fn values(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One entry of `[[methods]]`. `signal`, `backend` and `modality` may be lists: the entry
+/// expands into one method per combination, as the published catalog's matrix does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MethodSpec {
+    /// The method type (see `qval methods`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The name (default: the type); the signal, and the backend or modality when a list
+    /// expands, are appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The signal(s) estimated (default `q`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<OneOrMany<Signal>>,
+    /// The LLM backend(s), by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<OneOrMany<String>>,
+    /// `text` or `image` (default `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modality: Option<OneOrMany<String>>,
+    /// Score only the first N points (published: 100 for LLM methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<usize>,
+    /// The type's own parameters.
+    #[serde(flatten)]
+    pub params: toml::Table,
+}
+
+/// Evaluation settings (stage 5).
+///
+/// | key | default |
+/// |---|---|
+/// | `min_points` | 50 (the published minimum of usable pairs) |
+/// | `bootstrap` | 10000 resamples (0: no intervals) |
+/// | `confidence` | 0.95 |
+/// | `seed` | 0 |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateSpec {
+    /// Fewer usable pairs give NaN with the reason.
+    #[serde(default = "fifty")]
+    pub min_points: usize,
+    /// Bootstrap resamples for the intervals (0: none).
+    #[serde(default = "ten_thousand")]
+    pub bootstrap: usize,
+    /// The intervals' level.
+    #[serde(default = "ninety_five")]
+    pub confidence: f64,
+    /// The bootstrap's seed.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn fifty() -> usize {
+    50
+}
+fn ten_thousand() -> usize {
+    10_000
+}
+fn ninety_five() -> f64 {
+    0.95
+}
+
+impl Default for EvaluateSpec {
+    fn default() -> Self {
+        EvaluateSpec {
+            min_points: 50,
+            bootstrap: 10_000,
+            confidence: 0.95,
+            seed: 0,
+        }
+    }
+}
+
+/// One step of a path into the file: a key or an array index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seg {
+    /// A table key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+impl From<&str> for Seg {
+    fn from(k: &str) -> Self {
+        Seg::Key(k.to_string())
+    }
+}
+
+impl From<String> for Seg {
+    fn from(k: String) -> Self {
+        Seg::Key(k)
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(i: usize) -> Self {
+        Seg::Index(i)
+    }
+}
+
+/// A path into the file, e.g. `methods[2].samples`.
+pub fn path_text(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for s in path {
+        match s {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Builds a path from keys and indices: `at!["methods", 2, "samples"]`.
+#[macro_export]
+macro_rules! at {
+    ($($s:expr),* $(,)?) => { vec![$($crate::spec::Seg::from($s)),*] };
+}
+
+/// A problem found in an experiment file, at a path into it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecProblem {
+    /// Where (a key path; the closest existing key is reported).
+    pub path: Vec<Seg>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl SpecProblem {
+    /// A problem at `path`.
+    pub fn at(path: Vec<Seg>, message: impl Into<String>) -> Self {
+        SpecProblem {
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+/// The text of an experiment file, for turning paths into positions.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// The file.
+    pub file: PathBuf,
+    /// Its text.
+    pub text: String,
+}
+
+impl Source {
+    /// The 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let col = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        (line, col)
+    }
+
+    /// The span of the key (or element) at `path`, or of its closest existing ancestor.
+    pub fn span_of(&self, path: &[Seg]) -> Range<usize> {
+        let Ok(root) = toml::de::DeTable::parse(&self.text) else {
+            return 0..0;
+        };
+        let root = toml::Spanned::new(root.span(), toml::de::DeValue::Table(root.into_inner()));
+        let mut best = 0..0;
+        let mut cur = &root;
+        for seg in path {
+            let next = match (seg, cur.get_ref()) {
+                (Seg::Key(k), toml::de::DeValue::Table(t)) => {
+                    t.iter().find(|(key, _)| key.get_ref() == k).map(|(key, v)| {
+                        best = key.span();
+                        v
+                    })
+                }
+                (Seg::Index(i), toml::de::DeValue::Array(a)) => a.get(*i).inspect(|v| best = v.span()),
+                _ => None,
+            };
+            match next {
+                Some(v) => cur = v,
+                None => break,
+            }
+        }
+        best
+    }
+
+    /// The error for a problem: file, line and column of its path.
+    pub fn error(&self, p: SpecProblem) -> CliError {
+        let (line, col) = self.line_col(self.span_of(&p.path).start);
+        let at = path_text(&p.path);
+        CliError::Spec {
+            file: self.file.clone(),
+            line,
+            col,
+            message: if at.is_empty() {
+                p.message
+            } else {
+                format!("`{at}`: {}", p.message)
+            },
+        }
+    }
+}
+
+/// The closest of `allowed` to `word`, if close enough to be a likely misspelling.
+pub fn did_you_mean<'a>(word: &str, allowed: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    allowed
+        .into_iter()
+        .map(|a| {
+            let d = strsim::damerau_levenshtein(word, a);
+            // A prefix (`frozen` for `frozenlake`) is as likely as a typo.
+            let prefix = word.len() >= 3 && (a.starts_with(word) || word.starts_with(a));
+            (if prefix { d.min(1) } else { d }, a)
+        })
+        .filter(|(d, a)| *d <= 2.max(a.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+/// A message for "unknown X, expected one of ...", with a did-you-mean.
+pub fn unknown(what: &str, word: &str, allowed: &[&str]) -> String {
+    let hint = did_you_mean(word, allowed.iter().copied())
+        .map(|a| format!(" (did you mean `{a}`?)"))
+        .unwrap_or_default();
+    format!(
+        "unknown {what} `{word}`{hint}; expected one of: {}",
+        allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into [`unknown`]'s form
+/// (with a did-you-mean), and returns the unknown field's name.
+pub fn explain_serde(message: &str) -> (String, Option<String>) {
+    let msg = message.trim();
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((field, tail)) = rest.split_once('`')
+    {
+        let allowed: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        return (unknown("key", field, &allowed), Some(field.to_string()));
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `")
+        && let Some((word, tail)) = rest.split_once('`')
+    {
+        let allowed: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        return (unknown("value", word, &allowed), None);
+    }
+    (msg.to_string(), None)
+}
+
+/// Deserialises a type's parameter table into its own parameter struct
+/// (`#[serde(deny_unknown_fields)]`), turning errors into problems at `base`.
+pub fn params<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    base: &[Seg],
+) -> std::result::Result<T, SpecProblem> {
+    toml::Value::Table(table.clone()).try_into::<T>().map_err(|e| {
+        let (message, field) = explain_serde(e.message());
+        let mut path = base.to_vec();
+        let field = field.or_else(|| {
+            // "invalid type ... for key `x`" and the like name the key.
+            e.message()
+                .split('`')
+                .nth(1)
+                .filter(|k| table.contains_key(*k))
+                .map(str::to_string)
+        });
+        if let Some(f) = field {
+            path.push(Seg::Key(f));
+        }
+        SpecProblem::at(path, message)
+    })
+}
+
+/// Reads and parses an experiment file (syntax, keys and types; [`crate::runner::Plan`]
+/// checks the rest).
+///
+/// # Errors
+/// [`CliError::Spec`] with the file, line and column; [`CliError::Usage`] for an unreadable file.
+pub fn load(file: &Path) -> Result<(Experiment, Source)> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("cannot read the experiment file {}: {e}", file.display())))?;
+    let source = Source {
+        file: file.to_path_buf(),
+        text,
+    };
+    let exp: Experiment = toml::from_str(&source.text).map_err(|e| {
+        let (message, _) = explain_serde(e.message());
+        let (line, col) = source.line_col(e.span().map(|s| s.start).unwrap_or(0));
+        CliError::Spec {
+            file: file.to_path_buf(),
+            line,
+            col,
+            message,
+        }
+    })?;
+    Ok((exp, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_close_words_only() {
+        assert_eq!(did_you_mean("sampels", ["samples", "points"]), Some("samples"));
+        assert_eq!(did_you_mean("zzzz", ["samples", "points"]), None);
+    }
+
+    #[test]
+    fn serde_messages_gain_a_suggestion() {
+        let (m, f) = explain_serde("unknown field `rolouts`, expected one of `name`, `rollouts`");
+        assert_eq!(f.as_deref(), Some("rollouts").map(|_| "rolouts"));
+        assert!(m.contains("did you mean `rollouts`?"), "{m}");
+    }
+
+    #[test]
+    fn spans_point_at_the_key() {
+        let s = Source {
+            file: "x.toml".into(),
+            text: "name = \"a\"\n[[methods]]\ntype = \"random\"\n[[methods]]\ntype = \"direct\"\nsampels = 3\n".into(),
+        };
+        let span = s.span_of(&at!["methods", 1, "sampels"]);
+        assert_eq!(s.line_col(span.start), (6, 1));
+    }
+}

