@@ -50,6 +50,14 @@ pub enum MetricsError {
     /// An error from qval-core (reading run files).
     #[error(transparent)]
     Core(#[from] std::sync::Arc<qval_core::CoreError>),
+    /// A picture could not be drawn.
+    #[error("drawing {what}: {message}")]
+    Plot {
+        /// The picture.
+        what: String,
+        /// The drawing library's error.
+        message: String,
+    },
     /// A parameter is out of range.
     #[error("invalid parameter `{name}` = {value}: {reason}")]
     InvalidParameter {

@@ -11,7 +11,9 @@
 //! - [`per_state_ranking`] for ranking methods; [`group_summary`] for sampled methods;
 //! - [`bootstrap`] percentile intervals, seeded and parallel, identical for any thread count;
 //! - [`evaluate_run`] (stage 5) and [`recompute_published`], which write `summary.json` in the
-//!   published layout, a Markdown table and plots ([`report`], [`plots`]).
+//!   published layout, a Markdown table and plots ([`report`], [`plots`]);
+//! - [`write_cross_run_report`]: one report across several runs (Markdown, CSV, a heat map,
+//!   a self-contained sortable HTML page) ([`crossrun`]).
 //!
 //! ```
 //! use qval_metrics::{spearman, CorrelationConfig};
@@ -28,6 +30,7 @@
 pub mod align;
 pub mod bootstrap;
 pub mod correlation;
+pub mod crossrun;
 pub mod error;
 pub mod group;
 pub mod plots;
@@ -42,6 +45,7 @@ pub use correlation::{
     Correlation, CorrelationConfig, CorrelationConfigBuilder, LengthPolicy, PairwiseAccuracy, SignAgreement, kendall,
     pairwise_accuracy, pearson, sign_agreement, spearman,
 };
+pub use crossrun::{CrossRunCell, CrossRunRow, CrossRunTable, cross_run_html, write_cross_run_report};
 pub use error::MetricsError;
 pub use group::{GroupSummary, group_summary};
 pub use rank::average_ranks;
