@@ -327,9 +327,11 @@ fn report(a: &ReportArgs) -> Result<()> {
             .unwrap_or_else(|| dir.display().to_string());
         runs.push((name, summary));
     }
-    // MERGE-REPORT: qval_metrics::crossrun::write_cross_run_report(&runs, &a.out)
-    let _ = (&runs, &a.out);
-    Err(CliError::Usage("report: MERGE-REPORT".into()))
+    let written = qval_metrics::write_cross_run_report(&runs, &a.out)?;
+    for p in &written {
+        out::line(&p.display().to_string());
+    }
+    Ok(())
 }
 
 fn methods_table(registry: &Registry) {

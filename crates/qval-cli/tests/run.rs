@@ -513,3 +513,45 @@ fn the_shipped_experiments_are_valid() {
         }
     }
 }
+
+#[test]
+fn report_preview_and_evaluate_work_on_run_folders() {
+    let server = oracle(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let methods = "\n[[methods]]\ntype = \"random\"\n\n[[methods]]\ntype = \"direct\"\nbackend = \"oracle\"\npoints = 60\n\n[[methods]]\ntype = \"ranking\"\nbackend = \"oracle\"\npoints = 5\n";
+    let file = experiment(dir.path(), "rep", methods, &server);
+    let (a, b) = (dir.path().join("run-a"), dir.path().join("run-b"));
+    run_ok(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap(), "-q"]);
+    let text = std::fs::read_to_string(&file).unwrap().replace("seed = 7", "seed = 8");
+    std::fs::write(&file, text).unwrap();
+    run_ok(&["run", file.to_str().unwrap(), "--out", b.to_str().unwrap(), "-q"]);
+
+    // One table across runs.
+    let rep = dir.path().join("rep");
+    run_ok(&["report", a.to_str().unwrap(), b.to_str().unwrap(), "--out", rep.to_str().unwrap()]);
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(md.contains("run-a") && md.contains("run-b") && md.contains("direct-q"), "{md}");
+    for f in ["report.csv", "report.html", "heatmap.png"] {
+        assert!(rep.join(f).metadata().unwrap().len() > 100, "{f}");
+    }
+
+    // The exact prompts, no request sent.
+    let before = server.requests();
+    let out = run_ok(&["preview", a.to_str().unwrap(), "--method", "ranking-q", "--points", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("##### ranking-q request 1 of 1") && text.contains("Candidate actions"), "{text}");
+    assert_eq!(server.requests(), before, "a preview sends nothing");
+
+    // Re-evaluating the folder gives the same figures as the run did.
+    let stored = summary(&a);
+    run_ok(&["evaluate", a.to_str().unwrap(), "--bootstrap", "200"]);
+    let again = summary(&a);
+    assert_eq!(stored["estimations"], again["estimations"]);
+
+    // Labels copied from another run are refused, naming both files.
+    std::fs::copy(b.join("labels/mvmc-q.jsonl"), a.join("labels/mvmc-q.jsonl")).unwrap();
+    let out = qval().args(["evaluate", a.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("other points") && err.contains("mvmc-q.jsonl") && err.contains("direct-q.jsonl"), "{err}");
+}
