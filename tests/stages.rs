@@ -75,6 +75,7 @@ fn same_seed_gives_identical_bytes_whatever_the_concurrency() {
                 checkpoint_every: every,
                 progress: false,
                 dataset: None,
+                bar: None,
             };
             label(
                 &labeler(&env, concurrency),
@@ -152,6 +153,7 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         checkpoint_every: 10,
         progress: false,
         dataset: None,
+        bar: None,
     };
 
     // First run: crashes on its fourth batch, after 30 points are checkpointed.
@@ -197,6 +199,7 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         checkpoint_every: 0,
         progress: false,
         dataset: None,
+        bar: None,
     };
     rt.block_on(label(
         &labeler(&env, 8),
@@ -249,6 +252,7 @@ fn too_many_aborted_points_fail_the_run_but_keep_the_labels() {
         checkpoint_every: 0,
         progress: false,
         dataset: None,
+        bar: None,
     };
     let err = rt
         .block_on(label(

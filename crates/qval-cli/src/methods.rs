@@ -458,11 +458,11 @@ impl CodeParams {
     }
 
     fn sandbox(&self) -> Result<qval_methods::code::SandboxConfig> {
-        Ok(qval_methods::code::SandboxConfig::builder()
+        qval_methods::code::SandboxConfig::builder()
             .call_limit(Duration::from_secs_f64(self.call_limit))
             .total_limit(Duration::from_secs_f64(self.total_limit))
             .build()
-            .map_err(|e| CliError::Usage(format!("sandbox settings: {e}")))?)
+            .map_err(|e| CliError::Usage(format!("sandbox settings: {e}")))
     }
 }
 

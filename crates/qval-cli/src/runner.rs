@@ -140,16 +140,19 @@ pub struct ResolvedLabels {
     pub path: Vec<Seg>,
 }
 
+/// A backend with the counter of its requests and tokens.
+type MeteredBackend = (Arc<dyn Backend>, Arc<UsageCounter>);
+
 /// The services a run gives factories: folders and lazily built backends.
 pub struct Services {
     run_dir: PathBuf,
     spec_dir: PathBuf,
     entries: BTreeMap<String, BackendEntry>,
-    built: Mutex<HashMap<String, (Arc<dyn Backend>, Arc<UsageCounter>)>>,
+    built: Mutex<HashMap<String, MeteredBackend>>,
 }
 
 impl Services {
-    fn built(&self, name: &str) -> std::result::Result<(Arc<dyn Backend>, Arc<UsageCounter>), String> {
+    fn built(&self, name: &str) -> std::result::Result<MeteredBackend, String> {
         let mut built = self.built.lock().expect("backend lock");
         if let Some(b) = built.get(name) {
             return Ok(b.clone());
@@ -835,21 +838,21 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     }
     // Refuse changed settings of finished stages; forget unfinished ones that changed.
     for (stage, new) in &settings {
-        if let Some(old) = manifest.stages.get(stage) {
-            if let Some((setting, was, now)) = first_difference("", &old.settings, new) {
-                if old.finished {
-                    return Err(CliError::Changed {
-                        stage: stage.clone(),
-                        setting,
-                        old: was,
-                        new: now,
-                    });
-                }
-                for f in stage_files(plan, stage) {
-                    remove(&f)?;
-                }
-                manifest.stages.remove(stage);
+        if let Some(old) = manifest.stages.get(stage)
+            && let Some((setting, was, now)) = first_difference("", &old.settings, new)
+        {
+            if old.finished {
+                return Err(CliError::Changed {
+                    stage: stage.clone(),
+                    setting,
+                    old: was,
+                    new: now,
+                });
             }
+            for f in stage_files(plan, stage) {
+                remove(&f)?;
+            }
+            manifest.stages.remove(stage);
         }
     }
     let ctx = plan.env.method_context();
@@ -1131,6 +1134,28 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 names.len()
             )));
         }
+        // The bar shows requests per second and tokens of the method's backend.
+        let bar = (!quiet).then(indicatif::ProgressBar::no_length);
+        let ticker = match (&bar, &m.backend) {
+            (Some(bar), Some(b)) => {
+                let (bar, services, b) = (bar.clone(), plan.services.clone(), b.clone());
+                let t0 = Instant::now();
+                Some(tokio::spawn(async move {
+                    loop {
+                        let now = services.usage(&b);
+                        let (req, tok) = (now.0 - before.0, now.1 - before.1);
+                        let rate = req as f64 / t0.elapsed().as_secs_f64().max(1e-3);
+                        bar.set_message(format!(
+                            "{} requests ({rate:.1}/s), {} tokens",
+                            HumanCount(req),
+                            HumanCount(tok)
+                        ));
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                }))
+            }
+            _ => None,
+        };
         let mut failed = 0;
         for (method, (name, path)) in built.into_iter().zip(names.iter().zip(&outputs)) {
             let method: Arc<dyn DenseSignalMethod> = if method.name() == *name {
@@ -1141,8 +1166,27 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                     name: name.clone(),
                 })
             };
-            let preds = qval_core::predict(&*method, &on, &ctx, &opts(path.clone()).with_dataset(&fp)).await?;
+            let stage_opts = StageOptions {
+                bar: bar.clone(),
+                ..opts(path.clone()).with_dataset(&fp)
+            };
+            let preds = qval_core::predict(&*method, &on, &ctx, &stage_opts).await;
+            let preds = match preds {
+                Ok(p) => p,
+                Err(e) => {
+                    if let Some(t) = &ticker {
+                        t.abort();
+                    }
+                    return Err(e.into());
+                }
+            };
             failed += preds.iter().filter(|p| p.value.is_nan()).count();
+        }
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
         }
         let after = m.backend.as_deref().map(|b| plan.services.usage(b)).unwrap_or((0, 0));
         let usage = (after.0 - before.0, after.1 - before.1);

@@ -627,7 +627,8 @@ mod tests {
             file: "x.toml".into(),
             text: "name = \"a\"\n[[methods]]\ntype = \"random\"\n[[methods]]\ntype = \"direct\"\nsampels = 3\n".into(),
         };
-        let span = s.span_of(&at!["methods", 1, "sampels"]);
+        let path: Vec<Seg> = at!["methods", 1, "sampels"];
+        let span = s.span_of(&path);
         assert_eq!(s.line_col(span.start), (6, 1));
     }
 }

@@ -528,9 +528,18 @@ fn report_preview_and_evaluate_work_on_run_folders() {
 
     // One table across runs.
     let rep = dir.path().join("rep");
-    run_ok(&["report", a.to_str().unwrap(), b.to_str().unwrap(), "--out", rep.to_str().unwrap()]);
+    run_ok(&[
+        "report",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        rep.to_str().unwrap(),
+    ]);
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
-    assert!(md.contains("run-a") && md.contains("run-b") && md.contains("direct-q"), "{md}");
+    assert!(
+        md.contains("run-a") && md.contains("run-b") && md.contains("direct-q"),
+        "{md}"
+    );
     for f in ["report.csv", "report.html", "heatmap.png"] {
         assert!(rep.join(f).metadata().unwrap().len() > 100, "{f}");
     }
@@ -539,7 +548,10 @@ fn report_preview_and_evaluate_work_on_run_folders() {
     let before = server.requests();
     let out = run_ok(&["preview", a.to_str().unwrap(), "--method", "ranking-q", "--points", "1"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("##### ranking-q request 1 of 1") && text.contains("Candidate actions"), "{text}");
+    assert!(
+        text.contains("##### ranking-q request 1 of 1") && text.contains("Candidate actions"),
+        "{text}"
+    );
     assert_eq!(server.requests(), before, "a preview sends nothing");
 
     // Re-evaluating the folder gives the same figures as the run did.
@@ -553,5 +565,8 @@ fn report_preview_and_evaluate_work_on_run_folders() {
     let out = qval().args(["evaluate", a.to_str().unwrap()]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("other points") && err.contains("mvmc-q.jsonl") && err.contains("direct-q.jsonl"), "{err}");
+    assert!(
+        err.contains("other points") && err.contains("mvmc-q.jsonl") && err.contains("direct-q.jsonl"),
+        "{err}"
+    );
 }

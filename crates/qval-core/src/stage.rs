@@ -35,6 +35,10 @@ pub struct StageOptions {
     /// the fingerprint of the points given (set it when a stage runs on a part of a dataset,
     /// such as the first 100 points).
     pub dataset: Option<String>,
+    /// A bar to draw on instead of a new one: for example one of the caller's
+    /// `indicatif::MultiProgress`, whose message (`{msg}`) the caller keeps current with
+    /// requests and tokens. Used only when `progress` is true.
+    pub bar: Option<ProgressBar>,
 }
 
 impl StageOptions {
@@ -45,6 +49,7 @@ impl StageOptions {
             checkpoint_every: 0,
             progress: true,
             dataset: None,
+            bar: None,
         }
     }
 
@@ -59,13 +64,21 @@ impl StageOptions {
     }
 }
 
-fn progress_bar(show: bool, len: usize, what: &str) -> ProgressBar {
-    if !show {
+fn progress_bar(opts: &StageOptions, len: usize, what: &str) -> ProgressBar {
+    if !opts.progress {
         return ProgressBar::hidden();
     }
-    let pb = ProgressBar::new(len as u64);
+    let pb = match &opts.bar {
+        Some(b) => {
+            b.set_length(len as u64);
+            b.set_position(0);
+            b.reset_eta();
+            b.clone()
+        }
+        None => ProgressBar::new(len as u64),
+    };
     pb.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
@@ -94,7 +107,7 @@ where
     } else {
         opts.checkpoint_every
     };
-    let pb = progress_bar(opts.progress, keys.len(), what);
+    let pb = progress_bar(opts, keys.len(), what);
     let Some(path) = opts.out.as_deref() else {
         let mut all = Vec::with_capacity(keys.len());
         for c in (0..keys.len()).collect::<Vec<_>>().chunks(chunk) {

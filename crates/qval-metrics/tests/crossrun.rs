@@ -34,6 +34,7 @@ fn method(rho: Option<f64>, ci: Option<[f64; 2]>, n: usize, p: f64) -> MethodEst
             pearson: fig(rho),
             spearman: fig(rho),
             kendall_tau: fig(rho),
+            ranking_spearman: None,
         },
         pairwise_accuracy: None,
         sign_agreement: None,
@@ -50,6 +51,9 @@ fn summary(refs: Vec<(&str, Vec<(&str, MethodEstimation)>)>) -> Summary {
                     r.to_string(),
                     Estimation {
                         signal: Signal::Q,
+                        granularity: Default::default(),
+                        candidate_counts: Vec::new(),
+                        sample_groups: BTreeMap::new(),
                         point_ids: (0..8).map(|i| format!("p{i}")).collect(),
                         values: (0..8).map(|i| Some(0.95f64.powi(8 - i))).collect(),
                         aborted: 0,

@@ -162,18 +162,26 @@ fn published_value_files_pair_by_position_and_bad_files_are_named() {
     std::fs::create_dir_all(dir.path().join("predictions")).unwrap();
     std::fs::write(
         dir.path().join("labels/mc.json"),
-        json!({ "values": labels }).to_string(),
+        json!({ "values": labels, "assumption": "q_value" }).to_string(),
     )
     .unwrap();
+    // A file without a signal is refused (never taken as Q silently), naming it.
     std::fs::write(
         dir.path().join("predictions/llm.json"),
         json!({ "values": preds }).to_string(),
     )
     .unwrap();
+    let err = evaluate_run(dir.path(), &cfg()).unwrap_err().to_string();
+    assert!(err.contains("llm.json") && err.contains("no signal"), "{err}");
+    std::fs::write(
+        dir.path().join("predictions/llm.json"),
+        json!({ "values": preds, "config": { "signal_type": "q_value" } }).to_string(),
+    )
+    .unwrap();
     let s = evaluate_run(dir.path(), &cfg()).unwrap();
     assert_eq!(s.estimations["mc"].methods["llm"].correlations.spearman.num_points, 69);
     // A malformed value names the file and the entry.
-    std::fs::write(dir.path().join("predictions/bad.json"), r#"{"values": [1.0, "high"]}"#).unwrap();
+    std::fs::write(dir.path().join("predictions/bad.json"), r#"{"values": [1.0, "high"], "signal": "q"}"#).unwrap();
     let err = evaluate_run(dir.path(), &cfg()).unwrap_err().to_string();
     assert!(err.contains("bad.json") && err.contains("values[1]"), "{err}");
     std::fs::write(dir.path().join("predictions/bad.json"), "{\n\"values\": [1.0,\n").unwrap();
