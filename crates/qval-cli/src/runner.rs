@@ -174,6 +174,44 @@ impl Services {
         Ok(b)
     }
 
+    /// Checks that a backend's server accepts connections (a TCP connection, no request), so
+    /// that an unreachable server is one clear error rather than every point retried to NaN.
+    fn check_reachable(&self, name: &str) -> Result<()> {
+        use std::net::ToSocketAddrs as _;
+        let Some(entry) = self.entries.get(name) else {
+            return Ok(());
+        };
+        let url = entry.base_url.as_str();
+        let (rest, port) = match url.split_once("://") {
+            Some(("https", r)) => (r, 443),
+            Some((_, r)) => (r, 80),
+            None => (url, 80),
+        };
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+        let target = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            authority.to_string()
+        } else {
+            format!("{authority}:{port}")
+        };
+        let unreachable = |why: String| CliError::Usage(format!("backend `{name}` at {url} is unreachable: {why}"));
+        let addrs: Vec<_> = target
+            .to_socket_addrs()
+            .map_err(|e| unreachable(e.to_string()))?
+            .collect();
+        let mut last = String::from("no address");
+        for a in addrs {
+            match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(10)) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(unreachable(last))
+    }
+
     /// Requests and tokens of a backend so far (0 if never built).
     fn usage(&self, name: &str) -> (u64, u64) {
         self.built
@@ -1110,7 +1148,10 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
             }
         };
         let backend = match &m.backend {
-            Some(b) => Some(plan.services.backend(b).map_err(CliError::Usage)?),
+            Some(b) => {
+                plan.services.check_reachable(b)?;
+                Some(plan.services.backend(b).map_err(CliError::Usage)?)
+            }
             None => None,
         };
         let built = t_kind

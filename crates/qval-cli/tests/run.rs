@@ -476,6 +476,33 @@ fn listing_into_a_closed_pipe_and_unknown_paths_end_quietly_with_one_line() {
         .unwrap();
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{:?}", out);
+    // A server that is not there: one line, before any point is scored.
+    let dir = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let file = dir.path().join("gone.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"gone\"\n[environment]\ntype = \"frozenlake\"\nmaps = 2\n[dataset]\ntrajectories = 12\n[[labels]]\nrollouts = 1\n[[methods]]\ntype = \"direct\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://{free}/v1\"\nmodel = \"m\"\n"
+        ),
+    )
+    .unwrap();
+    let out = qval()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unreachable") && err.contains(&free.to_string()), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     let out = qval().args(["evaluate", "/nonexistent/run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

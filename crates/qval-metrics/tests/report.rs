@@ -181,7 +181,11 @@ fn published_value_files_pair_by_position_and_bad_files_are_named() {
     let s = evaluate_run(dir.path(), &cfg()).unwrap();
     assert_eq!(s.estimations["mc"].methods["llm"].correlations.spearman.num_points, 69);
     // A malformed value names the file and the entry.
-    std::fs::write(dir.path().join("predictions/bad.json"), r#"{"values": [1.0, "high"], "signal": "q"}"#).unwrap();
+    std::fs::write(
+        dir.path().join("predictions/bad.json"),
+        r#"{"values": [1.0, "high"], "signal": "q"}"#,
+    )
+    .unwrap();
     let err = evaluate_run(dir.path(), &cfg()).unwrap_err().to_string();
     assert!(err.contains("bad.json") && err.contains("values[1]"), "{err}");
     std::fs::write(dir.path().join("predictions/bad.json"), "{\n\"values\": [1.0,\n").unwrap();
