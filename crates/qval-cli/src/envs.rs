@@ -192,6 +192,14 @@ impl<E: Environment + 'static> TypedEnv<E> {
     }
 }
 
+/// An environment builder's error, at the key it names.
+fn env_problem(e: qval_envs::EnvsError) -> SpecProblem {
+    match &e {
+        qval_envs::EnvsError::InvalidParameter { name, .. } => SpecProblem::at(crate::at![*name], e.to_string()),
+        _ => SpecProblem::at(vec![], e.to_string()),
+    }
+}
+
 fn policy_error(p: SpecProblem) -> crate::CliError {
     crate::CliError::Usage(format!("{}: {}", spec::path_text(&p.path), p.message))
 }
@@ -331,6 +339,20 @@ struct NoParams {}
 pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
     use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, ObservationMode, OptimalPolicy, UniformPolicy};
     let p: FrozenLakeParams = spec::params(params, &[])?;
+    let bounded = |key: &str, v: usize, lo: usize, hi: usize| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(SpecProblem::at(
+                crate::at![key],
+                format!("{v}: give a value in [{lo}, {hi}]"),
+            ))
+        }
+    };
+    bounded("size", p.size, 2, 64)?;
+    bounded("maps", p.maps.unwrap_or(8), 1, 1000)?;
+    bounded("max_steps", p.max_steps, 1, 10_000)?;
+    bounded("image_size", p.image_size as usize, 16, 4096)?;
     let mut b = FrozenLake::builder()
         .slippery(p.slippery)
         .max_steps(p.max_steps)
@@ -365,15 +387,9 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             }
         },
         (None, Some(rows)) => b.map(rows),
-        (None, None) => {
-            let n = p.maps.unwrap_or(8);
-            if n == 0 {
-                return Err(SpecProblem::at(crate::at!["maps"], "0 maps: give at least 1"));
-            }
-            b.random_maps(n, p.size, p.map_seed)
-        }
+        (None, None) => b.random_maps(p.maps.unwrap_or(8), p.size, p.map_seed),
     };
-    let env = Arc::new(b.build().map_err(|e| SpecProblem::at(vec![], e.to_string()))?);
+    let env = Arc::new(b.build().map_err(env_problem)?);
     let for_optimal = env.clone();
     let for_epsilon = env.clone();
     let plugin = TypedEnv::new(env)
@@ -454,7 +470,7 @@ pub fn terminalbench(
         }
         b = b.command_timeout(std::time::Duration::from_secs_f64(t));
     }
-    let env = Arc::new(b.build().map_err(|e| SpecProblem::at(vec![], e.to_string()))?);
+    let env = Arc::new(b.build().map_err(env_problem)?);
     let plugin = TypedEnv::new(env)
         .policy("oracle", |params, _| {
             let _: NoParams = spec::params(params, &[])?;

@@ -92,7 +92,7 @@ pub enum Command {
 /// Where LLM requests go, from the command line.
 #[derive(Args, Debug, Clone, Default)]
 pub struct BackendArgs {
-    /// A backend named in the backends file (or in the experiment's `[backends]`).
+    /// A backend named in the backends file (`qval run`: or in the experiment's `[backends]`).
     #[arg(long, conflicts_with = "base_url")]
     pub backend: Option<String>,
     /// The file of named backends (for `check-backend`).
@@ -200,11 +200,22 @@ pub fn main_with(registry: Registry) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(execute(cli.command, &registry)) {
-        Ok(()) => 0,
-        Err(e) => {
+    let interruptible = matches!(cli.command, Command::Run(_));
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = execute(cli.command, &registry) => Some(r),
+            _ = tokio::signal::ctrl_c(), if interruptible => None,
+        }
+    });
+    match result {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => {
             eprintln!("error: {e}");
             e.exit_code()
+        }
+        None => {
+            eprintln!("interrupted: finished work is kept; run the same command again to resume");
+            130
         }
     }
 }
@@ -267,6 +278,8 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
         ..Default::default()
     })?;
     if a.path.is_dir() {
+        // Not while a run writes the folder.
+        let _lock = runner::FolderLock::acquire(&a.path)?;
         let summary = qval_metrics::evaluate_run(&a.path, &cfg)?;
         let (written, warnings) = summary.write(&a.path, "summary")?;
         for w in warnings {
@@ -327,7 +340,8 @@ fn report(a: &ReportArgs) -> Result<()> {
             .unwrap_or_else(|| dir.display().to_string());
         runs.push((name, summary));
     }
-    let written = qval_metrics::write_cross_run_report(&runs, &a.out)?;
+    let written =
+        qval_metrics::write_cross_run_report(&runs, &a.out).map_err(|e| CliError::Usage(format!("report: {e}")))?;
     for p in &written {
         out::line(&p.display().to_string());
     }
@@ -385,6 +399,9 @@ impl Backend for Recorder {
 
 async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
     use qval_core::io::{Kind, read_jsonl};
+    if a.points == 0 {
+        return Err(CliError::Usage("--points 0: give at least 1".into()));
+    }
     let manifest = runner::Manifest::read(&a.run)?.ok_or_else(|| {
         CliError::Usage(format!(
             "{}: no run.json (make the run with `qval run`)",

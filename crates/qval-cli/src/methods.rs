@@ -76,6 +76,8 @@ pub struct MethodInfo {
     pub signals: Vec<Signal>,
     /// Whether it needs an LLM backend.
     pub needs_backend: bool,
+    /// Whether that backend must give log-probabilities (`logprobs = true`).
+    pub needs_logprobs: bool,
     /// Which points it scores.
     #[serde(skip)]
     pub on: PointSet,
@@ -122,6 +124,7 @@ pub struct BuildInput<'a> {
 ///             summary: "the same score everywhere",
 ///             signals: vec![Signal::Q, Signal::V],
 ///             needs_backend: false,
+///             needs_logprobs: false,
 ///             on: PointSet::Points,
 ///             params: vec![],
 ///         }
@@ -174,6 +177,7 @@ where
                 summary: "a method registered in code",
                 signals: vec![Signal::Q, Signal::V, Signal::Advantage],
                 needs_backend: false,
+                needs_logprobs: false,
                 on: PointSet::Points,
                 params: vec![],
             }
@@ -206,6 +210,7 @@ impl MethodType for Random {
             summary: "seeded uniform scores: the floor every method must beat",
             signals: vec![Signal::Q, Signal::V, Signal::Advantage],
             needs_backend: false,
+            needs_logprobs: false,
             on: PointSet::Points,
             params: vec![("seed", "the experiment's seed", "the generator's seed")],
         }
@@ -243,6 +248,7 @@ impl MethodType for Heuristic {
             summary: "the environment's hand-written heuristic (FrozenLake: distance to the goal; TerminalBench: shell outcome)",
             signals: vec![Signal::Q, Signal::V],
             needs_backend: false,
+            needs_logprobs: false,
             on: PointSet::Points,
             params: vec![],
         }
@@ -312,6 +318,7 @@ impl MethodType for Direct {
             summary: "the model is told what the value means and answers a number",
             signals: vec![Signal::Q, Signal::V, Signal::Advantage],
             needs_backend: true,
+            needs_logprobs: false,
             on: PointSet::Points,
             params: vec![
                 (
@@ -351,6 +358,7 @@ impl MethodType for Gvl {
             summary: "the other steps of the trajectory, shuffled, as context; the target step last",
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
+            needs_logprobs: false,
             on: PointSet::Points,
             params: vec![("seed", "the experiment's seed", "the shuffle's seed")],
         }
@@ -380,6 +388,7 @@ impl MethodType for Verifier {
             summary: "a letter grade A..T read from the top-20 log-probabilities (needs `logprobs = true` on the backend)",
             signals: vec![Signal::Q],
             needs_backend: true,
+            needs_logprobs: true,
             on: PointSet::Points,
             params: vec![],
         }
@@ -403,6 +412,7 @@ impl MethodType for Ranking {
             summary: "the model orders every legal action of a state, best first; evaluated per state",
             signals: vec![Signal::Q],
             needs_backend: true,
+            needs_logprobs: false,
             on: PointSet::Candidates,
             params: vec![],
         }
@@ -542,6 +552,7 @@ impl MethodType for Codegen {
             summary: "N generated Python signal functions, each run on every point in a sandbox; reported as mean +- std [min, max]",
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
+            needs_logprobs: false,
             on: PointSet::Points,
             params: code_params(),
         }
@@ -589,6 +600,7 @@ impl MethodType for CodegenAvg {
             summary: "per point, the NaN-skipping mean of the N generated functions (the same samples as codegen)",
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
+            needs_logprobs: false,
             on: PointSet::Points,
             params: code_params(),
         }
@@ -652,6 +664,7 @@ impl MethodType for Eureka {
             summary: "iterative improvement of generated functions with an LLM judge; the last winner is scored",
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
+            needs_logprobs: false,
             on: PointSet::Points,
             params: vec![
                 ("iterations", "16", "rounds"),
@@ -782,6 +795,7 @@ impl MethodType for Embedding {
             summary,
             signals: Q_AND_V.to_vec(),
             needs_backend: false,
+            needs_logprobs: false,
             on: PointSet::Points,
             params,
         }

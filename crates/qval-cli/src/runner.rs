@@ -140,6 +140,9 @@ pub struct ResolvedLabels {
     pub path: Vec<Seg>,
 }
 
+/// The backend of LLM methods that name none when `--base-url/--model` are given.
+const COMMAND_LINE: &str = "command-line";
+
 /// A backend with the counter of its requests and tokens.
 type MeteredBackend = (Arc<dyn Backend>, Arc<UsageCounter>);
 
@@ -320,13 +323,17 @@ impl Plan {
                 spec::params(table, &[]).map_err(|p| within(at!["backends", name.as_str()], p))?;
             entries.insert(name.clone(), entry);
         }
+        // `--backend NAME` sends every LLM method to one backend; `--base-url/--model` keep
+        // each backend's settings (log-probabilities, thinking, sampling) and replace only
+        // where it is and which model it serves.
         let forced = match &options.backend {
             None => None,
             Some(BackendOverride::Named(n)) => {
                 if !entries.contains_key(n) {
+                    let names: Vec<&str> = entries.keys().map(String::as_str).collect();
                     return Err(CliError::Usage(format!(
                         "--backend: {}",
-                        spec::unknown("backend", n, &entries.keys().map(String::as_str).collect::<Vec<_>>())
+                        spec::unknown("backend", n, &names)
                     )));
                 }
                 Some(n.clone())
@@ -340,14 +347,25 @@ impl Plan {
                 model,
                 api_key_env,
             }) => {
-                let entry = BackendEntry {
-                    api_key_env: api_key_env.clone(),
-                    ..BackendEntry::new(base_url.clone(), model.clone())
+                let readdress = |e: &BackendEntry| BackendEntry {
+                    base_url: base_url.clone(),
+                    model: model.clone(),
+                    api_key_env: api_key_env.clone().or_else(|| e.api_key_env.clone()),
+                    ..e.clone()
                 };
-                entries.insert("command-line".into(), entry);
-                Some("command-line".to_string())
+                for e in entries.values_mut() {
+                    *e = readdress(e);
+                }
+                let default = entries
+                    .values()
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| readdress(&BackendEntry::new(base_url.clone(), model.clone())));
+                entries.insert(COMMAND_LINE.into(), default);
+                None
             }
         };
+        let endpoint_given = matches!(options.backend, Some(BackendOverride::Endpoint { .. }));
         let services = Arc::new(Services {
             run_dir: run_dir.clone(),
             spec_dir,
@@ -470,6 +488,17 @@ impl Plan {
                 ))
             })?;
             let info = t.info();
+            // A misspelt common key (`nmae`) lands among the type's parameters: say so.
+            const COMMON: [&str; 6] = ["type", "name", "signal", "backend", "modality", "points"];
+            for k in m.params.keys() {
+                let own = info.params.iter().any(|(p, _, _)| p == k);
+                if !own && let Some(close) = spec::did_you_mean(k, COMMON) {
+                    return Err(err(SpecProblem::at(
+                        field(k),
+                        format!("unknown key `{k}` (did you mean `{close}`?)"),
+                    )));
+                }
+            }
             let signals = m.signal.as_ref().map(|s| s.values()).unwrap_or_else(|| vec![Signal::Q]);
             let modalities = m
                 .modality
@@ -488,6 +517,7 @@ impl Plan {
                 }
                 (Some(f), _) => vec![Some(f.clone())],
                 (None, Some(b)) => b.values().into_iter().map(Some).collect(),
+                (None, None) if endpoint_given => vec![Some(COMMAND_LINE.to_string())],
                 (None, None) => {
                     return Err(err(SpecProblem::at(
                         base.clone(),
@@ -588,28 +618,58 @@ impl Plan {
                 format!("{}: give a level in (0, 1)", ev.confidence),
             )));
         }
+        // --only takes a method's name (`distance-q`), its entry's name (`distance`) or its
+        // type (`heuristic`).
+        let entry_name = |m: &ResolvedMethod| -> String {
+            match &e.methods[match m.path.get(1) {
+                Some(Seg::Index(i)) => *i,
+                _ => 0,
+            }]
+            .name
+            {
+                Some(n) => n.clone(),
+                None => m.kind.clone(),
+            }
+        };
         for o in &options.only {
-            if !methods.iter().any(|m| &m.name == o || &m.kind == o) {
-                let names: Vec<&str> = methods.iter().map(|m| m.name.as_str()).collect();
+            if !methods
+                .iter()
+                .any(|m| &m.name == o || &m.kind == o || &entry_name(m) == o)
+            {
+                let mut names: Vec<String> = methods.iter().flat_map(|m| [m.name.clone(), entry_name(m)]).collect();
+                names.sort();
+                names.dedup();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 return Err(CliError::Usage(format!(
                     "--only: {}",
                     spec::unknown("method", o, &names)
                 )));
             }
         }
+        let mut stages: Vec<String> = vec!["collect".into(), "sample".into(), "label".into(), "predict".into()];
+        stages.extend(labels.iter().map(|l| format!("label:{}", l.name)));
+        stages.extend(methods.iter().map(|m| format!("predict:{}", m.name)));
         for r in &options.redo {
-            let (stage, what) = r.split_once(':').unwrap_or((r.as_str(), ""));
-            let ok = match stage {
-                "collect" | "sample" | "evaluate" => what.is_empty(),
-                "label" => what.is_empty() || labels.iter().any(|l| l.name == what),
-                "predict" => what.is_empty() || methods.iter().any(|m| m.name == what),
-                _ => false,
-            };
-            if !ok {
+            if !stages.contains(r) {
+                let names: Vec<&str> = stages.iter().map(String::as_str).collect();
                 return Err(CliError::Usage(format!(
-                    "--redo `{r}`: name a stage: collect, sample, label, label:NAME, predict, predict:METHOD"
+                    "--redo: {}",
+                    spec::unknown("stage", r, &names)
                 )));
             }
+        }
+        let name_ok = !e.name.is_empty()
+            && !e.name.starts_with('.')
+            && e.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok && options.out.is_none() {
+            return Err(err(SpecProblem::at(
+                at!["name"],
+                format!(
+                    "`{}` cannot name the run folder runs/<name>: use letters, digits, `-`, `_` and `.` \
+                     (or give --out)",
+                    e.name
+                ),
+            )));
         }
         Ok(Plan {
             experiment,
@@ -748,13 +808,17 @@ fn first_difference(path: &str, old: &Value, new: &Value) -> Option<(String, Str
     }
 }
 
-/// Holds the run folder's lock for the life of a run.
-struct FolderLock {
+/// Holds a run folder's lock for the life of a run (or an evaluation of the folder).
+pub struct FolderLock {
     _file: std::fs::File,
 }
 
 impl FolderLock {
-    fn acquire(dir: &Path) -> Result<Self> {
+    /// Takes the lock, or says which folder is busy.
+    ///
+    /// # Errors
+    /// [`CliError::Busy`] when another process holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| CliError::io("creating", dir, e))?;
         let path = dir.join(".qval.lock");
         let file = std::fs::OpenOptions::new()
@@ -1079,13 +1143,13 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         let path = layout::labels(run_dir, &l.name);
         let labels = qval_core::label(&*labeler, &points, &config, &opts(path.clone()).with_dataset(&dataset)).await?;
         label_files.push(path);
-        let mut count = labels.len();
+        let mut ranking = String::new();
         if let Some((c, fp)) = &candidates
             && l.spec.signal == Signal::Q
         {
             let path = layout::labels(run_dir, &format!("ranking-{}", l.name));
             let cl = qval_core::label(&*labeler, c, &config, &opts(path.clone()).with_dataset(fp)).await?;
-            count += cl.len();
+            ranking = format!(" + {} ranking candidates (ranking-{})", cl.len(), l.name);
             label_files.push(path);
         }
         if fresh {
@@ -1096,8 +1160,9 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         say(
             quiet,
             &format!(
-                "3. label     {}: {count} labels (k = {}, {:?}), {aborted} aborted{}",
+                "3. label     {}: {} labels{ranking} (k = {}, {:?}), {aborted} aborted{}",
                 l.name,
+                labels.len(),
                 l.spec.rollouts,
                 l.spec.aggregation,
                 timing(fresh, t)
@@ -1115,7 +1180,19 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
             .map(|o| layout::predictions(run_dir, o))
             .collect();
         let stage = format!("predict:{}", m.name);
-        let wanted = plan.options.only.is_empty() || plan.options.only.iter().any(|o| o == &m.name || o == &m.kind);
+        let entry = plan.experiment.methods[match m.path.get(1) {
+            Some(Seg::Index(i)) => *i,
+            _ => 0,
+        }]
+        .name
+        .clone()
+        .unwrap_or_else(|| m.kind.clone());
+        let wanted = plan.options.only.is_empty()
+            || plan
+                .options
+                .only
+                .iter()
+                .any(|o| o == &m.name || o == &m.kind || o == &entry);
         let finished = manifest.stages.get(&stage).is_some_and(|s| s.finished);
         if finished && outputs.iter().all(|p| p.exists()) {
             say(quiet, &format!("4. predict   {} (finished earlier)", m.name));
@@ -1275,8 +1352,12 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     say(
         quiet,
         &format!(
-            "5. evaluate  {} label sets x {} prediction sets{}\n",
+            "5. evaluate  {} label sets ({} of ranking candidates) x {} prediction sets{}\n",
             label_sets.len(),
+            label_sets
+                .iter()
+                .filter(|l| l.labels.iter().any(|x| x.candidate_of.is_some()))
+                .count(),
             prediction_sets.len(),
             timing(true, t)
         ),
@@ -1285,7 +1366,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     say(
         quiet,
         &format!(
-            "\nArtifacts in {}/ ; total {:.2}s",
+            "\nArtifacts in {}; total {:.2}s",
             run_dir.display(),
             started.elapsed().as_secs_f64()
         ),

@@ -52,7 +52,8 @@ use qval_core::Signal;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
-    /// A name, used in reports.
+    /// A name, used in reports and as the default run folder `runs/<name>` (letters, digits,
+    /// `-`, `_` and `.`).
     pub name: String,
     /// The root seed of collection, sampling, labels and seeded methods (default 42).
     #[serde(default = "default_seed")]
@@ -118,7 +119,7 @@ impl Typed {
 /// | `concurrency` | 16 |
 /// | `sampling.per_trajectory` | 5 |
 /// | `sampling.strategy` | `random` (`first`, `random`, `uniform`) |
-/// | `sampling.discard_first`, `sampling.discard_last` | 1, 1 |
+/// | `sampling.discard_first`, `sampling.discard_last` | 1, 1 (when a trajectory is too short to discard that many, all its steps are eligible, as published) |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
@@ -527,6 +528,9 @@ pub fn did_you_mean<'a>(word: &str, allowed: impl IntoIterator<Item = &'a str>) 
 
 /// A message for "unknown X, expected one of ...", with a did-you-mean.
 pub fn unknown(what: &str, word: &str, allowed: &[&str]) -> String {
+    if allowed.is_empty() {
+        return format!("unknown {what} `{word}`: none is allowed here");
+    }
     let hint = did_you_mean(word, allowed.iter().copied())
         .map(|a| format!(" (did you mean `{a}`?)"))
         .unwrap_or_default();
@@ -561,22 +565,37 @@ pub fn params<T: serde::de::DeserializeOwned>(
     table: &toml::Table,
     base: &[Seg],
 ) -> std::result::Result<T, SpecProblem> {
-    toml::Value::Table(table.clone()).try_into::<T>().map_err(|e| {
-        let (message, field) = explain_serde(e.message());
+    serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
         let mut path = base.to_vec();
-        let field = field.or_else(|| {
-            // "invalid type ... for key `x`" and the like name the key.
-            e.message()
-                .split('`')
-                .nth(1)
-                .filter(|k| table.contains_key(*k))
-                .map(str::to_string)
-        });
-        if let Some(f) = field {
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => path.push(Seg::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => path.push(Seg::Index(*index)),
+                _ => {}
+            }
+        }
+        let (message, field) = explain_serde(&e.inner().to_string());
+        if let Some(f) = field
+            && path.last() != Some(&Seg::Key(f.clone()))
+        {
             path.push(Seg::Key(f));
         }
-        SpecProblem::at(path, message)
+        SpecProblem::at(path, readable(&message))
     })
+}
+
+/// Serde's type words in plain English (`usize` -> a whole number).
+fn readable(message: &str) -> String {
+    message
+        .replace("expected usize", "expected a whole number")
+        .replace("expected u64", "expected a whole number")
+        .replace("expected u32", "expected a whole number")
+        .replace("expected f64", "expected a number")
+        .replace("expected a boolean", "expected true or false")
+        .replace(
+            "expected a sequence",
+            "expected a list (`[[...]]` for a list of tables)",
+        )
 }
 
 /// Reads and parses an experiment file (syntax, keys and types; [`crate::runner::Plan`]
@@ -591,15 +610,28 @@ pub fn load(file: &Path) -> Result<(Experiment, Source)> {
         file: file.to_path_buf(),
         text,
     };
-    let exp: Experiment = toml::from_str(&source.text).map_err(|e| {
+    let syntax = |e: toml::de::Error| {
         let (message, _) = explain_serde(e.message());
         let (line, col) = source.line_col(e.span().map(|s| s.start).unwrap_or(0));
         CliError::Spec {
             file: file.to_path_buf(),
             line,
             col,
-            message,
+            message: readable(&message),
         }
+    };
+    let de = toml::Deserializer::parse(&source.text).map_err(syntax)?;
+    let exp: Experiment = serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        let mut err = syntax(inner);
+        if let CliError::Spec { message, .. } = &mut err
+            && !at.is_empty()
+            && at != "."
+        {
+            *message = format!("`{at}`: {message}");
+        }
+        err
     })?;
     Ok((exp, source))
 }

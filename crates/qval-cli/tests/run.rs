@@ -51,6 +51,10 @@ collector = {{ type = "epsilon-greedy", epsilon = 0.1 }}
 [[labels]]
 rollouts = 1
 
+[[labels]]
+signal = "v"
+rollouts = 1
+
 [backends.oracle]
 base_url = "{url}"
 model = "oracle"
@@ -138,6 +142,7 @@ points = 30
 [[methods]]
 type = "codegen"
 samples = 2
+signal = ["q", "v"]
 backend = "oracle"
 points = 60
 
@@ -175,6 +180,12 @@ points = 60
         let r = rho(&s, "mvmc-q", m);
         assert!(r >= floor, "{m}: rho {r} < {floor}\n{stdout}");
     }
+    let v = s["estimations"]["mvmc-v"]["methods"]["codegen-v-s00"]["correlations"]["spearman"]["correlation"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!(v >= 0.5, "codegen-v: rho {v}");
+    let group = &s["estimations"]["mvmc-q"]["sample_groups"]["codegen-q"];
+    assert_eq!(group["members"].as_array().unwrap().len(), 2, "{group}");
     let random = rho(&s, "mvmc-q", "random-q");
     assert!(random.is_finite() && random.abs() < 0.4, "random-q rho {random}");
     assert!(
@@ -465,6 +476,48 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             assert!(err.contains(w), "expected `{w}` in: {err}\n{text}");
         }
     }
+}
+
+#[test]
+fn base_url_and_model_keep_the_backend_settings_of_the_file() {
+    let server = oracle(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    // The file's backend gives log-probabilities but points nowhere; the command line moves it.
+    let methods = "\n[[methods]]\ntype = \"verifier\"\nbackend = \"oracle\"\npoints = 60\n";
+    let file = experiment(dir.path(), "moved", methods, &server);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(&server.base_url(), "http://127.0.0.1:9/v1");
+    std::fs::write(&file, text).unwrap();
+    let run = dir.path().join("run");
+    run_ok(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--base-url",
+        &server.base_url(),
+        "--model",
+        "oracle",
+        "-q",
+    ]);
+    let r = rho(&summary(&run), "mvmc-q", "verifier-q");
+    assert!(r >= 0.9, "verifier-q rho {r}");
+    assert_eq!(server.requests(), 60);
+    // --only takes an entry's name, and suggests one.
+    let out = qval()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--only",
+            "verifer",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean `verifier`?"), "{err}");
 }
 
 #[test]

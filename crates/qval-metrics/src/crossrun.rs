@@ -107,7 +107,8 @@ fn check_runs(runs: &[(String, Summary)]) -> Result<(), MetricsError> {
 
 impl CrossRunTable {
     /// Gathers the Spearman figure (`estimations -> reference -> methods -> method ->
-    /// correlations.spearman`) of every method of every run, and marks the best rho of each
+    /// correlations.spearman`, or the per-state mean `ranking_spearman` for ranking label
+    /// sets) of every method of every run, and marks the best rho of each
     /// run.
     ///
     /// # Errors
@@ -142,6 +143,19 @@ impl CrossRunTable {
                     .iter()
                     .map(|(_, s)| {
                         let m = s.estimations.get(reference)?.methods.get(method)?;
+                        // Ranking methods are compared by their per-state rho, as the run's
+                        // own table reports them (n = states used).
+                        if let Some(r) = &m.correlations.ranking_spearman {
+                            let [lo, hi] = r.ci95.unwrap_or([None, None]);
+                            return Some(CrossRunCell {
+                                rho: r.mean.filter(|v| v.is_finite()),
+                                ci_low: lo.filter(|v| v.is_finite()),
+                                ci_high: hi.filter(|v| v.is_finite()),
+                                n: r.num_valid,
+                                p_value: None,
+                                best: false,
+                            });
+                        }
                         let f = &m.correlations.spearman;
                         let [lo, hi] = f.ci95.unwrap_or([None, None]);
                         Some(CrossRunCell {

@@ -13,15 +13,20 @@ pub struct GroupSummary {
     /// Samples whose figure was NaN.
     pub nan: usize,
     /// Mean.
+    #[serde(with = "qval_core::types::nan_as_null")]
     pub mean: f64,
     /// Population standard deviation (ddof 0, numpy's default, as the published
     /// "mean +- std" figures use).
+    #[serde(with = "qval_core::types::nan_as_null")]
     pub std: f64,
     /// Minimum.
+    #[serde(with = "qval_core::types::nan_as_null")]
     pub min: f64,
     /// Maximum.
+    #[serde(with = "qval_core::types::nan_as_null")]
     pub max: f64,
     /// Median (the mean of the middle two for an even count).
+    #[serde(with = "qval_core::types::nan_as_null")]
     pub median: f64,
 }
 

@@ -759,6 +759,8 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 
 fn fmt_p(v: Option<f64>) -> String {
     match v {
+        // Below the smallest double: scipy prints 0.0 too, but it is an underflow, not a zero.
+        Some(0.0) => "<1e-300".into(),
         Some(x) if x < 1e-3 => format!("{x:.1e}"),
         Some(x) => format!("{x:.3}"),
         None => "NaN".into(),

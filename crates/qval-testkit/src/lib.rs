@@ -118,7 +118,9 @@ pub struct ServerConfig {
     /// listing k earlier turns (lines starting with `Turn `), the last one afterwards.
     pub agent_script: Vec<String>,
     /// Replies to code-generation prompts (those mentioning `signal_function`): sample
-    /// `seed % len`, in a ```python block.
+    /// `seed % len`, in a ```python block. Samples are written for Q
+    /// (`signal_function(state, action, next_state)`); a prompt asking for V
+    /// (`signal_function(state)`) gets the sample wrapped to score the state itself.
     pub code_samples: Vec<String>,
 }
 
@@ -316,10 +318,12 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     }
     if !shared.config.code_samples.is_empty() && all_text.contains("signal_function") {
         let k = body["seed"].as_u64().unwrap_or(n as u64) as usize % shared.config.code_samples.len();
-        let text = format!(
-            "Here is my function:\n```python\n{}\n```",
-            shared.config.code_samples[k]
-        );
+        let mut code = shared.config.code_samples[k].clone();
+        if all_text.contains("signal_function(state)") {
+            code = code.replace("def signal_function(", "def _q_signal_function(")
+                + "\n\ndef signal_function(state):\n    return _q_signal_function(state, \"\", state)\n";
+        }
+        let text = format!("Here is my function:\n```python\n{code}\n```");
         return Json(reply(&model, &text, None)).into_response();
     }
     let wants_logprobs = body["logprobs"].as_bool().unwrap_or(false);

@@ -54,11 +54,16 @@ pub fn args_for(point: &EvaluationPoint, signal: Signal) -> Vec<Value> {
 /// The code-generation prompt, with one point's observations as an example of the format.
 pub fn codegen_messages(ctx: &MethodContext, signal: Signal, example: &EvaluationPoint) -> Vec<Message> {
     let params = params_for(signal).join(", ");
+    let arguments = match signal {
+        Signal::V => "`state` is the observation text exactly as the agent sees it.",
+        _ => {
+            "`state` and `next_state` are the observation texts exactly as the agent sees them; `action` is the action text."
+        }
+    };
     let format = format!(
         "Write a Python function `signal_function({params})` that returns a float estimating this value: higher \
-         means better. `state` and `next_state` are the observation texts exactly as the agent sees them; `action` \
-         is the action text. You may import only: {}. Do not read files or print. Put the whole function in one \
-         ```python code block.",
+         means better. {arguments} You may import only: {}. Do not read files or print. Put the whole function in \
+         one ```python code block.",
         ALLOWED_MODULES.join(", ")
     );
     let system = system_prompt(ctx, signal, &format);
