@@ -146,7 +146,7 @@ async fn hostile_samples_are_contained_with_a_reason() {
         .await,
         "MemoryError",
     );
-    // Megabytes of output: prints are swallowed (then the None return is the error)...
+    // Megabytes of output: printed or written to the real stdout, past the cap it is NaN.
     all_nan_with(
         &run(
             "def signal_function(state, action, next_state):\n    print('x' * 5_000_000)",
@@ -155,9 +155,8 @@ async fn hostile_samples_are_contained_with_a_reason() {
             2000,
         )
         .await,
-        "returned NoneType",
+        "output cap",
     );
-    // ...and a write to the real stdout past the cap kills the worker.
     let flood = format!(
         "{ESCAPE}\ndef signal_function(state, action, next_state):\n    _os()['write'](1, b'x' * 5_000_000)\n    return 1.0"
     );
@@ -351,3 +350,89 @@ async fn eureka_rounds_keep_the_judges_winner() {
     assert!(rho(&d.labels, &preds) >= 0.95);
     best.close().await;
 }
+
+/// A sample with the real `os` module writes forged replies (a bare number, a value, a load
+/// answer) to every descriptor it can reach: each point still gets exactly its own value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_any_descriptor_cannot_shift_answers_between_points() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let pts = &d.points[..12];
+    let body = "    return float(state.find('@') * 1000 + next_state.find('@'))";
+    let clean = run(
+        &format!("def signal_function(state, action, next_state):\n{body}"),
+        pts,
+        &d.ctx,
+        1000,
+    )
+    .await;
+    let forge = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    w = _os()['write']\n    for fd in range(0, 16):\n        try:\n            w(fd, b'42\\n{{\"value\": 42.0}}\\n{{\"ok\": true}}\\n')\n        except OSError:\n            pass\n{body}"
+    );
+    let forged = run(&forge, pts, &d.ctx, 1000).await;
+    for (c, f) in clean.iter().zip(&forged) {
+        assert!(c.value.is_finite(), "{c:?}");
+        assert_eq!(f.value, c.value, "point {}: {f:?}", f.point_id);
+    }
+}
+
+/// 50 MiB printed, or written to descriptor 1, and then a number: NaN with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_past_the_cap_makes_the_point_nan() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let few = &d.points[..3];
+    let printed = "def signal_function(state, action, next_state):\n    print('x' * (50 << 20))\n    return 1.0";
+    all_nan_with(&run(printed, few, &d.ctx, 5000).await, "more than the output cap");
+    let written = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    _os()['write'](1, b'x' * (50 << 20))\n    return 1.0"
+    );
+    all_nan_with(&run(&written, few, &d.ctx, 5000).await, "more than the output cap");
+    let at_load = "print('x' * (1 << 20))\ndef signal_function(state, action, next_state):\n    return 1.0";
+    all_nan_with(&run(at_load, few, &d.ctx, 5000).await, "more than the output cap");
+    // A little output is fine.
+    let chatty = "def signal_function(state, action, next_state):\n    print('thinking')\n    return 1.0";
+    assert!(run(chatty, few, &d.ctx, 1000).await.iter().all(|p| p.value == 1.0));
+}
+
+/// Eureka's choice (the judge's, like its fallback) never lands on a sample whose points
+/// drowned in output, even when its numbers are as good as the best candidate's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eureka_does_not_pick_a_sample_that_floods_its_output() {
+    use qval_methods::code::{EurekaConfig, run_eureka};
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let flood = format!(
+        "{GOOD}\n_inner = signal_function\n\ndef signal_function(state, action, next_state):\n    print('x' * (50 << 20))\n    return _inner(state, action, next_state)\n"
+    );
+    let server = TestServer::start(ServerConfig {
+        code_samples: vec![flood, GOOD.to_string()],
+        ..Default::default()
+    });
+    let backend: Arc<dyn qval_methods::llm::Backend> =
+        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let cfg = EurekaConfig {
+        iterations: 1,
+        candidates: 2,
+        sandbox: config(5000),
+        sampling: Default::default(),
+    };
+    let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
+        .await
+        .unwrap();
+    let round = &r.rounds[0];
+    assert_eq!(round.candidates[0].1.nan, 20, "{:?}", round.candidates[0].1);
+    assert!(
+        round.candidates[0]
+            .1
+            .first_error
+            .as_deref()
+            .unwrap()
+            .contains("output cap"),
+        "{:?}",
+        round.candidates[0].1
+    );
+    assert_eq!(round.winner, 1);
+    assert_eq!(r.best.source.as_deref().map(str::trim), Some(GOOD.trim()));
+}
+

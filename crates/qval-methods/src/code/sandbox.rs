@@ -11,9 +11,17 @@
 //! - **resource limits** (setrlimit): address space (memory), processes, CPU seconds, file
 //!   size, no core dumps;
 //! - **inside Python**: only the allowed modules importable, dangerous builtins (`open`,
-//!   `exec`, `eval`, `compile`, `input`, ...) removed, prints swallowed past a cap;
+//!   `exec`, `eval`, `compile`, `input`, ...) removed;
+//! - **output**: the sample's prints and anything written to descriptors 1 and 2 (even
+//!   through the real `posix` module) are measured after each call and dropped; more than
+//!   the output cap makes that point NaN with the reason;
+//! - **a reply channel the sample cannot forge**: replies travel on a descriptor apart
+//!   from the sample's output and carry the nonce of the message they answer, fresh and
+//!   random per call, so a line written by the sample is skipped, never taken as the
+//!   answer of another point;
 //! - **from the host**: a per-call time limit (a stuck worker is killed and restarted), a
-//!   total time limit per sample, replies longer than the output cap kill the worker.
+//!   total time limit per sample, more than the output cap on the reply channel kills the
+//!   worker.
 //!
 //! Where bubblewrap is missing or cannot create namespaces, [`Sandbox::new`] fails with an
 //! error naming the package to install: qval never runs generated code without it unless
@@ -54,7 +62,7 @@ pub enum Isolation {
 /// | `total_limit` | 600 s per sample |
 /// | `memory` | 1 GiB address space |
 /// | `processes` | 256 for the sandbox user (shared by all samples running at once) |
-/// | `output_cap` | 64 KiB per reply |
+/// | `output_cap` | 64 KiB of output per call (prints and writes), and per reply |
 /// | `python` | `/usr/bin/python3` (must live under `/usr`, which the sandbox mounts) |
 /// | `isolation` | bubblewrap |
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +75,7 @@ pub struct SandboxConfig {
     pub memory: u64,
     /// Process limit of the sandbox user.
     pub processes: u64,
-    /// Longest reply line in bytes.
+    /// Most output per call (and longest reply) in bytes; past it the point is NaN.
     pub output_cap: usize,
     /// The Python interpreter.
     pub python: PathBuf,
@@ -320,11 +328,20 @@ impl Sandbox {
         }
     }
 
-    /// Sends one message and reads one reply within `limit`; on any failure the worker is
-    /// killed (the next call restarts it).
+    /// Sends one message with a fresh random nonce and reads the reply carrying that nonce
+    /// within `limit`; on any failure the worker is killed (the next call restarts it).
+    ///
+    /// The sample runs in the worker's process and can find the reply channel, but it
+    /// cannot know the nonce of a message not yet sent: lines without the current nonce
+    /// (forged, or left over from an earlier call) are skipped, so nothing a sample writes
+    /// can become the answer of another point. More than the output cap of such lines in
+    /// one exchange kills the worker.
     async fn exchange(&mut self, msg: &Value, limit: Duration) -> Result<Value, String> {
         let cap = self.config.output_cap;
         let w = self.worker.as_mut().ok_or("no worker")?;
+        let nonce = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        let mut msg = msg.clone();
+        msg["nonce"] = Value::from(nonce.clone());
         let line = msg.to_string() + "\n";
         let result = tokio::time::timeout(limit, async {
             w.stdin
@@ -332,10 +349,24 @@ impl Sandbox {
                 .await
                 .map_err(|e| format!("the worker is gone ({e})"))?;
             w.stdin.flush().await.map_err(|e| format!("the worker is gone ({e})"))?;
-            match read_line_capped(&mut w.stdout, cap).await {
-                Ok(Some(l)) => serde_json::from_slice::<Value>(&l).map_err(|e| format!("an unreadable reply ({e})")),
-                Ok(None) => Err("the worker crashed".to_string()),
-                Err(e) => Err(e.to_string()),
+            let mut read = 0usize;
+            loop {
+                let l = match read_line_capped(&mut w.stdout, cap).await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return Err("the worker crashed".to_string()),
+                    Err(e) => return Err(e.to_string()),
+                };
+                read += l.len() + 1;
+                if let Ok(v) = serde_json::from_slice::<Value>(&l)
+                    && v.get("nonce").and_then(Value::as_str) == Some(nonce.as_str())
+                {
+                    return Ok(v);
+                }
+                if read > cap {
+                    return Err(format!(
+                        "more than the output cap of {cap} bytes on the worker's reply channel"
+                    ));
+                }
             }
         })
         .await
