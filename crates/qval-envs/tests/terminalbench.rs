@@ -376,3 +376,25 @@ line' && printf 'x' > 'sp ace' && chmod 4755 'sp ace'";
         "700 locked\n700 locked/inner\n0 locked/inner/f\n4755 sp ace\nsecret\nloop\n/etc/passwd\nREADME.txt\nabs\nlocked\nloop\nnew\\nline\nsp\\ ace\nno-fifo\n"
     );
 }
+
+/// A command filling `/dev/shm`, `/dev` and `/tmp` with 8 MiB files stops at the sandbox's
+/// sizes (16 MiB, read-only, 64 MiB): the host's shared memory does not grow with it.
+#[test]
+fn commands_cannot_fill_shared_memory_dev_or_tmp() {
+    let s0 = env().reset(&task("hello-file"), &mut rng()).unwrap();
+    let fill = r#"for d in /dev/shm /dev /tmp; do i=0; while [ $i -lt 12 ]; do head -c 8388608 /dev/zero > $d/f$i 2>/dev/null || break; i=$((i+1)); done; echo "$d $i"; done"#;
+    let s = run(&s0, fill);
+    let screen = &s.last.as_ref().unwrap().screen;
+    let files = |dir: &str| -> usize {
+        screen
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{dir} ")))
+            .unwrap_or_else(|| panic!("no line for {dir}: {screen}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(files("/dev/shm") <= 2, "{screen}");
+    assert_eq!(files("/dev"), 0, "{screen}");
+    assert!(files("/tmp") <= 8, "{screen}");
+}

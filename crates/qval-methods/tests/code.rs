@@ -436,3 +436,43 @@ async fn eureka_does_not_pick_a_sample_that_floods_its_output() {
     assert_eq!(r.best.source.as_deref().map(str::trim), Some(GOOD.trim()));
 }
 
+/// A sample with the real `os` module fills every writable place it can find (8 MiB files,
+/// under the per-file limit): the working folder, `/tmp` and `/dev/shm` stop at their sizes,
+/// `/dev` refuses, and the host's free memory does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_cannot_fill_memory_or_disk_through_writable_folders() {
+    use qval_methods::code::sandbox::WORK_BYTES;
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let fill = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    os = _os()\n    chunk = b'x' * (8 << 20)\n    landed = {{}}\n    for d in ['/work', '/tmp', '/dev/shm', '/dev']:\n        n = 0\n        for i in range(40):\n            try:\n                fd = os['open'](d + '/fill' + str(i), os['O_WRONLY'] | os['O_CREAT'], 0o600)\n            except OSError:\n                break\n            try:\n                n += os['write'](fd, chunk)\n            except OSError:\n                break\n            finally:\n                os['close'](fd)\n        landed[d] = n\n    raise RuntimeError('landed ' + repr(sorted(landed.items())))\n"
+    );
+    let available = || -> u64 {
+        let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    };
+    let before = available();
+    let m = CodeSample::new(sample(&fill), Signal::Q, config(30_000), "test");
+    let preds = predict(&m, &d.points[..1], &d.ctx, &StageOptions::default())
+        .await
+        .unwrap();
+    let during = available();
+    m.close().await;
+    let e = preds[0].error.as_deref().unwrap_or_default();
+    let landed = |dir: &str| -> u64 {
+        let at = e.find(&format!("('{dir}', ")).unwrap_or_else(|| panic!("{dir} in {e}"));
+        let rest = &e[at + dir.len() + 5..];
+        rest[..rest.find(')').unwrap()].parse().unwrap()
+    };
+    assert!(landed("/work") <= WORK_BYTES, "{e}");
+    assert!(landed("/tmp") <= qval_sandbox::TMP_BYTES, "{e}");
+    assert!(landed("/dev/shm") <= qval_sandbox::SHM_BYTES, "{e}");
+    assert_eq!(landed("/dev"), 0, "{e}");
+    assert!(
+        before.saturating_sub(during) < 400 << 20,
+        "host memory dropped by {} MiB",
+        (before - during) >> 20
+    );
+}
+

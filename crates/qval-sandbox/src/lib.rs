@@ -5,9 +5,10 @@
 //!
 //! - [`Bwrap`]: a bubblewrap (`bwrap`, Debian package `bubblewrap`) command line with new
 //!   user, PID, network, IPC and UTS namespaces (no network at all), only `/usr` of the
-//!   host mounted and read-only, a fresh `/proc`, `/dev` and size-limited `/tmp`, the
-//!   caller's binds, the root remounted read-only, a cleared environment, and the whole
-//!   tree killed with its parent;
+//!   host mounted and read-only, a fresh `/proc`, a read-only `/dev` with a size-limited
+//!   `/dev/shm`, a size-limited `/tmp`, the caller's binds and size-limited tmpfs
+//!   ([`Bwrap::tmpfs`]), the root remounted read-only, a cleared environment, and the
+//!   whole tree killed with its parent;
 //! - [`Limits`] and [`limits_hook`]: setrlimit (address space, processes, CPU, file size, no
 //!   core dumps), a new session, and when the caller is root a drop to the unprivileged
 //!   uid/gid [`SANDBOX_UID`] (the kernel exempts uid 0 from `RLIMIT_NPROC`);
@@ -53,6 +54,12 @@ pub enum SandboxError {
     #[error("sandbox I/O: {0}")]
     Io(String),
 }
+
+/// Size of the sandbox's `/dev/shm` (a tmpfs; the rest of `/dev` is read-only).
+pub const SHM_BYTES: u64 = 16 << 20;
+
+/// Size of the sandbox's `/tmp` (a tmpfs).
+pub const TMP_BYTES: u64 = 64 << 20;
 
 /// The read-only system inside the sandbox: `/usr`, with the merged-/usr links.
 pub const SYSTEM_MOUNTS: [&str; 12] = [
@@ -144,11 +151,27 @@ impl Default for Bwrap {
 }
 
 impl Bwrap {
-    /// The base line: system read-only, `/proc`, `/dev`, a 64 MiB `/tmp`, `PATH=/usr/bin:/bin`.
+    /// The base line: system read-only, `/proc`, a read-only `/dev` (its device nodes still
+    /// work) with a [`SHM_BYTES`] `/dev/shm`, a [`TMP_BYTES`] `/tmp`, `PATH=/usr/bin:/bin`.
+    /// Every writable place a caller adds should be size-limited too: [`Bwrap::tmpfs`].
     pub fn new() -> Self {
         let mut args: Vec<OsString> = SYSTEM_MOUNTS.iter().map(OsString::from).collect();
+        let (shm, tmp) = (SHM_BYTES.to_string(), TMP_BYTES.to_string());
         for a in [
-            "--proc", "/proc", "--dev", "/dev", "--size", "67108864", "--tmpfs", "/tmp",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            &shm,
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            &tmp,
+            "--tmpfs",
+            "/tmp",
         ] {
             args.push(a.into());
         }
@@ -157,6 +180,16 @@ impl Bwrap {
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             chdir: "/".into(),
         }
+    }
+
+    /// Mounts a fresh, empty, writable tmpfs of at most `bytes` at `dest` (memory, gone with
+    /// the sandbox; writing past the size fails with "No space left on device").
+    pub fn tmpfs(mut self, dest: impl AsRef<OsStr>, bytes: u64) -> Self {
+        self.args.push("--size".into());
+        self.args.push(bytes.to_string().into());
+        self.args.push("--tmpfs".into());
+        self.args.push(dest.as_ref().into());
+        self
     }
 
     fn push3(mut self, op: &str, a: impl AsRef<OsStr>, b: impl AsRef<OsStr>) -> Self {
@@ -440,6 +473,52 @@ mod tests {
             s.push(&[*b]);
         }
         assert_eq!(s.text(), "01234\n[... 10 bytes of output omitted ...]\nfghij");
+    }
+
+    /// Tries to write 320 MiB (in 8 MiB files) into each writable place of the base line and
+    /// reports how much landed: `/dev` refuses, `/dev/shm` and `/tmp` stop at their sizes.
+    #[test]
+    fn every_writable_place_of_the_sandbox_is_size_limited() {
+        if let Err(e) = bubblewrap_works() {
+            panic!("this test runs bubblewrap: {e}. Install it with `apt-get install bubblewrap`.");
+        }
+        let script = r#"for d in /dev/shm /dev /tmp /; do
+  n=0; i=0
+  while [ $i -lt 40 ]; do
+    head -c 8388608 /dev/zero > $d/fill$i 2>/dev/null; r=$?
+    [ -f $d/fill$i ] && n=$((n + $(stat -c %s $d/fill$i)))
+    [ $r -ne 0 ] && break
+    i=$((i+1))
+  done
+  echo "$d $n"
+done
+echo ok > /dev/null && echo devnull-works"#;
+        let mut cmd = Bwrap::new().command(["/bin/sh", "-c", script]);
+        let out = run_captured(&mut cmd, &Limits::default(), Duration::from_secs(60), 4096).unwrap();
+        let text = out.screen.text();
+        let landed = |dir: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{dir} ")))
+                .unwrap_or_else(|| panic!("no line for {dir}: {text}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(landed("/dev"), 0, "{text}");
+        assert_eq!(landed("/"), 0, "{text}");
+        assert!(landed("/dev/shm") <= SHM_BYTES, "{text}");
+        assert!(landed("/tmp") <= TMP_BYTES, "{text}");
+        assert!(text.contains("devnull-works"), "{text}");
+        // A caller's tmpfs is limited the same way.
+        let mut cmd = Bwrap::new().tmpfs("/work", 4 << 20).command([
+            "/bin/sh",
+            "-c",
+            "head -c 8388608 /dev/zero > /work/x; stat -c %s /work/x",
+        ]);
+        let out = run_captured(&mut cmd, &Limits::default(), Duration::from_secs(60), 4096).unwrap();
+        let text = out.screen.text();
+        assert!(text.contains("No space left"), "{text}");
+        assert!(text.trim_end().ends_with(&(4u64 << 20).to_string()), "{text}");
     }
 
     #[test]

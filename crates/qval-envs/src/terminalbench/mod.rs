@@ -18,9 +18,12 @@
 //!
 //! **The sandbox** ([`qval_sandbox`]): bubblewrap with no network, only `/usr` (and
 //! `/etc/alternatives`) of the host mounted, read-only, the root read-only, `/app` (the task folder) the only
-//! persistent writable place, a 64 MiB `/tmp`, an unprivileged user, process, memory,
-//! CPU and file-size limits, a wall-clock limit per command (10 s by default) and output
-//! capped at 4 KiB on screen. [`TerminalBench::builder`]`.build()` fails when bubblewrap
+//! persistent writable place, a 64 MiB `/tmp`, a 16 MiB `/dev/shm` and the rest of `/dev`
+//! read-only, an unprivileged user, process, memory, CPU and file-size limits, a
+//! wall-clock limit per command (10 s by default) and output capped at 4 KiB on screen.
+//! `/app` is a folder of the host (the work folder), limited per file (16 MiB) and, after
+//! the command, by `max_tree_bytes` at snapshot time, but not in total while the command
+//! runs. [`TerminalBench::builder`]`.build()` fails when bubblewrap
 //! cannot run: commands are never run unconfined.
 //!
 //! ```no_run

@@ -4,7 +4,8 @@
 //! Containment, outermost first:
 //! - **bubblewrap** (`bwrap`, Debian package `bubblewrap`): new user, PID, network, IPC and
 //!   UTS namespaces (no network at all), the system mounted read-only (`/usr` only: no
-//!   `/etc`, `/home`, `/root`), a private writable working folder, a fresh `/tmp`, and the
+//!   `/etc`, `/home`, `/root`), a private working folder (a [`WORK_BYTES`] tmpfs), a
+//!   fresh `/tmp` and `/dev/shm` of limited size, the rest of `/dev` read-only, and the
 //!   whole tree killed with the worker;
 //! - **an unprivileged user**: when qval runs as root the worker drops to uid/gid 65534, so
 //!   resource limits on processes apply (the kernel exempts root from `RLIMIT_NPROC`);
@@ -39,6 +40,10 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// The worker program.
 const WORKER: &str = include_str!("worker.py");
+
+/// Size of the sample's private working folder `/work` under bubblewrap (a tmpfs: the
+/// total of everything written there, the sample's output file included).
+pub const WORK_BYTES: u64 = 64 << 20;
 
 /// The modules generated code may import (the published allowlist).
 pub const ALLOWED_MODULES: [&str; 7] = ["collections", "itertools", "json", "math", "re", "statistics", "string"];
@@ -253,7 +258,7 @@ impl Sandbox {
         let c = &self.config;
         let mut cmd = match c.isolation {
             Isolation::Bubblewrap => Bwrap::new()
-                .bind(dir, "/work")
+                .tmpfs("/work", WORK_BYTES)
                 .chdir("/work")
                 .env("PATH", "/usr/bin")
                 .env("HOME", "/work")
