@@ -316,6 +316,7 @@ async fn eureka_rounds_keep_the_judges_winner() {
     let cfg = EurekaConfig {
         iterations: 2,
         candidates: 3,
+        concurrency: 2,
         sandbox: config(1000),
         sampling: Default::default(),
     };
@@ -414,6 +415,7 @@ async fn eureka_does_not_pick_a_sample_that_floods_its_output() {
     let cfg = EurekaConfig {
         iterations: 1,
         candidates: 2,
+        concurrency: 2,
         sandbox: config(5000),
         sampling: Default::default(),
     };
@@ -476,3 +478,70 @@ async fn a_sample_cannot_fill_memory_or_disk_through_writable_folders() {
     );
 }
 
+/// Eureka runs a round's candidates at once: four candidates that each sleep 0.5 s on each
+/// of 4 points take about 2 s with concurrency 4, not 8 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eureka_runs_candidates_concurrently() {
+    use qval_methods::code::{EurekaConfig, run_eureka};
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let slow = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    _builtins()['__import__']('time').sleep(0.5)\n    return float(len(next_state))"
+    );
+    let server = TestServer::start(ServerConfig {
+        code_samples: vec![slow],
+        ..Default::default()
+    });
+    let backend: Arc<dyn qval_methods::llm::Backend> =
+        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let mut cfg = EurekaConfig::new(config(2000));
+    cfg.iterations = 1;
+    cfg.candidates = 4;
+    assert_eq!(cfg.concurrency, 4, "the documented default");
+    let t = std::time::Instant::now();
+    let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..4], &cfg)
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        r.rounds[0].candidates.iter().all(|(_, s)| s.finite == 4),
+        "{:?}",
+        r.rounds[0]
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "{took:?}: the candidates ran one at a time"
+    );
+}
+
+/// A sample that loads slowly and crashes on every point is held to its total time limit:
+/// restarts count, so the documented worst case per sample holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_count_against_the_total_time_limit() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let crash = format!(
+        "{ESCAPE}\n_builtins()['__import__']('time').sleep(0.4)\ndef signal_function(state, action, next_state):\n    _os()['_exit'](3)"
+    );
+    let cfg = SandboxConfig::builder()
+        .call_limit(Duration::from_millis(1000))
+        .total_limit(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let m = CodeSample::new(sample(&crash), Signal::Q, cfg, "test");
+    let t = std::time::Instant::now();
+    let preds = predict(&m, &d.points[..30], &d.ctx, &StageOptions::default())
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    m.close().await;
+    assert!(preds.iter().all(|p| p.value.is_nan()));
+    assert!(
+        preds
+            .iter()
+            .any(|p| p.error.as_deref().unwrap().contains("total time limit")),
+        "{:?}",
+        preds.last()
+    );
+    assert!(took < Duration::from_secs(6), "{took:?} for a 2 s budget");
+}

@@ -64,7 +64,7 @@ pub enum Isolation {
 /// | parameter | default |
 /// |---|---|
 /// | `call_limit` | 1 s per call |
-/// | `total_limit` | 600 s per sample |
+/// | `total_limit` | 600 s per sample (calls and worker restarts) |
 /// | `memory` | 1 GiB address space |
 /// | `processes` | 256 for the sandbox user (shared by all samples running at once) |
 /// | `output_cap` | 64 KiB of output per call (prints and writes), and per reply |
@@ -394,9 +394,14 @@ impl Sandbox {
                 self.config.total_limit
             ));
         }
+        // Restarts count against the sample's total too, so a sample that crashes (or
+        // loads slowly) on every point cannot run past its limit.
+        let t = Instant::now();
         if self.worker.is_none() {
             self.restarts += 1;
-            self.start().await.map_err(|e| match e {
+            let started = self.start().await;
+            self.used += t.elapsed();
+            started.map_err(|e| match e {
                 Ok(reason) => reason,
                 Err(e) => e.to_string(),
             })?;
