@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{CoreError, Result};
@@ -316,5 +316,73 @@ fn describe_difference(found: &Metadata, wanted: &Metadata) -> String {
             "qval {} format {}, now qval {} format {}",
             found.qval_version, found.format_version, wanted.qval_version, wanted.format_version
         )
+    }
+}
+
+/// An exclusive advisory lock on a run folder, so that two processes never write the same
+/// run at once: [`RunLock::acquire`] locks `dir/.qval.lock` (creating the folder and the
+/// file), and dropping the value releases it. The operating system releases it too when
+/// the process dies, so a crash leaves no stale lock. Advisory: it keeps out other qval
+/// processes that ask for it, not programs that do not.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// The name of the lock file inside a run folder.
+    pub const FILE_NAME: &'static str = ".qval.lock";
+
+    /// Takes the lock of the run folder `dir` without waiting, and records this process's
+    /// id in the lock file.
+    ///
+    /// # Errors
+    /// [`CoreError::RunLocked`] naming the folder (and the holder's process id) when another
+    /// process holds the lock; [`CoreError::Io`] when the folder or the file cannot be made.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        fs::create_dir_all(dir).map_err(|e| CoreError::io("creating folder", dir, e))?;
+        let path = dir.join(Self::FILE_NAME);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CoreError::io("opening", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(CoreError::RunLocked {
+                    dir: dir.to_path_buf(),
+                    holder: if pid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {pid})")
+                    },
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(CoreError::io("locking", &path, e)),
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(pid.as_bytes()))
+            .map_err(|e| CoreError::io("writing", &path, e))?;
+        Ok(RunLock { file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
     }
 }
