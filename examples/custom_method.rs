@@ -8,7 +8,6 @@
 //! A method is any type implementing `DenseSignalMethod`: a name, the signal it estimates
 //! (Q or V), and a score per point. Only the order of the scores matters.
 
-use anyhow::Context as _;
 use qval::io::{Kind, read_jsonl};
 use qval::metrics::{CorrelationConfig, align, spearman};
 use qval::stage::layout;
@@ -43,16 +42,27 @@ impl DenseSignalMethod for Manhattan {
     }
 }
 
+/// Reads one file of the run folder. Only a file that does not exist is blamed on a missing
+/// quickstart run; any other error (a malformed line, a binary file, no permission) is
+/// reported as it is, with its path and line.
+pub fn read_run_file<T: serde::de::DeserializeOwned>(path: &std::path::Path, kind: Kind) -> anyhow::Result<Vec<T>> {
+    match read_jsonl::<T>(path, kind) {
+        Ok((_, records)) => Ok(records),
+        Err(qval::CoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(anyhow::anyhow!(
+                "{} does not exist: run `cargo run --release --example quickstart` first to create it",
+                path.display()
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let run = std::path::Path::new(std::env::args().nth(1).as_deref().unwrap_or("runs/quickstart")).to_path_buf();
-    let (_, points) = read_jsonl::<EvaluationPoint>(&layout::points(&run), Kind::Points).with_context(|| {
-        format!(
-            "run `cargo run --release --example quickstart` first to create {}",
-            run.display()
-        )
-    })?;
-    let (_, labels) = read_jsonl::<Label>(&layout::labels(&run, "mvmc-q"), Kind::Labels)?;
+    let points: Vec<EvaluationPoint> = read_run_file(&layout::points(&run), Kind::Points)?;
+    let labels: Vec<Label> = read_run_file(&layout::labels(&run, "mvmc-q"), Kind::Labels)?;
     let env = qval::envs::frozenlake::FrozenLake::builder().preset_8x8().build()?;
     let ctx = MethodContext::from_spec(qval::Environment::spec(&env));
 

@@ -48,6 +48,17 @@ pub enum CoreError {
         /// What differs.
         what: String,
     },
+    /// Another process holds the run folder's lock ([`crate::io::RunLock`]).
+    #[error(
+        "run folder {dir} is in use by another qval process{holder} (it holds {dir}/.qval.lock); \
+         wait for it to finish, or use another folder"
+    )]
+    RunLocked {
+        /// The run folder.
+        dir: PathBuf,
+        /// `" (pid N)"` when the holder wrote its process id, else empty.
+        holder: String,
+    },
     /// An environment refused or failed a call.
     #[error("environment `{env}`: {message}")]
     Environment {

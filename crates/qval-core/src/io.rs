@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{CoreError, Result};
@@ -174,31 +174,69 @@ fn parse_record<T: DeserializeOwned>(path: &Path, lineno: usize, line: &str) -> 
     })
 }
 
+/// The error for bytes that are not UTF-8: the file, the line, and the byte offset.
+fn not_utf8(path: &Path, line: usize, offset: usize) -> CoreError {
+    CoreError::Malformed {
+        path: path.to_path_buf(),
+        line,
+        message: format!(
+            "not UTF-8 text at byte {offset} (line {line}): a JSON Lines file written by qval is UTF-8; \
+             is this a binary file?"
+        ),
+    }
+}
+
+/// Checks that `bytes` (the start of a file) are UTF-8, naming the line and byte offset of
+/// the first bad byte.
+fn utf8<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        not_utf8(path, line, at)
+    })
+}
+
 /// Reads a JSON Lines file written by [`write_jsonl`], checking that it holds `expected`
-/// records. Blank lines are skipped; anything malformed is reported with file and line.
+/// records. Blank lines are skipped; anything malformed is reported with file and line (and
+/// byte offset, for bytes that are not UTF-8).
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path, expected: Kind) -> Result<(Metadata, Vec<T>)> {
     let file = File::open(path).map_err(|e| CoreError::io("opening", path, e))?;
-    let mut lines = BufReader::new(file).lines();
-    let first = match lines.next() {
-        Some(l) => l.map_err(|e| CoreError::io("reading", path, e))?,
-        None => {
-            return Err(CoreError::Malformed {
-                path: path.to_path_buf(),
-                line: 1,
-                message: "the file is empty (expected a `qval_metadata` record)".into(),
-            });
-        }
-    };
-    let meta = parse_meta(path, &first, expected)?;
+    let mut reader = BufReader::new(file);
+    let mut buf = Vec::new();
+    let mut offset = 0usize;
+    let mut lineno = 0usize;
+    let mut meta = None;
     let mut records = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(|e| CoreError::io("reading", path, e))?;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| CoreError::io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let line = std::str::from_utf8(&buf).map_err(|e| not_utf8(path, lineno, offset + e.valid_up_to()))?;
+        offset += n;
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if meta.is_none() {
+            meta = Some(parse_meta(path, line, expected)?);
+            continue;
+        }
         if line.trim().is_empty() {
             continue;
         }
-        records.push(parse_record(path, i + 2, &line)?);
+        records.push(parse_record(path, lineno, line)?);
     }
-    Ok((meta, records))
+    match meta {
+        Some(meta) => Ok((meta, records)),
+        None => Err(CoreError::Malformed {
+            path: path.to_path_buf(),
+            line: 1,
+            message: "the file is empty (expected a `qval_metadata` record)".into(),
+        }),
+    }
 }
 
 /// The path of the checkpoint kept beside `path` while a stage runs.
@@ -228,7 +266,8 @@ impl Checkpoint {
         create_parent(&path)?;
         let mut done = Vec::new();
         if path.exists() {
-            let text = fs::read_to_string(&path).map_err(|e| CoreError::io("reading", &path, e))?;
+            let bytes = fs::read(&path).map_err(|e| CoreError::io("reading", &path, e))?;
+            let text = utf8(&path, &bytes)?;
             // Keep only complete lines: a line without its newline was being written when
             // the run stopped.
             let complete = match text.rfind('\n') {
@@ -304,17 +343,125 @@ impl Checkpoint {
     }
 }
 
-fn describe_difference(found: &Metadata, wanted: &Metadata) -> String {
+/// What differs between the metadata `found` in a file and the metadata `wanted` now, in
+/// words: the producer, the seed, each differing parameter by its path
+/// (`` `params.labeler.rollouts` is 4 in the file, 8 now ``), or the versions.
+pub fn describe_difference(found: &Metadata, wanted: &Metadata) -> String {
+    let mut diffs = Vec::new();
+    if found.kind != wanted.kind {
+        diffs.push(format!(
+            "the records are {:?} in the file, {:?} now",
+            found.kind, wanted.kind
+        ));
+    }
     if found.producer != wanted.producer {
-        format!("producer `{}`, now `{}`", found.producer, wanted.producer)
-    } else if found.seed != wanted.seed {
-        format!("seed {:?}, now {:?}", found.seed, wanted.seed)
-    } else if found.params != wanted.params {
-        format!("parameters {}, now {}", found.params, wanted.params)
-    } else {
-        format!(
-            "qval {} format {}, now qval {} format {}",
+        diffs.push(format!(
+            "producer `{}` in the file, `{}` now",
+            found.producer, wanted.producer
+        ));
+    }
+    if found.seed != wanted.seed {
+        let show = |s: Option<u64>| s.map_or("none".to_string(), |s| s.to_string());
+        diffs.push(format!(
+            "seed {} in the file, {} now",
+            show(found.seed),
+            show(wanted.seed)
+        ));
+    }
+    param_diffs("params", &found.params, &wanted.params, &mut diffs);
+    if diffs.is_empty() && found != wanted {
+        diffs.push(format!(
+            "qval {} format {} in the file, qval {} format {} now",
             found.qval_version, found.format_version, wanted.qval_version, wanted.format_version
-        )
+        ));
+    }
+    diffs.join("; ")
+}
+
+/// Appends a line per differing leaf of two parameter trees, objects compared key by key.
+fn param_diffs(at: &str, found: &Value, wanted: &Value, out: &mut Vec<String>) {
+    match (found, wanted) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let here = format!("{at}.{k}");
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => param_diffs(&here, x, y, out),
+                    (Some(x), None) => out.push(format!("`{here}` is {x} in the file, absent now")),
+                    (None, Some(y)) => out.push(format!("`{here}` is absent in the file, {y} now")),
+                    (None, None) => {}
+                }
+            }
+        }
+        (a, b) if a != b => out.push(format!("`{at}` is {a} in the file, {b} now")),
+        _ => {}
+    }
+}
+
+/// An exclusive advisory lock on a run folder, so that two processes never write the same
+/// run at once: [`RunLock::acquire`] locks `dir/.qval.lock` (creating the folder and the
+/// file), and dropping the value releases it. The operating system releases it too when
+/// the process dies, so a crash leaves no stale lock. Advisory: it keeps out other qval
+/// processes that ask for it, not programs that do not.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// The name of the lock file inside a run folder.
+    pub const FILE_NAME: &'static str = ".qval.lock";
+
+    /// Takes the lock of the run folder `dir` without waiting, and records this process's
+    /// id in the lock file.
+    ///
+    /// # Errors
+    /// [`CoreError::RunLocked`] naming the folder (and the holder's process id) when another
+    /// process holds the lock; [`CoreError::Io`] when the folder or the file cannot be made.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        fs::create_dir_all(dir).map_err(|e| CoreError::io("creating folder", dir, e))?;
+        let path = dir.join(Self::FILE_NAME);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CoreError::io("opening", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(CoreError::RunLocked {
+                    dir: dir.to_path_buf(),
+                    holder: if pid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {pid})")
+                    },
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(CoreError::io("locking", &path, e)),
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(pid.as_bytes()))
+            .map_err(|e| CoreError::io("writing", &path, e))?;
+        Ok(RunLock { file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
     }
 }

@@ -131,7 +131,7 @@ where
         } else {
             return Err(CoreError::CheckpointMismatch {
                 path: path.to_path_buf(),
-                what: "an existing output file with other metadata".into(),
+                what: crate::io::describe_difference(&found, meta),
             });
         }
     }

@@ -377,3 +377,76 @@ line' && printf 'x' > 'sp ace' && chmod 4755 'sp ace'";
         "700 locked\n700 locked/inner\n0 locked/inner/f\n4755 sp ace\nsecret\nloop\n/etc/passwd\nREADME.txt\nabs\nlocked\nloop\nnew\\nline\nsp\\ ace\nno-fifo\n"
     );
 }
+
+/// A command filling `/dev/shm`, `/dev` and `/tmp` with 8 MiB files stops at the sandbox's
+/// sizes (16 MiB, read-only, 64 MiB): the host's shared memory does not grow with it.
+#[test]
+fn commands_cannot_fill_shared_memory_dev_or_tmp() {
+    let s0 = env().reset(&task("hello-file"), &mut rng()).unwrap();
+    let fill = r#"for d in /dev/shm /dev /tmp; do i=0; while [ $i -lt 12 ]; do head -c 8388608 /dev/zero > $d/f$i 2>/dev/null || break; i=$((i+1)); done; echo "$d $i"; done"#;
+    let s = run(&s0, fill);
+    let screen = &s.last.as_ref().unwrap().screen;
+    let files = |dir: &str| -> usize {
+        screen
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{dir} ")))
+            .unwrap_or_else(|| panic!("no line for {dir}: {screen}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(files("/dev/shm") <= 2, "{screen}");
+    assert_eq!(files("/dev"), 0, "{screen}");
+    assert!(files("/tmp") <= 8, "{screen}");
+}
+
+/// A command filling `/app` (a host folder, which bubblewrap cannot size) with 8 MiB files
+/// is killed by the watchdog long before its time limit, and the host's free space on the
+/// work folder's file system never drops by much more than the limit.
+#[test]
+fn a_command_filling_app_is_stopped_and_the_host_keeps_its_space() {
+    let s0 = env().reset(&task("hello-file"), &mut rng()).unwrap();
+    fn free() -> Vec<u64> {
+        [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()]
+            .iter()
+            .map(|r| qval_sandbox::free_bytes(r).unwrap_or(0))
+            .collect()
+    }
+    let roots = ["/dev/shm".to_string(), std::env::temp_dir().display().to_string()];
+    let before = free();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut least = free();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (l, f) in least.iter_mut().zip(free()) {
+                    *l = (*l).min(f);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            least
+        })
+    };
+    let t = Instant::now();
+    let fill = "i=0; while [ $i -lt 400 ]; do head -c 8388608 /dev/zero > /app/f$i || break; i=$((i+1)); done";
+    let out = env().step(&s0, &env().parse_action(fill), &mut rng());
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let least = sampler.join().unwrap();
+    match &out {
+        Ok(o) => {
+            let screen = &o.state.last.as_ref().unwrap().screen;
+            assert!(screen.contains("grew past"), "{screen}");
+        }
+        Err(e) => assert!(e.to_string().contains("more than"), "{e}"),
+    }
+    assert!(
+        took < Duration::from_secs(4),
+        "{took:?}: not stopped before its 5 s limit"
+    );
+    for ((b, l), r) in before.iter().zip(&least).zip(&roots) {
+        let drop = b.saturating_sub(*l);
+        assert!(drop < 600 << 20, "{}: free space dropped by {} MiB", r, drop >> 20);
+    }
+}

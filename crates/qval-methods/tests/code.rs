@@ -146,7 +146,7 @@ async fn hostile_samples_are_contained_with_a_reason() {
         .await,
         "MemoryError",
     );
-    // Megabytes of output: prints are swallowed (then the None return is the error)...
+    // Megabytes of output: printed or written to the real stdout, past the cap it is NaN.
     all_nan_with(
         &run(
             "def signal_function(state, action, next_state):\n    print('x' * 5_000_000)",
@@ -155,9 +155,8 @@ async fn hostile_samples_are_contained_with_a_reason() {
             2000,
         )
         .await,
-        "returned NoneType",
+        "output cap",
     );
-    // ...and a write to the real stdout past the cap kills the worker.
     let flood = format!(
         "{ESCAPE}\ndef signal_function(state, action, next_state):\n    _os()['write'](1, b'x' * 5_000_000)\n    return 1.0"
     );
@@ -317,6 +316,7 @@ async fn eureka_rounds_keep_the_judges_winner() {
     let cfg = EurekaConfig {
         iterations: 2,
         candidates: 3,
+        concurrency: 2,
         sandbox: config(1000),
         sampling: Default::default(),
     };
@@ -350,4 +350,198 @@ async fn eureka_rounds_keep_the_judges_winner() {
         .unwrap();
     assert!(rho(&d.labels, &preds) >= 0.95);
     best.close().await;
+}
+
+/// A sample with the real `os` module writes forged replies (a bare number, a value, a load
+/// answer) to every descriptor it can reach: each point still gets exactly its own value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_any_descriptor_cannot_shift_answers_between_points() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let pts = &d.points[..12];
+    let body = "    return float(state.find('@') * 1000 + next_state.find('@'))";
+    let clean = run(
+        &format!("def signal_function(state, action, next_state):\n{body}"),
+        pts,
+        &d.ctx,
+        1000,
+    )
+    .await;
+    let forge = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    w = _os()['write']\n    for fd in range(0, 16):\n        try:\n            w(fd, b'42\\n{{\"value\": 42.0}}\\n{{\"ok\": true}}\\n')\n        except OSError:\n            pass\n{body}"
+    );
+    let forged = run(&forge, pts, &d.ctx, 1000).await;
+    for (c, f) in clean.iter().zip(&forged) {
+        assert!(c.value.is_finite(), "{c:?}");
+        assert_eq!(f.value, c.value, "point {}: {f:?}", f.point_id);
+    }
+}
+
+/// 50 MiB printed, or written to descriptor 1, and then a number: NaN with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_past_the_cap_makes_the_point_nan() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let few = &d.points[..3];
+    let printed = "def signal_function(state, action, next_state):\n    print('x' * (50 << 20))\n    return 1.0";
+    all_nan_with(&run(printed, few, &d.ctx, 5000).await, "more than the output cap");
+    let written = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    _os()['write'](1, b'x' * (50 << 20))\n    return 1.0"
+    );
+    all_nan_with(&run(&written, few, &d.ctx, 5000).await, "more than the output cap");
+    let at_load = "print('x' * (1 << 20))\ndef signal_function(state, action, next_state):\n    return 1.0";
+    all_nan_with(&run(at_load, few, &d.ctx, 5000).await, "more than the output cap");
+    // A little output is fine.
+    let chatty = "def signal_function(state, action, next_state):\n    print('thinking')\n    return 1.0";
+    assert!(run(chatty, few, &d.ctx, 1000).await.iter().all(|p| p.value == 1.0));
+}
+
+/// Eureka's choice (the judge's, like its fallback) never lands on a sample whose points
+/// drowned in output, even when its numbers are as good as the best candidate's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eureka_does_not_pick_a_sample_that_floods_its_output() {
+    use qval_methods::code::{EurekaConfig, run_eureka};
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let flood = format!(
+        "{GOOD}\n_inner = signal_function\n\ndef signal_function(state, action, next_state):\n    print('x' * (50 << 20))\n    return _inner(state, action, next_state)\n"
+    );
+    let server = TestServer::start(ServerConfig {
+        code_samples: vec![flood, GOOD.to_string()],
+        ..Default::default()
+    });
+    let backend: Arc<dyn qval_methods::llm::Backend> =
+        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let cfg = EurekaConfig {
+        iterations: 1,
+        candidates: 2,
+        concurrency: 2,
+        sandbox: config(5000),
+        sampling: Default::default(),
+    };
+    let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
+        .await
+        .unwrap();
+    let round = &r.rounds[0];
+    assert_eq!(round.candidates[0].1.nan, 20, "{:?}", round.candidates[0].1);
+    assert!(
+        round.candidates[0]
+            .1
+            .first_error
+            .as_deref()
+            .unwrap()
+            .contains("output cap"),
+        "{:?}",
+        round.candidates[0].1
+    );
+    assert_eq!(round.winner, 1);
+    assert_eq!(r.best.source.as_deref().map(str::trim), Some(GOOD.trim()));
+}
+
+/// A sample with the real `os` module fills every writable place it can find (8 MiB files,
+/// under the per-file limit): the working folder, `/tmp` and `/dev/shm` stop at their sizes,
+/// `/dev` refuses, and the host's free memory does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_cannot_fill_memory_or_disk_through_writable_folders() {
+    use qval_methods::code::sandbox::WORK_BYTES;
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let fill = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    os = _os()\n    chunk = b'x' * (8 << 20)\n    landed = {{}}\n    for d in ['/work', '/tmp', '/dev/shm', '/dev']:\n        n = 0\n        for i in range(40):\n            try:\n                fd = os['open'](d + '/fill' + str(i), os['O_WRONLY'] | os['O_CREAT'], 0o600)\n            except OSError:\n                break\n            try:\n                n += os['write'](fd, chunk)\n            except OSError:\n                break\n            finally:\n                os['close'](fd)\n        landed[d] = n\n    raise RuntimeError('landed ' + repr(sorted(landed.items())))\n"
+    );
+    let available = || -> u64 {
+        let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    };
+    let before = available();
+    let m = CodeSample::new(sample(&fill), Signal::Q, config(30_000), "test");
+    let preds = predict(&m, &d.points[..1], &d.ctx, &StageOptions::default())
+        .await
+        .unwrap();
+    let during = available();
+    m.close().await;
+    let e = preds[0].error.as_deref().unwrap_or_default();
+    let landed = |dir: &str| -> u64 {
+        let at = e.find(&format!("('{dir}', ")).unwrap_or_else(|| panic!("{dir} in {e}"));
+        let rest = &e[at + dir.len() + 5..];
+        rest[..rest.find(')').unwrap()].parse().unwrap()
+    };
+    assert!(landed("/work") <= WORK_BYTES, "{e}");
+    assert!(landed("/tmp") <= qval_sandbox::TMP_BYTES, "{e}");
+    assert!(landed("/dev/shm") <= qval_sandbox::SHM_BYTES, "{e}");
+    assert_eq!(landed("/dev"), 0, "{e}");
+    assert!(
+        before.saturating_sub(during) < 400 << 20,
+        "host memory dropped by {} MiB",
+        (before - during) >> 20
+    );
+}
+
+/// Eureka runs a round's candidates at once: four candidates that each sleep 0.5 s on each
+/// of 4 points take about 2 s with concurrency 4, not 8 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eureka_runs_candidates_concurrently() {
+    use qval_methods::code::{EurekaConfig, run_eureka};
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let slow = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    _builtins()['__import__']('time').sleep(0.5)\n    return float(len(next_state))"
+    );
+    let server = TestServer::start(ServerConfig {
+        code_samples: vec![slow],
+        ..Default::default()
+    });
+    let backend: Arc<dyn qval_methods::llm::Backend> =
+        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let mut cfg = EurekaConfig::new(config(2000));
+    cfg.iterations = 1;
+    cfg.candidates = 4;
+    assert_eq!(cfg.concurrency, 4, "the documented default");
+    let t = std::time::Instant::now();
+    let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..4], &cfg)
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        r.rounds[0].candidates.iter().all(|(_, s)| s.finite == 4),
+        "{:?}",
+        r.rounds[0]
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "{took:?}: the candidates ran one at a time"
+    );
+}
+
+/// A sample that loads slowly and crashes on every point is held to its total time limit:
+/// restarts count, so the documented worst case per sample holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_count_against_the_total_time_limit() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let crash = format!(
+        "{ESCAPE}\n_builtins()['__import__']('time').sleep(0.4)\ndef signal_function(state, action, next_state):\n    _os()['_exit'](3)"
+    );
+    let cfg = SandboxConfig::builder()
+        .call_limit(Duration::from_millis(1000))
+        .total_limit(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let m = CodeSample::new(sample(&crash), Signal::Q, cfg, "test");
+    let t = std::time::Instant::now();
+    let preds = predict(&m, &d.points[..30], &d.ctx, &StageOptions::default())
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    m.close().await;
+    assert!(preds.iter().all(|p| p.value.is_nan()));
+    assert!(
+        preds
+            .iter()
+            .any(|p| p.error.as_deref().unwrap().contains("total time limit")),
+        "{:?}",
+        preds.last()
+    );
+    assert!(took < Duration::from_secs(6), "{took:?} for a 2 s budget");
 }

@@ -403,3 +403,206 @@ async fn prompts_fit_the_budget_and_hide_an_undisclosed_discount() {
     let s = render(&direct_messages(long, &hidden, Signal::V, &Default::default()));
     assert!(!s.contains("gamma") && s.contains("fewer steps") && s.contains("V(s)") && !s.contains("Action taken"));
 }
+
+/// A backend answering `<answer>0.5</answer>` after a pause, counting the calls it gets.
+struct Counting {
+    calls: std::sync::atomic::AtomicU64,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl Backend for Counting {
+    fn name(&self) -> String {
+        "counting".into()
+    }
+    fn capabilities(&self) -> qval_methods::llm::Capabilities {
+        qval_methods::llm::Capabilities {
+            logprobs: false,
+            images: false,
+        }
+    }
+    async fn chat(
+        &self,
+        _request: &qval_methods::llm::ChatRequest,
+    ) -> Result<qval_methods::llm::ChatResponse, qval_methods::llm::LlmError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Ok(qval_methods::llm::ChatResponse {
+            text: "<answer>0.5</answer>".into(),
+            usage: qval_methods::llm::Usage {
+                prompt_tokens: 7,
+                completion_tokens: 3,
+            },
+            logprobs: None,
+            model: "counting".into(),
+            cached: false,
+        })
+    }
+}
+
+fn counting(delay_ms: u64) -> Arc<Counting> {
+    Arc::new(Counting {
+        calls: Default::default(),
+        delay: Duration::from_millis(delay_ms),
+    })
+}
+
+fn ask(text: &str) -> qval_methods::llm::ChatRequest {
+    qval_methods::llm::ChatRequest {
+        messages: vec![qval_methods::llm::Message::text(qval_methods::llm::Role::User, text)],
+        sampling: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_prompts_in_flight_at_once_make_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = counting(100);
+    let stack = StackBuilder::new(inner.clone())
+        .cache(dir.path().join("cache"))
+        .build()
+        .unwrap();
+    let reqs: Vec<_> = (0..24).map(|i| ask(&format!("prompt {}", i % 4))).collect();
+    let replies = stack.chat_batch(&reqs).await;
+    assert!(replies.iter().all(|r| r.as_ref().unwrap().text.contains("0.5")));
+    assert_eq!(
+        inner.calls.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "one request per distinct prompt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_tells_requests_sent_from_cache_hits() {
+    let d = quickstart_data().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inner = counting(1);
+    let build = || {
+        StackBuilder::new(inner.clone())
+            .cache(dir.path().join("cache"))
+            .build()
+            .unwrap()
+    };
+    let points = &d.points[..10];
+    let first = Direct::new(build(), Signal::Q, DirectMode::Single, Default::default());
+    predict(&first, points, &d.ctx, &StageOptions::default()).await.unwrap();
+    let u = first.usage();
+    assert_eq!(
+        (u["requests"].as_u64(), u["cache_hits"].as_u64()),
+        (Some(10), Some(0)),
+        "{u}"
+    );
+    assert_eq!(u["prompt_tokens"], 70, "{u}");
+    let again = Direct::new(build(), Signal::Q, DirectMode::Single, Default::default());
+    predict(&again, points, &d.ctx, &StageOptions::default()).await.unwrap();
+    let u = again.usage();
+    assert_eq!(
+        (u["requests"].as_u64(), u["cache_hits"].as_u64()),
+        (Some(0), Some(10)),
+        "{u}"
+    );
+    assert_eq!(
+        (u["prompt_tokens"].as_u64(), u["cached_prompt_tokens"].as_u64()),
+        (Some(0), Some(70)),
+        "{u}"
+    );
+    assert_eq!(u["cached_completion_tokens"], 30, "{u}");
+}
+
+/// Two logs appending to one file (as two processes sharing it would), many requests at
+/// once with long prompts: every line is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_lines_are_never_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("requests.jsonl");
+    let a = Arc::new(qval_methods::llm::RequestLog::new(counting(0), &path).unwrap());
+    let b = Arc::new(qval_methods::llm::RequestLog::new(counting(0), &path).unwrap());
+    let long = "word ".repeat(4000);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let log = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let req = ask(&format!("{i} {long}"));
+        tasks.push(tokio::spawn(async move { log.chat(&req).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 200);
+    for (i, line) in text.lines().enumerate() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+    }
+}
+
+/// Answers prose (which does not parse) to its first `prose` calls, then a number.
+struct Unsure {
+    calls: std::sync::atomic::AtomicU64,
+    prose: u64,
+}
+
+#[async_trait::async_trait]
+impl Backend for Unsure {
+    fn name(&self) -> String {
+        "unsure".into()
+    }
+    fn capabilities(&self) -> qval_methods::llm::Capabilities {
+        qval_methods::llm::Capabilities {
+            logprobs: false,
+            images: false,
+        }
+    }
+    async fn chat(
+        &self,
+        _request: &qval_methods::llm::ChatRequest,
+    ) -> Result<qval_methods::llm::ChatResponse, qval_methods::llm::LlmError> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let text = if n < self.prose {
+            "I would rather not say."
+        } else {
+            "<answer>0.5</answer>"
+        };
+        Ok(qval_methods::llm::ChatResponse {
+            text: text.into(),
+            usage: Default::default(),
+            logprobs: None,
+            model: "unsure".into(),
+            cached: false,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsed_replies_stay_cached_but_can_be_asked_again() {
+    let d = quickstart_data().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(Unsure {
+        calls: Default::default(),
+        prose: 5,
+    });
+    let points = &d.points[..8];
+    let calls = || inner.calls.load(std::sync::atomic::Ordering::SeqCst);
+    let cache = dir.path().join("cache");
+    let run = async |reask: bool| {
+        let stack = StackBuilder::new(inner.clone())
+            .concurrency(1)
+            .cache(&cache)
+            .reask_unparsed(reask)
+            .build()
+            .unwrap();
+        let m = Direct::new(stack, Signal::Q, DirectMode::Single, Default::default());
+        predict(&m, points, &d.ctx, &StageOptions::default())
+            .await
+            .unwrap()
+            .iter()
+            .filter(|p| p.value.is_nan())
+            .count()
+    };
+    assert_eq!(run(false).await, 5, "five replies did not parse");
+    assert_eq!(calls(), 8);
+    assert_eq!(run(false).await, 5, "by default the cache serves them as they were");
+    assert_eq!(calls(), 8);
+    assert_eq!(run(true).await, 0, "reask_unparsed asks exactly those again");
+    assert_eq!(calls(), 13);
+    assert_eq!(run(true).await, 0);
+    assert_eq!(calls(), 13, "the fresh answers are cached");
+}

@@ -5,15 +5,18 @@
 //!
 //! - [`Bwrap`]: a bubblewrap (`bwrap`, Debian package `bubblewrap`) command line with new
 //!   user, PID, network, IPC and UTS namespaces (no network at all), only `/usr` of the
-//!   host mounted and read-only, a fresh `/proc`, `/dev` and size-limited `/tmp`, the
-//!   caller's binds, the root remounted read-only, a cleared environment, and the whole
-//!   tree killed with its parent;
+//!   host mounted and read-only, a fresh `/proc`, a read-only `/dev` with a size-limited
+//!   `/dev/shm`, a size-limited `/tmp`, the caller's binds and size-limited tmpfs
+//!   ([`Bwrap::tmpfs`]), the root remounted read-only, a cleared environment, and the
+//!   whole tree killed with its parent;
 //! - [`Limits`] and [`limits_hook`]: setrlimit (address space, processes, CPU, file size, no
 //!   core dumps), a new session, and when the caller is root a drop to the unprivileged
 //!   uid/gid [`SANDBOX_UID`] (the kernel exempts uid 0 from `RLIMIT_NPROC`);
 //! - [`run_captured`]: one command with a wall-clock limit (the process group is killed on
 //!   expiry) and its merged stdout/stderr captured as a [`Screen`] that keeps the head and
-//!   the tail of long output, so memory stays bounded however much is printed.
+//!   the tail of long output, so memory stays bounded however much is printed;
+//!   [`run_captured_watched`] also kills it when host folders bound writable grow past a
+//!   [`TreeLimit`].
 //!
 //! [`bubblewrap_works`] checks that bubblewrap can create its namespaces here; callers refuse
 //! to start without it rather than running anything unconfined.
@@ -53,6 +56,12 @@ pub enum SandboxError {
     #[error("sandbox I/O: {0}")]
     Io(String),
 }
+
+/// Size of the sandbox's `/dev/shm` (a tmpfs; the rest of `/dev` is read-only).
+pub const SHM_BYTES: u64 = 16 << 20;
+
+/// Size of the sandbox's `/tmp` (a tmpfs).
+pub const TMP_BYTES: u64 = 64 << 20;
 
 /// The read-only system inside the sandbox: `/usr`, with the merged-/usr links.
 pub const SYSTEM_MOUNTS: [&str; 12] = [
@@ -144,11 +153,27 @@ impl Default for Bwrap {
 }
 
 impl Bwrap {
-    /// The base line: system read-only, `/proc`, `/dev`, a 64 MiB `/tmp`, `PATH=/usr/bin:/bin`.
+    /// The base line: system read-only, `/proc`, a read-only `/dev` (its device nodes still
+    /// work) with a [`SHM_BYTES`] `/dev/shm`, a [`TMP_BYTES`] `/tmp`, `PATH=/usr/bin:/bin`.
+    /// Every writable place a caller adds should be size-limited too: [`Bwrap::tmpfs`].
     pub fn new() -> Self {
         let mut args: Vec<OsString> = SYSTEM_MOUNTS.iter().map(OsString::from).collect();
+        let (shm, tmp) = (SHM_BYTES.to_string(), TMP_BYTES.to_string());
         for a in [
-            "--proc", "/proc", "--dev", "/dev", "--size", "67108864", "--tmpfs", "/tmp",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            &shm,
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            &tmp,
+            "--tmpfs",
+            "/tmp",
         ] {
             args.push(a.into());
         }
@@ -157,6 +182,16 @@ impl Bwrap {
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             chdir: "/".into(),
         }
+    }
+
+    /// Mounts a fresh, empty, writable tmpfs of at most `bytes` at `dest` (memory, gone with
+    /// the sandbox; writing past the size fails with "No space left on device").
+    pub fn tmpfs(mut self, dest: impl AsRef<OsStr>, bytes: u64) -> Self {
+        self.args.push("--size".into());
+        self.args.push(bytes.to_string().into());
+        self.args.push("--tmpfs".into());
+        self.args.push(dest.as_ref().into());
+        self
     }
 
     fn push3(mut self, op: &str, a: impl AsRef<OsStr>, b: impl AsRef<OsStr>) -> Self {
@@ -344,8 +379,56 @@ pub struct Captured {
     pub screen: Screen,
     /// Whether the wall-clock limit killed it.
     pub timed_out: bool,
+    /// Why a [`TreeLimit`] killed it, if one did.
+    pub over_size: Option<String>,
     /// Wall-clock time.
     pub elapsed: Duration,
+}
+
+/// A limit on what host folders bound writable into a sandbox may hold while a command
+/// runs (bubblewrap cannot size a bind): [`run_captured_watched`] measures them every
+/// [`TreeLimit::POLL`] and kills the command's process group when they hold more than
+/// `max_bytes` (disk blocks used) or `max_entries` entries. A watchdog, not a quota: a fast
+/// writer may overshoot by what it writes in one poll interval before it is killed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeLimit {
+    /// The folders measured together.
+    pub roots: Vec<std::path::PathBuf>,
+    /// Most bytes (allocated blocks) under them.
+    pub max_bytes: u64,
+    /// Most files, folders and links under them.
+    pub max_entries: u64,
+}
+
+impl TreeLimit {
+    /// How often the folders are measured.
+    pub const POLL: Duration = Duration::from_millis(20);
+
+    /// Why the folders are over the limit, if they are (the walk stops at the limit).
+    pub fn exceeded(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let (mut bytes, mut entries) = (0u64, 0u64);
+        let mut stack: Vec<std::path::PathBuf> = self.roots.clone();
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                entries += 1;
+                if let Ok(m) = e.path().symlink_metadata() {
+                    bytes += m.blocks() * 512;
+                    if m.is_dir() {
+                        stack.push(e.path());
+                    }
+                }
+                if bytes > self.max_bytes {
+                    return Some(format!("the writable folders grew past {} bytes", self.max_bytes));
+                }
+                if entries > self.max_entries {
+                    return Some(format!("the writable folders grew past {} entries", self.max_entries));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Runs `cmd` with `limits`, stdin from `/dev/null`, stdout and stderr merged into one
@@ -359,6 +442,21 @@ pub fn run_captured(
     limits: &Limits,
     timeout: Duration,
     cap: usize,
+) -> Result<Captured, SandboxError> {
+    run_captured_watched(cmd, limits, timeout, cap, None)
+}
+
+/// [`run_captured`], also killing the process group when the folders of `watch` grow past
+/// its limit ([`Captured::over_size`] says so).
+///
+/// # Errors
+/// As [`run_captured`].
+pub fn run_captured_watched(
+    cmd: &mut Command,
+    limits: &Limits,
+    timeout: Duration,
+    cap: usize,
+    watch: Option<TreeLimit>,
 ) -> Result<Captured, SandboxError> {
     use std::os::unix::process::CommandExt;
     let (mut reader, writer) = std::io::pipe().map_err(|e| SandboxError::Io(format!("a pipe: {e}")))?;
@@ -381,16 +479,35 @@ pub fn run_captured(
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let pid = child.id() as libc::pid_t;
     let (done_tx, done_rx) = mpsc::channel::<()>();
+    // The watchdog: (timed out, over size).
     let watchdog = std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
+        let kill = || {
             // SAFETY: kill on the group the child leads (setsid in the hook) and the child.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
                 libc::kill(pid, libc::SIGKILL);
             }
-            return true;
+        };
+        let deadline = start + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = match &watch {
+                Some(_) => left.min(TreeLimit::POLL),
+                None => left,
+            };
+            match done_rx.recv_timeout(wait) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return (false, None),
+            }
+            if Instant::now() >= deadline {
+                kill();
+                return (true, None);
+            }
+            if let Some(why) = watch.as_ref().and_then(TreeLimit::exceeded) {
+                kill();
+                return (false, Some(why));
+            }
         }
-        false
     });
     let mut screen = Screen::new(cap);
     let mut buf = [0u8; 16384];
@@ -404,13 +521,14 @@ pub fn run_captured(
     };
     let status = child.wait();
     let _ = done_tx.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
+    let (timed_out, over_size) = watchdog.join().unwrap_or((false, None));
     read_result.map_err(|e| SandboxError::Io(format!("reading the output: {e}")))?;
     let status = status.map_err(|e| SandboxError::Io(format!("waiting for the process: {e}")))?;
     Ok(Captured {
         status,
         screen,
         timed_out,
+        over_size,
         elapsed: start.elapsed(),
     })
 }
@@ -440,6 +558,84 @@ mod tests {
             s.push(&[*b]);
         }
         assert_eq!(s.text(), "01234\n[... 10 bytes of output omitted ...]\nfghij");
+    }
+
+    /// Tries to write 320 MiB (in 8 MiB files) into each writable place of the base line and
+    /// reports how much landed: `/dev` refuses, `/dev/shm` and `/tmp` stop at their sizes.
+    #[test]
+    fn every_writable_place_of_the_sandbox_is_size_limited() {
+        if let Err(e) = bubblewrap_works() {
+            panic!("this test runs bubblewrap: {e}. Install it with `apt-get install bubblewrap`.");
+        }
+        let script = r#"for d in /dev/shm /dev /tmp /; do
+  n=0; i=0
+  while [ $i -lt 40 ]; do
+    head -c 8388608 /dev/zero > $d/fill$i 2>/dev/null; r=$?
+    [ -f $d/fill$i ] && n=$((n + $(stat -c %s $d/fill$i)))
+    [ $r -ne 0 ] && break
+    i=$((i+1))
+  done
+  echo "$d $n"
+done
+echo ok > /dev/null && echo devnull-works"#;
+        let mut cmd = Bwrap::new().command(["/bin/sh", "-c", script]);
+        let out = run_captured(&mut cmd, &Limits::default(), Duration::from_secs(60), 4096).unwrap();
+        let text = out.screen.text();
+        let landed = |dir: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{dir} ")))
+                .unwrap_or_else(|| panic!("no line for {dir}: {text}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(landed("/dev"), 0, "{text}");
+        assert_eq!(landed("/"), 0, "{text}");
+        assert!(landed("/dev/shm") <= SHM_BYTES, "{text}");
+        assert!(landed("/tmp") <= TMP_BYTES, "{text}");
+        assert!(text.contains("devnull-works"), "{text}");
+        // A caller's tmpfs is limited the same way.
+        let mut cmd = Bwrap::new().tmpfs("/work", 4 << 20).command([
+            "/bin/sh",
+            "-c",
+            "head -c 8388608 /dev/zero > /work/x; stat -c %s /work/x",
+        ]);
+        let out = run_captured(&mut cmd, &Limits::default(), Duration::from_secs(60), 4096).unwrap();
+        let text = out.screen.text();
+        assert!(text.contains("No space left"), "{text}");
+        assert!(text.trim_end().ends_with(&(4u64 << 20).to_string()), "{text}");
+    }
+
+    #[test]
+    fn a_tree_limit_counts_bytes_and_entries_and_kills() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = |bytes, entries| TreeLimit {
+            roots: vec![dir.path().to_path_buf()],
+            max_bytes: bytes,
+            max_entries: entries,
+        };
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a"), vec![1u8; 1 << 20]).unwrap();
+        assert_eq!(limit(4 << 20, 10).exceeded(), None);
+        assert!(limit(512 << 10, 10).exceeded().unwrap().contains("bytes"));
+        assert!(limit(4 << 20, 1).exceeded().unwrap().contains("entries"));
+        // A writer into a watched folder is killed long before its time limit.
+        give_to_sandbox_user(dir.path()).unwrap();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(format!(
+            "i=0; while :; do head -c 1048576 /dev/zero > {}/f$i; i=$((i+1)); done",
+            dir.path().display()
+        ));
+        let out = run_captured_watched(
+            &mut cmd,
+            &Limits::default(),
+            Duration::from_secs(20),
+            100,
+            Some(limit(32 << 20, 100_000)),
+        )
+        .unwrap();
+        assert!(!out.timed_out && out.elapsed < Duration::from_secs(10), "{out:?}");
+        assert!(out.over_size.unwrap().contains("bytes"));
     }
 
     #[test]

@@ -18,9 +18,14 @@
 //!
 //! **The sandbox** ([`qval_sandbox`]): bubblewrap with no network, only `/usr` (and
 //! `/etc/alternatives`) of the host mounted, read-only, the root read-only, `/app` (the task folder) the only
-//! persistent writable place, a 64 MiB `/tmp`, an unprivileged user, process, memory,
-//! CPU and file-size limits, a wall-clock limit per command (10 s by default) and output
-//! capped at 4 KiB on screen. [`TerminalBench::builder`]`.build()` fails when bubblewrap
+//! persistent writable place, a 64 MiB `/tmp`, a 16 MiB `/dev/shm` and the rest of `/dev`
+//! read-only, an unprivileged user, process, memory, CPU and file-size limits, a
+//! wall-clock limit per command (10 s by default) and output capped at 4 KiB on screen.
+//! `/app` is a folder of the host (the work folder; bubblewrap cannot size a bind): files
+//! are limited to 16 MiB each, a watchdog ([`qval_sandbox::TreeLimit`], polled every
+//! 20 ms) kills the command when `/app` and `/.qval` hold more than twice
+//! `max_tree_bytes` plus 16 MiB or 100,000 entries, and the snapshot holds the tree to
+//! `max_tree_bytes`. [`TerminalBench::builder`]`.build()` fails when bubblewrap
 //! cannot run: commands are never run unconfined.
 //!
 //! ```no_run
@@ -44,7 +49,7 @@ pub mod store;
 pub mod task;
 
 use qval_core::{CoreError, EnvSpec, Environment, Observation, QRng, StepOutcome, Task};
-use qval_sandbox::{Bwrap, Limits, run_captured};
+use qval_sandbox::{Bwrap, Limits, TreeLimit, run_captured_watched};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -553,8 +558,14 @@ impl TerminalBench {
             .command(["/usr/bin/bash", "/.qval/wrapper.sh"]);
         let t = Instant::now();
         let timeout = self.timeout(state);
-        let out = run_captured(&mut cmd, &self.limits, timeout, self.screen_cap)
-            .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        let out = run_captured_watched(
+            &mut cmd,
+            &self.limits,
+            timeout,
+            self.screen_cap,
+            Some(self.tree_limit(&ws)),
+        )
+        .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         add(&self.counters.sandbox_ns, t.elapsed());
         let mut next = state.clone();
         if let Ok(cwd) = std::fs::read_to_string(ws.ctl().join("cwd")) {
@@ -584,6 +595,9 @@ impl TerminalBench {
                 timeout.as_secs_f64()
             ));
         }
+        if let Some(why) = &out.over_size {
+            screen.push_str(&format!("\n[the command was killed: {why}]"));
+        }
         next.last = Some(LastRun {
             cwd: state.cwd.clone(),
             command: command.to_string(),
@@ -592,6 +606,17 @@ impl TerminalBench {
             timed_out: out.timed_out,
         });
         Ok(next)
+    }
+
+    /// The watchdog on the host folders bound writable (`/app`, `/.qval`), which bubblewrap
+    /// cannot size: twice `max_tree_bytes` plus 16 MiB of disk blocks (block rounding;
+    /// the snapshot then holds the tree to `max_tree_bytes` exactly), 100,000 entries.
+    fn tree_limit(&self, ws: &Workspace) -> TreeLimit {
+        TreeLimit {
+            roots: vec![ws.app(), ws.ctl()],
+            max_bytes: self.max_tree_bytes.saturating_mul(2).saturating_add(16 << 20),
+            max_entries: 100_000,
+        }
     }
 
     /// The command time limit: the builder's, capped by the task's `max_agent_timeout_sec`.
@@ -635,8 +660,14 @@ impl TerminalBench {
         };
         let mut cmd = b.command(argv);
         let t = Instant::now();
-        let out = run_captured(&mut cmd, &self.limits, task.test_timeout, self.screen_cap)
-            .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        let out = run_captured_watched(
+            &mut cmd,
+            &self.limits,
+            task.test_timeout,
+            self.screen_cap,
+            Some(self.tree_limit(&ws)),
+        )
+        .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         add(&self.counters.sandbox_ns, t.elapsed());
         let mut output = out.screen.text();
         if out.timed_out {

@@ -4,6 +4,7 @@
 //! run (finite and NaN counts, min, max, mean, std, collapsed), and lets an LLM judge pick a
 //! winner with feedback for the next round. Labels are never shown to anyone.
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -17,12 +18,26 @@ use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, Stage
 /// |---|---|
 /// | `iterations` | 16 |
 /// | `candidates` | 8 per iteration |
+/// | `concurrency` | 4 candidates run at once (each in its own worker) |
+///
+/// # Worst-case time
+///
+/// One sample costs at most its sandbox's `total_limit` plus one call and one worker start
+/// past it ([`SandboxConfig`]): with the defaults (1 s per call, 600 s per sample) about
+/// 600 + 1.5 + 11 + 11 (the first load) = 624 s, however hostile the code. A round runs
+/// its candidates `concurrency` at a time, so a run costs at most
+/// `iterations x ceil(candidates / concurrency) x 624 s` plus the LLM calls: with the
+/// published 16 x 8 and concurrency 4, 32 x 624 s = about 5.5 hours on entirely hostile
+/// code (one at a time it would be 22 hours). Lower `sandbox.total_limit` for a tighter
+/// budget: a well-behaved sample needs milliseconds per point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EurekaConfig {
     /// Rounds.
     pub iterations: usize,
     /// Candidates per round.
     pub candidates: usize,
+    /// Candidates run at once (at least 1). They share the sandbox user's process limit.
+    pub concurrency: usize,
     /// The sandbox of every candidate.
     pub sandbox: SandboxConfig,
     /// Sampling of the code requests (seeds are set per candidate).
@@ -35,6 +50,7 @@ impl EurekaConfig {
         EurekaConfig {
             iterations: 16,
             candidates: 8,
+            concurrency: 4,
             sandbox,
             sampling: Sampling::default(),
         }
@@ -157,7 +173,8 @@ fn judge_messages(ctx: &MethodContext, signal: Signal, round: &[(GeneratedSample
     vec![Message::text(Role::System, system), Message::text(Role::User, user)]
 }
 
-/// Runs Eureka on `points` and returns every round and the winner.
+/// Runs Eureka on `points` and returns every round and the winner. The candidates of a
+/// round run `cfg.concurrency` at a time; see [`EurekaConfig`] for the worst-case time.
 ///
 /// # Errors
 /// The sandbox cannot run at all (bubblewrap missing), or a point cannot be scored for a
@@ -196,19 +213,16 @@ pub async fn run_eureka(
             })
             .collect();
         let replies = backend.chat_batch(&reqs).await;
-        let mut round = Vec::with_capacity(cfg.candidates);
-        for (j, r) in replies.into_iter().enumerate() {
-            let sample = GeneratedSample::from_reply(it * cfg.candidates + j, r);
-            let m = CodeSample::new(sample.clone(), signal, cfg.sandbox.clone(), "eureka");
-            if let Err(e) = m.check().await {
-                return Err(CoreError::Method(e.to_string()));
-            }
-            let preds = predict(&m, points, ctx, &StageOptions::default()).await?;
-            m.close().await;
-            let values: Vec<f64> = preds.iter().map(|p| p.value).collect();
-            let first_error = preds.iter().find_map(|p| p.error.clone());
-            round.push((sample, CandidateStats::of(&values, first_error)));
-        }
+        let samples: Vec<GeneratedSample> = replies
+            .into_iter()
+            .enumerate()
+            .map(|(j, r)| GeneratedSample::from_reply(it * cfg.candidates + j, r))
+            .collect();
+        let round: Vec<(GeneratedSample, CandidateStats)> = futures::stream::iter(samples)
+            .map(|sample| run_candidate(sample, signal, points, ctx, &cfg.sandbox))
+            .buffered(cfg.concurrency.max(1))
+            .try_collect()
+            .await?;
         let judge = backend
             .chat(&ChatRequest {
                 messages: judge_messages(ctx, signal, &round),
@@ -239,6 +253,26 @@ pub async fn run_eureka(
         .ok_or_else(|| CoreError::Empty("eureka needs at least one iteration".into()))?;
     let best = last.candidates[last.winner].0.clone();
     Ok(EurekaResult { rounds, best })
+}
+
+/// Runs one candidate on every point and summarises its outputs.
+async fn run_candidate(
+    sample: GeneratedSample,
+    signal: Signal,
+    points: &[EvaluationPoint],
+    ctx: &MethodContext,
+    sandbox: &SandboxConfig,
+) -> Result<(GeneratedSample, CandidateStats)> {
+    let m = CodeSample::new(sample.clone(), signal, sandbox.clone(), "eureka");
+    if let Err(e) = m.check().await {
+        return Err(CoreError::Method(e.to_string()));
+    }
+    let preds = predict(&m, points, ctx, &StageOptions::default()).await;
+    m.close().await;
+    let preds = preds?;
+    let values: Vec<f64> = preds.iter().map(|p| p.value).collect();
+    let first_error = preds.iter().find_map(|p| p.error.clone());
+    Ok((sample, CandidateStats::of(&values, first_error)))
 }
 
 fn fallback(round: &[(GeneratedSample, CandidateStats)]) -> usize {

@@ -4,16 +4,25 @@
 //! Containment, outermost first:
 //! - **bubblewrap** (`bwrap`, Debian package `bubblewrap`): new user, PID, network, IPC and
 //!   UTS namespaces (no network at all), the system mounted read-only (`/usr` only: no
-//!   `/etc`, `/home`, `/root`), a private writable working folder, a fresh `/tmp`, and the
+//!   `/etc`, `/home`, `/root`), a private working folder (a [`WORK_BYTES`] tmpfs), a
+//!   fresh `/tmp` and `/dev/shm` of limited size, the rest of `/dev` read-only, and the
 //!   whole tree killed with the worker;
 //! - **an unprivileged user**: when qval runs as root the worker drops to uid/gid 65534, so
 //!   resource limits on processes apply (the kernel exempts root from `RLIMIT_NPROC`);
 //! - **resource limits** (setrlimit): address space (memory), processes, CPU seconds, file
 //!   size, no core dumps;
 //! - **inside Python**: only the allowed modules importable, dangerous builtins (`open`,
-//!   `exec`, `eval`, `compile`, `input`, ...) removed, prints swallowed past a cap;
+//!   `exec`, `eval`, `compile`, `input`, ...) removed;
+//! - **output**: the sample's prints and anything written to descriptors 1 and 2 (even
+//!   through the real `posix` module) are measured after each call and dropped; more than
+//!   the output cap makes that point NaN with the reason;
+//! - **a reply channel the sample cannot forge**: replies travel on a descriptor apart
+//!   from the sample's output and carry the nonce of the message they answer, fresh and
+//!   random per call, so a line written by the sample is skipped, never taken as the
+//!   answer of another point;
 //! - **from the host**: a per-call time limit (a stuck worker is killed and restarted), a
-//!   total time limit per sample, replies longer than the output cap kill the worker.
+//!   total time limit per sample, more than the output cap on the reply channel kills the
+//!   worker.
 //!
 //! Where bubblewrap is missing or cannot create namespaces, [`Sandbox::new`] fails with an
 //! error naming the package to install: qval never runs generated code without it unless
@@ -31,6 +40,10 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// The worker program.
 const WORKER: &str = include_str!("worker.py");
+
+/// Size of the sample's private working folder `/work` under bubblewrap (a tmpfs: the
+/// total of everything written there, the sample's output file included).
+pub const WORK_BYTES: u64 = 64 << 20;
 
 /// The modules generated code may import (the published allowlist).
 pub const ALLOWED_MODULES: [&str; 7] = ["collections", "itertools", "json", "math", "re", "statistics", "string"];
@@ -51,10 +64,10 @@ pub enum Isolation {
 /// | parameter | default |
 /// |---|---|
 /// | `call_limit` | 1 s per call |
-/// | `total_limit` | 600 s per sample |
+/// | `total_limit` | 600 s per sample (calls and worker restarts) |
 /// | `memory` | 1 GiB address space |
 /// | `processes` | 256 for the sandbox user (shared by all samples running at once) |
-/// | `output_cap` | 64 KiB per reply |
+/// | `output_cap` | 64 KiB of output per call (prints and writes), and per reply |
 /// | `python` | `/usr/bin/python3` (must live under `/usr`, which the sandbox mounts) |
 /// | `isolation` | bubblewrap |
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +80,7 @@ pub struct SandboxConfig {
     pub memory: u64,
     /// Process limit of the sandbox user.
     pub processes: u64,
-    /// Longest reply line in bytes.
+    /// Most output per call (and longest reply) in bytes; past it the point is NaN.
     pub output_cap: usize,
     /// The Python interpreter.
     pub python: PathBuf,
@@ -245,7 +258,7 @@ impl Sandbox {
         let c = &self.config;
         let mut cmd = match c.isolation {
             Isolation::Bubblewrap => Bwrap::new()
-                .bind(dir, "/work")
+                .tmpfs("/work", WORK_BYTES)
                 .chdir("/work")
                 .env("PATH", "/usr/bin")
                 .env("HOME", "/work")
@@ -320,11 +333,20 @@ impl Sandbox {
         }
     }
 
-    /// Sends one message and reads one reply within `limit`; on any failure the worker is
-    /// killed (the next call restarts it).
+    /// Sends one message with a fresh random nonce and reads the reply carrying that nonce
+    /// within `limit`; on any failure the worker is killed (the next call restarts it).
+    ///
+    /// The sample runs in the worker's process and can find the reply channel, but it
+    /// cannot know the nonce of a message not yet sent: lines without the current nonce
+    /// (forged, or left over from an earlier call) are skipped, so nothing a sample writes
+    /// can become the answer of another point. More than the output cap of such lines in
+    /// one exchange kills the worker.
     async fn exchange(&mut self, msg: &Value, limit: Duration) -> Result<Value, String> {
         let cap = self.config.output_cap;
         let w = self.worker.as_mut().ok_or("no worker")?;
+        let nonce = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        let mut msg = msg.clone();
+        msg["nonce"] = Value::from(nonce.clone());
         let line = msg.to_string() + "\n";
         let result = tokio::time::timeout(limit, async {
             w.stdin
@@ -332,10 +354,24 @@ impl Sandbox {
                 .await
                 .map_err(|e| format!("the worker is gone ({e})"))?;
             w.stdin.flush().await.map_err(|e| format!("the worker is gone ({e})"))?;
-            match read_line_capped(&mut w.stdout, cap).await {
-                Ok(Some(l)) => serde_json::from_slice::<Value>(&l).map_err(|e| format!("an unreadable reply ({e})")),
-                Ok(None) => Err("the worker crashed".to_string()),
-                Err(e) => Err(e.to_string()),
+            let mut read = 0usize;
+            loop {
+                let l = match read_line_capped(&mut w.stdout, cap).await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return Err("the worker crashed".to_string()),
+                    Err(e) => return Err(e.to_string()),
+                };
+                read += l.len() + 1;
+                if let Ok(v) = serde_json::from_slice::<Value>(&l)
+                    && v.get("nonce").and_then(Value::as_str) == Some(nonce.as_str())
+                {
+                    return Ok(v);
+                }
+                if read > cap {
+                    return Err(format!(
+                        "more than the output cap of {cap} bytes on the worker's reply channel"
+                    ));
+                }
             }
         })
         .await
@@ -358,9 +394,14 @@ impl Sandbox {
                 self.config.total_limit
             ));
         }
+        // Restarts count against the sample's total too, so a sample that crashes (or
+        // loads slowly) on every point cannot run past its limit.
+        let t = Instant::now();
         if self.worker.is_none() {
             self.restarts += 1;
-            self.start().await.map_err(|e| match e {
+            let started = self.start().await;
+            self.used += t.elapsed();
+            started.map_err(|e| match e {
                 Ok(reason) => reason,
                 Err(e) => e.to_string(),
             })?;

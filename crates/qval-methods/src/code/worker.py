@@ -1,27 +1,75 @@
 # qval sandbox worker: loads one generated `signal_function` and calls it on points.
+#
 # Protocol (JSON lines): the host sends {"load": code, "params": [...], "allowed": [...],
-# "call_limit": seconds, "output_cap": bytes}, then {"args": [...]} per point; the worker
-# answers {"ok": true} / {"value": x} / {"error": "..."} on its original stdout.
-import builtins, io, json, math, signal, sys
+# "call_limit": seconds, "output_cap": bytes, "nonce": n}, then {"args": [...], "nonce": n}
+# per point, with a fresh random nonce each time; the worker answers {"ok": true} /
+# {"value": x} / {"error": "..."} carrying the nonce of the message it answers.
+#
+# Channels: replies go to the worker's original stdout, moved here to a fresh descriptor;
+# descriptors 1 and 2 (the sample's own output, however it writes it: print, sys.stdout,
+# os.write, the real posix module) go to an unlinked file in the private working folder,
+# measured and emptied after every call. A sample runs in this process, so it can find the
+# reply descriptor; it cannot know the nonce of a call not yet sent, so whatever it writes
+# there is skipped by the host and can never become another point's answer.
+import builtins, io, json, math, os, signal, sys
 
-_out = sys.stdout
-_readline = sys.stdin.readline
+_reply_fd = os.dup(1)
+_requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
+_readline = _requests.readline
+_null = os.open("/dev/null", os.O_RDONLY)
+os.dup2(_null, 0)
+_out_fd = os.open(".qval-output", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+os.unlink(".qval-output")
+os.dup2(_out_fd, 1)
+os.dup2(_out_fd, 2)
 
 
-def reply(obj):
-    _out.write(json.dumps(obj) + "\n")
-    _out.flush()
+def reply(nonce, obj):
+    obj["nonce"] = nonce
+    data = (json.dumps(obj) + "\n").encode()
+    while data:
+        data = data[os.write(_reply_fd, data):]
 
 
 class CappedSink(io.TextIOBase):
-    """Where the sample's prints go: kept up to a cap, the rest dropped."""
+    """Where the sample's prints go: counted, dropped."""
 
-    def __init__(self, cap):
-        self.cap, self.size = cap, 0
+    def __init__(self):
+        self.size = 0
 
     def write(self, s):
         self.size += len(s)
         return len(s)
+
+
+_sink = CappedSink()
+
+
+def output_size():
+    """Bytes the sample wrote since the last reset: prints plus writes to descriptors 1 and 2."""
+    try:
+        raw = os.fstat(_out_fd).st_size
+    except OSError:
+        raw = 0
+    return _sink.size + raw
+
+
+def output_reset():
+    _sink.size = 0
+    try:
+        os.ftruncate(_out_fd, 0)
+        os.lseek(_out_fd, 0, os.SEEK_SET)
+    except OSError:
+        pass
+
+
+def over_cap(cap):
+    """The reason when the sample wrote more than `cap` bytes, else None (and resets)."""
+    n = output_size()
+    output_reset()
+    if n > cap:
+        return f"the sample wrote {n} bytes of output, more than the output cap of {cap} bytes"
+    return None
 
 
 class CallTimeout(Exception):
@@ -52,15 +100,18 @@ def restricted_builtins(allowed):
 
 def main():
     signal.signal(signal.SIGALRM, _alarm)
-    fn, limit = None, 1.0
+    fn, limit, cap = None, 1.0, 65536
     while True:
         line = _readline()
         if not line:
             return
         msg = json.loads(line)
+        nonce = msg.get("nonce")
         if "load" in msg:
             limit = float(msg.get("call_limit", 1.0))
-            sys.stdout = sys.stderr = CappedSink(int(msg.get("output_cap", 65536)))
+            cap = int(msg.get("output_cap", 65536))
+            sys.stdout = sys.stderr = _sink
+            output_reset()
             env = {"__builtins__": restricted_builtins(set(msg["allowed"])), "__name__": "sample"}
             try:
                 code = compile(msg["load"], "<sample>", "exec")
@@ -75,10 +126,14 @@ def main():
                 names = list(f.__code__.co_varnames[: f.__code__.co_argcount])
                 if names != msg["params"]:
                     raise ValueError(f"signal_function takes ({', '.join(names)}), expected ({', '.join(msg['params'])})")
+                too_much = over_cap(cap)
+                if too_much:
+                    raise ValueError(too_much)
                 fn = f
-                reply({"ok": True})
+                reply(nonce, {"ok": True})
             except BaseException as e:  # noqa: B902 - report everything, including SystemExit
-                reply({"error": f"{type(e).__name__}: {e}"[:500]})
+                output_reset()
+                reply(nonce, {"error": f"{type(e).__name__}: {e}"[:500]})
             continue
         try:
             signal.setitimer(signal.ITIMER_REAL, limit)
@@ -86,14 +141,18 @@ def main():
                 v = fn(*msg["args"])
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                reply({"error": f"returned {type(v).__name__}, not a number"})
+            too_much = over_cap(cap)
+            if too_much:
+                reply(nonce, {"error": too_much})
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                reply(nonce, {"error": f"returned {type(v).__name__}, not a number"})
             elif not math.isfinite(float(v)):
-                reply({"error": f"returned a non-finite number ({v})"})
+                reply(nonce, {"error": f"returned a non-finite number ({v})"})
             else:
-                reply({"value": float(v)})
+                reply(nonce, {"value": float(v)})
         except BaseException as e:  # noqa: B902
-            reply({"error": f"{type(e).__name__}: {e}"[:500]})
+            output_reset()
+            reply(nonce, {"error": f"{type(e).__name__}: {e}"[:500]})
 
 
 main()

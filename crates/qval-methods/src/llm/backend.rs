@@ -150,6 +150,10 @@ pub struct ChatResponse {
     pub logprobs: Option<Vec<TokenLogprob>>,
     /// The model that answered.
     pub model: String,
+    /// Whether the response came from the on-disk cache rather than the model (set by the
+    /// cache layer; never stored).
+    #[serde(default, skip)]
+    pub cached: bool,
 }
 
 /// What a backend can do.
@@ -241,7 +245,7 @@ impl LlmError {
 ///     fn capabilities(&self) -> Capabilities { Capabilities { logprobs: false, images: false } }
 ///     async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
 ///         Ok(ChatResponse { text: "<answer>0.5</answer>".into(), usage: Usage::default(),
-///                           logprobs: None, model: "constant".into() })
+///                           logprobs: None, model: "constant".into(), cached: false })
 ///     }
 /// }
 /// ```
@@ -260,6 +264,13 @@ pub trait Backend: Send + Sync {
     async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
         futures::future::join_all(requests.iter().map(|r| self.chat(r))).await
     }
+
+    /// Told by a method that the reply to `request` did not parse. Does nothing by default;
+    /// layers pass it inwards, and the [`Cache`](super::Cache) records it in the cached
+    /// entry so that a run with `reask_unparsed` asks again.
+    fn unparsed(&self, request: &ChatRequest) {
+        let _ = request;
+    }
 }
 
 macro_rules! forward_backend {
@@ -272,6 +283,7 @@ macro_rules! forward_backend {
             async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
                 (**self).chat_batch(requests).await
             }
+            fn unparsed(&self, request: &ChatRequest) { (**self).unparsed(request) }
         }
     )*};
 }

@@ -85,7 +85,10 @@ struct File {
 /// Reads the named backends of a TOML file.
 ///
 /// # Errors
-/// [`LlmError::Config`] naming the file, and the line and column of a syntax or schema error.
+/// [`LlmError::Config`] naming the file, and the line and column of a syntax or schema
+/// error; or the file, the entry and the field of a value out of range
+/// ([`BackendEntry::check`]: a bad URL, a timeout not in (0, one week], `max_attempts` not
+/// 1 to 100, concurrency 0).
 pub fn load_backends(path: &Path) -> Result<BTreeMap<String, BackendEntry>, LlmError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| LlmError::Config(format!("reading {}: {e}", path.display())))?;
@@ -100,8 +103,16 @@ pub fn load_backends(path: &Path) -> Result<BTreeMap<String, BackendEntry>, LlmE
             .unwrap_or_default();
         LlmError::Config(format!("{}{at}: {}", path.display(), e.message()))
     })?;
+    for (name, entry) in &parsed.backends {
+        entry
+            .check()
+            .map_err(|m| LlmError::Config(format!("{}: backend `{name}`: {m}", path.display())))?;
+    }
     Ok(parsed.backends)
 }
+
+/// The longest per-request timeout a backend may set: one week.
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
 impl BackendEntry {
     /// An entry for `model` at `base_url` with the file's defaults (standard sampling,
@@ -125,7 +136,50 @@ impl BackendEntry {
         }
     }
 
-    /// The HTTP configuration.
+    /// Checks the values the file's syntax cannot: the URL, the timeout, attempts,
+    /// concurrency and sampling overrides.
+    ///
+    /// # Errors
+    /// A message naming the field and its bad value (the caller adds file and entry).
+    pub fn check(&self) -> Result<(), String> {
+        match reqwest::Url::parse(&self.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(u) => {
+                return Err(format!(
+                    "`base_url` = {:?}: must be an http:// or https:// URL with a host (scheme `{}`)",
+                    self.base_url,
+                    u.scheme()
+                ));
+            }
+            Err(e) => return Err(format!("`base_url` = {:?}: not a URL ({e})", self.base_url)),
+        }
+        if !(self.timeout_secs > 0.0 && self.timeout_secs <= MAX_TIMEOUT_SECS) {
+            return Err(format!(
+                "`timeout_secs` = {}: must be more than 0 and at most {MAX_TIMEOUT_SECS} (one week)",
+                self.timeout_secs
+            ));
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return Err(format!("`max_attempts` = {}: must be 1 to 100", self.max_attempts));
+        }
+        if self.concurrency == 0 {
+            return Err("`concurrency` = 0: must be at least 1".into());
+        }
+        for (field, v) in [("temperature", self.temperature), ("top_p", self.top_p)] {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(format!("`{field}` = {v}: must be a finite number >= 0"));
+            }
+        }
+        if self.model.trim().is_empty() {
+            return Err("`model` is empty".into());
+        }
+        Ok(())
+    }
+
+    /// The HTTP configuration (a timeout out of range, which [`check`](Self::check)
+    /// rejects, falls back to the default 300 s rather than panicking).
     pub fn openai_config(&self) -> OpenAiConfig {
         let base = if self.thinking {
             Sampling::thinking()
@@ -136,7 +190,10 @@ impl BackendEntry {
             base_url: self.base_url.clone(),
             model: self.model.clone(),
             api_key_env: self.api_key_env.clone(),
-            timeout: Duration::from_secs_f64(self.timeout_secs),
+            timeout: Duration::try_from_secs_f64(self.timeout_secs)
+                .ok()
+                .filter(|_| self.timeout_secs > 0.0 && self.timeout_secs <= MAX_TIMEOUT_SECS)
+                .unwrap_or(Duration::from_secs_f64(default_timeout())),
             connect_timeout: Duration::from_secs(10),
             sampling: Sampling {
                 temperature: self.temperature.or(base.temperature),
@@ -163,12 +220,8 @@ impl BackendEntry {
         cache: Option<PathBuf>,
         log: Option<PathBuf>,
     ) -> Result<(Arc<dyn Backend>, Arc<UsageCounter>), LlmError> {
-        if !(self.timeout_secs > 0.0 && self.timeout_secs.is_finite()) {
-            return Err(LlmError::Config(format!(
-                "timeout_secs = {}: must be positive",
-                self.timeout_secs
-            )));
-        }
+        self.check()
+            .map_err(|m| LlmError::Config(format!("backend `{}`: {m}", self.model)))?;
         let http = OpenAiBackend::new(self.openai_config())?;
         let mut stack = StackBuilder::new(http)
             .concurrency(self.concurrency)
@@ -208,5 +261,39 @@ mod tests {
         .unwrap();
         let e = load_backends(&bad).unwrap_err().to_string();
         assert!(e.contains("b.toml:4") && e.contains("concurency"), "{e}");
+    }
+
+    #[test]
+    fn values_out_of_range_name_file_entry_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("backends.toml");
+        for (line, field) in [
+            ("timeout_secs = 1e20", "`timeout_secs` = 100000000000000000000"),
+            ("timeout_secs = 0", "`timeout_secs` = 0"),
+            ("timeout_secs = -3.5", "`timeout_secs` = -3.5"),
+            ("timeout_secs = nan", "`timeout_secs` = NaN"),
+            ("max_attempts = 0", "`max_attempts` = 0"),
+            ("concurrency = 0", "`concurrency` = 0"),
+            ("base_url = \"localhost:8000/v1\"", "`base_url` = \"localhost:8000/v1\""),
+            ("base_url = \"http://\"", "`base_url` = \"http://\""),
+            ("base_url = \"ftp://h/v1\"", "`base_url` = \"ftp://h/v1\""),
+        ] {
+            let url = if line.starts_with("base_url") {
+                ""
+            } else {
+                "base_url = \"http://h/v1\"\n"
+            };
+            std::fs::write(&bad, format!("[backends.mine]\n{url}model = \"m\"\n{line}\n")).unwrap();
+            let e = load_backends(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains("backends.toml") && e.contains("backend `mine`") && e.contains(field),
+                "{line}: {e}"
+            );
+        }
+        // Built directly, the entry is checked too, and never panics.
+        let mut entry = BackendEntry::new("http://h/v1", "m");
+        entry.timeout_secs = 1e20;
+        assert_eq!(entry.openai_config().timeout, Duration::from_secs(300));
+        assert!(entry.build(None, None).is_err());
     }
 }

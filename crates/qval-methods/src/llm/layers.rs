@@ -48,6 +48,9 @@ impl<B: Backend> Backend for ConcurrencyLimit<B> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    fn unparsed(&self, request: &ChatRequest) {
+        self.inner.unparsed(request)
+    }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let _permit = self.slots.acquire().await.expect("the semaphore is never closed");
         self.inner.chat(request).await
@@ -179,6 +182,9 @@ impl<B: Backend> Backend for Retry<B> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    fn unparsed(&self, request: &ChatRequest) {
+        self.inner.unparsed(request)
+    }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let mut attempt = 1;
         loop {
@@ -221,10 +227,16 @@ impl LlmError {
 /// An on-disk response cache keyed by a SHA-256 of the backend's name and the full request
 /// (messages, images, sampling). Only successful responses are stored, one file each,
 /// written atomically: a rerun of a finished experiment makes zero requests.
+///
+/// Single-flight: identical requests in flight at once make one request; the others wait
+/// for it and are served its cached answer. Responses served from the cache are marked
+/// [`ChatResponse::cached`], so usage counters can tell them from requests sent.
 pub struct Cache<B> {
     inner: B,
     dir: PathBuf,
     hits: AtomicU64,
+    inflight: Mutex<std::collections::HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    reask_unparsed: bool,
 }
 
 impl<B: Backend> Cache<B> {
@@ -234,7 +246,18 @@ impl<B: Backend> Cache<B> {
             inner,
             dir: dir.into(),
             hits: AtomicU64::new(0),
+            inflight: Mutex::new(std::collections::HashMap::new()),
+            reask_unparsed: false,
         }
+    }
+
+    /// Whether cached replies that a method could not parse (marked through
+    /// [`Backend::unparsed`]) are asked again instead of served (default false: every
+    /// cached reply is served). Rerunning with it re-asks exactly the points whose answer
+    /// did not parse; the fresh replies replace the cached ones.
+    pub fn reask_unparsed(mut self, yes: bool) -> Self {
+        self.reask_unparsed = yes;
+        self
     }
 
     /// Requests answered from the cache so far.
@@ -251,6 +274,18 @@ impl<B: Backend> Cache<B> {
         let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         self.dir.join(&hex[..2]).join(format!("{hex}.json"))
     }
+
+    fn lookup(&self, path: &Path) -> Option<ChatResponse> {
+        let bytes = std::fs::read(path).ok()?;
+        let v = serde_json::from_slice::<serde_json::Value>(&bytes).ok()?;
+        if self.reask_unparsed && v["parsed"] == false {
+            return None;
+        }
+        let mut resp = serde_json::from_value::<ChatResponse>(v["response"].clone()).ok()?;
+        resp.cached = true;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(resp)
+    }
 }
 
 #[async_trait]
@@ -261,45 +296,93 @@ impl<B: Backend> Backend for Cache<B> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    /// Records `"parsed": false` in the request's cache entry (kept, and still served
+    /// unless [`Cache::reask_unparsed`] is set).
+    fn unparsed(&self, request: &ChatRequest) {
+        self.inner.unparsed(request);
+        let path = self.path_of(request);
+        let Ok(bytes) = std::fs::read(&path) else { return };
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return;
+        };
+        if v["parsed"] == false {
+            return;
+        }
+        v["parsed"] = json!(false);
+        if let Err(e) = qval_core::io::write_atomic(&path, v.to_string().as_bytes()) {
+            tracing::warn!(error = %e, "could not mark a cache entry as unparsed");
+        }
+    }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let path = self.path_of(request);
-        if let Ok(bytes) = std::fs::read(&path)
-            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && let Ok(resp) = serde_json::from_value::<ChatResponse>(v["response"].clone())
-        {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(resp) = self.lookup(&path) {
             return Ok(resp);
         }
-        let resp = self.inner.chat(request).await?;
-        let entry = json!({ "backend": self.inner.name(), "request": request, "response": resp });
-        if let Err(e) = qval_core::io::write_atomic(&path, entry.to_string().as_bytes()) {
-            tracing::warn!(error = %e, "could not write the response cache");
+        // One request per distinct prompt: the first caller asks, the others wait for it and
+        // then find its answer in the cache (or ask themselves if it failed).
+        let gate = self
+            .inflight
+            .lock()
+            .expect("cache lock")
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        let turn = gate.lock().await;
+        let result = match self.lookup(&path) {
+            Some(resp) => Ok(resp),
+            None => {
+                let result = self.inner.chat(request).await;
+                if let Ok(resp) = &result {
+                    let entry = json!({ "backend": self.inner.name(), "request": request, "response": resp });
+                    if let Err(e) = qval_core::io::write_atomic(&path, entry.to_string().as_bytes()) {
+                        tracing::warn!(error = %e, "could not write the response cache");
+                    }
+                }
+                result
+            }
+        };
+        drop(turn);
+        let mut inflight = self.inflight.lock().expect("cache lock");
+        if inflight.get(&path).is_some_and(|g| Arc::ptr_eq(g, &gate)) && Arc::strong_count(&gate) <= 2 {
+            inflight.remove(&path);
         }
-        Ok(resp)
+        result
     }
 }
 
-/// Counts requests, failures and tokens (shared, so a method can report its usage).
+/// Counts requests, failures and tokens (shared, so a method can report its usage), with
+/// requests sent to the model apart from those served by the response cache.
 #[derive(Debug, Default)]
 pub struct UsageCounter {
-    /// Requests made (cache hits excluded when the counter sits inside the cache).
+    /// Requests sent to the model (cache hits excluded).
     pub requests: AtomicU64,
     /// Requests that failed.
     pub failures: AtomicU64,
-    /// Prompt tokens.
+    /// Prompt tokens sent to the model.
     pub prompt_tokens: AtomicU64,
-    /// Generated tokens.
+    /// Tokens the model generated for requests sent.
     pub completion_tokens: AtomicU64,
+    /// Requests served from the cache.
+    pub cache_hits: AtomicU64,
+    /// Prompt tokens of the requests served from the cache (as first recorded).
+    pub cached_prompt_tokens: AtomicU64,
+    /// Generated tokens of the responses served from the cache (as first recorded).
+    pub cached_completion_tokens: AtomicU64,
 }
 
 impl UsageCounter {
-    /// A snapshot as JSON.
+    /// A snapshot as JSON: `requests`, `failures`, `prompt_tokens`, `completion_tokens` for
+    /// what was sent to the model; `cache_hits`, `cached_prompt_tokens`,
+    /// `cached_completion_tokens` for what the cache served.
     pub fn snapshot(&self) -> serde_json::Value {
         json!({
             "requests": self.requests.load(Ordering::Relaxed),
             "failures": self.failures.load(Ordering::Relaxed),
             "prompt_tokens": self.prompt_tokens.load(Ordering::Relaxed),
             "completion_tokens": self.completion_tokens.load(Ordering::Relaxed),
+            "cache_hits": self.cache_hits.load(Ordering::Relaxed),
+            "cached_prompt_tokens": self.cached_prompt_tokens.load(Ordering::Relaxed),
+            "cached_completion_tokens": self.cached_completion_tokens.load(Ordering::Relaxed),
         })
     }
 }
@@ -325,20 +408,29 @@ impl<B: Backend> Backend for Metered<B> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    fn unparsed(&self, request: &ChatRequest) {
+        self.inner.unparsed(request)
+    }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.counter.requests.fetch_add(1, Ordering::Relaxed);
         let r = self.inner.chat(request).await;
+        let c = &self.counter;
         match &r {
-            Ok(resp) => {
-                self.counter
-                    .prompt_tokens
+            Ok(resp) if resp.cached => {
+                c.cache_hits.fetch_add(1, Ordering::Relaxed);
+                c.cached_prompt_tokens
                     .fetch_add(resp.usage.prompt_tokens, Ordering::Relaxed);
-                self.counter
-                    .completion_tokens
+                c.cached_completion_tokens
+                    .fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
+            }
+            Ok(resp) => {
+                c.requests.fetch_add(1, Ordering::Relaxed);
+                c.prompt_tokens.fetch_add(resp.usage.prompt_tokens, Ordering::Relaxed);
+                c.completion_tokens
                     .fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
             }
             Err(_) => {
-                self.counter.failures.fetch_add(1, Ordering::Relaxed);
+                c.requests.fetch_add(1, Ordering::Relaxed);
+                c.failures.fetch_add(1, Ordering::Relaxed);
             }
         }
         r
@@ -410,6 +502,9 @@ impl<B: Backend> Backend for RequestLog<B> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    fn unparsed(&self, request: &ChatRequest) {
+        self.inner.unparsed(request)
+    }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let t = Instant::now();
         let r = self.inner.chat(request).await;
@@ -426,9 +521,17 @@ impl<B: Backend> Backend for RequestLog<B> {
             }
             Err(e) => line["error"] = json!(e.to_string()),
         }
+        // One write call per line: the file is opened for appending, so lines from several
+        // processes sharing the log never interleave within a line.
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
         let mut f = self.file.lock().expect("log lock");
-        if let Err(e) = writeln!(f, "{line}") {
-            tracing::warn!(error = %e, path = %self.path.display(), "could not write the request log");
+        match f.write(&bytes) {
+            Ok(n) if n == bytes.len() => {}
+            Ok(n) => {
+                tracing::warn!(written = n, len = bytes.len(), path = %self.path.display(), "a short write to the request log")
+            }
+            Err(e) => tracing::warn!(error = %e, path = %self.path.display(), "could not write the request log"),
         }
         r
     }
@@ -441,6 +544,7 @@ pub struct StackBuilder {
     retry: Option<RetryPolicy>,
     log: Option<PathBuf>,
     cache: Option<PathBuf>,
+    reask_unparsed: bool,
     counter: Arc<UsageCounter>,
 }
 
@@ -454,6 +558,7 @@ impl StackBuilder {
             retry: Some(RetryPolicy::builder().build().expect("valid defaults")),
             log: None,
             cache: None,
+            reask_unparsed: false,
             counter: Arc::new(UsageCounter::default()),
         }
     }
@@ -477,6 +582,12 @@ impl StackBuilder {
         self.cache = Some(dir.into());
         self
     }
+    /// Ask again the cached requests whose reply a method could not parse (default false;
+    /// see [`Cache::reask_unparsed`]).
+    pub fn reask_unparsed(mut self, yes: bool) -> Self {
+        self.reask_unparsed = yes;
+        self
+    }
     /// The usage counter the stack reports into.
     pub fn counter(&self) -> Arc<UsageCounter> {
         self.counter.clone()
@@ -498,7 +609,7 @@ impl StackBuilder {
         }
         b = Arc::new(Metered::new(b, self.counter));
         if let Some(dir) = self.cache {
-            b = Arc::new(Cache::new(b, dir));
+            b = Arc::new(Cache::new(b, dir).reask_unparsed(self.reask_unparsed));
         }
         Ok(b)
     }

@@ -74,12 +74,12 @@ mod secs {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v = f64::deserialize(d)?;
-        if !(v > 0.0 && v.is_finite()) {
-            return Err(serde::de::Error::custom(format!(
-                "a positive number of seconds, not {v}"
-            )));
+        match Duration::try_from_secs_f64(v) {
+            Ok(d) if v > 0.0 => Ok(d),
+            _ => Err(serde::de::Error::custom(format!(
+                "a positive number of seconds that fits a duration, not {v}"
+            ))),
         }
-        Ok(Duration::from_secs_f64(v))
     }
 }
 
@@ -242,6 +242,7 @@ fn parse_response(body: &str) -> Result<ChatResponse, LlmError> {
         usage,
         logprobs,
         model: v["model"].as_str().unwrap_or_default().to_string(),
+        cached: false,
     })
 }
 

@@ -58,17 +58,11 @@ impl Direct {
 
     async fn single(&self, point: &EvaluationPoint, ctx: &MethodContext, seed: Option<u64>) -> Result<f64> {
         let msgs = direct_messages(point, ctx, self.base.signal, &self.base.options);
-        let text = self
-            .base
-            .ask(
-                msgs,
-                Sampling {
-                    seed: seed.or(self.base.sampling.seed),
-                    ..self.base.sampling.clone()
-                },
-            )
-            .await?;
-        extract_number(&text).map_err(CoreError::Method)
+        let sampling = Sampling {
+            seed: seed.or(self.base.sampling.seed),
+            ..self.base.sampling.clone()
+        };
+        Ok(self.base.ask_parsed(msgs, sampling, extract_number).await?.0)
     }
 
     async fn batched(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
@@ -101,11 +95,10 @@ impl Direct {
         ];
         match self
             .base
-            .ask(msgs, self.base.sampling.clone())
+            .ask_parsed(msgs, self.base.sampling.clone(), |t| extract_list(t, k))
             .await
-            .and_then(|t| extract_list(&t, k).map_err(CoreError::Method))
         {
-            Ok(values) => values.into_iter().map(Ok).collect(),
+            Ok((values, _)) => values.into_iter().map(Ok).collect(),
             Err(e) => (0..k).map(|_| Err(CoreError::Method(e.to_string()))).collect(),
         }
     }
@@ -129,8 +122,10 @@ impl Direct {
                 role: Role::User,
                 parts: merge_text(parts),
             });
-            let answer = self.base.ask(messages.clone(), self.base.sampling.clone()).await;
-            let parsed = answer.and_then(|t| extract_number(&t).map(|v| (v, t)).map_err(CoreError::Method));
+            let parsed = self
+                .base
+                .ask_parsed(messages.clone(), self.base.sampling.clone(), extract_number)
+                .await;
             match parsed {
                 Ok((v, text)) => {
                     messages.push(Message::text(Role::Assistant, text));
@@ -304,11 +299,12 @@ impl DenseSignalMethod for Gvl {
         self.base.signal
     }
     async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
-        let text = self
+        let messages = self.messages(point, ctx)?;
+        Ok(self
             .base
-            .ask(self.messages(point, ctx)?, self.base.sampling.clone())
-            .await?;
-        extract_number(&text).map_err(CoreError::Method)
+            .ask_parsed(messages, self.base.sampling.clone(), extract_number)
+            .await?
+            .0)
     }
 }
 

@@ -49,13 +49,29 @@ impl Base {
         }
     }
 
-    pub async fn ask(&self, messages: Vec<Message>, sampling: Sampling) -> Result<String, CoreError> {
+    /// Asks and parses the reply with `parse`, returning the value and the reply text; a
+    /// reply that does not parse is reported to the backend ([`Backend::unparsed`]), so a
+    /// cache can re-ask it on a later run.
+    pub async fn ask_parsed<T>(
+        &self,
+        messages: Vec<Message>,
+        sampling: Sampling,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<(T, String), CoreError> {
         let req = ChatRequest { messages, sampling };
-        self.backend
+        let text = self
+            .backend
             .chat(&req)
             .await
             .map(|r| r.text)
-            .map_err(|e| CoreError::Method(format!("LLM request failed: {e}")))
+            .map_err(|e| CoreError::Method(format!("LLM request failed: {e}")))?;
+        match parse(&text) {
+            Ok(v) => Ok((v, text)),
+            Err(e) => {
+                self.backend.unparsed(&req);
+                Err(CoreError::Method(e))
+            }
+        }
     }
 }
 

@@ -147,12 +147,13 @@ impl Ranking {
                 .get(parent)
                 .ok_or_else(|| format!("no candidates were given for state `{parent}`"))?;
             let k = candidates.len();
-            let text = self
+            let (order, _) = self
                 .base
-                .ask(self.messages(candidates, ctx), self.base.sampling.clone())
+                .ask_parsed(self.messages(candidates, ctx), self.base.sampling.clone(), |t| {
+                    extract_permutation(t, k)
+                })
                 .await
                 .map_err(|e| e.to_string())?;
-            let order = extract_permutation(&text, k)?;
             let mut scores = vec![0.0; k];
             for (pos, &cand) in order.iter().enumerate() {
                 scores[cand] = (k - pos) as f64;
