@@ -1,7 +1,7 @@
 //! Your own dense signal, evaluated on the quickstart's data.
 //!
 //! ```text
-//! cargo run --release --example quickstart        # writes runs/quickstart/
+//! cargo run --release -p qval-cli -- run experiments/quickstart.toml   # writes runs/quickstart/
 //! cargo run --release --example custom_method     # scores those points with the method below
 //! ```
 //!
@@ -50,7 +50,7 @@ pub fn read_run_file<T: serde::de::DeserializeOwned>(path: &std::path::Path, kin
         Ok((_, records)) => Ok(records),
         Err(qval::CoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             Err(anyhow::anyhow!(
-                "{} does not exist: run `cargo run --release --example quickstart` first to create it",
+                "{} does not exist: run `cargo run --release -p qval-cli -- run experiments/quickstart.toml` first to create it",
                 path.display()
             ))
         }

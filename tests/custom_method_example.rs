@@ -37,7 +37,7 @@ fn a_missing_run_says_to_run_the_quickstart() {
         read_run_file::<EvaluationPoint>(&path, Kind::Points).unwrap_err()
     );
     assert!(
-        msg.contains("does not exist") && msg.contains("example quickstart"),
+        msg.contains("does not exist") && msg.contains("experiments/quickstart.toml"),
         "{msg}"
     );
 }

@@ -33,14 +33,6 @@ pub enum CliError {
         /// Its value now.
         new: String,
     },
-    /// Another process runs in the same run folder.
-    #[error("{}: another qval process is running in this folder (its lock is {})", dir.display(), lock.display())]
-    Busy {
-        /// The run folder.
-        dir: PathBuf,
-        /// The lock file.
-        lock: PathBuf,
-    },
     /// A command-line or configuration error that is not tied to a position in a file.
     #[error("{0}")]
     Usage(String),
@@ -92,7 +84,8 @@ impl CliError {
     /// Whether the user can fix it (a file, a flag, a setting), so that one line suffices.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Spec { .. } | CliError::Changed { .. } | CliError::Usage(_) | CliError::Busy { .. } => 2,
+            CliError::Spec { .. } | CliError::Changed { .. } | CliError::Usage(_) => 2,
+            CliError::Core(qval_core::CoreError::RunLocked { .. }) => 2,
             _ => 1,
         }
     }

@@ -279,7 +279,7 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
     })?;
     if a.path.is_dir() {
         // Not while a run writes the folder.
-        let _lock = runner::FolderLock::acquire(&a.path)?;
+        let _lock = qval_core::io::RunLock::acquire(&a.path)?;
         let summary = qval_metrics::evaluate_run(&a.path, &cfg)?;
         let (written, warnings) = summary.write(&a.path, "summary")?;
         for w in warnings {

@@ -808,36 +808,6 @@ fn first_difference(path: &str, old: &Value, new: &Value) -> Option<(String, Str
     }
 }
 
-/// Holds a run folder's lock for the life of a run (or an evaluation of the folder).
-pub struct FolderLock {
-    _file: std::fs::File,
-}
-
-impl FolderLock {
-    /// Takes the lock, or says which folder is busy.
-    ///
-    /// # Errors
-    /// [`CliError::Busy`] when another process holds it.
-    pub fn acquire(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| CliError::io("creating", dir, e))?;
-        let path = dir.join(".qval.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| CliError::io("opening", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(FolderLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(CliError::Busy {
-                dir: dir.to_path_buf(),
-                lock: path,
-            }),
-            Err(std::fs::TryLockError::Error(e)) => Err(CliError::io("locking", &path, e)),
-        }
-    }
-}
-
 /// What a run did, for the caller and the tests.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RunReport {
@@ -915,7 +885,7 @@ fn remove(path: &Path) -> Result<()> {
 /// work finished so far is kept, and a rerun resumes).
 pub async fn run(plan: &Plan) -> Result<RunReport> {
     let run_dir = &plan.run_dir;
-    let _lock = FolderLock::acquire(run_dir)?;
+    let _lock = qval_core::io::RunLock::acquire(run_dir)?;
     let quiet = plan.options.quiet;
     let e = &plan.experiment;
     let settings = plan.stage_settings();
