@@ -235,3 +235,63 @@ fn builder_rejects_bad_parameters() {
     assert!(MvmcConfig::builder().concurrency(0).build().is_err());
     assert!(MvmcConfig::builder().step_penalty(f64::NAN).build().is_err());
 }
+
+/// Exact labels are what MVMC estimates: equal to one rollout on deterministic maps (Q, V
+/// and advantage, at every step counter), and the limit of the MVMC mean on slippery ones.
+#[test]
+fn exact_labels_equal_deterministic_mvmc_and_the_slippery_mean() {
+    use qval::envs::frozenlake::ExactLabeler;
+    let rt = runtime(2);
+    for (slippery, rollouts) in [(false, 1), (true, 4000)] {
+        let env = Arc::new(
+            FrozenLake::builder()
+                .random_maps(3, 6, 11)
+                .slippery(slippery)
+                .max_steps(20)
+                .build()
+                .unwrap(),
+        );
+        let mut points = Vec::new();
+        for (m, grid) in env.maps().iter().enumerate() {
+            for pos in (0..36)
+                .filter(|&p| !grid.tile(p).is_terminal())
+                .step_by(if slippery { 5 } else { 1 })
+            {
+                for a in 0..4 {
+                    for step in [0, 9, 17, 19] {
+                        points.push(point_at(&env, m, pos, a, step));
+                    }
+                }
+            }
+        }
+        for signal in [Signal::Q, Signal::V, Signal::Advantage] {
+            let exact = ExactLabeler::new(env.clone(), signal, None);
+            let mvmc = MvmcLabeler::new(
+                env.clone(),
+                Arc::new(OptimalPolicy::for_env(&env)),
+                MvmcConfig::builder()
+                    .rollouts(rollouts)
+                    .aggregation(Aggregation::Mean)
+                    .signal(signal)
+                    .seed(3)
+                    .build()
+                    .unwrap(),
+            );
+            let e = rt.block_on(exact.label_batch(&points));
+            let m = rt.block_on(mvmc.label_batch(&points));
+            let mut worst: f64 = 0.0;
+            for (x, y) in e.iter().zip(&m) {
+                assert!(x.aborted.is_none() && y.aborted.is_none());
+                worst = worst.max((x.value - y.value).abs());
+            }
+            // Deterministic: identical to the last bit. Slippery: within Monte-Carlo error
+            // (a return is in [-1, 1]; 4000 rollouts give a standard error below 0.016).
+            let tolerance = if slippery { 0.07 } else { 1e-12 };
+            assert!(
+                worst <= tolerance,
+                "slippery {slippery}, {signal:?}: worst |exact - mvmc| = {worst} over {} points",
+                points.len()
+            );
+        }
+    }
+}

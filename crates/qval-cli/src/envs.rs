@@ -70,6 +70,11 @@ pub trait EnvPlugin: Send + Sync {
     fn goal_texts(&self) -> Option<GoalTexts> {
         None
     }
+    /// Exact labels of `signal` (discounted by `gamma`, default the environment's), where the
+    /// environment can compute them. Default: none.
+    fn exact_labeler(&self, _signal: Signal, _gamma: Option<f64>) -> Option<Arc<dyn Labeler>> {
+        None
+    }
     /// What methods are told about the setting.
     fn method_context(&self) -> MethodContext {
         MethodContext::from_spec(&self.spec())
@@ -82,6 +87,9 @@ pub type PolicyFactory<E> =
 
 /// Builds an environment's heuristic for a signal.
 pub type HeuristicFactory = Arc<dyn Fn(Signal) -> Option<Arc<dyn DenseSignalMethod>> + Send + Sync>;
+
+/// Builds an environment's exact labeler for a signal and discount.
+pub type ExactFactory = Arc<dyn Fn(Signal, Option<f64>) -> Arc<dyn Labeler> + Send + Sync>;
 
 /// An [`EnvPlugin`] for any typed [`Environment`]: register its policies by name, name the
 /// default collector and reference, optionally a heuristic. Every environment also gets the
@@ -106,6 +114,7 @@ pub struct TypedEnv<E: Environment> {
     reference: String,
     heuristic: Option<HeuristicFactory>,
     goal_texts: Option<GoalTexts>,
+    exact: Option<ExactFactory>,
 }
 
 #[derive(serde::Deserialize)]
@@ -142,7 +151,17 @@ impl<E: Environment + 'static> TypedEnv<E> {
             reference: "llm".into(),
             heuristic: None,
             goal_texts: None,
+            exact: None,
         }
+    }
+
+    /// The environment's exact labels (label sets with `method = "exact"`).
+    pub fn exact<F>(mut self, f: F) -> Self
+    where
+        F: Fn(Signal, Option<f64>) -> Arc<dyn Labeler> + Send + Sync + 'static,
+    {
+        self.exact = Some(Arc::new(f));
+        self
     }
 
     /// Registers a policy type.
@@ -262,6 +281,10 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
     fn goal_texts(&self) -> Option<GoalTexts> {
         self.goal_texts.clone()
     }
+
+    fn exact_labeler(&self, signal: Signal, gamma: Option<f64>) -> Option<Arc<dyn Labeler>> {
+        self.exact.as_ref().map(|f| f(signal, gamma))
+    }
 }
 
 /// Builds an environment from its table in the experiment file.
@@ -335,7 +358,8 @@ fn point_one() -> f64 {
 struct NoParams {}
 
 /// FrozenLake: `frozenlake` in experiment files. Policies `epsilon-greedy` (default collector,
-/// `epsilon` 0.1), `optimal` (default reference), `uniform`, `llm`; heuristic: distance.
+/// `epsilon` 0.1), `optimal` (default reference), `uniform`, `llm`; heuristic: distance;
+/// exact labels of the reference policy.
 pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
     use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, ObservationMode, OptimalPolicy, UniformPolicy};
     let p: FrozenLakeParams = spec::params(params, &[])?;
@@ -392,6 +416,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
     let env = Arc::new(b.build().map_err(env_problem)?);
     let for_optimal = env.clone();
     let for_epsilon = env.clone();
+    let for_exact = env.clone();
     let plugin = TypedEnv::new(env)
         .policy("optimal", move |params, _| {
             let _: NoParams = spec::params(params, &[])?;
@@ -409,7 +434,14 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         })
         .defaults("epsilon-greedy", "optimal")
         .heuristic(|signal| Some(Arc::new(qval_methods::FrozenLakeDistance::new(signal)) as Arc<dyn DenseSignalMethod>))
-        .goal_texts(GoalTexts::frozenlake());
+        .goal_texts(GoalTexts::frozenlake())
+        .exact(move |signal, gamma| {
+            Arc::new(qval_envs::frozenlake::ExactLabeler::new(
+                for_exact.clone(),
+                signal,
+                gamma,
+            )) as Arc<dyn Labeler>
+        });
     Ok(Arc::new(plugin))
 }
 

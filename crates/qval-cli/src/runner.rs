@@ -452,6 +452,32 @@ impl Plan {
             if !l.step_penalty.is_finite() {
                 return Err(err(SpecProblem::at(field("step_penalty"), "give a finite number")));
             }
+            match l.method.as_str() {
+                "mvmc" => {}
+                "exact" => {
+                    if env.exact_labeler(l.signal, l.gamma).is_none() {
+                        return Err(err(SpecProblem::at(
+                            field("method"),
+                            format!(
+                                "environment `{}` computes no exact values: use `mvmc`",
+                                e.environment.kind
+                            ),
+                        )));
+                    }
+                    if l.step_penalty != 0.0 {
+                        return Err(err(SpecProblem::at(
+                            field("step_penalty"),
+                            "exact labels take no step penalty",
+                        )));
+                    }
+                }
+                other => {
+                    return Err(err(SpecProblem::at(
+                        field("method"),
+                        spec::unknown("label method", other, &["mvmc", "exact"]),
+                    )));
+                }
+            }
             let reference = l.reference.clone().unwrap_or_else(|| env.default_reference());
             env.check_policy(&reference, &*services)
                 .map_err(|p| within(field("reference"), p))?;
@@ -1106,7 +1132,13 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
             b = b.gamma(g);
         }
         let reference = l.spec.reference.clone().expect("resolved by the plan");
-        let labeler = plan.env.labeler(&reference, &*plan.services, b.build()?)?;
+        let labeler = match l.spec.method.as_str() {
+            "exact" => plan
+                .env
+                .exact_labeler(l.spec.signal, l.spec.gamma)
+                .expect("checked by the plan"),
+            _ => plan.env.labeler(&reference, &*plan.services, b.build()?)?,
+        };
         let config = LabelConfig {
             max_aborted_share: l.spec.max_aborted_share,
         };
@@ -1130,11 +1162,14 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         say(
             quiet,
             &format!(
-                "3. label     {}: {} labels{ranking} (k = {}, {:?}), {aborted} aborted{}",
+                "3. label     {}: {} labels{ranking} ({}), {aborted} aborted{}",
                 l.name,
                 labels.len(),
-                l.spec.rollouts,
-                l.spec.aggregation,
+                if l.spec.method == "exact" {
+                    "exact".to_string()
+                } else {
+                    format!("k = {}, {:?}", l.spec.rollouts, l.spec.aggregation)
+                },
                 timing(fresh, t)
             ),
         );

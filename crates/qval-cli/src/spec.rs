@@ -198,7 +198,8 @@ impl Default for SamplingSpec {
 ///
 /// | key | default |
 /// |---|---|
-/// | `name` | `mvmc-q` (`mvmc-<signal>[-mean]`) |
+/// | `name` | `mvmc-q` (`<method>-<signal>[-mean]`) |
+/// | `method` | `mvmc` (`mvmc`, or `exact` where the environment computes exact values) |
 /// | `signal` | `q` (`q`, `v`, `advantage`) |
 /// | `rollouts` | 16 |
 /// | `aggregation` | `max` (`max`, `mean`) |
@@ -213,6 +214,11 @@ pub struct LabelSpec {
     /// The set's name (file `labels/<name>.jsonl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `mvmc` (Max-Value Monte Carlo rollouts of the reference policy) or `exact` (the
+    /// reference policy's expected return from the environment's transition model, where it
+    /// has one: FrozenLake).
+    #[serde(default = "mvmc")]
+    pub method: String,
     /// The value estimated.
     #[serde(default = "q")]
     pub signal: Signal,
@@ -242,6 +248,9 @@ pub struct LabelSpec {
 fn q() -> Signal {
     Signal::Q
 }
+fn mvmc() -> String {
+    "mvmc".into()
+}
 fn sixteen() -> usize {
     16
 }
@@ -256,6 +265,7 @@ impl Default for LabelSpec {
     fn default() -> Self {
         LabelSpec {
             name: None,
+            method: mvmc(),
             signal: Signal::Q,
             rollouts: 16,
             aggregation: Default::default(),
@@ -269,7 +279,7 @@ impl Default for LabelSpec {
 }
 
 impl LabelSpec {
-    /// The set's name: given, or `mvmc-<signal>` (`-mean` for mean aggregation).
+    /// The set's name: given, or `<method>-<signal>` (`mvmc-<signal>-mean` for the mean).
     pub fn resolved_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
             let s = match self.signal {
@@ -277,9 +287,10 @@ impl LabelSpec {
                 Signal::V => "v",
                 Signal::Advantage => "advantage",
             };
-            match self.aggregation {
-                qval_core::Aggregation::Max => format!("mvmc-{s}"),
-                qval_core::Aggregation::Mean => format!("mvmc-{s}-mean"),
+            match (self.method.as_str(), self.aggregation) {
+                ("mvmc", qval_core::Aggregation::Max) => format!("mvmc-{s}"),
+                ("mvmc", qval_core::Aggregation::Mean) => format!("mvmc-{s}-mean"),
+                (m, _) => format!("{m}-{s}"),
             }
         })
     }

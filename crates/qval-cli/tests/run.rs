@@ -665,6 +665,38 @@ fn report_preview_and_evaluate_work_on_run_folders() {
 }
 
 #[test]
+fn exact_labels_are_a_label_set_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exact.toml");
+    std::fs::write(
+        &file,
+        "name = \"exact\"\n[environment]\ntype = \"frozenlake\"\nmaps = 4\n[dataset]\ntrajectories = 30\n\
+         [[labels]]\nmethod = \"exact\"\n[[labels]]\nrollouts = 1\n[evaluate]\nbootstrap = 0\n\
+         [[methods]]\ntype = \"heuristic\"\n[[methods]]\ntype = \"random\"\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let out = run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3. label     exact-q:") && text.contains("(exact)"),
+        "{text}"
+    );
+    // On deterministic maps one MVMC rollout is exact: the two label sets agree point by point.
+    let s = summary(&run);
+    assert_eq!(
+        s["estimations"]["exact-q"]["values"],
+        s["estimations"]["mvmc-q"]["values"]
+    );
+    assert_eq!(
+        s["estimations"]["exact-q"]["point_ids"],
+        s["estimations"]["mvmc-q"]["point_ids"]
+    );
+    let r = rho(&s, "exact-q", "heuristic-q");
+    assert!(r > 0.9, "heuristic rho {r}");
+}
+
+#[test]
 fn serve_oracle_and_check_backend_talk_to_each_other() {
     use std::io::BufRead as _;
     let mut server = qval()

@@ -34,7 +34,7 @@ use crate::{CoreError, Result};
 ///     async fn label(&self, p: &EvaluationPoint) -> Label {
 ///         Label { point_id: p.id.clone(), signal: Signal::Q, value: p.reward,
 ///                 aggregation: Aggregation::Max, returns: vec![p.reward],
-///                 baseline_returns: vec![], aborted: None }
+///                 baseline_returns: vec![], aborted: None, candidate_of: None }
 ///     }
 /// }
 /// ```

@@ -39,11 +39,13 @@
 //! assert_eq!(env.observe(&out.state).text, "S @ F F\nF H F H\nF F F H\nH F F G");
 //! ```
 
+mod exact;
 mod map;
 pub mod policy;
 mod render;
 pub mod solver;
 
+pub use exact::ExactLabeler;
 pub use map::{Grid, MOVES, Tile};
 pub use policy::{EpsilonGreedy, OptimalPolicy, UniformPolicy};
 pub use render::{render, render_png};
