@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 exp=${1:-experiments/qval-v1/frozenlake-text.toml}
 latency=${2:-50}
-cargo build --release -q -p qval-cli
+flock /tmp/qval-cargo.lock cargo build --release -q -p qval-cli 2>/dev/null || cargo build --release -q -p qval-cli
 qval=target/release/qval
 work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
