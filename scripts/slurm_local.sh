@@ -27,13 +27,15 @@ log() { echo "[$PROG] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 usage() {
-    echo "usage: $PROG up|down|status DIR" >&2
+    echo "usage: $PROG up|down|status DIR, or $PROG install (the Debian packages only)" >&2
     exit 2
 }
 
-[ $# -eq 2 ] || usage
-CMD=$1
-DIR_ARG=$2
+[ $# -eq 2 ] || [ "${1:-}" = install ] || usage
+CMD=${1:-}
+DIR_ARG=${2:-}
+# `install` needs no cluster folder.
+if [ "$CMD" = install ]; then DIR_ARG=${DIR_ARG:-/tmp}; fi
 
 # Daemons must run as root (SlurmUser=root, slurmd launches jobs); re-exec through sudo otherwise.
 if [ "$(id -u)" -ne 0 ]; then
@@ -353,6 +355,7 @@ do_status() {
 }
 
 case "$CMD" in
+    install) ensure_packages ;;
     up) do_up ;;
     down) do_down ;;
     status) do_status ;;

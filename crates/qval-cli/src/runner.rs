@@ -35,8 +35,8 @@ use crate::{CliError, Result, at};
 use qval_core::io::write_atomic;
 use qval_core::stage::{fingerprint, layout};
 use qval_core::{
-    CollectConfig, DenseSignalMethod, EvaluationPoint, LabelConfig, MethodContext, MvmcConfig, SampleConfig, Signal,
-    StageOptions, Strategy, Trajectory,
+    CollectConfig, DenseSignalMethod, EvaluationPoint, LabelConfig, MethodContext, MvmcConfig, SampleConfig, Share,
+    Signal, StageOptions, Strategy, Trajectory,
 };
 use qval_methods::llm::{Backend, BackendEntry, UsageCounter, load_backends};
 use qval_metrics::{BootstrapConfig, CorrelationConfig, EvaluateConfig, LabelSet, PredictionSet};
@@ -126,6 +126,11 @@ pub struct RunOptions {
     pub redo: Vec<String>,
     /// No progress bars and no report on standard output.
     pub quiet: bool,
+    /// Do only this shard's share of the work, in `shards/I-of-N/` (see [`merge`]).
+    pub shard: Option<Share>,
+    /// Stop after sampling (and the ranking candidates): what a merge of collected shards
+    /// does before the shards label and predict.
+    pub prepare_only: bool,
 }
 
 /// A label set with every default resolved.
@@ -257,10 +262,19 @@ pub struct Plan {
     pub methods: Vec<ResolvedMethod>,
     /// The run folder.
     pub run_dir: PathBuf,
+    /// Where this process writes: the run folder, or its shard's folder in it.
+    pub work_dir: PathBuf,
     /// Folders and backends.
     pub services: Arc<Services>,
     registry: Registry,
     options: RunOptions,
+}
+
+/// The folder of a shard in a run folder: `shards/I-of-N`.
+pub fn shard_dir(run_dir: &Path, share: Share) -> PathBuf {
+    run_dir
+        .join("shards")
+        .join(format!("{}-of-{}", share.index, share.count))
 }
 
 fn signal_name(s: Signal) -> &'static str {
@@ -366,8 +380,12 @@ impl Plan {
             }
         };
         let endpoint_given = matches!(options.backend, Some(BackendOverride::Endpoint { .. }));
+        let work_dir = match options.shard {
+            Some(share) => shard_dir(&run_dir, share),
+            None => run_dir.clone(),
+        };
         let services = Arc::new(Services {
-            run_dir: run_dir.clone(),
+            run_dir: work_dir.clone(),
             spec_dir,
             entries,
             built: Mutex::new(HashMap::new()),
@@ -704,6 +722,7 @@ impl Plan {
             labels,
             methods,
             run_dir,
+            work_dir,
             services,
             registry: registry.clone(),
             options,
@@ -843,6 +862,8 @@ pub struct RunReport {
     pub markdown: String,
     /// Files written by the evaluation.
     pub written: Vec<PathBuf>,
+    /// What the run waits for before it can go on (a merge of shards), if anything.
+    pub waiting: Option<String>,
 }
 
 fn say(quiet: bool, text: &str) {
@@ -853,7 +874,7 @@ fn say(quiet: bool, text: &str) {
 
 /// Stage names and the files they own.
 fn stage_files(plan: &Plan, stage: &str) -> Vec<PathBuf> {
-    let run = &plan.run_dir;
+    let run = &plan.work_dir;
     match stage.split_once(':') {
         None if stage == "collect" => vec![layout::trajectories(run)],
         None if stage == "sample" => vec![layout::points(run), run.join("candidates.jsonl")],
@@ -911,11 +932,13 @@ fn remove(path: &Path) -> Result<()> {
 /// work finished so far is kept, and a rerun resumes).
 pub async fn run(plan: &Plan) -> Result<RunReport> {
     let run_dir = &plan.run_dir;
-    let _lock = qval_core::io::RunLock::acquire(run_dir)?;
+    let work = &plan.work_dir;
+    let share = plan.options.shard;
+    let _lock = qval_core::io::RunLock::acquire(work)?;
     let quiet = plan.options.quiet;
     let e = &plan.experiment;
     let settings = plan.stage_settings();
-    let mut manifest = Manifest::read(run_dir)?.unwrap_or_default();
+    let mut manifest = Manifest::read(work)?.unwrap_or_default();
 
     // Redo first: clear the named stages and what depends on them.
     for r in &plan.options.redo {
@@ -962,7 +985,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     });
     manifest.environment = serde_json::to_value(plan.env.spec()).unwrap_or(Value::Null);
     manifest.context = serde_json::to_value(&ctx).unwrap_or(Value::Null);
-    manifest.write(run_dir)?;
+    manifest.write(work)?;
 
     let mut report = RunReport::default();
     let started = Instant::now();
@@ -981,7 +1004,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 tokens: usage.1,
             },
         );
-        manifest.write(run_dir)
+        manifest.write(work)
     };
     let start = |manifest: &mut Manifest, stage: &str| -> Result<bool> {
         if manifest.stages.get(stage).is_some_and(|s| s.finished) {
@@ -994,7 +1017,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 ..Default::default()
             },
         );
-        manifest.write(run_dir)?;
+        manifest.write(work)?;
         Ok(true)
     };
     let spec = plan.env.spec();
@@ -1018,18 +1041,44 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         seed: e.seed,
         concurrency: e.dataset.concurrency,
     };
-    let trajectories = plan
-        .env
-        .collect(
-            &plan.collector,
-            &*plan.services,
-            &config,
-            &opts(layout::trajectories(run_dir)),
-        )
-        .await?;
+    let merged = layout::trajectories(run_dir);
+    let trajectories = match share {
+        // A shard after the merge of the collection: the whole collection.
+        Some(_) if merged.exists() => {
+            qval_core::io::read_jsonl::<Trajectory>(&merged, qval_core::io::Kind::Trajectories)?.1
+        }
+        _ => {
+            plan.env
+                .collect(
+                    &plan.collector,
+                    &*plan.services,
+                    &config,
+                    share.unwrap_or(Share::ALL),
+                    &opts(layout::trajectories(work)),
+                )
+                .await?
+        }
+    };
     if fresh {
         done(&mut manifest, "collect", t, (0, 0))?;
         report.ran.push("collect".into());
+    }
+    if let Some(sh) = share
+        && !merged.exists()
+    {
+        say(
+            quiet,
+            &format!(
+                "1. collect   shard {}/{}: {} trajectories{}; when every shard has collected, run `qval merge {}`",
+                sh.index,
+                sh.count,
+                trajectories.len(),
+                timing(fresh, t),
+                run_dir.display()
+            ),
+        );
+        report.waiting = Some("merge of the collection".into());
+        return Ok(report);
     }
     let successes = trajectories.iter().filter(|t| t.succeeded()).count();
     say(
@@ -1055,7 +1104,13 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         .discard_last(s.discard_last)
         .seed(e.seed)
         .build()?;
-    let points = qval_core::sample(&trajectories, &sampling, &opts(layout::points(run_dir)))?;
+    let points = match share {
+        // Sampled once, by the merge: the shards read it.
+        Some(_) => {
+            qval_core::io::read_jsonl::<EvaluationPoint>(&layout::points(run_dir), qval_core::io::Kind::Points)?.1
+        }
+        None => qval_core::sample(&trajectories, &sampling, &opts(layout::points(run_dir)))?,
+    };
     if points.is_empty() {
         return Err(CliError::Usage(
             "sampling gave no points: collect longer trajectories".into(),
@@ -1105,6 +1160,13 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         };
         let c = match existing {
             Some(c) => c,
+            None if share.is_some() => {
+                return Err(CliError::Usage(format!(
+                    "{}: missing or made otherwise; run `qval merge {}` after the collection",
+                    path.display(),
+                    run_dir.display()
+                )));
+            }
             None => {
                 let c = plan.env.expand_candidates(&points[..n], e.seed)?;
                 qval_core::io::write_jsonl(&path, &meta, &c)?;
@@ -1115,7 +1177,16 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         Some((c, fp))
     };
 
-    // 3. Labels.
+    if plan.options.prepare_only {
+        report.waiting = Some("the shards' labels and predictions".into());
+        return Ok(report);
+    }
+
+    // 3. Labels (a shard labels its share of the points).
+    let mine = |all: &[EvaluationPoint]| match share {
+        Some(sh) => sh.of(all),
+        None => all.to_vec(),
+    };
     let mut label_files = Vec::new();
     for l in &plan.labels {
         let stage = format!("label:{}", l.name);
@@ -1142,15 +1213,25 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         let config = LabelConfig {
             max_aborted_share: l.spec.max_aborted_share,
         };
-        let path = layout::labels(run_dir, &l.name);
-        let labels = qval_core::label(&*labeler, &points, &config, &opts(path.clone()).with_dataset(&dataset)).await?;
+        let path = layout::labels(work, &l.name);
+        let labels = qval_core::label(
+            &*labeler,
+            &mine(&points),
+            &config,
+            &opts(path.clone()).with_dataset(&dataset),
+        )
+        .await?;
         label_files.push(path);
         let mut ranking = String::new();
         if let Some((c, fp)) = &candidates
             && l.spec.signal == Signal::Q
         {
-            let path = layout::labels(run_dir, &format!("ranking-{}", l.name));
-            let cl = qval_core::label(&*labeler, c, &config, &opts(path.clone()).with_dataset(fp)).await?;
+            let path = layout::labels(work, &format!("ranking-{}", l.name));
+            let mine_c = match share {
+                Some(sh) => share_of_method(sh, c, &points),
+                None => c.clone(),
+            };
+            let cl = qval_core::label(&*labeler, &mine_c, &config, &opts(path.clone()).with_dataset(fp)).await?;
             ranking = format!(" + {} ranking candidates (ranking-{})", cl.len(), l.name);
             label_files.push(path);
         }
@@ -1179,11 +1260,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     let mut prediction_files = Vec::new();
     for m in &plan.methods {
         let t_kind = plan.method_type(m);
-        let outputs: Vec<PathBuf> = t_kind
-            .outputs(m)
-            .iter()
-            .map(|o| layout::predictions(run_dir, o))
-            .collect();
+        let outputs: Vec<PathBuf> = t_kind.outputs(m).iter().map(|o| layout::predictions(work, o)).collect();
         let stage = format!("predict:{}", m.name);
         let entry = plan.experiment.methods[match m.path.get(1) {
             Some(Seg::Index(i)) => *i,
@@ -1210,24 +1287,12 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         let t = Instant::now();
         start(&mut manifest, &stage)?;
         let before = m.backend.as_deref().map(|b| plan.services.usage(b)).unwrap_or((0, 0));
-        let (on, fp): (Vec<EvaluationPoint>, String) = match t_kind.info().on {
-            PointSet::Points => {
-                let n = m.points.unwrap_or(points.len()).min(points.len());
-                (points[..n].to_vec(), dataset.clone())
-            }
-            PointSet::Candidates => {
-                let (c, fp) = candidates
-                    .as_ref()
-                    .expect("candidates are made when a ranking method is planned");
-                let n = m.points.unwrap_or(points.len()).min(points.len());
-                let states: std::collections::HashSet<&str> = points[..n].iter().map(|p| p.id.as_str()).collect();
-                let mine = c
-                    .iter()
-                    .filter(|p| p.candidate_of.as_deref().is_some_and(|s| states.contains(s)))
-                    .cloned()
-                    .collect();
-                (mine, fp.clone())
-            }
+        let (on, fp) = method_points(plan, m, &points, &dataset, candidates.as_ref());
+        // A shard builds the method on all its points (Eureka searches on all of them, a
+        // ranking request sees all candidates of a state) and scores its share.
+        let scored = match share {
+            Some(sh) => share_of_method(sh, &on, &points),
+            None => on.clone(),
         };
         let backend = match &m.backend {
             Some(b) => {
@@ -1245,7 +1310,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 points: &on,
                 backend,
                 seed: e.seed,
-                dir: run_dir.join("methods").join(&m.name),
+                dir: work.join("methods").join(&m.name),
             })
             .await?;
         let names = t_kind.outputs(m);
@@ -1293,7 +1358,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 bar: bar.clone(),
                 ..opts(path.clone()).with_dataset(&fp)
             };
-            let preds = qval_core::predict(&*method, &on, &ctx, &stage_opts).await;
+            let preds = qval_core::predict(&*method, &scored, &ctx, &stage_opts).await;
             let preds = match preds {
                 Ok(p) => p,
                 Err(e) => {
@@ -1326,11 +1391,25 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
             &format!(
                 "4. predict   {}: {} points x {} set(s), {failed} NaN{llm}{}",
                 m.name,
-                on.len(),
+                scored.len(),
                 names.len(),
                 timing(true, t)
             ),
         );
+    }
+
+    if let Some(sh) = share {
+        say(
+            quiet,
+            &format!(
+                "shard {}/{} finished its labels and predictions; when every shard has, run `qval merge {}`",
+                sh.index,
+                sh.count,
+                run_dir.display()
+            ),
+        );
+        report.waiting = Some("merge of the labels and predictions".into());
+        return Ok(report);
     }
 
     // 5. Evaluate: the planned label and prediction sets only.
@@ -1377,6 +1456,60 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         ),
     );
     Ok(report)
+}
+
+/// The names of the prediction sets a method produces.
+pub fn outputs_of(plan: &Plan, m: &ResolvedMethod) -> Vec<String> {
+    plan.method_type(m).outputs(m)
+}
+
+/// All points a method scores in an unsharded run (`candidates`: the run's, if any).
+pub fn points_of(
+    plan: &Plan,
+    m: &ResolvedMethod,
+    points: &[EvaluationPoint],
+    candidates: &[EvaluationPoint],
+) -> Vec<EvaluationPoint> {
+    let c = (candidates.to_vec(), String::new());
+    method_points(plan, m, points, "", Some(&c)).0
+}
+
+/// The points a method scores (the first `points` of them, or the candidates of those) and
+/// the fingerprint of their dataset.
+fn method_points(
+    plan: &Plan,
+    m: &ResolvedMethod,
+    points: &[EvaluationPoint],
+    dataset: &str,
+    candidates: Option<&(Vec<EvaluationPoint>, String)>,
+) -> (Vec<EvaluationPoint>, String) {
+    let n = m.points.unwrap_or(points.len()).min(points.len());
+    match plan.method_type(m).info().on {
+        PointSet::Points => (points[..n].to_vec(), dataset.to_string()),
+        PointSet::Candidates => {
+            let (c, fp) = candidates.expect("candidates are made when a ranking method is planned");
+            let states: std::collections::HashSet<&str> = points[..n].iter().map(|p| p.id.as_str()).collect();
+            let mine = c
+                .iter()
+                .filter(|p| p.candidate_of.as_deref().is_some_and(|s| states.contains(s)))
+                .cloned()
+                .collect();
+            (mine, fp.clone())
+        }
+    }
+}
+
+/// A shard's part of a method's points: point j of the run is shard j mod N's; a ranking
+/// candidate goes with its state, so one shard asks about all candidates of a state.
+fn share_of_method(share: Share, on: &[EvaluationPoint], points: &[EvaluationPoint]) -> Vec<EvaluationPoint> {
+    let index: HashMap<&str, usize> = points.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
+    on.iter()
+        .filter(|p| {
+            let id = p.candidate_of.as_deref().unwrap_or(&p.id);
+            index.get(id).is_some_and(|&i| share.contains(i))
+        })
+        .cloned()
+        .collect()
 }
 
 fn timing(fresh: bool, t: Instant) -> String {

@@ -54,7 +54,7 @@ pub use method::{DenseSignalMethod, MethodContext};
 pub use policy::{Policy, PolicyInput};
 pub use sample::{SampleConfig, SampleConfigBuilder, Strategy, sample_points};
 pub use seed::QRng;
-pub use stage::{CollectConfig, LabelConfig, StageOptions, collect, label, predict, sample};
+pub use stage::{CollectConfig, LabelConfig, Share, StageOptions, collect, collect_share, label, predict, sample};
 pub use types::{
     Aggregation, EvaluationPoint, Image, Label, Observation, Prediction, Signal, Task, Trajectory, Transition, Turn,
 };

@@ -290,6 +290,67 @@ pub async fn collect<E: Environment, P: Policy<E> + ?Sized>(
     config: &CollectConfig,
     opts: &StageOptions,
 ) -> Result<Vec<Trajectory>> {
+    collect_share(env, policy, tasks, config, Share::ALL, opts).await
+}
+
+/// A part of the work of a run split over several processes: item `i` belongs to shard
+/// `i mod count`. Items keep their own seeds, so the union of the shards' records is exactly
+/// what one process would produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Share {
+    /// This shard, `0..count`.
+    pub index: usize,
+    /// How many shards.
+    pub count: usize,
+}
+
+impl Share {
+    /// Everything (one shard).
+    pub const ALL: Share = Share { index: 0, count: 1 };
+
+    /// Shard `index` of `count`.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidParameter`] for `count` 0 or `index >= count`.
+    pub fn new(index: usize, count: usize) -> Result<Share> {
+        if count == 0 || index >= count {
+            return Err(CoreError::invalid(
+                "shard",
+                format!("{index}/{count}"),
+                "I/N with N >= 1 and 0 <= I < N",
+            ));
+        }
+        Ok(Share { index, count })
+    }
+
+    /// Whether item `i` is this shard's.
+    pub fn contains(&self, i: usize) -> bool {
+        i % self.count == self.index
+    }
+
+    /// This shard's items of `items`, in order.
+    pub fn of<T: Clone>(&self, items: &[T]) -> Vec<T> {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.contains(*i))
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+}
+
+/// Stage 1 for one [`Share`] of the trajectories: trajectory `i` is collected when
+/// `share.contains(i)`, exactly as [`collect`] would collect it. The file's metadata is the
+/// one the whole collection has, so the shards' records merge into the very file one process
+/// writes.
+pub async fn collect_share<E: Environment, P: Policy<E> + ?Sized>(
+    env: &E,
+    policy: &P,
+    tasks: &[Task],
+    config: &CollectConfig,
+    share: Share,
+    opts: &StageOptions,
+) -> Result<Vec<Trajectory>> {
     config.check()?;
     if tasks.is_empty() {
         return Err(CoreError::Empty("no tasks to collect trajectories on".into()));
@@ -301,7 +362,9 @@ pub async fn collect<E: Environment, P: Policy<E> + ?Sized>(
             "trajectories": config.trajectories,
             "tasks": tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         }));
-    let keys: Vec<String> = (0..config.trajectories).map(|i| i.to_string()).collect();
+    let mine: Vec<usize> = (0..config.trajectories).filter(|i| share.contains(*i)).collect();
+    let keys: Vec<String> = mine.iter().map(|i| i.to_string()).collect();
+    let mine = &mine;
     checkpointed(
         &keys,
         |t: &Trajectory| t.index.to_string(),
@@ -310,7 +373,8 @@ pub async fn collect<E: Environment, P: Policy<E> + ?Sized>(
         "collect",
         |idx| async move {
             futures::stream::iter(idx)
-                .map(|i| {
+                .map(|k| {
+                    let i = mine[k];
                     run_episode(
                         env,
                         policy,
