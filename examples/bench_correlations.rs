@@ -31,7 +31,11 @@ fn read(path: &std::path::Path) -> anyhow::Result<Vec<f64>> {
         .collect())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    qval::cli::exit_on_error(run());
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let (x, y) = (read(&args.x)?, read(&args.y)?);
     let cfg = CorrelationConfig::builder().lengths(LengthPolicy::Error).build()?;

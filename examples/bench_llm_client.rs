@@ -40,7 +40,11 @@ fn stack(server: &TestServer, concurrency: usize) -> Arc<dyn Backend> {
         .expect("a stack")
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    qval::cli::exit_on_error(measure());
+}
+
+fn measure() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let fixed = Some("<answer>0.5</answer>".to_string());
     let fast = TestServer::start(ServerConfig {

@@ -21,7 +21,11 @@ fn data(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
     (x, y)
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    qval::cli::exit_on_error(run());
+}
+
+fn run() -> anyhow::Result<()> {
     let corr = CorrelationConfig::default();
     let cfg = BootstrapConfig::builder().resamples(10_000).seed(1).build()?;
     let (x, y) = data(1_000, 1);

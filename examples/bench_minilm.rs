@@ -24,7 +24,11 @@ struct Args {
     repeat: usize,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    qval::cli::exit_on_error(run());
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let texts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&args.texts)?)?;
     let model = MiniLm::load(&MiniLmConfig {

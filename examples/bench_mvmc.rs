@@ -53,7 +53,11 @@ impl Policy<FrozenLake> for Counting {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    qval::cli::exit_on_error(run());
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let threads = args
         .threads

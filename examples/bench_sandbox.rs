@@ -16,7 +16,11 @@ use qval::{
 };
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    qval::cli::exit_on_error(run().await);
+}
+
+async fn run() -> anyhow::Result<()> {
     let env = FrozenLake::builder().random_maps(8, 8, 42).build()?;
     let collector = EpsilonGreedy::new(&env, 0.1)?;
     let cfg = CollectConfig {

@@ -22,7 +22,11 @@ fn per_call(n: usize, mut f: impl FnMut()) -> Duration {
     t.elapsed() / n as u32
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    qval::cli::exit_on_error(run());
+}
+
+fn run() -> anyhow::Result<()> {
     let env = TerminalBench::builder().build()?;
     let tasks = env.tasks();
     let mut rng = QRng::seed_from_u64(0);

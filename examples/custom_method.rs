@@ -59,7 +59,11 @@ pub fn read_run_file<T: serde::de::DeserializeOwned>(path: &std::path::Path, kin
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    qval::cli::exit_on_error(run().await);
+}
+
+async fn run() -> anyhow::Result<()> {
     let run = std::path::Path::new(std::env::args().nth(1).as_deref().unwrap_or("runs/quickstart")).to_path_buf();
     let points: Vec<EvaluationPoint> = read_run_file(&layout::points(&run), Kind::Points)?;
     let labels: Vec<Label> = read_run_file(&layout::labels(&run, "mvmc-q"), Kind::Labels)?;

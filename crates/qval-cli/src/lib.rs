@@ -238,6 +238,16 @@ pub struct ServeArgs {
     pub seconds: u64,
 }
 
+/// Ends a program whose work failed the way `qval` does: one line on standard error
+/// (`error: ...`, with its causes), exit status 1, never a backtrace (whatever
+/// `RUST_BACKTRACE` says). For the `main` of examples and tools built on qval.
+pub fn exit_on_error<E: std::fmt::Display>(result: std::result::Result<(), E>) {
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
 /// Parses the command line and runs it with `registry`; returns the exit status. Errors a
 /// user causes print one line (`error: ...`), never a backtrace.
 pub fn main_with(registry: Registry) -> i32 {
