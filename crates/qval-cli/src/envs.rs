@@ -220,10 +220,6 @@ fn env_problem(e: qval_envs::EnvsError) -> SpecProblem {
     }
 }
 
-fn policy_error(p: SpecProblem) -> crate::CliError {
-    crate::CliError::Usage(format!("{}: {}", spec::path_text(&p.path), p.message))
-}
-
 #[async_trait]
 impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
     fn spec(&self) -> EnvSpec {
@@ -258,7 +254,9 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         share: Share,
         opts: &StageOptions,
     ) -> crate::Result<Vec<Trajectory>> {
-        let policy = self.build_policy(collector, services).map_err(policy_error)?;
+        let policy = self
+            .build_policy(collector, services)
+            .map_err(SpecProblem::into_error)?;
         Ok(qval_core::collect_share(&*self.env, &*policy, &self.env.tasks(), config, share, opts).await?)
     }
 
@@ -268,7 +266,9 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         services: &dyn RunServices,
         config: MvmcConfig,
     ) -> crate::Result<Arc<dyn Labeler>> {
-        let policy = self.build_policy(reference, services).map_err(policy_error)?;
+        let policy = self
+            .build_policy(reference, services)
+            .map_err(SpecProblem::into_error)?;
         Ok(Arc::new(MvmcLabeler::new(self.env.clone(), Arc::new(policy), config)))
     }
 

@@ -40,9 +40,18 @@ pub struct ResolvedMethod {
     /// Where the entry is in the experiment file (for messages).
     #[serde(skip)]
     pub path: Vec<Seg>,
+    /// The entry's own name (its `name`, else its type), before expansion.
+    #[serde(skip)]
+    pub entry: String,
 }
 
 impl ResolvedMethod {
+    /// Whether `--only NAME` selects it: its name (`distance-q`), its entry's name
+    /// (`distance`) or its type (`heuristic`).
+    pub fn answers_to(&self, name: &str) -> bool {
+        name == self.name || name == self.kind || name == self.entry
+    }
+
     /// The prompt options of its modality.
     pub fn prompt_options(&self) -> PromptOptions {
         PromptOptions {
@@ -219,7 +228,7 @@ impl MethodType for Random {
         spec::params::<SeedParams>(&m.params, &[]).map(|_| ())
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p: SeedParams = spec::params(&input.method.params, &[]).map_err(problem)?;
+        let p: SeedParams = spec::params(&input.method.params, &[]).map_err(SpecProblem::into_error)?;
         Ok(vec![Arc::new(qval_methods::RandomBaseline::new(
             p.seed.unwrap_or(input.seed),
             input.method.signal,
@@ -232,10 +241,6 @@ impl MethodType for Random {
 struct SeedParams {
     #[serde(default)]
     seed: Option<u64>,
-}
-
-fn problem(p: SpecProblem) -> CliError {
-    CliError::Usage(format!("{}: {}", spec::path_text(&p.path), p.message))
 }
 
 struct Heuristic;
@@ -338,7 +343,8 @@ impl MethodType for Direct {
         Self::mode(&spec::params(&m.params, &[])?).map(|_| ())
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let mode = Self::mode(&spec::params(&input.method.params, &[]).map_err(problem)?).map_err(problem)?;
+        let mode = Self::mode(&spec::params(&input.method.params, &[]).map_err(SpecProblem::into_error)?)
+            .map_err(SpecProblem::into_error)?;
         Ok(vec![Arc::new(qval_methods::prompting::Direct::new(
             backend_of(&input)?,
             input.method.signal,
@@ -367,7 +373,7 @@ impl MethodType for Gvl {
         spec::params::<SeedParams>(&m.params, &[]).map(|_| ())
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p: SeedParams = spec::params(&input.method.params, &[]).map_err(problem)?;
+        let p: SeedParams = spec::params(&input.method.params, &[]).map_err(SpecProblem::into_error)?;
         Ok(vec![Arc::new(qval_methods::prompting::Gvl::new(
             backend_of(&input)?,
             input.method.signal,
@@ -565,7 +571,7 @@ impl MethodType for Codegen {
         (0..n).map(|i| format!("{}-s{i:02}", m.name)).collect()
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p = CodeParams::read(&input.method.params).map_err(problem)?;
+        let p = CodeParams::read(&input.method.params).map_err(SpecProblem::into_error)?;
         let samples = code_samples(&input, &p).await?;
         Ok(samples
             .into_iter()
@@ -609,7 +615,7 @@ impl MethodType for CodegenAvg {
         CodeParams::read(&m.params).map(|_| ())
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p = CodeParams::read(&input.method.params).map_err(problem)?;
+        let p = CodeParams::read(&input.method.params).map_err(SpecProblem::into_error)?;
         let samples = code_samples(&input, &p).await?;
         Ok(vec![Arc::new(qval_methods::code::CodegenAvg::new(
             samples,
@@ -679,7 +685,7 @@ impl MethodType for Eureka {
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         use qval_methods::code::{CodeSample, EurekaConfig, run_eureka};
-        let p = EurekaParams::read(&input.method.params).map_err(problem)?;
+        let p = EurekaParams::read(&input.method.params).map_err(SpecProblem::into_error)?;
         let sandbox = CodeParams {
             samples: 1,
             call_limit: p.call_limit,
@@ -805,7 +811,7 @@ impl MethodType for Embedding {
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         use qval_methods::embedding::EmbeddingMethod;
-        let p = self.read(&input.method.params).map_err(problem)?;
+        let p = self.read(&input.method.params).map_err(SpecProblem::into_error)?;
         let texts = input.env.goal_texts().ok_or_else(|| {
             CliError::Usage(format!(
                 "environment `{}` defines no goal texts for the embedding family",

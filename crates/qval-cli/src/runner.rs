@@ -639,6 +639,7 @@ impl Plan {
                             points: m.points,
                             params: m.params.clone(),
                             path: base.clone(),
+                            entry: m.name.clone().unwrap_or_else(|| m.kind.clone()),
                         };
                         t.check(&r).map_err(|p| within(base.clone(), p))?;
                         if methods.iter().any(|x| x.name == name) {
@@ -664,23 +665,9 @@ impl Plan {
         }
         // --only takes a method's name (`distance-q`), its entry's name (`distance`) or its
         // type (`heuristic`).
-        let entry_name = |m: &ResolvedMethod| -> String {
-            match &e.methods[match m.path.get(1) {
-                Some(Seg::Index(i)) => *i,
-                _ => 0,
-            }]
-            .name
-            {
-                Some(n) => n.clone(),
-                None => m.kind.clone(),
-            }
-        };
         for o in &options.only {
-            if !methods
-                .iter()
-                .any(|m| &m.name == o || &m.kind == o || &entry_name(m) == o)
-            {
-                let mut names: Vec<String> = methods.iter().flat_map(|m| [m.name.clone(), entry_name(m)]).collect();
+            if !methods.iter().any(|m| m.answers_to(o)) {
+                let mut names: Vec<String> = methods.iter().flat_map(|m| [m.name.clone(), m.entry.clone()]).collect();
                 names.sort();
                 names.dedup();
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -826,7 +813,16 @@ impl Manifest {
         })
     }
 
-    fn write(&self, run_dir: &Path) -> Result<()> {
+    /// Whether `stage` finished.
+    pub fn finished(&self, stage: &str) -> bool {
+        self.stages.get(stage).is_some_and(|s| s.finished)
+    }
+
+    /// Writes `run.json` into `run_dir` (atomically).
+    ///
+    /// # Errors
+    /// A folder that cannot be written.
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| CliError::Usage(e.to_string()))?;
         Ok(write_atomic(&run_dir.join("run.json"), (text + "\n").as_bytes())?)
     }
@@ -1007,7 +1003,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         manifest.write(work)
     };
     let start = |manifest: &mut Manifest, stage: &str| -> Result<bool> {
-        if manifest.stages.get(stage).is_some_and(|s| s.finished) {
+        if manifest.finished(stage) {
             return Ok(false);
         }
         manifest.stages.insert(
@@ -1262,20 +1258,8 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         let t_kind = plan.method_type(m);
         let outputs: Vec<PathBuf> = t_kind.outputs(m).iter().map(|o| layout::predictions(work, o)).collect();
         let stage = format!("predict:{}", m.name);
-        let entry = plan.experiment.methods[match m.path.get(1) {
-            Some(Seg::Index(i)) => *i,
-            _ => 0,
-        }]
-        .name
-        .clone()
-        .unwrap_or_else(|| m.kind.clone());
-        let wanted = plan.options.only.is_empty()
-            || plan
-                .options
-                .only
-                .iter()
-                .any(|o| o == &m.name || o == &m.kind || o == &entry);
-        let finished = manifest.stages.get(&stage).is_some_and(|s| s.finished);
+        let wanted = plan.options.only.is_empty() || plan.options.only.iter().any(|o| m.answers_to(o));
+        let finished = manifest.finished(&stage);
         if finished && outputs.iter().all(|p| p.exists()) {
             say(quiet, &format!("4. predict   {} (finished earlier)", m.name));
             prediction_files.extend(outputs);

@@ -103,11 +103,6 @@ fn plan_of(run_dir: &Path, manifest: &Manifest, registry: &Registry, options: Ru
     )
 }
 
-/// Which stages a shard has finished.
-fn finished(m: &Manifest, stage: &str) -> bool {
-    m.stages.get(stage).is_some_and(|s| s.finished)
-}
-
 /// Merges the shards of `run_dir`: after the collection round, the trajectories (then the
 /// points are sampled and the candidates expanded); after the labelling round, the labels and
 /// predictions (then the run is evaluated). Refuses, naming the shard, when one is missing,
@@ -135,7 +130,7 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
     if !merged_trajectories.exists() {
         // Round 1: the collection.
         for (s, m) in &shards.manifests {
-            if !finished(m, "collect") {
+            if !m.finished("collect") {
                 return Err(CliError::Usage(format!(
                     "{}: has not finished collecting; rerun it with --shard {}/{}",
                     shard_dir(run_dir, *s).display(),
@@ -157,7 +152,7 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
         drop(_lock);
         let mut manifest = first.clone();
         manifest.stages.retain(|k, _| k == "collect");
-        write_manifest(run_dir, &manifest)?;
+        manifest.write(run_dir)?;
         // Sample and expand the candidates in the run folder, as one process does.
         let prepare = plan_of(
             run_dir,
@@ -184,7 +179,7 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
         .filter(|k| k.starts_with("label:") || k.starts_with("predict:"))
         .collect();
     for (s, m) in &shards.manifests {
-        if let Some(stage) = wanted.iter().find(|k| !finished(m, k)) {
+        if let Some(stage) = wanted.iter().find(|k| !m.finished(k)) {
             return Err(CliError::Usage(format!(
                 "{}: stage `{stage}` has not finished; rerun it with --shard {}/{}",
                 shard_dir(run_dir, *s).display(),
@@ -248,7 +243,7 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
         }
         manifest.stages.insert(stage.clone(), record);
     }
-    write_manifest(run_dir, &manifest)?;
+    manifest.write(run_dir)?;
     drop(_lock);
     let evaluate = plan_of(
         run_dir,
@@ -265,14 +260,6 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
         shards.count,
         run_dir.join("summary.json").display()
     ))
-}
-
-fn write_manifest(run_dir: &Path, m: &Manifest) -> Result<()> {
-    let text = serde_json::to_string_pretty(m).map_err(|e| CliError::Usage(e.to_string()))?;
-    Ok(qval_core::io::write_atomic(
-        &run_dir.join("run.json"),
-        (text + "\n").as_bytes(),
-    )?)
 }
 
 fn check_same(meta: &mut Option<Metadata>, found: Metadata, s: Share, run_dir: &Path) -> Result<()> {
@@ -383,7 +370,7 @@ pub fn status(run_dir: &Path, registry: &Registry) -> Result<Vec<String>> {
     };
     let mut waiting: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (s, m) in &shards.manifests {
-        let open: Vec<&String> = wanted.iter().filter(|k| !finished(m, k)).collect();
+        let open: Vec<&String> = wanted.iter().filter(|k| !m.finished(k)).collect();
         out.push(format!(
             "shard {}-of-{}: {} of {} stage(s) of this round finished{}",
             s.index,

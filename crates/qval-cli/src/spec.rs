@@ -457,6 +457,11 @@ impl SpecProblem {
             message: message.into(),
         }
     }
+
+    /// The error for a problem found after the file was checked (no position, the key path).
+    pub fn into_error(self) -> CliError {
+        CliError::Usage(format!("{}: {}", path_text(&self.path), self.message))
+    }
 }
 
 /// The text of an experiment file, for turning paths into positions.
