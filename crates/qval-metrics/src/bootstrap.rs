@@ -181,14 +181,14 @@ pub(crate) fn multiplicities(seed: u64, b: usize, n: usize, counts: &mut [u32]) 
 }
 
 /// Groups of equal values, in ascending order, as position lists.
-struct Groups {
+pub(crate) struct Groups {
     /// Positions in ascending order of value.
     order: Vec<usize>,
     /// `bounds[g]..bounds[g + 1]` is group g in `order`.
     bounds: Vec<usize>,
 }
 
-fn groups(x: &[f64]) -> Groups {
+pub(crate) fn groups(x: &[f64]) -> Groups {
     let sorted = sorted_positions(x);
     let mut order = Vec::with_capacity(x.len());
     let mut bounds = vec![0];
@@ -201,7 +201,7 @@ fn groups(x: &[f64]) -> Groups {
 
 impl Groups {
     /// Average ranks of a resample with multiplicities `c`, per original position.
-    fn resampled_ranks(&self, c: &[u32], out: &mut [f64]) {
+    pub(crate) fn resampled_ranks(&self, c: &[u32], out: &mut [f64]) {
         let mut below = 0u64;
         for g in self.bounds.windows(2) {
             let members = &self.order[g[0]..g[1]];
@@ -215,7 +215,7 @@ impl Groups {
     }
 }
 
-fn weighted_pearson(x: &[f64], y: &[f64], c: &[u32]) -> f64 {
+pub(crate) fn weighted_pearson(x: &[f64], y: &[f64], c: &[u32]) -> f64 {
     let (mut w, mut sx, mut sy) = (0.0, 0.0, 0.0);
     for i in 0..x.len() {
         let ci = c[i] as f64;

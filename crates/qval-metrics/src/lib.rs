@@ -10,6 +10,10 @@
 //! - [`pairwise_accuracy`] and [`sign_agreement`] (with a binomial test);
 //! - [`per_state_ranking`] for ranking methods; [`group_summary`] for sampled methods;
 //! - [`bootstrap`] percentile intervals, seeded and parallel, identical for any thread count;
+//! - [`paired_spearman`]: method A against method B on the same points (paired bootstrap and
+//!   Zou's closed form), [`tiers`] of methods that cannot be told apart;
+//! - [`two_level_spearman`]: intervals that include the Monte-Carlo label noise, and how many
+//!   rollouts would make it negligible;
 //! - [`evaluate_run`] (stage 5) and [`recompute_published`], which write `summary.json` in the
 //!   published layout, a Markdown table and plots ([`report`], [`plots`]);
 //! - [`write_cross_run_report`]: one report across several runs (Markdown, CSV, a heat map,
@@ -33,6 +37,8 @@ pub mod correlation;
 pub mod crossrun;
 pub mod error;
 pub mod group;
+pub mod labelnoise;
+pub mod paired;
 pub mod plots;
 pub mod rank;
 pub mod ranking;
@@ -48,6 +54,8 @@ pub use correlation::{
 pub use crossrun::{CrossRunCell, CrossRunRow, CrossRunTable, cross_run_html, write_cross_run_report};
 pub use error::MetricsError;
 pub use group::{GroupSummary, group_summary};
+pub use labelnoise::{LabelNoise, RolloutWidth, two_level_spearman};
+pub use paired::{PairedComparison, paired_spearman, tiers, zou_interval};
 pub use rank::average_ranks;
 pub use ranking::{PerStateRanking, StateCandidates, per_state_ranking};
 pub use report::{
