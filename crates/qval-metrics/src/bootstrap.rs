@@ -30,7 +30,9 @@ pub struct BootstrapConfig {
     pub level: f64,
     /// Root seed.
     pub seed: u64,
-    /// Worker threads (does not change the result).
+    /// Worker threads (does not change the result, so it is not written: the same bytes
+    /// for any thread count).
+    #[serde(skip_serializing, default = "default_threads")]
     pub threads: usize,
 }
 
@@ -94,6 +96,10 @@ impl BootstrapConfigBuilder {
         }
         Ok(c)
     }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Which statistic to bootstrap.

@@ -435,21 +435,31 @@ pub fn pairwise_accuracy(
     })
 }
 
-/// How often the prediction and the label have the same sign, with a two-sided binomial
-/// test against chance (p = 1/2), as `scipy.stats.binomtest` computes it. Pairs where either
-/// side is exactly 0 carry no sign and are left out.
+/// How often the prediction and the label have the same sign, as published: over every
+/// usable pair (zeros included: the sign of 0 is 0 and equals only 0), with a two-sided
+/// binomial test against chance (p = 1/2), as `scipy.stats.binomtest` computes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SignAgreement {
-    /// Agreements / signed pairs; NaN if undefined.
+    /// Agreements / usable pairs; NaN below the minimum of pairs.
     pub value: f64,
     /// Pairs whose signs agree.
     pub agree: u64,
-    /// Pairs where both sides are non-zero.
+    /// Usable pairs.
     pub n: u64,
     /// Two-sided binomial p-value.
     pub p_value: f64,
     /// Why the figure is NaN, when it is.
     pub note: Option<String>,
+}
+
+fn sign(v: f64) -> i8 {
+    if v > 0.0 {
+        1
+    } else if v < 0.0 {
+        -1
+    } else {
+        0
+    }
 }
 
 /// Sign agreement of `predictions` with `labels`.
@@ -462,23 +472,17 @@ pub fn sign_agreement(
     cfg: &CorrelationConfig,
 ) -> Result<SignAgreement, MetricsError> {
     let (x, y) = usable_pairs(predictions, labels, cfg)?;
-    let signed: Vec<(f64, f64)> = x
-        .iter()
-        .zip(y.iter())
-        .map(|(a, b)| (*a, *b))
-        .filter(|(a, b)| *a != 0.0 && *b != 0.0)
-        .collect();
-    let n = signed.len() as u64;
+    let n = x.len() as u64;
     if (n as usize) < cfg.min_pairs {
         return Ok(SignAgreement {
             value: f64::NAN,
             agree: 0,
             n,
             p_value: f64::NAN,
-            note: Some(format!("{n} signed pairs, fewer than the minimum of {}", cfg.min_pairs)),
+            note: Some(format!("{n} usable pairs, fewer than the minimum of {}", cfg.min_pairs)),
         });
     }
-    let agree = signed.iter().filter(|(a, b)| (*a > 0.0) == (*b > 0.0)).count() as u64;
+    let agree = x.iter().zip(y.iter()).filter(|(a, b)| sign(**a) == sign(**b)).count() as u64;
     let p_value = if 2 * agree == n {
         1.0
     } else {

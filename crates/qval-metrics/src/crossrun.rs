@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use crate::MetricsError;
 use crate::plots::{interval_chart_svg, rank_scatter_svg, svg_to_png};
-use crate::report::Summary;
+use crate::summary::Summary;
 
 /// One run's Spearman figure for one method, as its summary stores it.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,6 +122,12 @@ impl CrossRunTable {
                 s.estimations
                     .iter()
                     .flat_map(|(r, e)| e.methods.keys().map(move |m| (r.as_str(), m.as_str())))
+                    .filter(|(r, m)| {
+                        !matches!(
+                            s.estimations.get(*r).and_then(|e| e.methods.get(*m)),
+                            Some(crate::summary::MethodEntry::Group(_))
+                        )
+                    })
             })
             .collect();
         let references: BTreeSet<&str> = runs
@@ -142,11 +148,11 @@ impl CrossRunTable {
                 cells: runs
                     .iter()
                     .map(|(_, s)| {
-                        let m = s.estimations.get(reference)?.methods.get(method)?;
+                        let m = s.estimations.get(reference)?.method(method)?;
                         // Ranking methods are compared by their per-state rho, as the run's
                         // own table reports them (n = states used).
                         if let Some(r) = &m.correlations.ranking_spearman {
-                            let [lo, hi] = r.ci95.unwrap_or([None, None]);
+                            let [lo, hi] = m.interval("ranking_spearman").unwrap_or([None, None]);
                             return Some(CrossRunCell {
                                 rho: r.mean.filter(|v| v.is_finite()),
                                 ci_low: lo.filter(|v| v.is_finite()),
@@ -156,8 +162,8 @@ impl CrossRunTable {
                                 best: false,
                             });
                         }
-                        let f = &m.correlations.spearman;
-                        let [lo, hi] = f.ci95.unwrap_or([None, None]);
+                        let f = m.correlations.spearman.as_ref()?;
+                        let [lo, hi] = m.interval("spearman").unwrap_or([None, None]);
                         Some(CrossRunCell {
                             rho: f.correlation.filter(|v| v.is_finite()),
                             ci_low: lo.filter(|v| v.is_finite()),
@@ -703,9 +709,9 @@ fn html_page(runs: &[(String, Summary)], table: &CrossRunTable, heat: &str) -> S
         for ((run, (_, summary)), cell) in table.runs.iter().zip(runs).zip(&row.cells) {
             let Some(cell) = cell else { continue };
             let est = &summary.estimations[&row.reference];
-            let m = &est.methods[&row.method];
-            let labels: Vec<f64> = est.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
-            let preds: Vec<f64> = m.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+            let Some(m) = est.method(&row.method) else { continue };
+            let labels = est.labels();
+            let preds = m.values();
             let n = labels.len().min(preds.len());
             let title = format!("{} in {run}: rho = {}", row.method, num3(cell.rho));
             let _ = writeln!(

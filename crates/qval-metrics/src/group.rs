@@ -15,8 +15,8 @@ pub struct GroupSummary {
     /// Mean.
     #[serde(with = "qval_core::types::nan_as_null")]
     pub mean: f64,
-    /// Population standard deviation (ddof 0, numpy's default, as the published
-    /// "mean +- std" figures use).
+    /// Sample standard deviation (n - 1, `statistics.stdev` as the published aggregate uses;
+    /// 0.0 for one value).
     #[serde(with = "qval_core::types::nan_as_null")]
     pub std: f64,
     /// Minimum.
@@ -55,7 +55,8 @@ pub fn group_summary(values: &[f64]) -> GroupSummary {
     let n = v.len();
     let mean = pairwise_sum(&v) / n as f64;
     let dev: Vec<f64> = v.iter().map(|x| (x - mean) * (x - mean)).collect();
-    let std = (pairwise_sum(&dev) / n as f64).sqrt();
+    // The published aggregate: `statistics.stdev` (n - 1), 0.0 for a single sample.
+    let std = if n == 1 { 0.0 } else { (pairwise_sum(&dev) / (n - 1) as f64).sqrt() };
     let median = if n % 2 == 1 {
         v[n / 2]
     } else {

@@ -14,8 +14,8 @@
 //!   Zou's closed form), [`tiers`] of methods that cannot be told apart;
 //! - [`two_level_spearman`]: intervals that include the Monte-Carlo label noise, and how many
 //!   rollouts would make it negligible;
-//! - [`evaluate_run`] (stage 5) and [`recompute_published`], which write `summary.json` in the
-//!   published layout, a Markdown table and plots ([`report`], [`plots`]);
+//! - [`evaluate`] / [`evaluate_run`] (stage 5) and [`recompute_published`]: a [`Summary`] in
+//!   the published testbed's layout ([`summary`]), a Markdown table and plots ([`plots`]);
 //! - [`write_cross_run_report`]: one report across several runs (Markdown, CSV, a heat map,
 //!   a self-contained sortable HTML page) ([`crossrun`]).
 //!
@@ -39,11 +39,13 @@ pub mod error;
 pub mod group;
 pub mod labelnoise;
 pub mod paired;
+pub mod qvalfiles;
 pub mod plots;
 pub mod rank;
 pub mod ranking;
 pub mod report;
 pub mod special;
+pub mod summary;
 
 pub use align::{Aligned, align};
 pub use bootstrap::{BootstrapConfig, BootstrapConfigBuilder, Interval, Statistic, bootstrap};
@@ -57,8 +59,17 @@ pub use group::{GroupSummary, group_summary};
 pub use labelnoise::{LabelNoise, RolloutWidth, two_level_spearman};
 pub use paired::{PairedComparison, paired_spearman, tiers, zou_interval};
 pub use rank::average_ranks;
-pub use ranking::{PerStateRanking, StateCandidates, per_state_ranking};
+pub use qvalfiles::{
+    newest_files, read_prediction_file, read_prediction_folder, read_user_predictions, unmatched_ids,
+    write_prediction_file,
+};
+pub use ranking::{PerStateRanking, RankingTies, StateCandidates, per_state_ranking};
 pub use report::{
-    Difference, EvaluateConfig, Granularity, LabelSet, PredictionSet, RankingFigure, SampleGroup, Summary,
-    candidate_groups, evaluate, evaluate_method, evaluate_run, parse_signal, recompute_published,
+    CORRELATION_METHODS, Difference, EvaluateConfig, LabelSet, PredictionSet, Recomputed, candidate_groups, evaluate,
+    evaluate_run, parse_signal, point_entry, ranking_entry, recompute_published, sample_group, values_of_method,
+};
+pub use summary::{
+    Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity, GtComparison, MethodEntry,
+    MethodEstimation, MethodExtras, PairedEntry, RankingFigure, SampleGroup, Summary, SummaryExtras, assumption_of,
+    to_published_json,
 };

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use crate::MetricsError;
 use crate::rank::doubled_average_ranks;
-use crate::report::Summary;
+use crate::summary::Summary;
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> MetricsError {
     MetricsError::Io {
@@ -191,24 +191,27 @@ pub fn write_plots(summary: &Summary, dir: &Path) -> Result<(Vec<PathBuf>, Vec<S
         Ok(())
     };
     for (rname, est) in &summary.estimations {
-        let labels: Vec<f64> = est.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        if est.granularity != crate::summary::Granularity::Point {
+            continue;
+        }
+        let labels = est.labels();
         let mut rows = Vec::new();
-        for (mname, m) in &est.methods {
-            let preds: Vec<f64> = m.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        for (mname, m) in est.flat_methods() {
+            let preds = m.values();
             let n = labels.len().min(preds.len());
-            let s = &m.correlations.spearman;
+            let rho = m.correlations.spearman.as_ref().and_then(|f| f.correlation);
             let title = format!(
                 "{mname} vs {rname}: rho = {}",
-                s.correlation.map(|v| format!("{v:.3}")).unwrap_or("NaN".into())
+                rho.map(|v| format!("{v:.3}")).unwrap_or("NaN".into())
             );
             save(
-                format!("{}__{}_ranks", safe(rname), safe(mname)),
+                format!("{}__{}_ranks", safe(rname), safe(&mname)),
                 rank_scatter_svg(&title, &labels[..n], &preds[..n]),
             )?;
-            let [lo, hi] = s.ci95.unwrap_or([None, None]);
+            let [lo, hi] = m.interval("spearman").unwrap_or([None, None]);
             rows.push((
                 mname.clone(),
-                s.correlation.unwrap_or(f64::NAN),
+                rho.unwrap_or(f64::NAN),
                 lo.unwrap_or(f64::NAN),
                 hi.unwrap_or(f64::NAN),
             ));

@@ -1,42 +1,29 @@
-//! The evaluate stage: pair labels with predictions, compute every statistic, and write
-//! `summary.json` (the published layout, extended), a Markdown table and plots.
+//! The evaluate stage: pair labels with predictions, compute every figure under the
+//! published rules, and build the [`Summary`] (the published layout, see [`crate::summary`]).
 //!
-//! ## `summary.json`
-//! ```text
-//! {
-//!   "experiment": { "qval_version", "source", "config", "labels": [...], "predictions": [...] },
-//!   "estimations": {
-//!     "<reference>": {
-//!       "signal": "q", "point_ids": [...], "values": [...], "aborted": 0,
-//!       "methods": {
-//!         "<method>": {
-//!           "signal": "q", "values": [...], "missing": 0, "failed": 0,
-//!           "correlations": {
-//!             "pearson":     { "correlation", "p_value", "num_points", "ci95": [lo, hi], "note" },
-//!             "spearman":    { ... },
-//!             "kendall_tau": { ... }
-//!           },
-//!           "pairwise_accuracy": { "value", "concordant", "pairs", "ci95" },
-//!           "sign_agreement": { "value", "agree", "n", "p_value" }
-//!         } } } } }
-//! ```
-//! NaN is written as `null`. `estimations -> reference -> methods -> method -> correlations
-//! -> pearson / spearman / kendall_tau -> correlation, p_value, num_points` is the published
-//! testbed's layout, so tools written for it read qval's summaries; the other keys are
-//! qval's additions.
+//! The published rules, as `scripts/pipeline/evaluate.py` and `src/qval/correlation.py` of
+//! the published testbed apply them:
+//! - pairs are compared on their common prefix (capped at the dataset's point count) when
+//!   they come from published files; qval's own files pair by point id;
+//! - optionally (`exclude_zero_points`) pairs with a zero on either side are dropped first,
+//!   counted in `num_dropped_zero`;
+//! - with fewer than `min_usable_correlation_points` (50) usable pairs a figure is null with
+//!   `num_points` the usable count; a constant side gives null with `num_points` kept;
+//! - Pearson, Spearman, Kendall's tau-b as scipy computes them; sign agreement is the share
+//!   of usable pairs with `sign(label) == sign(prediction)`, with a two-sided binomial test;
+//! - ranking: per state, skip with fewer than 2 candidates, a NaN prediction, or all labels
+//!   equal; a state with all predictions equal follows [`RankingTies`]; mean and sample std
+//!   (n - 1, 0.0 for one state);
+//! - sample groups: mean, sample std (n - 1), min, max, median of the members' defined
+//!   coefficients, with the count of null ones.
 //!
-//! ## Reading the published testbed's files
-//! [`recompute_published`] reads a published `summary_*.json`: per reference,
-//! `estimations.<ref>.values` (or `reference_values`, `labels`) and per method
-//! `methods.<m>.values` (or `predictions`), nulls as NaN. It recomputes every figure under
-//! the published rules (prefix truncation of unequal lengths, at least 50 usable pairs) and
-//! lists where the stored figures differ. A run folder may also hold published prediction
-//! JSONs (`predictions/<method>.json` with `values`) and label JSONs (`labels/<ref>.json`
-//! with `values`): those are paired by position with prefix truncation.
+//! Beyond them: bootstrap intervals, pairwise accuracy, paired comparisons and tiers
+//! ([`crate::paired`]), the two-level bootstrap ([`crate::labelnoise`]), relabelling (Q
+//! methods against V labels and the reverse) and label sets compared with each other.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::MetricsError;
@@ -45,22 +32,49 @@ use crate::bootstrap::{BootstrapConfig, Statistic, bootstrap};
 use crate::correlation::{
     Correlation, CorrelationConfig, LengthPolicy, kendall, pairwise_accuracy, pearson, sign_agreement, spearman,
 };
-use crate::ranking::{PerStateRanking, StateCandidates, per_state_ranking};
+use crate::group::group_summary;
+use crate::labelnoise::two_level_spearman;
+use crate::paired::{PairedComparison, paired_spearman, tiers};
+use crate::ranking::{RankingTies, StateCandidates, per_state_ranking};
+use crate::summary::{
+    Aggregate, Comparison, Correlations, GtComparison, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity, MethodEntry,
+    MethodEstimation, MethodExtras, NanReason, PairedEntry, PairwiseFigure, RankingFigure, SampleGroup, Summary,
+    SummaryExtras, assumption_of, opt, opt_all,
+};
 use qval_core::io::{Kind, read_jsonl};
 use qval_core::{Label, Prediction, Signal};
 
+/// The correlations the published testbed computes by default, in its order.
+pub const CORRELATION_METHODS: [&str; 4] = ["pearson", "spearman", "kendall_tau", "sign_agreement"];
+
 /// How to evaluate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EvaluateConfig {
     /// Minimum pairs and length policy.
     pub correlation: CorrelationConfig,
-    /// Bootstrap for the confidence intervals; `None` skips them.
+    /// Bootstrap for the intervals, paired comparisons and label noise; `None` skips them.
     pub bootstrap: Option<BootstrapConfig>,
+    /// Which correlations to compute (published names), in order.
+    pub correlation_methods: Vec<String>,
+    /// Drop pairs with a zero on either side (published `exclude_zero_points`).
+    pub exclude_zero_points: bool,
+    /// States whose predictions are all equal.
+    pub ranking_ties: RankingTies,
+    /// Also evaluate Q methods against V labels and V methods against Q labels.
+    pub relabel: bool,
+    /// Paired comparisons and tiers (needs `bootstrap`).
+    pub paired: bool,
+    /// The two-level bootstrap where labels keep their rollout returns (needs `bootstrap`).
+    pub label_noise: bool,
+    /// Compare label sets of the same signal and points with each other.
+    pub gt_vs_gt: bool,
 }
 
 impl Default for EvaluateConfig {
-    /// The published rules (50 pairs minimum) with 95% bootstrap intervals from 10,000
-    /// resamples, seed 0.
+    /// The published rules (50 pairs minimum, four correlations, no zero filter, published
+    /// ties) with 95% bootstrap intervals from 10,000 resamples, seed 0, paired comparisons,
+    /// label noise and label sets compared with each other.
     fn default() -> Self {
         EvaluateConfig {
             correlation: CorrelationConfig::default(),
@@ -71,260 +85,206 @@ impl Default for EvaluateConfig {
                     .build()
                     .expect("valid defaults"),
             ),
+            correlation_methods: CORRELATION_METHODS.iter().map(|s| s.to_string()).collect(),
+            exclude_zero_points: false,
+            ranking_ties: RankingTies::Published,
+            relabel: false,
+            paired: true,
+            label_noise: true,
+            gt_vs_gt: true,
         }
     }
 }
 
-/// One correlation in the published layout.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Figure {
-    /// The coefficient (null when NaN).
-    pub correlation: Option<f64>,
-    /// Its two-sided p-value.
-    pub p_value: Option<f64>,
-    /// Usable pairs.
-    pub num_points: usize,
-    /// The bootstrap interval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci95: Option<[Option<f64>; 2]>,
-    /// Why the figure is NaN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-fn opt(v: f64) -> Option<f64> {
-    if v.is_finite() { Some(v) } else { None }
-}
-
-fn unopt(v: Option<f64>) -> f64 {
-    v.unwrap_or(f64::NAN)
-}
-
-impl Figure {
-    fn from(c: &Correlation, ci: Option<[f64; 2]>) -> Self {
-        Figure {
-            correlation: opt(c.value),
-            p_value: opt(c.p_value),
-            num_points: c.n,
-            ci95: ci.map(|[a, b]| [opt(a), opt(b)]),
-            note: c.note.clone(),
+impl EvaluateConfig {
+    /// Checks the correlation names.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidParameter`] naming an unknown correlation.
+    pub fn validate(&self) -> Result<(), MetricsError> {
+        for m in &self.correlation_methods {
+            if !CORRELATION_METHODS.contains(&m.as_str()) {
+                return Err(MetricsError::InvalidParameter {
+                    name: "correlation_methods",
+                    value: m.clone(),
+                    reason: format!("expected one of {}", CORRELATION_METHODS.join(", ")),
+                });
+            }
         }
+        Ok(())
     }
 }
 
-/// The three correlations.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Correlations {
-    /// Pearson's r.
-    pub pearson: Figure,
-    /// Spearman's rho.
-    pub spearman: Figure,
-    /// Kendall's tau-b.
-    pub kendall_tau: Figure,
-    /// For ranking label sets: the per-state Spearman summary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ranking_spearman: Option<RankingFigure>,
-}
-
-/// The per-state ranking figure in the published layout.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RankingFigure {
-    /// Mean of the per-state rho (null when no state is usable).
-    pub mean: Option<f64>,
-    /// Sample standard deviation (n - 1; 0.0 for one usable state).
-    pub std: Option<f64>,
-    /// States used.
-    pub num_valid: usize,
-    /// States skipped.
-    pub num_skipped: usize,
-    /// States.
-    pub num_points: usize,
-    /// Bootstrap interval of the mean (resampling states).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci95: Option<[Option<f64>; 2]>,
-    /// Per state, its rho (null when skipped).
-    pub per_point_correlations: Vec<Option<f64>>,
-}
-
-impl RankingFigure {
-    fn from(r: &PerStateRanking) -> Self {
-        let std = if r.used == 1 { 0.0 } else { r.std };
-        RankingFigure {
-            mean: opt(r.mean),
-            std: opt(std),
-            num_valid: r.used,
-            num_skipped: r.per_state.len() - r.used,
-            num_points: r.per_state.len(),
-            ci95: r.ci.as_ref().map(|i| [opt(i.low), opt(i.high)]),
-            per_point_correlations: r.per_state.iter().map(|v| opt(*v)).collect(),
-        }
+fn figure(c: &Correlation) -> Figure {
+    Figure {
+        correlation: opt(c.value),
+        p_value: opt(c.p_value),
+        num_points: c.n,
     }
 }
 
-/// Pairwise accuracy in the summary.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PairwiseFigure {
-    /// Concordant / pairs with different reference values.
-    pub value: Option<f64>,
-    /// Concordant pairs.
-    pub concordant: u64,
-    /// Pairs with different reference values.
-    pub pairs: u64,
-    /// Bootstrap interval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci95: Option<[Option<f64>; 2]>,
-}
-
-/// Sign agreement in the summary.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SignFigure {
-    /// Share of signed pairs whose signs agree.
-    pub value: Option<f64>,
-    /// Agreements.
-    pub agree: u64,
-    /// Signed pairs.
-    pub n: u64,
-    /// Two-sided binomial p-value.
-    pub p_value: Option<f64>,
-}
-
-/// One method evaluated against one reference.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MethodEstimation {
-    /// The signal the method estimates.
-    pub signal: Signal,
-    /// Its predictions aligned to the reference's points (null for NaN or missing).
-    pub values: Vec<Option<f64>>,
-    /// Labelled points without a prediction.
-    #[serde(default)]
-    pub missing: usize,
-    /// Predictions that are NaN (the method failed on the point).
-    #[serde(default)]
-    pub failed: usize,
-    /// The correlations.
-    pub correlations: Correlations,
-    /// Pairwise accuracy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pairwise_accuracy: Option<PairwiseFigure>,
-    /// Sign agreement.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sign_agreement: Option<SignFigure>,
-}
-
-/// Whether a label set's points are compared across all points, or within the candidate
-/// groups of ranking methods.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Granularity {
-    /// One point per state-action pair, compared over all points.
-    #[default]
-    Point,
-    /// Ranking candidates, compared within each state.
-    Ranking,
-}
-
-/// One reference (a label set) and every method compared with it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Estimation {
-    /// The signal of the labels.
-    pub signal: Signal,
-    /// Point or ranking.
-    #[serde(default)]
-    pub granularity: Granularity,
-    /// For ranking: candidates per state, in state order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub candidate_counts: Vec<usize>,
-    /// The points, in order (empty for published files, which pair by position).
-    #[serde(default)]
-    pub point_ids: Vec<String>,
-    /// The reference values (null where aborted).
-    pub values: Vec<Option<f64>>,
-    /// Aborted points.
-    #[serde(default)]
-    pub aborted: usize,
-    /// The methods, by name.
-    pub methods: BTreeMap<String, MethodEstimation>,
-    /// Sampled methods (codegen's N samples): the summary of their members' Spearman rho,
-    /// the published "mean +- std [min, max]" figure, by group.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub sample_groups: BTreeMap<String, SampleGroup>,
-}
-
-/// A sampled method's figure: its members and the summary of their rho.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SampleGroup {
-    /// The member methods, in name order.
-    pub members: Vec<String>,
-    /// Mean, std (ddof 0), min, max, median of the members' Spearman rho.
-    pub spearman: crate::group::GroupSummary,
-}
-
-/// Everything an evaluation produced: enough to recompute any figure.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// What was evaluated and how.
-    pub experiment: Value,
-    /// Per reference.
-    pub estimations: BTreeMap<String, Estimation>,
-}
-
-/// Computes every figure of `predictions` against `labels` (already aligned).
-pub fn evaluate_method(
-    signal: Signal,
-    labels: &[f64],
-    predictions: &[f64],
-    missing: usize,
-    cfg: &EvaluateConfig,
-) -> Result<MethodEstimation, MetricsError> {
-    let c = &cfg.correlation;
-    let ci = |stat: Statistic| -> Result<Option<[f64; 2]>, MetricsError> {
+/// Every point figure of `predictions` against `labels` (same length, paired by position):
+/// the zero filter, the configured correlations, and qval's intervals and pairwise accuracy.
+/// `predicted_values` is left to the caller.
+///
+/// # Errors
+/// A statistic's own errors.
+pub fn point_entry(labels: &[f64], predictions: &[f64], cfg: &EvaluateConfig) -> Result<MethodEstimation, MetricsError> {
+    let n = labels.len().min(predictions.len());
+    let (mut y, mut x) = (labels[..n].to_vec(), predictions[..n].to_vec());
+    let mut dropped = 0;
+    if cfg.exclude_zero_points {
+        let keep: Vec<usize> = (0..n).filter(|&i| y[i] != 0.0 && x[i] != 0.0).collect();
+        dropped = n - keep.len();
+        y = keep.iter().map(|&i| y[i]).collect();
+        x = keep.iter().map(|&i| x[i]).collect();
+    }
+    let c = CorrelationConfig {
+        lengths: LengthPolicy::TruncateToShorter,
+        ..cfg.correlation.clone()
+    };
+    let mut corr = Correlations::default();
+    let mut extras = MethodExtras::default();
+    let ci = |stat: Statistic| -> Result<Option<[Option<f64>; 2]>, MetricsError> {
         match &cfg.bootstrap {
             Some(b) => {
-                let i = bootstrap(predictions, labels, stat, c, b)?;
-                Ok(Some([i.low, i.high]))
+                let i = bootstrap(&x, &y, stat, &c, b)?;
+                Ok(Some([opt(i.low), opt(i.high)]))
             }
             None => Ok(None),
         }
     };
-    let p = pearson(predictions, labels, c)?;
-    let s = spearman(predictions, labels, c)?;
-    let k = kendall(predictions, labels, c)?;
-    let pa = pairwise_accuracy(predictions, labels, c)?;
-    let sa = sign_agreement(predictions, labels, c)?;
-    let defined = |x: &Correlation| !x.value.is_nan();
-    let n = predictions.len().min(labels.len());
+    for name in &cfg.correlation_methods {
+        let (value, stat) = match name.as_str() {
+            "pearson" => (pearson(&x, &y, &c)?, Some(Statistic::Pearson)),
+            "spearman" => (spearman(&x, &y, &c)?, Some(Statistic::Spearman)),
+            "kendall_tau" => (kendall(&x, &y, &c)?, Some(Statistic::Kendall)),
+            "sign_agreement" => {
+                let s = sign_agreement(&x, &y, &c)?;
+                (
+                    Correlation {
+                        value: s.value,
+                        p_value: s.p_value,
+                        n: s.n as usize,
+                        note: s.note,
+                    },
+                    None,
+                )
+            }
+            other => {
+                return Err(MetricsError::InvalidParameter {
+                    name: "correlation_methods",
+                    value: other.to_string(),
+                    reason: format!("expected one of {}", CORRELATION_METHODS.join(", ")),
+                });
+            }
+        };
+        if let Some(note) = &value.note {
+            extras.notes.insert(name.clone(), note.clone());
+        }
+        if let Some(stat) = stat
+            && !value.value.is_nan()
+            && let Some(i) = ci(stat)?
+        {
+            extras.intervals.insert(name.clone(), i);
+        }
+        let f = Some(figure(&value));
+        match name.as_str() {
+            "pearson" => corr.pearson = f,
+            "spearman" => corr.spearman = f,
+            "kendall_tau" => corr.kendall_tau = f,
+            _ => corr.sign_agreement = f,
+        }
+    }
+    let pa = pairwise_accuracy(&x, &y, &c)?;
+    extras.pairwise_accuracy = Some(PairwiseFigure {
+        value: opt(pa.value),
+        concordant: pa.concordant,
+        pairs: pa.pairs,
+    });
+    if !pa.value.is_nan()
+        && let Some(i) = ci(Statistic::PairwiseAccuracy)?
+    {
+        extras.intervals.insert("pairwise_accuracy".into(), i);
+    }
     Ok(MethodEstimation {
-        signal,
-        values: predictions.iter().map(|v| opt(*v)).collect(),
-        missing,
-        failed: predictions[..n]
-            .iter()
-            .filter(|v| v.is_nan())
-            .count()
-            .saturating_sub(missing),
-        correlations: Correlations {
-            pearson: Figure::from(&p, if defined(&p) { ci(Statistic::Pearson)? } else { None }),
-            spearman: Figure::from(&s, if defined(&s) { ci(Statistic::Spearman)? } else { None }),
-            kendall_tau: Figure::from(&k, if defined(&k) { ci(Statistic::Kendall)? } else { None }),
-            ranking_spearman: None,
-        },
-        pairwise_accuracy: Some(PairwiseFigure {
-            value: opt(pa.value),
-            concordant: pa.concordant,
-            pairs: pa.pairs,
-            ci95: if pa.value.is_nan() {
-                None
-            } else {
-                ci(Statistic::PairwiseAccuracy)?.map(|[a, b]| [opt(a), opt(b)])
-            },
-        }),
-        sign_agreement: Some(SignFigure {
-            value: opt(sa.value),
-            agree: sa.agree,
-            n: sa.n,
-            p_value: opt(sa.p_value),
-        }),
+        correlations: corr,
+        predicted_values: None,
+        num_dropped_zero: Some(dropped),
+        per_point_correlations: None,
+        qval: Some(extras),
     })
+}
+
+/// The ranking figures of one method over the states of a ranking label set.
+pub fn ranking_entry(states: &[StateCandidates], cfg: &EvaluateConfig) -> MethodEstimation {
+    let r = per_state_ranking(states, cfg.ranking_ties, cfg.bootstrap.as_ref());
+    let mut extras = MethodExtras::default();
+    if let Some(ci) = &r.ci {
+        extras.intervals.insert("ranking_spearman".into(), [opt(ci.low), opt(ci.high)]);
+    }
+    for (k, v) in [
+        ("fewer than 2 candidates", r.skipped_too_few),
+        ("a NaN prediction", r.skipped_nan),
+        ("all labels equal", r.skipped_constant_reference),
+        ("all predictions equal (counted)", r.tied_predictions),
+    ] {
+        if v > 0 {
+            extras.skipped.insert(k.to_string(), v);
+        }
+    }
+    let skipped = states.len() - r.used;
+    MethodEstimation {
+        correlations: Correlations {
+            ranking_spearman: Some(RankingFigure {
+                mean: opt(r.mean),
+                std: opt(r.std),
+                num_valid: r.used,
+                num_skipped: skipped,
+                num_points: states.len(),
+            }),
+            ..Default::default()
+        },
+        predicted_values: None,
+        num_dropped_zero: None,
+        per_point_correlations: Some(opt_all(&r.per_state)),
+        qval: Some(extras),
+    }
+}
+
+fn aggregate(coefs: &[f64]) -> Aggregate {
+    let g = group_summary(coefs);
+    Aggregate {
+        mean: opt(g.mean),
+        std: opt(g.std),
+        min: opt(g.min),
+        max: opt(g.max),
+        median: opt(g.median),
+        num_samples: g.n,
+        num_nan: g.nan,
+    }
+}
+
+/// A sample group from its members' entries (in sample order): the published aggregates of
+/// every correlation the members carry.
+pub fn sample_group(members: Vec<MethodEstimation>, num_samples: Option<usize>) -> SampleGroup {
+    let mut aggregate_correlations = indexmap::IndexMap::new();
+    let names: Vec<&'static str> = members
+        .first()
+        .map(|m| m.correlations.figures().into_iter().map(|(k, _)| k).collect())
+        .unwrap_or_default();
+    for name in names {
+        let coefs: Vec<f64> = members
+            .iter()
+            .map(|m| m.correlations.get(name).and_then(|f| f.correlation).unwrap_or(f64::NAN))
+            .collect();
+        aggregate_correlations.insert(name.to_string(), aggregate(&coefs));
+    }
+    SampleGroup {
+        num_samples: num_samples.unwrap_or(members.len()),
+        aggregate_correlations,
+        per_sample: members,
+    }
 }
 
 fn io_err(op: &'static str, path: &Path, e: impl std::fmt::Display) -> MetricsError {
@@ -354,41 +314,6 @@ fn stem(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Reads a published-style JSON file holding `values` (nulls as NaN) and its signal.
-fn read_values_json(path: &Path) -> Result<(Vec<f64>, Signal, Option<String>), MetricsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| io_err("reading", path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| MetricsError::Format {
-        path: path.to_path_buf(),
-        message: format!("line {}: {e}", e.line()),
-    })?;
-    let format = |message: String| MetricsError::Format {
-        path: path.to_path_buf(),
-        message,
-    };
-    let values = values_of(&v, &["values", "predictions", "reference_values", "labels"]).map_err(format)?;
-    let signal = strict_signal_of(&v).map_err(format)?;
-    let dataset = v
-        .pointer("/metadata/dataset_fingerprint")
-        .and_then(|d| d.as_str())
-        .map(str::to_string);
-    Ok((values, signal, dataset))
-}
-
-fn values_of(v: &Value, keys: &[&str]) -> Result<Vec<f64>, String> {
-    let (key, arr) = keys
-        .iter()
-        .find_map(|k| v.get(*k).and_then(|a| a.as_array()).map(|a| (*k, a)))
-        .ok_or_else(|| format!("no `{}` array", keys.join("` / `")))?;
-    arr.iter()
-        .enumerate()
-        .map(|(i, x)| match x {
-            Value::Null => Ok(f64::NAN),
-            Value::Number(n) => n.as_f64().ok_or_else(|| format!("`{key}[{i}]` is not a number")),
-            other => Err(format!("`{key}[{i}]` is {other}, expected a number or null")),
-        })
-        .collect()
-}
-
 /// Parses a signal name: qval's (`q`, `v`, `advantage`) or the published testbed's
 /// assumptions (`q_value`, `state_value`, `advantage`).
 pub fn parse_signal(name: &str) -> Option<Signal> {
@@ -398,30 +323,6 @@ pub fn parse_signal(name: &str) -> Option<Signal> {
         "a" | "advantage" => Some(Signal::Advantage),
         _ => None,
     }
-}
-
-/// The signal a published-style object declares (`signal`, `target`, `config.signal_type` or
-/// `config.assumption`); missing or unknown is an error, never a silent Q.
-fn strict_signal_of(v: &Value) -> Result<Signal, String> {
-    let found = [
-        "/signal",
-        "/target",
-        "/config/signal_type",
-        "/config/assumption",
-        "/assumption",
-    ]
-    .iter()
-    .find_map(|p| v.pointer(p).and_then(|s| s.as_str()).map(|s| (*p, s)));
-    match found {
-        Some((key, s)) => parse_signal(s)
-            .ok_or_else(|| format!("`{key}` is `{s}`: expected q, v or advantage (or q_value, state_value)")),
-        None => Err("no signal: add `signal` (q, v or advantage) or `config.signal_type`".into()),
-    }
-}
-
-/// Lenient: published summaries' estimations without a declared signal are Q.
-fn signal_of(v: &Value) -> Signal {
-    strict_signal_of(v).unwrap_or(Signal::Q)
 }
 
 /// A set of reference labels to evaluate methods against.
@@ -453,6 +354,9 @@ pub struct PredictionSet {
     pub dataset: Option<String>,
     /// The sample group the method belongs to (codegen's N samples), if any.
     pub group: Option<String>,
+    /// Point or ranking; `None`: inferred (a method that scores ranking candidates is
+    /// compared with ranking label sets).
+    pub granularity: Option<Granularity>,
     /// Where the predictions were read from, if from a file.
     pub source: Option<PathBuf>,
 }
@@ -535,6 +439,7 @@ impl PredictionSet {
                 .pointer("/method/sample_group")
                 .and_then(|g| g.as_str())
                 .map(str::to_string),
+            granularity: None,
             source: Some(path.to_path_buf()),
         })
     }
@@ -570,19 +475,73 @@ pub fn candidate_groups(labels: &[Label], predictions: &[f64]) -> Vec<StateCandi
     order.into_iter().filter_map(|k| groups.remove(&k)).collect()
 }
 
+
+/// Whether two signals may be compared: equal, or Q and V under relabelling.
+fn comparable(label: Signal, method: Signal, relabel: bool) -> bool {
+    label == method || (relabel && label != Signal::Advantage && method != Signal::Advantage)
+}
+
+/// The rho of each method and the comparisons the tiers needed (each pair once, A the
+/// better-ranked method).
+fn paired_section(
+    names: &[String],
+    preds: &[Vec<f64>],
+    labels: &[f64],
+    boot: &BootstrapConfig,
+) -> Result<(Vec<PairedEntry>, Vec<Vec<String>>), MetricsError> {
+    let rhos: Vec<(String, Option<f64>)> = names
+        .iter()
+        .zip(preds)
+        .map(|(n, p)| {
+            let c = CorrelationConfig {
+                min_pairs: 3,
+                lengths: LengthPolicy::TruncateToShorter,
+            };
+            (n.clone(), spearman(p, labels, &c).ok().and_then(|r| opt(r.value)))
+        })
+        .collect();
+    let mut cache: BTreeMap<(usize, usize), Option<PairedComparison>> = BTreeMap::new();
+    let mut err = None;
+    let t = tiers(&rhos, |i, j| {
+        cache
+            .entry((i, j))
+            .or_insert_with(|| match paired_spearman(&preds[i], &preds[j], labels, boot) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    err = Some(e);
+                    None
+                }
+            })
+            .clone()
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let entries = cache
+        .into_iter()
+        .filter_map(|((i, j), c)| {
+            c.map(|comparison| PairedEntry {
+                a: names[i].clone(),
+                b: names[j].clone(),
+                comparison,
+            })
+        })
+        .collect();
+    Ok((entries, t))
+}
+
 /// Stage 5, in memory: evaluates every prediction set against every label set of the same
-/// signal made from the same dataset. qval's records pair by point id; records without ids
-/// (from published files) by position with prefix truncation. A label set of ranking
-/// candidates (labels with `candidate_of`) also gets the per-state ranking figure.
+/// signal (or, with `relabel`, of Q and V alike) made from the same dataset, and compares
+/// label sets with each other. qval's records pair by point id; records without ids (from
+/// published files) by position on the common prefix. A label set of ranking candidates
+/// (labels with `candidate_of`) gets the per-state ranking figure of the methods that scored
+/// its candidates.
 ///
 /// # Errors
 /// [`MetricsError::OtherPoints`] when a prediction set has label sets of its signal but none
 /// made from its dataset (labels copied from another run); a statistic's own errors.
-pub fn evaluate(
-    labels: &[LabelSet],
-    predictions: &[PredictionSet],
-    cfg: &EvaluateConfig,
-) -> Result<Summary, MetricsError> {
+pub fn evaluate(labels: &[LabelSet], predictions: &[PredictionSet], cfg: &EvaluateConfig) -> Result<Summary, MetricsError> {
+    cfg.validate()?;
     let same_data = |r: &LabelSet, m: &PredictionSet| match (&r.dataset, &m.dataset) {
         (Some(a), Some(b)) => a == b,
         _ => true,
@@ -600,92 +559,250 @@ pub fn evaluate(
             });
         }
     }
-    let mut estimations = BTreeMap::new();
+    let mut info = ExperimentInfo {
+        gt_methods: labels.iter().map(|r| r.name.clone()).collect(),
+        eval_methods: predictions.iter().map(|m| m.name.clone()).collect(),
+        correlation_methods: cfg.correlation_methods.clone(),
+        exclude_zero_points: cfg.exclude_zero_points,
+        min_usable_correlation_points: cfg.correlation.min_pairs,
+        signal_type: predictions
+            .first()
+            .map(|m| assumption_of(m.signal))
+            .unwrap_or("q_value")
+            .to_string(),
+        ..Default::default()
+    };
+    let mut summary = Summary::default();
     for r in labels {
-        let ranking = r.labels.iter().any(|l| l.candidate_of.is_some());
+        let is_ranking = r.labels.iter().any(|l| l.candidate_of.is_some());
         let values: Vec<f64> = r.labels.iter().map(|l| l.value).collect();
         let by_id = r.labels.iter().all(|l| !l.point_id.is_empty());
-        let groups_of = |preds: &[f64]| candidate_groups(&r.labels, preds);
-        let mut est = Estimation {
-            signal: r.signal,
-            granularity: if ranking {
-                Granularity::Ranking
-            } else {
-                Granularity::Point
-            },
+        let mut extras = EstimationExtras {
+            signal: Some(r.signal),
             point_ids: if by_id {
                 r.labels.iter().map(|l| l.point_id.clone()).collect()
             } else {
                 Vec::new()
             },
-            values: values.iter().map(|v| opt(*v)).collect(),
-            aborted: r
-                .labels
-                .iter()
-                .filter(|l| l.aborted.is_some() || l.value.is_nan())
-                .count(),
-            candidate_counts: if ranking {
-                groups_of(&values).iter().map(|g| g.labels.len()).collect()
-            } else {
-                Vec::new()
-            },
-            methods: BTreeMap::new(),
-            sample_groups: BTreeMap::new(),
+            aborted: r.labels.iter().filter(|l| l.aborted.is_some() || l.value.is_nan()).count(),
+            ..Default::default()
         };
-        for m in predictions.iter().filter(|m| m.signal == r.signal && same_data(r, m)) {
-            let paired_by_id = by_id && m.predictions.iter().all(|p| !p.point_id.is_empty());
-            let mut result = if paired_by_id {
-                let a = align(&r.labels, &m.predictions);
-                evaluate_method(m.signal, &a.labels, &a.predictions, a.missing, cfg)?
+        let mut est = Estimation {
+            assumption: assumption_of(r.signal).to_string(),
+            granularity: if is_ranking {
+                Granularity::Ranking
             } else {
-                let mut c = cfg.clone();
-                c.correlation.lengths = LengthPolicy::TruncateToShorter;
-                let preds: Vec<f64> = m.predictions.iter().map(|p| p.value).collect();
-                evaluate_method(m.signal, &values, &preds, 0, &c)?
-            };
-            if ranking {
-                let preds: Vec<f64> = result.values.iter().map(|v| unopt(*v)).collect();
-                let r = per_state_ranking(&groups_of(&preds), cfg.bootstrap.as_ref());
-                result.correlations.ranking_spearman = Some(RankingFigure::from(&r));
-            }
-            est.methods.insert(m.name.clone(), result);
-            if let Some(g) = &m.group {
-                est.sample_groups
-                    .entry(g.clone())
-                    .or_insert_with(|| SampleGroup {
-                        members: Vec::new(),
-                        spearman: crate::group::group_summary(&[]),
+                Granularity::Point
+            },
+            ..Default::default()
+        };
+        // Candidates that are not their state's own point: a method scoring any of them is a
+        // ranking method.
+        let candidate_ids: HashSet<&str> = r
+            .labels
+            .iter()
+            .filter(|l| l.candidate_of.as_deref().is_some_and(|c| c != l.point_id))
+            .map(|l| l.point_id.as_str())
+            .collect();
+        let ranks_candidates = |m: &PredictionSet| match m.granularity {
+            Some(g) => g == Granularity::Ranking,
+            None => m.predictions.iter().any(|p| candidate_ids.contains(p.point_id.as_str())),
+        };
+        // Aligned predictions (label order), the missing count and the NaN reasons.
+        let aligned = |m: &PredictionSet| -> (Vec<f64>, usize, Vec<NanReason>) {
+            if by_id && m.predictions.iter().all(|p| !p.point_id.is_empty()) {
+                let a = align(&r.labels, &m.predictions);
+                let reasons: HashMap<&str, &str> = m
+                    .predictions
+                    .iter()
+                    .filter_map(|p| p.error.as_deref().map(|e| (p.point_id.as_str(), e)))
+                    .collect();
+                let nan_reasons = a
+                    .ids
+                    .iter()
+                    .zip(&a.predictions)
+                    .filter(|(_, v)| v.is_nan())
+                    .filter_map(|(id, _)| {
+                        reasons.get(id.as_str()).map(|reason| NanReason {
+                            point_id: id.clone(),
+                            reason: reason.to_string(),
+                        })
                     })
-                    .members
-                    .push(m.name.clone());
+                    .collect();
+                (a.predictions, a.missing, nan_reasons)
+            } else {
+                (m.predictions.iter().map(|p| p.value).collect(), 0, Vec::new())
+            }
+        };
+        let selected: Vec<&PredictionSet> = predictions
+            .iter()
+            .filter(|m| comparable(r.signal, m.signal, cfg.relabel) && same_data(r, m))
+            .filter(|m| {
+                if is_ranking {
+                    ranks_candidates(m)
+                } else {
+                    m.granularity != Some(Granularity::Ranking)
+                }
+            })
+            .collect();
+        if is_ranking {
+            let counts: Vec<usize> = candidate_groups(&r.labels, &values).iter().map(|g| g.labels.len()).collect();
+            est.candidate_counts = Some(counts);
+            extras.ground_truth_values = Some(opt_all(&values));
+            for m in &selected {
+                let (preds, missing, nan_reasons) = aligned(m);
+                // Positional files: the states the method covers, a prefix of the labels'.
+                let mut cover = r.labels.len();
+                if !by_id && preds.len() < cover {
+                    let mut n = 0;
+                    for c in est.candidate_counts.iter().flatten() {
+                        if n + c > preds.len() {
+                            break;
+                        }
+                        n += c;
+                    }
+                    cover = n;
+                }
+                let mut e = ranking_entry(&candidate_groups(&r.labels[..cover], &preds[..cover.min(preds.len())]), cfg);
+                let x = e.qval.get_or_insert_with(Default::default);
+                x.signal = Some(m.signal);
+                x.missing = missing;
+                x.failed = preds.iter().filter(|v| v.is_nan()).count().saturating_sub(missing);
+                x.nan_reasons = nan_reasons;
+                x.predicted_values = Some(opt_all(&preds));
+                est.methods.insert(m.name.clone(), MethodEntry::Method(e));
+                if m.signal != r.signal {
+                    extras.relabelled.push(m.name.clone());
+                }
+            }
+        } else {
+            est.ground_truth_values = Some(opt_all(&values));
+            let mut groups: BTreeMap<String, Vec<(String, MethodEstimation)>> = BTreeMap::new();
+            let mut ungrouped: Vec<(String, Vec<f64>)> = Vec::new();
+            for m in &selected {
+                let (preds, missing, nan_reasons) = aligned(m);
+                let mut e = point_entry(&values, &preds, cfg)?;
+                e.predicted_values = Some(opt_all(&preds));
+                let x = e.qval.get_or_insert_with(Default::default);
+                x.signal = Some(m.signal);
+                x.missing = missing;
+                let n = values.len().min(preds.len());
+                x.failed = preds[..n].iter().filter(|v| v.is_nan()).count().saturating_sub(missing);
+                x.nan_reasons = nan_reasons;
+                if cfg.label_noise
+                    && let Some(b) = &cfg.bootstrap
+                    && by_id
+                    && r.labels.iter().any(|l| l.returns.len() > 1)
+                {
+                    let boot = BootstrapConfig {
+                        resamples: b.resamples.min(2_000),
+                        ..b.clone()
+                    };
+                    let mut p = preds.clone();
+                    p.resize(values.len(), f64::NAN);
+                    x.label_noise = Some(two_level_spearman(&p, &r.labels, &boot));
+                }
+                info.comparisons.push(Comparison {
+                    gt: r.name.clone(),
+                    eval: m.name.clone(),
+                });
+                if m.signal != r.signal {
+                    extras.relabelled.push(m.name.clone());
+                }
+                match &m.group {
+                    Some(g) => {
+                        x.name = Some(m.name.clone());
+                        groups.entry(g.clone()).or_default().push((m.name.clone(), e));
+                    }
+                    None => {
+                        let mut p = preds.clone();
+                        p.resize(values.len(), f64::NAN);
+                        ungrouped.push((m.name.clone(), p));
+                        est.methods.insert(m.name.clone(), MethodEntry::Method(e));
+                    }
+                }
+            }
+            for (g, mut members) in groups {
+                members.sort_by(|a, b| a.0.cmp(&b.0));
+                let entries = members.into_iter().map(|(_, e)| e).collect();
+                est.methods.insert(g, MethodEntry::Group(sample_group(entries, None)));
+            }
+            if cfg.paired
+                && ungrouped.len() >= 2
+                && let Some(b) = &cfg.bootstrap
+            {
+                let names: Vec<String> = ungrouped.iter().map(|(n, _)| n.clone()).collect();
+                let preds: Vec<Vec<f64>> = ungrouped.into_iter().map(|(_, p)| p).collect();
+                let (paired, t) = paired_section(&names, &preds, &values, b)?;
+                extras.paired = paired;
+                extras.tiers = t;
             }
         }
-        for g in est.sample_groups.values_mut() {
-            g.members.sort();
-            let rhos: Vec<f64> = g
-                .members
-                .iter()
-                .map(|m| unopt(est.methods[m].correlations.spearman.correlation))
-                .collect();
-            g.spearman = crate::group::group_summary(&rhos);
-        }
-        estimations.insert(r.name.clone(), est);
+        est.qval = Some(extras);
+        summary.estimations.insert(r.name.clone(), est);
     }
-    let experiment = serde_json::json!({
-        "qval_version": env!("CARGO_PKG_VERSION"),
-        "config": cfg,
-        "labels": labels.iter().map(|r| &r.name).collect::<Vec<_>>(),
-        "predictions": predictions.iter().map(|m| &m.name).collect::<Vec<_>>(),
+    if cfg.gt_vs_gt {
+        for (i, lhs) in labels.iter().enumerate() {
+            for rhs in &labels[i + 1..] {
+                let point = |r: &LabelSet| r.labels.iter().all(|l| l.candidate_of.is_none() && !l.point_id.is_empty());
+                if lhs.signal != rhs.signal || !point(lhs) || !point(rhs) || lhs.dataset != rhs.dataset {
+                    continue;
+                }
+                let as_preds: Vec<Prediction> = rhs
+                    .labels
+                    .iter()
+                    .map(|l| Prediction {
+                        point_id: l.point_id.clone(),
+                        value: l.value,
+                        error: l.aborted.clone(),
+                    })
+                    .collect();
+                let a = align(&lhs.labels, &as_preds);
+                let mut e = point_entry(&a.labels, &a.predictions, cfg)?;
+                e.predicted_values = Some(opt_all(&a.predictions));
+                let x = e.qval.get_or_insert_with(Default::default);
+                x.signal = Some(rhs.signal);
+                x.missing = a.missing;
+                let est = summary
+                    .gt_vs_gt_estimations
+                    .entry(lhs.name.clone())
+                    .or_insert_with(|| Estimation {
+                        assumption: assumption_of(lhs.signal).to_string(),
+                        granularity: Granularity::Point,
+                        ground_truth_values: Some(opt_all(&a.labels)),
+                        candidate_counts: None,
+                        methods: Default::default(),
+                        qval: Some(EstimationExtras {
+                            signal: Some(lhs.signal),
+                            point_ids: a.ids.clone(),
+                            ..Default::default()
+                        }),
+                    });
+                est.methods.insert(rhs.name.clone(), MethodEntry::Method(e));
+                info.gt_vs_gt_comparisons.push(GtComparison {
+                    lhs: lhs.name.clone(),
+                    rhs: rhs.name.clone(),
+                });
+            }
+        }
+    }
+    info.num_evaluation_points = labels
+        .iter()
+        .filter(|r| r.labels.iter().all(|l| l.candidate_of.is_none()))
+        .map(|r| r.labels.len())
+        .max()
+        .unwrap_or(0);
+    summary.experiment_info = info;
+    summary.qval = Some(SummaryExtras {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config: serde_json::to_value(cfg).unwrap_or(Value::Null),
+        other: Default::default(),
     });
-    Ok(Summary {
-        experiment,
-        estimations,
-    })
+    Ok(summary)
 }
 
 /// Stage 5 over a run folder: reads every label set in `run/labels/` and every prediction
-/// set in `run/predictions/` (qval's `.jsonl`, or published-style `.json` with `values` and
-/// a declared signal) and calls [`evaluate`].
+/// set in `run/predictions/` (qval's `.jsonl`) and calls [`evaluate`].
 ///
 /// # Errors
 /// A missing or malformed file (naming file and line), a file without a known signal, a
@@ -695,198 +812,27 @@ pub fn evaluate_run(run: &Path, cfg: &EvaluateConfig) -> Result<Summary, Metrics
     for path in files_with(&run.join("labels"), "jsonl")? {
         refs.push(LabelSet::read(&path)?);
     }
-    for path in files_with(&run.join("labels"), "json")? {
-        let (values, signal, dataset) = read_values_json(&path)?;
-        refs.push(LabelSet {
-            name: stem(&path),
-            signal,
-            labels: values
-                .iter()
-                .map(|v| Label {
-                    point_id: String::new(),
-                    signal,
-                    value: *v,
-                    aggregation: Default::default(),
-                    returns: Vec::new(),
-                    baseline_returns: Vec::new(),
-                    aborted: None,
-                    candidate_of: None,
-                })
-                .collect(),
-            dataset,
-            source: Some(path.clone()),
-        });
-    }
     if refs.is_empty() {
         return Err(MetricsError::Format {
             path: run.join("labels"),
-            message: "no label files (`labels/*.jsonl` from qval, or `labels/*.json` with `values`)".into(),
+            message: "no label files (`labels/*.jsonl`); for a folder of the published testbed's prediction \
+                      files give the folder holding `gt/` and `eval/`"
+                .into(),
         });
     }
     let mut methods = Vec::new();
     for path in files_with(&run.join("predictions"), "jsonl")? {
         methods.push(PredictionSet::read(&path)?);
     }
-    for path in files_with(&run.join("predictions"), "json")? {
-        let (values, signal, dataset) = read_values_json(&path)?;
-        methods.push(PredictionSet {
-            name: stem(&path),
-            signal,
-            predictions: values
-                .iter()
-                .map(|v| Prediction {
-                    point_id: String::new(),
-                    value: *v,
-                    error: None,
-                })
-                .collect(),
-            dataset,
-            group: None,
-            source: Some(path.clone()),
-        });
-    }
     let mut summary = evaluate(&refs, &methods, cfg)?;
-    summary.experiment["source"] = Value::from(run.display().to_string());
+    summary.experiment_info.dataset_source = run.display().to_string();
     Ok(summary)
-}
-
-fn fmt(v: Option<f64>, digits: usize) -> String {
-    match v {
-        Some(x) => format!("{x:.digits$}"),
-        None => "NaN".into(),
-    }
-}
-
-fn fmt_p(v: Option<f64>) -> String {
-    match v {
-        // Below the smallest double: scipy prints 0.0 too, but it is an underflow, not a zero.
-        Some(0.0) => "<1e-300".into(),
-        Some(x) if x < 1e-3 => format!("{x:.1e}"),
-        Some(x) => format!("{x:.3}"),
-        None => "NaN".into(),
-    }
-}
-
-impl Summary {
-    /// The Markdown report: per reference, a table of method, signal, n, rho [95% CI], p,
-    /// tau, r, pairwise accuracy; notes below.
-    pub fn markdown(&self) -> String {
-        let mut out = String::new();
-        for (name, est) in &self.estimations {
-            out.push_str(&format!(
-                "### Reference `{name}` ({} labels, signal {}, {} aborted)\n\n",
-                est.values.len(),
-                est.signal,
-                est.aborted
-            ));
-            let mut notes = Vec::new();
-            if est.granularity == Granularity::Ranking {
-                out.push_str("| method | signal | states used | per-state rho mean [95% CI] | std | skipped |\n");
-                out.push_str("|---|---|---:|---|---:|---:|\n");
-                for (m, e) in &est.methods {
-                    if let Some(r) = &e.correlations.ranking_spearman {
-                        let ci = match r.ci95 {
-                            Some([a, b]) => format!(" [{}, {}]", fmt(a, 3), fmt(b, 3)),
-                            None => String::new(),
-                        };
-                        out.push_str(&format!(
-                            "| {m} | {} | {} | {}{ci} | {} | {} |\n",
-                            e.signal,
-                            r.num_valid,
-                            fmt(r.mean, 3),
-                            fmt(r.std, 3),
-                            r.num_skipped
-                        ));
-                    }
-                }
-                if est.methods.is_empty() {
-                    out.push_str("| (no ranking method) | | | | | |\n");
-                }
-                out.push('\n');
-                continue;
-            }
-            out.push_str("| method | signal | n | rho [95% CI] | p | tau | r | pairwise acc. |\n");
-            out.push_str("|---|---|---:|---|---:|---:|---:|---:|\n");
-            for (m, e) in &est.methods {
-                let s = &e.correlations.spearman;
-                let ci = match s.ci95 {
-                    Some([a, b]) => format!(" [{}, {}]", fmt(a, 3), fmt(b, 3)),
-                    None => String::new(),
-                };
-                out.push_str(&format!(
-                    "| {m} | {} | {} | {}{ci} | {} | {} | {} | {} |\n",
-                    e.signal,
-                    s.num_points,
-                    fmt(s.correlation, 3),
-                    fmt_p(s.p_value),
-                    fmt(e.correlations.kendall_tau.correlation, 3),
-                    fmt(e.correlations.pearson.correlation, 3),
-                    fmt(e.pairwise_accuracy.as_ref().and_then(|p| p.value), 3),
-                ));
-                if let Some(n) = &s.note {
-                    notes.push(format!("- `{m}`: {n}"));
-                }
-                if e.failed > 0 || e.missing > 0 {
-                    notes.push(format!(
-                        "- `{m}`: {} failed (NaN) and {} missing predictions",
-                        e.failed, e.missing
-                    ));
-                }
-            }
-            if est.methods.is_empty() {
-                out.push_str("| (no method estimates this signal) | | | | | | | |\n");
-            }
-            for (g, sg) in &est.sample_groups {
-                let f = &sg.spearman;
-                notes.push(format!(
-                    "- `{g}` ({} samples): rho {:.3} +- {:.3} [{:.3}, {:.3}]{}",
-                    sg.members.len(),
-                    f.mean,
-                    f.std,
-                    f.min,
-                    f.max,
-                    if f.nan > 0 {
-                        format!(", {} NaN", f.nan)
-                    } else {
-                        String::new()
-                    }
-                ));
-            }
-            if !notes.is_empty() {
-                out.push('\n');
-                out.push_str(&notes.join("\n"));
-                out.push('\n');
-            }
-            out.push('\n');
-        }
-        out
-    }
-
-    /// Writes `<stem>.json`, `<stem>.md` and plots (`<stem>_plots/*.svg` and `.png`) into
-    /// `dir`; returns the files written. Plots that cannot be drawn are reported in the
-    /// returned list of warnings, never fatal.
-    pub fn write(&self, dir: &Path, stem: &str) -> Result<(Vec<PathBuf>, Vec<String>), MetricsError> {
-        let mut written = Vec::new();
-        let json = serde_json::to_string_pretty(self).map_err(|e| MetricsError::Format {
-            path: dir.join(stem),
-            message: e.to_string(),
-        })?;
-        let p = dir.join(format!("{stem}.json"));
-        qval_core::io::write_atomic(&p, (json + "\n").as_bytes())?;
-        written.push(p);
-        let p = dir.join(format!("{stem}.md"));
-        qval_core::io::write_atomic(&p, self.markdown().as_bytes())?;
-        written.push(p);
-        let (plots, warnings) = crate::plots::write_plots(self, &dir.join(format!("{stem}_plots")))?;
-        written.extend(plots);
-        Ok((written, warnings))
-    }
 }
 
 /// A figure where qval and a stored summary disagree.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Difference {
-    /// `reference / method / statistic / field`.
+    /// `estimations.<label set>.methods.<method>.correlations.<figure>.<field>`.
     pub what: String,
     /// The stored value.
     pub stored: Value,
@@ -894,112 +840,196 @@ pub struct Difference {
     pub recomputed: Value,
 }
 
-/// Reads a published testbed `summary_*.json`, recomputes every figure from its stored
-/// values under the published rules (prefix truncation, `cfg`'s minimum of pairs), and
-/// returns qval's summary with the differences from the stored figures (statistics and
-/// p-values compared to 1e-9 relative, counts exactly).
+/// Tolerances when comparing a stored figure with qval's: coefficients and statistics 1e-9
+/// absolute, p-values 1e-6 relative, counts exactly.
+fn close(field: &str, a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) if field == "p_value" => (a - b).abs() <= 1e-6 * a.abs().max(b.abs()) || (a - b).abs() < 1e-300,
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-9,
+        _ => false,
+    }
+}
+
+fn diff_figures(at: &str, stored: &MethodEstimation, ours: &MethodEstimation, diffs: &mut Vec<Difference>) {
+    for (name, s) in stored.correlations.figures() {
+        let o = ours.correlations.get(name);
+        for (field, a, b) in [
+            ("correlation", s.correlation, o.and_then(|o| o.correlation)),
+            ("p_value", s.p_value, o.and_then(|o| o.p_value)),
+        ] {
+            if !close(field, a, b) {
+                diffs.push(Difference {
+                    what: format!("{at}.correlations.{name}.{field}"),
+                    stored: a.map(Value::from).unwrap_or(Value::Null),
+                    recomputed: b.map(Value::from).unwrap_or(Value::Null),
+                });
+            }
+        }
+        let on = o.map(|o| o.num_points);
+        if on != Some(s.num_points) {
+            diffs.push(Difference {
+                what: format!("{at}.correlations.{name}.num_points"),
+                stored: Value::from(s.num_points),
+                recomputed: on.map(Value::from).unwrap_or(Value::Null),
+            });
+        }
+    }
+    if let (Some(a), Some(b)) = (stored.num_dropped_zero, ours.num_dropped_zero)
+        && a != b
+    {
+        diffs.push(Difference {
+            what: format!("{at}.num_dropped_zero"),
+            stored: Value::from(a),
+            recomputed: Value::from(b),
+        });
+    }
+}
+
+/// What [`recompute_published`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recomputed {
+    /// The summary with every figure recomputed (same layout, qval's additions added).
+    pub summary: Summary,
+    /// Stored figures that differ from the recomputed ones.
+    pub differences: Vec<Difference>,
+    /// Figures compared.
+    pub compared: usize,
+    /// Entries that could not be recomputed from the summary alone (ranking entries keep no
+    /// values in the published layout).
+    pub not_recomputable: Vec<String>,
+}
+
+/// Reads a summary in the published layout (the published testbed's or qval's),
+/// recomputes every figure from its stored values under its own settings
+/// (`min_usable_correlation_points`, `exclude_zero_points`, `correlation_methods`, the
+/// prefix capped at `num_evaluation_points`) and lists where the stored figures differ.
+/// `cfg` gives the bootstrap for qval's additions.
 ///
 /// # Errors
-/// The file cannot be read, is not JSON, or lacks `estimations` / values (the message
-/// names the JSON path).
-pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<(Summary, Vec<Difference>), MetricsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| io_err("reading", path, e))?;
-    let fmt_err = |message: String| MetricsError::Format {
-        path: path.to_path_buf(),
-        message,
-    };
-    let root: Value = serde_json::from_str(&text).map_err(|e| fmt_err(format!("line {}: {e}", e.line())))?;
-    let ests = root
-        .get("estimations")
-        .and_then(|e| e.as_object())
-        .ok_or_else(|| fmt_err("no `estimations` object".into()))?;
+/// The file cannot be read or is not in the layout (the message names line, column and
+/// the JSON path).
+pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<Recomputed, MetricsError> {
+    let stored = Summary::read(path)?;
+    let info = &stored.experiment_info;
     let mut cfg = cfg.clone();
-    cfg.correlation.lengths = LengthPolicy::TruncateToShorter;
-    let mut estimations = BTreeMap::new();
-    let mut diffs = Vec::new();
-    for (rname, r) in ests {
-        let labels = values_of(r, &["values", "reference_values", "labels"])
-            .map_err(|m| fmt_err(format!("estimations.{rname}: {m}")))?;
-        let signal = signal_of(r);
-        let methods = r
-            .get("methods")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| fmt_err(format!("estimations.{rname}: no `methods` object")))?;
-        let mut est = Estimation {
-            signal,
-            granularity: Granularity::Point,
-            candidate_counts: Vec::new(),
-            sample_groups: BTreeMap::new(),
-            point_ids: Vec::new(),
-            values: labels.iter().map(|v| opt(*v)).collect(),
-            aborted: labels.iter().filter(|v| v.is_nan()).count(),
-            methods: BTreeMap::new(),
-        };
-        for (mname, m) in methods {
-            let preds = values_of(m, &["values", "predictions"])
-                .map_err(|e| fmt_err(format!("estimations.{rname}.methods.{mname}: {e}")))?;
-            let ours = evaluate_method(signal_of(m), &labels, &preds, 0, &cfg)?;
-            if let Some(stored) = m.get("correlations") {
-                for (key, fig) in [
-                    ("pearson", &ours.correlations.pearson),
-                    ("spearman", &ours.correlations.spearman),
-                    ("kendall_tau", &ours.correlations.kendall_tau),
-                ] {
-                    let Some(s) = stored.get(key) else { continue };
-                    for (field, mine) in [("correlation", fig.correlation), ("p_value", fig.p_value)] {
-                        let theirs = s.get(field).map(|v| v.as_f64());
-                        let Some(theirs) = theirs else { continue };
-                        let same = match (theirs, mine) {
-                            (None, None) => true,
-                            (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-300),
-                            _ => false,
-                        };
-                        if !same {
-                            diffs.push(Difference {
-                                what: format!("{rname} / {mname} / {key} / {field}"),
-                                stored: s[field].clone(),
-                                recomputed: mine.map(Value::from).unwrap_or(Value::Null),
-                            });
-                        }
+    cfg.correlation.min_pairs = if info.min_usable_correlation_points > 0 {
+        info.min_usable_correlation_points
+    } else {
+        50
+    };
+    cfg.exclude_zero_points = info.exclude_zero_points;
+    if !info.correlation_methods.is_empty() {
+        cfg.correlation_methods = info.correlation_methods.clone();
+    }
+    cfg.validate().map_err(|e| MetricsError::Format {
+        path: path.to_path_buf(),
+        message: format!("experiment_info.correlation_methods: {e}"),
+    })?;
+    let cap = (info.num_evaluation_points > 0).then_some(info.num_evaluation_points);
+    let mut out = stored.clone();
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    let mut not_recomputable = Vec::new();
+    let recompute = |gt: &[f64], m: &MethodEstimation| -> Result<MethodEstimation, MetricsError> {
+        let preds = m.values();
+        let mut n = gt.len().min(preds.len());
+        if let Some(c) = cap {
+            n = n.min(c);
+        }
+        let mut e = point_entry(&gt[..n], &preds[..n], &cfg)?;
+        e.predicted_values = m.predicted_values.clone();
+        if m.num_dropped_zero.is_none() {
+            e.num_dropped_zero = None;
+        }
+        if let (Some(x), Some(old)) = (e.qval.as_mut(), m.qval.as_ref()) {
+            x.name = old.name.clone();
+            x.signal = old.signal;
+        }
+        Ok(e)
+    };
+    for (section, ests, new) in [
+        ("estimations", &stored.estimations, &mut out.estimations),
+        ("gt_vs_gt_estimations", &stored.gt_vs_gt_estimations, &mut out.gt_vs_gt_estimations),
+    ] {
+        for (gname, est) in ests {
+            let at_gt = format!("{section}.{gname}");
+            if est.granularity != Granularity::Point {
+                not_recomputable.push(at_gt);
+                continue;
+            }
+            let gt = est.labels();
+            let target = new.get_mut(gname).expect("cloned");
+            for (mname, entry) in &est.methods {
+                let at = format!("{at_gt}.methods.{mname}");
+                match entry {
+                    MethodEntry::Method(m) => {
+                        let e = recompute(&gt, m)?;
+                        compared += 3 * m.correlations.figures().len();
+                        diff_figures(&at, m, &e, &mut differences);
+                        target.methods.insert(mname.clone(), MethodEntry::Method(e));
                     }
-                    if let Some(n) = s.get("num_points").and_then(|v| v.as_u64())
-                        && n as usize != fig.num_points
-                    {
-                        diffs.push(Difference {
-                            what: format!("{rname} / {mname} / {key} / num_points"),
-                            stored: Value::from(n),
-                            recomputed: Value::from(fig.num_points),
-                        });
+                    MethodEntry::Group(g) => {
+                        let mut members = Vec::new();
+                        for (i, m) in g.per_sample.iter().enumerate() {
+                            let e = recompute(&gt, m)?;
+                            compared += 3 * m.correlations.figures().len();
+                            diff_figures(&format!("{at}.per_sample[{i}]"), m, &e, &mut differences);
+                            members.push(e);
+                        }
+                        let ours = sample_group(members, Some(g.num_samples));
+                        for (name, a) in &g.aggregate_correlations {
+                            let o = ours.aggregate_correlations.get(name);
+                            for (field, x, y) in [
+                                ("mean", a.mean, o.and_then(|o| o.mean)),
+                                ("std", a.std, o.and_then(|o| o.std)),
+                                ("min", a.min, o.and_then(|o| o.min)),
+                                ("max", a.max, o.and_then(|o| o.max)),
+                                ("median", a.median, o.and_then(|o| o.median)),
+                                ("num_samples", Some(a.num_samples as f64), o.map(|o| o.num_samples as f64)),
+                                ("num_nan", Some(a.num_nan as f64), o.map(|o| o.num_nan as f64)),
+                            ] {
+                                compared += 1;
+                                if !close(field, x, y) {
+                                    differences.push(Difference {
+                                        what: format!("{at}.aggregate_correlations.{name}.{field}"),
+                                        stored: x.map(Value::from).unwrap_or(Value::Null),
+                                        recomputed: y.map(Value::from).unwrap_or(Value::Null),
+                                    });
+                                }
+                            }
+                        }
+                        target.methods.insert(mname.clone(), MethodEntry::Group(ours));
                     }
                 }
             }
-            est.methods.insert(mname.clone(), ours);
         }
-        estimations.insert(rname.clone(), est);
     }
-    let experiment = serde_json::json!({
-        "qval_version": env!("CARGO_PKG_VERSION"),
-        "source": path.display().to_string(),
-        "recomputed_from": "published summary",
-        "config": cfg,
-        "stored_experiment": root.get("experiment").or_else(|| root.get("experiment_info")).cloned().unwrap_or(Value::Null),
-    });
-    Ok((
-        Summary {
-            experiment,
-            estimations,
-        },
-        diffs,
-    ))
+    let mut extras = SummaryExtras {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config: serde_json::to_value(&cfg).unwrap_or(Value::Null),
+        other: Default::default(),
+    };
+    extras
+        .other
+        .insert("recomputed_from".into(), Value::from(path.display().to_string()));
+    extras.other.insert(
+        "differences".into(),
+        serde_json::to_value(&differences).unwrap_or(Value::Null),
+    );
+    out.qval = Some(extras);
+    Ok(Recomputed {
+        summary: out,
+        differences,
+        compared,
+        not_recomputable,
+    })
 }
 
-/// The reference values and predictions of one method in a summary, as numbers (NaN for
-/// null), to recompute any figure.
+/// The labels and predictions of one method in a summary, as numbers (NaN for null), to
+/// recompute any figure.
 pub fn values_of_method(summary: &Summary, reference: &str, method: &str) -> Option<(Vec<f64>, Vec<f64>)> {
     let e = summary.estimations.get(reference)?;
-    let m = e.methods.get(method)?;
-    Some((
-        e.values.iter().map(|v| unopt(*v)).collect(),
-        m.values.iter().map(|v| unopt(*v)).collect(),
-    ))
+    let m = e.method(method)?;
+    Some((e.labels(), m.values()))
 }

@@ -1,10 +1,10 @@
 //! The cross-run report: table, Markdown, CSV, heat map, HTML page, and the page in a
 //! headless browser.
 
-use qval_core::Signal;
-use qval_metrics::report::{Correlations, Estimation, Figure, MethodEstimation, Summary};
-use qval_metrics::{CrossRunTable, MetricsError, cross_run_html, write_cross_run_report};
-use std::collections::BTreeMap;
+use qval_metrics::{
+    Correlations, Estimation, Figure, MethodEntry, MethodEstimation, MethodExtras, Summary, CrossRunTable, MetricsError,
+    cross_run_html, write_cross_run_report,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,57 +14,54 @@ const EPS: f64 = 1e-12;
 /// A method with a Spearman figure, and predictions that are a monotone function of the
 /// reference values when `rho > 0` (enough for the scatter plot to have points).
 fn method(rho: Option<f64>, ci: Option<[f64; 2]>, n: usize, p: f64) -> MethodEstimation {
-    let fig = |c: Option<f64>| Figure {
-        correlation: c,
-        p_value: c.map(|_| p),
-        num_points: n,
-        ci95: ci.map(|[a, b]| [Some(a), Some(b)]),
-        note: if c.is_none() {
-            Some("fewer than 50 usable pairs".into())
-        } else {
-            None
-        },
+    let fig = |c: Option<f64>| {
+        Some(Figure {
+            correlation: c,
+            p_value: c.map(|_| p),
+            num_points: n,
+        })
     };
+    let mut extras = MethodExtras::default();
+    if let Some([a, b]) = ci {
+        extras.intervals.insert("spearman".into(), [Some(a), Some(b)]);
+    }
+    if rho.is_none() {
+        extras.notes.insert("spearman".into(), "fewer than 50 usable pairs".into());
+    }
     MethodEstimation {
-        signal: Signal::Q,
-        values: (0..8).map(|i| Some(i as f64 * rho.unwrap_or(0.0))).collect(),
-        missing: 0,
-        failed: 0,
         correlations: Correlations {
             pearson: fig(rho),
             spearman: fig(rho),
             kendall_tau: fig(rho),
-            ranking_spearman: None,
+            ..Default::default()
         },
-        pairwise_accuracy: None,
-        sign_agreement: None,
+        predicted_values: Some((0..8).map(|i| Some(i as f64 * rho.unwrap_or(0.0))).collect()),
+        num_dropped_zero: Some(0),
+        per_point_correlations: None,
+        qval: Some(extras),
     }
 }
 
 fn summary(refs: Vec<(&str, Vec<(&str, MethodEstimation)>)>) -> Summary {
     Summary {
-        experiment: serde_json::json!({}),
         estimations: refs
             .into_iter()
             .map(|(r, ms)| {
                 (
                     r.to_string(),
                     Estimation {
-                        signal: Signal::Q,
-                        granularity: Default::default(),
-                        candidate_counts: Vec::new(),
-                        sample_groups: BTreeMap::new(),
-                        point_ids: (0..8).map(|i| format!("p{i}")).collect(),
-                        values: (0..8).map(|i| Some(0.95f64.powi(8 - i))).collect(),
-                        aborted: 0,
+                        assumption: "q_value".into(),
+                        ground_truth_values: Some((0..8).map(|i| Some(0.95f64.powi(8 - i))).collect()),
                         methods: ms
                             .into_iter()
-                            .map(|(m, e)| (m.to_string(), e))
-                            .collect::<BTreeMap<_, _>>(),
+                            .map(|(m, e)| (m.to_string(), MethodEntry::Method(e)))
+                            .collect(),
+                        ..Default::default()
                     },
                 )
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -225,7 +222,7 @@ fn the_csv_parses_back_to_the_same_numbers() {
     runs[1].0 = "run \"b\", v2".to_string();
     runs[0].1.estimations.get_mut("mvmc-q").unwrap().methods.insert(
         "odd,name".into(),
-        method(Some(-0.123456789012345), Some([-0.2, -0.01]), 77, 3.5e-7),
+        MethodEntry::Method(method(Some(-0.123456789012345), Some([-0.2, -0.01]), 77, 3.5e-7)),
     );
     let t = CrossRunTable::new(&runs).unwrap();
     let rows = parse_csv(&t.csv());
@@ -279,7 +276,7 @@ fn the_html_page_holds_the_table_and_inline_svgs_and_escapes_names() {
         .get_mut("mvmc-q")
         .unwrap()
         .methods
-        .insert("<x&y>".into(), method(Some(0.3), Some([0.1, 0.5]), 90, 0.004));
+        .insert("<x&y>".into(), MethodEntry::Method(method(Some(0.3), Some([0.1, 0.5]), 90, 0.004)));
     runs[1].0 = "b&'run'".into();
     let html = cross_run_html(&runs).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
@@ -443,7 +440,7 @@ fn the_page_in_headless_chromium_shows_the_table_and_plots_and_sorts_from_the_ur
         .get_mut("mvmc-q")
         .unwrap()
         .methods
-        .insert("<x&y>".into(), method(Some(0.3), Some([0.1, 0.5]), 90, 0.004));
+        .insert("<x&y>".into(), MethodEntry::Method(method(Some(0.3), Some([0.1, 0.5]), 90, 0.004)));
     let dir = tempfile::tempdir().unwrap();
     write_cross_run_report(&runs, dir.path()).unwrap();
     let url = file_url(&dir.path().join("report.html"));
