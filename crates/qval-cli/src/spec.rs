@@ -352,6 +352,12 @@ pub struct MethodSpec {
 /// | `bootstrap` | 10000 resamples (0: no intervals) |
 /// | `confidence` | 0.95 |
 /// | `seed` | 0 |
+/// | `correlation_methods` | pearson, spearman, kendall_tau, sign_agreement (published) |
+/// | `exclude_zero_points` | false (published) |
+/// | `ranking_ties` | "published" (a state with all predictions equal voids the mean) or "zero" |
+/// | `relabel` | false (true: Q methods against V labels and the reverse) |
+/// | `paired` | true (paired comparisons and tiers) |
+/// | `label_noise` | true (two-level bootstrap where labels keep their returns) |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateSpec {
@@ -367,6 +373,31 @@ pub struct EvaluateSpec {
     /// The bootstrap's seed.
     #[serde(default)]
     pub seed: u64,
+    /// The correlations (published names).
+    #[serde(default = "correlation_methods")]
+    pub correlation_methods: Vec<String>,
+    /// Drop pairs with a zero on either side.
+    #[serde(default)]
+    pub exclude_zero_points: bool,
+    /// States whose predictions are all equal.
+    #[serde(default)]
+    pub ranking_ties: qval_metrics::RankingTies,
+    /// Also evaluate Q methods against V labels and the reverse.
+    #[serde(default)]
+    pub relabel: bool,
+    /// Paired comparisons of methods and tiers.
+    #[serde(default = "yes")]
+    pub paired: bool,
+    /// The two-level bootstrap over the labels' rollout returns.
+    #[serde(default = "yes")]
+    pub label_noise: bool,
+}
+
+fn correlation_methods() -> Vec<String> {
+    qval_metrics::CORRELATION_METHODS.iter().map(|s| s.to_string()).collect()
+}
+fn yes() -> bool {
+    true
 }
 
 fn fifty() -> usize {
@@ -386,6 +417,12 @@ impl Default for EvaluateSpec {
             bootstrap: 10_000,
             confidence: 0.95,
             seed: 0,
+            correlation_methods: correlation_methods(),
+            exclude_zero_points: false,
+            ranking_ties: Default::default(),
+            relabel: false,
+            paired: true,
+            label_noise: true,
         }
     }
 }

@@ -57,8 +57,8 @@ type = "sor-threshold"
         let m = &s["estimations"][reference]["methods"][method];
         let rho = m["correlations"]["spearman"]["correlation"].as_f64();
         assert!(rho.is_some_and(f64::is_finite), "{method}: {m}");
-        assert_eq!(m["failed"], 0, "{method}: no point failed");
+        assert_eq!(m["qval"]["failed"], 0, "{method}: no point failed");
     }
     // The threshold's scores are 0 or 1: it has a row, and no point failed.
-    assert_eq!(s["estimations"]["mvmc-q"]["methods"]["sor-threshold-q"]["failed"], 0);
+    assert_eq!(s["estimations"]["mvmc-q"]["methods"]["sor-threshold-q"]["qval"]["failed"], 0);
 }
