@@ -190,11 +190,11 @@ class FrozenLakeAdapter(Adapter):
     # -- the reference policy and exact values (as qval's native solver) ---------------------
     def _solve(self):
         env = self.env
-        key = tuple(bytes(r).decode() for r in env.desc)
+        key = tuple("".join(x.decode() for x in r) for r in env.desc)
         if key in self.solved:
             return self.solved[key]
         n = env.nrow * env.ncol
-        tile = lambda c: chr(env.desc[c // env.ncol][c % env.ncol])  # noqa: E731
+        tile = lambda c: env.desc[c // env.ncol][c % env.ncol].decode()  # noqa: E731
         terminal = [tile(c) in "GH" for c in range(n)]
 
         def move(cell, d):

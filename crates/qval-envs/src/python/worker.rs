@@ -57,7 +57,9 @@ impl<'a> Draws<'a> {
             .as_deref_mut()
             .ok_or_else(|| format!("the adapter asked for a random draw ({kind}) where none is allowed"))?;
         let d = match kind {
-            "int" if n >= 1 => Draw::Int(rng.random_range(0..n)),
+            // Sampled as `usize`, as native environments index their choices, so the same
+            // generator gives both the same outcome.
+            "int" if n >= 1 && usize::try_from(n).is_ok() => Draw::Int(rng.random_range(0..n as usize) as u64),
             "int" => return Err("rng.integers(n) needs n >= 1".into()),
             "float" => Draw::Float(rng.random::<f64>()),
             other => return Err(format!("unknown draw kind `{other}`")),
