@@ -53,7 +53,9 @@ fn branch<E: Environment>(env: &E, seed: u64, steps: usize) -> usize {
 fn rate<E: Environment>(env: &E, threads: usize, steps: usize, f: fn(&E, u64, usize) -> usize) -> f64 {
     let t = Instant::now();
     let total: usize = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..threads).map(|i| sc.spawn(move || f(env, i as u64, steps))).collect();
+        let hs: Vec<_> = (0..threads)
+            .map(|i| sc.spawn(move || f(env, i as u64, steps)))
+            .collect();
         hs.into_iter().map(|h| h.join().expect("thread")).sum()
     });
     total as f64 / t.elapsed().as_secs_f64()

@@ -502,7 +502,10 @@ fn thirty_f() -> f64 {
 /// [`qval_envs::python`]). Policies `reference` (the adapter's, when it has one; the default
 /// reference), `epsilon-greedy` (default collector when there is a reference, `epsilon` 0.1),
 /// `uniform`, `llm`; exact labels when the adapter computes exact values.
-pub fn python(params: &toml::Table, services: &dyn RunServices) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
+pub fn python(
+    params: &toml::Table,
+    services: &dyn RunServices,
+) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
     use qval_envs::python::{EpsilonGreedy, ExactLabeler, PythonEnv, ReferencePolicy, UniformPolicy};
     let p: PythonParams = spec::params(params, &[])?;
     let mut adapter = p.adapter.clone();
@@ -532,7 +535,8 @@ pub fn python(params: &toml::Table, services: &dyn RunServices) -> std::result::
     let mut plugin = TypedEnv::new(env.clone())
         .policy("epsilon-greedy", |params, _| {
             let p: EpsilonParams = spec::params(params, &[])?;
-            let policy = EpsilonGreedy::new(p.epsilon).map_err(|e| SpecProblem::at(crate::at!["epsilon"], e.to_string()))?;
+            let policy =
+                EpsilonGreedy::new(p.epsilon).map_err(|e| SpecProblem::at(crate::at!["epsilon"], e.to_string()))?;
             Ok(Arc::new(policy) as Arc<dyn Policy<PythonEnv>>)
         })
         .policy("uniform", |params, _| {

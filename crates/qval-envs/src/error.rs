@@ -46,7 +46,9 @@ pub enum EnvsError {
     },
     /// A Python worker died, hung or broke the protocol twice in a row (it was restarted
     /// and the request retried once).
-    #[error("python worker for `{adapter}` failed in `{op}` twice (restarted after the first):\nfirst: {first}\nthen: {second}")]
+    #[error(
+        "python worker for `{adapter}` failed in `{op}` twice (restarted after the first):\nfirst: {first}\nthen: {second}"
+    )]
     Worker {
         /// The adapter (`module:Class`).
         adapter: String,

@@ -76,7 +76,11 @@ fn committed_published_maps_equal_what_gymnasium_generates() {
 /// Every transition of random episodes (with unparseable texts among the actions), the
 /// reference actions and the exact values on the visited states.
 fn agree(slippery: bool) {
-    let native = FrozenLake::builder().published_maps().slippery(slippery).build().unwrap();
+    let native = FrozenLake::builder()
+        .published_maps()
+        .slippery(slippery)
+        .build()
+        .unwrap();
     let bridged = bridged_frozenlake(slippery, 2);
     let optimal = OptimalPolicy::for_env(&native);
     let (nt, bt) = (native.tasks(), bridged.tasks());
@@ -90,7 +94,11 @@ fn agree(slippery: bool) {
         let mut bs = bridged.reset(&bt[t], &mut rng_for(1, &[ep])).unwrap();
         let mut walk = rng_for(2, &[ep]);
         for step in 0..native.spec().max_steps {
-            assert_eq!(native.observe(&ns).text, bridged.observe(&bs).text, "episode {ep} step {step}");
+            assert_eq!(
+                native.observe(&ns).text,
+                bridged.observe(&bs).text,
+                "episode {ep} step {step}"
+            );
             let legal: Vec<Value> = native
                 .legal_actions(&ns)
                 .unwrap()
@@ -112,7 +120,11 @@ fn agree(slippery: bool) {
             let v_bridged = bridged.exact_value(&bs, None, gamma, h).unwrap();
             assert!((v_native - v_bridged).abs() < 1e-9, "V {v_native} vs {v_bridged}");
             for a in 0..4 {
-                let q_native = if ns.tile().is_terminal() { 0.0 } else { values.q[ns.pos][a] };
+                let q_native = if ns.tile().is_terminal() {
+                    0.0
+                } else {
+                    values.q[ns.pos][a]
+                };
                 let act = serde_json::to_value(FrozenLakeAction::from_index(a)).unwrap();
                 let q_bridged = bridged.exact_value(&bs, Some(&act), gamma, h).unwrap();
                 assert!((q_native - q_bridged).abs() < 1e-9, "Q {q_native} vs {q_bridged}");
@@ -191,7 +203,9 @@ fn replay_states_restore_from_json_on_any_worker() {
     for i in 0..3 {
         s = env.step(&s, &json!("right"), &mut rng_for(9, &[i])).unwrap().state;
     }
-    let Restore::Replay(r) = &s.restore else { panic!("a replay state") };
+    let Restore::Replay(r) = &s.restore else {
+        panic!("a replay state")
+    };
     assert_eq!(r.history.len(), 3);
     assert!(r.history.iter().all(|h| h.draws.len() == 1));
     let stored = serde_json::to_string(&s).unwrap();
@@ -229,10 +243,16 @@ fn walk_env(class: &str, timeout: Duration) -> (PythonEnv, qval_envs::python::Py
 fn an_adapter_that_raises_gives_its_traceback() {
     let (env, s) = walk_env("Raises", Duration::from_secs(10));
     let t = Instant::now();
-    let err = env.step(&s, &json!("right"), &mut rng_for(0, &[])).unwrap_err().to_string();
+    let err = env
+        .step(&s, &json!("right"), &mut rng_for(0, &[]))
+        .unwrap_err()
+        .to_string();
     assert!(t.elapsed() < Duration::from_secs(5));
     assert!(err.contains("ValueError: the adapter broke on purpose"), "{err}");
-    assert!(err.contains("Traceback (most recent call last)") && err.contains("faulty.py"), "{err}");
+    assert!(
+        err.contains("Traceback (most recent call last)") && err.contains("faulty.py"),
+        "{err}"
+    );
     assert_eq!(env.restarts(), 0, "an exception is an answer: no restart");
     // The worker still serves.
     assert!(env.reset(&env.tasks()[0], &mut rng_for(0, &[])).is_ok());
@@ -245,16 +265,25 @@ fn an_adapter_that_raises_gives_its_traceback() {
 fn an_adapter_that_hangs_is_killed_restarted_and_retried_once() {
     let (env, s) = walk_env("Hangs", Duration::from_millis(800));
     let t = Instant::now();
-    let err = env.step(&s, &json!("right"), &mut rng_for(0, &[])).unwrap_err().to_string();
+    let err = env
+        .step(&s, &json!("right"), &mut rng_for(0, &[]))
+        .unwrap_err()
+        .to_string();
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(1600) && took < Duration::from_secs(20), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1600) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
     assert!(err.contains("did not answer `step` within 0.8 s"), "{err}");
     assert!(err.contains("twice"), "{err}");
     assert_eq!(env.restarts(), 2);
     let pids = env.worker_pids();
     assert_eq!(pids.len(), 3, "the first worker and two replacements");
     for pid in &pids[..2] {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "hung worker {pid} still runs");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "hung worker {pid} still runs"
+        );
     }
     drop(env);
     assert_reaped(&pids);
@@ -264,7 +293,10 @@ fn an_adapter_that_hangs_is_killed_restarted_and_retried_once() {
 fn an_adapter_that_exits_is_restarted_and_retried_once() {
     let (env, s) = walk_env("Exits", Duration::from_secs(10));
     let t = Instant::now();
-    let err = env.step(&s, &json!("right"), &mut rng_for(0, &[])).unwrap_err().to_string();
+    let err = env
+        .step(&s, &json!("right"), &mut rng_for(0, &[]))
+        .unwrap_err()
+        .to_string();
     assert!(t.elapsed() < Duration::from_secs(20));
     assert!(err.contains("exited (exit status: 3)"), "{err}");
     assert!(err.contains("about to exit"), "the worker's stderr is kept: {err}");
@@ -289,7 +321,10 @@ fn a_worker_that_dies_once_is_replaced_and_the_step_succeeds() {
     let expected = clean.step(&cs, &json!("right"), &mut rng_for(3, &[])).unwrap();
     assert!(marker.exists());
     assert_eq!(env.restarts(), 1);
-    assert_eq!(out.state.observation, expected.state.observation, "the retry saw the same draws");
+    assert_eq!(
+        out.state.observation, expected.state.observation,
+        "the retry saw the same draws"
+    );
     let pids = env.worker_pids();
     drop(env);
     assert_reaped(&pids);
@@ -299,7 +334,10 @@ fn a_worker_that_dies_once_is_replaced_and_the_step_succeeds() {
 fn a_missing_package_names_the_pip_command() {
     let err = PythonEnv::builder(faulty("NeedsMissing")).build().unwrap_err();
     assert!(matches!(err, qval_envs::EnvsError::MissingPackage { .. }), "{err}");
-    assert!(err.to_string().contains("pip install qval-no-such-package==1.0"), "{err}");
+    assert!(
+        err.to_string().contains("pip install qval-no-such-package==1.0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -310,17 +348,36 @@ fn the_builder_validates_its_settings() {
         other => panic!("{other}"),
     };
     assert_eq!(name(PythonEnv::builder("no_colon").build().unwrap_err()), "adapter");
-    assert_eq!(name(PythonEnv::builder("/nowhere/x.py:A").build().unwrap_err()), "adapter");
-    assert_eq!(name(PythonEnv::builder(faulty("Walk")).workers(0).build().unwrap_err()), "workers");
     assert_eq!(
-        name(PythonEnv::builder(faulty("Walk")).timeout(Duration::ZERO).build().unwrap_err()),
+        name(PythonEnv::builder("/nowhere/x.py:A").build().unwrap_err()),
+        "adapter"
+    );
+    assert_eq!(
+        name(PythonEnv::builder(faulty("Walk")).workers(0).build().unwrap_err()),
+        "workers"
+    );
+    assert_eq!(
+        name(
+            PythonEnv::builder(faulty("Walk"))
+                .timeout(Duration::ZERO)
+                .build()
+                .unwrap_err()
+        ),
         "timeout"
     );
     assert_eq!(
-        name(PythonEnv::builder(faulty("Walk")).python("/no/such/python").build().unwrap_err()),
+        name(
+            PythonEnv::builder(faulty("Walk"))
+                .python("/no/such/python")
+                .build()
+                .unwrap_err()
+        ),
         "python"
     );
-    assert_eq!(name(PythonEnv::builder(faulty("Walk")).args(json!([1])).build().unwrap_err()), "args");
+    assert_eq!(
+        name(PythonEnv::builder(faulty("Walk")).args(json!([1])).build().unwrap_err()),
+        "args"
+    );
 }
 
 #[test]

@@ -350,7 +350,11 @@ impl PythonEnv {
         let restore = state.restore_json();
         let make = move |holds: Option<[u8; 32]>| {
             let mut r = req.clone();
-            r["restore"] = if holds == Some(key) { Value::Null } else { restore.clone() };
+            r["restore"] = if holds == Some(key) {
+                Value::Null
+            } else {
+                restore.clone()
+            };
             r
         };
         self.pool.run(&make, draws, finish)
@@ -478,13 +482,21 @@ impl PythonEnvBuilder {
             ));
         };
         if module.is_empty() || class.is_empty() {
-            return Err(invalid("adapter", self.adapter.clone(), "give `module:Class` or `path/to/file.py:Class`"));
+            return Err(invalid(
+                "adapter",
+                self.adapter.clone(),
+                "give `module:Class` or `path/to/file.py:Class`",
+            ));
         }
         if module.ends_with(".py") && !std::path::Path::new(module).is_file() {
             return Err(invalid("adapter", self.adapter.clone(), "no such adapter file"));
         }
         if !self.args.is_object() {
-            return Err(invalid("args", self.args.to_string(), "a table of the adapter's arguments"));
+            return Err(invalid(
+                "args",
+                self.args.to_string(),
+                "a table of the adapter's arguments",
+            ));
         }
         if !(1..=64).contains(&self.workers) {
             return Err(invalid("workers", self.workers.to_string(), "between 1 and 64"));
@@ -512,7 +524,13 @@ impl PythonEnvBuilder {
             .status();
         match found {
             Ok(s) if s.success() => {}
-            Ok(_) => return Err(invalid("python", self.python.display().to_string(), "Python 3.9 or newer")),
+            Ok(_) => {
+                return Err(invalid(
+                    "python",
+                    self.python.display().to_string(),
+                    "Python 3.9 or newer",
+                ));
+            }
             Err(e) => {
                 return Err(invalid(
                     "python",
@@ -545,8 +563,8 @@ impl PythonEnvBuilder {
         let tasks = pool.run(&|_| json!({"op": "tasks"}), &mut Draws::new(None), &mut |v, _| {
             Ok((v, Hold::Keep))
         })?;
-        let tasks: Vec<Task> =
-            serde_json::from_value(tasks).map_err(|e| EnvsError::Bridge(format!("tasks() is not a list of tasks: {e}")))?;
+        let tasks: Vec<Task> = serde_json::from_value(tasks)
+            .map_err(|e| EnvsError::Bridge(format!("tasks() is not a list of tasks: {e}")))?;
         Ok(PythonEnv {
             adapter: self.adapter,
             spec,
@@ -576,18 +594,20 @@ impl Environment for PythonEnv {
     fn reset(&self, task: &Task, rng: &mut QRng) -> Result<PythonState> {
         let req = json!({"op": "reset", "task": task});
         let task = Arc::new(task.clone());
-        let state = self.pool.run(&|_| req.clone(), &mut Draws::new(Some(rng)), &mut |r, draws| {
-            let restore = match self.purity {
-                Purity::Snapshot => Restore::Snapshot(self.snapshot_of(&r)?),
-                Purity::Replay => Restore::Replay(Arc::new(Replay {
-                    reset_draws: draws.to_vec(),
-                    history: Vec::new(),
-                })),
-            };
-            let s = self.state_from(task.clone(), restore, &r)?;
-            let key = s.key();
-            Ok((s, Hold::Key(key)))
-        })?;
+        let state = self
+            .pool
+            .run(&|_| req.clone(), &mut Draws::new(Some(rng)), &mut |r, draws| {
+                let restore = match self.purity {
+                    Purity::Snapshot => Restore::Snapshot(self.snapshot_of(&r)?),
+                    Purity::Replay => Restore::Replay(Arc::new(Replay {
+                        reset_draws: draws.to_vec(),
+                        history: Vec::new(),
+                    })),
+                };
+                let s = self.state_from(task.clone(), restore, &r)?;
+                let key = s.key();
+                Ok((s, Hold::Key(key)))
+            })?;
         Ok(state)
     }
 
@@ -637,7 +657,10 @@ impl Environment for PythonEnv {
         }
         match self.stateless(json!({"op": "parse", "text": text})) {
             Ok(a) => {
-                self.parsed.lock().expect("parse cache").insert(text.to_string(), a.clone());
+                self.parsed
+                    .lock()
+                    .expect("parse cache")
+                    .insert(text.to_string(), a.clone());
                 a
             }
             Err(_) => json!({"invalid": text}),

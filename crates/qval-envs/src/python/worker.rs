@@ -200,9 +200,8 @@ impl Worker {
                     )));
                 }
             };
-            let reply: Value = serde_json::from_str(&line).map_err(|e| {
-                Failure::Broken(format!("wrote a line that is not protocol JSON ({e}): {line:.200}"))
-            })?;
+            let reply: Value = serde_json::from_str(&line)
+                .map_err(|e| Failure::Broken(format!("wrote a line that is not protocol JSON ({e}): {line:.200}")))?;
             if reply["id"].as_u64() != Some(id) {
                 return Err(Failure::Broken(format!("answered another request: {line:.200}")));
             }
@@ -213,7 +212,8 @@ impl Worker {
                     Ok(Draw::Float(x)) => json!(x),
                     Err(m) => return Err(Failure::Broken(m)),
                 };
-                self.write(&json!({"id": id, "value": value})).map_err(Failure::Broken)?;
+                self.write(&json!({"id": id, "value": value}))
+                    .map_err(Failure::Broken)?;
                 continue;
             }
             return match reply["ok"].as_bool() {
