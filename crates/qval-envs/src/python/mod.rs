@@ -79,7 +79,7 @@ use std::time::Duration;
 
 use crate::EnvsError;
 use qval_core::{EnvSpec, Environment, Observation, QRng, Result, StepOutcome, Task};
-use worker::{Draws, Hold, Launch, Pool};
+use worker::{Draws, Finish, Hold, Launch, Pool};
 
 /// How an adapter's states are restored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +99,10 @@ pub struct Snapshot {
     bytes: Arc<Vec<u8>>,
 }
 
-static STORE: LazyLock<Mutex<HashMap<[u8; 32], Weak<Vec<u8>>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The in-process snapshot store: sha256 to the shared bytes (weakly held).
+type Store = Mutex<HashMap<[u8; 32], Weak<Vec<u8>>>>;
+
+static STORE: LazyLock<Store> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 impl Snapshot {
     /// Stores `bytes` once per process (by sha256) and returns a handle to them.
@@ -344,7 +347,7 @@ impl PythonEnv {
         state: &PythonState,
         req: Value,
         draws: &mut Draws<'_>,
-        finish: &mut dyn FnMut(Value, &[Draw]) -> std::result::Result<(T, Hold), EnvsError>,
+        finish: &mut Finish<'_, T>,
     ) -> std::result::Result<T, EnvsError> {
         let key = state.key();
         let restore = state.restore_json();

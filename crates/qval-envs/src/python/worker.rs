@@ -261,6 +261,10 @@ impl Drop for Worker {
     }
 }
 
+/// Turns a worker's result (and the draws the request made) into a value and what the
+/// worker holds afterwards.
+pub(crate) type Finish<'a, T> = dyn FnMut(Value, &[Draw]) -> Result<(T, Hold), EnvsError> + 'a;
+
 /// What a worker holds after a request.
 pub(crate) enum Hold {
     /// What it held before (the request did not change the environment).
@@ -334,7 +338,7 @@ impl Pool {
         &self,
         make: &dyn Fn(Option<[u8; 32]>) -> Value,
         draws: &mut Draws<'_>,
-        finish: &mut dyn FnMut(Value, &[Draw]) -> Result<(T, Hold), EnvsError>,
+        finish: &mut Finish<'_, T>,
     ) -> Result<T, EnvsError> {
         let mut worker = {
             let mut idle = self.idle.lock().expect("pool lock");
