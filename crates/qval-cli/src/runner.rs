@@ -50,13 +50,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-in environments (`frozenlake`, `terminalbench`) and method types.
+    /// The built-in environments (`frozenlake`, `python`, `terminalbench`) and method types.
     pub fn builtin() -> Self {
         let mut r = Registry {
             envs: BTreeMap::new(),
             methods: BTreeMap::new(),
         };
         r.envs.insert("frozenlake".into(), Arc::new(crate::envs::frozenlake));
+        r.envs.insert("python".into(), Arc::new(crate::envs::python));
         r.envs
             .insert("terminalbench".into(), Arc::new(crate::envs::terminalbench));
         for (name, t) in crate::methods::builtin() {

@@ -5,6 +5,8 @@
 //!
 //! - [`frozenlake`]: gymnasium's FrozenLake grid world, with an exact transition model, value
 //!   iteration (infinite and finite horizon) and the published reference policy.
+//! - [`python`]: environments written in Python (gymnasium and others) through a pool of
+//!   worker processes and a line protocol, with snapshot or replay purity.
 //! - [`terminalbench`]: shell tasks in the Terminal-Bench layout, run in a bubblewrap
 //!   sandbox with content-addressed snapshots, so steps are pure and states can be branched.
 //!
@@ -20,6 +22,7 @@
 
 pub mod error;
 pub mod frozenlake;
+pub mod python;
 pub mod terminalbench;
 
 pub use error::EnvsError;

@@ -212,6 +212,23 @@ impl FrozenLake {
     }
 }
 
+/// The published maps' JSON, as committed.
+pub const PUBLISHED_MAPS_JSON: &str = include_str!("../../data/published_frozenlake_maps.json");
+
+/// The published maps' rows (see [`FrozenLakeBuilder::published_maps`]).
+///
+/// # Errors
+/// [`EnvsError::InvalidMap`] if the committed file is malformed.
+pub fn published_map_rows() -> std::result::Result<Vec<Vec<String>>, EnvsError> {
+    #[derive(Deserialize)]
+    struct File {
+        maps: Vec<Vec<String>>,
+    }
+    serde_json::from_str::<File>(PUBLISHED_MAPS_JSON)
+        .map(|f| f.maps)
+        .map_err(|e| EnvsError::InvalidMap(format!("published_frozenlake_maps.json: {e}")))
+}
+
 /// Builder of [`FrozenLake`].
 #[derive(Clone, Debug)]
 pub struct FrozenLakeBuilder {
@@ -254,6 +271,21 @@ impl FrozenLakeBuilder {
                 Ok(g) => self.maps.push(Arc::new(g)),
                 Err(e) => self.error = self.error.or(Some(e)),
             }
+        }
+        self
+    }
+
+    /// Adds the 8 published 8x8 maps (gymnasium's `generate_random_map(8, 0.8, 42 + i)`,
+    /// committed in `data/published_frozenlake_maps.json`; regenerate with
+    /// `scripts/gen_published_maps.py`).
+    pub fn published_maps(mut self) -> Self {
+        match published_map_rows() {
+            Ok(maps) => {
+                for rows in maps {
+                    self = self.map(&rows);
+                }
+            }
+            Err(e) => self.error = self.error.or(Some(e)),
         }
         self
     }

@@ -1,0 +1,417 @@
+//! The Python bridge: bridged gymnasium FrozenLake against the native one, the published
+//! maps, the shipped adapters through the conformance checker, and faulty adapters.
+//!
+//! Needs Python 3 with gymnasium (`pip install gymnasium==1.2.0`); without it these tests fail
+//! and say so.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use qval_core::seed::rng_for;
+use qval_core::{Environment, check_environment};
+use qval_envs::frozenlake::solver::{policy_values, reference_policy};
+use qval_envs::frozenlake::{FrozenLake, FrozenLakeAction, OptimalPolicy};
+use qval_envs::python::{PythonEnv, Restore};
+
+const PIP: &str = "pip install gymnasium==1.2.0";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn need_gymnasium() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let ok = std::process::Command::new("python3")
+            .args(["-c", "import gymnasium"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "these tests need Python's gymnasium: {PIP}");
+    });
+}
+
+fn faulty(class: &str) -> String {
+    format!("{}/tests/adapters/faulty.py:{class}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bridged_frozenlake(slippery: bool, workers: usize) -> PythonEnv {
+    need_gymnasium();
+    PythonEnv::builder("qval_bridge.adapters.gym_frozenlake:FrozenLakeAdapter")
+        .args(json!({"maps": "published", "slippery": slippery}))
+        .workers(workers)
+        .build()
+        .unwrap()
+}
+
+fn assert_reaped(pids: &[u32]) {
+    assert!(!pids.is_empty());
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} is still running after the environment dropped"
+        );
+    }
+}
+
+#[test]
+fn committed_published_maps_equal_what_gymnasium_generates() {
+    need_gymnasium();
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("scripts/gen_published_maps.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fresh: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: Value = serde_json::from_str(qval_envs::frozenlake::PUBLISHED_MAPS_JSON).unwrap();
+    assert_eq!(fresh["maps"], committed["maps"]);
+    assert_eq!(committed["maps"].as_array().unwrap().len(), 8);
+    // Native FrozenLake on them.
+    let native = FrozenLake::builder().published_maps().build().unwrap();
+    let rows: Vec<Value> = native.tasks().iter().map(|t| t.params["map"].clone()).collect();
+    assert_eq!(Value::Array(rows), committed["maps"]);
+}
+
+/// Every transition of random episodes (with unparseable texts among the actions), the
+/// reference actions and the exact values on the visited states.
+fn agree(slippery: bool) {
+    let native = FrozenLake::builder()
+        .published_maps()
+        .slippery(slippery)
+        .build()
+        .unwrap();
+    let bridged = bridged_frozenlake(slippery, 2);
+    let optimal = OptimalPolicy::for_env(&native);
+    let (nt, bt) = (native.tasks(), bridged.tasks());
+    assert_eq!(nt.len(), bt.len());
+    let gamma = 0.95;
+    let mut transitions = 0;
+    for ep in 0..48u64 {
+        let t = (ep % 8) as usize;
+        assert_eq!(nt[t].params, bt[t].params);
+        let mut ns = native.reset(&nt[t], &mut rng_for(1, &[ep])).unwrap();
+        let mut bs = bridged.reset(&bt[t], &mut rng_for(1, &[ep])).unwrap();
+        let mut walk = rng_for(2, &[ep]);
+        for step in 0..native.spec().max_steps {
+            assert_eq!(
+                native.observe(&ns).text,
+                bridged.observe(&bs).text,
+                "episode {ep} step {step}"
+            );
+            let legal: Vec<Value> = native
+                .legal_actions(&ns)
+                .unwrap()
+                .iter()
+                .map(|a| serde_json::to_value(a).unwrap())
+                .collect();
+            assert_eq!(Some(legal), bridged.legal_actions(&bs));
+            // Reference action and exact values with the remaining budget.
+            let h = native.spec().max_steps - step;
+            let policy = reference_policy(&ns.map, slippery, gamma);
+            if !ns.tile().is_terminal() {
+                assert_eq!(
+                    serde_json::to_value(FrozenLakeAction::from_index(optimal.action(&ns))).unwrap(),
+                    bridged.reference_action(&bs).unwrap()
+                );
+            }
+            let values = policy_values(&ns.map, slippery, gamma, &policy, h);
+            let v_native = if ns.tile().is_terminal() { 0.0 } else { values.v[ns.pos] };
+            let v_bridged = bridged.exact_value(&bs, None, gamma, h).unwrap();
+            assert!((v_native - v_bridged).abs() < 1e-9, "V {v_native} vs {v_bridged}");
+            for a in 0..4 {
+                let q_native = if ns.tile().is_terminal() {
+                    0.0
+                } else {
+                    values.q[ns.pos][a]
+                };
+                let act = serde_json::to_value(FrozenLakeAction::from_index(a)).unwrap();
+                let q_bridged = bridged.exact_value(&bs, Some(&act), gamma, h).unwrap();
+                assert!((q_native - q_bridged).abs() < 1e-9, "Q {q_native} vs {q_bridged}");
+            }
+            // One random action, now and then an unparseable text.
+            let text = match rand::Rng::random_range(&mut walk, 0..9) {
+                8 => "jump!".to_string(),
+                i => ["left", "down", "right", "up", "0", "1", "2", " Up."][i].to_string(),
+            };
+            let na = native.parse_action(&text);
+            let ba = bridged.parse_action(&text);
+            assert_eq!(serde_json::to_value(&na).unwrap(), ba, "parse {text:?}");
+            assert_eq!(native.render_action(&na), bridged.render_action(&ba));
+            let seed = rand::Rng::random::<u64>(&mut walk);
+            let n = native.step(&ns, &na, &mut rng_for(seed, &[])).unwrap();
+            let b = bridged.step(&bs, &ba, &mut rng_for(seed, &[])).unwrap();
+            transitions += 1;
+            assert_eq!(n.reward.to_bits(), b.reward.to_bits(), "episode {ep} step {step}");
+            assert_eq!(n.terminated, b.terminated, "episode {ep} step {step}");
+            assert_eq!(native.observe(&n.state).text, bridged.observe(&b.state).text);
+            if n.terminated {
+                break;
+            }
+            ns = n.state;
+            bs = b.state;
+        }
+    }
+    assert!(transitions > 300, "{transitions} transitions");
+    let pids = bridged.worker_pids();
+    drop(bridged);
+    assert_reaped(&pids);
+}
+
+#[test]
+fn bridged_frozenlake_agrees_with_native_not_slippery() {
+    agree(false);
+}
+
+#[test]
+fn bridged_frozenlake_agrees_with_native_slippery() {
+    agree(true);
+}
+
+#[test]
+fn shipped_adapters_pass_the_conformance_checker() {
+    need_gymnasium();
+    for slippery in [false, true] {
+        let env = bridged_frozenlake(slippery, 1);
+        check_environment(&env, 3, 7).unwrap();
+    }
+    for adapter in [
+        "qval_bridge.adapters.gym_toytext:TaxiAdapter",
+        "qval_bridge.adapters.gym_toytext:CliffWalkingAdapter",
+    ] {
+        let env = PythonEnv::builder(adapter).args(json!({"tasks": 3})).build().unwrap();
+        check_environment(&env, 2, 7).unwrap();
+    }
+    for class in ["Walk", "ReplayWalk"] {
+        let env = PythonEnv::builder(faulty(class)).workers(2).build().unwrap();
+        check_environment(&env, 5, 7).unwrap();
+    }
+}
+
+#[test]
+fn an_impure_adapter_is_caught() {
+    let env = PythonEnv::builder(faulty("Impure")).build().unwrap();
+    let err = check_environment(&env, 2, 7).unwrap_err().to_string();
+    assert!(err.contains("step is not pure"), "{err}");
+}
+
+#[test]
+fn replay_states_restore_from_json_on_any_worker() {
+    let env = PythonEnv::builder(faulty("ReplayWalk")).workers(2).build().unwrap();
+    let task = &env.tasks()[0];
+    let mut s = env.reset(task, &mut rng_for(0, &[])).unwrap();
+    for i in 0..3 {
+        s = env.step(&s, &json!("right"), &mut rng_for(9, &[i])).unwrap().state;
+    }
+    let Restore::Replay(r) = &s.restore else {
+        panic!("a replay state")
+    };
+    assert_eq!(r.history.len(), 3);
+    assert!(r.history.iter().all(|h| h.draws.len() == 1));
+    let stored = serde_json::to_string(&s).unwrap();
+    let back: qval_envs::python::PythonState = serde_json::from_str(&stored).unwrap();
+    let a = env.step(&back, &json!("right"), &mut rng_for(5, &[])).unwrap();
+    let b = env.step(&s, &json!("right"), &mut rng_for(5, &[])).unwrap();
+    assert_eq!(a.state.observation, b.state.observation);
+    assert_eq!(a.state.key(), b.state.key());
+}
+
+#[test]
+fn equal_snapshots_are_stored_once() {
+    let env = PythonEnv::builder(faulty("Walk")).build().unwrap();
+    let task = &env.tasks()[0];
+    let a = env.reset(task, &mut rng_for(0, &[])).unwrap();
+    let b = env.reset(task, &mut rng_for(1, &[])).unwrap();
+    let (Restore::Snapshot(x), Restore::Snapshot(y)) = (&a.restore, &b.restore) else {
+        panic!("snapshot states")
+    };
+    assert!(x.shares_with(y));
+    let json = serde_json::to_value(&a).unwrap();
+    assert!(json["restore"]["snapshot"]["sha256"].is_string());
+    let back: qval_envs::python::PythonState = serde_json::from_value(json).unwrap();
+    let Restore::Snapshot(z) = &back.restore else { panic!() };
+    assert!(z.shares_with(x));
+}
+
+fn walk_env(class: &str, timeout: Duration) -> (PythonEnv, qval_envs::python::PythonState) {
+    let env = PythonEnv::builder(faulty(class)).timeout(timeout).build().unwrap();
+    let s = env.reset(&env.tasks()[0], &mut rng_for(0, &[])).unwrap();
+    (env, s)
+}
+
+#[test]
+fn an_adapter_that_raises_gives_its_traceback() {
+    let (env, s) = walk_env("Raises", Duration::from_secs(10));
+    let t = Instant::now();
+    let err = env
+        .step(&s, &json!("right"), &mut rng_for(0, &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(err.contains("ValueError: the adapter broke on purpose"), "{err}");
+    assert!(
+        err.contains("Traceback (most recent call last)") && err.contains("faulty.py"),
+        "{err}"
+    );
+    assert_eq!(env.restarts(), 0, "an exception is an answer: no restart");
+    // The worker still serves.
+    assert!(env.reset(&env.tasks()[0], &mut rng_for(0, &[])).is_ok());
+    let pids = env.worker_pids();
+    drop(env);
+    assert_reaped(&pids);
+}
+
+#[test]
+fn an_adapter_that_hangs_is_killed_restarted_and_retried_once() {
+    let (env, s) = walk_env("Hangs", Duration::from_millis(800));
+    let t = Instant::now();
+    let err = env
+        .step(&s, &json!("right"), &mut rng_for(0, &[]))
+        .unwrap_err()
+        .to_string();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1600) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    assert!(err.contains("did not answer `step` within 0.8 s"), "{err}");
+    assert!(err.contains("twice"), "{err}");
+    assert_eq!(env.restarts(), 2);
+    let pids = env.worker_pids();
+    assert_eq!(pids.len(), 3, "the first worker and two replacements");
+    for pid in &pids[..2] {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "hung worker {pid} still runs"
+        );
+    }
+    drop(env);
+    assert_reaped(&pids);
+}
+
+#[test]
+fn an_adapter_that_exits_is_restarted_and_retried_once() {
+    let (env, s) = walk_env("Exits", Duration::from_secs(10));
+    let t = Instant::now();
+    let err = env
+        .step(&s, &json!("right"), &mut rng_for(0, &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(t.elapsed() < Duration::from_secs(20));
+    assert!(err.contains("exited (exit status: 3)"), "{err}");
+    assert!(err.contains("about to exit"), "the worker's stderr is kept: {err}");
+    assert_eq!(env.restarts(), 2);
+    let pids = env.worker_pids();
+    drop(env);
+    assert_reaped(&pids);
+}
+
+#[test]
+fn a_worker_that_dies_once_is_replaced_and_the_step_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("died-once");
+    let env = PythonEnv::builder(faulty("Flaky"))
+        .args(json!({"marker": marker}))
+        .build()
+        .unwrap();
+    let s = env.reset(&env.tasks()[0], &mut rng_for(0, &[])).unwrap();
+    let clean = PythonEnv::builder(faulty("Walk")).build().unwrap();
+    let cs = clean.reset(&clean.tasks()[0], &mut rng_for(0, &[])).unwrap();
+    let out = env.step(&s, &json!("right"), &mut rng_for(3, &[])).unwrap();
+    let expected = clean.step(&cs, &json!("right"), &mut rng_for(3, &[])).unwrap();
+    assert!(marker.exists());
+    assert_eq!(env.restarts(), 1);
+    assert_eq!(
+        out.state.observation, expected.state.observation,
+        "the retry saw the same draws"
+    );
+    let pids = env.worker_pids();
+    drop(env);
+    assert_reaped(&pids);
+}
+
+#[test]
+fn a_missing_package_names_the_pip_command() {
+    let err = PythonEnv::builder(faulty("NeedsMissing")).build().unwrap_err();
+    assert!(matches!(err, qval_envs::EnvsError::MissingPackage { .. }), "{err}");
+    assert!(
+        err.to_string().contains("pip install qval-no-such-package==1.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_builder_validates_its_settings() {
+    use qval_envs::EnvsError::InvalidParameter;
+    let name = |e: qval_envs::EnvsError| match e {
+        InvalidParameter { name, .. } => name,
+        other => panic!("{other}"),
+    };
+    assert_eq!(name(PythonEnv::builder("no_colon").build().unwrap_err()), "adapter");
+    assert_eq!(
+        name(PythonEnv::builder("/nowhere/x.py:A").build().unwrap_err()),
+        "adapter"
+    );
+    assert_eq!(
+        name(PythonEnv::builder(faulty("Walk")).workers(0).build().unwrap_err()),
+        "workers"
+    );
+    assert_eq!(
+        name(
+            PythonEnv::builder(faulty("Walk"))
+                .timeout(Duration::ZERO)
+                .build()
+                .unwrap_err()
+        ),
+        "timeout"
+    );
+    assert_eq!(
+        name(
+            PythonEnv::builder(faulty("Walk"))
+                .python("/no/such/python")
+                .build()
+                .unwrap_err()
+        ),
+        "python"
+    );
+    assert_eq!(
+        name(PythonEnv::builder(faulty("Walk")).args(json!([1])).build().unwrap_err()),
+        "args"
+    );
+}
+
+#[test]
+fn taxi_and_cliffwalking_have_finite_exact_values_and_a_reference_that_reaches_the_goal() {
+    need_gymnasium();
+    for adapter in [
+        "qval_bridge.adapters.gym_toytext:TaxiAdapter",
+        "qval_bridge.adapters.gym_toytext:CliffWalkingAdapter",
+    ] {
+        let env = Arc::new(PythonEnv::builder(adapter).build().unwrap());
+        assert!(env.has_reference() && env.has_exact());
+        let max = env.spec().max_steps;
+        for task in env.tasks() {
+            let mut s = env.reset(&task, &mut rng_for(0, &[])).unwrap();
+            let v0 = env.exact_value(&s, None, 0.95, max).unwrap();
+            assert!(v0.is_finite(), "{adapter} {}: {v0}", task.id);
+            for a in env.legal_actions(&s).unwrap() {
+                assert!(env.exact_value(&s, Some(&a), 0.95, max).unwrap().is_finite());
+            }
+            let mut reached = false;
+            let mut ret = 0.0;
+            for t in 0..max {
+                let a = env.reference_action(&s).unwrap();
+                let out = env.step(&s, &a, &mut rng_for(0, &[t as u64])).unwrap();
+                ret += 0.95f64.powi(t as i32) * out.reward;
+                s = out.state;
+                if out.terminated {
+                    reached = true;
+                    break;
+                }
+            }
+            assert!(reached, "{adapter} {}: the reference did not reach the goal", task.id);
+            // Deterministic: the exact value from reset is the reference's discounted return.
+            assert!((ret - v0).abs() < 1e-9, "{adapter} {}: {ret} vs {v0}", task.id);
+        }
+    }
+}

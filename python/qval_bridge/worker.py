@@ -1,0 +1,230 @@
+"""The qval worker: ``python -m qval_bridge.worker --adapter SPEC``.
+
+SPEC is ``package.module:Class`` or ``path/to/file.py:Class``. Serves the JSON-lines protocol
+described in :mod:`qval_bridge` on stdin/stdout until stdin closes. Anything the adapter
+prints goes to stderr, so it cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import traceback
+
+from qval_bridge import PROTOCOL, Adapter, MissingPackage
+
+
+class ProtocolError(RuntimeError):
+    pass
+
+
+class LiveRng:
+    """Draws from qval's generator over the protocol, recording every draw."""
+
+    def __init__(self, conn, rid):
+        self.conn = conn
+        self.rid = rid
+        self.draws = []
+
+    def integers(self, n):
+        n = int(n)
+        if n < 1:
+            raise ValueError("rng.integers(n) needs n >= 1")
+        v = int(self.conn.ask({"id": self.rid, "rng": "int", "n": n}))
+        self.draws.append({"i": v})
+        return v
+
+    def random(self):
+        v = float(self.conn.ask({"id": self.rid, "rng": "float"}))
+        self.draws.append({"f": v})
+        return v
+
+
+class ReplayRng:
+    """Answers draws from a recorded list (restoring a replay state)."""
+
+    def __init__(self, draws):
+        self.draws = list(draws)
+        self.pos = 0
+
+    def _next(self, kind):
+        if self.pos >= len(self.draws) or kind not in self.draws[self.pos]:
+            raise ProtocolError("replay diverged: the adapter asked for other random draws than were recorded")
+        v = self.draws[self.pos][kind]
+        self.pos += 1
+        return v
+
+    def integers(self, n):
+        return int(self._next("i"))
+
+    def random(self):
+        return float(self._next("f"))
+
+
+class Conn:
+    def __init__(self, inp, out):
+        self.inp = inp
+        self.out = out
+
+    def send(self, obj):
+        self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+    def recv(self):
+        line = self.inp.readline()
+        if not line:
+            return None
+        return json.loads(line)
+
+    def ask(self, obj):
+        self.send(obj)
+        reply = self.recv()
+        if reply is None:
+            raise SystemExit(0)
+        if "value" not in reply:
+            raise ProtocolError(f"expected a draw, got {reply!r}")
+        return reply["value"]
+
+
+def load_adapter(spec: str):
+    if ":" not in spec:
+        raise ValueError(f"adapter `{spec}`: give module:Class or path.py:Class")
+    where, name = spec.rsplit(":", 1)
+    if where.endswith(".py"):
+        mod_name = "qval_adapter_" + os.path.splitext(os.path.basename(where))[0]
+        s = importlib.util.spec_from_file_location(mod_name, where)
+        if s is None or s.loader is None:
+            raise ImportError(f"cannot load {where}")
+        module = importlib.util.module_from_spec(s)
+        sys.modules[mod_name] = module
+        s.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    cls = getattr(module, name)
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise TypeError(f"{spec} is not a subclass of qval_bridge.Adapter")
+    return cls
+
+
+class Worker:
+    def __init__(self, conn, adapter_spec):
+        self.conn = conn
+        self.adapter_spec = adapter_spec
+        self.adapter = None
+
+    def view(self, with_snapshot=True):
+        out = {"observation": self.adapter.observe(), "legal": self.adapter.legal_actions()}
+        if with_snapshot and self.adapter.purity == "snapshot":
+            out["snapshot"] = base64.b64encode(self.adapter.snapshot()).decode()
+        return out
+
+    def restore(self, r):
+        if r is None:
+            return
+        a = self.adapter
+        if a.purity == "snapshot":
+            a.restore(base64.b64decode(r["snapshot"]), r["task"])
+        else:
+            a.reset(r["task"], ReplayRng(r.get("reset_draws", [])))
+            for h in r.get("history", []):
+                a.step(h["action"], ReplayRng(h.get("draws", [])))
+
+    def handle(self, req):
+        op = req.get("op")
+        rid = req.get("id")
+        if op == "hello":
+            cls = load_adapter(self.adapter_spec)
+            self.adapter = cls(**(req.get("args") or {}))
+            spec = dict(self.adapter.spec())
+            if self.adapter.purity not in ("snapshot", "replay"):
+                raise ValueError(f"purity must be 'snapshot' or 'replay', not {self.adapter.purity!r}")
+            spec.update(
+                protocol=PROTOCOL,
+                purity=self.adapter.purity,
+                reference=self.adapter.has_reference(),
+                exact=self.adapter.has_exact(),
+            )
+            return spec
+        if self.adapter is None:
+            raise ProtocolError("the first request must be hello")
+        a = self.adapter
+        if op == "tasks":
+            return a.tasks()
+        if op == "reset":
+            rng = LiveRng(self.conn, rid)
+            a.reset(req["task"], rng)
+            return self.view()
+        if op == "step":
+            self.restore(req.get("restore"))
+            rng = LiveRng(self.conn, rid)
+            reward, terminated = a.step(req["action"], rng)
+            out = self.view()
+            out.update(reward=float(reward), terminated=bool(terminated))
+            return out
+        if op == "parse":
+            return a.parse_action(req["text"])
+        if op == "render":
+            return a.render_action(req["action"])
+        if op == "reference":
+            self.restore(req.get("restore"))
+            return a.reference_action()
+        if op == "exact":
+            self.restore(req.get("restore"))
+            return float(a.exact_value(float(req["gamma"]), int(req["horizon"]), req.get("action")))
+        raise ProtocolError(f"unknown op {op!r}")
+
+    def serve(self):
+        while True:
+            req = self.conn.recv()
+            if req is None or req.get("op") == "shutdown":
+                return
+            rid = req.get("id")
+            try:
+                result = self.handle(req)
+                self.conn.send({"id": rid, "ok": True, "result": result})
+            except MissingPackage as e:
+                self.conn.send(
+                    {
+                        "id": rid,
+                        "ok": False,
+                        "error": {
+                            "kind": "missing_package",
+                            "message": str(e),
+                            "pip": e.pip,
+                            "traceback": traceback.format_exc(),
+                        },
+                    }
+                )
+            except Exception as e:  # noqa: BLE001 - every adapter error goes back to qval
+                self.conn.send(
+                    {
+                        "id": rid,
+                        "ok": False,
+                        "error": {
+                            "kind": type(e).__name__,
+                            "message": str(e),
+                            "traceback": traceback.format_exc(),
+                        },
+                    }
+                )
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m qval_bridge.worker")
+    p.add_argument("--adapter", required=True, help="module:Class or path.py:Class")
+    args = p.parse_args(argv)
+    # The protocol owns the original stdout; prints go to stderr.
+    proto_out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    conn = Conn(sys.stdin, proto_out)
+    Worker(conn, args.adapter).serve()
+
+
+if __name__ == "__main__":
+    main()
