@@ -478,7 +478,9 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
                 let signal = qval_metrics::parse_signal(&a.signal)
                     .ok_or_else(|| CliError::Usage(format!("--signal {}: expected q or v", a.signal)))?;
                 let name = a.name.clone().unwrap_or_else(|| {
-                    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "mine".into())
+                    file.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "mine".into())
                 });
                 let mine = qval_metrics::read_user_predictions(file, &name, signal)?;
                 let mut labels = Vec::new();
@@ -549,7 +551,10 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
     } else {
         out::line(&format!("\n{} of {} figures differ:", r.differences.len(), r.compared));
         for d in &r.differences {
-            out::line(&format!("- {}: stored {}, recomputed {}", d.what, d.stored, d.recomputed));
+            out::line(&format!(
+                "- {}: stored {}, recomputed {}",
+                d.what, d.stored, d.recomputed
+            ));
         }
     }
     for n in &r.not_recomputable {
@@ -604,12 +609,24 @@ fn export(run: &Path, dir: &Path) -> Result<usize> {
             continue;
         }
         // In the labels' point order, as the published files pair by position.
-        let values: Vec<f64> = ids.iter().map(|i| by_id.get(i.as_str()).copied().unwrap_or(f64::NAN)).collect();
+        let values: Vec<f64> = ids
+            .iter()
+            .map(|i| by_id.get(i.as_str()).copied().unwrap_or(f64::NAN))
+            .collect();
         let mut config = serde_json::Map::new();
         if let Some(g) = &m.group {
             config.insert("sample_group".into(), g.clone().into());
         }
-        qval_metrics::write_prediction_file(dir, &m.name, false, m.signal, &values, config, Default::default(), &stamp)?;
+        qval_metrics::write_prediction_file(
+            dir,
+            &m.name,
+            false,
+            m.signal,
+            &values,
+            config,
+            Default::default(),
+            &stamp,
+        )?;
         n += 1;
     }
     Ok(n)

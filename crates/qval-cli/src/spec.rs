@@ -394,7 +394,10 @@ pub struct EvaluateSpec {
 }
 
 fn correlation_methods() -> Vec<String> {
-    qval_metrics::CORRELATION_METHODS.iter().map(|s| s.to_string()).collect()
+    qval_metrics::CORRELATION_METHODS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 fn yes() -> bool {
     true

@@ -60,5 +60,8 @@ type = "sor-threshold"
         assert_eq!(m["qval"]["failed"], 0, "{method}: no point failed");
     }
     // The threshold's scores are 0 or 1: it has a row, and no point failed.
-    assert_eq!(s["estimations"]["mvmc-q"]["methods"]["sor-threshold-q"]["qval"]["failed"], 0);
+    assert_eq!(
+        s["estimations"]["mvmc-q"]["methods"]["sor-threshold-q"]["qval"]["failed"],
+        0
+    );
 }

@@ -56,7 +56,11 @@ pub fn group_summary(values: &[f64]) -> GroupSummary {
     let mean = pairwise_sum(&v) / n as f64;
     let dev: Vec<f64> = v.iter().map(|x| (x - mean) * (x - mean)).collect();
     // The published aggregate: `statistics.stdev` (n - 1), 0.0 for a single sample.
-    let std = if n == 1 { 0.0 } else { (pairwise_sum(&dev) / (n - 1) as f64).sqrt() };
+    let std = if n == 1 {
+        0.0
+    } else {
+        (pairwise_sum(&dev) / (n - 1) as f64).sqrt()
+    };
     let median = if n % 2 == 1 {
         v[n / 2]
     } else {

@@ -39,8 +39,8 @@ pub mod error;
 pub mod group;
 pub mod labelnoise;
 pub mod paired;
-pub mod qvalfiles;
 pub mod plots;
+pub mod qvalfiles;
 pub mod rank;
 pub mod ranking;
 pub mod report;
@@ -58,18 +58,18 @@ pub use error::MetricsError;
 pub use group::{GroupSummary, group_summary};
 pub use labelnoise::{LabelNoise, RolloutWidth, two_level_spearman};
 pub use paired::{PairedComparison, paired_spearman, tiers, zou_interval};
-pub use rank::average_ranks;
 pub use qvalfiles::{
     newest_files, read_prediction_file, read_prediction_folder, read_user_predictions, unmatched_ids,
     write_prediction_file,
 };
+pub use rank::average_ranks;
 pub use ranking::{PerStateRanking, RankingTies, StateCandidates, per_state_ranking};
 pub use report::{
     CORRELATION_METHODS, Difference, EvaluateConfig, LabelSet, PredictionSet, Recomputed, candidate_groups, evaluate,
     evaluate_run, parse_signal, point_entry, ranking_entry, recompute_published, sample_group, values_of_method,
 };
 pub use summary::{
-    Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity, GtComparison, MethodEntry,
-    MethodEstimation, MethodExtras, PairedEntry, RankingFigure, SampleGroup, Summary, SummaryExtras, assumption_of,
-    to_published_json,
+    Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity,
+    GtComparison, MethodEntry, MethodEstimation, MethodExtras, PairedEntry, RankingFigure, SampleGroup, Summary,
+    SummaryExtras, assumption_of, to_published_json,
 };

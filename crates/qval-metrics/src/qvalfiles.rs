@@ -73,13 +73,22 @@ pub fn read_prediction_file(path: &Path) -> Result<PredictionFile, MetricsError>
         .enumerate()
         .map(|(i, x)| match x {
             Value::Null => Ok(f64::NAN),
-            Value::Number(n) => n.as_f64().ok_or_else(|| format_err(path, format!("`values[{i}]` is not a number"))),
-            other => Err(format_err(path, format!("`values[{i}]` is {other}, expected a number or null"))),
+            Value::Number(n) => n
+                .as_f64()
+                .ok_or_else(|| format_err(path, format!("`values[{i}]` is not a number"))),
+            other => Err(format_err(
+                path,
+                format!("`values[{i}]` is {other}, expected a number or null"),
+            )),
         })
         .collect::<Result<Vec<f64>, _>>()?;
     Ok(PredictionFile {
         method_name: name.to_string(),
-        method_type: v.get("method_type").and_then(Value::as_str).unwrap_or("eval").to_string(),
+        method_type: v
+            .get("method_type")
+            .and_then(Value::as_str)
+            .unwrap_or("eval")
+            .to_string(),
         values,
         config: v.get("config").cloned().unwrap_or(Value::Null),
         metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
@@ -125,12 +134,17 @@ pub fn newest_files(dir: &Path) -> Result<Vec<PathBuf>, MetricsError> {
         if p.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let (family, key) = match timestamp_of(&stem) {
             Some(ts) => (stem[..stem.len() - 16].to_string(), format!("1{ts}{stem}")),
             None => (stem.clone(), format!("0{stem}")),
         };
-        let slot = families.entry(family).or_insert_with(|| (String::new(), PathBuf::new()));
+        let slot = families
+            .entry(family)
+            .or_insert_with(|| (String::new(), PathBuf::new()));
         if key > slot.0 {
             *slot = (key, p);
         }
@@ -164,7 +178,9 @@ fn counts_of(f: &PredictionFile) -> Result<Option<Vec<usize>>, MetricsError> {
 
 fn signal_in(f: &PredictionFile, key: &str, default: Signal) -> Result<Signal, MetricsError> {
     match f.config.get(key).and_then(Value::as_str) {
-        Some(s) => parse_signal(s).ok_or_else(|| format_err(&f.path, format!("`config.{key}` is `{s}`, not a known signal"))),
+        Some(s) => {
+            parse_signal(s).ok_or_else(|| format_err(&f.path, format!("`config.{key}` is `{s}`, not a known signal")))
+        }
         None => Ok(default),
     }
 }
@@ -178,7 +194,10 @@ fn signal_in(f: &PredictionFile, key: &str, default: Signal) -> Result<Signal, M
 pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<PredictionSet>), MetricsError> {
     let (gt_dir, eval_dir) = (dir.join("gt"), dir.join("eval"));
     if !gt_dir.is_dir() {
-        return Err(format_err(dir, "no `gt/` folder (the published layout is `gt/` and `eval/`)"));
+        return Err(format_err(
+            dir,
+            "no `gt/` folder (the published layout is `gt/` and `eval/`)",
+        ));
     }
     let mut labels = Vec::new();
     let mut ranking_counts: Vec<Vec<usize>> = Vec::new();
@@ -214,7 +233,11 @@ pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<Predicti
                     candidate_of,
                 })
                 .collect(),
-            dataset: f.metadata.get("dataset_fingerprint").and_then(Value::as_str).map(str::to_string),
+            dataset: f
+                .metadata
+                .get("dataset_fingerprint")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             source: Some(path.clone()),
         });
     }
@@ -252,7 +275,11 @@ pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<Predicti
                         error: None,
                     })
                     .collect(),
-                dataset: f.metadata.get("dataset_fingerprint").and_then(Value::as_str).map(str::to_string),
+                dataset: f
+                    .metadata
+                    .get("dataset_fingerprint")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 group: f.config.get("sample_group").and_then(Value::as_str).map(str::to_string),
                 granularity: Some(if ranking {
                     Granularity::Ranking
@@ -309,10 +336,16 @@ pub fn read_user_predictions(path: &Path, name: &str, signal: Signal) -> Result<
     } else {
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or_else(|| at(1, "empty file".into()))?;
-        let cols: Vec<String> = header.split(',').map(|c| c.trim().trim_matches('"').to_string()).collect();
+        let cols: Vec<String> = header
+            .split(',')
+            .map(|c| c.trim().trim_matches('"').to_string())
+            .collect();
         let find = |n: &str| cols.iter().position(|c| c == n);
         let (Some(ci), Some(cv)) = (find("point_id"), find("value")) else {
-            return Err(at(1, format!("the header `{header}` must name `point_id` and `value` columns")));
+            return Err(at(
+                1,
+                format!("the header `{header}` must name `point_id` and `value` columns"),
+            ));
         };
         for (i, l) in lines {
             let f: Vec<&str> = l.split(',').collect();

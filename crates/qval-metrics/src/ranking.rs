@@ -59,7 +59,11 @@ pub struct PerStateRanking {
 /// Per state, Spearman between candidate predictions and candidate reference values, with
 /// the published skip rules (fewer than 2 candidates, any NaN prediction, all reference
 /// values equal); states whose predictions are all equal follow `ties`.
-pub fn per_state_ranking(states: &[StateCandidates], ties: RankingTies, boot: Option<&BootstrapConfig>) -> PerStateRanking {
+pub fn per_state_ranking(
+    states: &[StateCandidates],
+    ties: RankingTies,
+    boot: Option<&BootstrapConfig>,
+) -> PerStateRanking {
     let mut r = PerStateRanking {
         mean: f64::NAN,
         std: f64::NAN,

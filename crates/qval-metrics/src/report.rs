@@ -37,9 +37,9 @@ use crate::labelnoise::two_level_spearman;
 use crate::paired::{PairedComparison, paired_spearman, tiers};
 use crate::ranking::{RankingTies, StateCandidates, per_state_ranking};
 use crate::summary::{
-    Aggregate, Comparison, Correlations, GtComparison, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity, MethodEntry,
-    MethodEstimation, MethodExtras, NanReason, PairedEntry, PairwiseFigure, RankingFigure, SampleGroup, Summary,
-    SummaryExtras, assumption_of, opt, opt_all,
+    Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity,
+    GtComparison, MethodEntry, MethodEstimation, MethodExtras, NanReason, PairedEntry, PairwiseFigure, RankingFigure,
+    SampleGroup, Summary, SummaryExtras, assumption_of, opt, opt_all,
 };
 use qval_core::io::{Kind, read_jsonl};
 use qval_core::{Label, Prediction, Signal};
@@ -129,7 +129,11 @@ fn figure(c: &Correlation) -> Figure {
 ///
 /// # Errors
 /// A statistic's own errors.
-pub fn point_entry(labels: &[f64], predictions: &[f64], cfg: &EvaluateConfig) -> Result<MethodEstimation, MetricsError> {
+pub fn point_entry(
+    labels: &[f64],
+    predictions: &[f64],
+    cfg: &EvaluateConfig,
+) -> Result<MethodEstimation, MetricsError> {
     let n = labels.len().min(predictions.len());
     let (mut y, mut x) = (labels[..n].to_vec(), predictions[..n].to_vec());
     let mut dropped = 0;
@@ -221,7 +225,9 @@ pub fn ranking_entry(states: &[StateCandidates], cfg: &EvaluateConfig) -> Method
     let r = per_state_ranking(states, cfg.ranking_ties, cfg.bootstrap.as_ref());
     let mut extras = MethodExtras::default();
     if let Some(ci) = &r.ci {
-        extras.intervals.insert("ranking_spearman".into(), [opt(ci.low), opt(ci.high)]);
+        extras
+            .intervals
+            .insert("ranking_spearman".into(), [opt(ci.low), opt(ci.high)]);
     }
     for (k, v) in [
         ("fewer than 2 candidates", r.skipped_too_few),
@@ -475,7 +481,6 @@ pub fn candidate_groups(labels: &[Label], predictions: &[f64]) -> Vec<StateCandi
     order.into_iter().filter_map(|k| groups.remove(&k)).collect()
 }
 
-
 /// Whether two signals may be compared: equal, or Q and V under relabelling.
 fn comparable(label: Signal, method: Signal, relabel: bool) -> bool {
     label == method || (relabel && label != Signal::Advantage && method != Signal::Advantage)
@@ -540,7 +545,11 @@ fn paired_section(
 /// # Errors
 /// [`MetricsError::OtherPoints`] when a prediction set has label sets of its signal but none
 /// made from its dataset (labels copied from another run); a statistic's own errors.
-pub fn evaluate(labels: &[LabelSet], predictions: &[PredictionSet], cfg: &EvaluateConfig) -> Result<Summary, MetricsError> {
+pub fn evaluate(
+    labels: &[LabelSet],
+    predictions: &[PredictionSet],
+    cfg: &EvaluateConfig,
+) -> Result<Summary, MetricsError> {
     cfg.validate()?;
     let same_data = |r: &LabelSet, m: &PredictionSet| match (&r.dataset, &m.dataset) {
         (Some(a), Some(b)) => a == b,
@@ -584,7 +593,11 @@ pub fn evaluate(labels: &[LabelSet], predictions: &[PredictionSet], cfg: &Evalua
             } else {
                 Vec::new()
             },
-            aborted: r.labels.iter().filter(|l| l.aborted.is_some() || l.value.is_nan()).count(),
+            aborted: r
+                .labels
+                .iter()
+                .filter(|l| l.aborted.is_some() || l.value.is_nan())
+                .count(),
             ..Default::default()
         };
         let mut est = Estimation {
@@ -606,7 +619,10 @@ pub fn evaluate(labels: &[LabelSet], predictions: &[PredictionSet], cfg: &Evalua
             .collect();
         let ranks_candidates = |m: &PredictionSet| match m.granularity {
             Some(g) => g == Granularity::Ranking,
-            None => m.predictions.iter().any(|p| candidate_ids.contains(p.point_id.as_str())),
+            None => m
+                .predictions
+                .iter()
+                .any(|p| candidate_ids.contains(p.point_id.as_str())),
         };
         // Aligned predictions (label order), the missing count and the NaN reasons.
         let aligned = |m: &PredictionSet| -> (Vec<f64>, usize, Vec<NanReason>) {
@@ -646,7 +662,10 @@ pub fn evaluate(labels: &[LabelSet], predictions: &[PredictionSet], cfg: &Evalua
             })
             .collect();
         if is_ranking {
-            let counts: Vec<usize> = candidate_groups(&r.labels, &values).iter().map(|g| g.labels.len()).collect();
+            let counts: Vec<usize> = candidate_groups(&r.labels, &values)
+                .iter()
+                .map(|g| g.labels.len())
+                .collect();
             est.candidate_counts = Some(counts);
             extras.ground_truth_values = Some(opt_all(&values));
             for m in &selected {
@@ -663,7 +682,10 @@ pub fn evaluate(labels: &[LabelSet], predictions: &[PredictionSet], cfg: &Evalua
                     }
                     cover = n;
                 }
-                let mut e = ranking_entry(&candidate_groups(&r.labels[..cover], &preds[..cover.min(preds.len())]), cfg);
+                let mut e = ranking_entry(
+                    &candidate_groups(&r.labels[..cover], &preds[..cover.min(preds.len())]),
+                    cfg,
+                );
                 let x = e.qval.get_or_insert_with(Default::default);
                 x.signal = Some(m.signal);
                 x.missing = missing;
@@ -744,7 +766,11 @@ pub fn evaluate(labels: &[LabelSet], predictions: &[PredictionSet], cfg: &Evalua
     if cfg.gt_vs_gt {
         for (i, lhs) in labels.iter().enumerate() {
             for rhs in &labels[i + 1..] {
-                let point = |r: &LabelSet| r.labels.iter().all(|l| l.candidate_of.is_none() && !l.point_id.is_empty());
+                let point = |r: &LabelSet| {
+                    r.labels
+                        .iter()
+                        .all(|l| l.candidate_of.is_none() && !l.point_id.is_empty())
+                };
                 if lhs.signal != rhs.signal || !point(lhs) || !point(rhs) || lhs.dataset != rhs.dataset {
                     continue;
                 }
@@ -845,7 +871,9 @@ pub struct Difference {
 fn close(field: &str, a: Option<f64>, b: Option<f64>) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) if field == "p_value" => (a - b).abs() <= 1e-6 * a.abs().max(b.abs()) || (a - b).abs() < 1e-300,
+        (Some(a), Some(b)) if field == "p_value" => {
+            (a - b).abs() <= 1e-6 * a.abs().max(b.abs()) || (a - b).abs() < 1e-300
+        }
         (Some(a), Some(b)) => (a - b).abs() <= 1e-9,
         _ => false,
     }
@@ -950,7 +978,11 @@ pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<Recomput
     };
     for (section, ests, new) in [
         ("estimations", &stored.estimations, &mut out.estimations),
-        ("gt_vs_gt_estimations", &stored.gt_vs_gt_estimations, &mut out.gt_vs_gt_estimations),
+        (
+            "gt_vs_gt_estimations",
+            &stored.gt_vs_gt_estimations,
+            &mut out.gt_vs_gt_estimations,
+        ),
     ] {
         for (gname, est) in ests {
             let at_gt = format!("{section}.{gname}");
@@ -986,7 +1018,11 @@ pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<Recomput
                                 ("min", a.min, o.and_then(|o| o.min)),
                                 ("max", a.max, o.and_then(|o| o.max)),
                                 ("median", a.median, o.and_then(|o| o.median)),
-                                ("num_samples", Some(a.num_samples as f64), o.map(|o| o.num_samples as f64)),
+                                (
+                                    "num_samples",
+                                    Some(a.num_samples as f64),
+                                    o.map(|o| o.num_samples as f64),
+                                ),
                                 ("num_nan", Some(a.num_nan as f64), o.map(|o| o.num_nan as f64)),
                             ] {
                                 compared += 1;

@@ -315,6 +315,8 @@ pub struct SampleGroup {
 /// A `methods` entry: one method, or a sample group.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+// Entries are few (one per method); boxing would only complicate reading them.
+#[allow(clippy::large_enum_variant)]
 pub enum MethodEntry {
     /// A sample group (tried first: it has required keys a method entry lacks).
     Group(SampleGroup),

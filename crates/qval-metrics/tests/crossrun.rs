@@ -2,8 +2,8 @@
 //! headless browser.
 
 use qval_metrics::{
-    Correlations, Estimation, Figure, MethodEntry, MethodEstimation, MethodExtras, Summary, CrossRunTable, MetricsError,
-    cross_run_html, write_cross_run_report,
+    Correlations, CrossRunTable, Estimation, Figure, MethodEntry, MethodEstimation, MethodExtras, MetricsError,
+    Summary, cross_run_html, write_cross_run_report,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,7 +26,9 @@ fn method(rho: Option<f64>, ci: Option<[f64; 2]>, n: usize, p: f64) -> MethodEst
         extras.intervals.insert("spearman".into(), [Some(a), Some(b)]);
     }
     if rho.is_none() {
-        extras.notes.insert("spearman".into(), "fewer than 50 usable pairs".into());
+        extras
+            .notes
+            .insert("spearman".into(), "fewer than 50 usable pairs".into());
     }
     MethodEstimation {
         correlations: Correlations {
@@ -270,13 +272,10 @@ fn the_csv_parses_back_to_the_same_numbers() {
 #[test]
 fn the_html_page_holds_the_table_and_inline_svgs_and_escapes_names() {
     let mut runs = two_runs();
-    runs[0]
-        .1
-        .estimations
-        .get_mut("mvmc-q")
-        .unwrap()
-        .methods
-        .insert("<x&y>".into(), MethodEntry::Method(method(Some(0.3), Some([0.1, 0.5]), 90, 0.004)));
+    runs[0].1.estimations.get_mut("mvmc-q").unwrap().methods.insert(
+        "<x&y>".into(),
+        MethodEntry::Method(method(Some(0.3), Some([0.1, 0.5]), 90, 0.004)),
+    );
     runs[1].0 = "b&'run'".into();
     let html = cross_run_html(&runs).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
@@ -434,13 +433,10 @@ fn file_url(p: &Path) -> String {
 #[test]
 fn the_page_in_headless_chromium_shows_the_table_and_plots_and_sorts_from_the_url() {
     let mut runs = two_runs();
-    runs[0]
-        .1
-        .estimations
-        .get_mut("mvmc-q")
-        .unwrap()
-        .methods
-        .insert("<x&y>".into(), MethodEntry::Method(method(Some(0.3), Some([0.1, 0.5]), 90, 0.004)));
+    runs[0].1.estimations.get_mut("mvmc-q").unwrap().methods.insert(
+        "<x&y>".into(),
+        MethodEntry::Method(method(Some(0.3), Some([0.1, 0.5]), 90, 0.004)),
+    );
     let dir = tempfile::tempdir().unwrap();
     write_cross_run_report(&runs, dir.path()).unwrap();
     let url = file_url(&dir.path().join("report.html"));

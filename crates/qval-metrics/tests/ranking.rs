@@ -43,7 +43,10 @@ fn per_state_ranking_applies_the_published_skip_rules() {
     // The published rule: the tied state and the NaN label are counted with an undefined
     // rho, which voids the mean and std.
     let p = per_state_ranking(&states, RankingTies::Published, None);
-    assert_eq!((p.used, p.skipped_too_few, p.skipped_nan, p.skipped_constant_reference), (6, 1, 0, 1));
+    assert_eq!(
+        (p.used, p.skipped_too_few, p.skipped_nan, p.skipped_constant_reference),
+        (6, 1, 0, 1)
+    );
     assert!(p.mean.is_nan() && p.std.is_nan());
     let clean: Vec<StateCandidates> = states.iter().take(3).cloned().collect();
     let c = per_state_ranking(&clean, RankingTies::Published, None);

@@ -101,12 +101,19 @@ fn a_run_folder_is_evaluated_by_point_id_in_the_published_layout() {
     assert_eq!(rho.num_points, 77);
     let [lo, hi] = m.interval("spearman").unwrap();
     assert!(lo.unwrap() < direct.value && direct.value < hi.unwrap());
-    assert!(m.correlations.sign_agreement.is_some(), "the published default computes sign agreement");
+    assert!(
+        m.correlations.sign_agreement.is_some(),
+        "the published default computes sign agreement"
+    );
     // The files: the published layout with nulls and 4-space indents, Markdown, plots.
     let (written, warnings) = s.write(dir.path(), "summary").unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let text = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
-    assert!(text.starts_with("{\n    \"experiment_info\": {\n        \"dataset_source\""), "{}", &text[..80]);
+    assert!(
+        text.starts_with("{\n    \"experiment_info\": {\n        \"dataset_source\""),
+        "{}",
+        &text[..80]
+    );
     let v: Value = serde_json::from_str(&text).unwrap();
     let e = &v["estimations"]["mvmc-q"];
     assert_eq!(e["assumption"], "q_value");
@@ -118,12 +125,21 @@ fn a_run_folder_is_evaluated_by_point_id_in_the_published_layout() {
     assert!(e["methods"]["heuristic-q"]["predicted_values"][9].is_null());
     assert_eq!(e["methods"]["heuristic-q"]["num_dropped_zero"], 0);
     assert_eq!(v["experiment_info"]["min_usable_correlation_points"], 50);
-    assert_eq!(v["experiment_info"]["comparisons"], json!([{"gt": "mvmc-q", "eval": "heuristic-q"}]));
-    assert!(text.contains("\"gt\": \"mvmc-q\",\n                \"eval\""), "the published key order");
+    assert_eq!(
+        v["experiment_info"]["comparisons"],
+        json!([{"gt": "mvmc-q", "eval": "heuristic-q"}])
+    );
+    assert!(
+        text.contains("\"gt\": \"mvmc-q\",\n                \"eval\""),
+        "the published key order"
+    );
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(md.contains("| heuristic-q | 77 |"), "{md}");
     assert!(md.contains("1 failed (NaN) and 1 missing"), "{md}");
-    let pngs = written.iter().filter(|p| p.extension().is_some_and(|e| e == "png")).count();
+    let pngs = written
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .count();
     assert_eq!(pngs, 2, "{written:?}");
     // Read back, recomputed from the file alone: no difference.
     let r = recompute_published(&dir.path().join("summary.json"), &cfg()).unwrap();
@@ -150,8 +166,16 @@ fn every_published_summary_fixture_is_reproduced() {
     let clip = recompute_published(&dir.join("open_apps_clip_vision_summary_20260507_035704.json"), &cfg()).unwrap();
     let thresh = clip.summary.estimations["sv_mc_max"].method("vle-thresh_sv").unwrap();
     let p = thresh.correlations.pearson.as_ref().unwrap();
-    assert_eq!((p.correlation, p.p_value, p.num_points), (None, None, 94), "a constant method");
-    let fl = recompute_published(&dir.join("frozen_lake_g4-26-or_text_summary_20260504_195904.json"), &cfg()).unwrap();
+    assert_eq!(
+        (p.correlation, p.p_value, p.num_points),
+        (None, None, 94),
+        "a constant method"
+    );
+    let fl = recompute_published(
+        &dir.join("frozen_lake_g4-26-or_text_summary_20260504_195904.json"),
+        &cfg(),
+    )
+    .unwrap();
     let few: Vec<usize> = fl.summary.estimations["qv_mc_max"]
         .flat_methods()
         .iter()
@@ -198,9 +222,18 @@ fn a_changed_stored_figure_is_listed_by_its_path() {
         ]
     );
     // Not a summary: the file and the place are named.
-    std::fs::write(dir.path().join("bad.json"), "{\"estimations\": {\"x\": {\"assumption\": 3}}}").unwrap();
-    let err = recompute_published(&dir.path().join("bad.json"), &cfg()).unwrap_err().to_string();
-    assert!(err.contains("bad.json") && err.contains("estimations.x.assumption"), "{err}");
+    std::fs::write(
+        dir.path().join("bad.json"),
+        "{\"estimations\": {\"x\": {\"assumption\": 3}}}",
+    )
+    .unwrap();
+    let err = recompute_published(&dir.path().join("bad.json"), &cfg())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.json") && err.contains("estimations.x.assumption"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -229,10 +262,16 @@ fn a_published_prediction_folder_gives_the_published_figures() {
     }
     let est = &ours.estimations["ranking_gt_qv_mc_max"];
     assert_eq!(est.granularity, Granularity::Ranking);
-    assert_eq!(est.methods.keys().collect::<Vec<_>>(), ["ranking_qv"], "point methods are not ranked");
+    assert_eq!(
+        est.methods.keys().collect::<Vec<_>>(),
+        ["ranking_qv"],
+        "point methods are not ranked"
+    );
     let (a, b) = (
         est.method("ranking_qv").unwrap(),
-        published.estimations["ranking_gt_qv_mc_max"].method("ranking_qv").unwrap(),
+        published.estimations["ranking_gt_qv_mc_max"]
+            .method("ranking_qv")
+            .unwrap(),
     );
     let (ra, rb) = (
         a.correlations.ranking_spearman.as_ref().unwrap(),
@@ -241,7 +280,10 @@ fn a_published_prediction_folder_gives_the_published_figures() {
     assert_eq!((ra.num_valid, ra.num_skipped, ra.num_points), (91, 3, 94));
     assert!((ra.mean.unwrap() - rb.mean.unwrap()).abs() < 1e-9);
     assert!((ra.std.unwrap() - rb.std.unwrap()).abs() < 1e-9);
-    let (pa, pb) = (a.per_point_correlations.as_ref().unwrap(), b.per_point_correlations.as_ref().unwrap());
+    let (pa, pb) = (
+        a.per_point_correlations.as_ref().unwrap(),
+        b.per_point_correlations.as_ref().unwrap(),
+    );
     for (x, y) in pa.iter().zip(pb) {
         assert_eq!(x.is_some(), y.is_some());
         if let (Some(x), Some(y)) = (x, y) {
@@ -298,9 +340,15 @@ fn paired_comparisons_relabelling_and_label_sets_against_each_other() {
     let n = 300;
     let truth: Vec<f64> = (0..n).map(|i| (i * 37 % 101) as f64 / 101.0).collect();
     let noisy = |amp: f64, k: usize| -> Vec<f64> {
-        truth.iter().enumerate().map(|(i, t)| t + amp * (((i * k) as f64) * 0.7).sin()).collect()
+        truth
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t + amp * (((i * k) as f64) * 0.7).sin())
+            .collect()
     };
-    let q = label_set("mvmc-q", Signal::Q, &truth, |i| vec![truth[i], truth[i] * 0.5, truth[i]]);
+    let q = label_set("mvmc-q", Signal::Q, &truth, |i| {
+        vec![truth[i], truth[i] * 0.5, truth[i]]
+    });
     let mean_q = label_set("mvmc-mean-q", Signal::Q, &noisy(0.05, 3), |_| vec![]);
     let v = label_set("mvmc-v", Signal::V, &noisy(0.1, 5), |_| vec![]);
     let methods = vec![
@@ -316,9 +364,17 @@ fn paired_comparisons_relabelling_and_label_sets_against_each_other() {
     assert!(x.paired.iter().all(|p| p.comparison.zou_interval[0].is_some()));
     // The V method is not paired with Q labels unless relabelling is asked for.
     assert!(s.estimations["mvmc-q"].method("value-v").is_none());
-    let relabelled = evaluate(&[q.clone(), v.clone()], &methods, &EvaluateConfig { relabel: true, ..cfg() }).unwrap();
+    let relabelled = evaluate(
+        &[q.clone(), v.clone()],
+        &methods,
+        &EvaluateConfig { relabel: true, ..cfg() },
+    )
+    .unwrap();
     assert!(relabelled.estimations["mvmc-q"].method("value-v").is_some());
-    assert_eq!(relabelled.estimations["mvmc-v"].qval.as_ref().unwrap().relabelled.len(), 3);
+    assert_eq!(
+        relabelled.estimations["mvmc-v"].qval.as_ref().unwrap().relabelled.len(),
+        3
+    );
     // Label sets of one signal against each other.
     let g = &s.gt_vs_gt_estimations["mvmc-q"];
     let rho = g.method("mvmc-mean-q").unwrap().correlations.spearman.as_ref().unwrap();
@@ -332,7 +388,14 @@ fn paired_comparisons_relabelling_and_label_sets_against_each_other() {
     assert_eq!(ln.label_noise.as_ref().unwrap().rollouts, 3);
     // The same bytes for any thread count.
     let one = EvaluateConfig {
-        bootstrap: Some(BootstrapConfig::builder().resamples(500).seed(1).threads(1).build().unwrap()),
+        bootstrap: Some(
+            BootstrapConfig::builder()
+                .resamples(500)
+                .seed(1)
+                .threads(1)
+                .build()
+                .unwrap(),
+        ),
         ..Default::default()
     };
     let a = qval_metrics::to_published_json(&evaluate(&[q.clone(), mean_q.clone()], &methods, &one).unwrap()).unwrap();
@@ -347,7 +410,14 @@ fn predictions_from_anywhere_are_evaluated_and_unknown_ids_listed() {
     let csv = dir.path().join("mine.csv");
     let mut text = String::from("point_id,value\n");
     for i in 0..80 {
-        text.push_str(&format!("t{i}-s1,{}\n", if i == 4 { "nan".to_string() } else { format!("{}", -(i % 13) as f64) }));
+        text.push_str(&format!(
+            "t{i}-s1,{}\n",
+            if i == 4 {
+                "nan".to_string()
+            } else {
+                format!("{}", -(i % 13) as f64)
+            }
+        ));
     }
     text.push_str("t999-s1,1.0\nelsewhere,2.0\n");
     std::fs::write(&csv, text).unwrap();
@@ -355,11 +425,21 @@ fn predictions_from_anywhere_are_evaluated_and_unknown_ids_listed() {
     let labels = vec![LabelSet::read(&dir.path().join("labels/mvmc-q.jsonl")).unwrap()];
     assert_eq!(unmatched_ids(&labels, &mine), ["t999-s1", "elsewhere"]);
     let s = evaluate(&labels, &[mine], &cfg()).unwrap();
-    let rho = s.estimations["mvmc-q"].method("mine").unwrap().correlations.spearman.as_ref().unwrap();
+    let rho = s.estimations["mvmc-q"]
+        .method("mine")
+        .unwrap()
+        .correlations
+        .spearman
+        .as_ref()
+        .unwrap();
     assert_eq!(rho.num_points, 78, "80 labels, one aborted, one NaN prediction");
     // JSON Lines, and a malformed line named.
     let jl = dir.path().join("mine.jsonl");
-    std::fs::write(&jl, "{\"point_id\": \"t1-s1\", \"value\": 0.5}\n{\"point_id\": \"t2-s1\", \"value\": \"x\"}\n").unwrap();
+    std::fs::write(
+        &jl,
+        "{\"point_id\": \"t1-s1\", \"value\": 0.5}\n{\"point_id\": \"t2-s1\", \"value\": \"x\"}\n",
+    )
+    .unwrap();
     let err = read_user_predictions(&jl, "mine", Signal::Q).unwrap_err().to_string();
     assert!(err.contains("mine.jsonl") && err.contains("line 2"), "{err}");
     std::fs::write(&csv, "id,score\n").unwrap();
