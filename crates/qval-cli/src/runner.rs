@@ -1408,7 +1408,8 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         .map(|p| PredictionSet::read(p))
         .collect::<std::result::Result<_, _>>()?;
     let mut summary = qval_metrics::evaluate(&label_sets, &prediction_sets, &evaluate_config(&e.evaluate)?)?;
-    summary.experiment_info.dataset_source = run_dir.display().to_string();
+    // Relative to the summary, so a run gives the same bytes wherever its folder is.
+    summary.experiment_info.dataset_source = "points.jsonl".into();
     summary.experiment_info.env_name = e.environment.kind.clone();
     summary.experiment_info.num_evaluation_points = points.len();
     summary.experiment_info.num_trajectories = trajectories.len();

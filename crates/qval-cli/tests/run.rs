@@ -751,3 +751,32 @@ fn serve_oracle_and_check_backend_talk_to_each_other() {
     assert!(text.contains("model    oracle") && text.contains("answer   "), "{text}");
     assert!(!text.contains("unparseable"), "{text}");
 }
+
+/// On slippery 4x4 FrozenLake with k = 4 rollouts the labels are noisy: the two-level bootstrap
+/// (points, then each point's returns) gives a wider interval than resampling points alone.
+#[test]
+fn label_noise_widens_the_interval_on_slippery_frozenlake() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slippery.toml");
+    std::fs::write(
+        &file,
+        "name = \"slippery\"\nseed = 3\n[environment]\ntype = \"frozenlake\"\nmaps = 8\nsize = 4\nslippery = true\n\
+         [dataset]\ntrajectories = 60\n[[labels]]\nrollouts = 4\n[evaluate]\nbootstrap = 1000\n\
+         [[methods]]\ntype = \"heuristic\"\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
+    let s = summary(&run);
+    let ln = &entry(&s, "mvmc-q", "heuristic-q")["qval"]["label_noise"];
+    assert_eq!(ln["rollouts"], 4, "{ln}");
+    let width = |k: &str| ln[k][1].as_f64().unwrap() - ln[k][0].as_f64().unwrap();
+    assert!(
+        width("two_level") > width("points_only"),
+        "two-level {} vs points only {}: {ln}",
+        width("two_level"),
+        width("points_only")
+    );
+    assert!(ln["label_share"].as_f64().unwrap() > 0.0, "{ln}");
+    assert!(ln["rollouts_needed"].as_u64().unwrap() >= 1, "{ln}");
+}

@@ -851,7 +851,8 @@ pub fn evaluate_run(run: &Path, cfg: &EvaluateConfig) -> Result<Summary, Metrics
         methods.push(PredictionSet::read(&path)?);
     }
     let mut summary = evaluate(&refs, &methods, cfg)?;
-    summary.experiment_info.dataset_source = run.display().to_string();
+    // Relative to the summary written in the run folder.
+    summary.experiment_info.dataset_source = "points.jsonl".into();
     Ok(summary)
 }
 
