@@ -23,8 +23,8 @@
 //! let poor: Vec<f64> = labels.iter().enumerate().map(|(i, y)| y + 2.0 * (i as f64 * 1.3).cos()).collect();
 //! let cfg = BootstrapConfig::builder().resamples(500).seed(1).build().unwrap();
 //! let d = paired_spearman(&good, &poor, &labels, &cfg).unwrap();
-//! assert!(d.difference > 0.0 && d.interval[0] > 0.0, "A is better and the interval says so");
-//! assert!(d.p_value < 0.05);
+//! assert!(d.difference.unwrap() > 0.0 && d.interval[0].unwrap() > 0.0, "A is better and the interval says so");
+//! assert!(d.p_value.unwrap() < 0.05);
 //! ```
 
 use serde::{Deserialize, Serialize};
