@@ -483,10 +483,7 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
                         .unwrap_or_else(|| "mine".into())
                 });
                 let mine = qval_metrics::read_user_predictions(file, &name, signal)?;
-                let mut labels = Vec::new();
-                for p in sorted_files(&a.path.join("labels"), "jsonl")? {
-                    labels.push(qval_metrics::LabelSet::read(&p)?);
-                }
+                let (labels, mut methods) = qval_metrics::read_run(&a.path)?;
                 let unknown = qval_metrics::unmatched_ids(&labels, &mine);
                 if !unknown.is_empty() {
                     eprintln!(
@@ -498,14 +495,11 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
                         unknown.join(", ")
                     );
                 }
-                let mut methods = Vec::new();
-                for p in sorted_files(&a.path.join("predictions"), "jsonl")? {
-                    methods.push(qval_metrics::PredictionSet::read(&p)?);
-                }
                 methods.retain(|m| m.name != name);
                 methods.push(mine);
                 let mut s = qval_metrics::evaluate(&labels, &methods, &cfg)?;
-                s.experiment_info.dataset_source = a.path.display().to_string();
+                // Relative to the summary, as for a run's own evaluation.
+                s.experiment_info.dataset_source = "points.jsonl".into();
                 s
             }
         };
@@ -566,31 +560,20 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == ext))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    out.sort();
-    Ok(out)
-}
-
 /// Writes a run's labels and predictions as the published testbed's prediction files.
 fn export(run: &Path, dir: &Path) -> Result<usize> {
     let stamp = now_stamp();
     let mut n = 0;
-    let mut ids: Vec<String> = Vec::new();
-    for p in sorted_files(&run.join("labels"), "jsonl")? {
-        let l = qval_metrics::LabelSet::read(&p)?;
-        if l.labels.iter().any(|x| x.candidate_of.is_some()) {
-            continue;
-        }
-        if ids.is_empty() {
-            ids = l.labels.iter().map(|x| x.point_id.clone()).collect();
-        }
+    let (labels, predictions) = qval_metrics::read_run(run)?;
+    // Published files pair by position: every file follows the first point label set's order.
+    let point_sets: Vec<&qval_metrics::LabelSet> = labels
+        .iter()
+        .filter(|l| l.labels.iter().all(|x| x.candidate_of.is_none()))
+        .collect();
+    let Some(order) = point_sets.first().map(|l| &l.labels) else {
+        return Ok(0);
+    };
+    for l in &point_sets {
         let values: Vec<f64> = l.labels.iter().map(|x| x.value).collect();
         let mut config = serde_json::Map::new();
         config.insert("method".into(), "mc".into());
@@ -601,18 +584,12 @@ fn export(run: &Path, dir: &Path) -> Result<usize> {
         qval_metrics::write_prediction_file(dir, &l.name, true, l.signal, &values, config, meta, &stamp)?;
         n += 1;
     }
-    for p in sorted_files(&run.join("predictions"), "jsonl")? {
-        let m = qval_metrics::PredictionSet::read(&p)?;
-        let by_id: std::collections::HashMap<&str, f64> =
-            m.predictions.iter().map(|x| (x.point_id.as_str(), x.value)).collect();
-        if !ids.iter().any(|i| by_id.contains_key(i.as_str())) {
-            continue;
+    for m in &predictions {
+        let aligned = qval_metrics::align(order, &m.predictions);
+        if aligned.missing == order.len() {
+            continue; // scores other points (ranking candidates)
         }
-        // In the labels' point order, as the published files pair by position.
-        let values: Vec<f64> = ids
-            .iter()
-            .map(|i| by_id.get(i.as_str()).copied().unwrap_or(f64::NAN))
-            .collect();
+        let values = aligned.predictions;
         let mut config = serde_json::Map::new();
         if let Some(g) = &m.group {
             config.insert("sample_group".into(), g.clone().into());

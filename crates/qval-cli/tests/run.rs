@@ -721,6 +721,28 @@ fn exact_labels_are_a_label_set_like_any_other() {
     assert!((g["correlation"].as_f64().unwrap() - 1.0).abs() < 1e-12, "{g}");
     let r = rho(&s, "exact-q", "heuristic-q");
     assert!(r > 0.9, "heuristic rho {r}");
+
+    // Exported as the published testbed's prediction files and evaluated from them (by
+    // position): the same figure.
+    let files = dir.path().join("qval_files");
+    run_ok(&[
+        "evaluate",
+        run.to_str().unwrap(),
+        "--bootstrap",
+        "0",
+        "--export",
+        files.to_str().unwrap(),
+    ]);
+    let (labels, preds) = qval_metrics::read_prediction_folder(&files).unwrap();
+    assert_eq!(labels.len(), 2);
+    assert_eq!(preds.len(), 2);
+    let cfg = qval_metrics::EvaluateConfig {
+        bootstrap: None,
+        ..Default::default()
+    };
+    let again = qval_metrics::evaluate(&labels, &preds, &cfg).unwrap();
+    let f = again.estimations["exact-q"].method("heuristic-q").unwrap();
+    assert!((f.correlations.spearman.as_ref().unwrap().correlation.unwrap() - r).abs() < 1e-12);
 }
 
 #[test]

@@ -329,6 +329,21 @@ pub struct Label {
 }
 
 impl Label {
+    /// An exact label: a value computed, not estimated from rollouts (no returns; the
+    /// aggregation is the expectation, `Mean`).
+    pub fn exact(point_id: impl Into<String>, signal: Signal, value: f64) -> Self {
+        Label {
+            point_id: point_id.into(),
+            signal,
+            value,
+            aggregation: Aggregation::Mean,
+            returns: Vec::new(),
+            baseline_returns: Vec::new(),
+            aborted: None,
+            candidate_of: None,
+        }
+    }
+
     /// An aborted label: NaN with its reason.
     pub fn aborted(
         point_id: impl Into<String>,

@@ -66,7 +66,8 @@ pub use rank::average_ranks;
 pub use ranking::{PerStateRanking, RankingTies, StateCandidates, per_state_ranking};
 pub use report::{
     CORRELATION_METHODS, Difference, EvaluateConfig, LabelSet, PredictionSet, Recomputed, candidate_groups, evaluate,
-    evaluate_run, parse_signal, point_entry, ranking_entry, recompute_published, sample_group, values_of_method,
+    evaluate_run, parse_signal, point_entry, ranking_entry, read_run, recompute_published, sample_group,
+    values_of_method,
 };
 pub use summary::{
     Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity,

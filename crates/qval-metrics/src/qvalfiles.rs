@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::MetricsError;
 use crate::report::{LabelSet, PredictionSet, parse_signal};
-use crate::summary::Granularity;
+use crate::summary::{Granularity, to_json_indented};
 use qval_core::{Label, Prediction, Signal};
 
 fn format_err(path: &Path, message: impl Into<String>) -> MetricsError {
@@ -46,6 +46,16 @@ pub struct PredictionFile {
     pub metadata: Value,
     /// Where it was read from.
     pub path: PathBuf,
+}
+
+impl PredictionFile {
+    /// `metadata.dataset_fingerprint`, if recorded.
+    pub fn dataset(&self) -> Option<String> {
+        self.metadata
+            .get("dataset_fingerprint")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
 }
 
 /// Reads one published prediction file.
@@ -233,11 +243,7 @@ pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<Predicti
                     candidate_of,
                 })
                 .collect(),
-            dataset: f
-                .metadata
-                .get("dataset_fingerprint")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            dataset: f.dataset(),
             source: Some(path.clone()),
         });
     }
@@ -275,11 +281,7 @@ pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<Predicti
                         error: None,
                     })
                     .collect(),
-                dataset: f
-                    .metadata
-                    .get("dataset_fingerprint")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                dataset: f.dataset(),
                 group: f.config.get("sample_group").and_then(Value::as_str).map(str::to_string),
                 granularity: Some(if ranking {
                     Granularity::Ranking
@@ -456,12 +458,9 @@ pub fn write_prediction_file(
         path: sub.clone(),
         message: e.to_string(),
     })?;
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"  ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    serde::Serialize::serialize(&file, &mut ser).map_err(|e| format_err(&sub, e.to_string()))?;
+    let text = to_json_indented(&file, b"  ").map_err(|e| format_err(&sub, e.to_string()))?;
     let path = sub.join(format!("{name}_{timestamp}.json"));
-    qval_core::io::write_atomic(&path, &buf)?;
+    qval_core::io::write_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
 

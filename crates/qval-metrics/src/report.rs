@@ -102,16 +102,22 @@ impl EvaluateConfig {
     /// # Errors
     /// [`MetricsError::InvalidParameter`] naming an unknown correlation.
     pub fn validate(&self) -> Result<(), MetricsError> {
-        for m in &self.correlation_methods {
-            if !CORRELATION_METHODS.contains(&m.as_str()) {
-                return Err(MetricsError::InvalidParameter {
-                    name: "correlation_methods",
-                    value: m.clone(),
-                    reason: format!("expected one of {}", CORRELATION_METHODS.join(", ")),
-                });
-            }
+        match self
+            .correlation_methods
+            .iter()
+            .find(|m| !CORRELATION_METHODS.contains(&m.as_str()))
+        {
+            Some(m) => Err(unknown_correlation(m)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+}
+
+fn unknown_correlation(name: &str) -> MetricsError {
+    MetricsError::InvalidParameter {
+        name: "correlation_methods",
+        value: name.to_string(),
+        reason: format!("expected one of {}", CORRELATION_METHODS.join(", ")),
     }
 }
 
@@ -175,13 +181,7 @@ pub fn point_entry(
                     None,
                 )
             }
-            other => {
-                return Err(MetricsError::InvalidParameter {
-                    name: "correlation_methods",
-                    value: other.to_string(),
-                    reason: format!("expected one of {}", CORRELATION_METHODS.join(", ")),
-                });
-            }
+            other => return Err(unknown_correlation(other)),
         };
         if let Some(note) = &value.note {
             extras.notes.insert(name.clone(), note.clone());
@@ -834,6 +834,19 @@ pub fn evaluate(
 /// A missing or malformed file (naming file and line), a file without a known signal, a
 /// folder with no labels, or predictions made from other points than the labels.
 pub fn evaluate_run(run: &Path, cfg: &EvaluateConfig) -> Result<Summary, MetricsError> {
+    let (refs, methods) = read_run(run)?;
+    let mut summary = evaluate(&refs, &methods, cfg)?;
+    // Relative to the summary written in the run folder.
+    summary.experiment_info.dataset_source = "points.jsonl".into();
+    Ok(summary)
+}
+
+/// A run folder's label sets (`labels/*.jsonl`, at least one) and prediction sets
+/// (`predictions/*.jsonl`), in file name order.
+///
+/// # Errors
+/// A missing or malformed file (naming file and line), or a folder with no labels.
+pub fn read_run(run: &Path) -> Result<(Vec<LabelSet>, Vec<PredictionSet>), MetricsError> {
     let mut refs = Vec::new();
     for path in files_with(&run.join("labels"), "jsonl")? {
         refs.push(LabelSet::read(&path)?);
@@ -850,10 +863,7 @@ pub fn evaluate_run(run: &Path, cfg: &EvaluateConfig) -> Result<Summary, Metrics
     for path in files_with(&run.join("predictions"), "jsonl")? {
         methods.push(PredictionSet::read(&path)?);
     }
-    let mut summary = evaluate(&refs, &methods, cfg)?;
-    // Relative to the summary written in the run folder.
-    summary.experiment_info.dataset_source = "points.jsonl".into();
-    Ok(summary)
+    Ok((refs, methods))
 }
 
 /// A figure where qval and a stored summary disagree.

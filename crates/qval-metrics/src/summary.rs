@@ -512,10 +512,16 @@ fn fmt_ci(ci: Option<[Option<f64>; 2]>) -> String {
     }
 }
 
-/// Serialises as the published testbed does: 4-space indent, NaN as null.
+/// Serialises as the published testbed writes summaries: 4-space indent, NaN as null.
 pub fn to_published_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    to_json_indented(value, b"    ")
+}
+
+/// Pretty JSON with the given indent (the published testbed indents summaries by 4 spaces
+/// and prediction files by 2).
+pub(crate) fn to_json_indented<T: Serialize>(value: &T, indent: &[u8]) -> Result<String, serde_json::Error> {
     let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(indent);
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     value.serialize(&mut ser)?;
     Ok(String::from_utf8(buf).expect("serde_json writes UTF-8"))

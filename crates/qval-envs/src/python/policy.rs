@@ -157,16 +157,7 @@ impl Labeler for ExactLabeler {
 
     async fn label(&self, point: &EvaluationPoint) -> Label {
         match self.value(point) {
-            Ok(value) => Label {
-                point_id: point.id.clone(),
-                signal: self.signal,
-                value,
-                aggregation: Aggregation::Mean,
-                returns: Vec::new(),
-                baseline_returns: Vec::new(),
-                aborted: None,
-                candidate_of: None,
-            },
+            Ok(value) => Label::exact(point.id.clone(), self.signal, value),
             Err(e) => Label::aborted(point.id.clone(), self.signal, Aggregation::Mean, e.to_string()),
         }
     }
