@@ -67,7 +67,6 @@ pub use ranking::{PerStateRanking, RankingTies, StateCandidates, per_state_ranki
 pub use report::{
     CORRELATION_METHODS, Difference, EvaluateConfig, LabelSet, PredictionSet, Recomputed, candidate_groups, evaluate,
     evaluate_run, parse_signal, point_entry, ranking_entry, read_run, recompute_published, sample_group,
-    values_of_method,
 };
 pub use summary::{
     Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity,

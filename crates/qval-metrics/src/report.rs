@@ -1072,11 +1072,3 @@ pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<Recomput
         not_recomputable,
     })
 }
-
-/// The labels and predictions of one method in a summary, as numbers (NaN for null), to
-/// recompute any figure.
-pub fn values_of_method(summary: &Summary, reference: &str, method: &str) -> Option<(Vec<f64>, Vec<f64>)> {
-    let e = summary.estimations.get(reference)?;
-    let m = e.method(method)?;
-    Some((e.labels(), m.values()))
-}

@@ -272,14 +272,6 @@ impl MethodEstimation {
     pub fn interval(&self, figure: &str) -> Option<[Option<f64>; 2]> {
         self.qval.as_ref().and_then(|q| q.intervals.get(figure).copied())
     }
-
-    /// The headline figure: Spearman's rho, or the per-state mean for ranking entries.
-    pub fn headline(&self) -> Option<f64> {
-        match &self.correlations.ranking_spearman {
-            Some(r) => r.mean,
-            None => self.correlations.spearman.as_ref().and_then(|f| f.correlation),
-        }
-    }
 }
 
 /// A statistic of a sample group's per-sample coefficients.
@@ -403,14 +395,6 @@ impl Estimation {
             .or_else(|| self.qval.as_ref().and_then(|q| q.ground_truth_values.as_ref()))
             .map(|v| unopt_all(v))
             .unwrap_or_default()
-    }
-
-    /// The signal, from qval's key or the published assumption.
-    pub fn signal(&self) -> Option<Signal> {
-        self.qval
-            .as_ref()
-            .and_then(|q| q.signal)
-            .or_else(|| crate::report::parse_signal(&self.assumption))
     }
 
     /// Every method entry, sample group members included (named `<group>[<i>]` unless
