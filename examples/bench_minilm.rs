@@ -10,7 +10,6 @@ use clap::Parser;
 use std::time::Instant;
 
 use qval::encoders::{MiniLm, MiniLmConfig};
-use qval::methods::embedding::TextEncoder;
 
 #[derive(Parser)]
 struct Args {
@@ -35,11 +34,11 @@ fn run() -> anyhow::Result<()> {
         model_dir: MiniLm::locate()?,
         batch_size: args.batch,
     })?;
-    model.encode(&texts[..texts.len().min(args.batch)])?; // warm up
+    model.encode_texts(&texts[..texts.len().min(args.batch)])?; // warm up
     let mut best = f64::INFINITY;
     for _ in 0..args.repeat.max(1) {
         let t = Instant::now();
-        let v = model.encode(&texts)?;
+        let v = model.encode_texts(&texts)?;
         best = best.min(t.elapsed().as_secs_f64());
         anyhow::ensure!(v.len() == texts.len());
     }

@@ -8,6 +8,7 @@
 //! This crate re-exports the workspace's crates:
 //! - [`core`] (`qval-core`): data types, traits, stages, formats;
 //! - [`envs`] (`qval-envs`): FrozenLake, TerminalBench and their reference policies;
+//! - [`llm`] (`qval-llm`): the LLM client (backends, layers, HTTP encoders);
 //! - [`methods`] (`qval-methods`): the methods under test;
 //! - [`metrics`] (`qval-metrics`): correlations and reports;
 //! - [`sandbox`] (`qval-sandbox`): the bubblewrap containment shared by the code family and
@@ -25,6 +26,7 @@ pub use qval_core as core;
 #[cfg(feature = "minilm")]
 pub use qval_encoders as encoders;
 pub use qval_envs as envs;
+pub use qval_llm as llm;
 pub use qval_methods as methods;
 pub use qval_metrics as metrics;
 pub use qval_sandbox as sandbox;

@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod encoder;
 pub mod env;
 pub mod error;
 pub mod io;

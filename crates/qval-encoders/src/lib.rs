@@ -1,6 +1,7 @@
 //! # qval-encoders
 //!
-//! Sentence encoders in Rust for the embedding methods of `qval-methods`:
+//! Sentence encoders in Rust for the embedding methods of `qval-methods` (they implement
+//! [`qval_core::encoder::TextEncoder`]):
 //! [`MiniLm`], sentence-transformers' all-MiniLM-L6-v2 on candle (safetensors weights,
 //! `tokenizer.json` through the tokenizers crate), with the sentence-transformers recipe:
 //! WordPiece tokens truncated to the model's maximum sequence length (256), a BERT forward
@@ -26,8 +27,8 @@ use candle_transformers::models::bert::{BertModel, Config};
 use std::path::{Path, PathBuf};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use qval_core::encoder::TextEncoder;
 use qval_core::{CoreError, Result};
-use qval_methods::embedding::TextEncoder;
 
 /// The environment variable naming the model folder.
 pub const MODEL_DIR_VAR: &str = "QVAL_MINILM_DIR";
@@ -251,16 +252,32 @@ fn keep_freed_memory() {
     }
 }
 
-impl TextEncoder for MiniLm {
-    fn name(&self) -> String {
-        "minilm".into()
-    }
-
-    fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+impl MiniLm {
+    /// One L2-normalised vector per text, in order, computed on the calling thread (the
+    /// [`TextEncoder`] implementation runs this without stalling other async tasks).
+    ///
+    /// # Errors
+    /// [`CoreError::Method`] when the forward pass fails.
+    pub fn encode_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(self.batch_size) {
             out.extend(self.encode_batch(chunk)?);
         }
         Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl TextEncoder for MiniLm {
+    fn name(&self) -> String {
+        "minilm".into()
+    }
+
+    async fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        // CPU-heavy: on a multi-threaded runtime, let other tasks move to other workers.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| self.encode_texts(texts)),
+            _ => self.encode_texts(texts),
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! The Rust encoder against sentence-transformers' vectors (fixtures written by
 //! `scripts/make_minilm_fixtures.py`), and the embedding methods on the real model.
 
+use qval_core::encoder::{CachedEncoder, TextEncoder, cosine};
 use qval_encoders::{INSTALL_STEP, MiniLm};
-use qval_methods::embedding::{CachedEncoder, TextEncoder, cosine};
 
 fn model() -> MiniLm {
     MiniLm::from_installed().unwrap_or_else(|e| panic!("{e}\n(.ci/run installs it: {INSTALL_STEP})"))
@@ -18,7 +18,7 @@ fn vectors_match_sentence_transformers() {
     .unwrap();
     let cases = fx["cases"].as_array().unwrap();
     let texts: Vec<String> = cases.iter().map(|c| c["text"].as_str().unwrap().to_string()).collect();
-    let vecs = m.encode(&texts).unwrap();
+    let vecs = m.encode_texts(&texts).unwrap();
     let mut worst = (1.0f64, String::new());
     for (c, v) in cases.iter().zip(&vecs) {
         let want: Vec<f32> = c["vector"]
@@ -45,18 +45,18 @@ fn vectors_match_sentence_transformers() {
         "long texts are covered"
     );
     // Batching and padding do not change a vector.
-    let alone = m.encode(&texts[20..21]).unwrap();
+    let alone = m.encode_texts(&texts[20..21]).unwrap();
     assert!(cosine(&alone[0], &vecs[20]) > 0.99999);
 }
 
-#[test]
-fn identical_texts_are_encoded_once() {
+#[tokio::test]
+async fn identical_texts_are_encoded_once() {
     let cached = CachedEncoder::new(model());
     let texts: Vec<String> = ["a", "b", "a", "a", "c"].iter().map(|s| s.to_string()).collect();
-    let v = cached.encode(&texts).unwrap();
+    let v = cached.encode(&texts).await.unwrap();
     assert_eq!(cached.cached(), 3);
     assert_eq!(v[0], v[2]);
-    cached.encode(&texts[..2]).unwrap();
+    cached.encode(&texts[..2]).await.unwrap();
     assert_eq!(cached.cached(), 3);
 }
 

@@ -12,119 +12,9 @@
 //! crate.
 
 use async_trait::async_trait;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
-use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, Image, MethodContext, Result, Signal};
-
-/// Texts in, L2-normalised vectors out.
-///
-/// # Example
-/// A toy encoder counting vowels and consonants:
-/// ```
-/// use qval_methods::embedding::TextEncoder;
-///
-/// struct Letters;
-///
-/// impl TextEncoder for Letters {
-///     fn name(&self) -> String { "letters".into() }
-///     fn encode(&self, texts: &[String]) -> qval_core::Result<Vec<Vec<f32>>> {
-///         Ok(texts.iter().map(|t| {
-///             let v = t.chars().filter(|c| "aeiou".contains(*c)).count() as f32;
-///             let c = t.chars().filter(|c| c.is_alphabetic()).count() as f32 - v;
-///             let n = (v * v + c * c).sqrt().max(1e-12);
-///             vec![v / n, c / n]
-///         }).collect())
-///     }
-/// }
-/// assert_eq!(Letters.encode(&["aa".into()]).unwrap()[0], vec![1.0, 0.0]);
-/// ```
-pub trait TextEncoder: Send + Sync {
-    /// The encoder's name (part of method names).
-    fn name(&self) -> String;
-    /// One L2-normalised vector per text, in order.
-    fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
-}
-
-/// Images in, L2-normalised vectors out (CLIP, SigLIP and the like plug in here).
-pub trait ImageEncoder: Send + Sync {
-    /// The encoder's name.
-    fn name(&self) -> String;
-    /// One L2-normalised vector per image, in order.
-    fn encode_images(&self, images: &[Image]) -> Result<Vec<Vec<f32>>>;
-}
-
-impl<T: TextEncoder + ?Sized> TextEncoder for Arc<T> {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        (**self).encode(texts)
-    }
-}
-
-/// Computes each distinct text once per encoder lifetime (a run).
-pub struct CachedEncoder<E> {
-    inner: E,
-    cache: Mutex<HashMap<String, Arc<Vec<f32>>>>,
-}
-
-impl<E: TextEncoder> CachedEncoder<E> {
-    /// Caches `inner`.
-    pub fn new(inner: E) -> Self {
-        CachedEncoder {
-            inner,
-            cache: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Distinct texts encoded so far.
-    pub fn cached(&self) -> usize {
-        self.cache.lock().expect("cache lock").len()
-    }
-}
-
-impl<E: TextEncoder> TextEncoder for CachedEncoder<E> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let missing: Vec<String> = {
-            let cache = self.cache.lock().expect("cache lock");
-            let mut seen = std::collections::HashSet::new();
-            texts
-                .iter()
-                .filter(|t| !cache.contains_key(*t) && seen.insert(t.as_str()))
-                .cloned()
-                .collect()
-        };
-        if !missing.is_empty() {
-            let vecs = self.inner.encode(&missing)?;
-            let mut cache = self.cache.lock().expect("cache lock");
-            for (t, v) in missing.into_iter().zip(vecs) {
-                cache.insert(t, Arc::new(v));
-            }
-        }
-        let cache = self.cache.lock().expect("cache lock");
-        Ok(texts.iter().map(|t| cache[t].as_ref().clone()).collect())
-    }
-}
-
-/// Runs CPU-heavy work without stalling other tasks on a multi-threaded runtime.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
-/// Cosine of two vectors (dot product of normalised vectors).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb).max(1e-300)
-}
+pub use qval_core::encoder::{CachedEncoder, ImageEncoder, TextEncoder, cosine};
+use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
 
 /// The texts an embedding method compares with, per environment.
 #[derive(Clone, Debug, PartialEq)]
@@ -317,7 +207,7 @@ impl<E: TextEncoder> DenseSignalMethod for EmbeddingMethod<E> {
             texts.push(state_text(p, self.signal));
             texts.push(self.texts.goal_for(p));
         }
-        let vecs = match blocking(|| self.encoder.encode(&texts)) {
+        let vecs = match self.encoder.encode(&texts).await {
             Ok(v) if v.len() == texts.len() => v,
             Ok(v) => {
                 let e = format!("the encoder returned {} vectors for {} texts", v.len(), texts.len());
@@ -334,15 +224,17 @@ impl<E: TextEncoder> DenseSignalMethod for EmbeddingMethod<E> {
 mod tests {
     use super::*;
     use qval_core::{Observation, Task};
+    use std::collections::HashMap;
 
     /// Maps each known text to a fixed unit vector.
     struct Table(HashMap<String, Vec<f32>>);
 
+    #[async_trait]
     impl TextEncoder for Table {
         fn name(&self) -> String {
             "table".into()
         }
-        fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        async fn encode(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
             texts
                 .iter()
                 .map(|t| {

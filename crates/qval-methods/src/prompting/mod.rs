@@ -15,6 +15,7 @@
 //! error for that point, which the predict stage records as NaN with the reason.
 
 mod direct;
+pub mod prompt;
 mod ranking;
 
 pub use direct::{Direct, DirectMode, Gvl, Verifier};

@@ -35,7 +35,7 @@ pub fn last_tag(text: &str, tag: &str) -> Option<String> {
 /// last number in the text (after stripping thinking). `Err` says why nothing parsed.
 ///
 /// ```
-/// use qval_methods::llm::extract_number;
+/// use qval_llm::extract_number;
 /// assert_eq!(extract_number("<think>maybe 3</think> I'd say <answer>0.81</answer>"), Ok(0.81));
 /// assert_eq!(extract_number("The value is about 0.5, maybe 0.6."), Ok(0.6));
 /// assert!(extract_number("<answer>high</answer>").is_err());

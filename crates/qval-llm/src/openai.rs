@@ -310,7 +310,7 @@ impl Backend for OpenAiBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::backend::{Message, Role};
+    use crate::backend::{Message, Role};
 
     #[test]
     fn the_key_never_prints_and_bodies_merge_sampling() {

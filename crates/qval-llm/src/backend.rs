@@ -226,8 +226,8 @@ impl LlmError {
     }
 }
 
-/// A chat model behind some API. Implementations: [`crate::llm::OpenAiBackend`] and the layers
-/// in [`crate::llm::layers`], which wrap any backend.
+/// A chat model behind some API. Implementations: [`crate::OpenAiBackend`] and the layers
+/// in [`crate::layers`], which wrap any backend.
 ///
 /// Required: [`name`](Self::name), [`capabilities`](Self::capabilities) and
 /// [`chat`](Self::chat); [`chat_batch`](Self::chat_batch) defaults to concurrent `chat` calls.
@@ -235,7 +235,7 @@ impl LlmError {
 /// # Example
 /// A backend that always answers 0.5:
 /// ```
-/// use qval_methods::llm::{Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Usage};
+/// use qval_llm::{Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Usage};
 ///
 /// struct Constant;
 ///

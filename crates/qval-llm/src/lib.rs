@@ -1,0 +1,31 @@
+//! # qval-llm
+//!
+//! qval's LLM client, on its own so that a user who wants only the baselines or the metrics
+//! does not compile an HTTP stack:
+//!
+//! - the [`Backend`] trait and its request and response types;
+//! - [`OpenAiBackend`], any OpenAI-compatible server (vLLM, llama.cpp, OpenRouter, OpenAI);
+//! - layers that wrap any backend: [`Cache`], [`Retry`], [`ConcurrencyLimit`], [`RequestLog`],
+//!   [`Metered`], assembled by [`StackBuilder`];
+//! - named backends from a `backends.toml` ([`load_backends`]);
+//! - answer extraction ([`extract_number`] and friends);
+//! - [`LlmAgent`], a [`qval_core::Policy`] that asks a model for the next action.
+#![deny(missing_docs)]
+
+pub mod agent;
+pub mod backend;
+pub mod config;
+pub mod extract;
+pub mod layers;
+pub mod openai;
+
+pub use agent::LlmAgent;
+pub use backend::{
+    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Role, Sampling, TokenLogprob, Usage,
+};
+pub use config::{BackendEntry, load_backends};
+pub use extract::{
+    extract_action, extract_list, extract_number, extract_permutation, last_tag, last_tag_code, strip_thinking,
+};
+pub use layers::{Cache, ConcurrencyLimit, Metered, RequestLog, Retry, RetryPolicy, StackBuilder, UsageCounter};
+pub use openai::{OpenAiBackend, OpenAiConfig};
