@@ -669,6 +669,7 @@ impl Backend for Recorder {
         Capabilities {
             logprobs: true,
             images: true,
+            scoring: true,
         }
     }
     async fn chat(&self, request: &ChatRequest) -> std::result::Result<ChatResponse, LlmError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::env::Environment;
 use crate::policy::{Policy, PolicyInput};
 use crate::seed::{rng_for, stable_hash};
-use crate::types::{Aggregation, EvaluationPoint, Label, Signal, Turn};
+use crate::types::{Aggregation, EvaluationPoint, ExpertRollout, Label, Signal, Turn};
 use crate::{CoreError, Result};
 
 /// Gives evaluation points reference values.
@@ -249,8 +249,14 @@ where
 }
 
 impl<E: Environment, P: Policy<E>> Inner<E, P> {
-    /// One rollout's discounted return.
-    async fn rollout(&self, point: &EvaluationPoint, start: Start, restored: &Restored<E>, r: usize) -> Result<f64> {
+    /// One rollout's discounted return, and what it did.
+    async fn rollout(
+        &self,
+        point: &EvaluationPoint,
+        start: Start,
+        restored: &Restored<E>,
+        r: usize,
+    ) -> Result<(f64, ExpertRollout)> {
         let env = &*self.env;
         let spec = env.spec();
         let kind = match start {
@@ -277,12 +283,26 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
         }
         let mut ret = 0.0;
         let mut discount = 1.0;
+        let mut trace = ExpertRollout {
+            next_action: None,
+            steps: 0,
+            success_step: None,
+            final_reward: 0.0,
+        };
+        let record = |trace: &mut ExpertRollout, reward: f64| {
+            if reward > 0.0 && trace.success_step.is_none() {
+                trace.success_step = Some(trace.steps);
+            }
+            trace.steps += 1;
+            trace.final_reward = reward;
+        };
         if let Some(action) = &restored.action {
             let out = env.step(&state, action, &mut rng)?;
             ret += out.reward - self.config.step_penalty;
             discount *= self.gamma;
+            record(&mut trace, out.reward);
             if out.terminated {
-                return Ok(ret);
+                return Ok((ret, trace));
             }
             if track {
                 history.push(Turn {
@@ -307,6 +327,10 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
             let out = env.step(&state, &action, &mut rng)?;
             ret += discount * (out.reward - self.config.step_penalty);
             discount *= self.gamma;
+            if trace.steps == 1 && restored.action.is_some() {
+                trace.next_action = Some(env.render_action(&action));
+            }
+            record(&mut trace, out.reward);
             if out.terminated {
                 break;
             }
@@ -321,10 +345,12 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
             state = out.state;
             step += 1;
         }
-        Ok(ret)
+        Ok((ret, trace))
     }
 
-    async fn returns(&self, point: &EvaluationPoint, start: Start) -> Result<Vec<f64>> {
+    /// The returns of the point's rollouts, and the summary of the best one (the first of the
+    /// highest return).
+    async fn returns(&self, point: &EvaluationPoint, start: Start) -> Result<(Vec<f64>, Option<ExpertRollout>)> {
         // Restore once per point, not once per rollout.
         let restored = Restored {
             state: match start {
@@ -337,10 +363,17 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
             },
         };
         let mut out = Vec::with_capacity(self.config.rollouts);
+        let mut best: Option<ExpertRollout> = None;
+        let mut best_return = f64::NEG_INFINITY;
         for r in 0..self.config.rollouts {
-            out.push(self.rollout(point, start, &restored, r).await?);
+            let (ret, trace) = self.rollout(point, start, &restored, r).await?;
+            if best.is_none() || ret > best_return {
+                best_return = ret;
+                best = Some(trace);
+            }
+            out.push(ret);
         }
-        Ok(out)
+        Ok((out, best))
     }
 
     async fn label_point(&self, point: &EvaluationPoint) -> Label {
@@ -355,14 +388,15 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
                 baseline_returns: Vec::new(),
                 aborted: None,
                 candidate_of: None,
+                expert: None,
             };
             match c.signal {
                 Signal::Q => {
-                    label.returns = self.returns(point, Start::Forced).await?;
+                    (label.returns, label.expert) = self.returns(point, Start::Forced).await?;
                     label.value = c.aggregation.apply(&label.returns);
                 }
                 Signal::V => {
-                    label.returns = self.returns(point, Start::State).await?;
+                    label.returns = self.returns(point, Start::State).await?.0;
                     label.value = c.aggregation.apply(&label.returns);
                 }
                 Signal::Advantage => {
@@ -370,10 +404,10 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
                     let next_v = if point.terminated || point.step_index + 1 >= self.env.spec().max_steps {
                         0.0
                     } else {
-                        label.returns = self.returns(point, Start::Next).await?;
+                        label.returns = self.returns(point, Start::Next).await?.0;
                         c.aggregation.apply(&label.returns)
                     };
-                    label.baseline_returns = self.returns(point, Start::State).await?;
+                    label.baseline_returns = self.returns(point, Start::State).await?.0;
                     label.value = next_v - c.aggregation.apply(&label.baseline_returns);
                 }
             }

@@ -57,7 +57,8 @@ pub use sample::{SampleConfig, SampleConfigBuilder, Strategy, sample_points};
 pub use seed::QRng;
 pub use stage::{CollectConfig, LabelConfig, Share, StageOptions, collect, collect_share, label, predict, sample};
 pub use types::{
-    Aggregation, EvaluationPoint, Image, Label, Observation, Prediction, Signal, Task, Trajectory, Transition, Turn,
+    Aggregation, EvaluationPoint, ExpertRollout, Image, Label, Observation, Prediction, Signal, Task, Trajectory,
+    Transition, Turn,
 };
 
 pub use async_trait::async_trait;

@@ -326,6 +326,25 @@ pub struct Label {
     /// [`EvaluationPoint::candidate_of`] by the label stage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_of: Option<String>,
+    /// For a Q label from rollouts: what the best rollout did after the forced action (the
+    /// privileged evidence an oracle teacher such as sdpo-gt is shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert: Option<ExpertRollout>,
+}
+
+/// A summary of one reference-policy rollout that starts with a forced action: its
+/// transitions are numbered from 0, the forced step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExpertRollout {
+    /// The reference policy's first action after the forced one (none if the forced step
+    /// ended the episode or the step budget).
+    pub next_action: Option<String>,
+    /// Transitions made, the forced one included.
+    pub steps: usize,
+    /// The first transition with a positive reward, if any (0: the forced step itself).
+    pub success_step: Option<usize>,
+    /// The reward of the last transition.
+    pub final_reward: f64,
 }
 
 impl Label {
@@ -341,6 +360,7 @@ impl Label {
             baseline_returns: Vec::new(),
             aborted: None,
             candidate_of: None,
+            expert: None,
         }
     }
 
@@ -360,6 +380,7 @@ impl Label {
             baseline_returns: Vec::new(),
             aborted: Some(reason.into()),
             candidate_of: None,
+            expert: None,
         }
     }
 }

@@ -157,12 +157,115 @@ pub struct ChatResponse {
 }
 
 /// What a backend can do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     /// Returns top log-probabilities of generated tokens.
     pub logprobs: bool,
     /// Accepts images in messages.
     pub images: bool,
+    /// Scores a given assistant continuation token by token ([`Backend::score`]): vLLM's
+    /// OpenAI-compatible server can (its `/tokenize` endpoint and prompt log-probs); hosted
+    /// APIs such as OpenRouter and OpenAI cannot.
+    #[serde(default)]
+    pub scoring: bool,
+}
+
+/// The capability [`Backend::score`] needs, in words, for errors.
+pub const SCORING_CAPABILITY: &str = "the capability `scoring` (log-probabilities of a given assistant \
+continuation): it needs a vLLM OpenAI-compatible server (its /tokenize endpoint and prompt_logprobs; declare it \
+with `scoring = true` in backends.toml); OpenRouter, OpenAI and most hosted APIs cannot do it";
+
+/// A request to score a given assistant text: the log-probability of each of its tokens
+/// when the model continues `messages` (chat template applied by the server, thinking off).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRequest {
+    /// The conversation the continuation follows (system and user messages).
+    pub messages: Vec<Message>,
+    /// The assistant text to score.
+    pub continuation: String,
+}
+
+/// One token of a scored continuation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoredToken {
+    /// The token text, as the server decodes it.
+    pub token: String,
+    /// Its log-probability given everything before it.
+    pub logprob: f64,
+}
+
+/// The log-probabilities of a continuation's tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreResponse {
+    /// The continuation's tokens, in order (those the server's own tokenization puts after
+    /// the prompt).
+    pub tokens: Vec<ScoredToken>,
+    /// Token usage (the prompt is the whole scored sequence).
+    pub usage: Usage,
+    /// The model that scored.
+    pub model: String,
+    /// Whether the response came from the on-disk cache (set by the cache layer; never stored).
+    #[serde(default, skip)]
+    pub cached: bool,
+}
+
+impl ScoreResponse {
+    /// The sum of the tokens' log-probabilities: log p(continuation | messages); NaN for no
+    /// tokens.
+    pub fn sum(&self) -> f64 {
+        if self.tokens.is_empty() {
+            f64::NAN
+        } else {
+            self.tokens.iter().map(|t| t.logprob).sum()
+        }
+    }
+
+    /// The mean log-probability per token; NaN for no tokens.
+    pub fn mean(&self) -> f64 {
+        self.sum() / self.tokens.len() as f64
+    }
+}
+
+/// What the layers need to know of a response, chat or scoring alike.
+pub trait Reply: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// Token usage.
+    fn usage(&self) -> Usage;
+    /// Whether the cache served it.
+    fn is_cached(&self) -> bool;
+    /// Marks it as served by the cache.
+    fn set_cached(&mut self);
+    /// What the request log records of it.
+    fn logged(&self) -> serde_json::Value;
+}
+
+impl Reply for ChatResponse {
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+    fn is_cached(&self) -> bool {
+        self.cached
+    }
+    fn set_cached(&mut self) {
+        self.cached = true;
+    }
+    fn logged(&self) -> serde_json::Value {
+        serde_json::json!(self.text)
+    }
+}
+
+impl Reply for ScoreResponse {
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+    fn is_cached(&self) -> bool {
+        self.cached
+    }
+    fn set_cached(&mut self) {
+        self.cached = true;
+    }
+    fn logged(&self) -> serde_json::Value {
+        serde_json::json!({"tokens": self.tokens.len(), "sum_logprob": self.sum()})
+    }
 }
 
 /// Why a request failed. [`LlmError::is_transient`] says whether a retry may help.
@@ -231,6 +334,8 @@ impl LlmError {
 ///
 /// Required: [`name`](Self::name), [`capabilities`](Self::capabilities) and
 /// [`chat`](Self::chat); [`chat_batch`](Self::chat_batch) defaults to concurrent `chat` calls.
+/// [`score`](Self::score) (log-probabilities of a given continuation) is optional: by default
+/// it fails, naming [`SCORING_CAPABILITY`].
 ///
 /// # Example
 /// A backend that always answers 0.5:
@@ -242,7 +347,7 @@ impl LlmError {
 /// #[async_trait::async_trait]
 /// impl Backend for Constant {
 ///     fn name(&self) -> String { "constant".into() }
-///     fn capabilities(&self) -> Capabilities { Capabilities { logprobs: false, images: false } }
+///     fn capabilities(&self) -> Capabilities { Capabilities::default() }
 ///     async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
 ///         Ok(ChatResponse { text: "<answer>0.5</answer>".into(), usage: Usage::default(),
 ///                           logprobs: None, model: "constant".into(), cached: false })
@@ -265,6 +370,21 @@ pub trait Backend: Send + Sync {
         futures::future::join_all(requests.iter().map(|r| self.chat(r))).await
     }
 
+    /// The log-probabilities of `request.continuation`'s tokens after `request.messages`.
+    /// Fails by default with [`LlmError::Unsupported`] naming [`SCORING_CAPABILITY`].
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        let _ = request;
+        Err(LlmError::Unsupported(format!(
+            "backend `{}` lacks {SCORING_CAPABILITY}",
+            self.name()
+        )))
+    }
+
+    /// Several scorings; one result per request, in order.
+    async fn score_batch(&self, requests: &[ScoreRequest]) -> Vec<Result<ScoreResponse, LlmError>> {
+        futures::future::join_all(requests.iter().map(|r| self.score(r))).await
+    }
+
     /// Told by a method that the reply to `request` did not parse. Does nothing by default;
     /// layers pass it inwards, and the [`Cache`](super::Cache) records it in the cached
     /// entry so that a run with `reask_unparsed` asks again.
@@ -284,6 +404,10 @@ macro_rules! forward_backend {
                 (**self).chat_batch(requests).await
             }
             fn unparsed(&self, request: &ChatRequest) { (**self).unparsed(request) }
+            async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> { (**self).score(request).await }
+            async fn score_batch(&self, requests: &[ScoreRequest]) -> Vec<Result<ScoreResponse, LlmError>> {
+                (**self).score_batch(requests).await
+            }
         }
     )*};
 }

@@ -64,6 +64,10 @@ pub struct BackendEntry {
     /// The model accepts images.
     #[serde(default)]
     pub images: bool,
+    /// The server scores a given continuation (vLLM: `/tokenize` and prompt log-probs); the
+    /// self-distillation and Δbelief methods need it.
+    #[serde(default)]
+    pub scoring: bool,
 }
 
 fn default_concurrency() -> usize {
@@ -116,7 +120,7 @@ pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
 impl BackendEntry {
     /// An entry for `model` at `base_url` with the file's defaults (standard sampling,
-    /// concurrency 32, 6 attempts, 300 s timeout, no log-probs, no images).
+    /// concurrency 32, 6 attempts, 300 s timeout, no log-probs, no images, no scoring).
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         BackendEntry {
             base_url: base_url.into(),
@@ -133,6 +137,7 @@ impl BackendEntry {
             timeout_secs: default_timeout(),
             logprobs: false,
             images: false,
+            scoring: false,
         }
     }
 
@@ -206,6 +211,7 @@ impl BackendEntry {
             capabilities: Capabilities {
                 logprobs: self.logprobs,
                 images: self.images,
+                scoring: self.scoring,
             },
         }
     }

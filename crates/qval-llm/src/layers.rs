@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-use super::backend::{Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Part};
+use super::backend::{
+    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Part, Reply, ScoreRequest, ScoreResponse,
+};
 
 /// At most `limit` requests in flight.
 pub struct ConcurrencyLimit<B> {
@@ -54,6 +56,10 @@ impl<B: Backend> Backend for ConcurrencyLimit<B> {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let _permit = self.slots.acquire().await.expect("the semaphore is never closed");
         self.inner.chat(request).await
+    }
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        let _permit = self.slots.acquire().await.expect("the semaphore is never closed");
+        self.inner.score(request).await
     }
 }
 
@@ -186,9 +192,23 @@ impl<B: Backend> Backend for Retry<B> {
         self.inner.unparsed(request)
     }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.retrying(|| self.inner.chat(request)).await
+    }
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        self.retrying(|| self.inner.score(request)).await
+    }
+}
+
+impl<B: Backend> Retry<B> {
+    /// Calls `call` until it succeeds, fails for good, or runs out of attempts.
+    async fn retrying<T, F, Fut>(&self, call: F) -> Result<T, LlmError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, LlmError>>,
+    {
         let mut attempt = 1;
         loop {
-            match self.inner.chat(request).await {
+            match call().await {
                 Err(e) if e.is_transient() && attempt < self.policy.max_attempts => {
                     let wait = self.delay(attempt, &e);
                     tracing::debug!(attempt, ?wait, error = %e, "retrying");
@@ -267,24 +287,76 @@ impl<B: Backend> Cache<B> {
 
     /// The cache file of a request.
     pub fn path_of(&self, request: &ChatRequest) -> PathBuf {
+        self.path_for("", request)
+    }
+
+    /// The cache file of a request of some kind ("" for chat, so that chat entries keep
+    /// their keys).
+    fn path_for(&self, kind: &str, request: &impl serde::Serialize) -> PathBuf {
         let mut h = Sha256::new();
         h.update(self.inner.name().as_bytes());
         h.update([0]);
+        if !kind.is_empty() {
+            h.update(kind.as_bytes());
+            h.update([0]);
+        }
         h.update(serde_json::to_vec(request).expect("requests serialise"));
         let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         self.dir.join(&hex[..2]).join(format!("{hex}.json"))
     }
 
-    fn lookup(&self, path: &Path) -> Option<ChatResponse> {
+    fn lookup<R: Reply>(&self, path: &Path) -> Option<R> {
         let bytes = std::fs::read(path).ok()?;
         let v = serde_json::from_slice::<serde_json::Value>(&bytes).ok()?;
         if self.reask_unparsed && v["parsed"] == false {
             return None;
         }
-        let mut resp = serde_json::from_value::<ChatResponse>(v["response"].clone()).ok()?;
-        resp.cached = true;
+        let mut resp = serde_json::from_value::<R>(v["response"].clone()).ok()?;
+        resp.set_cached();
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(resp)
+    }
+
+    /// Serves `path` from disk, or calls `call` once however many identical requests are in
+    /// flight, and stores a success.
+    async fn cached<R, F, Fut>(&self, path: PathBuf, request: serde_json::Value, call: F) -> Result<R, LlmError>
+    where
+        R: Reply,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<R, LlmError>>,
+    {
+        if let Some(resp) = self.lookup(&path) {
+            return Ok(resp);
+        }
+        // One request per distinct prompt: the first caller asks, the others wait for it and
+        // then find its answer in the cache (or ask themselves if it failed).
+        let gate = self
+            .inflight
+            .lock()
+            .expect("cache lock")
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        let turn = gate.lock().await;
+        let result = match self.lookup(&path) {
+            Some(resp) => Ok(resp),
+            None => {
+                let result = call().await;
+                if let Ok(resp) = &result {
+                    let entry = json!({ "backend": self.inner.name(), "request": request, "response": resp });
+                    if let Err(e) = qval_core::io::write_atomic(&path, entry.to_string().as_bytes()) {
+                        tracing::warn!(error = %e, "could not write the response cache");
+                    }
+                }
+                result
+            }
+        };
+        drop(turn);
+        let mut inflight = self.inflight.lock().expect("cache lock");
+        if inflight.get(&path).is_some_and(|g| Arc::ptr_eq(g, &gate)) && Arc::strong_count(&gate) <= 2 {
+            inflight.remove(&path);
+        }
+        result
     }
 }
 
@@ -315,38 +387,11 @@ impl<B: Backend> Backend for Cache<B> {
     }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let path = self.path_of(request);
-        if let Some(resp) = self.lookup(&path) {
-            return Ok(resp);
-        }
-        // One request per distinct prompt: the first caller asks, the others wait for it and
-        // then find its answer in the cache (or ask themselves if it failed).
-        let gate = self
-            .inflight
-            .lock()
-            .expect("cache lock")
-            .entry(path.clone())
-            .or_default()
-            .clone();
-        let turn = gate.lock().await;
-        let result = match self.lookup(&path) {
-            Some(resp) => Ok(resp),
-            None => {
-                let result = self.inner.chat(request).await;
-                if let Ok(resp) = &result {
-                    let entry = json!({ "backend": self.inner.name(), "request": request, "response": resp });
-                    if let Err(e) = qval_core::io::write_atomic(&path, entry.to_string().as_bytes()) {
-                        tracing::warn!(error = %e, "could not write the response cache");
-                    }
-                }
-                result
-            }
-        };
-        drop(turn);
-        let mut inflight = self.inflight.lock().expect("cache lock");
-        if inflight.get(&path).is_some_and(|g| Arc::ptr_eq(g, &gate)) && Arc::strong_count(&gate) <= 2 {
-            inflight.remove(&path);
-        }
-        result
+        self.cached(path, json!(request), || self.inner.chat(request)).await
+    }
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        let path = self.path_for("score", request);
+        self.cached(path, json!(request), || self.inner.score(request)).await
     }
 }
 
@@ -413,27 +458,38 @@ impl<B: Backend> Backend for Metered<B> {
     }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let r = self.inner.chat(request).await;
-        let c = &self.counter;
-        match &r {
-            Ok(resp) if resp.cached => {
-                c.cache_hits.fetch_add(1, Ordering::Relaxed);
-                c.cached_prompt_tokens
-                    .fetch_add(resp.usage.prompt_tokens, Ordering::Relaxed);
-                c.cached_completion_tokens
-                    .fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
+        self.counter.count(&r);
+        r
+    }
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        let r = self.inner.score(request).await;
+        self.counter.count(&r);
+        r
+    }
+}
+
+impl UsageCounter {
+    fn count<R: Reply>(&self, r: &Result<R, LlmError>) {
+        match r {
+            Ok(resp) if resp.is_cached() => {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                self.cached_prompt_tokens
+                    .fetch_add(resp.usage().prompt_tokens, Ordering::Relaxed);
+                self.cached_completion_tokens
+                    .fetch_add(resp.usage().completion_tokens, Ordering::Relaxed);
             }
             Ok(resp) => {
-                c.requests.fetch_add(1, Ordering::Relaxed);
-                c.prompt_tokens.fetch_add(resp.usage.prompt_tokens, Ordering::Relaxed);
-                c.completion_tokens
-                    .fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                self.prompt_tokens
+                    .fetch_add(resp.usage().prompt_tokens, Ordering::Relaxed);
+                self.completion_tokens
+                    .fetch_add(resp.usage().completion_tokens, Ordering::Relaxed);
             }
             Err(_) => {
-                c.requests.fetch_add(1, Ordering::Relaxed);
-                c.failures.fetch_add(1, Ordering::Relaxed);
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                self.failures.fetch_add(1, Ordering::Relaxed);
             }
         }
-        r
     }
 }
 
@@ -475,9 +531,8 @@ impl<B> RequestLog<B> {
     }
 }
 
-fn loggable(request: &ChatRequest) -> serde_json::Value {
-    let messages: Vec<serde_json::Value> = request
-        .messages
+fn loggable_messages(messages: &[super::backend::Message]) -> serde_json::Value {
+    let messages: Vec<serde_json::Value> = messages
         .iter()
         .map(|m| {
             let parts: Vec<serde_json::Value> = m
@@ -491,7 +546,7 @@ fn loggable(request: &ChatRequest) -> serde_json::Value {
             json!({ "role": m.role, "content": parts })
         })
         .collect();
-    json!({ "messages": messages, "sampling": request.sampling })
+    json!(messages)
 }
 
 #[async_trait]
@@ -506,18 +561,35 @@ impl<B: Backend> Backend for RequestLog<B> {
         self.inner.unparsed(request)
     }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let logged = json!({ "messages": loggable_messages(&request.messages), "sampling": request.sampling });
+        self.logging(logged, || self.inner.chat(request)).await
+    }
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        let logged = json!({ "messages": loggable_messages(&request.messages), "continuation": request.continuation });
+        self.logging(logged, || self.inner.score(request)).await
+    }
+}
+
+impl<B: Backend> RequestLog<B> {
+    /// Calls `call` and appends one line: the request, the response or error, the latency.
+    async fn logging<R, F, Fut>(&self, request: serde_json::Value, call: F) -> Result<R, LlmError>
+    where
+        R: Reply,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<R, LlmError>>,
+    {
         let t = Instant::now();
-        let r = self.inner.chat(request).await;
+        let r = call().await;
         let mut line = json!({
             "t_ms": self.started.elapsed().as_millis() as u64,
             "backend": self.inner.name(),
-            "request": loggable(request),
+            "request": request,
             "latency_ms": t.elapsed().as_secs_f64() * 1e3,
         });
         match &r {
             Ok(resp) => {
-                line["response"] = json!(resp.text);
-                line["usage"] = json!(resp.usage);
+                line["response"] = resp.logged();
+                line["usage"] = json!(resp.usage());
             }
             Err(e) => line["error"] = json!(e.to_string()),
         }

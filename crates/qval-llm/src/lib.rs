@@ -21,7 +21,8 @@ pub mod openai;
 
 pub use agent::LlmAgent;
 pub use backend::{
-    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Role, Sampling, TokenLogprob, Usage,
+    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Reply, Role, SCORING_CAPABILITY,
+    Sampling, ScoreRequest, ScoreResponse, ScoredToken, TokenLogprob, Usage,
 };
 pub use config::{BackendEntry, load_backends};
 pub use extract::{

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-use super::backend::{Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Part, Sampling, TokenLogprob, Usage};
+use super::backend::{
+    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Role, SCORING_CAPABILITY, Sampling,
+    ScoreRequest, ScoreResponse, ScoredToken, TokenLogprob, Usage,
+};
 
 /// A secret that never prints.
 #[derive(Clone)]
@@ -28,7 +31,7 @@ impl std::fmt::Debug for Secret {
 /// | `timeout` | 300 s per request |
 /// | `connect_timeout` | 10 s |
 /// | `sampling` | none set: the server's defaults |
-/// | `capabilities` | no log-probs, no images |
+/// | `capabilities` | no log-probs, no images, no scoring |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OpenAiConfig {
     /// The API root, ending in `/v1` for most servers.
@@ -60,10 +63,7 @@ fn default_connect() -> Duration {
     Duration::from_secs(10)
 }
 fn no_caps() -> Capabilities {
-    Capabilities {
-        logprobs: false,
-        images: false,
-    }
+    Capabilities::default()
 }
 
 mod secs {
@@ -104,6 +104,8 @@ pub struct OpenAiBackend {
     client: reqwest::Client,
     config: OpenAiConfig,
     url: String,
+    completions_url: String,
+    tokenize_url: String,
     key: Option<Secret>,
 }
 
@@ -143,36 +145,24 @@ impl OpenAiBackend {
             .pool_max_idle_per_host(256)
             .build()
             .map_err(|e| LlmError::Config(e.to_string()))?;
-        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let base = config.base_url.trim_end_matches('/');
+        let url = format!("{base}/chat/completions");
+        let completions_url = format!("{base}/completions");
+        // vLLM serves /tokenize at the server's root, beside /v1.
+        let tokenize_url = format!("{}/tokenize", base.strip_suffix("/v1").unwrap_or(base));
         Ok(OpenAiBackend {
             client,
             config,
             url,
+            completions_url,
+            tokenize_url,
             key,
         })
     }
 
     /// The request body sent for `request`.
     pub fn body(&self, request: &ChatRequest) -> Value {
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| {
-                let content = match m.parts.as_slice() {
-                    [Part::Text { text }] => Value::String(text.clone()),
-                    parts => Value::Array(
-                        parts
-                            .iter()
-                            .map(|p| match p {
-                                Part::Text { text } => json!({ "type": "text", "text": text }),
-                                Part::Image { url } => json!({ "type": "image_url", "image_url": { "url": url } }),
-                            })
-                            .collect(),
-                    ),
-                };
-                json!({ "role": m.role, "content": content })
-            })
-            .collect();
+        let messages = messages_json(&request.messages);
         let d = &self.config.sampling;
         let s = &request.sampling;
         let mut body = json!({ "model": self.config.model, "messages": messages });
@@ -193,6 +183,28 @@ impl OpenAiBackend {
         }
         body
     }
+}
+
+/// Messages in the OpenAI chat format (a lone text part as a plain string).
+fn messages_json(messages: &[Message]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| {
+            let content = match m.parts.as_slice() {
+                [Part::Text { text }] => Value::String(text.clone()),
+                parts => Value::Array(
+                    parts
+                        .iter()
+                        .map(|p| match p {
+                            Part::Text { text } => json!({ "type": "text", "text": text }),
+                            Part::Image { url } => json!({ "type": "image_url", "image_url": { "url": url } }),
+                        })
+                        .collect(),
+                ),
+            };
+            json!({ "role": m.role, "content": content })
+        })
+        .collect()
 }
 
 fn parse_response(body: &str) -> Result<ChatResponse, LlmError> {
@@ -272,7 +284,52 @@ impl Backend for OpenAiBackend {
                 self.config.model
             )));
         }
-        let mut req = self.client.post(&self.url).json(&self.body(request));
+        let body = self.post(&self.url, &self.body(request)).await?;
+        parse_response(&body)
+    }
+
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        if !self.config.capabilities.scoring {
+            return Err(LlmError::Unsupported(format!(
+                "backend `{}` lacks {SCORING_CAPABILITY}",
+                self.name()
+            )));
+        }
+        // The server's own tokenization: the prompt as the chat template renders it for a
+        // reply, then the prompt with the continuation as the start of that reply. The
+        // scored tokens are those after the first sequence, which must be a prefix of the
+        // second (else no token could be said to belong to the continuation).
+        let prompt = self.tokenize(&request.messages, false).await?;
+        let mut with = request.messages.clone();
+        with.push(Message::text(Role::Assistant, request.continuation.clone()));
+        let full = self.tokenize(&with, true).await?;
+        if full.len() <= prompt.len() || full[..prompt.len()] != prompt[..] {
+            return Err(LlmError::Malformed {
+                message: format!(
+                    "the server's tokenization of the prompt ({} tokens) is not a prefix of its tokenization of the \
+                     prompt with the continuation ({} tokens), so the continuation's tokens cannot be told apart",
+                    prompt.len(),
+                    full.len()
+                ),
+                body: String::new(),
+            });
+        }
+        let body = json!({
+            "model": self.config.model,
+            "prompt": full,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "prompt_logprobs": 0,
+        });
+        let text = self.post(&self.completions_url, &body).await?;
+        parse_prompt_logprobs(&text, &full, prompt.len())
+    }
+}
+
+impl OpenAiBackend {
+    /// POSTs `body` as JSON; the response body, or the error the status means.
+    async fn post(&self, url: &str, body: &Value) -> Result<String, LlmError> {
+        let mut req = self.client.post(url).json(body);
         if let Some(Secret(key)) = &self.key {
             req = req.bearer_auth(key);
         }
@@ -303,8 +360,82 @@ impl Backend for OpenAiBackend {
                 retry_after: after,
             });
         }
-        parse_response(&body)
+        Ok(body)
     }
+
+    /// vLLM's `/tokenize` of `messages` with the chat template: for a reply
+    /// (`add_generation_prompt`), or continuing the final assistant message. Thinking is off,
+    /// as the published scoring renders it.
+    async fn tokenize(&self, messages: &[Message], continue_final: bool) -> Result<Vec<u64>, LlmError> {
+        let body = json!({
+            "model": self.config.model,
+            "messages": messages_json(messages),
+            "add_generation_prompt": !continue_final,
+            "continue_final_message": continue_final,
+            "add_special_tokens": false,
+            "chat_template_kwargs": { "enable_thinking": false },
+        });
+        let text = self.post(&self.tokenize_url, &body).await.map_err(|e| match e {
+            LlmError::Status { status: 404 | 405, .. } => LlmError::Unsupported(format!(
+                "backend `{}` has no {} endpoint, so it lacks {SCORING_CAPABILITY}",
+                self.name(),
+                self.tokenize_url
+            )),
+            other => other,
+        })?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| LlmError::Malformed {
+            message: format!("/tokenize answered with no JSON: {e}"),
+            body: truncate(&text),
+        })?;
+        v["tokens"]
+            .as_array()
+            .and_then(|a| a.iter().map(|t| t.as_u64()).collect::<Option<Vec<u64>>>())
+            .ok_or_else(|| LlmError::Malformed {
+                message: "/tokenize answered without a `tokens` list of ids".into(),
+                body: truncate(&text),
+            })
+    }
+}
+
+/// The log-probabilities of `ids[from..]` in a completions response with `prompt_logprobs`
+/// (one entry per prompt token, the first null, each mapping the token id, as a string, to
+/// `{logprob, rank, decoded_token}`).
+fn parse_prompt_logprobs(body: &str, ids: &[u64], from: usize) -> Result<ScoreResponse, LlmError> {
+    let malformed = |message: String| LlmError::Malformed {
+        message,
+        body: truncate(body),
+    };
+    let v: Value = serde_json::from_str(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let entries = v["choices"][0]["prompt_logprobs"]
+        .as_array()
+        .ok_or_else(|| malformed("no `choices[0].prompt_logprobs` (does the server accept prompt_logprobs?)".into()))?;
+    if entries.len() < ids.len() {
+        return Err(malformed(format!(
+            "{} prompt log-probabilities for {} prompt tokens",
+            entries.len(),
+            ids.len()
+        )));
+    }
+    let mut tokens = Vec::with_capacity(ids.len() - from);
+    for (pos, id) in ids.iter().enumerate().skip(from) {
+        let entry = &entries[pos][id.to_string()];
+        let logprob = entry["logprob"]
+            .as_f64()
+            .ok_or_else(|| malformed(format!("no log-probability for token {id} at position {pos}")))?;
+        tokens.push(ScoredToken {
+            token: entry["decoded_token"].as_str().unwrap_or_default().to_string(),
+            logprob,
+        });
+    }
+    Ok(ScoreResponse {
+        tokens,
+        usage: Usage {
+            prompt_tokens: ids.len() as u64,
+            completion_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+        },
+        model: v["model"].as_str().unwrap_or_default().to_string(),
+        cached: false,
+    })
 }
 
 #[cfg(test)]

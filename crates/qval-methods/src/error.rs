@@ -13,6 +13,14 @@ pub enum MethodsError {
         /// What is wrong.
         message: String,
     },
+    /// The method cannot run on what it was given (a backend without a capability it needs).
+    #[error("method `{method}`: {message}")]
+    Unsupported {
+        /// The method.
+        method: String,
+        /// What is missing.
+        message: String,
+    },
     /// An error from qval-core.
     #[error(transparent)]
     Core(#[from] CoreError),

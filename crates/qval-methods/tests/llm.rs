@@ -416,10 +416,7 @@ impl Backend for Counting {
         "counting".into()
     }
     fn capabilities(&self) -> qval_methods::llm::Capabilities {
-        qval_methods::llm::Capabilities {
-            logprobs: false,
-            images: false,
-        }
+        qval_methods::llm::Capabilities::default()
     }
     async fn chat(
         &self,
@@ -546,10 +543,7 @@ impl Backend for Unsure {
         "unsure".into()
     }
     fn capabilities(&self) -> qval_methods::llm::Capabilities {
-        qval_methods::llm::Capabilities {
-            logprobs: false,
-            images: false,
-        }
+        qval_methods::llm::Capabilities::default()
     }
     async fn chat(
         &self,

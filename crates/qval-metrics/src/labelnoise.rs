@@ -218,6 +218,7 @@ mod tests {
             baseline_returns: Vec::new(),
             aborted: None,
             candidate_of: None,
+            expert: None,
         }
     }
 

@@ -241,6 +241,7 @@ pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<Predicti
                     baseline_returns: Vec::new(),
                     aborted: None,
                     candidate_of,
+                    expert: None,
                 })
                 .collect(),
             dataset: f.dataset(),

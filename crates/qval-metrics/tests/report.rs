@@ -33,6 +33,7 @@ fn write_run(dir: &Path) -> (Vec<f64>, Vec<f64>) {
             baseline_returns: vec![],
             aborted: (i == 5).then(|| "rollout failed".to_string()),
             candidate_of: None,
+            expert: None,
         })
         .collect();
     write_jsonl(
@@ -308,6 +309,7 @@ fn label_set(name: &str, signal: Signal, values: &[f64], returns: impl Fn(usize)
                 baseline_returns: vec![],
                 aborted: None,
                 candidate_of: None,
+                expert: None,
             })
             .collect(),
         dataset: Some("d1".into()),

@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -122,6 +123,9 @@ pub struct ServerConfig {
     /// (`signal_function(state, action, next_state)`); a prompt asking for V
     /// (`signal_function(state)`) gets the sample wrapped to score the state itself.
     pub code_samples: Vec<String>,
+    /// Serve continuation scoring as vLLM does (`/tokenize` and `/v1/completions` with
+    /// `prompt_logprobs`); without it both answer 404, as a hosted API would.
+    pub scoring: bool,
 }
 
 struct Shared {
@@ -129,6 +133,7 @@ struct Shared {
     remaining: Mutex<Vec<Option<usize>>>,
     requests: AtomicUsize,
     prompts: Mutex<Vec<String>>,
+    vocab: Mutex<Vocab>,
 }
 
 /// A running loopback server; stops when dropped.
@@ -149,6 +154,7 @@ impl TestServer {
             remaining: Mutex::new(remaining),
             requests: AtomicUsize::new(0),
             prompts: Mutex::new(Vec::new()),
+            vocab: Mutex::new(Vocab::default()),
         });
         let (tx_addr, rx_addr) = std::sync::mpsc::channel();
         let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
@@ -162,6 +168,8 @@ impl TestServer {
             rt.block_on(async move {
                 let app = Router::new()
                     .route("/v1/chat/completions", post(chat))
+                    .route("/v1/completions", post(completions))
+                    .route("/tokenize", post(tokenize))
                     .route(
                         "/v1/models",
                         get(|| async { Json(json!({"data": [{"id": "qval-oracle"}]})) }),
@@ -232,78 +240,14 @@ fn content_text(content: &Value) -> String {
 
 async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
     let n = shared.requests.fetch_add(1, Ordering::SeqCst);
-    let messages: Vec<(String, String)> = body["messages"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .map(|m| {
-                    (
-                        m["role"].as_str().unwrap_or("").to_string(),
-                        content_text(&m["content"]),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let messages = messages_of(&body);
     let all_text: String = messages.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
     if let Some((_, last)) = messages.iter().rev().find(|(r, _)| r == "user") {
         shared.prompts.lock().expect("lock").push(last.clone());
     }
-    let fault = {
-        let mut remaining = shared.remaining.lock().expect("lock");
-        shared.config.rules.iter().enumerate().find_map(|(i, r)| {
-            let hit = match &r.selector {
-                Selector::Any => true,
-                Selector::FirstRequests(k) => n < *k,
-                Selector::Contains(s) => all_text.contains(s.as_str()),
-            };
-            if !hit || remaining[i] == Some(0) {
-                return None;
-            }
-            if let Some(left) = remaining[i].as_mut() {
-                *left -= 1;
-            }
-            Some(r.fault.clone())
-        })
-    };
-    if !shared.config.latency.is_zero() {
-        tokio::time::sleep(shared.config.latency).await;
-    }
     let model = body["model"].as_str().unwrap_or("qval-oracle").to_string();
-    match fault {
-        Some(Fault::RateLimited { retry_after_secs }) => {
-            let mut h = HeaderMap::new();
-            h.insert(
-                "retry-after",
-                HeaderValue::from_str(&retry_after_secs.to_string()).expect("a header value"),
-            );
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                h,
-                Json(json!({"error": {"message": "rate limited"}})),
-            )
-                .into_response();
-        }
-        Some(Fault::QuotaExhausted) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                Json(json!({"error": {"code": "insufficient_quota", "message": "You exceeded your current quota"}})),
-            )
-                .into_response();
-        }
-        Some(Fault::ServerError) => return (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
-        Some(Fault::BadRequest) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": {"message": "bad request"}})),
-            )
-                .into_response();
-        }
-        Some(Fault::Slow { delay }) => tokio::time::sleep(delay).await,
-        Some(Fault::MalformedJson) => return (StatusCode::OK, "{\"choices\": [ {\"message\": ").into_response(),
-        Some(Fault::NoChoices) => return Json(json!({"model": model, "choices": []})).into_response(),
-        Some(Fault::Prose) => return Json(reply(&model, "I would rather not say.", None)).into_response(),
-        None => {}
+    if let Some(r) = apply_fault(&shared, n, &all_text, &model).await {
+        return r;
     }
     if let Some(text) = &shared.config.fixed_reply {
         return Json(reply(&model, text, None)).into_response();
@@ -329,6 +273,222 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     let wants_logprobs = body["logprobs"].as_bool().unwrap_or(false);
     let (text, logprobs) = oracle_answer(&shared.config.oracle, &messages, wants_logprobs);
     Json(reply(&model, &text, logprobs)).into_response()
+}
+
+/// The first fault rule matching request `n` with text `all_text`, applied: an error response
+/// (or a delay, after which `None` lets the request be answered). Also adds the latency.
+async fn apply_fault(shared: &Shared, n: usize, all_text: &str, model: &str) -> Option<Response> {
+    let fault = {
+        let mut remaining = shared.remaining.lock().expect("lock");
+        shared.config.rules.iter().enumerate().find_map(|(i, r)| {
+            let hit = match &r.selector {
+                Selector::Any => true,
+                Selector::FirstRequests(k) => n < *k,
+                Selector::Contains(s) => all_text.contains(s.as_str()),
+            };
+            if !hit || remaining[i] == Some(0) {
+                return None;
+            }
+            if let Some(left) = remaining[i].as_mut() {
+                *left -= 1;
+            }
+            Some(r.fault.clone())
+        })
+    };
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
+    Some(match fault? {
+        Fault::RateLimited { retry_after_secs } => {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "retry-after",
+                HeaderValue::from_str(&retry_after_secs.to_string()).expect("a header value"),
+            );
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                h,
+                Json(json!({"error": {"message": "rate limited"}})),
+            )
+                .into_response()
+        }
+        Fault::QuotaExhausted => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": {"code": "insufficient_quota", "message": "You exceeded your current quota"}})),
+        )
+            .into_response(),
+        Fault::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
+        Fault::BadRequest => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "bad request"}})),
+        )
+            .into_response(),
+        Fault::Slow { delay } => {
+            tokio::time::sleep(delay).await;
+            return None;
+        }
+        Fault::MalformedJson => (StatusCode::OK, "{\"choices\": [ {\"message\": ").into_response(),
+        Fault::NoChoices => Json(json!({"model": model, "choices": []})).into_response(),
+        Fault::Prose => Json(reply(model, "I would rather not say.", None)).into_response(),
+    })
+}
+
+/// The test server's chat template: `<|role|>\ntext\n<|end|>\n` per message; a reply starts
+/// with `<|assistant|>\n`, and a continued final assistant message is left open.
+fn render_template(messages: &[(String, String)], continue_final: bool) -> String {
+    let mut out = String::new();
+    let last = messages.len().saturating_sub(1);
+    for (i, (role, text)) in messages.iter().enumerate() {
+        if continue_final && i == last {
+            out.push_str(&format!("<|{role}|>\n{text}"));
+        } else {
+            out.push_str(&format!("<|{role}|>\n{text}\n<|end|>\n"));
+        }
+    }
+    if !continue_final {
+        out.push_str(REPLY_MARK);
+    }
+    out
+}
+
+const REPLY_MARK: &str = "<|assistant|>\n";
+
+/// The test server's tokenizer: runs of letters and digits, and every other character alone.
+fn split_tokens(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            word.push(c);
+        } else {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            out.push(c.to_string());
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+fn messages_of(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| {
+                    (
+                        m["role"].as_str().unwrap_or("").to_string(),
+                        content_text(&m["content"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// vLLM's `/tokenize` with a chat template (served only with [`ServerConfig::scoring`]).
+async fn tokenize(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    if !shared.config.scoring {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    }
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let continue_final = body["continue_final_message"].as_bool().unwrap_or(false);
+    if continue_final && body["add_generation_prompt"].as_bool().unwrap_or(true) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "Cannot set both `continue_final_message` and `add_generation_prompt` to True."}})),
+        )
+            .into_response();
+    }
+    let text = render_template(&messages_of(&body), continue_final);
+    let mut vocab = shared.vocab.lock().expect("lock");
+    let tokens: Vec<u64> = split_tokens(&text).into_iter().map(|t| vocab.id(t)).collect();
+    Json(json!({"count": tokens.len(), "max_model_len": 1 << 20, "tokens": tokens})).into_response()
+}
+
+/// `/v1/completions` over token ids with `prompt_logprobs` (served only with
+/// [`ServerConfig::scoring`]): the continuation of the last reply is scored by the oracle
+/// ([`oracle::oracle_logprob`]), every other prompt token gets -1.
+async fn completions(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    if !shared.config.scoring {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    }
+    let n = shared.requests.fetch_add(1, Ordering::SeqCst);
+    let model = body["model"].as_str().unwrap_or("qval-oracle").to_string();
+    let Some(ids) = body["prompt"]
+        .as_array()
+        .and_then(|a| a.iter().map(|t| t.as_u64()).collect::<Option<Vec<u64>>>())
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "this test server takes prompts as token ids"}})),
+        )
+            .into_response();
+    };
+    let tokens: Vec<String> = {
+        let vocab = shared.vocab.lock().expect("lock");
+        match ids.iter().map(|i| vocab.token(*i)).collect::<Option<Vec<String>>>() {
+            Some(t) => t,
+            None => return (StatusCode::BAD_REQUEST, "unknown token id").into_response(),
+        }
+    };
+    let text: String = tokens.concat();
+    if let Some(r) = apply_fault(&shared, n, &text, &model).await {
+        return r;
+    }
+    let cut = text
+        .rfind(REPLY_MARK)
+        .map(|i| i + REPLY_MARK.len())
+        .unwrap_or(text.len());
+    let (prompt, continuation) = text.split_at(cut);
+    shared.prompts.lock().expect("lock").push(prompt.to_string());
+    let n_prompt = split_tokens(prompt).len();
+    let per_token = oracle::oracle_logprob(&shared.config.oracle, prompt, continuation);
+    let entries: Vec<Value> = ids
+        .iter()
+        .zip(&tokens)
+        .enumerate()
+        .map(|(pos, (id, tok))| {
+            if pos == 0 {
+                return Value::Null;
+            }
+            let lp = if pos >= n_prompt { per_token } else { -1.0 };
+            json!({ id.to_string(): {"logprob": lp, "rank": 1, "decoded_token": tok} })
+        })
+        .collect();
+    Json(json!({
+        "id": "cmpl-qval",
+        "object": "text_completion",
+        "model": model,
+        "choices": [{"index": 0, "text": "", "finish_reason": "length", "prompt_logprobs": entries}],
+        "usage": {"prompt_tokens": ids.len(), "completion_tokens": 1},
+    }))
+    .into_response()
+}
+
+/// Token ids of the test server's tokenizer, assigned on first sight.
+#[derive(Default)]
+struct Vocab {
+    ids: HashMap<String, u64>,
+    tokens: Vec<String>,
+}
+
+impl Vocab {
+    fn id(&mut self, token: String) -> u64 {
+        if let Some(i) = self.ids.get(&token) {
+            return *i;
+        }
+        let i = self.tokens.len() as u64;
+        self.tokens.push(token.clone());
+        self.ids.insert(token, i);
+        i
+    }
+    fn token(&self, id: u64) -> Option<String> {
+        self.tokens.get(id as usize).cloned()
+    }
 }
 
 /// The judge of Eureka rounds: the candidate with the most numbers, not collapsed, with the

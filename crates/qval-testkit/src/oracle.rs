@@ -192,6 +192,40 @@ pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) 
     )
 }
 
+/// The log-probability per token the oracle gives `continuation` after `prompt` (a rendered
+/// conversation, ending with the start of the reply), so that the scoring methods rank as
+/// the true values do:
+/// - `Yes` / `No` (Δbelief): log p and log (1 - p), with p the value (clamped to
+///   [0.02, 0.98]) of the candidate action the prompt shows, or of the state if it shows none;
+/// - an action after a teacher prompt (one showing the response to the candidate,
+///   "Response After The Candidate"): log(0.02 + 0.96 Q(s, a));
+/// - an action after a student prompt: log 0.25, whatever the action;
+/// - anything it cannot read: -5.
+pub fn oracle_logprob(o: &Oracle, prompt: &str, continuation: &str) -> f64 {
+    let (gamma, slippery) = settings(prompt);
+    let user = prompt.rsplit("<|user|>").next().unwrap_or(prompt);
+    let Some((s, after)) = situation(user) else {
+        return -5.0;
+    };
+    let c = continuation.trim();
+    if c == "Yes" || c == "No" {
+        static RE: OnceLock<Regex> = OnceLock::new();
+        let re = RE.get_or_init(|| Regex::new(r"(?i)candidate action:\**\s*(.+)").expect("a valid regex"));
+        let action = re.captures(&user[after..]).and_then(|m| action_index(&m[1]));
+        let p = noisy(o, value(&s, action, gamma, slippery), user).clamp(0.02, 0.98);
+        return if c == "Yes" { p.ln() } else { (1.0 - p).ln() };
+    }
+    let Some(a) = action_index(c) else {
+        return -5.0;
+    };
+    if user.contains("Response After The Candidate") {
+        let q = noisy(o, value(&s, Some(a), gamma, slippery), &format!("{user}{c}"));
+        (0.02 + 0.96 * q.clamp(0.0, 1.0)).ln()
+    } else {
+        0.25f64.ln()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! | [`Gvl`] | gvl | one point, the rest of its trajectory shuffled as context |
 //! | [`Verifier`] | verifier | one point, a letter A..T read from the top-20 log-probabilities |
 //! | [`Ranking`] | ranking | all candidate actions of a state |
+//! | [`ContinuationScoring`] | sdpo, sdpo-gt, delta-belief | one candidate: log-probs of its action (or of Yes/No) under two prompts |
 //!
 //! Every failure (a request that failed after retries, an answer without a number) is an
 //! error for that point, which the predict stage records as NaN with the reason.
@@ -17,9 +18,11 @@
 mod direct;
 pub mod prompt;
 mod ranking;
+mod scoring;
 
 pub use direct::{Direct, DirectMode, Gvl, Verifier};
 pub use ranking::{Ranking, expand_candidates};
+pub use scoring::{ContinuationScoring, ScoringKind, expert_block};
 
 use std::sync::Arc;
 
