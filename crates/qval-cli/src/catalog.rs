@@ -152,8 +152,8 @@ pub const QVAL_V1: [CatalogEntry; 21] = [
         "q",
         "text",
         "a ranking method",
-        None,
-        "needs scoring of a given continuation (issue 14)",
+        Some("type = \"delta-belief\""),
+        "needs a backend with `scoring = true` (vLLM)",
     ),
     entry(
         "ranking",
@@ -172,8 +172,8 @@ pub const QVAL_V1: [CatalogEntry; 21] = [
         "q",
         "text",
         "a ranking method",
-        None,
-        "needs scoring of a given continuation (issue 14)",
+        Some("type = \"sdpo\""),
+        "needs a backend with `scoring = true` (vLLM)",
     ),
     entry(
         "sdpo-gt",
@@ -182,8 +182,8 @@ pub const QVAL_V1: [CatalogEntry; 21] = [
         "q",
         "text",
         "a ranking method; the teacher also sees the expert rollout",
-        None,
-        "needs scoring of a given continuation (issue 14)",
+        Some("type = \"sdpo-gt\""),
+        "needs a backend with `scoring = true` (vLLM)",
     ),
     entry(
         "vip",

@@ -676,6 +676,16 @@ impl Backend for Recorder {
         self.seen.lock().expect("recorder lock").push(request.clone());
         Err(LlmError::Unsupported("a preview sends no request".into()))
     }
+    /// Recorded as the conversation with the scored text as the assistant's reply.
+    async fn score(&self, request: &qval_llm::ScoreRequest) -> std::result::Result<qval_llm::ScoreResponse, LlmError> {
+        let mut messages = request.messages.clone();
+        messages.push(Message::text(Role::Assistant, request.continuation.clone()));
+        self.seen.lock().expect("recorder lock").push(ChatRequest {
+            messages,
+            sampling: Sampling::default(),
+        });
+        Err(LlmError::Unsupported("a preview sends no request".into()))
+    }
 }
 
 async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
@@ -741,6 +751,7 @@ async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
                 trajectories: &trajectories,
                 points: &on,
                 backend: Some(recorder.clone()),
+                expert: &Default::default(),
                 seed: plan.experiment.seed,
                 dir: std::env::temp_dir().join(format!("qval-preview-{}", std::process::id())),
             })

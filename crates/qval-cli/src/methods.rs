@@ -87,6 +87,8 @@ pub struct MethodInfo {
     pub needs_backend: bool,
     /// Whether that backend must give log-probabilities (`logprobs = true`).
     pub needs_logprobs: bool,
+    /// Whether that backend must score given continuations (`scoring = true`: vLLM).
+    pub needs_scoring: bool,
     /// Which points it scores.
     #[serde(skip)]
     pub on: PointSet,
@@ -108,6 +110,10 @@ pub struct BuildInput<'a> {
     pub points: &'a [EvaluationPoint],
     /// Its backend, if it names one.
     pub backend: Option<Arc<dyn Backend>>,
+    /// The best reference rollout after each ranking candidate's action, by point id (from
+    /// the candidates' first Q label set): privileged evidence that only oracle-teacher
+    /// ablations such as sdpo-gt may read.
+    pub expert: &'a std::collections::HashMap<String, qval_core::ExpertRollout>,
     /// The experiment's root seed.
     pub seed: u64,
     /// A folder of its own for side files (generated code, Eureka rounds).
@@ -134,6 +140,7 @@ pub struct BuildInput<'a> {
 ///             signals: vec![Signal::Q, Signal::V],
 ///             needs_backend: false,
 ///             needs_logprobs: false,
+///             needs_scoring: false,
 ///             on: PointSet::Points,
 ///             params: vec![],
 ///         }
@@ -187,6 +194,7 @@ where
                 signals: vec![Signal::Q, Signal::V, Signal::Advantage],
                 needs_backend: false,
                 needs_logprobs: false,
+                needs_scoring: false,
                 on: PointSet::Points,
                 params: vec![],
             }
@@ -220,6 +228,7 @@ impl MethodType for Random {
             signals: vec![Signal::Q, Signal::V, Signal::Advantage],
             needs_backend: false,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Points,
             params: vec![("seed", "the experiment's seed", "the generator's seed")],
         }
@@ -254,6 +263,7 @@ impl MethodType for Heuristic {
             signals: vec![Signal::Q, Signal::V],
             needs_backend: false,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Points,
             params: vec![],
         }
@@ -324,6 +334,7 @@ impl MethodType for Direct {
             signals: vec![Signal::Q, Signal::V, Signal::Advantage],
             needs_backend: true,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Points,
             params: vec![
                 (
@@ -365,6 +376,7 @@ impl MethodType for Gvl {
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Points,
             params: vec![("seed", "the experiment's seed", "the shuffle's seed")],
         }
@@ -395,6 +407,7 @@ impl MethodType for Verifier {
             signals: vec![Signal::Q],
             needs_backend: true,
             needs_logprobs: true,
+            needs_scoring: false,
             on: PointSet::Points,
             params: vec![],
         }
@@ -419,6 +432,7 @@ impl MethodType for Ranking {
             signals: vec![Signal::Q],
             needs_backend: true,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Candidates,
             params: vec![],
         }
@@ -429,6 +443,57 @@ impl MethodType for Ranking {
             input.points,
             input.method.prompt_options(),
         ))])
+    }
+}
+
+/// sdpo, sdpo-gt and delta-belief: log-probabilities of given continuations.
+struct Scoring {
+    kind: qval_methods::prompting::ScoringKind,
+}
+
+#[async_trait]
+impl MethodType for Scoring {
+    fn info(&self) -> MethodInfo {
+        use qval_methods::prompting::ScoringKind;
+        MethodInfo {
+            family: match self.kind {
+                ScoringKind::DeltaBelief => "intrinsic",
+                _ => "self-distillation",
+            },
+            summary: match self.kind {
+                ScoringKind::Sdpo => {
+                    "mean per-token log-prob of the action, teacher (state and its response) minus student (state); \
+                     ranked per state; needs `scoring = true` (vLLM)"
+                }
+                ScoringKind::SdpoGt => {
+                    "sdpo whose teacher also sees the expert rollout from the resulting state (an oracle-teacher \
+                     ablation); ranked per state; needs `scoring = true` (vLLM)"
+                }
+                ScoringKind::DeltaBelief => {
+                    "change of log p(Yes) to a success question once the candidate's outcome is shown; ranked per \
+                     state; needs `scoring = true` (vLLM)"
+                }
+            },
+            signals: vec![Signal::Q],
+            needs_backend: true,
+            needs_logprobs: false,
+            needs_scoring: true,
+            on: PointSet::Candidates,
+            params: vec![],
+        }
+    }
+    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+        let m = qval_methods::prompting::ContinuationScoring::new(
+            self.kind,
+            backend_of(&input)?,
+            input.method.prompt_options(),
+        )
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+        let m = match self.kind {
+            qval_methods::prompting::ScoringKind::SdpoGt => m.with_expert(input.expert.clone()),
+            _ => m,
+        };
+        Ok(vec![Arc::new(m)])
     }
 }
 
@@ -559,6 +624,7 @@ impl MethodType for Codegen {
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Points,
             params: code_params(),
         }
@@ -607,6 +673,7 @@ impl MethodType for CodegenAvg {
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Points,
             params: code_params(),
         }
@@ -671,6 +738,7 @@ impl MethodType for Eureka {
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Points,
             params: vec![
                 ("iterations", "16", "rounds"),
@@ -802,6 +870,7 @@ impl MethodType for Embedding {
             signals: Q_AND_V.to_vec(),
             needs_backend: false,
             needs_logprobs: false,
+            needs_scoring: false,
             on: PointSet::Points,
             params,
         }
@@ -840,6 +909,24 @@ pub fn builtin() -> Vec<(&'static str, Arc<dyn MethodType>)> {
         ("gvl", Arc::new(Gvl)),
         ("verifier", Arc::new(Verifier)),
         ("ranking", Arc::new(Ranking)),
+        (
+            "sdpo",
+            Arc::new(Scoring {
+                kind: qval_methods::prompting::ScoringKind::Sdpo,
+            }),
+        ),
+        (
+            "sdpo-gt",
+            Arc::new(Scoring {
+                kind: qval_methods::prompting::ScoringKind::SdpoGt,
+            }),
+        ),
+        (
+            "delta-belief",
+            Arc::new(Scoring {
+                kind: qval_methods::prompting::ScoringKind::DeltaBelief,
+            }),
+        ),
         ("codegen", Arc::new(Codegen)),
         ("codegen-avg", Arc::new(CodegenAvg)),
         ("eureka", Arc::new(Eureka)),

@@ -575,11 +575,30 @@ impl Plan {
                 }
             };
             for b in backends.iter().flatten() {
-                if !services.entries.contains_key(b) {
+                let Some(entry) = services.entries.get(b) else {
                     let names: Vec<&str> = services.entries.keys().map(String::as_str).collect();
                     return Err(err(SpecProblem::at(
                         field("backend"),
                         spec::unknown("backend", b, &names),
+                    )));
+                };
+                if info.needs_logprobs && !entry.logprobs {
+                    return Err(err(SpecProblem::at(
+                        field("backend"),
+                        format!(
+                            "`{}` reads log-probabilities, but backend `{b}` is not declared with `logprobs = true`",
+                            m.kind
+                        ),
+                    )));
+                }
+                if info.needs_scoring && !entry.scoring {
+                    return Err(err(SpecProblem::at(
+                        field("backend"),
+                        format!(
+                            "`{}` scores given continuations, but backend `{b}` lacks {}",
+                            m.kind,
+                            qval_llm::SCORING_CAPABILITY
+                        ),
                     )));
                 }
             }
@@ -1185,6 +1204,9 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         None => all.to_vec(),
     };
     let mut label_files = Vec::new();
+    // The best reference rollout after each candidate's action, from the first Q label set
+    // of the candidates (what sdpo-gt's teacher is shown).
+    let mut expert: HashMap<String, qval_core::ExpertRollout> = HashMap::new();
     for l in &plan.labels {
         let stage = format!("label:{}", l.name);
         let t = Instant::now();
@@ -1229,6 +1251,12 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 None => c.clone(),
             };
             let cl = qval_core::label(&*labeler, &mine_c, &config, &opts(path.clone()).with_dataset(fp)).await?;
+            if expert.is_empty() {
+                expert = cl
+                    .iter()
+                    .filter_map(|l| Some((l.point_id.clone(), l.expert.clone()?)))
+                    .collect();
+            }
             ranking = format!(" + {} ranking candidates (ranking-{})", cl.len(), l.name);
             label_files.push(path);
         }
@@ -1282,7 +1310,11 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         let backend = match &m.backend {
             Some(b) => {
                 plan.services.check_reachable(b)?;
-                Some(plan.services.backend(b).map_err(CliError::Usage)?)
+                let backend = plan.services.backend(b).map_err(CliError::Usage)?;
+                if t_kind.info().needs_scoring {
+                    probe_scoring(&*backend, &m.name).await?;
+                }
+                Some(backend)
             }
             None => None,
         };
@@ -1294,6 +1326,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 trajectories: &trajectories,
                 points: &on,
                 backend,
+                expert: &expert,
                 seed: e.seed,
                 dir: work.join("methods").join(&m.name),
             })
@@ -1453,6 +1486,20 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
 /// The names of the prediction sets a method produces.
 pub fn outputs_of(plan: &Plan, m: &ResolvedMethod) -> Vec<String> {
     plan.method_type(m).outputs(m)
+}
+
+/// Scores one tiny continuation, so a server declared with `scoring = true` that cannot score
+/// (no `/tokenize`: a hosted API) stops the run before any point, naming the capability. Other
+/// failures are left to the points (retried, then NaN with the reason).
+async fn probe_scoring(backend: &dyn qval_llm::Backend, method: &str) -> Result<()> {
+    let probe = qval_llm::ScoreRequest {
+        messages: vec![qval_llm::Message::text(qval_llm::Role::User, "Reply with OK.")],
+        continuation: "OK".into(),
+    };
+    match backend.score(&probe).await {
+        Err(e @ qval_llm::LlmError::Unsupported(_)) => Err(CliError::Usage(format!("`{method}`: {e}"))),
+        _ => Ok(()),
+    }
 }
 
 /// All points a method scores in an unsharded run (`candidates`: the run's, if any).

@@ -30,6 +30,7 @@ fn oracle(latency: Duration) -> TestServer {
         oracle: Oracle { noise: 0.0, seed: 0 },
         latency,
         code_samples: vec![qval_methods::code::EXAMPLE_SAMPLE.to_string()],
+        scoring: true,
         ..Default::default()
     })
 }
@@ -59,6 +60,7 @@ rollouts = 1
 base_url = "{url}"
 model = "oracle"
 logprobs = true
+scoring = true
 concurrency = 8
 max_attempts = 2
 
@@ -157,6 +159,21 @@ backend = "oracle"
 points = 30
 
 [[methods]]
+type = "sdpo"
+backend = "oracle"
+points = 30
+
+[[methods]]
+type = "sdpo-gt"
+backend = "oracle"
+points = 30
+
+[[methods]]
+type = "delta-belief"
+backend = "oracle"
+points = 30
+
+[[methods]]
 type = "codegen"
 samples = 2
 signal = ["q", "v"]
@@ -217,6 +234,12 @@ points = 60
         .unwrap();
     assert!(mean >= 0.9, "ranking per-state rho {mean}");
     assert_eq!(ranking["candidate_counts"].as_array().unwrap().len(), 30);
+    for m in ["sdpo-q", "sdpo-gt-q", "delta-belief-q"] {
+        let mean = ranking["methods"][m]["correlations"]["ranking_spearman"]["mean"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        assert!(mean >= 0.8, "{m}: per-state rho {mean}\n{stdout}");
+    }
     // The table shows every method, and the run folder holds the manifest and the code.
     for m in ["random-q", "direct-batched-q", "ranking-q", "codegen-q-s01", "eureka-q"] {
         assert!(stdout.contains(&format!("| {m} |")), "no row for {m}:\n{stdout}");
@@ -471,10 +494,17 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
         ),
         (
             format!(
-                "{head}[[methods]]\ntype = \"verifier\"\nsignal = \"v\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n"
+                "{head}[[methods]]\ntype = \"verifier\"\nsignal = \"v\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nlogprobs = true\n"
             ),
             "bad.toml:6:1",
             vec!["does not estimate v"],
+        ),
+        (
+            format!(
+                "{head}[[methods]]\ntype = \"verifier\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n"
+            ),
+            "bad.toml:6:1",
+            vec!["`verifier` reads log-probabilities", "`logprobs = true`"],
         ),
         (
             format!(
@@ -487,6 +517,17 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             "name = \"bad\"\n[environment]\ntype = \"frozen\"\n".to_string(),
             "bad.toml:3:1",
             vec!["unknown environment type `frozen`", "did you mean `frozenlake`?"],
+        ),
+        (
+            format!(
+                "{head}[[methods]]\ntype = \"sdpo\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n"
+            ),
+            "bad.toml:6:1",
+            vec![
+                "`sdpo` scores given continuations",
+                "backend `x` lacks the capability `scoring`",
+                "vLLM",
+            ],
         ),
         (
             "name = \"bad\"\n[environment\n".to_string(),
@@ -801,4 +842,28 @@ fn label_noise_widens_the_interval_on_slippery_frozenlake() {
     );
     assert!(ln["label_share"].as_f64().unwrap() > 0.0, "{ln}");
     assert!(ln["rollouts_needed"].as_u64().unwrap() >= 1, "{ln}");
+}
+
+#[test]
+fn a_scoring_method_on_a_server_that_cannot_score_stops_before_any_point() {
+    // Declared `scoring = true`, but the server has no /tokenize (as a hosted API).
+    let server = TestServer::start(ServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(
+        dir.path(),
+        "noscore",
+        "\n[[methods]]\ntype = \"sdpo\"\nbackend = \"oracle\"\npoints = 5\n",
+        &server,
+    );
+    let run = dir.path().join("run");
+    let out = qval()
+        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("`sdpo-q`") && err.contains("`scoring`") && err.contains("/tokenize"), "{err}");
+    assert!(!run.join("predictions/sdpo-q.jsonl").exists());
+    assert_eq!(server.requests(), 0, "no point was sent");
 }
