@@ -31,7 +31,8 @@ first command. ``look`` when the game can no longer be won.
 Purity (``purity`` argument): ``"snapshot"`` (default) saves the Z-machine with jericho's
 ``get_state`` (memory, stack, registers, random generator) together with the quest tracker's
 history (the logic actions TextWorld detected, from which its tracker is rebuilt) and what
-the last step showed, zlib-compressed; ``"replay"`` lets qval replay the commands from reset.
+the last step showed, zlib-compressed (a few kB: the memory is stored as its difference from
+the story file's); ``"replay"`` lets qval replay the commands from reset.
 
 Arguments: ``games`` (a folder of ``.z8`` + ``.json`` pairs; default the shipped games),
 ``names`` (a subset of game names), ``max_steps`` (50), ``gamma`` (0.95), ``purity``
@@ -40,7 +41,6 @@ Arguments: ``games`` (a folder of ``.z8`` + ``.json`` pairs; default the shipped
 
 from __future__ import annotations
 
-import base64
 import collections
 import json
 import os
@@ -66,16 +66,18 @@ def normalize(text: str, names=()) -> str:
     return t
 
 
+def _action_key(action):
+    """A logic action as JSON: its name and its sorted pre- and postconditions (what TextWorld's
+    ``Action.__eq__`` compares)."""
+    return [action.name, sorted(map(str, action.preconditions)), sorted(map(str, action.postconditions))]
+
+
 def _clean_feedback(text: str) -> str:
     text = text or ""
     cut = text.find("Would you like to RESTART")
     if cut >= 0:
         text = text[:cut]
     return text.strip()
-
-
-def _b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
 
 
 class TextWorldAdapter(Adapter):
@@ -132,6 +134,7 @@ class TextWorldAdapter(Adapter):
             objective=True,
         )
         self.envs = {}
+        self.memories = {}
         self.task = None
         self.env = None
         self.game = None
@@ -180,7 +183,7 @@ class TextWorldAdapter(Adapter):
         update = progression.update
 
         def recording(action):
-            self.logic.append(action.serialize())
+            self.logic.append(_action_key(action))
             update(action)
 
         progression.update = recording
@@ -280,15 +283,29 @@ class TextWorldAdapter(Adapter):
     def snapshot(self):
         frotz = self.env.unwrapped._jericho
         ram, stack, pc, sp, fp, frames, opcode, rng, narrative = frotz.get_state()
-        engine = {
-            "ram": _b64(ram.tobytes()),
-            "stack": _b64(stack.tobytes()),
+        narrative = narrative if isinstance(narrative, bytes) else str(narrative).encode()
+        head = {
+            "sizes": [len(ram), len(stack), len(narrative)],
             "regs": [int(pc), int(sp), int(fp), int(frames), int(opcode)],
             "rng": [int(x) for x in rng],
-            "narrative": _b64(narrative if isinstance(narrative, bytes) else str(narrative).encode()),
+            "logic": self.logic,
+            "view": self.view,
         }
-        data = {"engine": engine, "logic": self.logic, "view": self.view}
-        return zlib.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), 6)
+        body = json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
+        # The JSON header, a newline, then the Z-machine's memory (XOR the story file's initial
+        # memory: mostly zeros), stack and last narrative.
+        ram = (ram ^ self._initial_memory(len(ram))).tobytes()
+        return zlib.compress(body + b"\n" + ram + stack.tobytes() + narrative, 6)
+
+    def _initial_memory(self, n):
+        key = (self.game, n)
+        base = self.memories.get(key)
+        if base is None:
+            with open(os.path.join(self.folder, self.game + ".z8"), "rb") as f:
+                story = f.read(n)
+            base = self.np.frombuffer(story.ljust(n, b"\0"), dtype=self.np.uint8)
+            self.memories[key] = base
+        return base
 
     def _tracker(self, logic):
         """TextWorld's quest tracker after the logic actions ``logic`` (cached per worker)."""
@@ -296,10 +313,8 @@ class TextWorldAdapter(Adapter):
         gp = self.trackers.get(key)
         if gp is None:
             gp = self._GameProgression(self.env._wrapped_env._game, track_quests=True)
-            Action = self.tw.logic.Action
-            for data in logic:
-                wanted = Action.deserialize(data)
-                match = [a for a in gp.valid_actions if a == wanted]
+            for wanted in logic:
+                match = [a for a in gp.valid_actions if _action_key(a) == wanted]
                 if not match:
                     raise RuntimeError(f"cannot rebuild TextWorld's tracker: {wanted} is not applicable")
                 gp.update(match[0])
@@ -311,7 +326,13 @@ class TextWorldAdapter(Adapter):
         return gp.copy()
 
     def restore(self, data, task):
-        d = json.loads(zlib.decompress(data))
+        raw = zlib.decompress(data)
+        cut = raw.index(b"\n")
+        d = json.loads(raw[:cut])
+        n_ram, n_stack, n_narrative = d["sizes"]
+        blob = raw[cut + 1 :]
+        if len(blob) != n_ram + n_stack + n_narrative:
+            raise ValueError("a TextWorld snapshot of the wrong size")
         np = self.np
         self.task = task
         self.game = task["params"]["game"]
@@ -319,20 +340,18 @@ class TextWorldAdapter(Adapter):
         st = self._layer(self.env, self._StateTracking)
         if st._game_progression is None:
             self.env.reset()  # the wrappers' per-episode set-up
-        e = d["engine"]
-        pc, sp, fp, frames, opcode = e["regs"]
-        narrative = base64.b64decode(e["narrative"])
+        pc, sp, fp, frames, opcode = d["regs"]
         self.env.unwrapped._jericho.set_state(
             (
-                np.frombuffer(base64.b64decode(e["ram"]), dtype=np.uint8).copy(),
-                np.frombuffer(base64.b64decode(e["stack"]), dtype=np.uint8).copy(),
+                np.frombuffer(blob[:n_ram], dtype=np.uint8) ^ self._initial_memory(n_ram),
+                np.frombuffer(blob[n_ram : n_ram + n_stack], dtype=np.uint8).copy(),
                 pc,
                 sp,
                 fp,
                 frames,
                 opcode,
-                tuple(e["rng"]),
-                narrative,
+                tuple(d["rng"]),
+                blob[n_ram + n_stack :],
             )
         )
         self.logic = list(d["logic"])
