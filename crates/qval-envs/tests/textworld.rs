@@ -15,7 +15,7 @@ use qval_core::{
     CollectConfig, Environment, Labeler, MvmcConfig, MvmcLabeler, SampleConfig, Signal, StageOptions,
     check_environment, collect, sample_points,
 };
-use qval_envs::python::{EpsilonGreedy, ExactLabeler, PythonEnv, PythonState, Purity, ReferencePolicy};
+use qval_envs::python::{EpsilonGreedy, ExactLabeler, Purity, PythonEnv, PythonState, ReferencePolicy};
 
 const PIP: &str = "pip install textworld==1.6.2";
 const ADAPTER: &str = "qval_bridge.adapters.textworld_games:TextWorldAdapter";
@@ -34,11 +34,7 @@ fn need_textworld() {
 
 fn textworld(args: Value, workers: usize) -> PythonEnv {
     need_textworld();
-    PythonEnv::builder(ADAPTER)
-        .args(args)
-        .workers(workers)
-        .build()
-        .unwrap()
+    PythonEnv::builder(ADAPTER).args(args).workers(workers).build().unwrap()
 }
 
 fn shipped_games() -> Vec<String> {
@@ -65,7 +61,11 @@ fn the_walkthrough_wins_every_shipped_game_from_reset() {
         let env = textworld(json!({ "purity": purity }), 1);
         assert_eq!(
             env.purity(),
-            if purity == "snapshot" { Purity::Snapshot } else { Purity::Replay }
+            if purity == "snapshot" {
+                Purity::Snapshot
+            } else {
+                Purity::Replay
+            }
         );
         assert!(env.has_reference() && env.has_exact());
         let tasks = env.tasks();
@@ -99,8 +99,16 @@ fn the_walkthrough_wins_every_shipped_game_from_reset() {
                 }
                 assert_eq!(out.reward, 0.0);
             }
-            assert!(won, "{} ({purity}): the walkthrough did not win in {max} steps", task.id);
-            assert_eq!(steps, listed, "{}: walked {steps} steps, the walkthrough listed {listed}", task.id);
+            assert!(
+                won,
+                "{} ({purity}): the walkthrough did not win in {max} steps",
+                task.id
+            );
+            assert_eq!(
+                steps, listed,
+                "{}: walked {steps} steps, the walkthrough listed {listed}",
+                task.id
+            );
         }
     }
 }
@@ -128,7 +136,12 @@ async fn mvmc_labels_from_sampled_points_are_gamma_to_the_walkthrough_length() {
         let mvmc = MvmcLabeler::new(
             env.clone(),
             Arc::new(ReferencePolicy),
-            MvmcConfig::builder().rollouts(1).signal(signal).seed(5).build().unwrap(),
+            MvmcConfig::builder()
+                .rollouts(1)
+                .signal(signal)
+                .seed(5)
+                .build()
+                .unwrap(),
         );
         let exact = ExactLabeler::new(env.clone(), signal, None);
         let labels = mvmc.label_batch(&points).await;
@@ -142,7 +155,12 @@ async fn mvmc_labels_from_sampled_points_are_gamma_to_the_walkthrough_length() {
                 0
             };
             let expected = if n > 0 { GAMMA.powi(n - 1) } else { 0.0 };
-            assert!((w.value - expected).abs() < 1e-12, "{}: {} is not a power of gamma", p.id, w.value);
+            assert!(
+                (w.value - expected).abs() < 1e-12,
+                "{}: {} is not a power of gamma",
+                p.id,
+                w.value
+            );
             assert!(
                 (m.value - expected).abs() < 1e-12,
                 "{} ({signal:?}, step {}, action {}): MVMC {} but the walkthrough has {n} steps ({expected})",
@@ -255,7 +273,11 @@ fn meta_commands_are_not_sent_to_the_game() {
         let a = env.parse_action(text);
         let out = env.step(&s, &a, &mut rng_for(0, &[])).unwrap();
         assert!(!out.terminated && out.reward == 0.0);
-        assert!(out.state.observation.contains("not available"), "{text}: {}", out.state.observation);
+        assert!(
+            out.state.observation.contains("not available"),
+            "{text}: {}",
+            out.state.observation
+        );
         assert_eq!(out.state.legal, s.legal);
     }
     // An ordinary unknown command reaches the game and wastes the turn.

@@ -11,8 +11,9 @@ Actions: text commands. The legal actions are TextWorld's admissible commands
 undo, restart, quit, script) and TextWorld's ``tw-*`` debug commands are not sent: the turn is
 wasted and the observation says so.
 
-Observations: the game's feedback to the last command, then the room's description (unless
-the feedback is that description) and the inventory.
+Observations: the game's feedback to the last command (without the start's ASCII-art
+banner), then the room's description (unless the feedback is that description) and the
+inventory.
 
 Starting state: the game's start (jericho seeded with ``seed``, default 1234). Tasks: one per
 game, the instruction being the game's objective.
@@ -72,12 +73,20 @@ def _action_key(action):
     return [action.name, sorted(map(str, action.preconditions)), sorted(map(str, action.postconditions))]
 
 
+BANNER = set("_|\\/$<>() ")
+
+
 def _clean_feedback(text: str) -> str:
+    """The feedback without TextWorld's ASCII-art banner (at the start) and the interpreter's
+    RESTART/RESTORE/QUIT prompt (at the end)."""
     text = text or ""
     cut = text.find("Would you like to RESTART")
     if cut >= 0:
         text = text[:cut]
-    return text.strip()
+    lines = text.strip("\n").split("\n")
+    while lines and set(lines[0]) <= BANNER:
+        lines.pop(0)
+    return "\n".join(lines).strip()
 
 
 class TextWorldAdapter(Adapter):
@@ -121,8 +130,8 @@ class TextWorldAdapter(Adapter):
         self.max_steps = int(max_steps)
         self.gamma = float(gamma)
         self.seed = int(seed)
-        if self.seed == 0:
-            raise ValueError("seed 0 means 'the clock' to jericho: give another")
+        if self.seed <= 0:
+            raise ValueError(f"seed {self.seed}: jericho reads 0 and negative seeds as 'the clock'; give one > 0")
         self.infos = self.tw.EnvInfos(
             admissible_commands=True,
             policy_commands=True,
