@@ -438,11 +438,15 @@ impl MethodType for Ranking {
         }
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        Ok(vec![Arc::new(qval_methods::prompting::Ranking::new(
-            backend_of(&input)?,
-            input.points,
-            input.method.prompt_options(),
-        ))])
+        let ranking =
+            qval_methods::prompting::Ranking::new(backend_of(&input)?, input.points, input.method.prompt_options())
+                .shuffle(Some(input.seed));
+        // The order each state's candidates are shown in, for the record (a rerun shows the
+        // same: it derives from the seed and the state).
+        let path = input.dir.join("shown_order.json");
+        let text = serde_json::to_string_pretty(&ranking.shown_orders()).expect("orders serialise");
+        qval_core::io::write_atomic(&path, text.as_bytes())?;
+        Ok(vec![Arc::new(ranking)])
     }
 }
 
@@ -487,8 +491,7 @@ impl MethodType for Scoring {
             self.kind,
             backend_of(&input)?,
             input.method.prompt_options(),
-        )
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        )?;
         let m = match self.kind {
             qval_methods::prompting::ScoringKind::SdpoGt => m.with_expert(input.expert.clone()),
             _ => m,

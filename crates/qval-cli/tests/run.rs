@@ -863,7 +863,10 @@ fn a_scoring_method_on_a_server_that_cannot_score_stops_before_any_point() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("`sdpo-q`") && err.contains("`scoring`") && err.contains("/tokenize"), "{err}");
+    assert!(
+        err.contains("`sdpo-q`") && err.contains("`scoring`") && err.contains("/tokenize"),
+        "{err}"
+    );
     assert!(!run.join("predictions/sdpo-q.jsonl").exists());
     assert_eq!(server.requests(), 0, "no point was sent");
 }

@@ -600,3 +600,69 @@ async fn unparsed_replies_stay_cached_but_can_be_asked_again() {
     assert_eq!(run(true).await, 0);
     assert_eq!(calls(), 13, "the fresh answers are cached");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_position_bias_is_not_rewarded_for_it() {
+    let d = quickstart_data().await;
+    let first: Vec<EvaluationPoint> = d.points.iter().take(80).cloned().collect();
+    let candidates = expand_candidates(&*d.env, &first, 1).unwrap();
+    let labeler = MvmcLabeler::new(
+        d.env.clone(),
+        Arc::new(OptimalPolicy::for_env(&d.env)),
+        MvmcConfig::builder().rollouts(1).build().unwrap(),
+    );
+    let mut labelled: Vec<(EvaluationPoint, qval_core::Label)> = candidates
+        .iter()
+        .cloned()
+        .zip(
+            label(
+                &labeler,
+                &candidates,
+                &qval_core::LabelConfig::default(),
+                &StageOptions::default(),
+            )
+            .await
+            .unwrap(),
+        )
+        .collect();
+    // Each state's candidates given best first: a model that always answers "1, 2, 3, 4"
+    // would look perfect if they were shown in that order.
+    labelled.sort_by(|a, b| {
+        a.1.candidate_of
+            .cmp(&b.1.candidate_of)
+            .then(b.1.value.total_cmp(&a.1.value))
+    });
+    let (cands, labels): (Vec<_>, Vec<_>) = labelled.into_iter().unzip();
+    let server = TestServer::start(ServerConfig {
+        fixed_reply: Some("<answer>1, 2, 3, 4</answer>".into()),
+        ..Default::default()
+    });
+    let (backend, _) = client(&server, 3, Duration::from_secs(10));
+    let per_state = |ranking: Ranking| {
+        let cands = cands.clone();
+        let labels = labels.clone();
+        let ctx = d.ctx.clone();
+        async move {
+            let preds = predict(&ranking, &cands, &ctx, &StageOptions::default()).await.unwrap();
+            let values: Vec<f64> = preds.iter().map(|p| p.value).collect();
+            let states = qval_metrics::candidate_groups(&labels, &values);
+            per_state_ranking(&states, qval_metrics::RankingTies::Zero, None).mean
+        }
+    };
+    let fixed = per_state(Ranking::new(backend.clone(), &cands, Default::default()).shuffle(None)).await;
+    let shuffled = per_state(Ranking::new(backend.clone(), &cands, Default::default()).shuffle(Some(7))).await;
+    eprintln!("position bias: per-state rho {fixed:.3} in the given order, {shuffled:.3} shuffled");
+    assert!(fixed > 0.7, "in the given order the bias is rewarded: {fixed}");
+    assert!(shuffled.abs() < 0.25, "shuffled, the bias earns nothing: {shuffled}");
+    // The order is a function of the seed and the state: the same on a rerun, another for
+    // another seed.
+    let orders = |seed| {
+        Ranking::new(backend.clone(), &cands, Default::default())
+            .shuffle(Some(seed))
+            .shown_orders()
+    };
+    assert_eq!(orders(7), orders(7));
+    let (a, b) = (orders(7), orders(8));
+    let differ = a.iter().filter(|(s, o)| b[*s] != **o).count();
+    assert!(differ > a.len() / 2, "{differ} of {} states differ", a.len());
+}

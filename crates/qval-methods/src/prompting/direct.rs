@@ -209,8 +209,9 @@ impl DenseSignalMethod for Direct {
     }
 }
 
-/// GVL: the other transitions of the point's trajectory, shuffled with a deterministic seed
-/// and without step markers, as context; the target transition last.
+/// GVL as published: the other transitions of the point's trajectory as context, state and
+/// action only, in an order shuffled per point with a deterministic seed and without step
+/// markers; the target transition last.
 #[derive(Clone)]
 pub struct Gvl {
     base: Base,
@@ -243,14 +244,36 @@ impl Gvl {
             ))
         })?;
         let mut others: Vec<_> = t.transitions.iter().filter(|x| x.step != point.step_index).collect();
-        others.shuffle(&mut rng_for(self.seed, &[point.trajectory_index as u64]));
+        // Per point, as published: each point of a trajectory sees its own order.
+        others.shuffle(&mut rng_for(
+            self.seed,
+            &[point.trajectory_index as u64, point.step_index as u64],
+        ));
         let signal = self.base.signal;
-        let system = system_prompt(ctx, signal, &single_answer(signal));
-        let mut context = String::from("Other steps of the same episode, in random order:");
-        for x in others {
+        let system = system_prompt(
+            ctx,
+            signal,
+            &format!(
+                "You will receive a shuffled set of surrounding transitions from the same trajectory, followed by one \
+                 final target datapoint. The surrounding transitions are intentionally out of chronological order and \
+                 are provided only as contextual evidence. Estimate only the final target datapoint. Only the target \
+                 datapoint includes its resulting next state. Surrounding context transitions include only state and \
+                 action.\n\n{}",
+                single_answer(signal)
+            ),
+        );
+        // Context steps show state and action only: their rewards and resulting states would
+        // let a model rebuild the order the shuffle hides.
+        let mut context = String::from(
+            "## Shuffled Trajectory Context\nThe surrounding transitions below come from the same trajectory as the \
+             target datapoint, but are intentionally shuffled and not chronological.",
+        );
+        for (i, x) in others.iter().enumerate() {
             context.push_str(&format!(
-                "\n\nState:\n{}\nAction: {}\nReward: {}\nResulting state:\n{}",
-                x.observation.text, x.action_text, x.reward, x.next_observation.text
+                "\n\n### Context Transition {}\n#### State\n{}\n#### Action\n{}",
+                i + 1,
+                x.observation.text,
+                x.action_text
             ));
         }
         let mut no_history = ctx.clone();
@@ -258,7 +281,7 @@ impl Gvl {
         let mut parts = vec![
             Part::Text { text: context },
             Part::Text {
-                text: "The step to evaluate:".into(),
+                text: "## Target Transition".into(),
             },
         ];
         parts.extend(fitted_point_parts(

@@ -21,7 +21,7 @@ mod ranking;
 mod scoring;
 
 pub use direct::{Direct, DirectMode, Gvl, Verifier};
-pub use ranking::{Ranking, expand_candidates};
+pub use ranking::{Ranking, expand_candidates, scores_from_answer};
 pub use scoring::{ContinuationScoring, ScoringKind, expert_block};
 
 use std::sync::Arc;

@@ -64,10 +64,16 @@ type Answer = OnceCell<std::result::Result<Vec<f64>, String>>;
 /// The ranking method. Score of a candidate: k - (its position in the model's order), so the
 /// best-ranked of k candidates scores k. One request per state, shared by its candidates
 /// however the points are batched.
+///
+/// As published, the candidates are shown in a random order per state, so a model's
+/// position bias is not rewarded: the order derives from a seed and the state's id alone
+/// ([`Ranking::shown_order`]), so a rerun shows the same order, and the answer is mapped back
+/// to the candidates.
 pub struct Ranking {
     base: Base,
     groups: Arc<HashMap<String, Vec<EvaluationPoint>>>,
     answers: Mutex<HashMap<String, Arc<Answer>>>,
+    shuffle: Option<u64>,
 }
 
 impl Ranking {
@@ -83,10 +89,44 @@ impl Ranking {
             base: Base::new(backend, Signal::Q, options),
             groups: Arc::new(groups),
             answers: Mutex::new(HashMap::new()),
+            shuffle: Some(0),
         }
     }
 
-    /// The messages for a state's candidates.
+    /// The seed of the candidates' order (default `Some(0)`); `None` shows them in the order
+    /// given (an ablation: position bias then counts).
+    pub fn shuffle(mut self, seed: Option<u64>) -> Self {
+        self.shuffle = seed;
+        self
+    }
+
+    /// The order state `state`'s `k` candidates are shown in: entry i is the index (in the
+    /// order given) of the candidate shown as option i + 1.
+    pub fn shown_order(&self, state: &str, k: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..k).collect();
+        if let Some(seed) = self.shuffle {
+            use rand::seq::SliceRandom as _;
+            order.shuffle(&mut rng_for(seed, &[stable_hash("ranking-order"), stable_hash(state)]));
+        }
+        order
+    }
+
+    /// Every state's shown order, as candidate ids (for the run's record).
+    pub fn shown_orders(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.groups
+            .iter()
+            .map(|(state, c)| {
+                let ids = self
+                    .shown_order(state, c.len())
+                    .into_iter()
+                    .map(|i| c[i].id.clone())
+                    .collect();
+                (state.clone(), ids)
+            })
+            .collect()
+    }
+
+    /// The messages for a state's candidates, shown in the order given.
     pub fn messages(&self, candidates: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Message> {
         let k = candidates.len();
         let format = format!(
@@ -147,22 +187,31 @@ impl Ranking {
                 .get(parent)
                 .ok_or_else(|| format!("no candidates were given for state `{parent}`"))?;
             let k = candidates.len();
-            let (order, _) = self
+            let shown_order = self.shown_order(parent, k);
+            let shown: Vec<EvaluationPoint> = shown_order.iter().map(|&i| candidates[i].clone()).collect();
+            let (answer, _) = self
                 .base
-                .ask_parsed(self.messages(candidates, ctx), self.base.sampling.clone(), |t| {
+                .ask_parsed(self.messages(&shown, ctx), self.base.sampling.clone(), |t| {
                     extract_permutation(t, k)
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut scores = vec![0.0; k];
-            for (pos, &cand) in order.iter().enumerate() {
-                scores[cand] = (k - pos) as f64;
-            }
-            Ok(scores)
+            Ok(scores_from_answer(&answer, &shown_order))
         })
         .await
         .clone()
     }
+}
+
+/// Candidate scores (in the order given) from a model's answer: `answer` lists shown
+/// options (0-based) best first, `shown_order[j]` is the candidate shown as option j + 1.
+pub fn scores_from_answer(answer: &[usize], shown_order: &[usize]) -> Vec<f64> {
+    let k = shown_order.len();
+    let mut scores = vec![0.0; k];
+    for (pos, &option) in answer.iter().enumerate() {
+        scores[shown_order[option]] = (k - pos) as f64;
+    }
+    scores
 }
 
 impl ReportsUsage for Ranking {
@@ -193,5 +242,43 @@ impl DenseSignalMethod for Ranking {
             .and_then(|g| g.iter().position(|c| c.id == point.id))
             .ok_or_else(|| CoreError::Method(format!("`{}` is not one of the candidates given", point.id)))?;
         Ok(scores[idx])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// All orders of 0..n.
+    fn permutations(n: usize) -> Vec<Vec<usize>> {
+        if n == 0 {
+            return vec![vec![]];
+        }
+        let mut out = Vec::new();
+        for p in permutations(n - 1) {
+            for i in 0..=p.len() {
+                let mut q = p.clone();
+                q.insert(i, n - 1);
+                out.push(q);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn answers_map_back_to_the_candidates_for_every_order_of_four() {
+        // Candidates (in the order given) have true preference 2 > 0 > 3 > 1.
+        let best_first = [2usize, 0, 3, 1];
+        let want = [3.0, 1.0, 4.0, 2.0];
+        let all = permutations(4);
+        assert_eq!(all.len(), 24);
+        for shown in all {
+            // A faithful model answers with the options showing the candidates best first.
+            let answer: Vec<usize> = best_first
+                .iter()
+                .map(|c| shown.iter().position(|s| s == c).unwrap())
+                .collect();
+            assert_eq!(scores_from_answer(&answer, &shown), want, "shown order {shown:?}");
+        }
     }
 }
