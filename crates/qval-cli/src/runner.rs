@@ -221,6 +221,15 @@ impl Services {
         Err(unreachable(last))
     }
 
+    /// What a backend's requests wait for (an exhausted quota), if anything.
+    fn waiting(&self, name: &str) -> Option<String> {
+        self.built
+            .lock()
+            .expect("backend lock")
+            .get(name)
+            .and_then(|(_, u)| u.waiting.lock().expect("usage lock").clone())
+    }
+
     /// Requests and tokens of a backend so far (0 if never built).
     fn usage(&self, name: &str) -> (u64, u64) {
         self.built
@@ -1351,8 +1360,9 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                         let now = services.usage(&b);
                         let (req, tok) = (now.0 - before.0, now.1 - before.1);
                         let rate = req as f64 / t0.elapsed().as_secs_f64().max(1e-3);
+                        let waiting = services.waiting(&b).map(|w| format!(" - {w}")).unwrap_or_default();
                         bar.set_message(format!(
-                            "{} requests ({rate:.1}/s), {} tokens",
+                            "{} requests ({rate:.1}/s), {} tokens{waiting}",
                             HumanCount(req),
                             HumanCount(tok)
                         ));

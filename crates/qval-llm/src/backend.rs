@@ -84,17 +84,59 @@ pub struct Sampling {
     pub seed: Option<u64>,
     /// Ask for this many top log-probabilities per generated token.
     pub top_logprobs: Option<u32>,
+    /// Thinking control (`None`: the server's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Thinking>,
+}
+
+/// Thinking control, sent the way the server takes it ([`crate::OpenAiConfig::api`]): vLLM
+/// through the chat template's `enable_thinking`, OpenRouter through its `reasoning` object
+/// (`effort`, or `max_tokens` for a budget; effort `none` when disabled), OpenAI as
+/// `reasoning_effort`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Thinking {
+    /// Think or not (vLLM: `chat_template_kwargs.enable_thinking`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// A reasoning effort: `xhigh`, `high`, `medium`, `low`, `minimal` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// At most this many thinking tokens (OpenRouter `reasoning.max_tokens`; vLLM's server
+    /// has no such control, as the published testbed notes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u32>,
+    /// Leave the reasoning text out of the response (OpenRouter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<bool>,
+}
+
+/// The reasoning efforts OpenRouter and OpenAI take.
+pub const REASONING_EFFORTS: [&str; 6] = ["xhigh", "high", "medium", "low", "minimal", "none"];
+
+impl Thinking {
+    /// Thinking switched off.
+    pub fn off() -> Self {
+        Thinking {
+            enabled: Some(false),
+            ..Default::default()
+        }
+    }
 }
 
 impl Sampling {
     /// The published settings for thinking models: temperature 0.6, top_p 0.95, top_k 20,
-    /// 8192 tokens.
+    /// 8192 tokens, thinking on with a budget of 6144 tokens.
     pub fn thinking() -> Self {
         Sampling {
             temperature: Some(0.6),
             top_p: Some(0.95),
             top_k: Some(20),
             max_tokens: Some(8192),
+            thinking: Some(Thinking {
+                enabled: Some(true),
+                budget: Some(6144),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -150,10 +192,21 @@ pub struct ChatResponse {
     pub logprobs: Option<Vec<TokenLogprob>>,
     /// The model that answered.
     pub model: String,
+    /// Why generation stopped (`stop`, `length` at the token limit, ...), when the server
+    /// says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
     /// Whether the response came from the on-disk cache rather than the model (set by the
     /// cache layer; never stored).
     #[serde(default, skip)]
     pub cached: bool,
+}
+
+impl ChatResponse {
+    /// Whether generation stopped at the token limit.
+    pub fn truncated(&self) -> bool {
+        self.finish_reason.as_deref() == Some("length")
+    }
 }
 
 /// What a backend can do.
@@ -350,7 +403,7 @@ impl LlmError {
 ///     fn capabilities(&self) -> Capabilities { Capabilities::default() }
 ///     async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
 ///         Ok(ChatResponse { text: "<answer>0.5</answer>".into(), usage: Usage::default(),
-///                           logprobs: None, model: "constant".into(), cached: false })
+///                           logprobs: None, model: "constant".into(), finish_reason: None, cached: false })
 ///     }
 /// }
 /// ```

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::{Backend, Capabilities, LlmError, Sampling};
-use super::layers::{RetryPolicy, StackBuilder, UsageCounter};
-use super::openai::{OpenAiBackend, OpenAiConfig};
+use super::backend::{REASONING_EFFORTS, Thinking};
+use super::layers::{QUOTA_SCHEDULE_SECS, RetryPolicy, StackBuilder, UsageCounter, quota_schedule};
+use super::openai::{Api, OpenAiBackend, OpenAiConfig};
 
 /// One named backend as the file describes it.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -68,6 +69,37 @@ pub struct BackendEntry {
     /// self-distillation and Δbelief methods need it.
     #[serde(default)]
     pub scoring: bool,
+    /// The API dialect (`vllm`, `openrouter`, `openai`); default: from the URL.
+    #[serde(default)]
+    pub api: Option<Api>,
+    /// Switch thinking on or off (default: on with `thinking = true`, else the server's
+    /// default).
+    #[serde(default)]
+    pub enable_thinking: Option<bool>,
+    /// A reasoning effort (`xhigh`, `high`, `medium`, `low`, `minimal`, `none`).
+    #[serde(default)]
+    pub reasoning_effort: Option<String>,
+    /// At most this many thinking tokens (published 6144 with `thinking = true`).
+    #[serde(default)]
+    pub thinking_budget: Option<u32>,
+    /// Ask once more, with thinking off, when an answer stops at the token limit (default:
+    /// on with `thinking = true`, as published).
+    #[serde(default)]
+    pub second_elicitation: Option<bool>,
+    /// The token limit of that second request (default 512, as published).
+    #[serde(default = "default_second_tokens")]
+    pub second_elicitation_max_tokens: u32,
+    /// The longest a request waits in all for an exhausted quota before it fails (seconds;
+    /// default 18300: the published 5 min, then 5 times 1 h).
+    #[serde(default = "default_quota_wait")]
+    pub quota_max_wait_secs: f64,
+}
+
+fn default_second_tokens() -> u32 {
+    512
+}
+fn default_quota_wait() -> f64 {
+    QUOTA_SCHEDULE_SECS.iter().sum()
 }
 
 fn default_concurrency() -> usize {
@@ -138,6 +170,13 @@ impl BackendEntry {
             logprobs: false,
             images: false,
             scoring: false,
+            api: None,
+            enable_thinking: None,
+            reasoning_effort: None,
+            thinking_budget: None,
+            second_elicitation: None,
+            second_elicitation_max_tokens: default_second_tokens(),
+            quota_max_wait_secs: default_quota_wait(),
         }
     }
 
@@ -180,6 +219,26 @@ impl BackendEntry {
         if self.model.trim().is_empty() {
             return Err("`model` is empty".into());
         }
+        if let Some(e) = &self.reasoning_effort
+            && !REASONING_EFFORTS.contains(&e.as_str())
+        {
+            return Err(format!(
+                "`reasoning_effort` = {e:?}: must be one of {}",
+                REASONING_EFFORTS.join(", ")
+            ));
+        }
+        if self.reasoning_effort.is_some() && self.thinking_budget.is_some() {
+            return Err("give `reasoning_effort` or `thinking_budget`, not both".into());
+        }
+        if self.second_elicitation_max_tokens == 0 {
+            return Err("`second_elicitation_max_tokens` = 0: must be at least 1".into());
+        }
+        if !(self.quota_max_wait_secs.is_finite() && (0.0..=MAX_TIMEOUT_SECS).contains(&self.quota_max_wait_secs)) {
+            return Err(format!(
+                "`quota_max_wait_secs` = {}: must be 0 to {MAX_TIMEOUT_SECS} (one week)",
+                self.quota_max_wait_secs
+            ));
+        }
         Ok(())
     }
 
@@ -207,13 +266,37 @@ impl BackendEntry {
                 max_tokens: self.max_tokens.or(base.max_tokens),
                 seed: self.seed,
                 top_logprobs: None,
+                thinking: self.thinking_control(base.thinking),
             },
             capabilities: Capabilities {
                 logprobs: self.logprobs,
                 images: self.images,
                 scoring: self.scoring,
             },
+            api: self.api,
         }
+    }
+
+    /// The thinking control: the entry's own settings over `base` (the preset's).
+    fn thinking_control(&self, base: Option<Thinking>) -> Option<Thinking> {
+        let mut t = base.unwrap_or_default();
+        if let Some(e) = self.enable_thinking {
+            t.enabled = Some(e);
+        }
+        if let Some(e) = &self.reasoning_effort {
+            t.effort = Some(e.clone());
+            t.budget = None;
+        }
+        if let Some(b) = self.thinking_budget {
+            t.budget = Some(b);
+            t.effort = None;
+        }
+        (t != Thinking::default()).then_some(t)
+    }
+
+    /// Whether answers cut off at the token limit are asked for once more.
+    pub fn second_elicitation(&self) -> bool {
+        self.second_elicitation.unwrap_or(self.thinking)
     }
 
     /// The full client: HTTP backend with retry, concurrency limit, and optionally a request
@@ -231,7 +314,9 @@ impl BackendEntry {
         let http = OpenAiBackend::new(self.openai_config())?;
         let mut stack = StackBuilder::new(http)
             .concurrency(self.concurrency)
-            .retry(Some(RetryPolicy::builder().max_attempts(self.max_attempts).build()?));
+            .retry(Some(RetryPolicy::builder().max_attempts(self.max_attempts).build()?))
+            .quota_wait(quota_schedule(Duration::from_secs_f64(self.quota_max_wait_secs)))
+            .second_elicitation(self.second_elicitation().then_some(self.second_elicitation_max_tokens));
         if let Some(c) = cache {
             stack = stack.cache(c);
         }

@@ -2,9 +2,13 @@
 //! backend. [`StackBuilder`] assembles them in the order that makes sense:
 //!
 //! ```text
-//! Cache( Metered( Log( Retry( ConcurrencyLimit( backend )))))
+//! Cache( Metered( SecondElicitation( QuotaWait( Log( Retry( ConcurrencyLimit( backend )))))))
 //! ```
 //!
+//! - a second elicitation (an answer cut off at the token limit, asked for once more) is part
+//!   of one logical request: metered once with the tokens of both, logged as two requests;
+//! - an exhausted quota is waited out (the published schedule, up to a longest wait), each
+//!   attempt logged, the wait shown through the usage counter;
 //! - the cache is outermost, so a finished experiment reruns with zero requests;
 //! - usage is metered and requests are logged once per logical request (with the final
 //!   outcome and the latency including retries);
@@ -23,7 +27,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::backend::{
-    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Part, Reply, ScoreRequest, ScoreResponse,
+    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Reply, Role, ScoreRequest,
+    ScoreResponse, Thinking,
 };
 
 /// At most `limit` requests in flight.
@@ -413,12 +418,19 @@ pub struct UsageCounter {
     pub cached_prompt_tokens: AtomicU64,
     /// Generated tokens of the responses served from the cache (as first recorded).
     pub cached_completion_tokens: AtomicU64,
+    /// Answers cut off at the token limit and asked for once more.
+    pub second_elicitations: AtomicU64,
+    /// Waits for an exhausted quota.
+    pub quota_waits: AtomicU64,
+    /// While a request waits for its quota: what it waits for and until when.
+    pub waiting: Mutex<Option<String>>,
 }
 
 impl UsageCounter {
     /// A snapshot as JSON: `requests`, `failures`, `prompt_tokens`, `completion_tokens` for
     /// what was sent to the model; `cache_hits`, `cached_prompt_tokens`,
-    /// `cached_completion_tokens` for what the cache served.
+    /// `cached_completion_tokens` for what the cache served; `second_elicitations` and
+    /// `quota_waits`.
     pub fn snapshot(&self) -> serde_json::Value {
         json!({
             "requests": self.requests.load(Ordering::Relaxed),
@@ -428,6 +440,8 @@ impl UsageCounter {
             "cache_hits": self.cache_hits.load(Ordering::Relaxed),
             "cached_prompt_tokens": self.cached_prompt_tokens.load(Ordering::Relaxed),
             "cached_completion_tokens": self.cached_completion_tokens.load(Ordering::Relaxed),
+            "second_elicitations": self.second_elicitations.load(Ordering::Relaxed),
+            "quota_waits": self.quota_waits.load(Ordering::Relaxed),
         })
     }
 }
@@ -609,6 +623,191 @@ impl<B: Backend> RequestLog<B> {
     }
 }
 
+/// The published waits for an exhausted quota, in seconds: 5 minutes, then 5 times an hour.
+pub const QUOTA_SCHEDULE_SECS: [f64; 6] = [300.0, 3600.0, 3600.0, 3600.0, 3600.0, 3600.0];
+
+/// The published schedule cut to at most `longest` in all: its waits while they fit, then the
+/// remainder (so a longest wait of 10 s gives one wait of 10 s).
+pub fn quota_schedule(longest: Duration) -> Vec<Duration> {
+    let mut left = longest;
+    let mut out = Vec::new();
+    for s in QUOTA_SCHEDULE_SECS {
+        if left.is_zero() {
+            break;
+        }
+        let w = Duration::from_secs_f64(s).min(left);
+        out.push(w);
+        left -= w;
+    }
+    out
+}
+
+/// Waits out an exhausted quota ([`LlmError::Quota`]) and asks again, wait by wait (the
+/// published schedule: [`quota_schedule`]); when the waits are used up the error stands (the
+/// point is recorded as NaN with the reason). While it waits, the counter says so.
+pub struct QuotaWait<B> {
+    inner: B,
+    schedule: Vec<Duration>,
+    counter: Arc<UsageCounter>,
+}
+
+impl<B> QuotaWait<B> {
+    /// Wraps `inner` with the waits of `schedule`.
+    pub fn new(inner: B, schedule: Vec<Duration>, counter: Arc<UsageCounter>) -> Self {
+        QuotaWait {
+            inner,
+            schedule,
+            counter,
+        }
+    }
+}
+
+impl<B: Backend> QuotaWait<B> {
+    async fn waiting<T, F, Fut>(&self, call: F) -> Result<T, LlmError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, LlmError>>,
+    {
+        let mut waited = Duration::ZERO;
+        for (i, wait) in self.schedule.iter().enumerate() {
+            match call().await {
+                Err(LlmError::Quota(body)) => {
+                    self.counter.quota_waits.fetch_add(1, Ordering::Relaxed);
+                    let note = format!(
+                        "quota exhausted: waiting {} before retry {} of {}",
+                        human(*wait),
+                        i + 1,
+                        self.schedule.len()
+                    );
+                    tracing::warn!(backend = %self.inner.name(), "{note}: {body}");
+                    *self.counter.waiting.lock().expect("usage lock") = Some(note);
+                    tokio::time::sleep(*wait).await;
+                    *self.counter.waiting.lock().expect("usage lock") = None;
+                    waited += *wait;
+                }
+                other => return other,
+            }
+        }
+        match call().await {
+            Err(LlmError::Quota(body)) if !waited.is_zero() => Err(LlmError::Quota(format!(
+                "{body} (still exhausted after waiting {})",
+                human(waited)
+            ))),
+            other => other,
+        }
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for QuotaWait<B> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn unparsed(&self, request: &ChatRequest) {
+        self.inner.unparsed(request)
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.waiting(|| self.inner.chat(request)).await
+    }
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        self.waiting(|| self.inner.score(request)).await
+    }
+}
+
+/// The published text that closes a thinking block cut off by the token limit.
+pub const EARLY_STOPPING_SUFFIX: &str = "\n\nConsidering the limited time by the user, I have to give the solution \
+based on the thinking directly now.\n</think>\n\n";
+
+/// The published follow-up that asks for the answer.
+pub const SECOND_ELICITATION_PROMPT: &str =
+    "Please provide the final answer now. Follow the formatting instructions specified above exactly.";
+
+/// Second elicitation, as published: a reply that stopped at the token limit is continued
+/// once — the conversation, the cut reply closed with [`EARLY_STOPPING_SUFFIX`], and
+/// [`SECOND_ELICITATION_PROMPT`] — with thinking off and a small token limit. The answer is
+/// the two texts joined, with the tokens of both; a failed second request keeps the first
+/// reply. Each one is counted ([`UsageCounter::second_elicitations`]).
+pub struct SecondElicitation<B> {
+    inner: B,
+    max_tokens: u32,
+    counter: Arc<UsageCounter>,
+}
+
+impl<B> SecondElicitation<B> {
+    /// Wraps `inner`; the second request may generate `max_tokens` (published 512).
+    pub fn new(inner: B, max_tokens: u32, counter: Arc<UsageCounter>) -> Self {
+        SecondElicitation {
+            inner,
+            max_tokens,
+            counter,
+        }
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for SecondElicitation<B> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn unparsed(&self, request: &ChatRequest) {
+        self.inner.unparsed(request)
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let first = self.inner.chat(request).await?;
+        if !first.truncated() {
+            return Ok(first);
+        }
+        self.counter.second_elicitations.fetch_add(1, Ordering::Relaxed);
+        let mut messages = request.messages.clone();
+        messages.push(Message::text(
+            Role::Assistant,
+            format!("{}{EARLY_STOPPING_SUFFIX}", first.text),
+        ));
+        messages.push(Message::text(Role::User, SECOND_ELICITATION_PROMPT));
+        let mut sampling = request.sampling.clone();
+        sampling.max_tokens = Some(self.max_tokens);
+        sampling.thinking = Some(Thinking::off());
+        sampling.top_logprobs = None;
+        match self.inner.chat(&ChatRequest { messages, sampling }).await {
+            Ok(second) => Ok(ChatResponse {
+                text: format!("{}{EARLY_STOPPING_SUFFIX}{}", first.text, second.text),
+                usage: super::backend::Usage {
+                    prompt_tokens: first.usage.prompt_tokens + second.usage.prompt_tokens,
+                    completion_tokens: first.usage.completion_tokens + second.usage.completion_tokens,
+                },
+                logprobs: None,
+                model: second.model,
+                finish_reason: second.finish_reason,
+                cached: false,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "the second elicitation failed; keeping the cut reply");
+                Ok(first)
+            }
+        }
+    }
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        self.inner.score(request).await
+    }
+}
+
 /// Assembles the layers around a backend in the documented order.
 pub struct StackBuilder {
     backend: Arc<dyn Backend>,
@@ -618,6 +817,8 @@ pub struct StackBuilder {
     cache: Option<PathBuf>,
     reask_unparsed: bool,
     counter: Arc<UsageCounter>,
+    quota_wait: Vec<Duration>,
+    second_elicitation: Option<u32>,
 }
 
 impl StackBuilder {
@@ -632,7 +833,21 @@ impl StackBuilder {
             cache: None,
             reask_unparsed: false,
             counter: Arc::new(UsageCounter::default()),
+            quota_wait: Vec::new(),
+            second_elicitation: None,
         }
+    }
+    /// Waits for an exhausted quota (default none: the error stands at once); see
+    /// [`quota_schedule`] for the published ones.
+    pub fn quota_wait(mut self, schedule: Vec<Duration>) -> Self {
+        self.quota_wait = schedule;
+        self
+    }
+    /// Ask once more, with this token limit, when a reply stops at the token limit (default
+    /// off; published 512 with thinking backends).
+    pub fn second_elicitation(mut self, max_tokens: Option<u32>) -> Self {
+        self.second_elicitation = max_tokens;
+        self
     }
     /// Requests in flight at most (default 32).
     pub fn concurrency(mut self, n: usize) -> Self {
@@ -664,7 +879,8 @@ impl StackBuilder {
     pub fn counter(&self) -> Arc<UsageCounter> {
         self.counter.clone()
     }
-    /// Builds `Cache(Metered(Log(Retry(ConcurrencyLimit(backend)))))`.
+    /// Builds `Cache(Metered(SecondElicitation(QuotaWait(Log(Retry(ConcurrencyLimit(backend)))))))`,
+    /// leaving out the layers not asked for.
     ///
     /// # Errors
     /// [`LlmError::Config`] if the log cannot be opened or concurrency is 0.
@@ -678,6 +894,12 @@ impl StackBuilder {
         }
         if let Some(path) = self.log {
             b = Arc::new(RequestLog::new(b, path)?);
+        }
+        if !self.quota_wait.is_empty() {
+            b = Arc::new(QuotaWait::new(b, self.quota_wait, self.counter.clone()));
+        }
+        if let Some(max_tokens) = self.second_elicitation {
+            b = Arc::new(SecondElicitation::new(b, max_tokens, self.counter.clone()));
         }
         b = Arc::new(Metered::new(b, self.counter));
         if let Some(dir) = self.cache {

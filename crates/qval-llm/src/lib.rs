@@ -21,12 +21,15 @@ pub mod openai;
 
 pub use agent::LlmAgent;
 pub use backend::{
-    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Reply, Role, SCORING_CAPABILITY,
-    Sampling, ScoreRequest, ScoreResponse, ScoredToken, TokenLogprob, Usage,
+    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, REASONING_EFFORTS, Reply, Role,
+    SCORING_CAPABILITY, Sampling, ScoreRequest, ScoreResponse, ScoredToken, Thinking, TokenLogprob, Usage,
 };
 pub use config::{BackendEntry, load_backends};
 pub use extract::{
     extract_action, extract_list, extract_number, extract_permutation, last_tag, last_tag_code, strip_thinking,
 };
-pub use layers::{Cache, ConcurrencyLimit, Metered, RequestLog, Retry, RetryPolicy, StackBuilder, UsageCounter};
-pub use openai::{OpenAiBackend, OpenAiConfig};
+pub use layers::{
+    Cache, ConcurrencyLimit, EARLY_STOPPING_SUFFIX, Metered, QUOTA_SCHEDULE_SECS, QuotaWait, RequestLog, Retry,
+    RetryPolicy, SECOND_ELICITATION_PROMPT, SecondElicitation, StackBuilder, UsageCounter, quota_schedule,
+};
+pub use openai::{Api, OpenAiBackend, OpenAiConfig};

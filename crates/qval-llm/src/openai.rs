@@ -54,6 +54,36 @@ pub struct OpenAiConfig {
     /// What the served model supports.
     #[serde(default = "no_caps")]
     pub capabilities: Capabilities,
+    /// Which API dialect the server speaks (thinking control differs); default: from the
+    /// URL ([`Api::from_url`]).
+    #[serde(default)]
+    pub api: Option<Api>,
+}
+
+/// The dialects of OpenAI-compatible servers that matter to qval: how thinking is
+/// controlled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// vLLM (and servers like it): `chat_template_kwargs.enable_thinking`.
+    Vllm,
+    /// OpenRouter: the `reasoning` object.
+    Openrouter,
+    /// OpenAI: `reasoning_effort`.
+    Openai,
+}
+
+impl Api {
+    /// `openrouter.ai` is OpenRouter, `api.openai.com` OpenAI, anything else vLLM-like.
+    pub fn from_url(url: &str) -> Api {
+        if url.contains("openrouter.ai") {
+            Api::Openrouter
+        } else if url.contains("api.openai.com") {
+            Api::Openai
+        } else {
+            Api::Vllm
+        }
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -94,6 +124,7 @@ impl OpenAiConfig {
             connect_timeout: default_connect(),
             sampling: Sampling::default(),
             capabilities: no_caps(),
+            api: None,
         }
     }
 }
@@ -181,6 +212,38 @@ impl OpenAiBackend {
             set("logprobs", Some(Value::Bool(true)));
             set("top_logprobs", Some(Value::from(k)));
         }
+        if let Some(t) = s.thinking.as_ref().or(d.thinking.as_ref()) {
+            let api = self.config.api.unwrap_or_else(|| Api::from_url(&self.config.base_url));
+            let off = t.enabled == Some(false);
+            match api {
+                Api::Vllm => set(
+                    "chat_template_kwargs",
+                    t.enabled.map(|on| json!({ "enable_thinking": on })),
+                ),
+                Api::Openrouter => {
+                    let mut r = serde_json::Map::new();
+                    if off {
+                        r.insert("effort".into(), json!("none"));
+                    } else if let Some(e) = &t.effort {
+                        r.insert("effort".into(), json!(e));
+                    } else if let Some(b) = t.budget {
+                        r.insert("max_tokens".into(), json!(b));
+                    }
+                    if let Some(x) = t.exclude {
+                        r.insert("exclude".into(), json!(x));
+                    }
+                    set("reasoning", (!r.is_empty()).then_some(Value::Object(r)));
+                }
+                Api::Openai => set(
+                    "reasoning_effort",
+                    if off {
+                        Some(json!("none"))
+                    } else {
+                        t.effort.clone().map(Value::from)
+                    },
+                ),
+            }
+        }
         body
     }
 }
@@ -254,6 +317,7 @@ fn parse_response(body: &str) -> Result<ChatResponse, LlmError> {
         usage,
         logprobs,
         model: v["model"].as_str().unwrap_or_default().to_string(),
+        finish_reason: choice["finish_reason"].as_str().map(str::to_string),
         cached: false,
     })
 }

@@ -432,6 +432,7 @@ impl Backend for Counting {
             },
             logprobs: None,
             model: "counting".into(),
+            finish_reason: None,
             cached: false,
         })
     }
@@ -560,6 +561,7 @@ impl Backend for Unsure {
             usage: Default::default(),
             logprobs: None,
             model: "unsure".into(),
+            finish_reason: None,
             cached: false,
         })
     }

@@ -74,6 +74,9 @@ pub enum Fault {
     NoChoices,
     /// A 200 whose answer has no number.
     Prose,
+    /// A 200 cut off at the token limit (`finish_reason` "length") inside its thinking, with
+    /// no answer.
+    Truncated,
 }
 
 /// A fault for the requests a selector picks, at most `times` times (`None`: always).
@@ -271,6 +274,15 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
         return Json(reply(&model, &text, None)).into_response();
     }
     let wants_logprobs = body["logprobs"].as_bool().unwrap_or(false);
+    // A second elicitation asks for the answer to the question before the cut reply.
+    let mut messages = messages;
+    if messages.len() >= 2
+        && messages[messages.len() - 1]
+            .1
+            .contains("Please provide the final answer now")
+    {
+        messages.truncate(messages.len() - 2);
+    }
     let (text, logprobs) = oracle_answer(&shared.config.oracle, &messages, wants_logprobs);
     Json(reply(&model, &text, logprobs)).into_response()
 }
@@ -330,6 +342,11 @@ async fn apply_fault(shared: &Shared, n: usize, all_text: &str, model: &str) -> 
         Fault::MalformedJson => (StatusCode::OK, "{\"choices\": [ {\"message\": ").into_response(),
         Fault::NoChoices => Json(json!({"model": model, "choices": []})).into_response(),
         Fault::Prose => Json(reply(model, "I would rather not say.", None)).into_response(),
+        Fault::Truncated => {
+            let mut r = reply(model, "<think>Let me look at the grid row by row and", None);
+            r["choices"][0]["finish_reason"] = json!("length");
+            Json(r).into_response()
+        }
     })
 }
 

@@ -1,0 +1,115 @@
+//! Second elicitation and quota waits against the loopback server: request counts, merged
+//! answers, waits and the reasons left behind.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qval_llm::{
+    Backend, ChatRequest, LlmError, Message, OpenAiBackend, OpenAiConfig, Role, SECOND_ELICITATION_PROMPT, Sampling,
+    StackBuilder, UsageCounter, extract_number, quota_schedule,
+};
+use qval_testkit::{Fault, Rule, Selector, ServerConfig, TestServer};
+
+const QUESTION: &str = "Current state (turn 1/30):\n@ F F F\nF H F H\nF F F H\nH F F G\n\nAction taken: right\n\n\
+    What is Q(s, a)? gamma = 0.9. Answer in <answer></answer> tags.";
+
+fn ask() -> ChatRequest {
+    ChatRequest {
+        messages: vec![Message::text(Role::User, QUESTION)],
+        sampling: Sampling::default(),
+    }
+}
+
+fn stack(server: &TestServer, f: impl FnOnce(StackBuilder) -> StackBuilder) -> (Arc<dyn Backend>, Arc<UsageCounter>) {
+    let b = f(StackBuilder::new(
+        OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "oracle")).unwrap(),
+    ));
+    let c = b.counter();
+    (b.build().unwrap(), c)
+}
+
+#[tokio::test]
+async fn an_answer_cut_off_at_the_token_limit_is_asked_for_once_more() {
+    let server = TestServer::start(ServerConfig {
+        rules: vec![Rule::new(Selector::Any, Fault::Truncated).times(1)],
+        ..Default::default()
+    });
+    let (b, usage) = stack(&server, |s| s.second_elicitation(Some(512)));
+    let r = b.chat(&ask()).await.unwrap();
+    assert_eq!(server.requests(), 2, "the cut reply and one follow-up");
+    assert_eq!(usage.second_elicitations.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(usage.snapshot()["requests"], 1, "one logical request");
+    // The follow-up carried the cut reply, closed, and the published prompt.
+    let prompts = server.prompts();
+    assert_eq!(prompts.last().unwrap(), SECOND_ELICITATION_PROMPT);
+    assert!(
+        r.text.starts_with("<think>Let me look") && r.text.contains("</think>"),
+        "{}",
+        r.text
+    );
+    let v = extract_number(&qval_llm::strip_thinking(&r.text)).unwrap();
+    assert!((v - 0.9f64.powi(5)).abs() < 1e-6, "the answer of the follow-up: {v}");
+    assert_eq!(r.usage.prompt_tokens, 200, "tokens of both requests");
+    // A complete answer is not asked again.
+    b.chat(&ChatRequest {
+        messages: vec![Message::text(Role::User, format!("{QUESTION} again"))],
+        sampling: Sampling::default(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.requests(), 3);
+    // Off (the default without thinking), the cut reply stands.
+    let cutting = TestServer::start(ServerConfig {
+        rules: vec![Rule::new(Selector::Any, Fault::Truncated).times(1)],
+        ..Default::default()
+    });
+    let (plain, _) = stack(&cutting, |s| s);
+    let cut = plain.chat(&ask()).await.unwrap();
+    assert!(cut.truncated() && extract_number(&cut.text).is_err());
+}
+
+#[tokio::test]
+async fn an_exhausted_quota_is_waited_out_then_recorded_with_the_reason() {
+    let schedule = quota_schedule(Duration::from_millis(100));
+    assert_eq!(
+        schedule,
+        vec![Duration::from_millis(100)],
+        "the published 5 min cut to the longest wait"
+    );
+    let waits = vec![Duration::from_millis(60), Duration::from_millis(60)];
+    // Exhausted twice, then served: two waits, three requests.
+    let server = TestServer::start(ServerConfig {
+        rules: vec![Rule::new(Selector::Any, Fault::QuotaExhausted).times(2)],
+        ..Default::default()
+    });
+    let (b, usage) = stack(&server, |s| s.quota_wait(waits.clone()));
+    let t = Instant::now();
+    let r = b.chat(&ask()).await.unwrap();
+    assert!(r.text.contains("<answer>"));
+    assert!(t.elapsed() >= Duration::from_millis(120), "{:?}", t.elapsed());
+    assert_eq!(server.requests(), 3);
+    assert_eq!(usage.snapshot()["quota_waits"], 2);
+    assert!(usage.waiting.lock().unwrap().is_none(), "no longer waiting");
+    // Still exhausted after every wait: the error stands, with the reason.
+    let server = TestServer::start(ServerConfig {
+        rules: vec![Rule::new(Selector::Any, Fault::QuotaExhausted)],
+        ..Default::default()
+    });
+    let (b, usage) = stack(&server, |s| s.quota_wait(waits.clone()));
+    let probe = {
+        let usage = usage.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            usage.waiting.lock().unwrap().clone()
+        })
+    };
+    let e = b.chat(&ask()).await.unwrap_err();
+    assert!(matches!(e, LlmError::Quota(_)), "{e}");
+    assert!(e.to_string().contains("still exhausted after waiting"), "{e}");
+    assert_eq!(server.requests(), 3, "the first try and one after each wait");
+    let shown = probe.await.unwrap().expect("the wait is visible while it lasts");
+    assert!(
+        shown.contains("quota exhausted: waiting") && shown.contains("retry 1 of 2"),
+        "{shown}"
+    );
+}
