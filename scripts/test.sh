@@ -27,7 +27,8 @@ fi
 # A single-node SLURM cluster for the sharding tests (slurmctld, slurmd, slurm-client, munge;
 # installed without starting system daemons; the tests start their own under a temp folder).
 bash scripts/slurm_local.sh install
-# gymnasium for the Python bridge tests (crates/qval-envs/tests/python_bridge.rs).
+# gymnasium for the Python bridge tests (crates/qval-envs/tests/python_bridge.rs and
+# tests/bridged_quickstart.rs).
 if ! python3 -c "import gymnasium" 2>/dev/null; then
   echo "== installing gymnasium (Python bridge tests)"
   python3 -m pip install --quiet gymnasium==1.2.0

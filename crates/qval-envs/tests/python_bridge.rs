@@ -1,5 +1,8 @@
 //! The Python bridge: bridged gymnasium FrozenLake against the native one, the published
-//! maps, the shipped adapters through the conformance checker, and faulty adapters.
+//! maps, the shipped adapters through the conformance checker, and faulty adapters. (The
+//! quickstart's dataset built through the bridge, every label included, is checked against the
+//! native one in the root package's tests/bridged_quickstart.rs: it needs qval-testkit, which
+//! depends on this crate.)
 //!
 //! Needs Python 3 with gymnasium (`pip install gymnasium==1.2.0`); without it these tests fail
 //! and say so.
