@@ -133,21 +133,19 @@ impl RetryPolicyBuilder {
     }
 }
 
-/// Retries transient failures ([`LlmError::is_transient`]) with exponential back-off and
-/// jitter, honouring `Retry-After`; permanent failures (4xx, an exhausted quota, malformed
-/// answers) return at once.
-pub struct Retry<B> {
-    inner: B,
+/// The retry loop of [`Retry`], on its own so that clients which are not a [`Backend`] (the
+/// HTTP encoder of [`crate::embeddings`]) retry the same way: transient failures
+/// ([`LlmError::is_transient`]) with exponential back-off and jitter, honouring `Retry-After`.
+pub(crate) struct Retrier {
     policy: RetryPolicy,
     jitter: Mutex<rand_chacha::ChaCha8Rng>,
     retries: AtomicU64,
 }
 
-impl<B> Retry<B> {
-    /// Wraps `inner`.
-    pub fn new(inner: B, policy: RetryPolicy) -> Self {
-        Retry {
-            inner,
+impl Retrier {
+    /// A retrier following `policy`.
+    pub(crate) fn new(policy: RetryPolicy) -> Self {
+        Retrier {
             policy,
             jitter: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(0)),
             retries: AtomicU64::new(0),
@@ -155,7 +153,7 @@ impl<B> Retry<B> {
     }
 
     /// Retries made so far.
-    pub fn retries(&self) -> u64 {
+    pub(crate) fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
 
@@ -172,6 +170,54 @@ impl<B> Retry<B> {
             _ => backoff,
         }
     }
+
+    /// Calls `call` until it succeeds, fails for good, or runs out of attempts (the error
+    /// then notes how many were made).
+    pub(crate) async fn run<T, F, Fut>(&self, call: F) -> Result<T, LlmError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, LlmError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() && attempt < self.policy.max_attempts => {
+                    let wait = self.delay(attempt, &e);
+                    tracing::debug!(attempt, ?wait, error = %e, "retrying");
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) if e.is_transient() => {
+                    return Err(e.with_attempts(attempt));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Retries transient failures ([`LlmError::is_transient`]) with exponential back-off and
+/// jitter, honouring `Retry-After`; permanent failures (4xx, an exhausted quota, malformed
+/// answers) return at once.
+pub struct Retry<B> {
+    inner: B,
+    retrier: Retrier,
+}
+
+impl<B> Retry<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, policy: RetryPolicy) -> Self {
+        Retry {
+            inner,
+            retrier: Retrier::new(policy),
+        }
+    }
+
+    /// Retries made so far.
+    pub fn retries(&self) -> u64 {
+        self.retrier.retries()
+    }
 }
 
 #[async_trait]
@@ -186,22 +232,7 @@ impl<B: Backend> Backend for Retry<B> {
         self.inner.unparsed(request)
     }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let mut attempt = 1;
-        loop {
-            match self.inner.chat(request).await {
-                Err(e) if e.is_transient() && attempt < self.policy.max_attempts => {
-                    let wait = self.delay(attempt, &e);
-                    tracing::debug!(attempt, ?wait, error = %e, "retrying");
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) if e.is_transient() => {
-                    return Err(e.with_attempts(attempt));
-                }
-                other => return other,
-            }
-        }
+        self.retrier.run(|| self.inner.chat(request)).await
     }
 }
 

@@ -10,6 +10,9 @@
 //! - **inject faults**: 429 with `Retry-After`, 500, a reply slower than a timeout, malformed
 //!   JSON, no choices, prose without a number, for requests whose prompt contains a marker
 //!   or for the first N requests;
+//! - serve **embeddings** (`/v1/embeddings`, texts as `input`, images as vLLM's chat-style
+//!   `messages`): deterministic vectors built so that a FrozenLake picture nearer the goal is
+//!   nearer a goal text ([`embeddings`] documents the construction);
 //! - count requests and add a fixed latency (for throughput benchmarks).
 //!
 //! ```no_run
@@ -23,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod embeddings;
 mod oracle;
 
 use axum::extract::State;
@@ -129,6 +133,8 @@ struct Shared {
     remaining: Mutex<Vec<Option<usize>>>,
     requests: AtomicUsize,
     prompts: Mutex<Vec<String>>,
+    embedding_requests: AtomicUsize,
+    embedded_images: Mutex<Vec<u64>>,
 }
 
 /// A running loopback server; stops when dropped.
@@ -149,6 +155,8 @@ impl TestServer {
             remaining: Mutex::new(remaining),
             requests: AtomicUsize::new(0),
             prompts: Mutex::new(Vec::new()),
+            embedding_requests: AtomicUsize::new(0),
+            embedded_images: Mutex::new(Vec::new()),
         });
         let (tx_addr, rx_addr) = std::sync::mpsc::channel();
         let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
@@ -162,6 +170,7 @@ impl TestServer {
             rt.block_on(async move {
                 let app = Router::new()
                     .route("/v1/chat/completions", post(chat))
+                    .route("/v1/embeddings", post(embeddings::embeddings))
                     .route(
                         "/v1/models",
                         get(|| async { Json(json!({"data": [{"id": "qval-oracle"}]})) }),
@@ -198,6 +207,18 @@ impl TestServer {
     /// Requests received so far.
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests to `/v1/embeddings` received so far (counted in [`requests`](Self::requests)
+    /// too).
+    pub fn embedding_requests(&self) -> usize {
+        self.shared.embedding_requests.load(Ordering::SeqCst)
+    }
+
+    /// A hash of every image embedded, in arrival order: an image embedded twice appears
+    /// twice.
+    pub fn embedded_images(&self) -> Vec<u64> {
+        self.shared.embedded_images.lock().expect("lock").clone()
     }
 
     /// The last user message of every request received, in arrival order.
@@ -249,61 +270,9 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     if let Some((_, last)) = messages.iter().rev().find(|(r, _)| r == "user") {
         shared.prompts.lock().expect("lock").push(last.clone());
     }
-    let fault = {
-        let mut remaining = shared.remaining.lock().expect("lock");
-        shared.config.rules.iter().enumerate().find_map(|(i, r)| {
-            let hit = match &r.selector {
-                Selector::Any => true,
-                Selector::FirstRequests(k) => n < *k,
-                Selector::Contains(s) => all_text.contains(s.as_str()),
-            };
-            if !hit || remaining[i] == Some(0) {
-                return None;
-            }
-            if let Some(left) = remaining[i].as_mut() {
-                *left -= 1;
-            }
-            Some(r.fault.clone())
-        })
-    };
-    if !shared.config.latency.is_zero() {
-        tokio::time::sleep(shared.config.latency).await;
-    }
     let model = body["model"].as_str().unwrap_or("qval-oracle").to_string();
-    match fault {
-        Some(Fault::RateLimited { retry_after_secs }) => {
-            let mut h = HeaderMap::new();
-            h.insert(
-                "retry-after",
-                HeaderValue::from_str(&retry_after_secs.to_string()).expect("a header value"),
-            );
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                h,
-                Json(json!({"error": {"message": "rate limited"}})),
-            )
-                .into_response();
-        }
-        Some(Fault::QuotaExhausted) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                Json(json!({"error": {"code": "insufficient_quota", "message": "You exceeded your current quota"}})),
-            )
-                .into_response();
-        }
-        Some(Fault::ServerError) => return (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
-        Some(Fault::BadRequest) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": {"message": "bad request"}})),
-            )
-                .into_response();
-        }
-        Some(Fault::Slow { delay }) => tokio::time::sleep(delay).await,
-        Some(Fault::MalformedJson) => return (StatusCode::OK, "{\"choices\": [ {\"message\": ").into_response(),
-        Some(Fault::NoChoices) => return Json(json!({"model": model, "choices": []})).into_response(),
-        Some(Fault::Prose) => return Json(reply(&model, "I would rather not say.", None)).into_response(),
-        None => {}
+    if let Some(r) = apply_fault(&shared, n, &all_text, &model).await {
+        return r;
     }
     if let Some(text) = &shared.config.fixed_reply {
         return Json(reply(&model, text, None)).into_response();
@@ -329,6 +298,64 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     let wants_logprobs = body["logprobs"].as_bool().unwrap_or(false);
     let (text, logprobs) = oracle_answer(&shared.config.oracle, &messages, wants_logprobs);
     Json(reply(&model, &text, logprobs)).into_response()
+}
+
+/// The first fault rule matching request `n` with text `all_text`, applied: an error response
+/// (or a delay, after which `None` lets the request be answered). Also adds the latency.
+async fn apply_fault(shared: &Shared, n: usize, all_text: &str, model: &str) -> Option<Response> {
+    let fault = {
+        let mut remaining = shared.remaining.lock().expect("lock");
+        shared.config.rules.iter().enumerate().find_map(|(i, r)| {
+            let hit = match &r.selector {
+                Selector::Any => true,
+                Selector::FirstRequests(k) => n < *k,
+                Selector::Contains(s) => all_text.contains(s.as_str()),
+            };
+            if !hit || remaining[i] == Some(0) {
+                return None;
+            }
+            if let Some(left) = remaining[i].as_mut() {
+                *left -= 1;
+            }
+            Some(r.fault.clone())
+        })
+    };
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
+    Some(match fault? {
+        Fault::RateLimited { retry_after_secs } => {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "retry-after",
+                HeaderValue::from_str(&retry_after_secs.to_string()).expect("a header value"),
+            );
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                h,
+                Json(json!({"error": {"message": "rate limited"}})),
+            )
+                .into_response()
+        }
+        Fault::QuotaExhausted => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": {"code": "insufficient_quota", "message": "You exceeded your current quota"}})),
+        )
+            .into_response(),
+        Fault::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
+        Fault::BadRequest => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "bad request"}})),
+        )
+            .into_response(),
+        Fault::Slow { delay } => {
+            tokio::time::sleep(delay).await;
+            return None;
+        }
+        Fault::MalformedJson => (StatusCode::OK, "{\"choices\": [ {\"message\": ").into_response(),
+        Fault::NoChoices => Json(json!({"model": model, "choices": []})).into_response(),
+        Fault::Prose => Json(reply(model, "I would rather not say.", None)).into_response(),
+    })
 }
 
 /// The judge of Eureka rounds: the candidate with the most numbers, not collapsed, with the
@@ -391,12 +418,33 @@ pub struct QuickstartData {
 
 /// Builds [`QuickstartData`] (deterministic).
 pub async fn quickstart_data() -> QuickstartData {
+    let env = qval_envs::frozenlake::FrozenLake::builder()
+        .random_maps(8, 8, 42)
+        .build()
+        .expect("valid maps");
+    quickstart_data_of(env).await
+}
+
+/// [`quickstart_data`] with observations that carry a `size` x `size` PNG rendering of each
+/// state, as FrozenLake's `observation = "image"` gives them (deterministic).
+pub async fn quickstart_image_data(size: u32) -> QuickstartData {
+    use qval_envs::frozenlake::{FrozenLake, ObservationMode};
+    let env = FrozenLake::builder()
+        .random_maps(8, 8, 42)
+        .observation(ObservationMode::TextAndImage)
+        .image_size(size)
+        .build()
+        .expect("valid maps");
+    quickstart_data_of(env).await
+}
+
+async fn quickstart_data_of(env: qval_envs::frozenlake::FrozenLake) -> QuickstartData {
     use qval_core::{
         CollectConfig, Environment, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, StageOptions, collect, label,
         sample_points,
     };
-    use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
-    let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).build().expect("valid maps"));
+    use qval_envs::frozenlake::{EpsilonGreedy, OptimalPolicy};
+    let env = Arc::new(env);
     let collector = EpsilonGreedy::new(&env, 0.1).expect("a valid epsilon");
     let cfg = CollectConfig {
         trajectories: 50,
