@@ -740,6 +740,7 @@ async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
                 trajectories: &trajectories,
                 points: &on,
                 backend: Some(recorder.clone()),
+                services: &*plan.services,
                 seed: plan.experiment.seed,
                 dir: std::env::temp_dir().join(format!("qval-preview-{}", std::process::id())),
             })

@@ -365,13 +365,13 @@ impl HttpEncoder {
 }
 
 impl crate::config::BackendEntry {
-    /// An [`HttpEncoder`] for this entry's server and model (its key variable, concurrency,
-    /// attempts and timeout; sampling settings do not apply), caching under `cache` if given.
+    /// An [`HttpEncoder`] builder for this entry's server and model, with its key variable,
+    /// concurrency, attempts and timeout (sampling settings do not apply); add a cache or a
+    /// batch size, then build.
     ///
     /// # Errors
-    /// [`LlmError::Config`] for a value out of range ([`check`](Self::check)) or a missing key
-    /// variable.
-    pub fn encoder(&self, cache: Option<PathBuf>) -> Result<HttpEncoder, LlmError> {
+    /// [`LlmError::Config`] for a value out of range ([`check`](Self::check)).
+    pub fn encoder(&self) -> Result<HttpEncoderBuilder, LlmError> {
         self.check()
             .map_err(|m| LlmError::Config(format!("embeddings backend `{}`: {m}", self.model)))?;
         let mut b = HttpEncoder::builder(&self.base_url, &self.model)
@@ -381,10 +381,7 @@ impl crate::config::BackendEntry {
         if let Some(var) = &self.api_key_env {
             b = b.api_key_env(var);
         }
-        if let Some(dir) = cache {
-            b = b.cache(dir);
-        }
-        b.build()
+        Ok(b)
     }
 }
 
