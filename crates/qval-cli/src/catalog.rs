@@ -232,8 +232,8 @@ pub const QVAL_V1: [CatalogEntry; 21] = [
         "q, v",
         "vision",
         "CLIP / SigLIP, goal per point",
-        Some("type = \"goal-cosine\""),
-        "on text with MiniLM; CLIP / SigLIP on images come with issue 14",
+        Some("type = \"goal-cosine\", encoder = \"http\", modality = \"image\""),
+        "pictures through an OpenAI-compatible /embeddings server (vLLM serving CLIP or SigLIP, `server = \"NAME\"` or `base_url` and `model`); text with `encoder = \"minilm\"`",
     ),
     entry(
         "vlm-rm",
@@ -242,8 +242,8 @@ pub const QVAL_V1: [CatalogEntry; 21] = [
         "q, v",
         "vision",
         "alpha = 0.5, a baseline prompt per environment",
-        Some("type = \"vlm-rm\", alpha = 0.5"),
-        "on text with MiniLM; CLIP / SigLIP on images come with issue 14",
+        Some("type = \"vlm-rm\", alpha = 0.5, encoder = \"http\", modality = \"image\""),
+        "pictures through an OpenAI-compatible /embeddings server (vLLM serving CLIP or SigLIP, `server = \"NAME\"` or `base_url` and `model`); text with `encoder = \"minilm\"`",
     ),
     entry(
         "vlm-sor",
@@ -252,8 +252,8 @@ pub const QVAL_V1: [CatalogEntry; 21] = [
         "q, v",
         "vision",
         "temperature = 0.07, beta = 0.5, negative goals per environment",
-        Some("type = \"sor-threshold\", temperature = 0.07, threshold = 0.5"),
-        "on text with MiniLM; CLIP / SigLIP on images come with issue 14",
+        Some("type = \"sor-threshold\", temperature = 0.07, threshold = 0.5, encoder = \"http\", modality = \"image\""),
+        "pictures through an OpenAI-compatible /embeddings server (vLLM serving CLIP or SigLIP, `server = \"NAME\"` or `base_url` and `model`); text with `encoder = \"minilm\"`",
     ),
     entry(
         "vlm-sor-softmax",
@@ -262,8 +262,8 @@ pub const QVAL_V1: [CatalogEntry; 21] = [
         "q, v",
         "vision",
         "temperature = 0.07, negative goals per environment",
-        Some("type = \"sor\", temperature = 0.07"),
-        "on text with MiniLM; CLIP / SigLIP on images come with issue 14",
+        Some("type = \"sor\", temperature = 0.07, encoder = \"http\", modality = \"image\""),
+        "pictures through an OpenAI-compatible /embeddings server (vLLM serving CLIP or SigLIP, `server = \"NAME\"` or `base_url` and `model`); text with `encoder = \"minilm\"`",
     ),
 ];
 

@@ -1,9 +1,69 @@
-//! The sentence encoders experiment files can name.
+//! The encoders experiment files can name: `minilm` (all-MiniLM-L6-v2, text) and `http` (an
+//! OpenAI-compatible `/embeddings` server: texts, and pictures for CLIP-style models).
 
 use std::sync::Arc;
 
+use crate::envs::RunServices;
 use crate::{CliError, Result};
 use qval_methods::embedding::{CachedEncoder, TextEncoder};
+use qval_methods::llm::HttpEncoder;
+
+/// Where an `http` encoder's server is: a named backend, or a URL and a model.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpSettings {
+    /// A named backend whose model is an embeddings model.
+    pub server: Option<String>,
+    /// Or the server's URL ...
+    pub base_url: Option<String>,
+    /// ... and the model.
+    pub model: Option<String>,
+    /// The variable holding the API key (with `base_url`).
+    pub api_key_env: Option<String>,
+    /// Texts per request (default 32).
+    pub batch_size: Option<usize>,
+}
+
+/// The `http` encoder of `settings`, caching every vector under the run's
+/// `embedding-cache/` (so a rerun, and every other method of the run, asks the server
+/// nothing twice) and, in memory, computing identical inputs once.
+///
+/// # Errors
+/// An unknown backend name, neither a backend nor a URL and model, settings out of range or
+/// a key variable that is not set.
+pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Result<Arc<CachedEncoder<HttpEncoder>>> {
+    let builder = match (&settings.server, &settings.base_url, &settings.model) {
+        (Some(name), _, _) => {
+            let entries = services.backend_entries();
+            let entry = entries.get(name).ok_or_else(|| {
+                let names: Vec<&str> = entries.keys().map(String::as_str).collect();
+                CliError::Usage(crate::spec::unknown("backend", name, &names))
+            })?;
+            entry
+                .encoder()
+                .map_err(|e| CliError::Usage(format!("backend `{name}`: {e}")))?
+        }
+        (None, Some(url), Some(model)) => {
+            let b = HttpEncoder::builder(url, model);
+            match &settings.api_key_env {
+                Some(v) => b.api_key_env(v),
+                None => b,
+            }
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "the http encoder needs `server = \"NAME\"` or `base_url` and `model`".into(),
+            ));
+        }
+    };
+    let mut builder = builder.cache(services.run_dir().join("embedding-cache"));
+    if let Some(n) = settings.batch_size {
+        builder = builder.batch_size(n);
+    }
+    builder
+        .build()
+        .map(|e| Arc::new(CachedEncoder::new(e)))
+        .map_err(|e| CliError::Usage(format!("the embeddings encoder: {e}")))
+}
 
 /// The text encoder called `name` (`minilm`: all-MiniLM-L6-v2 on candle), with a cache so
 /// identical texts are encoded once.

@@ -13,7 +13,7 @@ use qval_core::{
     MvmcLabeler, Policy, Share, Signal, StageOptions, Task, Trajectory,
 };
 use qval_methods::embedding::GoalTexts;
-use qval_methods::llm::Backend;
+use qval_methods::llm::{Backend, BackendEntry};
 
 /// What a policy or environment factory may ask of the run: its folders and its backends.
 pub trait RunServices: Send + Sync {
@@ -26,6 +26,11 @@ pub trait RunServices: Send + Sync {
     /// # Errors
     /// The message says which backends exist.
     fn backend(&self, name: &str) -> std::result::Result<Arc<dyn Backend>, String>;
+    /// The named backends as the experiment defines them (for clients other than chat, such
+    /// as the embedding family's HTTP encoder). Default: none.
+    fn backend_entries(&self) -> BTreeMap<String, BackendEntry> {
+        BTreeMap::new()
+    }
 }
 
 /// A type-erased environment with its policies: what the runner needs for stages 1 to 3,
@@ -69,6 +74,16 @@ pub trait EnvPlugin: Send + Sync {
     fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>>;
     /// Goal, baseline and negative texts for the embedding family, if defined.
     fn goal_texts(&self) -> Option<GoalTexts> {
+        None
+    }
+    /// Whether observations carry pictures (`Observation::images`), as configured. Default:
+    /// no.
+    fn gives_images(&self) -> bool {
+        false
+    }
+    /// The texts the embedding family compares pictures with (the published VLE texts), if
+    /// defined. Default: none.
+    fn image_goal_texts(&self) -> Option<GoalTexts> {
         None
     }
     /// Exact labels of `signal` (discounted by `gamma`, default the environment's), where the
@@ -115,6 +130,8 @@ pub struct TypedEnv<E: Environment> {
     reference: String,
     heuristic: Option<HeuristicFactory>,
     goal_texts: Option<GoalTexts>,
+    images: bool,
+    image_goal_texts: Option<GoalTexts>,
     exact: Option<ExactFactory>,
 }
 
@@ -152,6 +169,8 @@ impl<E: Environment + 'static> TypedEnv<E> {
             reference: "llm".into(),
             heuristic: None,
             goal_texts: None,
+            images: false,
+            image_goal_texts: None,
             exact: None,
         }
     }
@@ -196,6 +215,18 @@ impl<E: Environment + 'static> TypedEnv<E> {
     /// Goal texts for the embedding family.
     pub fn goal_texts(mut self, texts: GoalTexts) -> Self {
         self.goal_texts = Some(texts);
+        self
+    }
+
+    /// Whether observations carry pictures as configured (default false).
+    pub fn gives_images(mut self, yes: bool) -> Self {
+        self.images = yes;
+        self
+    }
+
+    /// The texts the embedding family compares pictures with.
+    pub fn image_goal_texts(mut self, texts: GoalTexts) -> Self {
+        self.image_goal_texts = Some(texts);
         self
     }
 
@@ -282,6 +313,14 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
 
     fn goal_texts(&self) -> Option<GoalTexts> {
         self.goal_texts.clone()
+    }
+
+    fn gives_images(&self) -> bool {
+        self.images
+    }
+
+    fn image_goal_texts(&self) -> Option<GoalTexts> {
+        self.image_goal_texts.clone()
     }
 
     fn exact_labeler(&self, signal: Signal, gamma: Option<f64>) -> Option<Arc<dyn Labeler>> {
@@ -407,6 +446,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         .max_steps(p.max_steps)
         .gamma(p.gamma)
         .image_size(p.image_size);
+    let images = p.observation == "image";
     b = match p.observation.as_str() {
         "text" => b.observation(ObservationMode::Text),
         "image" => b.observation(ObservationMode::TextAndImage),
@@ -461,6 +501,8 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         .defaults("epsilon-greedy", "optimal")
         .heuristic(|signal| Some(Arc::new(qval_methods::FrozenLakeDistance::new(signal)) as Arc<dyn DenseSignalMethod>))
         .goal_texts(GoalTexts::frozenlake())
+        .gives_images(images)
+        .image_goal_texts(GoalTexts::frozenlake_vision())
         .exact(move |signal, gamma| {
             Arc::new(qval_envs::frozenlake::ExactLabeler::new(
                 for_exact.clone(),

@@ -752,6 +752,7 @@ async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
                 points: &on,
                 backend: Some(recorder.clone()),
                 expert: &Default::default(),
+                services: &*plan.services,
                 seed: plan.experiment.seed,
                 dir: std::env::temp_dir().join(format!("qval-preview-{}", std::process::id())),
             })

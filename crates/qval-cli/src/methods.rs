@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::envs::EnvPlugin;
+use crate::envs::{EnvPlugin, RunServices};
 use crate::spec::{self, Seg, SpecProblem};
 use crate::{CliError, Result};
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Signal, Trajectory};
@@ -114,6 +114,8 @@ pub struct BuildInput<'a> {
     /// the candidates' first Q label set): privileged evidence that only oracle-teacher
     /// ablations such as sdpo-gt may read.
     pub expert: &'a std::collections::HashMap<String, qval_core::ExpertRollout>,
+    /// The run's folders and named backends (for clients other than chat).
+    pub services: &'a dyn RunServices,
     /// The experiment's root seed.
     pub seed: u64,
     /// A folder of its own for side files (generated code, Eureka rounds).
@@ -163,6 +165,19 @@ pub trait MethodType: Send + Sync {
         #[serde(deny_unknown_fields)]
         struct NoParams {}
         spec::params::<NoParams>(&method.params, &[]).map(|_| ())
+    }
+
+    /// Checks the entry against the environment and the run's named backends, before any
+    /// work starts (after [`check`](Self::check)); paths are relative to the entry. Default:
+    /// nothing to check.
+    fn check_plan(
+        &self,
+        method: &ResolvedMethod,
+        env: &dyn EnvPlugin,
+        services: &dyn RunServices,
+    ) -> std::result::Result<(), SpecProblem> {
+        let _ = (method, env, services);
+        Ok(())
     }
 
     /// The names of the prediction sets it produces (default: the method's name), so that a
@@ -785,6 +800,18 @@ struct EmbeddingParams {
     temperature: Option<f64>,
     #[serde(default)]
     threshold: Option<f64>,
+    /// `encoder = "http"`: a named backend serving an embeddings model...
+    #[serde(default)]
+    server: Option<String>,
+    /// ... or its URL and model.
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    batch_size: Option<usize>,
 }
 
 fn minilm() -> String {
@@ -797,15 +824,91 @@ struct Embedding {
 }
 
 impl Embedding {
-    fn read(&self, params: &toml::Table) -> std::result::Result<EmbeddingParams, SpecProblem> {
-        let p: EmbeddingParams = spec::params(params, &[])?;
-        if p.encoder != "minilm" {
-            return Err(SpecProblem::at(
-                crate::at!["encoder"],
-                spec::unknown("encoder", &p.encoder, &["minilm"]),
-            ));
+    fn read(&self, m: &ResolvedMethod) -> std::result::Result<EmbeddingParams, SpecProblem> {
+        let p: EmbeddingParams = spec::params(&m.params, &[])?;
+        let http_keys = [
+            ("server", p.server.is_some()),
+            ("base_url", p.base_url.is_some()),
+            ("model", p.model.is_some()),
+            ("api_key_env", p.api_key_env.is_some()),
+            ("batch_size", p.batch_size.is_some()),
+        ];
+        match p.encoder.as_str() {
+            "minilm" => {
+                if let Some((key, _)) = http_keys.iter().find(|(_, given)| *given) {
+                    return Err(SpecProblem::at(
+                        crate::at![*key],
+                        format!("`encoder = \"minilm\"` takes no `{key}` (it belongs to `encoder = \"http\"`)"),
+                    ));
+                }
+                if m.modality == "image" {
+                    return Err(SpecProblem::at(
+                        crate::at!["modality"],
+                        "`image`: all-MiniLM-L6-v2 encodes text only; pictures need `encoder = \"http\"` \
+                         (a CLIP or SigLIP server)",
+                    ));
+                }
+                crate::encoders::available(&p.encoder)
+                    .map_err(|e| SpecProblem::at(crate::at!["type"], e.to_string()))?;
+            }
+            "http" => {
+                match (&p.server, &p.base_url, &p.model) {
+                    (Some(_), None, None) => {
+                        if p.api_key_env.is_some() {
+                            return Err(SpecProblem::at(
+                                crate::at!["api_key_env"],
+                                "with `server`, the key variable is the backend's own `api_key_env`",
+                            ));
+                        }
+                    }
+                    (Some(_), _, _) => {
+                        return Err(SpecProblem::at(
+                            crate::at!["server"],
+                            "give `server` or `base_url` and `model`, not both",
+                        ));
+                    }
+                    (None, Some(url), Some(model)) => {
+                        if !(url.starts_with("http://") || url.starts_with("https://")) {
+                            return Err(SpecProblem::at(
+                                crate::at!["base_url"],
+                                format!("{url:?}: give an http:// or https:// URL"),
+                            ));
+                        }
+                        if model.trim().is_empty() {
+                            return Err(SpecProblem::at(crate::at!["model"], "empty: name the embeddings model"));
+                        }
+                    }
+                    (None, Some(_), None) => {
+                        return Err(SpecProblem::at(
+                            crate::at!["base_url"],
+                            "`base_url` needs `model`: the embeddings model it serves",
+                        ));
+                    }
+                    (None, None, Some(_)) => {
+                        return Err(SpecProblem::at(
+                            crate::at!["model"],
+                            "`model` needs `base_url`: where it is served",
+                        ));
+                    }
+                    (None, None, None) => {
+                        return Err(SpecProblem::at(
+                            crate::at!["encoder"],
+                            "`encoder = \"http\"` needs `server = \"NAME\"` (a backend serving an embeddings \
+                             model) or `base_url` and `model`",
+                        ));
+                    }
+                }
+                if p.batch_size == Some(0) {
+                    return Err(SpecProblem::at(crate::at!["batch_size"], "0: give at least 1"));
+                }
+            }
+            other => {
+                return Err(SpecProblem::at(
+                    crate::at!["encoder"],
+                    spec::unknown("encoder", other, &["minilm", "http"]),
+                ));
+            }
         }
-        crate::encoders::available(&p.encoder).map_err(|e| SpecProblem::at(crate::at!["type"], e.to_string()))?;
         let allowed: &[&str] = match self.kind {
             "goal-cosine" => &[],
             "vlm-rm" => &["alpha"],
@@ -842,6 +945,38 @@ impl Embedding {
         }
         Ok(p)
     }
+
+    /// The texts the scores compare with: the environment's, for its text or its pictures.
+    fn texts(
+        &self,
+        m: &ResolvedMethod,
+        env: &dyn EnvPlugin,
+    ) -> std::result::Result<qval_methods::embedding::GoalTexts, SpecProblem> {
+        let name = env.spec().name;
+        if m.modality != "image" {
+            return env.goal_texts().ok_or_else(|| {
+                SpecProblem::at(
+                    crate::at!["type"],
+                    format!("environment `{name}` defines no goal texts for the embedding family"),
+                )
+            });
+        }
+        if !env.gives_images() {
+            return Err(SpecProblem::at(
+                crate::at!["modality"],
+                format!(
+                    "`image`: environment `{name}` gives no pictures as configured (FrozenLake gives them with \
+                     `observation = \"image\"` in [environment])"
+                ),
+            ));
+        }
+        env.image_goal_texts().ok_or_else(|| {
+            SpecProblem::at(
+                crate::at!["modality"],
+                format!("`image`: environment `{name}` defines no texts to compare its pictures with"),
+            )
+        })
+    }
 }
 
 #[async_trait]
@@ -865,8 +1000,28 @@ impl MethodType for Embedding {
                 ],
             ),
         };
-        let mut params = params;
-        params.insert(0, ("encoder", "minilm", "the sentence encoder (all-MiniLM-L6-v2)"));
+        let mut all = vec![
+            (
+                "encoder",
+                "minilm",
+                "minilm (all-MiniLM-L6-v2, text) | http (an OpenAI-compatible /embeddings server, e.g. vLLM serving \
+                 CLIP or SigLIP; text, or pictures with modality = \"image\")",
+            ),
+            (
+                "server",
+                "",
+                "http: a named backend ([backends] / backends_file) whose model is an embeddings model (--base-url and --model readdress it like every named backend)",
+            ),
+            ("base_url", "", "http: the server's URL, instead of `server`"),
+            ("model", "", "http: the embeddings model, with `base_url`"),
+            (
+                "api_key_env",
+                "",
+                "http: the variable holding the API key, with `base_url`",
+            ),
+            ("batch_size", "32", "http: texts per request"),
+        ];
+        all.extend(params);
         MethodInfo {
             family: "embedding",
             summary,
@@ -875,31 +1030,67 @@ impl MethodType for Embedding {
             needs_logprobs: false,
             needs_scoring: false,
             on: PointSet::Points,
-            params,
+            params: all,
         }
     }
     fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        self.read(&m.params).map(|_| ())
+        self.read(m).map(|_| ())
+    }
+    fn check_plan(
+        &self,
+        m: &ResolvedMethod,
+        env: &dyn EnvPlugin,
+        services: &dyn RunServices,
+    ) -> std::result::Result<(), SpecProblem> {
+        let p = self.read(m)?;
+        self.texts(m, env)?;
+        if let Some(server) = &p.server {
+            let entries = services.backend_entries();
+            if !entries.contains_key(server) {
+                let names: Vec<&str> = entries.keys().map(String::as_str).collect();
+                return Err(SpecProblem::at(
+                    crate::at!["server"],
+                    spec::unknown("backend", server, &names),
+                ));
+            }
+        }
+        Ok(())
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         use qval_methods::embedding::EmbeddingMethod;
-        let p = self.read(&input.method.params).map_err(SpecProblem::into_error)?;
-        let texts = input.env.goal_texts().ok_or_else(|| {
-            CliError::Usage(format!(
-                "environment `{}` defines no goal texts for the embedding family",
-                input.env.spec().name
-            ))
-        })?;
-        let encoder = crate::encoders::text_encoder(&p.encoder)?;
-        let s = input.method.signal;
+        let m = input.method;
+        let p = self.read(m).map_err(SpecProblem::into_error)?;
+        let texts = self.texts(m, input.env).map_err(SpecProblem::into_error)?;
+        let s = m.signal;
         let t = p.temperature.unwrap_or(0.07);
-        let m: EmbeddingMethod<_> = match self.kind {
-            "goal-cosine" => EmbeddingMethod::goal_cosine(encoder, texts, s),
-            "vlm-rm" => EmbeddingMethod::vlm_rm(encoder, texts, s, p.alpha.unwrap_or(0.5)),
-            "sor" => EmbeddingMethod::sor(encoder, texts, s, t),
-            _ => EmbeddingMethod::threshold(encoder, texts, s, t, p.threshold.unwrap_or(0.5)),
+        macro_rules! scored {
+            ($encoder:expr) => {{
+                let e = $encoder;
+                match self.kind {
+                    "goal-cosine" => EmbeddingMethod::goal_cosine(e, texts, s),
+                    "vlm-rm" => EmbeddingMethod::vlm_rm(e, texts, s, p.alpha.unwrap_or(0.5)),
+                    "sor" => EmbeddingMethod::sor(e, texts, s, t),
+                    _ => EmbeddingMethod::threshold(e, texts, s, t, p.threshold.unwrap_or(0.5)),
+                }
+            }};
+        }
+        if p.encoder == "minilm" {
+            return Ok(vec![Arc::new(scored!(crate::encoders::text_encoder(&p.encoder)?))]);
+        }
+        let http = crate::encoders::HttpSettings {
+            server: p.server.clone(),
+            base_url: p.base_url.clone(),
+            model: p.model.clone(),
+            api_key_env: p.api_key_env.clone(),
+            batch_size: p.batch_size,
         };
-        Ok(vec![Arc::new(m)])
+        let encoder = crate::encoders::http_encoder(&http, input.services)?;
+        let method = scored!(encoder);
+        Ok(vec![if m.modality == "image" {
+            Arc::new(method.on_images())
+        } else {
+            Arc::new(method)
+        }])
     }
 }
 

@@ -256,6 +256,9 @@ impl RunServices for Services {
     fn backend(&self, name: &str) -> std::result::Result<Arc<dyn Backend>, String> {
         self.built(name).map(|(b, _)| b)
     }
+    fn backend_entries(&self) -> BTreeMap<String, BackendEntry> {
+        self.entries.clone()
+    }
 }
 
 /// An experiment checked against a registry: everything a run needs, before any work.
@@ -671,6 +674,8 @@ impl Plan {
                             entry: m.name.clone().unwrap_or_else(|| m.kind.clone()),
                         };
                         t.check(&r).map_err(|p| within(base.clone(), p))?;
+                        t.check_plan(&r, &*env, &*services)
+                            .map_err(|p| within(base.clone(), p))?;
                         if methods.iter().any(|x| x.name == name) {
                             return Err(err(SpecProblem::at(
                                 base.clone(),
@@ -1336,6 +1341,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 points: &on,
                 backend,
                 expert: &expert,
+                services: &*plan.services,
                 seed: e.seed,
                 dir: work.join("methods").join(&m.name),
             })

@@ -144,21 +144,19 @@ impl RetryPolicyBuilder {
     }
 }
 
-/// Retries transient failures ([`LlmError::is_transient`]) with exponential back-off and
-/// jitter, honouring `Retry-After`; permanent failures (4xx, an exhausted quota, malformed
-/// answers) return at once.
-pub struct Retry<B> {
-    inner: B,
+/// The retry loop of [`Retry`], on its own so that clients which are not a [`Backend`] (the
+/// HTTP encoder of [`crate::embeddings`]) retry the same way: transient failures
+/// ([`LlmError::is_transient`]) with exponential back-off and jitter, honouring `Retry-After`.
+pub(crate) struct Retrier {
     policy: RetryPolicy,
     jitter: Mutex<rand_chacha::ChaCha8Rng>,
     retries: AtomicU64,
 }
 
-impl<B> Retry<B> {
-    /// Wraps `inner`.
-    pub fn new(inner: B, policy: RetryPolicy) -> Self {
-        Retry {
-            inner,
+impl Retrier {
+    /// A retrier following `policy`.
+    pub(crate) fn new(policy: RetryPolicy) -> Self {
+        Retrier {
             policy,
             jitter: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(0)),
             retries: AtomicU64::new(0),
@@ -166,7 +164,7 @@ impl<B> Retry<B> {
     }
 
     /// Retries made so far.
-    pub fn retries(&self) -> u64 {
+    pub(crate) fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
 
@@ -183,30 +181,10 @@ impl<B> Retry<B> {
             _ => backoff,
         }
     }
-}
 
-#[async_trait]
-impl<B: Backend> Backend for Retry<B> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn unparsed(&self, request: &ChatRequest) {
-        self.inner.unparsed(request)
-    }
-    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.retrying(|| self.inner.chat(request)).await
-    }
-    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
-        self.retrying(|| self.inner.score(request)).await
-    }
-}
-
-impl<B: Backend> Retry<B> {
-    /// Calls `call` until it succeeds, fails for good, or runs out of attempts.
-    async fn retrying<T, F, Fut>(&self, call: F) -> Result<T, LlmError>
+    /// Calls `call` until it succeeds, fails for good, or runs out of attempts (the error
+    /// then notes how many were made).
+    pub(crate) async fn run<T, F, Fut>(&self, call: F) -> Result<T, LlmError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, LlmError>>,
@@ -227,6 +205,48 @@ impl<B: Backend> Retry<B> {
                 other => return other,
             }
         }
+    }
+}
+
+/// Retries transient failures ([`LlmError::is_transient`]) with exponential back-off and
+/// jitter, honouring `Retry-After`; permanent failures (4xx, an exhausted quota, malformed
+/// answers) return at once.
+pub struct Retry<B> {
+    inner: B,
+    retrier: Retrier,
+}
+
+impl<B> Retry<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, policy: RetryPolicy) -> Self {
+        Retry {
+            inner,
+            retrier: Retrier::new(policy),
+        }
+    }
+
+    /// Retries made so far.
+    pub fn retries(&self) -> u64 {
+        self.retrier.retries()
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for Retry<B> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn unparsed(&self, request: &ChatRequest) {
+        self.inner.unparsed(request)
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.retrier.run(|| self.inner.chat(request)).await
+    }
+    async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        self.retrier.run(|| self.inner.score(request)).await
     }
 }
 

@@ -9,12 +9,15 @@
 //!   [`Metered`], assembled by [`StackBuilder`];
 //! - named backends from a `backends.toml` ([`load_backends`]);
 //! - answer extraction ([`extract_number`] and friends);
+//! - [`HttpEncoder`], text and image embeddings from an OpenAI-compatible `/embeddings`
+//!   endpoint (vLLM serving CLIP or SigLIP, Infinity, text-embeddings-inference);
 //! - [`LlmAgent`], a [`qval_core::Policy`] that asks a model for the next action.
 #![deny(missing_docs)]
 
 pub mod agent;
 pub mod backend;
 pub mod config;
+pub mod embeddings;
 pub mod extract;
 pub mod layers;
 pub mod openai;
@@ -25,6 +28,7 @@ pub use backend::{
     SCORING_CAPABILITY, Sampling, ScoreRequest, ScoreResponse, ScoredToken, Thinking, TokenLogprob, Usage,
 };
 pub use config::{BackendEntry, load_backends};
+pub use embeddings::{HttpEncoder, HttpEncoderBuilder};
 pub use extract::{
     extract_action, extract_list, extract_number, extract_permutation, last_tag, last_tag_code, strip_thinking,
 };

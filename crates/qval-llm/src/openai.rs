@@ -13,7 +13,7 @@ use super::backend::{
 
 /// A secret that never prints.
 #[derive(Clone)]
-struct Secret(String);
+pub(crate) struct Secret(pub(crate) String);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,7 +140,8 @@ pub struct OpenAiBackend {
     key: Option<Secret>,
 }
 
-fn truncate(s: &str) -> String {
+/// `s` cut to 2,000 bytes (on a character boundary), noting the full length.
+pub(crate) fn truncate(s: &str) -> String {
     if s.len() <= 2000 {
         return s.to_string();
     }
@@ -331,6 +332,46 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
+/// POSTs `body` as JSON to `url` (with the key as a bearer token) and returns the response
+/// body of a success. The one place HTTP failures are classified, for chat and embeddings:
+/// a timeout, a connection error, an exhausted quota (a 429 saying so: permanent), or any
+/// other status with the body and the server's `Retry-After`.
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&Secret>,
+    body: &Value,
+    timeout: Duration,
+) -> Result<String, LlmError> {
+    let mut req = client.post(url).json(body);
+    if let Some(Secret(key)) = key {
+        req = req.bearer_auth(key);
+    }
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            LlmError::Timeout(timeout)
+        } else {
+            LlmError::Connection(e.to_string())
+        }
+    };
+    let resp = req.send().await.map_err(failed)?;
+    let status = resp.status();
+    let after = retry_after(resp.headers());
+    let body = resp.text().await.map_err(failed)?;
+    if !status.is_success() {
+        let lower = body.to_ascii_lowercase();
+        if status.as_u16() == 429 && (lower.contains("insufficient_quota") || lower.contains("quota exceeded")) {
+            return Err(LlmError::Quota(truncate(&body)));
+        }
+        return Err(LlmError::Status {
+            status: status.as_u16(),
+            body: truncate(&body),
+            retry_after: after,
+        });
+    }
+    Ok(body)
+}
+
 #[async_trait]
 impl Backend for OpenAiBackend {
     fn name(&self) -> String {
@@ -393,38 +434,7 @@ impl Backend for OpenAiBackend {
 impl OpenAiBackend {
     /// POSTs `body` as JSON; the response body, or the error the status means.
     async fn post(&self, url: &str, body: &Value) -> Result<String, LlmError> {
-        let mut req = self.client.post(url).json(body);
-        if let Some(Secret(key)) = &self.key {
-            req = req.bearer_auth(key);
-        }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                LlmError::Timeout(self.config.timeout)
-            } else {
-                LlmError::Connection(e.to_string())
-            }
-        })?;
-        let status = resp.status();
-        let after = retry_after(resp.headers());
-        let body = resp.text().await.map_err(|e| {
-            if e.is_timeout() {
-                LlmError::Timeout(self.config.timeout)
-            } else {
-                LlmError::Connection(e.to_string())
-            }
-        })?;
-        if !status.is_success() {
-            let lower = body.to_ascii_lowercase();
-            if status.as_u16() == 429 && (lower.contains("insufficient_quota") || lower.contains("quota exceeded")) {
-                return Err(LlmError::Quota(truncate(&body)));
-            }
-            return Err(LlmError::Status {
-                status: status.as_u16(),
-                body: truncate(&body),
-                retry_after: after,
-            });
-        }
-        Ok(body)
+        post_json(&self.client, url, self.key.as_ref(), body, self.config.timeout).await
     }
 
     /// vLLM's `/tokenize` of `messages` with the chat template: for a reply

@@ -8,13 +8,22 @@
 //!   goal masked), score = p(goal); [`SorSoftmax::threshold`] scores 1 if p > beta (0.5).
 //!
 //! Encoders implement [`TextEncoder`] (or [`ImageEncoder`]); [`CachedEncoder`] computes the
-//! embedding of identical texts once. The all-MiniLM-L6-v2 encoder is in the `qval-encoders`
-//! crate.
+//! embedding of identical texts and images once. The all-MiniLM-L6-v2 encoder is in the
+//! `qval-encoders` crate; an OpenAI-compatible `/embeddings` server (vLLM serving CLIP or
+//! SigLIP) is `qval_llm::HttpEncoder`.
+//!
+//! ## On images (the published VLE methods)
+//! [`EmbeddingMethod::on_images`] scores the state's **picture** instead of its text: the last
+//! image of s' for Q (s for V) is embedded with the [`ImageEncoder`], and compared with the
+//! goal, baseline and negative **texts** embedded by the [`TextEncoder`] of the same model (a
+//! CLIP-style shared space). Published defaults: the goal is each point's task text
+//! ([`GoalTexts::frozenlake_vision`]), alpha 0.5, T 0.07, beta 0.5; a point without an image
+//! scores NaN with the reason.
 
 use async_trait::async_trait;
 
 pub use qval_core::encoder::{CachedEncoder, ImageEncoder, TextEncoder, cosine};
-use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
+use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, Image, MethodContext, Result, Signal};
 
 /// The texts an embedding method compares with, per environment.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,8 +50,33 @@ impl GoalTexts {
         }
     }
 
+    /// FrozenLake's texts for pictures, as published for the VLE methods: the goal is each
+    /// point's task text; baseline "a blank frozen lake grid"; negatives "the agent fell into
+    /// a hole", "an empty frozen lake", "a random unrelated scene".
+    pub fn frozenlake_vision() -> Self {
+        GoalTexts {
+            goal: None,
+            baseline: "a blank frozen lake grid".into(),
+            negatives: vec![
+                "the agent fell into a hole".into(),
+                "an empty frozen lake".into(),
+                "a random unrelated scene".into(),
+            ],
+        }
+    }
+
     fn goal_for(&self, point: &EvaluationPoint) -> String {
-        self.goal.clone().unwrap_or_else(|| point.task.instruction.clone())
+        self.goal
+            .clone()
+            .unwrap_or_else(|| point.task.instruction.trim().to_string())
+    }
+}
+
+/// The state image a method scores: the last image of s' for Q (and advantage), of s for V.
+fn state_image(point: &EvaluationPoint, signal: Signal) -> Option<&Image> {
+    match signal {
+        Signal::V => point.observation.images.last(),
+        _ => point.next_observation.images.last(),
     }
 }
 
@@ -166,6 +200,21 @@ impl<E: TextEncoder> EmbeddingMethod<E> {
         }
     }
 
+    /// The same score on the state's picture (see the [module docs](self)): `encoder` must
+    /// also be an [`ImageEncoder`] into the space of its texts (CLIP, SigLIP).
+    pub fn on_images(self) -> OnImages<E> {
+        OnImages(self)
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Cosine => "goal-cosine",
+            Kind::VlmRm { .. } => "vlm-rm",
+            Kind::Sor { threshold: None, .. } => "sor",
+            Kind::Sor { threshold: Some(_), .. } => "sor-threshold",
+        }
+    }
+
     fn extra_texts(&self) -> Vec<String> {
         match self.kind {
             Kind::Cosine => vec![],
@@ -178,14 +227,9 @@ impl<E: TextEncoder> EmbeddingMethod<E> {
 #[async_trait]
 impl<E: TextEncoder> DenseSignalMethod for EmbeddingMethod<E> {
     fn name(&self) -> String {
-        let kind = match self.kind {
-            Kind::Cosine => "goal-cosine",
-            Kind::VlmRm { .. } => "vlm-rm",
-            Kind::Sor { threshold: None, .. } => "sor",
-            Kind::Sor { threshold: Some(_), .. } => "sor-threshold",
-        };
         format!(
-            "{kind}-{}-{}",
+            "{}-{}-{}",
+            self.kind_name(),
             self.encoder.name(),
             self.signal.to_string().to_lowercase()
         )
@@ -217,6 +261,80 @@ impl<E: TextEncoder> DenseSignalMethod for EmbeddingMethod<E> {
         };
         let (fixed, rest) = vecs.split_at(extra.len());
         rest.chunks(2).map(|sg| Ok(self.score(&sg[0], &sg[1], fixed))).collect()
+    }
+}
+
+/// An [`EmbeddingMethod`] scoring the state's picture against texts: made by
+/// [`EmbeddingMethod::on_images`]. Named like the method, with `-image` appended
+/// (`vlm-rm-clip-q-image`).
+pub struct OnImages<E>(EmbeddingMethod<E>);
+
+#[async_trait]
+impl<E: TextEncoder + ImageEncoder> DenseSignalMethod for OnImages<E> {
+    fn name(&self) -> String {
+        let m = &self.0;
+        format!(
+            "{}-{}-{}-image",
+            m.kind_name(),
+            TextEncoder::name(&m.encoder),
+            m.signal.to_string().to_lowercase()
+        )
+    }
+    fn signal(&self) -> Signal {
+        self.0.signal
+    }
+    async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
+        self.evaluate_batch(std::slice::from_ref(point), ctx)
+            .await
+            .pop()
+            .expect("one result")
+    }
+    /// Encodes the batch's goal and fixed texts in one call and its pictures in another.
+    async fn evaluate_batch(&self, points: &[EvaluationPoint], _ctx: &MethodContext) -> Vec<Result<f64>> {
+        let m = &self.0;
+        let extra = m.extra_texts();
+        let mut texts: Vec<String> = extra.clone();
+        texts.extend(points.iter().map(|p| m.texts.goal_for(p)));
+        let images: Vec<Image> = points
+            .iter()
+            .filter_map(|p| state_image(p, m.signal).cloned())
+            .collect();
+        let failed = |e: String| points.iter().map(|_| Err(CoreError::Method(e.clone()))).collect();
+        let t = match m.encoder.encode(&texts).await {
+            Ok(v) if v.len() == texts.len() => v,
+            Ok(v) => {
+                return failed(format!(
+                    "the encoder returned {} vectors for {} texts",
+                    v.len(),
+                    texts.len()
+                ));
+            }
+            Err(e) => return failed(e.to_string()),
+        };
+        let mut s = match m.encoder.encode_images(&images).await {
+            Ok(v) if v.len() == images.len() => v.into_iter(),
+            Ok(v) => {
+                return failed(format!(
+                    "the encoder returned {} vectors for {} images",
+                    v.len(),
+                    images.len()
+                ));
+            }
+            Err(e) => return failed(e.to_string()),
+        };
+        let (fixed, goals) = t.split_at(extra.len());
+        points
+            .iter()
+            .zip(goals)
+            .map(|(p, g)| match state_image(p, m.signal) {
+                Some(_) => Ok(m.score(&s.next().expect("one vector per image"), g, fixed)),
+                None => Err(CoreError::Method(format!(
+                    "point `{}` has no {} image to score",
+                    p.id,
+                    if m.signal == Signal::V { "state" } else { "next-state" }
+                ))),
+            })
+            .collect()
     }
 }
 
@@ -350,5 +468,42 @@ mod tests {
         // An encoder failure is a NaN with the reason, for every point of the batch.
         let r = cos.evaluate_batch(&[point("unknown")], &ctx()).await;
         assert!(r[0].as_ref().unwrap_err().to_string().contains("unknown text"));
+    }
+
+    /// Pictures are looked up by their bytes as text.
+    #[async_trait]
+    impl ImageEncoder for Table {
+        fn name(&self) -> String {
+            "table".into()
+        }
+        async fn encode_images(&self, images: &[Image]) -> Result<Vec<Vec<f32>>> {
+            let texts: Vec<String> = images.iter().map(|i| String::from_utf8_lossy(&i.data).into()).collect();
+            self.encode(&texts).await
+        }
+    }
+
+    #[tokio::test]
+    async fn on_images_the_last_picture_of_the_scored_state_meets_the_texts() {
+        let mut p = point("far");
+        p.observation.images = vec![Image::png(b"far".to_vec()), Image::png(b"now".to_vec())];
+        p.next_observation.images = vec![Image::png(b"near".to_vec())];
+        let q = EmbeddingMethod::goal_cosine(table(), texts(), Signal::Q).on_images();
+        assert_eq!(q.name(), "goal-cosine-table-q-image");
+        let v = q.evaluate(&p, &ctx()).await.unwrap();
+        assert!((v - cosine(&unit([0.9, 0.1, 0.0]), &unit([1.0, 0.0, 0.0]))).abs() < 1e-9);
+        // V: the state's last picture ("now"), not its text ("now" too) nor the first picture.
+        let vs = EmbeddingMethod::sor(table(), texts(), Signal::V, 0.07).on_images();
+        let s = unit([0.5, 0.5, 0.0]);
+        let (lg, ln) = (
+            cosine(&s, &unit([1.0, 0.0, 0.0])) / 0.07,
+            cosine(&s, &unit([0.0, 0.0, 1.0])) / 0.07,
+        );
+        let got = vs.evaluate(&p, &ctx()).await.unwrap();
+        assert!((got - 1.0 / (1.0 + (ln - lg).exp())).abs() < 1e-9, "{got}");
+        // A point without a picture is a NaN with the reason; the others are scored.
+        let r = q.evaluate_batch(&[point("near"), p], &ctx()).await;
+        assert!(r[0].as_ref().unwrap_err().to_string().contains("no next-state image"));
+        assert!(r[1].is_ok());
+        assert_eq!(GoalTexts::frozenlake_vision().negatives.len(), 3);
     }
 }

@@ -10,6 +10,9 @@
 //! - **inject faults**: 429 with `Retry-After`, 500, a reply slower than a timeout, malformed
 //!   JSON, no choices, prose without a number, for requests whose prompt contains a marker
 //!   or for the first N requests;
+//! - serve **embeddings** (`/v1/embeddings`, texts as `input`, images as vLLM's chat-style
+//!   `messages`): deterministic vectors built so that a FrozenLake picture nearer the goal is
+//!   nearer a goal text ([`embeddings`] documents the construction);
 //! - count requests and add a fixed latency (for throughput benchmarks).
 //!
 //! ```no_run
@@ -23,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod embeddings;
 mod oracle;
 
 use axum::extract::State;
@@ -137,6 +141,8 @@ struct Shared {
     requests: AtomicUsize,
     prompts: Mutex<Vec<String>>,
     vocab: Mutex<Vocab>,
+    embedding_requests: AtomicUsize,
+    embedded_images: Mutex<Vec<u64>>,
 }
 
 /// A running loopback server; stops when dropped.
@@ -158,6 +164,8 @@ impl TestServer {
             requests: AtomicUsize::new(0),
             prompts: Mutex::new(Vec::new()),
             vocab: Mutex::new(Vocab::default()),
+            embedding_requests: AtomicUsize::new(0),
+            embedded_images: Mutex::new(Vec::new()),
         });
         let (tx_addr, rx_addr) = std::sync::mpsc::channel();
         let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
@@ -173,6 +181,7 @@ impl TestServer {
                     .route("/v1/chat/completions", post(chat))
                     .route("/v1/completions", post(completions))
                     .route("/tokenize", post(tokenize))
+                    .route("/v1/embeddings", post(embeddings::embeddings))
                     .route(
                         "/v1/models",
                         get(|| async { Json(json!({"data": [{"id": "qval-oracle"}]})) }),
@@ -209,6 +218,18 @@ impl TestServer {
     /// Requests received so far.
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests to `/v1/embeddings` received so far (counted in [`requests`](Self::requests)
+    /// too).
+    pub fn embedding_requests(&self) -> usize {
+        self.shared.embedding_requests.load(Ordering::SeqCst)
+    }
+
+    /// A hash of every image embedded, in arrival order: an image embedded twice appears
+    /// twice.
+    pub fn embedded_images(&self) -> Vec<u64> {
+        self.shared.embedded_images.lock().expect("lock").clone()
     }
 
     /// The last user message of every request received, in arrival order.
@@ -568,12 +589,33 @@ pub struct QuickstartData {
 
 /// Builds [`QuickstartData`] (deterministic).
 pub async fn quickstart_data() -> QuickstartData {
+    let env = qval_envs::frozenlake::FrozenLake::builder()
+        .random_maps(8, 8, 42)
+        .build()
+        .expect("valid maps");
+    quickstart_data_of(env).await
+}
+
+/// [`quickstart_data`] with observations that carry a `size` x `size` PNG rendering of each
+/// state, as FrozenLake's `observation = "image"` gives them (deterministic).
+pub async fn quickstart_image_data(size: u32) -> QuickstartData {
+    use qval_envs::frozenlake::{FrozenLake, ObservationMode};
+    let env = FrozenLake::builder()
+        .random_maps(8, 8, 42)
+        .observation(ObservationMode::TextAndImage)
+        .image_size(size)
+        .build()
+        .expect("valid maps");
+    quickstart_data_of(env).await
+}
+
+async fn quickstart_data_of(env: qval_envs::frozenlake::FrozenLake) -> QuickstartData {
     use qval_core::{
         CollectConfig, Environment, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, StageOptions, collect, label,
         sample_points,
     };
-    use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
-    let env = Arc::new(FrozenLake::builder().random_maps(8, 8, 42).build().expect("valid maps"));
+    use qval_envs::frozenlake::{EpsilonGreedy, OptimalPolicy};
+    let env = Arc::new(env);
     let collector = EpsilonGreedy::new(&env, 0.1).expect("a valid epsilon");
     let cfg = CollectConfig {
         trajectories: 50,
