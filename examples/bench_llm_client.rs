@@ -8,11 +8,16 @@
 //!    (retry, concurrency limit, metering; no cache, no log) at concurrency 64.
 //! 2. 50 ms server latency at concurrency 64: achieved requests per second as a share of the
 //!    ideal 64 / 0.05 s = 1,280 per second.
+//! 3. The same for scoring a given continuation (`Backend::score`): each scoring is two
+//!    `/tokenize` calls and one `/v1/completions` with prompt log-probs, the latter taking the
+//!    50 ms; scorings per second as a share of the same ideal.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use qval::methods::llm::{Backend, ChatRequest, Message, OpenAiBackend, OpenAiConfig, Role, Sampling, StackBuilder};
+use qval::methods::llm::{
+    Backend, ChatRequest, Message, OpenAiBackend, OpenAiConfig, Role, Sampling, ScoreRequest, StackBuilder,
+};
 use qval_testkit::{ServerConfig, TestServer};
 
 async fn run(backend: Arc<dyn Backend>, n: usize) -> (f64, usize) {
@@ -32,8 +37,26 @@ async fn run(backend: Arc<dyn Backend>, n: usize) -> (f64, usize) {
     (t.elapsed().as_secs_f64(), failed)
 }
 
+async fn run_scoring(backend: Arc<dyn Backend>, n: usize) -> (f64, usize) {
+    let t = Instant::now();
+    let results = futures::future::join_all((0..n).map(|i| {
+        let b = backend.clone();
+        async move {
+            let req = ScoreRequest {
+                messages: vec![Message::text(Role::User, format!("state {i}: which move?"))],
+                continuation: "right".into(),
+            };
+            b.score(&req).await
+        }
+    }))
+    .await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    (t.elapsed().as_secs_f64(), failed)
+}
+
 fn stack(server: &TestServer, concurrency: usize) -> Arc<dyn Backend> {
-    let cfg = OpenAiConfig::new(server.base_url(), "bench");
+    let mut cfg = OpenAiConfig::new(server.base_url(), "bench");
+    cfg.capabilities.scoring = true;
     StackBuilder::new(OpenAiBackend::new(cfg).expect("a client"))
         .concurrency(concurrency)
         .build()
@@ -54,6 +77,7 @@ fn measure() -> anyhow::Result<()> {
     let slow = TestServer::start(ServerConfig {
         fixed_reply: fixed,
         latency: Duration::from_millis(50),
+        scoring: true,
         ..Default::default()
     });
     rt.block_on(async {
@@ -71,6 +95,15 @@ fn measure() -> anyhow::Result<()> {
         println!(
             "50 ms latency, concurrency 64: {n} requests in {secs:.2}s = {rps:.0} req/s, {:.1}% of the ideal 1,280 ({failed} failed)",
             100.0 * rps / 1280.0
+        );
+        let b = stack(&slow, 64);
+        run_scoring(b.clone(), 128).await;
+        let n = 6_400;
+        let (secs, failed) = run_scoring(b, n).await;
+        let sps = n as f64 / secs;
+        println!(
+            "scoring, 50 ms latency, concurrency 64: {n} scorings in {secs:.2}s = {sps:.0}/s, {:.1}% of the ideal 1,280 ({failed} failed)",
+            100.0 * sps / 1280.0
         );
     });
     Ok(())
