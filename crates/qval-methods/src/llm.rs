@@ -4,4 +4,6 @@
 pub use qval_llm::*;
 
 pub use crate::prompting::prompt;
-pub use crate::prompting::prompt::{Budget, Modality, PromptOptions, preview};
+pub use crate::prompting::prompt::{
+    Budget, CharEstimate, Counter, MinChars, Modality, PromptOptions, TokenCounter, middle_truncate, preview,
+};

@@ -331,7 +331,7 @@ async fn images_go_as_data_urls_where_the_backend_takes_them() {
     let dir = tempfile::tempdir().unwrap();
     let opts = PromptOptions {
         modality: Modality::TextAndImage,
-        budget: None,
+        ..Default::default()
     };
     let mut with_images = OpenAiConfig::new(server.base_url(), "vlm");
     with_images.capabilities.images = true;
@@ -667,4 +667,54 @@ async fn a_model_with_position_bias_is_not_rewarded_for_it() {
     let (a, b) = (orders(7), orders(8));
     let differ = a.iter().filter(|(s, o)| b[*s] != **o).count();
     assert!(differ > a.len() / 2, "{differ} of {} states differ", a.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_fields_are_cut_in_the_middle_down_to_their_minimums_before_turns_are_dropped() {
+    use qval_methods::llm::prompt::{CharEstimate, TokenCounter, direct_messages, middle_truncate, render};
+    use qval_methods::llm::{Budget, MinChars, PromptOptions};
+    assert_eq!(middle_truncate("abcdefghij", 4), "ab\n\n[... 6 characters omitted ...]\n\nij");
+    assert_eq!(middle_truncate("abc", 4), "abc");
+    let d = quickstart_data().await;
+    let mut p = d.points.iter().max_by_key(|p| p.history.len()).unwrap().clone();
+    // TerminalBench-like: long shell outputs.
+    let long = |tag: &str| format!("{tag}-start {} {tag}-end", "x".repeat(6000));
+    for (i, t) in p.history.iter_mut().enumerate() {
+        t.observation = long(&format!("h{i}"));
+    }
+    p.observation.text = long("cur");
+    p.next_observation.text = long("next");
+    let min = MinChars {
+        history: Some(200),
+        current: Some(1000),
+        next: Some(1000),
+    };
+    let full = render(&direct_messages(&p, &d.ctx, Signal::Q, &Default::default()));
+    let opts = |budget| PromptOptions {
+        budget: Some(budget),
+        min_chars: min,
+        ..Default::default()
+    };
+    // Room for every field at its minimum: nothing is dropped, every field is cut.
+    let turns = p.history.len();
+    let budget = 200 * turns + 2000 + 5000 + 3000;
+    let msgs = direct_messages(&p, &d.ctx, Signal::Q, &opts(Budget::Chars(budget)));
+    let text: usize = msgs.iter().map(|m| m.joined_text().len()).sum();
+    let cut = render(&msgs);
+    assert!(text <= budget && text < full.len() / 4, "{text} of {budget}");
+    assert!(cut.contains(&format!("({turns} of {turns} earlier turns shown)")), "no turn dropped");
+    for tag in ["h0", "cur", "next"] {
+        assert!(cut.contains(&format!("{tag}-start")) && cut.contains(&format!("{tag}-end")), "{tag}: both ends kept");
+    }
+    assert!(cut.contains("characters omitted ...]"));
+    // Less room than the minimums allow: the oldest turns go, the minimums stand.
+    let msgs = direct_messages(&p, &d.ctx, Signal::Q, &opts(Budget::Chars(9000)));
+    let cut = render(&msgs);
+    assert!(!cut.contains("h0-start"), "the oldest turn is dropped");
+    assert!(cut.contains(&format!("[... {} characters omitted ...]", long("cur").len() - 1000)));
+    // A token budget counts with the published estimate unless a tokenizer is given.
+    let tokens = budget * 2 / 7;
+    let msgs = direct_messages(&p, &d.ctx, Signal::Q, &opts(Budget::Tokens(tokens)));
+    let text: String = msgs.iter().map(|m| m.joined_text()).collect::<Vec<_>>().join("\n\n");
+    assert!(CharEstimate.count(&text) <= tokens + 10, "{} > {tokens}", CharEstimate.count(&text));
 }

@@ -20,24 +20,136 @@ pub enum Modality {
     TextAndImage,
 }
 
-/// A size limit for prompts; the oldest history turns are dropped first to meet it.
+/// A size limit for prompts. To meet it, fields longer than their published minimum
+/// ([`MinChars`]) are first cut in the middle (history observations from the earliest, then
+/// the next state, then the current state), then the oldest history turns are dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Budget {
     /// At most this many characters of text.
     Chars(usize),
-    /// At most about this many tokens, estimated as characters / 4 (a conservative count for
-    /// English and grids; images are not counted).
+    /// At most this many tokens, counted by [`PromptOptions::counter`] (the model's
+    /// `tokenizer.json`, or the published estimate of 3.5 characters per token; images are
+    /// not counted).
     Tokens(usize),
 }
 
-impl Budget {
-    fn chars(self) -> usize {
-        match self {
-            Budget::Chars(c) => c,
-            Budget::Tokens(t) => t.saturating_mul(4),
+/// Counts the tokens of prompt text, for [`Budget::Tokens`].
+///
+/// # Example
+/// ```
+/// use qval_methods::llm::prompt::{CharEstimate, TokenCounter};
+/// // The published estimate: max(1, round(characters / 3.5)).
+/// assert_eq!(CharEstimate.count("seven characters!"), 5);
+/// assert_eq!(CharEstimate.count(""), 1);
+/// ```
+pub trait TokenCounter: Send + Sync {
+    /// What counts (for records).
+    fn name(&self) -> String;
+    /// The tokens of `text`.
+    fn count(&self, text: &str) -> usize;
+}
+
+/// The published estimate when no tokenizer is given: max(1, round(characters / 3.5)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CharEstimate;
+
+impl TokenCounter for CharEstimate {
+    fn name(&self) -> String {
+        "3.5 characters per token".into()
+    }
+    fn count(&self, text: &str) -> usize {
+        ((text.chars().count() as f64 / 3.5).round() as usize).max(1)
+    }
+}
+
+/// A model's own tokenizer, from its `tokenizer.json` (the tokenizers crate; no special
+/// tokens added, as the published budget counts).
+#[cfg(feature = "tokenizer")]
+pub struct TokenizerFile {
+    path: std::path::PathBuf,
+    tokenizer: tokenizers::Tokenizer,
+}
+
+#[cfg(feature = "tokenizer")]
+impl TokenizerFile {
+    /// Loads `path`.
+    ///
+    /// # Errors
+    /// [`qval_core::CoreError::Method`] naming the file if it is not a tokenizer.
+    pub fn load(path: impl Into<std::path::PathBuf>) -> qval_core::Result<Self> {
+        let path = path.into();
+        let tokenizer = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| qval_core::CoreError::Method(format!("{}: not a tokenizer.json: {e}", path.display())))?;
+        Ok(TokenizerFile { path, tokenizer })
+    }
+}
+
+#[cfg(feature = "tokenizer")]
+impl TokenCounter for TokenizerFile {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn count(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.len())
+            .unwrap_or_else(|_| CharEstimate.count(text))
+    }
+}
+
+/// The token counter of a method's prompts (default: [`CharEstimate`]).
+#[derive(Clone, Default)]
+pub struct Counter(pub Option<std::sync::Arc<dyn TokenCounter>>);
+
+impl Counter {
+    fn count(&self, text: &str) -> usize {
+        match &self.0 {
+            Some(c) => c.count(text),
+            None => CharEstimate.count(text),
         }
     }
+    fn name(&self) -> String {
+        self.0.as_ref().map(|c| c.name()).unwrap_or_else(|| CharEstimate.name())
+    }
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Counter({})", self.name())
+    }
+}
+
+impl PartialEq for Counter {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+/// The shortest a field may be cut to (characters), as the published environment contexts
+/// set them (TerminalBench: history observations 2048, current and next state 4096;
+/// FrozenLake none: never cut). `None`: the field is never cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinChars {
+    /// Observations of earlier turns.
+    pub history: Option<usize>,
+    /// The current state.
+    pub current: Option<usize>,
+    /// The resulting state.
+    pub next: Option<usize>,
+}
+
+/// Cuts `text` to `max` characters in the middle, as published: the first and last halves
+/// kept around `[... N characters omitted ...]` (the marker not counted).
+pub fn middle_truncate(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_string();
+    }
+    let half = max / 2;
+    let head: String = text.chars().take(half).collect();
+    let tail: String = text.chars().skip(n - half).collect();
+    format!("{head}\n\n[... {} characters omitted ...]\n\n{tail}", n - max)
 }
 
 /// Options shared by the prompting methods.
@@ -47,6 +159,32 @@ pub struct PromptOptions {
     pub modality: Modality,
     /// An optional size limit.
     pub budget: Option<Budget>,
+    /// How [`Budget::Tokens`] counts.
+    #[serde(skip)]
+    pub counter: Counter,
+    /// How short fields may be cut to meet the budget.
+    #[serde(default)]
+    pub min_chars: MinChars,
+}
+
+impl PromptOptions {
+    /// Whether `parts` and `reserved` more characters (counted by the estimate) fit.
+    fn fits(&self, parts: &[Part], reserved: usize) -> bool {
+        match self.budget {
+            None => true,
+            Some(Budget::Chars(c)) => text_len(parts) + reserved <= c,
+            Some(Budget::Tokens(t)) => {
+                let text: Vec<&str> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Text { text } => Some(text.as_str()),
+                        Part::Image { .. } => None,
+                    })
+                    .collect();
+                self.counter.count(&text.join("\n\n")) + (reserved as f64 / 3.5).round() as usize <= t
+            }
+        }
+    }
 }
 
 fn value_definition(signal: Signal) -> &'static str {
@@ -211,8 +349,10 @@ fn text_len(parts: &[Part]) -> usize {
         .sum()
 }
 
-/// [`point_parts`] within the budget: drops the oldest history turns until the text fits
-/// (or no history is left).
+/// [`point_parts`] within the budget: fields cut in the middle down to their minimums
+/// ([`MinChars`]; history observations from the earliest, then the next state, then the current
+/// state), then the oldest history turns dropped, until the text fits (or nothing is left to
+/// cut).
 pub fn fitted_point_parts(
     point: &EvaluationPoint,
     ctx: &MethodContext,
@@ -220,14 +360,43 @@ pub fn fitted_point_parts(
     opts: &PromptOptions,
     reserved: usize,
 ) -> Vec<Part> {
-    let mut skip = 0;
+    let parts = point_parts(point, ctx, signal, opts, 0);
+    if opts.fits(&parts, reserved) {
+        return parts;
+    }
+    let mut cut = point.clone();
+    let m = opts.min_chars;
+    // The steps that shorten a field, in the published order.
+    let shown_from = cut.history.len().saturating_sub(ctx.history_limit);
+    let mut steps: Vec<Box<dyn Fn(&mut EvaluationPoint)>> = Vec::new();
+    if let Some(min) = m.history {
+        for i in shown_from..cut.history.len() {
+            steps.push(Box::new(move |p: &mut EvaluationPoint| {
+                p.history[i].observation = middle_truncate(&p.history[i].observation, min)
+            }));
+        }
+    }
+    if let Some(min) = m.next {
+        steps.push(Box::new(move |p: &mut EvaluationPoint| {
+            p.next_observation.text = middle_truncate(&p.next_observation.text, min)
+        }));
+    }
+    if let Some(min) = m.current {
+        steps.push(Box::new(move |p: &mut EvaluationPoint| {
+            p.observation.text = middle_truncate(&p.observation.text, min)
+        }));
+    }
+    for step in steps {
+        step(&mut cut);
+        let parts = point_parts(&cut, ctx, signal, opts, 0);
+        if opts.fits(&parts, reserved) {
+            return parts;
+        }
+    }
+    let mut skip = 1;
     loop {
-        let parts = point_parts(point, ctx, signal, opts, skip);
-        let fits = match opts.budget {
-            Some(b) => text_len(&parts) + reserved <= b.chars(),
-            None => true,
-        };
-        if fits || skip >= point.history.len().min(ctx.history_limit) {
+        let parts = point_parts(&cut, ctx, signal, opts, skip);
+        if opts.fits(&parts, reserved) || skip >= cut.history.len().min(ctx.history_limit) {
             return parts;
         }
         skip += 1;
