@@ -81,6 +81,11 @@ pub trait EnvPlugin: Send + Sync {
     fn gives_images(&self) -> bool {
         false
     }
+    /// How short prompt fields may be cut to meet a token budget (the published minimums of
+    /// the environment's context). Default: never cut.
+    fn prompt_min_chars(&self) -> qval_methods::llm::MinChars {
+        qval_methods::llm::MinChars::default()
+    }
     /// The texts the embedding family compares pictures with (the published VLE texts), if
     /// defined. Default: none.
     fn image_goal_texts(&self) -> Option<GoalTexts> {
@@ -133,6 +138,7 @@ pub struct TypedEnv<E: Environment> {
     images: bool,
     image_goal_texts: Option<GoalTexts>,
     exact: Option<ExactFactory>,
+    min_chars: qval_methods::llm::MinChars,
 }
 
 #[derive(serde::Deserialize)]
@@ -172,7 +178,14 @@ impl<E: Environment + 'static> TypedEnv<E> {
             images: false,
             image_goal_texts: None,
             exact: None,
+            min_chars: Default::default(),
         }
+    }
+
+    /// How short prompt fields may be cut to meet a token budget.
+    pub fn prompt_min_chars(mut self, m: qval_methods::llm::MinChars) -> Self {
+        self.min_chars = m;
+        self
     }
 
     /// The environment's exact labels (label sets with `method = "exact"`).
@@ -317,6 +330,10 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
 
     fn gives_images(&self) -> bool {
         self.images
+    }
+
+    fn prompt_min_chars(&self) -> qval_methods::llm::MinChars {
+        self.min_chars
     }
 
     fn image_goal_texts(&self) -> Option<GoalTexts> {
@@ -662,6 +679,12 @@ pub fn terminalbench(
     }
     let env = Arc::new(b.build().map_err(env_problem)?);
     let plugin = TypedEnv::new(env)
+        // The published TerminalBench context's minimums (tblite_easy_40ms_react_tags.yaml).
+        .prompt_min_chars(qval_methods::llm::MinChars {
+            history: Some(2048),
+            current: Some(4096),
+            next: Some(4096),
+        })
         .policy("oracle", |params, _| {
             let _: NoParams = spec::params(params, &[])?;
             Ok(Arc::new(OracleSolution) as Arc<dyn Policy<TerminalBench>>)

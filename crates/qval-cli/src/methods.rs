@@ -122,6 +122,39 @@ pub struct BuildInput<'a> {
     pub dir: PathBuf,
 }
 
+impl BuildInput<'_> {
+    /// The method's prompt options: its modality; with a backend that gives `max_model_len`,
+    /// a token budget (counted by its `tokenizer`, else the published estimate) and the
+    /// environment's minimum field lengths.
+    ///
+    /// # Errors
+    /// A `tokenizer` file that cannot be read.
+    pub fn prompt_options(&self) -> Result<PromptOptions> {
+        let mut o = self.method.prompt_options();
+        let entry = self
+            .method
+            .backend
+            .as_ref()
+            .and_then(|b| self.services.backend_entries().remove(b));
+        if let Some(e) = entry
+            && let Some(tokens) = e.prompt_tokens()
+        {
+            o.budget = Some(qval_methods::llm::Budget::Tokens(tokens));
+            o.min_chars = self.env.prompt_min_chars();
+            if let Some(path) = &e.tokenizer {
+                let path = if path.is_relative() {
+                    self.services.spec_dir().join(path)
+                } else {
+                    path.clone()
+                };
+                let t = qval_methods::llm::prompt::TokenizerFile::load(path)?;
+                o.counter = qval_methods::llm::Counter(Some(Arc::new(t)));
+            }
+        }
+        Ok(o)
+    }
+}
+
 /// A method type: checks an entry's parameters, says which prediction sets it produces, and
 /// builds the methods that produce them.
 ///
@@ -375,7 +408,7 @@ impl MethodType for Direct {
             backend_of(&input)?,
             input.method.signal,
             mode,
-            input.method.prompt_options(),
+            input.prompt_options()?,
         ))])
     }
 }
@@ -406,7 +439,7 @@ impl MethodType for Gvl {
             input.method.signal,
             input.trajectories,
             p.seed.unwrap_or(input.seed),
-            input.method.prompt_options(),
+            input.prompt_options()?,
         ))])
     }
 }
@@ -431,7 +464,7 @@ impl MethodType for Verifier {
         Ok(vec![Arc::new(qval_methods::prompting::Verifier::new(
             backend_of(&input)?,
             input.method.signal,
-            input.method.prompt_options(),
+            input.prompt_options()?,
         ))])
     }
 }
@@ -453,9 +486,8 @@ impl MethodType for Ranking {
         }
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let ranking =
-            qval_methods::prompting::Ranking::new(backend_of(&input)?, input.points, input.method.prompt_options())
-                .shuffle(Some(input.seed));
+        let ranking = qval_methods::prompting::Ranking::new(backend_of(&input)?, input.points, input.prompt_options()?)
+            .shuffle(Some(input.seed));
         // The order each state's candidates are shown in, for the record (a rerun shows the
         // same: it derives from the seed and the state).
         let path = input.dir.join("shown_order.json");
@@ -502,11 +534,8 @@ impl MethodType for Scoring {
         }
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let m = qval_methods::prompting::ContinuationScoring::new(
-            self.kind,
-            backend_of(&input)?,
-            input.method.prompt_options(),
-        )?;
+        let m =
+            qval_methods::prompting::ContinuationScoring::new(self.kind, backend_of(&input)?, input.prompt_options()?)?;
         let m = match self.kind {
             qval_methods::prompting::ScoringKind::SdpoGt => m.with_expert(input.expert.clone()),
             _ => m,

@@ -93,6 +93,14 @@ pub struct BackendEntry {
     /// default 18300: the published 5 min, then 5 times 1 h).
     #[serde(default = "default_quota_wait")]
     pub quota_max_wait_secs: f64,
+    /// The model's context length: prompts are fitted to it minus the token limit, as
+    /// published (default none: no budget).
+    #[serde(default)]
+    pub max_model_len: Option<u32>,
+    /// The model's `tokenizer.json`, to count prompt tokens (default: 3.5 characters per
+    /// token, as published).
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 fn default_second_tokens() -> u32 {
@@ -177,6 +185,8 @@ impl BackendEntry {
             second_elicitation: None,
             second_elicitation_max_tokens: default_second_tokens(),
             quota_max_wait_secs: default_quota_wait(),
+            max_model_len: None,
+            tokenizer: None,
         }
     }
 
@@ -229,6 +239,13 @@ impl BackendEntry {
         }
         if self.reasoning_effort.is_some() && self.thinking_budget.is_some() {
             return Err("give `reasoning_effort` or `thinking_budget`, not both".into());
+        }
+        if let Some(n) = self.max_model_len
+            && self.prompt_tokens() == Some(0)
+        {
+            return Err(format!(
+                "`max_model_len` = {n}: leaves no room for a prompt next to the token limit"
+            ));
         }
         if self.second_elicitation_max_tokens == 0 {
             return Err("`second_elicitation_max_tokens` = 0: must be at least 1".into());
@@ -292,6 +309,16 @@ impl BackendEntry {
             t.effort = None;
         }
         (t != Thinking::default()).then_some(t)
+    }
+
+    /// The prompt budget in tokens, as published: the context length minus the token limit
+    /// (the entry's, else the preset's), if the context length is given.
+    pub fn prompt_tokens(&self) -> Option<usize> {
+        let limit = self
+            .max_tokens
+            .or(self.openai_config().sampling.max_tokens)
+            .unwrap_or(2048);
+        self.max_model_len.map(|n| n.saturating_sub(limit) as usize)
     }
 
     /// Whether answers cut off at the token limit are asked for once more.

