@@ -371,28 +371,30 @@ pub fn fitted_point_parts(
     }
     let mut cut = point.clone();
     let m = opts.min_chars;
-    // The steps that shorten a field, in the published order.
+    // The fields to cut (with their minimum), in the published order.
+    enum Field {
+        History(usize),
+        Next,
+        Current,
+    }
     let shown_from = cut.history.len().saturating_sub(ctx.history_limit);
-    let mut steps: Vec<Box<dyn Fn(&mut EvaluationPoint)>> = Vec::new();
+    let mut steps: Vec<(Field, usize)> = Vec::new();
     if let Some(min) = m.history {
-        for i in shown_from..cut.history.len() {
-            steps.push(Box::new(move |p: &mut EvaluationPoint| {
-                p.history[i].observation = middle_truncate(&p.history[i].observation, min)
-            }));
-        }
+        steps.extend((shown_from..cut.history.len()).map(|i| (Field::History(i), min)));
     }
     if let Some(min) = m.next {
-        steps.push(Box::new(move |p: &mut EvaluationPoint| {
-            p.next_observation.text = middle_truncate(&p.next_observation.text, min)
-        }));
+        steps.push((Field::Next, min));
     }
     if let Some(min) = m.current {
-        steps.push(Box::new(move |p: &mut EvaluationPoint| {
-            p.observation.text = middle_truncate(&p.observation.text, min)
-        }));
+        steps.push((Field::Current, min));
     }
-    for step in steps {
-        step(&mut cut);
+    for (field, min) in steps {
+        let text = match field {
+            Field::History(i) => &mut cut.history[i].observation,
+            Field::Next => &mut cut.next_observation.text,
+            Field::Current => &mut cut.observation.text,
+        };
+        *text = middle_truncate(text, min);
         let parts = point_parts(&cut, ctx, signal, opts, 0);
         if opts.fits(&parts, reserved) {
             return parts;
