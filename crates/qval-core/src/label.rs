@@ -32,9 +32,8 @@ use crate::{CoreError, Result};
 ///     fn name(&self) -> String { "immediate".into() }
 ///     fn signal(&self) -> Signal { Signal::Q }
 ///     async fn label(&self, p: &EvaluationPoint) -> Label {
-///         Label { point_id: p.id.clone(), signal: Signal::Q, value: p.reward,
-///                 aggregation: Aggregation::Max, returns: vec![p.reward],
-///                 baseline_returns: vec![], aborted: None, candidate_of: None }
+///         Label { aggregation: Aggregation::Max, returns: vec![p.reward],
+///                 ..Label::exact(p.id.clone(), Signal::Q, p.reward) }
 ///     }
 /// }
 /// ```
