@@ -319,6 +319,8 @@ async fn eureka_rounds_keep_the_judges_winner() {
         concurrency: 2,
         sandbox: config(1000),
         sampling: Default::default(),
+        judge_points: 8,
+        seed: 0,
     };
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..60], &cfg)
         .await
@@ -418,6 +420,8 @@ async fn eureka_does_not_pick_a_sample_that_floods_its_output() {
         concurrency: 2,
         sandbox: config(5000),
         sampling: Default::default(),
+        judge_points: 8,
+        seed: 0,
     };
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
         .await
