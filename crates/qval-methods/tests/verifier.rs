@@ -145,3 +145,32 @@ async fn the_default_is_one_pass_without_a_criterion_and_all_failures_give_the_r
     let m = Verifier::new(inner, Signal::Advantage, Default::default());
     assert!(m.with_criteria(&["frozen_lake_correctness"]).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_criteria_the_oracle_verifier_still_ranks_as_the_labels_do() {
+    use qval_core::{StageOptions, predict};
+    use qval_methods::llm::{OpenAiBackend, OpenAiConfig};
+    use qval_testkit::{ServerConfig, TestServer, rho};
+    let d = quickstart_data().await;
+    let server = TestServer::start(ServerConfig::default());
+    let mut cfg = OpenAiConfig::new(server.base_url(), "qval-oracle");
+    cfg.capabilities.logprobs = true;
+    let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(cfg).unwrap());
+    let m = Verifier::new(backend, Signal::Q, Default::default())
+        .with_criteria(&["frozen_lake_correctness", "frozen_lake_path_optimality"])
+        .unwrap();
+    let points = &d.points[..40];
+    let preds = predict(&m, points, &d.ctx, &StageOptions::default()).await.unwrap();
+    assert_eq!(server.requests(), 80, "two passes per point");
+    let prompts = server.prompts();
+    assert_eq!(
+        prompts
+            .iter()
+            .filter(|p| p.starts_with("### Evaluation Criterion: Path Optimality\n"))
+            .count(),
+        40
+    );
+    assert!(preds.iter().all(|p| p.value.is_finite()));
+    let r = rho(&d.labels[..40], &preds);
+    assert!(r >= 0.8, "rho {r}");
+}
