@@ -446,6 +446,37 @@ impl MethodType for Gvl {
 
 struct Verifier;
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifierParams {
+    #[serde(default)]
+    num_verifications: Option<usize>,
+    #[serde(default)]
+    criteria: Vec<String>,
+}
+
+impl VerifierParams {
+    fn read(table: &toml::Table) -> std::result::Result<Self, SpecProblem> {
+        let p: VerifierParams = spec::params(table, &[])?;
+        if p.num_verifications == Some(0) {
+            return Err(SpecProblem::at(
+                crate::at!["num_verifications"],
+                "`num_verifications` must be at least 1",
+            ));
+        }
+        let ids = qval_methods::prompting::VerifierCriterion::ids();
+        for (i, c) in p.criteria.iter().enumerate() {
+            if qval_methods::prompting::VerifierCriterion::by_id(c).is_none() {
+                return Err(SpecProblem::at(
+                    crate::at!["criteria", i],
+                    spec::unknown("verifier criterion", c, &ids),
+                ));
+            }
+        }
+        Ok(p)
+    }
+}
+
 #[async_trait]
 impl MethodType for Verifier {
     fn info(&self) -> MethodInfo {
@@ -457,15 +488,31 @@ impl MethodType for Verifier {
             needs_logprobs: true,
             needs_scoring: false,
             on: PointSet::Points,
-            params: vec![],
+            params: vec![
+                (
+                    "num_verifications",
+                    "1",
+                    "passes per criterion (the published name); the mean of the passes that decode",
+                ),
+                (
+                    "criteria",
+                    "[]",
+                    "published criteria ids (frozen_lake_correctness, terminal_bench_efficiency, ...), cycled over the passes",
+                ),
+            ],
         }
     }
+    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
+        VerifierParams::read(&m.params).map(|_| ())
+    }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        Ok(vec![Arc::new(qval_methods::prompting::Verifier::new(
-            backend_of(&input)?,
-            input.method.signal,
-            input.prompt_options()?,
-        ))])
+        let p = VerifierParams::read(&input.method.params).map_err(SpecProblem::into_error)?;
+        let m =
+            qval_methods::prompting::Verifier::new(backend_of(&input)?, input.method.signal, input.prompt_options()?)
+                .with_passes(p.num_verifications.unwrap_or(1))
+                .with_criteria(&p.criteria)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(vec![Arc::new(m)])
     }
 }
 
@@ -810,6 +857,7 @@ impl MethodType for Eureka {
         let mut cfg = EurekaConfig::new(sandbox.clone());
         cfg.iterations = p.iterations;
         cfg.candidates = p.candidates;
+        cfg.seed = input.seed;
         let result = run_eureka(backend_of(&input)?, input.ctx, input.method.signal, input.points, &cfg).await?;
         let rounds = serde_json::to_string_pretty(&result).unwrap_or_default();
         qval_core::io::write_atomic(&input.dir.join("eureka.json"), rounds.as_bytes())?;

@@ -514,6 +514,23 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             vec!["unknown mode `batch`", "`batched`"],
         ),
         (
+            format!(
+                "{head}[[methods]]\ntype = \"verifier\"\nbackend = \"x\"\ncriteria = [\"frozen_lake_correctness\", \"frozen_lake_hazard_avodance\"]\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nlogprobs = true\n"
+            ),
+            "bad.toml:7:",
+            vec![
+                "unknown verifier criterion `frozen_lake_hazard_avodance`",
+                "did you mean `frozen_lake_hazard_avoidance`?",
+            ],
+        ),
+        (
+            format!(
+                "{head}[[methods]]\ntype = \"verifier\"\nbackend = \"x\"\nnum_verifications = 0\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nlogprobs = true\n"
+            ),
+            "bad.toml:7:",
+            vec!["`num_verifications` must be at least 1"],
+        ),
+        (
             "name = \"bad\"\n[environment]\ntype = \"frozen\"\n".to_string(),
             "bad.toml:3:1",
             vec!["unknown environment type `frozen`", "did you mean `frozenlake`?"],

@@ -319,6 +319,8 @@ async fn eureka_rounds_keep_the_judges_winner() {
         concurrency: 2,
         sandbox: config(1000),
         sampling: Default::default(),
+        judge_points: 8,
+        seed: 0,
     };
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..60], &cfg)
         .await
@@ -350,6 +352,52 @@ async fn eureka_rounds_keep_the_judges_winner() {
         .unwrap();
     assert!(rho(&d.labels, &preds) >= 0.95);
     best.close().await;
+}
+
+/// A judge answer without a usable `<winner>` keeps the previous winner (as published), even
+/// when a new candidate would win the fallback rule (a larger spread); the judge sees the
+/// incumbent under a label of its own and is asked at temperature 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eureka_keeps_the_incumbent_when_the_judge_answer_is_malformed() {
+    use qval_methods::code::{EurekaConfig, run_eureka};
+    use qval_testkit::{Fault, Rule, Selector};
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let wide = format!(
+        "{GOOD}\n_inner = signal_function\n\ndef signal_function(state, action, next_state):\n    return 10.0 * _inner(state, action, next_state)\n"
+    );
+    let server = TestServer::start(ServerConfig {
+        code_samples: vec![GOOD.to_string(), wide],
+        // Only the second round's judge sees two candidates.
+        rules: vec![Rule::new(Selector::Contains("### Candidate 2\n".into()), Fault::Prose)],
+        ..Default::default()
+    });
+    let backend: Arc<dyn qval_methods::llm::Backend> =
+        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let mut cfg = EurekaConfig::new(config(1000));
+    cfg.iterations = 2;
+    cfg.candidates = 1;
+    let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
+        .await
+        .unwrap();
+    let (first, second) = (&r.rounds[0], &r.rounds[1]);
+    assert!(first.judged && first.winner == 0 && first.incumbent.is_none());
+    assert_eq!(second.incumbent, Some(1), "the previous winner is judged again, last");
+    assert_eq!(second.labels.len(), 2);
+    assert!(
+        second.candidates[0].1.std > second.candidates[1].1.std,
+        "the new one spreads more"
+    );
+    assert!(!second.judged);
+    assert_eq!(second.winner, 1, "the incumbent is kept");
+    assert_eq!(r.best.source.as_deref().map(str::trim), Some(GOOD.trim()));
+    assert_eq!(second.sampled.len(), 8);
+    let judges: Vec<String> = server
+        .prompts()
+        .into_iter()
+        .filter(|p| p.contains("## Candidate Summaries"))
+        .collect();
+    assert_eq!(judges.len(), 2);
 }
 
 /// A sample with the real `os` module writes forged replies (a bare number, a value, a load
@@ -418,6 +466,8 @@ async fn eureka_does_not_pick_a_sample_that_floods_its_output() {
         concurrency: 2,
         sandbox: config(5000),
         sampling: Default::default(),
+        judge_points: 8,
+        seed: 0,
     };
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
         .await

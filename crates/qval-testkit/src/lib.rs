@@ -281,7 +281,7 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
         let script = &shared.config.agent_script;
         return Json(reply(&model, &script[k.min(script.len() - 1)], None)).into_response();
     }
-    if all_text.contains("Candidate statistics:") {
+    if all_text.contains("## Candidate Summaries") {
         return Json(reply(&model, &judge(&all_text), None)).into_response();
     }
     if !shared.config.code_samples.is_empty() && all_text.contains("signal_function") {
@@ -529,19 +529,27 @@ impl Vocab {
     }
 }
 
-/// The judge of Eureka rounds: the candidate with the most numbers, not collapsed, with the
-/// largest spread.
+/// The judge of Eureka rounds, reading the published summary layout (`### Candidate k`,
+/// `- Finite predictions: n`, ..., `- Std: x`, `- Collapsed: yes|no`): the candidate that
+/// spreads (not collapsed, more than one number), then with the most numbers, then with the
+/// largest std; ties to the lower label.
 fn judge(text: &str) -> String {
-    let re =
-        regex::Regex::new(r"Candidate (\d+): finite=(\d+) nan=\d+ min=\S+ max=\S+ mean=\S+ std=(\S+) collapsed=(\w+)")
-            .expect("a valid regex");
+    let re = regex::Regex::new(
+        r"### Candidate (\d+)\n- Finite predictions: (\d+)\n- NaN predictions: \d+\n- Min: \S+\n- Max: \S+\n- Mean: \S+\n- Std: (\S+)\n- Collapsed: (yes|no)",
+    )
+    .expect("a valid regex");
     let best = re
         .captures_iter(text)
         .filter_map(|c| {
             let k: usize = c[1].parse().ok()?;
             let finite: usize = c[2].parse().ok()?;
             let std: f64 = c[3].parse().unwrap_or(0.0);
-            Some((k, &c[4] != "true", finite, if std.is_finite() { std } else { 0.0 }))
+            Some((
+                k,
+                &c[4] == "no" && finite > 1,
+                finite,
+                if std.is_finite() { std } else { 0.0 },
+            ))
         })
         .max_by(|a, b| {
             a.1.cmp(&b.1)
@@ -550,9 +558,10 @@ fn judge(text: &str) -> String {
                 .then(b.0.cmp(&a.0))
         });
     match best {
-        Some((k, ..)) => {
-            format!("<answer>{k}</answer><feedback>Keep candidate {k}'s approach and handle every state.</feedback>")
-        }
+        Some((k, ..)) => format!(
+            "<winner>{k}</winner>\n<rationale>Candidate {k} spreads its values over the most points.</rationale>\n\
+             <feedback>Keep candidate {k}'s approach and handle every state.</feedback>"
+        ),
         None => "I cannot judge these.".into(),
     }
 }

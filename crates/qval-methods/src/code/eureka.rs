@@ -3,13 +3,23 @@
 //! winner and the judge's feedback), runs every candidate on the points, summarises each
 //! run (finite and NaN counts, min, max, mean, std, collapsed), and lets an LLM judge pick a
 //! winner with feedback for the next round. Labels are never shown to anyone.
+//!
+//! The judge sees what the published judge sees (bethgelab/qval `llm_eureka.py`): per
+//! candidate the statistics of its outputs over all points (finite and NaN counts, min, max,
+//! mean, population std, collapsed), the rejected candidates with their reasons, and a
+//! seeded sample of 8 points with each candidate's prediction on them, under candidate
+//! labels shuffled per round with a seed ([`judge_labels`], [`sample_point_indices`],
+//! [`judge_messages`]). From the second round on the previous winner (the incumbent) is
+//! judged with the new candidates, and a judge answer without a usable `<winner>` keeps it.
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::{CodeSample, GeneratedSample, SandboxConfig, codegen_messages};
-use crate::llm::{Backend, ChatRequest, Message, Role, Sampling, extract_number, last_tag};
+use crate::llm::prompt::point_parts;
+use crate::llm::{Backend, ChatRequest, Message, Part, PromptOptions, Role, Sampling, last_tag};
+use qval_core::seed::{rng_for, stable_hash};
 use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, StageOptions, predict};
 
 /// Parameters of [`run_eureka`].
@@ -19,6 +29,8 @@ use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, Stage
 /// | `iterations` | 16 |
 /// | `candidates` | 8 per iteration |
 /// | `concurrency` | 4 candidates run at once (each in its own worker) |
+/// | `judge_points` | 8 sampled points shown to the judge (the published `judge_num_points`) |
+/// | `seed` | 0: the seed of the judge's candidate labels and sampled points |
 ///
 /// # Worst-case time
 ///
@@ -40,8 +52,13 @@ pub struct EurekaConfig {
     pub concurrency: usize,
     /// The sandbox of every candidate.
     pub sandbox: SandboxConfig,
-    /// Sampling of the code requests (seeds are set per candidate).
+    /// Sampling of the code requests (seeds are set per candidate). The judge is asked with
+    /// the same, at temperature 0 and top-p 1, as published.
     pub sampling: Sampling,
+    /// Points shown to the judge with each candidate's prediction (at most all points).
+    pub judge_points: usize,
+    /// The seed of the judge's candidate labels and sampled points.
+    pub seed: u64,
 }
 
 impl EurekaConfig {
@@ -53,82 +70,135 @@ impl EurekaConfig {
             concurrency: 4,
             sandbox,
             sampling: Sampling::default(),
+            judge_points: 8,
+            seed: 0,
         }
     }
 }
 
-/// What a candidate's outputs look like.
+/// What a candidate's outputs look like, over all points, as the published judge sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CandidateStats {
     /// Points with a number.
     pub finite: usize,
     /// Points without one.
     pub nan: usize,
-    /// Smallest output.
+    /// Smallest output (NaN if none is finite).
     pub min: f64,
-    /// Largest output.
+    /// Largest output (NaN if none is finite).
     pub max: f64,
-    /// Mean output.
+    /// Mean output (NaN if none is finite).
     pub mean: f64,
-    /// Standard deviation of the outputs.
+    /// Population standard deviation of the outputs (divided by n; 0 for one output, NaN
+    /// for none).
     pub std: f64,
-    /// All finite outputs are equal (the candidate ranks nothing).
+    /// `max - min < 1e-9` with more than one finite output (as published: never for one
+    /// or none).
     pub collapsed: bool,
     /// The first failure reason, if any.
     pub first_error: Option<String>,
+    /// Why the candidate could not be used at all (no code, does not load): it is not run
+    /// and the judge sees it under "Rejected Candidates".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
 }
 
 impl CandidateStats {
-    fn of(values: &[f64], first_error: Option<String>) -> Self {
+    /// The statistics of `values` (NaN and infinite values count as NaN).
+    pub fn of(values: &[f64], first_error: Option<String>) -> Self {
         let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         let n = finite.len();
-        let mean = if n > 0 {
-            finite.iter().sum::<f64>() / n as f64
+        let (min, max, mean, std) = if n == 0 {
+            (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
         } else {
-            f64::NAN
-        };
-        let std = if n > 0 {
-            (finite.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64).sqrt()
-        } else {
-            f64::NAN
+            let mean = finite.iter().sum::<f64>() / n as f64;
+            let var = finite.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+            (
+                finite.iter().copied().fold(f64::INFINITY, f64::min),
+                finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                mean,
+                var.sqrt(),
+            )
         };
         CandidateStats {
             finite: n,
             nan: values.len() - n,
-            min: finite.iter().copied().fold(f64::INFINITY, f64::min),
-            max: finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            min,
+            max,
             mean,
             std,
-            collapsed: n == 0 || finite.iter().all(|v| *v == finite[0]),
+            collapsed: n > 1 && (max - min) < 1e-9,
             first_error,
+            invalid: None,
         }
     }
 
-    fn line(&self, k: usize) -> String {
+    /// The summary block the judge sees under label `label`.
+    pub fn summary(&self, label: usize) -> String {
         format!(
-            "Candidate {k}: finite={} nan={} min={:.4} max={:.4} mean={:.4} std={:.4} collapsed={}{}",
+            "### Candidate {label}\n- Finite predictions: {}\n- NaN predictions: {}\n- Min: {}\n- Max: {}\n- Mean: \
+             {}\n- Std: {}\n- Collapsed: {}",
             self.finite,
             self.nan,
-            self.min,
-            self.max,
-            self.mean,
-            self.std,
-            self.collapsed,
-            self.first_error
-                .as_ref()
-                .map(|e| format!(" first_error={e:?}"))
-                .unwrap_or_default()
+            stat(self.min),
+            stat(self.max),
+            stat(self.mean),
+            stat(self.std),
+            if self.collapsed { "yes" } else { "no" }
         )
     }
 
-    /// Fallback ranking when the judge cannot be read: fewest failures, not collapsed, most
-    /// spread.
+    /// Fallback ranking when the judge cannot be read and there is no incumbent: spread
+    /// (not collapsed, more than one number), most numbers, largest std.
     fn fallback_key(&self) -> (bool, usize, f64) {
         (
-            !self.collapsed,
+            self.finite > 1 && !self.collapsed,
             self.finite,
             if self.std.is_finite() { self.std } else { 0.0 },
         )
+    }
+}
+
+/// A statistic as the published judge prints it: `n/a` when there is none.
+fn stat(v: f64) -> String {
+    if v.is_nan() { "n/a".into() } else { format_g6(v) }
+}
+
+/// `v` as Python's `f"{v:.6g}"` prints it: 6 significant digits, trailing zeros dropped,
+/// scientific notation below 1e-4 and from 1e6 (`1.5e-05`, `1.23457e+06`), `nan`, `inf`.
+///
+/// ```
+/// use qval_methods::code::eureka::format_g6;
+/// assert_eq!(format_g6(0.1234567), "0.123457");
+/// assert_eq!(format_g6(2.0), "2");
+/// assert_eq!(format_g6(1234567.0), "1.23457e+06");
+/// assert_eq!(format_g6(0.000015), "1.5e-05");
+/// assert_eq!(format_g6(f64::NAN), "nan");
+/// ```
+pub fn format_g6(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{v:.5e}");
+    let (mantissa, exp) = sci.split_once('e').expect("an exponent");
+    let exp: i32 = exp.parse().expect("an integer exponent");
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if (-4..6).contains(&exp) {
+        trim(&format!("{v:.*}", (5 - exp) as usize))
+    } else {
+        format!("{}e{}{:02}", trim(mantissa), if exp < 0 { '-' } else { '+' }, exp.abs())
     }
 }
 
@@ -141,7 +211,18 @@ pub struct EurekaRound {
     pub candidates: Vec<(GeneratedSample, CandidateStats)>,
     /// The winner's position in `candidates`.
     pub winner: usize,
-    /// Whether the judge chose (false: the fallback rule did).
+    /// The previous winner's position in `candidates` (it is judged again, last in the list),
+    /// from the second round on.
+    #[serde(default)]
+    pub incumbent: Option<usize>,
+    /// The judge's labels: `(label, position in candidates)`, in label order.
+    #[serde(default)]
+    pub labels: Vec<(usize, usize)>,
+    /// The points shown to the judge (indices into the points, ascending).
+    #[serde(default)]
+    pub sampled: Vec<usize>,
+    /// Whether the judge chose (false: the incumbent was kept, or in the first round the
+    /// fallback rule chose).
     pub judged: bool,
     /// The judge's feedback for the next round.
     pub feedback: String,
@@ -156,21 +237,154 @@ pub struct EurekaResult {
     pub best: GeneratedSample,
 }
 
-fn judge_messages(ctx: &MethodContext, signal: Signal, round: &[(GeneratedSample, CandidateStats)]) -> Vec<Message> {
+/// The published name of a signal, as the judge's selection rule says it.
+fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Q => "Q-value",
+        Signal::V => "state value",
+        _ => "advantage",
+    }
+}
+
+/// The key of a point set that the judge's seeds derive from (as published, the points'
+/// trajectory and step).
+fn points_key(points: &[EvaluationPoint]) -> u64 {
+    stable_hash(
+        &points
+            .iter()
+            .map(|p| format!("{}:{}", p.trajectory_index, p.step_index))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+/// The points the judge sees in round `iteration`: `min(k, points.len())` indices drawn
+/// without replacement with a seed derived from `seed`, the points and the round, ascending
+/// (as published: a sorted sample).
+pub fn sample_point_indices(seed: u64, points: &[EvaluationPoint], iteration: usize, k: usize) -> Vec<usize> {
+    let n = points.len();
+    let mut rng = rng_for(
+        seed,
+        &[
+            stable_hash("eureka:points"),
+            points_key(points),
+            iteration as u64,
+            n as u64,
+        ],
+    );
+    let mut out = rand::seq::index::sample(&mut rng, n, k.min(n)).into_vec();
+    out.sort_unstable();
+    out
+}
+
+/// The judge's labels in round `iteration` for `n` candidates: `order[j]` is the candidate
+/// (its position in the judged list) shown as `Candidate {j + 1}`; a seeded shuffle, as
+/// published.
+pub fn judge_labels(seed: u64, points: &[EvaluationPoint], iteration: usize, n: usize) -> Vec<usize> {
+    use rand::seq::SliceRandom as _;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng_for(
+        seed,
+        &[
+            stable_hash("eureka:candidates"),
+            points_key(points),
+            iteration as u64,
+            n as u64,
+        ],
+    ));
+    order
+}
+
+/// One candidate as the judge sees it: its label and its predictions on all points.
+#[derive(Clone, Copy, Debug)]
+pub struct JudgeCandidate<'a> {
+    /// The label it is shown under.
+    pub label: usize,
+    /// Its prediction on every point (NaN where it gave none).
+    pub values: &'a [f64],
+}
+
+/// The judge's messages, in the published layout: `## Selection Rule`, `## Candidate
+/// Summaries` (statistics over all points), `## Rejected Candidates` (when there are any),
+/// `## Sampled Datapoints` (each `### Datapoint j` as a direct prompt shows the point, then
+/// `### Candidate Predictions`), `## Output Format` (`<winner>`, `<rationale>`, `<feedback>`).
+/// `candidates` are listed in the order given; `sampled` are indices into `points`.
+pub fn judge_messages(
+    ctx: &MethodContext,
+    signal: Signal,
+    points: &[EvaluationPoint],
+    candidates: &[JudgeCandidate<'_>],
+    rejected: &[&str],
+    sampled: &[usize],
+) -> Vec<Message> {
     let system = format!(
-        "You judge candidate Python signal functions that should rank agent steps by their value ({signal} in \
-         {}). You see statistics of each candidate's outputs on the evaluation points (no true values). Prefer \
-         candidates that give a number everywhere, do not collapse to a constant, and spread their outputs \
-         meaningfully. Answer with the chosen candidate number in <answer></answer> tags and advice for the next \
-         round in <feedback></feedback> tags.",
+        "You are selecting the most useful dense-signal candidate for a reinforcement learning environment.\n\n\
+         The signal is the {} ({}) of steps in {}.\n\n\
+         Judge candidate behavior from predicted values and diagnostics. Do not infer quality from code style because \
+         candidate code is not shown.",
+        signal_name(signal),
+        crate::llm::prompt::value_symbol(signal),
         ctx.env_name
     );
-    let mut user = String::from("Candidate statistics:\n");
-    for (k, (_, s)) in round.iter().enumerate() {
-        user.push_str(&s.line(k + 1));
-        user.push('\n');
+    let mut parts = vec![
+        format!(
+            "## Selection Rule\nChoose the candidate whose predictions are the most appropriate and useful {} \
+             estimates. Prefer candidates that provide discriminative, stable, non-collapsed values and that match \
+             the intended semantics of the signal on the sampled datapoints.",
+            signal_name(signal)
+        ),
+        "## Candidate Summaries".to_string(),
+    ];
+    for c in candidates {
+        parts.push(CandidateStats::of(c.values, None).summary(c.label));
     }
-    vec![Message::text(Role::System, system), Message::text(Role::User, user)]
+    if !rejected.is_empty() {
+        let mut block = vec!["## Rejected Candidates".to_string()];
+        for (i, reason) in rejected.iter().enumerate() {
+            block.push(format!(
+                "### Rejected Candidate {}\n- Status: invalid\n- Reason: {reason}",
+                i + 1
+            ));
+        }
+        parts.push(block.join("\n\n"));
+    }
+    parts.push("## Sampled Datapoints".into());
+    let text_only = PromptOptions::default();
+    for (j, &i) in sampled.iter().enumerate() {
+        let mut sections: Vec<String> = point_parts(&points[i], ctx, signal, &text_only, 0)
+            .into_iter()
+            .filter_map(|p| match p {
+                Part::Text { text } => Some(text.trim_end().to_string()),
+                Part::Image { .. } => None,
+            })
+            .collect();
+        let mut preds = vec!["### Candidate Predictions".to_string()];
+        for c in candidates {
+            preds.push(format!(
+                "Candidate {}: {}",
+                c.label,
+                format_g6(c.values.get(i).copied().unwrap_or(f64::NAN))
+            ));
+        }
+        sections.push(preds.join("\n"));
+        parts.push(format!("### Datapoint {}\n\n{}", j + 1, sections.join("\n\n")));
+    }
+    parts.push(
+        "## Output Format\nRespond with:\n<winner>INTEGER</winner>\n<rationale>Short explanation of why the winner is \
+         best.</rationale>\n<feedback>Concrete guidance for improving the next iteration.</feedback>"
+            .into(),
+    );
+    vec![
+        Message::text(Role::System, system),
+        Message::text(Role::User, parts.join("\n\n")),
+    ]
+}
+
+/// The label in the judge's first `<winner>N</winner>` tag (any case, spaces allowed).
+pub fn parse_winner(text: &str) -> Option<usize> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r"(?is)<winner>\s*(\d+)\s*</winner>").expect("a valid regex"));
+    re.captures(text)?.get(1)?.as_str().parse().ok()
 }
 
 /// Runs Eureka on `points` and returns every round and the winner. The candidates of a
@@ -190,6 +404,13 @@ pub async fn run_eureka(
         .first()
         .ok_or_else(|| CoreError::Empty("eureka needs points".into()))?;
     let mut rounds: Vec<EurekaRound> = Vec::new();
+    // The previous winner with its predictions: judged again in the next round.
+    let mut incumbent: Option<(GeneratedSample, CandidateStats, Vec<f64>)> = None;
+    let judge_sampling = Sampling {
+        temperature: Some(0.0),
+        top_p: Some(1.0),
+        ..cfg.sampling.clone()
+    };
     for it in 0..cfg.iterations {
         let mut messages = codegen_messages(ctx, signal, example);
         if let Some(prev) = rounds.last() {
@@ -218,32 +439,67 @@ pub async fn run_eureka(
             .enumerate()
             .map(|(j, r)| GeneratedSample::from_reply(it * cfg.candidates + j, r))
             .collect();
-        let round: Vec<(GeneratedSample, CandidateStats)> = futures::stream::iter(samples)
+        let mut evaluated: Vec<(GeneratedSample, CandidateStats, Vec<f64>)> = futures::stream::iter(samples)
             .map(|sample| run_candidate(sample, signal, points, ctx, &cfg.sandbox))
             .buffered(cfg.concurrency.max(1))
             .try_collect()
             .await?;
-        let judge = backend
-            .chat(&ChatRequest {
-                messages: judge_messages(ctx, signal, &round),
-                sampling: cfg.sampling.clone(),
+        let incumbent_at = incumbent.take().map(|inc| {
+            evaluated.push(inc);
+            evaluated.len() - 1
+        });
+        // The judge sees the valid candidates (the incumbent last) under shuffled labels.
+        let valid: Vec<usize> = (0..evaluated.len())
+            .filter(|&k| evaluated[k].1.invalid.is_none())
+            .collect();
+        let rejected: Vec<&str> = evaluated.iter().filter_map(|e| e.1.invalid.as_deref()).collect();
+        let order = judge_labels(cfg.seed, points, it, valid.len());
+        let labels: Vec<(usize, usize)> = order.iter().enumerate().map(|(j, &v)| (j + 1, valid[v])).collect();
+        let sampled = sample_point_indices(cfg.seed, points, it, cfg.judge_points);
+        let shown: Vec<JudgeCandidate<'_>> = labels
+            .iter()
+            .map(|&(label, k)| JudgeCandidate {
+                label,
+                values: &evaluated[k].2,
             })
-            .await;
+            .collect();
+        let judge = if labels.is_empty() {
+            None
+        } else {
+            Some(
+                backend
+                    .chat(&ChatRequest {
+                        messages: judge_messages(ctx, signal, points, &shown, &rejected, &sampled),
+                        sampling: judge_sampling.clone(),
+                    })
+                    .await,
+            )
+        };
+        let chosen = |text: &str| -> Option<usize> {
+            let w = parse_winner(text)?;
+            labels.iter().find(|(l, _)| *l == w).map(|&(_, k)| k)
+        };
+        let keep = |evaluated: &[(GeneratedSample, CandidateStats, Vec<f64>)]| {
+            incumbent_at.unwrap_or_else(|| fallback(evaluated))
+        };
         let (winner, judged, feedback) = match judge {
-            Ok(resp) => {
-                let k = extract_number(last_tag(&resp.text, "answer").as_deref().unwrap_or(&resp.text)).ok();
+            Some(Ok(resp)) => {
                 let feedback = last_tag(&resp.text, "feedback").unwrap_or_default();
-                match k.map(|k| k as usize) {
-                    Some(k) if (1..=round.len()).contains(&k) => (k - 1, true, feedback),
-                    _ => (fallback(&round), false, feedback),
+                match chosen(&resp.text) {
+                    Some(k) => (k, true, feedback),
+                    None => (keep(&evaluated), false, feedback),
                 }
             }
-            Err(_) => (fallback(&round), false, String::new()),
+            _ => (keep(&evaluated), false, String::new()),
         };
+        incumbent = Some(evaluated[winner].clone());
         rounds.push(EurekaRound {
             iteration: it,
-            candidates: round,
+            candidates: evaluated.into_iter().map(|(g, s, _)| (g, s)).collect(),
             winner,
+            incumbent: incumbent_at,
+            labels,
+            sampled,
             judged,
             feedback,
         });
@@ -262,20 +518,28 @@ async fn run_candidate(
     points: &[EvaluationPoint],
     ctx: &MethodContext,
     sandbox: &SandboxConfig,
-) -> Result<(GeneratedSample, CandidateStats)> {
+) -> Result<(GeneratedSample, CandidateStats, Vec<f64>)> {
     let m = CodeSample::new(sample.clone(), signal, sandbox.clone(), "eureka");
-    if let Err(e) = m.check().await {
-        return Err(CoreError::Method(e.to_string()));
+    match m.check().await {
+        Err(e) => return Err(CoreError::Method(e.to_string())),
+        Ok(Err(reason)) => {
+            m.close().await;
+            let values = vec![f64::NAN; points.len()];
+            let mut stats = CandidateStats::of(&values, Some(reason.clone()));
+            stats.invalid = Some(reason);
+            return Ok((sample, stats, values));
+        }
+        Ok(Ok(())) => {}
     }
     let preds = predict(&m, points, ctx, &StageOptions::default()).await;
     m.close().await;
     let preds = preds?;
     let values: Vec<f64> = preds.iter().map(|p| p.value).collect();
     let first_error = preds.iter().find_map(|p| p.error.clone());
-    Ok((sample, CandidateStats::of(&values, first_error)))
+    Ok((sample, CandidateStats::of(&values, first_error), values))
 }
 
-fn fallback(round: &[(GeneratedSample, CandidateStats)]) -> usize {
+fn fallback(round: &[(GeneratedSample, CandidateStats, Vec<f64>)]) -> usize {
     (0..round.len())
         .max_by(|&a, &b| {
             let (ka, kb) = (round[a].1.fallback_key(), round[b].1.fallback_key());

@@ -19,7 +19,10 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-pub use eureka::{CandidateStats, EurekaConfig, EurekaResult, EurekaRound, run_eureka};
+pub use eureka::{
+    CandidateStats, EurekaConfig, EurekaResult, EurekaRound, JudgeCandidate, judge_labels, judge_messages,
+    parse_winner, run_eureka, sample_point_indices,
+};
 pub use sandbox::{ALLOWED_MODULES, Isolation, Sandbox, SandboxConfig, SandboxError};
 
 use crate::llm::prompt::system_prompt;

@@ -5,6 +5,7 @@ use rand::seq::SliceRandom as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::criteria::VerifierCriterion;
 use super::{Base, ReportsUsage};
 use crate::llm::prompt::{direct_messages, fitted_point_parts, merge_text, single_answer, system_prompt, value_symbol};
 use crate::llm::{Backend, Message, Part, PromptOptions, Role, Sampling, extract_list, extract_number};
@@ -334,24 +335,98 @@ impl DenseSignalMethod for Gvl {
 /// The verifier: a grade on a 20-letter scale (A best .. T worst), scored as the
 /// probability-weighted bin value (19 - i) / 19 over the letters among the top-20
 /// log-probabilities of the token after `<score>`. Needs a backend with log-probabilities.
+///
+/// As published, a point may be graded in several passes, each optionally under one
+/// criterion of the published registry ([`VerifierCriterion`]); the point's value is the
+/// mean of the passes that decoded.
+///
+/// | parameter | default |
+/// |---|---|
+/// | passes ([`Verifier::with_passes`], published `num_verifications`) | 1 |
+/// | criteria ([`Verifier::with_criteria`]) | none |
+///
+/// There are `passes x max(1, criteria)` passes per point (as published); pass `p` shows
+/// criterion `criteria[p % len]` as `### Evaluation Criterion: {name}\n{description}` before
+/// the point. With more than one pass, pass `p` is sent with seed `s + p` (`s` the
+/// sampling's seed, else 0), so that no two passes are the same request (a cache would
+/// answer them once); a single pass is sent exactly as it always was.
 #[derive(Clone)]
 pub struct Verifier {
     base: Base,
+    passes: usize,
+    criteria: Vec<&'static VerifierCriterion>,
 }
 
 /// The 20 letters of the verifier's scale, best first.
 pub const LETTERS: &str = "ABCDEFGHIJKLMNOPQRST";
 
 impl Verifier {
-    /// A verifier over `backend`.
+    /// A verifier over `backend`: one pass, no criterion.
     pub fn new(backend: Arc<dyn Backend>, signal: Signal, options: PromptOptions) -> Self {
         Verifier {
             base: Base::new(backend, signal, options),
+            passes: 1,
+            criteria: Vec::new(),
         }
     }
 
-    /// The messages for a point.
+    /// Passes per criterion (the published `num_verifications`). Default 1.
+    ///
+    /// # Panics
+    /// If `passes` is 0.
+    pub fn with_passes(mut self, passes: usize) -> Self {
+        assert!(passes > 0, "at least one pass");
+        self.passes = passes;
+        self
+    }
+
+    /// The criteria, by registry id, cycled over the passes. Default none.
+    ///
+    /// # Errors
+    /// An id not in the registry (the message suggests the nearest), or a signal other than
+    /// V and Q (the published criteria describe only those).
+    pub fn with_criteria<S: AsRef<str>>(mut self, ids: &[S]) -> Result<Self> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = id.as_ref();
+            let c = VerifierCriterion::by_id(id).ok_or_else(|| CoreError::InvalidParameter {
+                name: "criteria",
+                value: id.to_string(),
+                reason: format!(
+                    "not a published criterion; expected one of: {}",
+                    VerifierCriterion::ids().join(", ")
+                ),
+            })?;
+            if c.description_for(self.base.signal).is_none() {
+                return Err(CoreError::InvalidParameter {
+                    name: "criteria",
+                    value: id.to_string(),
+                    reason: format!("criteria describe only V and Q, not {}", self.base.signal),
+                });
+            }
+            out.push(c);
+        }
+        self.criteria = out;
+        Ok(self)
+    }
+
+    /// Passes per point: `passes x max(1, criteria)`.
+    pub fn total_passes(&self) -> usize {
+        self.passes * self.criteria.len().max(1)
+    }
+
+    /// The criterion of pass `pass`, if any.
+    pub fn criterion(&self, pass: usize) -> Option<&'static VerifierCriterion> {
+        (!self.criteria.is_empty()).then(|| self.criteria[pass % self.criteria.len()])
+    }
+
+    /// The messages for a point (first pass).
     pub fn messages(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Vec<Message> {
+        self.pass_messages(point, ctx, 0)
+    }
+
+    /// The messages for a point in pass `pass`.
+    pub fn pass_messages(&self, point: &EvaluationPoint, ctx: &MethodContext, pass: usize) -> Vec<Message> {
         let signal = self.base.signal;
         let format = format!(
             "Grade the step on a 20-letter scale from A (the highest possible {}) to T (the lowest), in even steps. \
@@ -359,7 +434,10 @@ impl Verifier {
             value_symbol(signal)
         );
         let system = system_prompt(ctx, signal, &format);
-        let mut parts = fitted_point_parts(point, ctx, signal, &self.base.options, system.len());
+        let criterion = self.criterion(pass).and_then(|c| c.block(signal));
+        let reserved = system.len() + criterion.as_ref().map_or(0, String::len);
+        let mut parts: Vec<Part> = criterion.map(|text| Part::Text { text }).into_iter().collect();
+        parts.extend(fitted_point_parts(point, ctx, signal, &self.base.options, reserved));
         parts.push(Part::Text {
             text: "Your grade, in <score></score> tags:".into(),
         });
@@ -371,6 +449,53 @@ impl Verifier {
             },
         ]
     }
+
+    async fn pass(&self, point: &EvaluationPoint, ctx: &MethodContext, pass: usize) -> Result<f64> {
+        let seed = if self.total_passes() == 1 {
+            self.base.sampling.seed
+        } else {
+            Some(self.base.sampling.seed.unwrap_or(0).wrapping_add(pass as u64))
+        };
+        let sampling = Sampling {
+            top_logprobs: Some(20),
+            seed,
+            ..self.base.sampling.clone()
+        };
+        let req = crate::llm::ChatRequest {
+            messages: self.pass_messages(point, ctx, pass),
+            sampling,
+        };
+        let resp = self
+            .base
+            .backend
+            .chat(&req)
+            .await
+            .map_err(|e| CoreError::Method(format!("LLM request failed: {e}")))?;
+        let tokens = resp
+            .logprobs
+            .ok_or_else(|| CoreError::Method("the response carries no log-probabilities".into()))?;
+        verifier_score(&tokens).map_err(CoreError::Method)
+    }
+}
+
+/// The mean of the passes that gave a value (as published: NaN only when none did, with
+/// the first failure as the reason).
+fn mean_of_passes(results: Vec<Result<f64>>) -> Result<f64> {
+    let n = results.len();
+    let ok: Vec<f64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    if ok.is_empty() {
+        let first = results
+            .into_iter()
+            .find_map(|r| r.err())
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(CoreError::Method(if n == 1 {
+            first
+        } else {
+            format!("all {n} passes failed; first: {first}")
+        }));
+    }
+    Ok(ok.iter().sum::<f64>() / ok.len() as f64)
 }
 
 impl ReportsUsage for Verifier {
@@ -425,23 +550,8 @@ impl DenseSignalMethod for Verifier {
                 self.base.backend.name()
             )));
         }
-        let sampling = Sampling {
-            top_logprobs: Some(20),
-            ..self.base.sampling.clone()
-        };
-        let req = crate::llm::ChatRequest {
-            messages: self.messages(point, ctx),
-            sampling,
-        };
-        let resp = self
-            .base
-            .backend
-            .chat(&req)
-            .await
-            .map_err(|e| CoreError::Method(format!("LLM request failed: {e}")))?;
-        let tokens = resp
-            .logprobs
-            .ok_or_else(|| CoreError::Method("the response carries no log-probabilities".into()))?;
-        verifier_score(&tokens).map_err(CoreError::Method)
+        let n = self.total_passes();
+        let results = futures::future::join_all((0..n).map(|p| self.pass(point, ctx, p))).await;
+        mean_of_passes(results)
     }
 }

@@ -8,18 +8,20 @@
 //! | [`Direct`] with [`DirectMode::Batched`] | direct-batched | 4 points, answered as a list |
 //! | [`Direct`] with [`DirectMode::Sequential`] | direct-sequential | 8 points as turns of one conversation |
 //! | [`Gvl`] | gvl | one point, the rest of its trajectory shuffled as context |
-//! | [`Verifier`] | verifier | one point, a letter A..T read from the top-20 log-probabilities |
+//! | [`Verifier`] | verifier | one point, a letter A..T read from the top-20 log-probabilities (per pass; passes and criteria averaged) |
 //! | [`Ranking`] | ranking | all candidate actions of a state |
 //! | [`ContinuationScoring`] | sdpo, sdpo-gt, delta-belief | one candidate: log-probs of its action (or of Yes/No) under two prompts |
 //!
 //! Every failure (a request that failed after retries, an answer without a number) is an
 //! error for that point, which the predict stage records as NaN with the reason.
 
+mod criteria;
 mod direct;
 pub mod prompt;
 mod ranking;
 mod scoring;
 
+pub use criteria::{VERIFIER_CRITERIA, VerifierCriterion};
 pub use direct::{Direct, DirectMode, Gvl, Verifier};
 pub use ranking::{Ranking, expand_candidates, scores_from_answer};
 pub use scoring::{ContinuationScoring, ScoringKind, expert_block};
