@@ -1168,6 +1168,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         .methods
         .iter()
         .filter(|m| plan.method_type(m).info().on == PointSet::Candidates)
+        .filter(|m| plan.options.only.is_empty() || plan.options.only.iter().any(|o| m.answers_to(o)))
         .collect();
     let candidates: Option<(Vec<EvaluationPoint>, String)> = if candidate_methods.is_empty() {
         None

@@ -887,3 +887,28 @@ fn a_scoring_method_on_a_server_that_cannot_score_stops_before_any_point() {
     assert!(!run.join("predictions/sdpo-q.jsonl").exists());
     assert_eq!(server.requests(), 0, "no point was sent");
 }
+
+#[test]
+fn only_makes_the_candidates_of_ranking_methods_it_runs() {
+    let server = oracle(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(
+        dir.path(),
+        "only",
+        "\n[[methods]]\ntype = \"random\"\n\n[[methods]]\ntype = \"sdpo\"\nbackend = \"oracle\"\npoints = 5\n",
+        &server,
+    );
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+    run_ok(&["run", file.to_str().unwrap(), "--out", r, "--only", "random", "-q"]);
+    assert!(!run.join("candidates.jsonl").exists(), "no ranking method ran");
+    assert_eq!(server.requests(), 0);
+    // Run in full later: the candidates are made then, and the method ranks them.
+    run_ok(&["run", file.to_str().unwrap(), "--out", r, "-q"]);
+    assert!(run.join("candidates.jsonl").exists());
+    let mean = summary(&run)["estimations"]["ranking-mvmc-q"]["methods"]["sdpo-q"]["correlations"]["ranking_spearman"]
+        ["mean"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!(mean >= 0.8, "sdpo-q per-state rho {mean}");
+}
