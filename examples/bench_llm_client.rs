@@ -11,6 +11,8 @@
 //! 3. The same for scoring a given continuation (`Backend::score`): each scoring is two
 //!    `/tokenize` calls and one `/v1/completions` with prompt log-probs, the latter taking the
 //!    50 ms; scorings per second as a share of the same ideal.
+//! 4. Text embeddings through `HttpEncoder` (`/v1/embeddings`, 32 texts a request, 64 requests
+//!    in flight, 50 ms latency): texts per second as a share of the ideal 64 x 32 / 0.05 s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,6 +106,23 @@ fn measure() -> anyhow::Result<()> {
         println!(
             "scoring, 50 ms latency, concurrency 64: {n} scorings in {secs:.2}s = {sps:.0}/s, {:.1}% of the ideal 1,280 ({failed} failed)",
             100.0 * sps / 1280.0
+        );
+        use qval::core::encoder::TextEncoder as _;
+        let encoder = qval::llm::embeddings::HttpEncoder::builder(slow.base_url(), "bench-clip")
+            .batch_size(32)
+            .concurrency(64)
+            .build()
+            .expect("an encoder");
+        let texts: Vec<String> = (0..40_960).map(|i| format!("text number {i}")).collect();
+        let t = Instant::now();
+        let v = encoder.encode(&texts).await.expect("embeddings");
+        let secs = t.elapsed().as_secs_f64();
+        let tps = v.len() as f64 / secs;
+        let ideal = 64.0 * 32.0 / 0.05;
+        println!(
+            "text embeddings, 50 ms latency, 32 a request, 64 in flight: {} texts in {secs:.2}s = {tps:.0}/s, {:.1}% of the ideal {ideal:.0}",
+            v.len(),
+            100.0 * tps / ideal
         );
     });
     Ok(())
