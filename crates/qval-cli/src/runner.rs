@@ -290,14 +290,6 @@ pub fn shard_dir(run_dir: &Path, share: Share) -> PathBuf {
         .join(format!("{}-of-{}", share.index, share.count))
 }
 
-fn signal_name(s: Signal) -> &'static str {
-    match s {
-        Signal::Q => "q",
-        Signal::V => "v",
-        Signal::Advantage => "advantage",
-    }
-}
-
 fn strategy_of(name: &str) -> Option<Strategy> {
     match name {
         "first" => Some(Strategy::First),
@@ -621,12 +613,8 @@ impl Plan {
                         format!(
                             "`{}` does not estimate {}; it estimates {}",
                             m.kind,
-                            signal_name(*s),
-                            info.signals
-                                .iter()
-                                .map(|s| signal_name(*s))
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            s.key(),
+                            info.signals.iter().map(|s| s.key()).collect::<Vec<_>>().join(", ")
                         ),
                     )));
                 }
@@ -648,11 +636,7 @@ impl Plan {
             for s in &signals {
                 for b in &backends {
                     for md in &modalities {
-                        let mut name = format!(
-                            "{}-{}",
-                            m.name.clone().unwrap_or_else(|| m.kind.clone()),
-                            signal_name(*s)
-                        );
+                        let mut name = format!("{}-{}", m.name.clone().unwrap_or_else(|| m.kind.clone()), s.key());
                         if backends.len() > 1
                             && let Some(b) = b
                         {

@@ -282,11 +282,7 @@ impl LabelSpec {
     /// The set's name: given, or `<method>-<signal>` (`mvmc-<signal>-mean` for the mean).
     pub fn resolved_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
-            let s = match self.signal {
-                Signal::Q => "q",
-                Signal::V => "v",
-                Signal::Advantage => "advantage",
-            };
+            let s = self.signal.key();
             match (self.method.as_str(), self.aggregation) {
                 ("mvmc", qval_core::Aggregation::Max) => format!("mvmc-{s}"),
                 ("mvmc", qval_core::Aggregation::Mean) => format!("mvmc-{s}-mean"),

@@ -424,12 +424,7 @@ where
     P: Policy<E> + 'static,
 {
     fn name(&self) -> String {
-        let signal = match self.inner.config.signal {
-            Signal::Q => "q",
-            Signal::V => "v",
-            Signal::Advantage => "advantage",
-        };
-        format!("mvmc-{signal}")
+        format!("mvmc-{}", self.inner.config.signal.key())
     }
 
     fn signal(&self) -> Signal {

@@ -268,6 +268,18 @@ pub enum Signal {
     Advantage,
 }
 
+impl Signal {
+    /// The signal as it is written in files and names: `q`, `v` or `advantage` (its serde
+    /// name).
+    pub fn key(self) -> &'static str {
+        match self {
+            Signal::Q => "q",
+            Signal::V => "v",
+            Signal::Advantage => "advantage",
+        }
+    }
+}
+
 impl std::fmt::Display for Signal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

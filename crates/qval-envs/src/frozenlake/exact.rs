@@ -107,11 +107,7 @@ impl ExactLabeler {
 #[async_trait]
 impl Labeler for ExactLabeler {
     fn name(&self) -> String {
-        match self.signal {
-            Signal::Q => "exact-q".into(),
-            Signal::V => "exact-v".into(),
-            Signal::Advantage => "exact-advantage".into(),
-        }
+        format!("exact-{}", self.signal.key())
     }
 
     fn signal(&self) -> Signal {
