@@ -1,15 +1,17 @@
 //! The LLM client and the prompting methods against the loopback server of qval-testkit.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use qval_core::{
-    CollectConfig, Environment, EvaluationPoint, MethodContext, MvmcConfig, MvmcLabeler, SampleConfig, Signal,
-    StageOptions, collect, label, predict, sample_points,
+    CollectConfig, Environment, EvaluationPoint, MethodContext, SampleConfig, Signal, StageOptions, collect, predict,
+    sample_points,
 };
-use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, OptimalPolicy};
+use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake};
 use qval_methods::llm::{Backend, OpenAiBackend, OpenAiConfig, RetryPolicy, StackBuilder, UsageCounter};
-use qval_methods::prompting::{Direct, DirectMode, Gvl, Ranking, ReportsUsage, Verifier, expand_candidates};
+use qval_methods::prompting::{Direct, DirectMode, Gvl, Ranking, ReportsUsage, Verifier};
 use qval_metrics::{StateCandidates, per_state_ranking};
 use qval_testkit::{Fault, Oracle, Rule, Selector, ServerConfig, TestServer, quickstart_data, rho};
 
@@ -118,22 +120,8 @@ async fn ranking_per_state_reaches_the_oracle_ceiling() {
     let d = quickstart_data().await;
     let server = TestServer::start(ServerConfig::default());
     let (backend, _) = client(&server, 3, Duration::from_secs(10));
-    let first: Vec<EvaluationPoint> = d.points.iter().take(100).cloned().collect();
-    let candidates = expand_candidates(&*d.env, &first, 1).unwrap();
+    let (candidates, labels) = common::labelled_candidates(&d, 100).await;
     assert_eq!(candidates.len(), 400, "four moves per state");
-    let labeler = MvmcLabeler::new(
-        d.env.clone(),
-        Arc::new(OptimalPolicy::for_env(&d.env)),
-        MvmcConfig::builder().rollouts(1).build().unwrap(),
-    );
-    let labels = label(
-        &labeler,
-        &candidates,
-        &qval_core::LabelConfig::default(),
-        &StageOptions::default(),
-    )
-    .await
-    .unwrap();
     let ranking = Ranking::new(backend, &candidates, Default::default());
     let opts = StageOptions {
         checkpoint_every: 7,
@@ -606,27 +594,8 @@ async fn unparsed_replies_stay_cached_but_can_be_asked_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_with_position_bias_is_not_rewarded_for_it() {
     let d = quickstart_data().await;
-    let first: Vec<EvaluationPoint> = d.points.iter().take(80).cloned().collect();
-    let candidates = expand_candidates(&*d.env, &first, 1).unwrap();
-    let labeler = MvmcLabeler::new(
-        d.env.clone(),
-        Arc::new(OptimalPolicy::for_env(&d.env)),
-        MvmcConfig::builder().rollouts(1).build().unwrap(),
-    );
-    let mut labelled: Vec<(EvaluationPoint, qval_core::Label)> = candidates
-        .iter()
-        .cloned()
-        .zip(
-            label(
-                &labeler,
-                &candidates,
-                &qval_core::LabelConfig::default(),
-                &StageOptions::default(),
-            )
-            .await
-            .unwrap(),
-        )
-        .collect();
+    let (candidates, labels) = common::labelled_candidates(&d, 80).await;
+    let mut labelled: Vec<(EvaluationPoint, qval_core::Label)> = candidates.into_iter().zip(labels).collect();
     // Each state's candidates given best first: a model that always answers "1, 2, 3, 4"
     // would look perfect if they were shown in that order.
     labelled.sort_by(|a, b| {

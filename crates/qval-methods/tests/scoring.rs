@@ -2,15 +2,16 @@
 //! loopback server's `/tokenize` and `/v1/completions` (prompt log-probs), whose oracle gives
 //! better moves higher log-probabilities.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use qval_core::{EvaluationPoint, Label, MvmcConfig, MvmcLabeler, StageOptions, label, predict};
-use qval_envs::frozenlake::OptimalPolicy;
+use qval_core::{EvaluationPoint, Label, StageOptions, predict};
 use qval_methods::MethodsError;
 use qval_methods::llm::{Backend, OpenAiBackend, OpenAiConfig, RetryPolicy, ScoreRequest, StackBuilder};
-use qval_methods::prompting::{ContinuationScoring, ReportsUsage, ScoringKind, expand_candidates};
+use qval_methods::prompting::{ContinuationScoring, ReportsUsage, ScoringKind};
 use qval_metrics::{RankingTies, candidate_groups, per_state_ranking};
 use qval_testkit::{Fault, Rule, Selector, ServerConfig, TestServer, quickstart_data};
 
@@ -34,21 +35,7 @@ fn backend(server: &TestServer, scoring: bool) -> Arc<dyn Backend> {
 /// The first `n` states' candidates and their exact Q labels (with the expert rollouts).
 async fn candidates(n: usize) -> (Vec<EvaluationPoint>, Vec<Label>, qval_testkit::QuickstartData) {
     let d = quickstart_data().await;
-    let first: Vec<EvaluationPoint> = d.points.iter().take(n).cloned().collect();
-    let candidates = expand_candidates(&*d.env, &first, 1).unwrap();
-    let labeler = MvmcLabeler::new(
-        d.env.clone(),
-        Arc::new(OptimalPolicy::for_env(&d.env)),
-        MvmcConfig::builder().rollouts(1).build().unwrap(),
-    );
-    let labels = label(
-        &labeler,
-        &candidates,
-        &qval_core::LabelConfig::default(),
-        &StageOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (candidates, labels) = common::labelled_candidates(&d, n).await;
     (candidates, labels, d)
 }
 
