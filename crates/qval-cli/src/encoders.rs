@@ -38,11 +38,13 @@ pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Resu
                 let names: Vec<&str> = entries.keys().map(String::as_str).collect();
                 CliError::Usage(crate::spec::unknown("backend", name, &names))
             })?;
+            crate::runner::reachable(&format!("embeddings server `{name}`"), entry.base_url.as_str())?;
             entry
                 .encoder()
                 .map_err(|e| CliError::Usage(format!("backend `{name}`: {e}")))?
         }
         (None, Some(url), Some(model)) => {
+            crate::runner::reachable("the embeddings server", url)?;
             let b = HttpEncoder::builder(url, model);
             match &settings.api_key_env {
                 Some(v) => b.api_key_env(v),

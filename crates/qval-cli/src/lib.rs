@@ -803,9 +803,9 @@ async fn check_backend(a: &BackendArgs) -> Result<()> {
         }
     };
     let (backend, _) = entry.build(None, None)?;
-    let question = "Current state (turn 1/30):\n@ F F F\nF H F H\nF F F H\nH F F G\n\nAction taken: right\n\n\
-        In this FrozenLake grid (S start, F frozen, H hole, G goal, @ you; reward 1 at the goal, gamma = 0.9), \
-        what is Q(s, a)? Answer with a number in <answer></answer> tags.";
+    let question = "### Current State\n[Turn 1/30]\n@ F F F\nF H F H\nF F F H\nH F F G\n\n### Current Action\nright\n\n\
+        In this FrozenLake grid (S start, F frozen, H hole, G goal, @ you; reward 1 at the goal, discount factor \
+        γ=0.9), what is Q(s, a)? Answer with a number in <answer></answer> tags.";
     let req = ChatRequest {
         messages: vec![Message::text(Role::User, question)],
         sampling: Sampling::default(),

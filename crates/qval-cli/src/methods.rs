@@ -14,7 +14,7 @@ use crate::envs::{EnvPlugin, RunServices};
 use crate::spec::{self, Seg, SpecProblem};
 use crate::{CliError, Result};
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Signal, Trajectory};
-use qval_methods::llm::{Backend, Modality, PromptOptions};
+use qval_methods::llm::{Backend, Modality, Preset, PromptOptions};
 
 /// One method of an experiment once its entry is expanded: a concrete signal, backend and
 /// modality. This is what `run.json` records and what a rerun compares.
@@ -32,6 +32,9 @@ pub struct ResolvedMethod {
     pub backend: Option<String>,
     /// `text` or `image`.
     pub modality: String,
+    /// The prompt preset, if the entry names one (default v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_preset: Option<Preset>,
     /// Only the first N points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<usize>,
@@ -52,9 +55,10 @@ impl ResolvedMethod {
         name == self.name || name == self.kind || name == self.entry
     }
 
-    /// The prompt options of its modality.
+    /// The prompt options of its modality and preset.
     pub fn prompt_options(&self) -> PromptOptions {
         PromptOptions {
+            preset: self.prompt_preset.unwrap_or_default(),
             modality: if self.modality == "image" {
                 Modality::Image
             } else {
@@ -136,6 +140,10 @@ impl BuildInput<'_> {
             .backend
             .as_ref()
             .and_then(|b| self.services.backend_entries().remove(b));
+        if let Some(e) = &entry {
+            // As published, closings drop "After any reasoning, " when thinking is off.
+            o.thinking = e.enable_thinking != Some(false);
+        }
         if let Some(e) = entry
             && let Some(tokens) = e.prompt_tokens()
         {
@@ -671,15 +679,17 @@ impl DenseSignalMethod for Member {
 async fn code_samples(input: &BuildInput<'_>, p: &CodeParams) -> Result<Vec<Arc<qval_methods::code::CodeSample>>> {
     use qval_methods::code::{CodeSample, generate_samples};
     let backend = backend_of(input)?;
-    let example = input
-        .points
-        .first()
-        .ok_or_else(|| CliError::Usage(format!("method `{}` has no points to score", input.method.name)))?;
+    if input.points.is_empty() {
+        return Err(CliError::Usage(format!(
+            "method `{}` has no points to score",
+            input.method.name
+        )));
+    }
     let samples = generate_samples(
         &*backend,
         input.ctx,
         input.method.signal,
-        example,
+        &input.prompt_options()?,
         p.samples,
         &Default::default(),
     )
@@ -858,6 +868,7 @@ impl MethodType for Eureka {
         cfg.iterations = p.iterations;
         cfg.candidates = p.candidates;
         cfg.seed = input.seed;
+        cfg.prompt = input.prompt_options()?;
         let result = run_eureka(backend_of(&input)?, input.ctx, input.method.signal, input.points, &cfg).await?;
         let rounds = serde_json::to_string_pretty(&result).unwrap_or_default();
         qval_core::io::write_atomic(&input.dir.join("eureka.json"), rounds.as_bytes())?;

@@ -186,39 +186,10 @@ impl Services {
     /// Checks that a backend's server accepts connections (a TCP connection, no request), so
     /// that an unreachable server is one clear error rather than every point retried to NaN.
     fn check_reachable(&self, name: &str) -> Result<()> {
-        use std::net::ToSocketAddrs as _;
-        let Some(entry) = self.entries.get(name) else {
-            return Ok(());
-        };
-        let url = entry.base_url.as_str();
-        let (rest, port) = match url.split_once("://") {
-            Some(("https", r)) => (r, 443),
-            Some((_, r)) => (r, 80),
-            None => (url, 80),
-        };
-        let authority = rest.split('/').next().unwrap_or(rest);
-        let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-        let target = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:{port}")
-        };
-        let unreachable = |why: String| CliError::Usage(format!("backend `{name}` at {url} is unreachable: {why}"));
-        let addrs: Vec<_> = target
-            .to_socket_addrs()
-            .map_err(|e| unreachable(e.to_string()))?
-            .collect();
-        let mut last = String::from("no address");
-        for a in addrs {
-            match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(10)) {
-                Ok(_) => return Ok(()),
-                Err(e) => last = e.to_string(),
-            }
+        match self.entries.get(name) {
+            Some(entry) => reachable(&format!("backend `{name}`"), entry.base_url.as_str()),
+            None => Ok(()),
         }
-        Err(unreachable(last))
     }
 
     /// What a backend's requests wait for (an exhausted quota), if anything.
@@ -538,7 +509,15 @@ impl Plan {
             })?;
             let info = t.info();
             // A misspelt common key (`nmae`) lands among the type's parameters: say so.
-            const COMMON: [&str; 6] = ["type", "name", "signal", "backend", "modality", "points"];
+            const COMMON: [&str; 7] = [
+                "type",
+                "name",
+                "signal",
+                "backend",
+                "modality",
+                "prompt_preset",
+                "points",
+            ];
             for k in m.params.keys() {
                 let own = info.params.iter().any(|(p, _, _)| p == k);
                 if !own && let Some(close) = spec::did_you_mean(k, COMMON) {
@@ -627,6 +606,24 @@ impl Plan {
                     )));
                 }
             }
+            let presets: Vec<Option<qval_methods::llm::Preset>> = match &m.prompt_preset {
+                None => vec![None],
+                Some(_) if !info.needs_backend => {
+                    return Err(err(SpecProblem::at(
+                        field("prompt_preset"),
+                        format!("`{}` sends no prompts", m.kind),
+                    )));
+                }
+                Some(p) => p
+                    .values()
+                    .iter()
+                    .map(|v| {
+                        v.parse()
+                            .map(Some)
+                            .map_err(|e: String| err(SpecProblem::at(field("prompt_preset"), e)))
+                    })
+                    .collect::<std::result::Result<_, _>>()?,
+            };
             if m.points == Some(0) {
                 return Err(err(SpecProblem::at(
                     field("points"),
@@ -635,7 +632,7 @@ impl Plan {
             }
             for s in &signals {
                 for b in &backends {
-                    for md in &modalities {
+                    for (md, preset) in modalities.iter().flat_map(|md| presets.iter().map(move |p| (md, *p))) {
                         let mut name = format!("{}-{}", m.name.clone().unwrap_or_else(|| m.kind.clone()), s.key());
                         if backends.len() > 1
                             && let Some(b) = b
@@ -646,12 +643,18 @@ impl Plan {
                         if md == "image" {
                             name.push_str("-image");
                         }
+                        if presets.len() > 1
+                            && let Some(p) = preset
+                        {
+                            name.push_str(&format!("-{p}"));
+                        }
                         let r = ResolvedMethod {
                             name: name.clone(),
                             kind: m.kind.clone(),
                             signal: *s,
                             backend: b.clone(),
                             modality: md.clone(),
+                            prompt_preset: preset,
                             points: m.points,
                             params: m.params.clone(),
                             path: base.clone(),
@@ -1487,6 +1490,43 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
 /// The names of the prediction sets a method produces.
 pub fn outputs_of(plan: &Plan, m: &ResolvedMethod) -> Vec<String> {
     plan.method_type(m).outputs(m)
+}
+
+/// Whether a TCP connection to `url`'s host and port opens within 10 s, so a run whose server
+/// is down stops before any work with one line naming `what` and the URL.
+///
+/// # Errors
+/// [`CliError::Usage`]: the host does not resolve, or no address accepts a connection.
+pub fn reachable(what: &str, url: &str) -> Result<()> {
+    use std::net::ToSocketAddrs as _;
+    let (rest, port) = match url.split_once("://") {
+        Some(("https", r)) => (r, 443),
+        Some((_, r)) => (r, 80),
+        None => (url, 80),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let target = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:{port}")
+    };
+    let unreachable = |why: String| CliError::Usage(format!("{what} at {url} is unreachable: {why}"));
+    let addrs: Vec<_> = target
+        .to_socket_addrs()
+        .map_err(|e| unreachable(e.to_string()))?
+        .collect();
+    let mut last = String::from("no address");
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(10)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(unreachable(last))
 }
 
 /// Scores one tiny continuation, so a server declared with `scoring = true` that cannot score

@@ -332,6 +332,10 @@ pub struct MethodSpec {
     /// `text` or `image` (default `text`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modality: Option<OneOrMany<String>>,
+    /// The published prompt preset(s) of an LLM method: `v0`, `v1` or `v2` (default `v2`, as
+    /// published). A list expands into one method per preset, named with `-v0`, `-v1`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_preset: Option<OneOrMany<String>>,
     /// Score only the first N points (published: 100 for LLM methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<usize>,

@@ -82,16 +82,24 @@ points = 12
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let prompts = server.prompts();
-    assert!(prompts.len() >= 12, "{}", prompts.len());
+    // One request per distinct prompt (points whose shown history is the same after the cut
+    // share one), and every point has its value.
+    let distinct: std::collections::HashSet<&String> = prompts.iter().collect();
+    assert!(
+        prompts.len() >= 8 && distinct.len() == prompts.len(),
+        "{}",
+        prompts.len()
+    );
+    let preds = std::fs::read_to_string(dir.path().join("run/predictions/direct-q.jsonl")).unwrap();
+    assert_eq!(preds.lines().skip(1).count(), 12, "a header line, then one line per point");
+    assert!(!preds.contains("\"value\":null"), "{preds}");
     let longest = prompts.iter().map(|p| t.count(p)).max().unwrap();
     assert!(
         longest <= context - 100,
         "a prompt of {longest} tokens in a {context}-token context"
     );
     assert!(
-        prompts
-            .iter()
-            .any(|p| p.contains("earlier turns shown") && !p.contains("of 0 earlier")),
+        prompts.iter().any(|p| p.contains("[Note: Only the last")),
         "the budget binds on some prompt (history cut)"
     );
 }

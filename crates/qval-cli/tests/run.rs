@@ -121,6 +121,13 @@ points = 60
 
 [[methods]]
 type = "direct"
+name = "direct-preset"
+prompt_preset = ["v0", "v1"]
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "direct"
 name = "direct-multi"
 mode = "multi"
 n = 2
@@ -203,6 +210,8 @@ points = 60
         ("heuristic-q", 0.9),
         ("direct-q", 0.95),
         ("direct-multi-q", 0.95),
+        ("direct-preset-q-v0", 0.95),
+        ("direct-preset-q-v1", 0.95),
         ("direct-batched-q", 0.95),
         ("direct-sequential-q", 0.95),
         ("gvl-q", 0.95),
@@ -547,6 +556,18 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             ],
         ),
         (
+            format!(
+                "{head}[[methods]]\ntype = \"direct\"\nprompt_preset = \"v3\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n"
+            ),
+            "bad.toml:6:1",
+            vec!["`v3` is not a prompt preset", "v0, v1 or v2"],
+        ),
+        (
+            format!("{head}[[methods]]\ntype = \"random\"\nprompt_preset = \"v0\"\n"),
+            "bad.toml:6:1",
+            vec!["`random` sends no prompts"],
+        ),
+        (
             "name = \"bad\"\n[environment\n".to_string(),
             "bad.toml:2:",
             vec!["unclosed table"],
@@ -718,7 +739,7 @@ fn report_preview_and_evaluate_work_on_run_folders() {
     let out = run_ok(&["preview", a.to_str().unwrap(), "--method", "ranking-q", "--points", "1"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("##### ranking-q request 1 of 1") && text.contains("Candidate actions"),
+        text.contains("##### ranking-q request 1 of 1") && text.contains("## Actions to rank"),
         "{text}"
     );
     assert_eq!(server.requests(), before, "a preview sends nothing");

@@ -169,3 +169,34 @@ fn bad_vision_entries_are_refused_before_any_work() {
         }
     }
 }
+
+#[test]
+fn an_embeddings_server_that_is_down_stops_the_method_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 9 (discard) on loopback: nothing listens.
+    let text = format!(
+        "{HEAD}\n[backends.clip]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\n[[methods]]\ntype = \"sor\"\n\
+         encoder = \"http\"\nserver = \"clip\"\nmodality = \"image\"\n"
+    );
+    let path = write(dir.path(), &text);
+    let out = qval()
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("embeddings server `clip` at http://127.0.0.1:9/v1 is unreachable"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !dir.path().join("run/predictions/sor-q.jsonl").exists(),
+        "no point was scored"
+    );
+}

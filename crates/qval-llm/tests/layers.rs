@@ -10,8 +10,8 @@ use qval_llm::{
 };
 use qval_testkit::{Fault, Rule, Selector, ServerConfig, TestServer};
 
-const QUESTION: &str = "Current state (turn 1/30):\n@ F F F\nF H F H\nF F F H\nH F F G\n\nAction taken: right\n\n\
-    What is Q(s, a)? gamma = 0.9. Answer in <answer></answer> tags.";
+const QUESTION: &str = "### Current State\n[Turn 1/30]\n@ F F F\nF H F H\nF F F H\nH F F G\n\n### Current Action\nright\n\n\
+    What is Q(s, a), the discounted cumulative reward (discount factor γ=0.9)? Answer in <answer></answer> tags.";
 
 fn ask() -> ChatRequest {
     ChatRequest {

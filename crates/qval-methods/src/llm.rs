@@ -5,5 +5,5 @@ pub use qval_llm::*;
 
 pub use crate::prompting::prompt;
 pub use crate::prompting::prompt::{
-    Budget, CharEstimate, Counter, MinChars, Modality, PromptOptions, TokenCounter, middle_truncate, preview,
+    Budget, CharEstimate, Counter, MinChars, Modality, Preset, PromptOptions, TokenCounter, middle_truncate, preview,
 };

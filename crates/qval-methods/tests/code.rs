@@ -253,10 +253,10 @@ async fn codegen_samples_come_from_the_backend_and_average() {
         ..Default::default()
     });
     let backend = OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap();
-    let samples = generate_samples(&backend, &d.ctx, Signal::Q, &d.points[0], 6, &Default::default()).await;
+    let samples = generate_samples(&backend, &d.ctx, Signal::Q, &Default::default(), 6, &Default::default()).await;
     assert_eq!(server.requests(), 6);
     assert!(samples.iter().all(|s| s.source.is_some()));
-    assert!(server.prompts()[0].contains("An example call"));
+    assert!(server.prompts()[0].contains("The function signature must be:\n```python\ndef signal_function(state: str, action: str, next_state: str) -> float:"));
     let methods: Vec<Arc<CodeSample>> = samples
         .into_iter()
         .map(|s| Arc::new(CodeSample::new(s, Signal::Q, config(1000), "codegen")))
@@ -321,6 +321,7 @@ async fn eureka_rounds_keep_the_judges_winner() {
         sampling: Default::default(),
         judge_points: 8,
         seed: 0,
+        prompt: Default::default(),
     };
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..60], &cfg)
         .await
@@ -343,7 +344,12 @@ async fn eureka_rounds_keep_the_judges_winner() {
         "the judge picks the working one"
     );
     assert!(
-        server.prompts().iter().any(|p| p.contains("The best function so far")),
+        server
+            .prompts()
+            .iter()
+            .any(|p| p.contains("## Current Best Code\n```python\n")
+                && p.contains("### Improvement Feedback\nKeep candidate")
+                && p.contains("### Winner Diagnostics\n- Finite predictions:")),
         "round 2 sees the winner"
     );
     let best = CodeSample::new(r.best, Signal::Q, config(1000), "eureka");
@@ -468,6 +474,7 @@ async fn eureka_does_not_pick_a_sample_that_floods_its_output() {
         sampling: Default::default(),
         judge_points: 8,
         seed: 0,
+        prompt: Default::default(),
     };
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
         .await
@@ -594,4 +601,35 @@ async fn restarts_count_against_the_total_time_limit() {
         preds.last()
     );
     assert!(took < Duration::from_secs(6), "{took:?} for a 2 s budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codegen_prompts_are_the_published_ones_for_each_preset() {
+    use qval_methods::code::{ALLOWED_MODULES, codegen_messages};
+    use qval_methods::llm::{Preset, PromptOptions};
+    let d = quickstart_data().await;
+    let text = |preset, signal| {
+        let opts = PromptOptions {
+            preset,
+            ..Default::default()
+        };
+        codegen_messages(&d.ctx, signal, &opts)
+            .iter()
+            .map(|m| m.joined_text())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    };
+    let v2 = text(Preset::V2, Signal::V);
+    assert!(
+        v2.starts_with("You are an expert at writing state-value functions for reinforcement learning environments.")
+    );
+    assert!(v2.contains("```python\ndef signal_function(state: str) -> float:\n```"));
+    assert!(
+        v2.contains("Do NOT use recursive search") && v2.contains("Your goal is to produce an informed approximation")
+    );
+    let v0 = text(Preset::V0, Signal::Q);
+    assert!(!v0.contains("Do NOT use recursive search") && !v0.contains("informed approximation"));
+    // The closing names exactly the modules the sandbox lets code import.
+    let listed = ALLOWED_MODULES.map(|m| format!("`{m}`"));
+    assert!(listed.iter().all(|m| v0.contains(m.as_str())), "{v0}");
 }

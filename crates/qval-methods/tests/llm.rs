@@ -283,7 +283,7 @@ async fn a_rerun_is_served_from_the_cache_and_requests_are_logged() {
         line["request"]["messages"][1]["content"][0]
             .as_str()
             .unwrap()
-            .contains("Current state (turn")
+            .contains("### Current State\n[Turn ")
     );
     assert!(line["response"].as_str().unwrap().contains("<answer>"));
     assert!(line["latency_ms"].as_f64().unwrap() > 0.0);
@@ -366,12 +366,10 @@ async fn prompts_fit_the_budget_and_hide_an_undisclosed_discount() {
     let long = d.points.iter().max_by_key(|p| p.history.len()).unwrap();
     assert!(long.history.len() >= 10);
     let full = render(&direct_messages(long, &d.ctx, Signal::Q, &Default::default()));
-    assert!(full.contains(&format!(
-        "({} of {} earlier turns shown)",
-        long.history.len(),
-        long.history.len()
-    )));
-    assert!(full.contains("gamma = 0.95") && full.contains(&format!("Turn 1/{}", d.ctx.max_steps)));
+    assert!(full.contains("### State-Action History\n") && !full.contains("[Note: Only the last"));
+    assert!(
+        full.contains("(discount factor γ=0.95)") && full.contains(&format!("[Turn 1/{} - State]", d.ctx.max_steps))
+    );
     let budget = full.len() / 2;
     let opts = PromptOptions {
         budget: Some(Budget::Chars(budget)),
@@ -382,6 +380,7 @@ async fn prompts_fit_the_budget_and_hide_an_undisclosed_discount() {
     let text: usize = msgs.iter().map(|m| m.joined_text().len()).sum();
     assert!(text <= budget, "{text} > {budget}");
     assert!(!cut.contains("Turn 1/"), "the oldest turns go first");
+    assert!(cut.contains("turns are shown.]"), "the cut is stated: {cut}");
     assert!(
         cut.contains(&format!("Turn {}/", long.history.last().unwrap().step + 1)),
         "the latest turn stays"
@@ -389,7 +388,77 @@ async fn prompts_fit_the_budget_and_hide_an_undisclosed_discount() {
     let mut hidden = d.ctx.clone();
     hidden.disclose_gamma = false;
     let s = render(&direct_messages(long, &hidden, Signal::V, &Default::default()));
-    assert!(!s.contains("gamma") && s.contains("fewer steps") && s.contains("V(s)") && !s.contains("Action taken"));
+    assert!(
+        !s.contains("γ") && s.contains("fewer steps") && s.contains("V(s)") && !s.contains("### Current Action"),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_change_the_guidance_and_the_answer_format_as_published() {
+    use qval_methods::llm::PromptOptions;
+    use qval_methods::llm::prompt::{Preset, direct_messages, render};
+    let d = quickstart_data().await;
+    let p = &d.points[3];
+    let mut hidden = d.ctx.clone();
+    hidden.disclose_gamma = false;
+    let text = |preset, thinking| {
+        let opts = PromptOptions {
+            preset,
+            thinking,
+            ..Default::default()
+        };
+        render(&direct_messages(p, &hidden, Signal::Q, &opts))
+    };
+    const APPROX: &str = "Your goal is to produce an informed approximation";
+    const EFFICIENCY: &str = "All else being equal, reaching the goal in fewer steps is preferable";
+    let v0 = text(Preset::V0, true);
+    assert!(
+        !v0.contains(APPROX) && !v0.contains(EFFICIENCY) && !v0.contains("<answer>"),
+        "{v0}"
+    );
+    assert!(v0.contains("respond with ONLY a single numeric Q-value estimate"));
+    assert!(
+        v0.ends_with("Now, provide your Q-value estimate as a single number. Do not explain — output ONLY the number.")
+    );
+    let v1 = text(Preset::V1, true);
+    assert!(
+        v1.contains(APPROX) && v1.contains(EFFICIENCY) && !v1.contains("<answer>"),
+        "{v1}"
+    );
+    let v2 = text(Preset::V2, true);
+    assert!(v2.contains(APPROX) && v2.contains(EFFICIENCY), "{v2}");
+    assert!(v2.contains(
+        "After any reasoning, provide your numeric Q-value estimate as a single number inside <answer> tags, e.g. \
+         <answer>NUMBER</answer>."
+    ));
+    assert_eq!(text(Preset::default(), true), v2, "v2 is the default");
+    // The published order of the system prompt's parts.
+    let at = |s: &str| v2.find(s).unwrap_or_else(|| panic!("{s} missing"));
+    let order = [
+        "You are an expert at estimating Q-value functions",
+        "The Q-value Q(s,a) represents the expected discounted cumulative reward when",
+        APPROX,
+        EFFICIENCY,
+        "You will receive the episode's state-action history (if any), the current state, the action taken",
+        "## Task Description\n",
+        "## Episode Configuration\nThe episode step limit is 30.",
+        "## Reward Functions\n",
+        "After any reasoning, provide",
+        "Estimate the Q-value for the **Current Action** in the **Current State** for the following:",
+        "### Current State\n[Turn ",
+        "### Current Action\n",
+        "### Next State\n",
+    ];
+    for w in order.windows(2) {
+        assert!(at(w[0]) < at(w[1]), "{:?} before {:?}", w[0], w[1]);
+    }
+    // A disclosed discount needs no efficiency hint.
+    let disclosed = render(&direct_messages(p, &d.ctx, Signal::Q, &Default::default()));
+    assert!(!disclosed.contains(EFFICIENCY) && disclosed.contains("(discount factor γ=0.95)"));
+    // Thinking off: the closing loses "After any reasoning, ", as published.
+    let plain = text(Preset::V2, false);
+    assert!(!plain.contains("After any reasoning") && plain.contains("Provide your numeric Q-value estimate"));
 }
 
 /// A backend answering `<answer>0.5</answer>` after a pause, counting the calls it gets.
@@ -675,7 +744,7 @@ async fn long_fields_are_cut_in_the_middle_down_to_their_minimums_before_turns_a
     let cut = render(&msgs);
     assert!(text <= budget && text < full.len() / 4, "{text} of {budget}");
     assert!(
-        cut.contains(&format!("({turns} of {turns} earlier turns shown)")),
+        cut.contains(&format!("[Turn 1/{} - State]", d.ctx.max_steps)) && !cut.contains("[Note: Only the last"),
         "no turn dropped"
     );
     for tag in ["h0", "cur", "next"] {
@@ -699,4 +768,43 @@ async fn long_fields_are_cut_in_the_middle_down_to_their_minimums_before_turns_a
         "{} > {tokens}",
         CharEstimate.count(&text)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gvl_shows_the_rest_of_the_trajectory_as_shuffled_state_and_action_pairs() {
+    use qval_methods::llm::prompt::render;
+    let d = quickstart_data().await;
+    let backend: Arc<dyn Backend> = Arc::new(Counting {
+        calls: Default::default(),
+        delay: Duration::ZERO,
+    });
+    let gvl = Gvl::new(backend, Signal::Q, &d.trajectories, 7, Default::default());
+    // Two points of one long trajectory.
+    let t = d.trajectories.iter().max_by_key(|t| t.transitions.len()).unwrap();
+    let of_t: Vec<_> = d.points.iter().filter(|p| p.trajectory_index == t.index).collect();
+    assert!(of_t.len() >= 2 && t.transitions.len() >= 4);
+    let text = |p: &qval_core::EvaluationPoint| render(&gvl.messages(p, &d.ctx).unwrap());
+    let (a, b) = (text(of_t[0]), text(of_t[1]));
+    let n = t.transitions.len() - 1;
+    assert!(
+        a.contains(&format!("### Context Transition {n}\n#### State\n"))
+            && !a.contains(&format!("### Context Transition {}", n + 1))
+    );
+    // Context steps: state and action only; the target: state, action, next state.
+    let context = &a[a.find("## Shuffled Trajectory Context").unwrap()..a.find("## Target Transition").unwrap()];
+    assert!(!context.contains("Reward") && !context.contains("Next State") && !context.contains("[Turn "));
+    let target = &a[a.find("## Target Transition").unwrap()..];
+    for h in ["### Target State\n", "### Target Action\n", "### Target Next State\n"] {
+        assert!(target.contains(h), "{h} missing: {target}");
+    }
+    assert!(a.contains("Estimate only the final target datapoint.") && !a.contains("state-action history"));
+    // Each point of the trajectory sees its own order; the same point, the same order.
+    let order = |s: &str| -> Vec<String> {
+        s.split("#### State\n")
+            .skip(1)
+            .map(|x| x.split("### Context Transition").next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(a, text(of_t[0]));
+    assert_ne!(order(&a)[..3], order(&b)[..3]);
 }

@@ -54,8 +54,8 @@ impl Backend for Letters {
         };
         let (text, logprobs) = match letter {
             Some(l) => (
-                format!("<score>{l}</score>"),
-                vec![tok("<score>"), tok(l), tok("</score>")],
+                format!("<score_1>{l}</score_1>"),
+                vec![tok("<score_1>"), tok(l), tok("</score_1>")],
             ),
             None => ("I cannot grade this.".to_string(), vec![tok("I cannot grade this.")]),
         };
@@ -108,7 +108,10 @@ async fn two_criteria_by_two_passes_make_four_requests_averaged_over_those_that_
         } else {
             (&hazard, &correctness)
         };
-        assert!(text.starts_with(shown.as_str()), "pass {seed}: {text}");
+        assert!(
+            text.contains(&format!("score bins.\n\n{shown}\n\n## Datapoint 1\n")),
+            "pass {seed}: {text}"
+        );
         assert!(!text.contains(not.as_str()), "pass {seed} shows one criterion");
         assert_eq!(r.sampling.top_logprobs, Some(20));
     }
@@ -126,7 +129,7 @@ async fn the_default_is_one_pass_without_a_criterion_and_all_failures_give_the_r
     assert_eq!(m.total_passes(), 1);
     // No seed (as before): the answer does not decode, so the point has no value.
     let err = m.evaluate(&d.points[0], &d.ctx).await.unwrap_err().to_string();
-    assert!(err.contains("no <score> tag"), "{err}");
+    assert!(err.contains("no <score_1> tag"), "{err}");
     let seen = inner.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].sampling.seed, None, "a single pass is sent as it always was");
@@ -166,7 +169,7 @@ async fn with_criteria_the_oracle_verifier_still_ranks_as_the_labels_do() {
     assert_eq!(
         prompts
             .iter()
-            .filter(|p| p.starts_with("### Evaluation Criterion: Path Optimality\n"))
+            .filter(|p| p.contains("### Evaluation Criterion: Path Optimality\n"))
             .count(),
         40
     );

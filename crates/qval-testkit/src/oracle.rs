@@ -25,9 +25,23 @@ struct Situation {
     remaining: usize,
 }
 
+/// The current state's turn label of the published layout (`### Current State\n[Turn 3/30]`).
 fn header_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"Current state \(turn (\d+)/(\d+)\):").expect("a valid regex"))
+    RE.get_or_init(|| Regex::new(r"\[Turn (\d+)/(\d+)\]\n").expect("a valid regex"))
+}
+
+/// Headings of a state shown without a turn label (GVL's target, the scoring methods).
+fn unlabelled_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(?:### Target State|\*\*Current State:\*\*)\n").expect("a valid regex"))
+}
+
+/// The episode's step limit, as the system prompt states it.
+fn step_limit(all: &str) -> Option<usize> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"The episode step limit is (\d+)").expect("a valid regex"));
+    re.captures(all)?[1].parse().ok()
 }
 
 /// Reads the grid that starts at the beginning of `text` (skipping an error line).
@@ -59,19 +73,24 @@ fn read_grid(text: &str) -> Option<(Grid, usize)> {
     (grid.cols() == cols).then_some((grid, pos))
 }
 
-fn situation(block: &str) -> Option<(Situation, usize)> {
-    let m = header_re().captures_iter(block).last()?;
-    let whole = m.get(0)?;
-    let turn: usize = m[1].parse().ok()?;
-    let max: usize = m[2].parse().ok()?;
-    let (grid, pos) = read_grid(&block[whole.end()..])?;
+/// The state a block shows: after its turn label, or (without one) after an unlabelled
+/// heading, with the whole step budget (`all` states the limit) left.
+fn situation(block: &str, all: &str) -> Option<(Situation, usize)> {
+    let (turn, max, end) = match header_re().captures_iter(block).last() {
+        Some(m) => (m[1].parse().ok()?, m[2].parse().ok()?, m.get(0)?.end()),
+        None => {
+            let m = unlabelled_re().find_iter(block).last()?;
+            (1, step_limit(all).unwrap_or(30), m.end())
+        }
+    };
+    let (grid, pos) = read_grid(&block[end..])?;
     Some((
         Situation {
             grid,
             pos,
             remaining: (max + 1).saturating_sub(turn),
         },
-        whole.end(),
+        end,
     ))
 }
 
@@ -85,7 +104,7 @@ fn action_index(text: &str) -> Option<usize> {
 
 fn settings(all: &str) -> (f64, bool) {
     static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| Regex::new(r"gamma = ([0-9.]+)").expect("a valid regex"));
+    let re = RE.get_or_init(|| Regex::new(r"γ=([0-9.]+)").expect("a valid regex"));
     let gamma = re
         .captures(all)
         .and_then(|c| c[1].trim_end_matches('.').parse().ok())
@@ -102,10 +121,10 @@ fn value(s: &Situation, action: Option<usize>, gamma: f64, slippery: bool) -> f6
 }
 
 /// The value a block of prompt text describes: Q if it names an action, else V.
-fn block_value(block: &str, gamma: f64, slippery: bool) -> Option<f64> {
-    let (s, after) = situation(block)?;
+fn block_value(block: &str, all: &str, gamma: f64, slippery: bool) -> Option<f64> {
+    let (s, after) = situation(block, all)?;
     static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| Regex::new(r"Action taken: (.+)").expect("a valid regex"));
+    let re = RE.get_or_init(|| Regex::new(r"### (?:Current|Target) Action\n(.+)").expect("a valid regex"));
     let action = re.captures(&block[after..]).and_then(|c| action_index(&c[1]));
     Some(value(&s, action, gamma, slippery))
 }
@@ -127,11 +146,11 @@ pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) 
     let Some((_, last)) = messages.iter().rev().find(|(r, _)| r == "user") else {
         return ("No question.".into(), None);
     };
-    // Ranking: candidate options.
-    if last.contains("Option 1: action") {
+    // Ranking: numbered candidate actions.
+    if last.contains("[**Candidate Action 1**]") {
         static RE: OnceLock<Regex> = OnceLock::new();
-        let re = RE.get_or_init(|| Regex::new(r"Option (\d+): action (\S+)").expect("a valid regex"));
-        let Some((s, _)) = situation(last) else {
+        let re = RE.get_or_init(|| Regex::new(r"\[\*\*Candidate Action (\d+)\*\*\]\n(\S+)").expect("a valid regex"));
+        let Some((s, _)) = situation(last, &all) else {
             return ("I cannot read the state.".into(), None);
         };
         let mut scored: Vec<(usize, f64)> = re
@@ -147,28 +166,29 @@ pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) 
         let order: Vec<String> = scored.iter().map(|(i, _)| i.to_string()).collect();
         return (format!("Best first: <answer>{}</answer>", order.join(", ")), None);
     }
-    // Batched: several points.
-    if last.contains("### Point 1") {
+    let verifier = all.contains("<score_1>");
+    // Batched: several datapoints.
+    if last.contains("## Datapoint 2") && !verifier {
         let values: Vec<String> = last
-            .split("### Point ")
+            .split("## Datapoint ")
             .skip(1)
             .map(|b| {
-                block_value(b, gamma, slippery)
+                block_value(b, &all, gamma, slippery)
                     .map(|v| format!("{:.6}", noisy(o, v, b)))
                     .unwrap_or_else(|| "0".into())
             })
             .collect();
         return (format!("<answer>{}</answer>", values.join(", ")), None);
     }
-    let Some(v) = block_value(last, gamma, slippery) else {
+    let Some(v) = block_value(last, &all, gamma, slippery) else {
         return ("I cannot read the state.".into(), None);
     };
     let v = noisy(o, v, last);
     // Verifier: a letter on the A..T scale, with log-probabilities around it.
-    if all.contains("<score>") {
+    if verifier {
         let i = ((1.0 - v.clamp(0.0, 1.0)) * 19.0).round() as usize;
         let letter = |k: usize| ((b'A' + k as u8) as char).to_string();
-        let text = format!("<score>{}</score>", letter(i));
+        let text = format!("<score_1>{}</score_1>", letter(i));
         if !logprobs {
             return (text, None);
         }
@@ -180,9 +200,9 @@ pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) 
         }
         top.push(json!({"token": " ", "logprob": 0.001f64.ln()}));
         let tokens = json!([
-            {"token": "<score>", "logprob": 0.0, "top_logprobs": [{"token": "<score>", "logprob": 0.0}]},
+            {"token": "<score_1>", "logprob": 0.0, "top_logprobs": [{"token": "<score_1>", "logprob": 0.0}]},
             {"token": letter(i), "logprob": 0.8f64.ln(), "top_logprobs": top},
-            {"token": "</score>", "logprob": 0.0, "top_logprobs": [{"token": "</score>", "logprob": 0.0}]},
+            {"token": "</score_1>", "logprob": 0.0, "top_logprobs": [{"token": "</score_1>", "logprob": 0.0}]},
         ]);
         return (text, Some(tokens));
     }
@@ -204,7 +224,7 @@ pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) 
 pub fn oracle_logprob(o: &Oracle, prompt: &str, continuation: &str) -> f64 {
     let (gamma, slippery) = settings(prompt);
     let user = prompt.rsplit("<|user|>").next().unwrap_or(prompt);
-    let Some((s, after)) = situation(user) else {
+    let Some((s, after)) = situation(user, prompt) else {
         return -5.0;
     };
     let c = continuation.trim();
@@ -232,17 +252,25 @@ mod tests {
 
     #[test]
     fn the_oracle_reads_grids_and_actions() {
-        let prompt = "Task: cross\n\nHistory: none.\n\nCurrent state (turn 1/30):\n@ F F F\nF H F H\nF F F H\nH F F G\n\nAction taken: right\n\nResulting state:\nS @ F F\nF H F H\nF F F H\nH F F G";
+        let prompt = "Estimate the Q-value for the **Current Action** in the **Current State** for the following:\n\n\
+                      ### Current State\n[Turn 1/30]\n@ F F F\nF H F H\nF F F H\nH F F G\n\n### Current Action\nright\n\n\
+                      ### Next State\nS @ F F\nF H F H\nF F F H\nH F F G";
         let (text, _) = oracle_answer(
             &Oracle::default(),
-            &[("system".into(), "gamma = 0.9.".into()), ("user".into(), prompt.into())],
+            &[
+                (
+                    "system".into(),
+                    "discounted cumulative reward (discount factor γ=0.9)".into(),
+                ),
+                ("user".into(), prompt.into()),
+            ],
             false,
         );
         // From the start, right: 6 steps to the goal -> 0.9^5.
         assert!(text.contains(&format!("{:.6}", 0.9f64.powi(5))), "{text}");
         let (text, _) = oracle_answer(
             &Oracle::default(),
-            &[("user".into(), prompt.replace("turn 1/30", "turn 27/30"))],
+            &[("user".into(), prompt.replace("Turn 1/30", "Turn 27/30"))],
             false,
         );
         assert!(text.contains("<answer>0.000000</answer>"), "only 4 steps left: {text}");

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::{CodeSample, GeneratedSample, SandboxConfig, codegen_messages};
-use crate::llm::prompt::point_parts;
+use crate::llm::prompt::{point_parts, signal_fragment, signal_name, system_tail};
 use crate::llm::{Backend, ChatRequest, Message, Part, PromptOptions, Role, Sampling, last_tag};
 use qval_core::seed::{rng_for, stable_hash};
 use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, StageOptions, predict};
@@ -59,6 +59,8 @@ pub struct EurekaConfig {
     pub judge_points: usize,
     /// The seed of the judge's candidate labels and sampled points.
     pub seed: u64,
+    /// The prompt preset and thinking of the code requests (default: the published v2).
+    pub prompt: PromptOptions,
 }
 
 impl EurekaConfig {
@@ -72,6 +74,7 @@ impl EurekaConfig {
             sampling: Sampling::default(),
             judge_points: 8,
             seed: 0,
+            prompt: PromptOptions::default(),
         }
     }
 }
@@ -226,6 +229,9 @@ pub struct EurekaRound {
     pub judged: bool,
     /// The judge's feedback for the next round.
     pub feedback: String,
+    /// The judge's rationale for its choice.
+    #[serde(default)]
+    pub rationale: String,
 }
 
 /// The result: every round, and the final winner.
@@ -235,15 +241,6 @@ pub struct EurekaResult {
     pub rounds: Vec<EurekaRound>,
     /// The last round's winner.
     pub best: GeneratedSample,
-}
-
-/// The published name of a signal, as the judge's selection rule says it.
-fn signal_name(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Q => "Q-value",
-        Signal::V => "state value",
-        _ => "advantage",
-    }
 }
 
 /// The key of a point set that the judge's seeds derive from (as published, the points'
@@ -317,15 +314,16 @@ pub fn judge_messages(
     rejected: &[&str],
     sampled: &[usize],
 ) -> Vec<Message> {
-    let system = format!(
-        "You are selecting the most useful dense-signal candidate for a reinforcement learning environment.\n\n\
-         The signal is the {} ({}) of steps in {}.\n\n\
-         Judge candidate behavior from predicted values and diagnostics. Do not infer quality from code style because \
-         candidate code is not shown.",
-        signal_name(signal),
-        crate::llm::prompt::value_symbol(signal),
-        ctx.env_name
-    );
+    let mut system = vec![
+        "You are selecting the most useful dense-signal candidate for a reinforcement learning environment."
+            .to_string(),
+        signal_fragment(ctx, signal),
+        "Judge candidate behavior from predicted values and diagnostics. Do not infer quality from code style because \
+         candidate code is not shown."
+            .to_string(),
+    ];
+    system.extend(system_tail(ctx));
+    let system = system.join("\n\n");
     let mut parts = vec![
         format!(
             "## Selection Rule\nChoose the candidate whose predictions are the most appropriate and useful {} \
@@ -400,9 +398,9 @@ pub async fn run_eureka(
     points: &[EvaluationPoint],
     cfg: &EurekaConfig,
 ) -> Result<EurekaResult> {
-    let example = points
-        .first()
-        .ok_or_else(|| CoreError::Empty("eureka needs points".into()))?;
+    if points.is_empty() {
+        return Err(CoreError::Empty("eureka needs points".into()));
+    }
     let mut rounds: Vec<EurekaRound> = Vec::new();
     // The previous winner with its predictions: judged again in the next round.
     let mut incumbent: Option<(GeneratedSample, CandidateStats, Vec<f64>)> = None;
@@ -412,17 +410,14 @@ pub async fn run_eureka(
         ..cfg.sampling.clone()
     };
     for it in 0..cfg.iterations {
-        let mut messages = codegen_messages(ctx, signal, example);
-        if let Some(prev) = rounds.last() {
-            let best = &prev.candidates[prev.winner].0;
-            messages.push(Message::text(
-                Role::User,
-                format!(
-                    "The best function so far:\n```python\n{}\n```\nFeedback: {}\nWrite an improved version.",
-                    best.source.clone().unwrap_or_default(),
-                    prev.feedback
-                ),
-            ));
+        let mut messages = codegen_messages(ctx, signal, &cfg.prompt);
+        // From the second round on, the code request also shows the winner and the judge's
+        // feedback (appended to the user prompt, as published).
+        if let Some(prev) = rounds.last()
+            && let Some(Part::Text { text }) = messages.last_mut().and_then(|m| m.parts.last_mut())
+        {
+            text.push_str("\n\n");
+            text.push_str(&reflection(prev));
         }
         let reqs: Vec<ChatRequest> = (0..cfg.candidates)
             .map(|j| ChatRequest {
@@ -482,15 +477,16 @@ pub async fn run_eureka(
         let keep = |evaluated: &[(GeneratedSample, CandidateStats, Vec<f64>)]| {
             incumbent_at.unwrap_or_else(|| fallback(evaluated))
         };
-        let (winner, judged, feedback) = match judge {
+        let (winner, judged, feedback, rationale) = match judge {
             Some(Ok(resp)) => {
                 let feedback = last_tag(&resp.text, "feedback").unwrap_or_default();
+                let rationale = last_tag(&resp.text, "rationale").unwrap_or_default();
                 match chosen(&resp.text) {
-                    Some(k) => (k, true, feedback),
-                    None => (keep(&evaluated), false, feedback),
+                    Some(k) => (k, true, feedback, rationale),
+                    None => (keep(&evaluated), false, feedback, rationale),
                 }
             }
-            _ => (keep(&evaluated), false, String::new()),
+            _ => (keep(&evaluated), false, String::new(), String::new()),
         };
         incumbent = Some(evaluated[winner].clone());
         rounds.push(EurekaRound {
@@ -502,6 +498,7 @@ pub async fn run_eureka(
             sampled,
             judged,
             feedback,
+            rationale,
         });
     }
     let last = rounds
@@ -509,6 +506,32 @@ pub async fn run_eureka(
         .ok_or_else(|| CoreError::Empty("eureka needs at least one iteration".into()))?;
     let best = last.candidates[last.winner].0.clone();
     Ok(EurekaResult { rounds, best })
+}
+
+/// What the next round's code request adds, in the published layout: `## Current Best Code`
+/// (the winner's code) and `## Judge Feedback` with `### Judge Rationale`, `### Improvement
+/// Feedback` and `### Winner Diagnostics` (the winner's statistics, as the judge saw them).
+pub fn reflection(prev: &EurekaRound) -> String {
+    let (best, stats) = &prev.candidates[prev.winner];
+    let mut out = vec![format!(
+        "## Current Best Code\n```python\n{}\n```",
+        best.source.clone().unwrap_or_default().trim_end()
+    )];
+    let mut feedback = vec!["## Judge Feedback".to_string()];
+    if !prev.rationale.is_empty() {
+        feedback.push(format!("### Judge Rationale\n{}", prev.rationale));
+    }
+    if !prev.feedback.is_empty() {
+        feedback.push(format!("### Improvement Feedback\n{}", prev.feedback));
+    }
+    let summary = stats.summary(0);
+    let diagnostics: Vec<&str> = summary.lines().skip(1).collect();
+    feedback.push(format!("### Winner Diagnostics\n{}", diagnostics.join("\n")));
+    if let Some(e) = &stats.first_error {
+        feedback.push(format!("### Runtime Error\n{e}"));
+    }
+    out.push(feedback.join("\n\n"));
+    out.join("\n\n")
 }
 
 /// Runs one candidate on every point and summarises its outputs.

@@ -21,12 +21,12 @@ use tokio::sync::Mutex;
 
 pub use eureka::{
     CandidateStats, EurekaConfig, EurekaResult, EurekaRound, JudgeCandidate, judge_labels, judge_messages,
-    parse_winner, run_eureka, sample_point_indices,
+    parse_winner, reflection, run_eureka, sample_point_indices,
 };
 pub use sandbox::{ALLOWED_MODULES, Isolation, Sandbox, SandboxConfig, SandboxError};
 
-use crate::llm::prompt::system_prompt;
-use crate::llm::{Backend, ChatRequest, Message, Role, Sampling, last_tag_code};
+use crate::llm::prompt::{Slot, adapt_closing, signal_name, system_head, system_tail};
+use crate::llm::{Backend, ChatRequest, Message, PromptOptions, Role, Sampling, last_tag_code};
 use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
 
 /// An example of a well-behaved sample for FrozenLake: minus the shortest-path distance from
@@ -54,34 +54,50 @@ pub fn args_for(point: &EvaluationPoint, signal: Signal) -> Vec<Value> {
     }
 }
 
-/// The code-generation prompt, with one point's observations as an example of the format.
-pub fn codegen_messages(ctx: &MethodContext, signal: Signal, example: &EvaluationPoint) -> Vec<Message> {
-    let params = params_for(signal).join(", ");
-    let arguments = match signal {
-        Signal::V => "`state` is the observation text exactly as the agent sees it.",
-        _ => {
-            "`state` and `next_state` are the observation texts exactly as the agent sees them; `action` is the action text."
-        }
-    };
-    let format = format!(
-        "Write a Python function `signal_function({params})` that returns a float estimating this value: higher \
-         means better. {arguments} You may import only: {}. Do not read files or print. Put the whole function in \
-         one ```python code block.",
-        ALLOWED_MODULES.join(", ")
-    );
-    let system = system_prompt(ctx, signal, &format);
-    let user = match signal {
-        Signal::V => format!(
-            "Task: {}\n\nAn example of `state`:\n{}",
-            example.task.instruction, example.observation.text
+/// The code-generation prompt, as published: the codegen opener, what the value means, the
+/// preset's guidance and the environment; the user prompt names the signature, what the
+/// function receives, the preset's constraints and the published closing (the modules it
+/// may use, which are [`ALLOWED_MODULES`], and the sandbox's missing introspection builtins).
+pub fn codegen_messages(ctx: &MethodContext, signal: Signal, opts: &PromptOptions) -> Vec<Message> {
+    let mut system = system_head(ctx, opts.preset, Slot::Codegen, signal);
+    system.extend(system_tail(ctx));
+    let name = signal_name(signal);
+    let (input, receives) = match signal {
+        Signal::V => ("a given state", "a text representation of the state"),
+        _ if ctx.include_next_state => (
+            "a given state, action, and next state",
+            "text representations of the state, the action taken, and the resulting next state",
         ),
-        _ => format!(
-            "Task: {}\n\nAn example call:\nstate =\n{}\n\naction = {:?}\n\nnext_state =\n{}",
-            example.task.instruction, example.observation.text, example.action_text, example.next_observation.text
+        _ => (
+            "a given state and action",
+            "text representations of the state and the action taken",
         ),
     };
-    vec![Message::text(Role::System, system), Message::text(Role::User, user)]
+    let params = params_for(signal)
+        .iter()
+        .map(|p| format!("{p}: str"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut user = vec![format!(
+        "Write a Python function that estimates the {name} for {input}.\n\nThe function signature must be:\n\
+         ```python\ndef signal_function({params}) -> float:\n```\n\nThe function receives {receives}. It should return a \
+         float representing the estimated {name}."
+    )];
+    user.extend(opts.preset.codegen_constraints().map(String::from));
+    user.push(adapt_closing(CODEGEN_CLOSING, opts.thinking));
+    vec![
+        Message::text(Role::System, system.join("\n\n")),
+        Message::text(Role::User, user.join("\n\n")),
+    ]
 }
+
+/// The published codegen closing (the same in every preset), verbatim.
+const CODEGEN_CLOSING: &str = "You may use the `collections`, `itertools`, `json`, `math`, `re`, `statistics`, and \
+`string` standard library modules. The function will run in a restricted sandbox that does not expose the \
+introspection builtins `locals`, `globals`, `vars`, `dir`, `eval`, or `exec` — calling any of them raises NameError at \
+runtime, so do not rely on them (in particular, do not use `locals()` to assemble return values: build any \
+dictionaries with explicit literal keys). After any reasoning, output ONLY a single Python code block containing the \
+function definition. No explanations or commentary after the code block.";
 
 /// One generated sample.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,11 +132,11 @@ pub async fn generate_samples(
     backend: &dyn Backend,
     ctx: &MethodContext,
     signal: Signal,
-    example: &EvaluationPoint,
+    opts: &PromptOptions,
     n: usize,
     sampling: &Sampling,
 ) -> Vec<GeneratedSample> {
-    let messages = codegen_messages(ctx, signal, example);
+    let messages = codegen_messages(ctx, signal, opts);
     let reqs: Vec<ChatRequest> = (0..n)
         .map(|i| ChatRequest {
             messages: messages.clone(),

@@ -80,7 +80,7 @@ def _alarm(signum, frame):
     raise CallTimeout("the call exceeded its time limit")
 
 
-BLOCKED = {"open", "exec", "eval", "compile", "input", "breakpoint", "globals", "vars", "help",
+BLOCKED = {"open", "exec", "eval", "compile", "input", "breakpoint", "globals", "locals", "vars", "dir", "help",
            "memoryview", "__loader__", "__spec__", "exit", "quit", "copyright", "credits", "license"}
 
 

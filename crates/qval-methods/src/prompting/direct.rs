@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use super::criteria::VerifierCriterion;
 use super::{Base, ReportsUsage};
-use crate::llm::prompt::{direct_messages, fitted_point_parts, merge_text, single_answer, system_prompt, value_symbol};
+use crate::llm::prompt::{
+    Layout, Slot, adapt_closing, direct_messages, fitted_layout_parts, fitted_point_parts, merge_text, signal_header,
+    signal_name, system_prompt,
+};
 use crate::llm::{Backend, Message, Part, PromptOptions, Role, Sampling, extract_list, extract_number};
 use qval_core::seed::rng_for;
 use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal, Trajectory};
@@ -66,34 +69,72 @@ impl Direct {
         Ok(self.base.ask_parsed(msgs, sampling, extract_number).await?.0)
     }
 
-    async fn batched(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
+    /// The messages of a packed batch (direct-batched), as published: one `## Datapoint i`
+    /// section per point, answered as a comma-separated list.
+    pub fn batched_messages(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Message> {
         let k = points.len();
         let signal = self.base.signal;
-        let format = format!(
-            "You will be given {k} independent steps, each marked ### Point i. Estimate {} for each. Think as much \
-             as you need, then answer with exactly {k} numbers, comma-separated in point order, inside answer tags, \
-             for example <answer>{}</answer>.",
-            value_symbol(signal),
-            (0..k).map(|i| format!("0.{}", i + 1)).collect::<Vec<_>>().join(", ")
+        let opts = &self.base.options;
+        let name = signal_name(signal);
+        let closing = if opts.preset.uses_answer_tags() {
+            format!(
+                "After any reasoning, provide your numeric {name} estimates as a comma-separated list inside <answer> \
+                 tags, in datapoint order."
+            )
+        } else {
+            format!(
+                "After any reasoning, respond with ONLY a comma-separated list of numeric {name} estimates, in \
+                 datapoint order. Do not include any explanation after the list."
+            )
+        };
+        let system = system_prompt(
+            ctx,
+            opts.preset,
+            Slot::Direct,
+            signal,
+            &[],
+            &[
+                "You may receive multiple datapoints in one request. Evaluate each datapoint independently and return \
+                 one estimate per datapoint in the same order they appear."
+                    .into(),
+                adapt_closing(&closing, opts.thinking),
+            ],
         );
-        let system = system_prompt(ctx, signal, &format);
-        let mut parts = Vec::new();
+        let header = signal_header(signal).trim_end_matches(" for the following:");
+        let mut parts = vec![Part::Text {
+            text: format!("{header} for each datapoint below. Return one estimate per datapoint in the same order."),
+        }];
         for (i, p) in points.iter().enumerate() {
             parts.push(Part::Text {
-                text: format!("### Point {}", i + 1),
+                text: format!("## Datapoint {}", i + 1),
             });
-            parts.extend(fitted_point_parts(p, ctx, signal, &self.base.options, system.len() / k));
+            parts.extend(fitted_point_parts(p, ctx, signal, opts, system.len() / k));
         }
         parts.push(Part::Text {
-            text: format!("Give the {k} values in <answer></answer> tags."),
+            text: if opts.preset.uses_answer_tags() {
+                format!(
+                    "Now, provide your {name} estimates as a comma-separated list inside <answer> tags, in datapoint \
+                     order, e.g. <answer>VALUE_1, VALUE_2, VALUE_3</answer>."
+                )
+            } else {
+                format!(
+                    "Now, provide your {name} estimates as a comma-separated list in datapoint order. Do not explain \
+                     — output ONLY the comma-separated list."
+                )
+            },
         });
-        let msgs = vec![
+        vec![
             Message::text(Role::System, system),
             Message {
                 role: Role::User,
                 parts: merge_text(parts),
             },
-        ];
+        ]
+    }
+
+    async fn batched(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
+        let k = points.len();
+        let msgs = self.batched_messages(points, ctx);
         match self
             .base
             .ask_parsed(msgs, self.base.sampling.clone(), |t| extract_list(t, k))
@@ -104,25 +145,52 @@ impl Direct {
         }
     }
 
+    /// The user turn of point `i` of `n` in a sequential batch, as published.
+    fn sequential_turn(&self, point: &EvaluationPoint, ctx: &MethodContext, i: usize, n: usize) -> Message {
+        let signal = self.base.signal;
+        let opts = &self.base.options;
+        let mut parts = vec![Part::Text {
+            text: format!("## Datapoint {} of {n}", i + 1),
+        }];
+        if i > 0 {
+            parts.push(Part::Text {
+                text: "Keep your earlier answers fixed and answer only for the datapoint below.".into(),
+            });
+        }
+        parts.push(Part::Text {
+            text: signal_header(signal).into(),
+        });
+        parts.extend(fitted_point_parts(point, ctx, signal, opts, 0));
+        parts.push(Part::Text {
+            text: opts.preset.user_closing(signal),
+        });
+        Message {
+            role: Role::User,
+            parts: merge_text(parts),
+        }
+    }
+
     async fn sequential(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
         let signal = self.base.signal;
+        let opts = &self.base.options;
+        let n = points.len();
+        let mut extra = Vec::new();
+        if n > 1 {
+            extra.push(
+                "You may receive multiple datapoints across successive user turns in this conversation. For each \
+                 turn, evaluate only the datapoint shown in that turn, keep your earlier estimates fixed and mutually \
+                 consistent, and return exactly one estimate for the current datapoint only."
+                    .to_string(),
+            );
+        }
+        extra.push(adapt_closing(&opts.preset.closing_direct(signal), opts.thinking));
         let mut messages = vec![Message::text(
             Role::System,
-            system_prompt(ctx, signal, &single_answer(signal)),
+            system_prompt(ctx, opts.preset, Slot::Direct, signal, &[], &extra),
         )];
-        let mut out: Vec<Result<f64>> = Vec::with_capacity(points.len());
+        let mut out: Vec<Result<f64>> = Vec::with_capacity(n);
         for (i, p) in points.iter().enumerate() {
-            let mut parts = fitted_point_parts(p, ctx, signal, &self.base.options, 0);
-            parts.push(Part::Text {
-                text: format!(
-                    "What is {} here? Answer in <answer></answer> tags.",
-                    value_symbol(signal)
-                ),
-            });
-            messages.push(Message {
-                role: Role::User,
-                parts: merge_text(parts),
-            });
+            messages.push(self.sequential_turn(p, ctx, i, n));
             let parsed = self
                 .base
                 .ask_parsed(messages.clone(), self.base.sampling.clone(), extract_number)
@@ -134,7 +202,7 @@ impl Direct {
                 }
                 Err(e) => {
                     out.push(Err(e));
-                    for _ in i + 1..points.len() {
+                    for _ in i + 1..n {
                         out.push(Err(CoreError::Method(
                             "an earlier turn of this conversation failed".into(),
                         )));
@@ -251,53 +319,65 @@ impl Gvl {
             &[point.trajectory_index as u64, point.step_index as u64],
         ));
         let signal = self.base.signal;
-        let system = system_prompt(
-            ctx,
-            signal,
-            &format!(
-                "You will receive a shuffled set of surrounding transitions from the same trajectory, followed by one \
-                 final target datapoint. The surrounding transitions are intentionally out of chronological order and \
-                 are provided only as contextual evidence. Estimate only the final target datapoint. Only the target \
-                 datapoint includes its resulting next state. Surrounding context transitions include only state and \
-                 action.\n\n{}",
-                single_answer(signal)
-            ),
-        );
-        // Context steps show state and action only: their rewards and resulting states would
-        // let a model rebuild the order the shuffle hides.
-        let mut context = String::from(
-            "## Shuffled Trajectory Context\nThe surrounding transitions below come from the same trajectory as the \
-             target datapoint, but are intentionally shuffled and not chronological.",
-        );
-        for (i, x) in others.iter().enumerate() {
-            context.push_str(&format!(
-                "\n\n### Context Transition {}\n#### State\n{}\n#### Action\n{}",
-                i + 1,
-                x.observation.text,
-                x.action_text
-            ));
-        }
+        let opts = &self.base.options;
+        // As published: the evaluation instructions without the history, the GVL framing, the
+        // preset's closing.
         let mut no_history = ctx.clone();
         no_history.history_limit = 0;
-        let mut parts = vec![
-            Part::Text { text: context },
-            Part::Text {
-                text: "## Target Transition".into(),
-            },
+        let mut extra = vec![
+            "You will receive a shuffled set of surrounding transitions from the same trajectory, followed by one final \
+             target datapoint. The surrounding transitions are intentionally out of chronological order and are \
+             provided only as contextual evidence. Estimate only the final target datapoint."
+                .to_string(),
         ];
-        parts.extend(fitted_point_parts(
+        if ctx.include_next_state {
+            extra.push(
+                "Only the target datapoint includes its resulting next state. Surrounding context transitions include \
+                 only state and action."
+                    .into(),
+            );
+        }
+        extra.push(adapt_closing(&opts.preset.closing_direct(signal), opts.thinking));
+        let system = system_prompt(&no_history, opts.preset, Slot::Direct, signal, &[], &extra);
+        let mut parts = vec![Part::Text {
+            text: signal_header(signal).into(),
+        }];
+        // Context steps show state and action only: their rewards and resulting states would
+        // let a model rebuild the order the shuffle hides.
+        if !others.is_empty() {
+            parts.push(Part::Text {
+                text:
+                    "## Shuffled Trajectory Context\nThe surrounding transitions below come from the same trajectory \
+                       as the target datapoint, but are intentionally shuffled and not chronological."
+                        .into(),
+            });
+        }
+        for (i, x) in others.iter().enumerate() {
+            parts.push(Part::Text {
+                text: format!("### Context Transition {}\n#### State\n{}", i + 1, x.observation.text),
+            });
+            parts.push(Part::Text {
+                text: format!("#### Action\n{}", x.action_text),
+            });
+        }
+        parts.push(Part::Text {
+            text: if signal == Signal::V {
+                "## Target Datapoint"
+            } else {
+                "## Target Transition"
+            }
+            .into(),
+        });
+        let closing = opts.preset.user_closing(signal);
+        parts.extend(fitted_layout_parts(
             point,
             &no_history,
             signal,
-            &self.base.options,
-            system.len(),
+            opts,
+            system.len() + closing.len(),
+            Layout::GvlTarget,
         ));
-        parts.push(Part::Text {
-            text: format!(
-                "What is {} for this step? Answer in <answer></answer> tags.",
-                value_symbol(signal)
-            ),
-        });
+        parts.push(Part::Text { text: closing });
         Ok(vec![
             Message::text(Role::System, system),
             Message {
@@ -334,7 +414,7 @@ impl DenseSignalMethod for Gvl {
 
 /// The verifier: a grade on a 20-letter scale (A best .. T worst), scored as the
 /// probability-weighted bin value (19 - i) / 19 over the letters among the top-20
-/// log-probabilities of the token after `<score>`. Needs a backend with log-probabilities.
+/// log-probabilities of the token after `<score_1>`. Needs a backend with log-probabilities.
 ///
 /// As published, a point may be graded in several passes, each optionally under one
 /// criterion of the published registry ([`VerifierCriterion`]); the point's value is the
@@ -359,6 +439,18 @@ pub struct Verifier {
 
 /// The 20 letters of the verifier's scale, best first.
 pub const LETTERS: &str = "ABCDEFGHIJKLMNOPQRST";
+
+/// The published description of the scale, verbatim.
+const SCALE: &str = "Use an ordered 20-point score scale with the single-letter bins A through T, where A is best \
+and T is worst. Choose exactly one score bin per datapoint.
+A = clearly and completely favorable with strong evidence of success (best)
+B-D = strongly favorable with only minor remaining concerns
+E-G = above average, mostly favorable with some issues
+H-J = uncertain, leans favorable
+K-M = uncertain, leans unfavorable
+N-P = below average, significant issues remain
+Q-S = poor, with only limited signs of progress
+T = clearly and completely unfavorable or failed (worst)";
 
 impl Verifier {
     /// A verifier over `backend`: one pass, no criterion.
@@ -428,19 +520,40 @@ impl Verifier {
     /// The messages for a point in pass `pass`.
     pub fn pass_messages(&self, point: &EvaluationPoint, ctx: &MethodContext, pass: usize) -> Vec<Message> {
         let signal = self.base.signal;
-        let format = format!(
-            "Grade the step on a 20-letter scale from A (the highest possible {}) to T (the lowest), in even steps. \
-             Answer with one letter inside score tags, for example <score>C</score>, and nothing else.",
-            value_symbol(signal)
+        let opts = &self.base.options;
+        // As published: the verifier's opener, the scale and its reading, one score tag.
+        let system = system_prompt(
+            ctx,
+            opts.preset,
+            Slot::Verifier,
+            signal,
+            &[
+                SCALE.into(),
+                "Interpret the score bins as an ordered scale that will be converted into a scalar value after \
+                 decoding. Use higher bins for stronger evidence that the state or chosen action is favorable."
+                    .into(),
+            ],
+            &["Return exactly one score tag for the single datapoint.".into()],
         );
-        let system = system_prompt(ctx, signal, &format);
+        let header = match signal {
+            Signal::V => "Estimate a verifier score for the **Current State** of each datapoint below.".to_string(),
+            _ => format!(
+                "Estimate a verifier score for each datapoint below. {}. Judge the chosen action and resulting next \
+                 state using the ordered score bins.",
+                signal_header(signal).trim_end_matches(" for the following:")
+            ),
+        };
+        let closing = "Now provide your final scores using one uppercase letter from A through T per datapoint.\n\
+                       Output exactly one tag per datapoint in prompt order:\n<score_1>LETTER</score_1>";
         let criterion = self.criterion(pass).and_then(|c| c.block(signal));
-        let reserved = system.len() + criterion.as_ref().map_or(0, String::len);
-        let mut parts: Vec<Part> = criterion.map(|text| Part::Text { text }).into_iter().collect();
-        parts.extend(fitted_point_parts(point, ctx, signal, &self.base.options, reserved));
+        let reserved = system.len() + header.len() + closing.len() + criterion.as_ref().map_or(0, String::len);
+        let mut parts = vec![Part::Text { text: header }];
+        parts.extend(criterion.map(|text| Part::Text { text }));
         parts.push(Part::Text {
-            text: "Your grade, in <score></score> tags:".into(),
+            text: "## Datapoint 1".into(),
         });
+        parts.extend(fitted_point_parts(point, ctx, signal, opts, reserved));
+        parts.push(Part::Text { text: closing.into() });
         vec![
             Message::text(Role::System, system),
             Message {
@@ -504,35 +617,49 @@ impl ReportsUsage for Verifier {
     }
 }
 
-/// The verifier's score from the generated tokens: the top alternatives of the token after
-/// the opening `<score>` tag.
+/// The verifier's score from the generated tokens, decoded as published: after the token
+/// that completes `<score_1>`, the first token whose sampled text or top alternatives name
+/// letters A..T gives the distribution (per letter the highest probability among its
+/// variants, renormalised over the letters present); the score is the expected bin value
+/// (19 - i) / 19. Scanning stops at `</score_`.
 pub fn verifier_score(tokens: &[crate::llm::TokenLogprob]) -> std::result::Result<f64, String> {
+    const TAG: &str = "<score_1>";
     let mut text = String::new();
     let mut after = None;
     for (i, t) in tokens.iter().enumerate() {
         text.push_str(&t.token);
-        if text.trim_end().ends_with("<score>") {
+        if text.trim_end().ends_with(TAG) {
             after = Some(i + 1);
             break;
         }
     }
-    let i = after.ok_or("no <score> tag among the generated tokens")?;
-    let tok = tokens.get(i).ok_or("nothing generated after <score>")?;
-    let (mut weight, mut total) = (0.0, 0.0);
-    for (tok, lp) in &tok.top {
-        let t = tok.trim();
-        if t.len() == 1
-            && let Some(k) = LETTERS.find(t)
-        {
-            let p = lp.exp();
-            weight += p * (19 - k) as f64 / 19.0;
-            total += p;
+    let start = after.ok_or("no <score_1> tag among the generated tokens")?;
+    let letter = |tok: &str| {
+        let t = tok.trim().to_ascii_uppercase();
+        (t.len() == 1).then(|| LETTERS.find(&t)).flatten()
+    };
+    for tok in &tokens[start..] {
+        if tok.token.starts_with("</score_") {
+            break;
+        }
+        let mut p = [0.0f64; 20];
+        let mut any = false;
+        for (t, lp) in std::iter::once((&tok.token, &tok.logprob)).chain(tok.top.iter().map(|(t, lp)| (t, lp))) {
+            if let Some(k) = letter(t) {
+                p[k] = p[k].max(lp.exp());
+                any = true;
+            }
+        }
+        if any {
+            let total: f64 = p.iter().sum();
+            if total == 0.0 {
+                break;
+            }
+            let weight: f64 = p.iter().enumerate().map(|(k, q)| q * (19 - k) as f64 / 19.0).sum();
+            return Ok(weight / total);
         }
     }
-    if total == 0.0 {
-        return Err("no letter A..T among the top log-probabilities after <score>".into());
-    }
-    Ok(weight / total)
+    Err("no letter A..T among the tokens after <score_1>".into())
 }
 
 #[async_trait]

@@ -1,6 +1,10 @@
-//! Prompts written for qval: what Q (or V) means, how the future is discounted, the task, the
-//! rewards, the history, the state, the action and its result. Answers go in `<answer>`
-//! tags. [`preview`] shows the exact messages a method would send, without calling a model.
+//! The published prompts (QVal's `prompts.py` and `prompt_presets.py`), built from their
+//! parts: a system prompt of role, signal definition, the [`Preset`]'s guidance, the method's
+//! instructions, the environment (`## Task Description`, `## Episode Configuration`,
+//! `## Reward Functions`) and the closing; a user prompt of a header, the point's sections
+//! (`### State-Action History`, `### Current State`, `### Current Action`, `### Next State`)
+//! and the answer request. [`preview`] shows the exact messages a method would send, without
+//! calling a model.
 
 use qval_core::{EvaluationPoint, MethodContext, Observation, Signal};
 use serde::{Deserialize, Serialize};
@@ -158,8 +162,15 @@ pub fn middle_truncate(text: &str, max: usize) -> String {
 }
 
 /// Options shared by the prompting methods.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PromptOptions {
+    /// The published prompt preset (default v2, as the published benchmark ran).
+    #[serde(default)]
+    pub preset: Preset,
+    /// Whether the backend thinks before answering (default true, as published); when false
+    /// the closings drop their "After any reasoning, " (as published).
+    #[serde(default = "yes")]
+    pub thinking: bool,
     /// Text, images or both.
     pub modality: Modality,
     /// An optional size limit.
@@ -170,6 +181,23 @@ pub struct PromptOptions {
     /// How short fields may be cut to meet the budget.
     #[serde(default)]
     pub min_chars: MinChars,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for PromptOptions {
+    fn default() -> Self {
+        PromptOptions {
+            preset: Preset::default(),
+            thinking: true,
+            modality: Modality::default(),
+            budget: None,
+            counter: Counter::default(),
+            min_chars: MinChars::default(),
+        }
+    }
 }
 
 impl PromptOptions {
@@ -192,116 +220,471 @@ impl PromptOptions {
     }
 }
 
-fn value_definition(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Q => {
-            "Q(s, a) is the expected discounted cumulative reward the agent obtains by taking action a in state s \
-             and then acting optimally until the episode ends."
-        }
-        Signal::V => {
-            "V(s) is the expected discounted cumulative reward the agent obtains from state s when it acts \
-             optimally until the episode ends."
-        }
-        Signal::Advantage => {
-            "The advantage of a step is V(s') - V(s): how much the step changed the expected discounted \
-             cumulative reward of acting optimally afterwards."
+/// The published prompt presets (QVal's `prompt_presets.py`): which guidance blocks the
+/// system prompt carries and how the answer is asked for. The published benchmark ran every
+/// LLM method with `v2`, the default.
+///
+/// | preset | approximation and efficiency guidance, codegen constraints | answers in `<answer>` tags |
+/// |---|---|---|
+/// | `v0` (the original prompts) | no | no |
+/// | `v1` | yes | no |
+/// | `v2` (published) | yes | yes |
+///
+/// The efficiency guidance appears only where it is needed: when gamma < 1 is not disclosed.
+///
+/// # Example
+/// ```
+/// use qval_methods::llm::prompt::Preset;
+/// assert_eq!(Preset::default(), Preset::V2);
+/// assert_eq!("v0".parse::<Preset>().unwrap(), Preset::V0);
+/// assert!(Preset::V2.uses_answer_tags() && !Preset::V1.uses_answer_tags());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The original prompts: no guidance blocks, bare answers.
+    V0,
+    /// v0 with the approximation and efficiency guidance and the codegen constraints.
+    V1,
+    /// v1 with answers inside `<answer>` tags (published).
+    #[default]
+    V2,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "v0" => Ok(Preset::V0),
+            "v1" => Ok(Preset::V1),
+            "v2" => Ok(Preset::V2),
+            _ => Err(format!("`{s}` is not a prompt preset; expected v0, v1 or v2")),
         }
     }
 }
 
-fn symbol(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Q => "Q(s, a)",
-        Signal::V => "V(s)",
-        Signal::Advantage => "V(s') - V(s)",
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Preset::V0 => "v0",
+            Preset::V1 => "v1",
+            Preset::V2 => "v2",
+        })
     }
 }
 
-/// The system prompt: the role, what the value means, the discount (stated, or an
-/// efficiency hint when it is not disclosed), the rewards, the environment and the answer
-/// format.
-pub fn system_prompt(ctx: &MethodContext, signal: Signal, answer_format: &str) -> String {
-    let discount = if ctx.disclose_gamma {
-        format!(
-            "Future rewards are discounted: a reward received k steps after the current one is multiplied by \
-             gamma^k, with gamma = {}.",
-            ctx.gamma
-        )
+/// `approximation_guidance_v1`, verbatim.
+const APPROXIMATION_GUIDANCE: &str = "Your goal is to produce an informed approximation — not to compute the exact \
+value. Enumerating all possible future trajectories is intractable. Instead, leverage your understanding of the \
+environment dynamics, the reward structure, and the state's features to reason about how favorable the situation is. \
+A well-reasoned estimate grounded in domain knowledge is more valuable than an attempt at exact computation.";
+
+/// `efficiency_guidance_v1`, verbatim.
+const EFFICIENCY_GUIDANCE: &str = "All else being equal, reaching the goal in fewer steps is preferable — states and \
+actions that lead to shorter successful trajectories should generally be valued higher, reflecting the importance of \
+efficiency.";
+
+/// `codegen_constraints_v1`, verbatim.
+const CODEGEN_CONSTRAINTS: &str = "Important constraints:\n- Do NOT use recursive search, tree expansion, lookahead, \
+or any form of simulation/rollout — these will time out.\n- Base the estimate on direct analysis of the state \
+representation, using your understanding of what features predict good outcomes.";
+
+impl Preset {
+    /// Whether answers are asked for inside `<answer>` tags (v2).
+    pub fn uses_answer_tags(self) -> bool {
+        self == Preset::V2
+    }
+
+    fn guidance(self) -> bool {
+        self != Preset::V0
+    }
+
+    /// The approximation guidance block, if the preset has it.
+    pub fn approximation_guidance(self) -> Option<&'static str> {
+        self.guidance().then_some(APPROXIMATION_GUIDANCE)
+    }
+
+    /// The efficiency guidance block, if the preset has it (shown only when gamma < 1 is not
+    /// disclosed).
+    pub fn efficiency_guidance(self) -> Option<&'static str> {
+        self.guidance().then_some(EFFICIENCY_GUIDANCE)
+    }
+
+    /// The codegen constraints block, if the preset has it.
+    pub fn codegen_constraints(self) -> Option<&'static str> {
+        self.guidance().then_some(CODEGEN_CONSTRAINTS)
+    }
+
+    /// The closing of single-value system prompts (direct, GVL).
+    pub fn closing_direct(self, signal: Signal) -> String {
+        let name = signal_name(signal);
+        if self.uses_answer_tags() {
+            format!(
+                "After any reasoning, provide your numeric {name} estimate as a single number inside <answer> tags, \
+                 e.g. <answer>NUMBER</answer>."
+            )
+        } else {
+            format!(
+                "After any reasoning, respond with ONLY a single numeric {name} estimate. Do not include any \
+                 explanation after your final number."
+            )
+        }
+    }
+
+    /// The closing of ranking system prompts.
+    pub fn closing_ranking(self) -> &'static str {
+        if self.uses_answer_tags() {
+            "After any reasoning, output a comma-separated list of action numbers from best to worst inside <answer> \
+             tags, e.g. <answer>#, #, #, ...</answer>."
+        } else {
+            "After any reasoning, output ONLY a comma-separated list of action numbers from best to worst. For \
+             example: 2, 1, 3, 4"
+        }
+    }
+
+    /// The last block of a single-value user prompt.
+    pub fn user_closing(self, signal: Signal) -> String {
+        let name = signal_name(signal);
+        if self.uses_answer_tags() {
+            format!(
+                "Now, provide your {name} estimate as a single number inside <answer> tags, e.g. <answer>NUMBER</answer>."
+            )
+        } else {
+            format!("Now, provide your {name} estimate as a single number. Do not explain — output ONLY the number.")
+        }
+    }
+}
+
+/// Which role a system prompt opens with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Direct prompting and GVL.
+    Direct,
+    /// Code generation.
+    Codegen,
+    /// Ranking (and the continuation-scoring methods).
+    Ranking,
+    /// The verifier.
+    Verifier,
+}
+
+/// The published name of a signal in prompts: `Q-value`, `state-value`, `advantage`.
+pub fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Q => "Q-value",
+        Signal::V => "state-value",
+        Signal::Advantage => "advantage",
+    }
+}
+
+fn role_opener(slot: Slot, signal: Signal) -> String {
+    let name = signal_name(signal);
+    match slot {
+        Slot::Direct => {
+            format!("You are an expert at estimating {name} functions for reinforcement learning environments.")
+        }
+        Slot::Codegen => {
+            format!("You are an expert at writing {name} functions for reinforcement learning environments.")
+        }
+        Slot::Ranking => format!(
+            "You are an expert at comparing and ranking actions by their {name} in reinforcement learning environments."
+        ),
+        Slot::Verifier => format!(
+            "You are an expert verifier for reinforcement learning environments. Estimate {name} using an ordered \
+             discrete score scale."
+        ),
+    }
+}
+
+/// "discounted cumulative reward", with the factor when it is disclosed.
+fn return_phrase(ctx: &MethodContext) -> String {
+    if ctx.gamma == 1.0 {
+        "undiscounted cumulative reward".into()
+    } else if ctx.disclose_gamma {
+        format!("discounted cumulative reward (discount factor γ={})", ctx.gamma)
     } else {
-        "Rewards obtained sooner are worth more than the same rewards obtained later, so efficient behaviour that \
-         reaches the goal in fewer steps has a higher value."
-            .to_string()
+        "discounted cumulative reward".into()
+    }
+}
+
+/// What the value means (the published signal fragment, optimal policy).
+pub fn signal_fragment(ctx: &MethodContext, signal: Signal) -> String {
+    let ret = return_phrase(ctx);
+    match signal {
+        Signal::V => format!(
+            "The state-value V(s) represents the expected {ret} starting from state s, assuming optimal play \
+             thereafter. It depends only on the current state, not on any specific action."
+        ),
+        Signal::Q => format!(
+            "The Q-value Q(s,a) represents the expected {ret} when taking action a in state s and then following the \
+             optimal policy thereafter. In other words, Q(s,a) is the expected return given that action a is taken \
+             in state s, assuming optimal play thereafter. It depends on both the state and the specific action taken."
+        ),
+        Signal::Advantage => "The advantage A(s,a) = Q(s,a) - V(s) measures how much better or worse action a is \
+             compared to the average action in state s under the optimal policy. Positive values mean the action is \
+             better than average; negative values mean worse. A value of 0.0 means no advantage over the average."
+            .into(),
+    }
+}
+
+const HISTORY_SUFFIX: &str = " The history provides context about how the agent reached the current state.";
+
+/// What the model receives and estimates (the published evaluation instructions); `history`
+/// false drops the mention of the history (GVL, or a history limit of 0).
+pub fn eval_instructions(ctx: &MethodContext, signal: Signal, history: bool) -> String {
+    let ret = return_phrase(ctx);
+    let suffix = if history { HISTORY_SUFFIX } else { "" };
+    let data = if ctx.include_next_state {
+        "the current state, the action taken, and the resulting next state"
+    } else {
+        "the current state and the action taken"
+    };
+    let hist = |conj: &str| {
+        if history {
+            format!("the episode's state-action history (if any){conj}")
+        } else {
+            String::new()
+        }
+    };
+    match signal {
+        Signal::V => format!(
+            "You will receive {}the current state. Estimate V(s) for the **Current State** — the expected {ret} from \
+             that state, assuming optimal play thereafter.{suffix}",
+            hist(" and ")
+        ),
+        Signal::Q => format!(
+            "You will receive {}{data}. Estimate Q(s,a) for the **Current Action** in the **Current State** — the \
+             expected {ret} when taking this action in this state, assuming optimal play thereafter.{suffix}",
+            hist(", ")
+        ),
+        Signal::Advantage => format!(
+            "You will receive {}{data}. Estimate A(s,a) for the **Current Action** in the **Current State** — how \
+             much better or worse this action is compared to the average action, assuming optimal play \
+             thereafter.{suffix}",
+            hist(", ")
+        ),
+    }
+}
+
+/// The ranking method's evaluation instructions.
+pub fn ranking_instructions(ctx: &MethodContext) -> String {
+    let hist = if ctx.history_limit > 0 {
+        "the episode's state-action history (if any), "
+    } else {
+        ""
+    };
+    let data = if ctx.include_next_state {
+        "the current state, a list of candidate actions, and the resulting next state for each action"
+    } else {
+        "the current state, and a list of candidate actions"
     };
     format!(
-        "You are an expert evaluator of agents acting in a multi-turn environment. You estimate the value of the \
-         agent's decisions.\n\n\
-         Definition: {}\n{discount}\n\n\
-         Rewards: {}\n\
-         Environment: {}\n\
-         An episode lasts at most {} steps; when the budget runs out no further reward can be earned.\n\n\
-         {answer_format}",
-        value_definition(signal),
-        ctx.reward_description,
-        ctx.notes,
-        ctx.max_steps,
+        "You will receive {hist}{data}. Rank the actions by their expected Q-value Q(s,a) — the expected {} when \
+         taking each action. Output the action numbers from best to worst.",
+        return_phrase(ctx)
     )
 }
 
-/// The answer format of single-value prompts.
-pub fn single_answer(signal: Signal) -> String {
-    format!(
-        "Think as much as you need, then give your estimate of {} as a single number inside answer tags, for \
-         example <answer>0.42</answer>.",
-        symbol(signal)
-    )
-}
-
-fn observation_parts(obs: &Observation, modality: Modality, heading: &str) -> Vec<Part> {
-    let mut parts = Vec::new();
-    match modality {
-        Modality::Text => parts.push(Part::Text {
-            text: format!("{heading}\n{}", obs.text),
-        }),
-        Modality::Image | Modality::TextAndImage => {
-            let mut head = heading.to_string();
-            if modality == Modality::TextAndImage || obs.images.is_empty() {
-                head = format!("{heading}\n{}", obs.text);
-            }
-            parts.push(Part::Text { text: head });
-            parts.extend(obs.images.iter().map(|i| Part::Image { url: i.data_url() }));
-        }
+/// The opening parts of every system prompt: the role, what the value means, and the
+/// preset's guidance (the efficiency hint only when gamma < 1 is not disclosed).
+pub fn system_head(ctx: &MethodContext, preset: Preset, slot: Slot, signal: Signal) -> Vec<String> {
+    let mut parts = vec![role_opener(slot, signal), signal_fragment(ctx, signal)];
+    parts.extend(preset.approximation_guidance().map(String::from));
+    if ctx.gamma < 1.0 && !ctx.disclose_gamma {
+        parts.extend(preset.efficiency_guidance().map(String::from));
     }
     parts
 }
 
-/// The history lines of a point, the most recent `limit` turns, labelled "Turn i/max".
-fn history_text(point: &EvaluationPoint, ctx: &MethodContext, skip_oldest: usize) -> String {
-    let limit = ctx.history_limit;
-    let all = &point.history;
-    let start = all.len().saturating_sub(limit) + skip_oldest;
-    if start >= all.len() {
-        return if all.is_empty() {
-            "History: none (this is the first turn).".into()
-        } else {
-            format!("History: {} earlier turns, not shown.", all.len())
-        };
+/// The environment's parts of every system prompt: `## Task Description` (the environment's
+/// notes), `## Episode Configuration` (the step limit) and `## Reward Functions`.
+pub fn system_tail(ctx: &MethodContext) -> Vec<String> {
+    let mut parts = Vec::new();
+    if !ctx.notes.trim().is_empty() {
+        parts.push(format!("## Task Description\n{}", ctx.notes.trim_end()));
     }
-    let mut out = format!("History ({} of {} earlier turns shown):", all.len() - start, all.len());
-    for t in &all[start..] {
-        out.push_str(&format!(
-            "\nTurn {}/{}\nObservation:\n{}\nAction: {}\nReward: {}",
-            t.step + 1,
-            ctx.max_steps,
-            t.observation,
-            t.action,
-            t.reward
-        ));
+    parts.push(format!(
+        "## Episode Configuration\nThe episode step limit is {}.",
+        ctx.max_steps
+    ));
+    if !ctx.reward_description.trim().is_empty() {
+        parts.push(format!("## Reward Functions\n{}", ctx.reward_description.trim_end()));
     }
-    out
+    parts
 }
 
-/// The description of one point: task, history, current state, action and (for Q, if the
-/// context says so) the resulting state. `skip_oldest` drops that many more history turns.
+/// A closing as published for a backend with thinking on; with thinking off the leading
+/// "After any reasoning, " is dropped (as published).
+pub fn adapt_closing(text: &str, thinking: bool) -> String {
+    const PRE: &str = "After any reasoning, ";
+    if thinking {
+        return text.to_string();
+    }
+    let cap = |rest: &str| {
+        let mut c = rest.chars();
+        c.next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .unwrap_or_default()
+    };
+    if let Some(rest) = text.strip_prefix(PRE) {
+        return cap(rest);
+    }
+    if let Some(i) = text.find(&format!(". {PRE}")) {
+        return format!("{}{}", &text[..i + 2], cap(&text[i + 2 + PRE.len()..]));
+    }
+    text.to_string()
+}
+
+/// The system prompt of the evaluators (direct, GVL, the verifier), as published: head,
+/// evaluation instructions, the `method`'s own blocks, the environment, then the `closing`
+/// blocks; joined by blank lines.
+pub fn system_prompt(
+    ctx: &MethodContext,
+    preset: Preset,
+    slot: Slot,
+    signal: Signal,
+    method: &[String],
+    closing: &[String],
+) -> String {
+    let mut parts = system_head(ctx, preset, slot, signal);
+    parts.push(eval_instructions(ctx, signal, ctx.history_limit > 0));
+    parts.extend(method.iter().cloned());
+    parts.extend(system_tail(ctx));
+    parts.extend(closing.iter().cloned());
+    parts.join("\n\n")
+}
+
+/// The published user-prompt header of a single-value prompt.
+pub fn signal_header(signal: Signal) -> &'static str {
+    match signal {
+        Signal::V => "Estimate the state-value of the **Current State** for the following:",
+        Signal::Q => "Estimate the Q-value for the **Current Action** in the **Current State** for the following:",
+        Signal::Advantage => {
+            "Estimate the advantage of the **Current Action** in the **Current State** for the following:"
+        }
+    }
+}
+
+/// How a point's sections are headed: the evaluators' layout (direct, verifier, eureka's
+/// judge), ranking's, GVL's target, or the continuation-scoring methods'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Evaluator,
+    Ranking,
+    GvlTarget,
+    Scoring,
+}
+
+impl Layout {
+    fn current(self, point: &EvaluationPoint, ctx: &MethodContext) -> String {
+        let label = format!("[Turn {}/{}]", point.step_index + 1, ctx.max_steps);
+        match self {
+            Layout::Evaluator => format!("### Current State\n{label}"),
+            Layout::Ranking => format!("## Current State\n{label}"),
+            Layout::GvlTarget => "### Target State".into(),
+            Layout::Scoring => "**Current State:**".into(),
+        }
+    }
+    fn action(self) -> &'static str {
+        match self {
+            Layout::GvlTarget => "### Target Action",
+            _ => "### Current Action",
+        }
+    }
+    fn next(self) -> &'static str {
+        match self {
+            Layout::GvlTarget => "### Target Next State",
+            _ => "### Next State",
+        }
+    }
+}
+
+/// An observation under its heading: the text, or (images only) the heading and the images.
+fn observation_parts(obs: &Observation, modality: Modality, heading: &str) -> Vec<Part> {
+    let text_too = modality != Modality::Image || obs.images.is_empty();
+    let mut parts = vec![Part::Text {
+        text: if text_too {
+            format!("{heading}\n{}", obs.text)
+        } else {
+            heading.to_string()
+        },
+    }];
+    if modality != Modality::Text {
+        parts.extend(obs.images.iter().map(|i| Part::Image { url: i.data_url() }));
+    }
+    parts
+}
+
+/// The history blocks of a point: the most recent `history_limit` turns (minus `skip_oldest`),
+/// each as a state block and an action block labelled `[Turn t/max - State]`.
+fn history_parts(point: &EvaluationPoint, ctx: &MethodContext, layout: Layout, skip_oldest: usize) -> Vec<Part> {
+    let all = &point.history;
+    let start = (all.len().saturating_sub(ctx.history_limit) + skip_oldest).min(all.len());
+    let shown = &all[start..];
+    // No history block for a first turn or a history limit of 0 (as published); turns the
+    // budget dropped are stated.
+    if all.is_empty() || ctx.history_limit == 0 {
+        return Vec::new();
+    }
+    let note = if shown.len() < all.len() {
+        format!(
+            "\n[Note: Only the last {} of {} turns are shown.]",
+            shown.len(),
+            all.len()
+        )
+    } else {
+        String::new()
+    };
+    if layout == Layout::Scoring {
+        // As published for the scoring methods: turns numbered from 1 among those shown.
+        let mut lines = vec!["**State-Action History:**".to_string()];
+        if shown.len() < all.len() {
+            lines.push(format!(
+                "[Note: Only the last {} of {} turns are shown.]",
+                shown.len(),
+                all.len()
+            ));
+        }
+        lines.extend(shown.iter().enumerate().map(|(i, t)| {
+            format!(
+                "[Turn {n} - State]\n{}\n[Turn {n} - Action]\n{}",
+                t.observation,
+                t.action,
+                n = i + 1
+            )
+        }));
+        return vec![Part::Text {
+            text: lines.join("\n\n"),
+        }];
+    }
+    let mut parts = vec![Part::Text {
+        text: format!("### State-Action History{note}"),
+    }];
+    for t in shown {
+        let label = format!("[Turn {}/{}", t.step + 1, ctx.max_steps);
+        parts.push(Part::Text {
+            text: format!("{label} - State]\n{}", t.observation),
+        });
+        parts.push(Part::Text {
+            text: format!("{label} - Action]\n{}", t.action),
+        });
+    }
+    parts
+}
+
+/// The point's task, when the environment's description (the system prompt's
+/// `## Task Description`) does not already hold it (TerminalBench's tasks differ per point).
+fn task_part(point: &EvaluationPoint, ctx: &MethodContext) -> Option<Part> {
+    let task = point.task.instruction.trim();
+    (!task.is_empty() && !ctx.notes.contains(task)).then(|| Part::Text {
+        text: format!("### Task\n{task}"),
+    })
+}
+
+/// The description of one point in the published layout: the task (where the system prompt
+/// lacks it), the history, `### Current State` with its turn label, and for Q and advantage
+/// `### Current Action` and (if the context says so) `### Next State`. `skip_oldest` drops
+/// that many more history turns.
 pub fn point_parts(
     point: &EvaluationPoint,
     ctx: &MethodContext,
@@ -309,42 +692,38 @@ pub fn point_parts(
     opts: &PromptOptions,
     skip_oldest: usize,
 ) -> Vec<Part> {
-    let mut parts = vec![Part::Text {
-        text: format!(
-            "Task: {}\n\n{}\n",
-            point.task.instruction,
-            history_text(point, ctx, skip_oldest)
-        ),
-    }];
+    layout_parts(point, ctx, signal, opts, skip_oldest, Layout::Evaluator)
+}
+
+fn layout_parts(
+    point: &EvaluationPoint,
+    ctx: &MethodContext,
+    signal: Signal,
+    opts: &PromptOptions,
+    skip_oldest: usize,
+    layout: Layout,
+) -> Vec<Part> {
+    let mut parts: Vec<Part> = task_part(point, ctx).into_iter().collect();
+    if layout != Layout::GvlTarget {
+        parts.extend(history_parts(point, ctx, layout, skip_oldest));
+    }
     parts.extend(observation_parts(
         &point.observation,
         opts.modality,
-        &format!("Current state (turn {}/{}):", point.step_index + 1, ctx.max_steps),
+        &layout.current(point, ctx),
     ));
     if signal != Signal::V {
         parts.push(Part::Text {
-            text: format!("Action taken: {}", point.action_text),
+            text: format!("{}\n{}", layout.action(), point.action_text),
         });
         if ctx.include_next_state {
-            let ended = if point.terminated {
-                " The episode ended with this step."
-            } else {
-                ""
-            };
-            parts.push(Part::Text {
-                text: format!("Reward received: {}.{ended}", point.reward),
-            });
-            parts.extend(observation_parts(
-                &point.next_observation,
-                opts.modality,
-                "Resulting state:",
-            ));
+            parts.extend(observation_parts(&point.next_observation, opts.modality, layout.next()));
         }
     }
     parts
 }
 
-fn text_len(parts: &[Part]) -> usize {
+pub(crate) fn text_len(parts: &[Part]) -> usize {
     parts
         .iter()
         .map(|p| match p {
@@ -365,6 +744,20 @@ pub fn fitted_point_parts(
     opts: &PromptOptions,
     reserved: usize,
 ) -> Vec<Part> {
+    fitted_layout_parts(point, ctx, signal, opts, reserved, Layout::Evaluator)
+}
+
+/// [`fitted_point_parts`] in another layout.
+pub(crate) fn fitted_layout_parts(
+    point: &EvaluationPoint,
+    ctx: &MethodContext,
+    signal: Signal,
+    opts: &PromptOptions,
+    reserved: usize,
+    layout: Layout,
+) -> Vec<Part> {
+    let point_parts =
+        |p: &EvaluationPoint, ctx: &MethodContext, signal, opts, skip| layout_parts(p, ctx, signal, opts, skip, layout);
     let parts = point_parts(point, ctx, signal, opts, 0);
     if opts.fits(&parts, reserved) {
         return parts;
@@ -425,16 +818,26 @@ pub fn merge_text(parts: Vec<Part>) -> Vec<Part> {
     out
 }
 
-/// The messages of a direct (single-point) prompt.
+/// The messages of a direct (single-point) prompt, as published: the system prompt ends with
+/// the preset's closing, the user prompt is the header, the point and the answer request.
 pub fn direct_messages(
     point: &EvaluationPoint,
     ctx: &MethodContext,
     signal: Signal,
     opts: &PromptOptions,
 ) -> Vec<Message> {
-    let system = system_prompt(ctx, signal, &single_answer(signal));
-    let question = format!("What is {} here? Answer in <answer></answer> tags.", symbol(signal));
-    let mut parts = fitted_point_parts(point, ctx, signal, opts, system.len() + question.len());
+    let closing = adapt_closing(&opts.preset.closing_direct(signal), opts.thinking);
+    let system = system_prompt(ctx, opts.preset, Slot::Direct, signal, &[], &[closing]);
+    let header = signal_header(signal).to_string();
+    let question = opts.preset.user_closing(signal);
+    let mut parts = vec![Part::Text { text: header.clone() }];
+    parts.extend(fitted_point_parts(
+        point,
+        ctx,
+        signal,
+        opts,
+        system.len() + header.len() + question.len(),
+    ));
     parts.push(Part::Text { text: question });
     vec![
         Message::text(Role::System, system),
@@ -468,9 +871,4 @@ pub fn render(messages: &[Message]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n\n")
-}
-
-/// The value symbol of a signal in prompts.
-pub fn value_symbol(signal: Signal) -> &'static str {
-    symbol(signal)
 }

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::{Base, ReportsUsage};
-use crate::llm::prompt::{fitted_point_parts, merge_text, system_prompt};
+use crate::llm::prompt::{
+    Layout, Slot, adapt_closing, fitted_layout_parts, merge_text, ranking_instructions, system_head, system_tail,
+    text_len,
+};
 use crate::llm::{Backend, Message, Part, PromptOptions, Role, extract_permutation};
 use qval_core::seed::{rng_for, stable_hash};
 use qval_core::{CoreError, DenseSignalMethod, Environment, EvaluationPoint, MethodContext, Result, Signal};
@@ -126,44 +129,70 @@ impl Ranking {
             .collect()
     }
 
-    /// The messages for a state's candidates, shown in the order given.
+    /// The messages for a state's candidates, shown in the order given, as published: the
+    /// state, then each candidate as `[**Candidate Action i**]` with its
+    /// `[**Resulting State i**]`, answered as a list of numbers best first.
     pub fn messages(&self, candidates: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Message> {
         let k = candidates.len();
-        let format = format!(
-            "You will see a state and {k} candidate actions with their results. Rank the candidates from best \
-             (highest Q(s, a)) to worst. Think as much as you need, then answer with the {k} option numbers, best \
-             first, comma-separated inside answer tags, for example <answer>{}</answer>.",
-            (1..=k).rev().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
-        );
-        let system = system_prompt(ctx, Signal::Q, &format);
+        let opts = &self.base.options;
+        let mut system = system_head(ctx, opts.preset, Slot::Ranking, Signal::Q);
+        system.push(ranking_instructions(ctx));
+        system.extend(system_tail(ctx));
+        system.push(adapt_closing(opts.preset.closing_ranking(), opts.thinking));
+        let system = system.join("\n\n");
+        let closing = if opts.preset.uses_answer_tags() {
+            format!(
+                "Rank all listed actions ({k} total here) from best (highest Q-value) to worst. Output a \
+                 comma-separated list of action numbers inside <answer> tags, e.g. <answer>#, #, #, ...</answer>."
+            )
+        } else {
+            format!(
+                "Rank all listed actions ({k} total here) from best (highest Q-value) to worst. Output ONLY a \
+                 comma-separated list of action numbers. For example: {}",
+                (1..=k).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let mut candidate_parts = vec![
+            Part::Text {
+                text: "The following candidate actions are being evaluated in the current state:".into(),
+            },
+            Part::Text {
+                text: "## Actions to rank".into(),
+            },
+        ];
+        for (j, c) in candidates.iter().enumerate() {
+            candidate_parts.push(Part::Text {
+                text: format!("[**Candidate Action {}**]\n{}", j + 1, c.action_text),
+            });
+            if ctx.include_next_state {
+                candidate_parts.push(Part::Text {
+                    text: format!("[**Resulting State {}**]\n{}", j + 1, c.next_observation.text),
+                });
+                if opts.modality != crate::llm::Modality::Text {
+                    candidate_parts.extend(
+                        c.next_observation
+                            .images
+                            .iter()
+                            .map(|i| Part::Image { url: i.data_url() }),
+                    );
+                }
+            }
+        }
+        let header = "Rank the following actions by Q-value (best to worst) for the Current State:";
+        let reserved = system.len() + header.len() + closing.len() + text_len(&candidate_parts);
         let mut state_only = ctx.clone();
         state_only.include_next_state = false;
-        let mut parts = fitted_point_parts(&candidates[0], &state_only, Signal::V, &self.base.options, system.len());
-        parts.push(Part::Text {
-            text: "Candidate actions:".into(),
-        });
-        for (j, c) in candidates.iter().enumerate() {
-            let ended = if c.terminated { " The episode ends." } else { "" };
-            parts.push(Part::Text {
-                text: format!(
-                    "Option {}: action {}\nReward: {}.{ended}\nResulting state:\n{}",
-                    j + 1,
-                    c.action_text,
-                    c.reward,
-                    c.next_observation.text
-                ),
-            });
-            parts.extend(
-                c.next_observation
-                    .images
-                    .iter()
-                    .map(|i| Part::Image { url: i.data_url() })
-                    .filter(|_| self.base.options.modality != crate::llm::Modality::Text),
-            );
-        }
-        parts.push(Part::Text {
-            text: format!("Rank the {k} options, best first, in <answer></answer> tags."),
-        });
+        let mut parts = vec![Part::Text { text: header.into() }];
+        parts.extend(fitted_layout_parts(
+            &candidates[0],
+            &state_only,
+            Signal::V,
+            opts,
+            reserved,
+            Layout::Ranking,
+        ));
+        parts.extend(candidate_parts);
+        parts.push(Part::Text { text: closing });
         vec![
             Message::text(Role::System, system),
             Message {

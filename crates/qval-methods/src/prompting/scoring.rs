@@ -24,7 +24,7 @@ use tokio::sync::OnceCell;
 
 use super::{Base, ReportsUsage};
 use crate::MethodsError;
-use crate::llm::prompt::{fitted_point_parts, merge_text, system_prompt};
+use crate::llm::prompt::{Layout, Slot, fitted_layout_parts, merge_text, system_head, system_tail};
 use crate::llm::{Backend, LlmError, Message, Part, PromptOptions, Role, SCORING_CAPABILITY, ScoreRequest};
 use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, ExpertRollout, MethodContext, Result, Signal};
 
@@ -63,6 +63,9 @@ struct Family {
     teacher_extra: &'static str,
     /// Where the environment's state lives ("FrozenLake state").
     state_name: &'static str,
+    /// The published per-environment system guidance of sdpo and of sdpo-gt.
+    sdpo_guidance: Option<&'static str>,
+    gt_guidance: Option<&'static str>,
 }
 
 fn family(env_name: &str) -> Family {
@@ -85,6 +88,19 @@ fn family(env_name: &str) -> Family {
             teacher_extra: " If the response shows the agent reached the goal, heavily reward the move; if it shows \
                 the agent fell into a hole or entered a dead-end region, heavily penalize it.",
             state_name: "FrozenLake state",
+            sdpo_guidance: Some(
+                "For FrozenLake, this SDPO signal is per-turn: the teacher may use only the immediate grid response \
+                 after the candidate move. Treat that response as evidence about sparse goal-reaching progress, hole \
+                 avoidance, shortest safe path progress, off-grid no-ops, backtracking, terminal success or failure, \
+                 and the remaining step budget from the resulting grid state.",
+            ),
+            gt_guidance: Some(
+                "For FrozenLake, this SDPO variant is an oracle-teacher ablation: the teacher may use the immediate \
+                 grid response after the candidate move, the next expert move from the resulting grid state, and a \
+                 structured stored rollout summary. Treat that evidence as information about goal-reaching progress, \
+                 hole avoidance, off-grid no-ops, backtracking, remaining safe path distance to the goal, and terminal \
+                 success or failure.",
+            ),
         }
     } else if env.contains("terminal") {
         Family {
@@ -101,6 +117,19 @@ fn family(env_name: &str) -> Family {
             expert_heading: "**Expert Rollout Evidence After The Candidate Command:**",
             teacher_extra: "",
             state_name: "terminal state",
+            sdpo_guidance: Some(
+                "For TerminalBench, this SDPO signal is per-turn: the teacher may use only the immediate shell \
+                 response after the candidate command. Treat that response as evidence about concrete progress toward \
+                 the task and eventual verifier success, including useful file changes, targeted diagnostics, \
+                 validation signals, and unresolved errors.",
+            ),
+            gt_guidance: Some(
+                "For TerminalBench, this SDPO variant is an oracle-teacher ablation: the teacher may use the immediate \
+                 shell response after the candidate command, the next expert shell command from the resulting \
+                 persistent shell state, and a structured stored verifier outcome summary. Treat that evidence as \
+                 information about durable task progress, useful diagnostics, validation signals, shell-state \
+                 preservation, remaining distance to verifier success, and unresolved errors.",
+            ),
         }
     } else {
         Family {
@@ -117,6 +146,8 @@ fn family(env_name: &str) -> Family {
             expert_heading: "**Expert Rollout Evidence After The Candidate Action:**",
             teacher_extra: "",
             state_name: "environment state",
+            sdpo_guidance: None,
+            gt_guidance: None,
         }
     }
 }
@@ -225,35 +256,62 @@ impl ContinuationScoring {
     fn state_parts(&self, point: &EvaluationPoint, ctx: &MethodContext, reserved: usize) -> Vec<Part> {
         let mut state_only = ctx.clone();
         state_only.include_next_state = false;
-        fitted_point_parts(point, &state_only, Signal::V, &self.base.options, reserved)
+        fitted_layout_parts(
+            point,
+            &state_only,
+            Signal::V,
+            &self.base.options,
+            reserved,
+            Layout::Scoring,
+        )
     }
 
+    /// The published system prompt: the ranking opener (Δbelief: its own), the Q-value
+    /// definition, the method's paragraph and per-environment guidance, the preset's guidance
+    /// and the environment.
     fn system(&self, ctx: &MethodContext) -> String {
         let f = family(&ctx.env_name);
-        let paragraph = match self.kind {
-            ScoringKind::Sdpo => format!(
-                "You will evaluate one fixed candidate {a} at a time. The base policy scores the candidate from the \
+        let mut head = system_head(ctx, self.base.options.preset, Slot::Ranking, Signal::Q);
+        let own: Vec<String> = match self.kind {
+            ScoringKind::Sdpo => std::iter::once(
+                "You will evaluate one fixed candidate action at a time. The base policy scores the candidate from the \
                  original state. A self-teacher may additionally see environment feedback produced after that same \
-                 {a} was attempted, and should use that feedback as per-turn evidence about whether the original {a} \
-                 improved expected future success from the current state.",
-                a = f.action
-            ),
-            ScoringKind::SdpoGt => format!(
-                "You will evaluate one fixed candidate {a} at a time. The base policy scores the candidate from the \
+                 action was attempted, and should use that feedback as per-turn evidence about whether the original \
+                 action improved expected future success from the current state."
+                    .to_string(),
+            )
+            .chain(f.sdpo_guidance.map(String::from))
+            .collect(),
+            ScoringKind::SdpoGt => std::iter::once(
+                "You will evaluate one fixed candidate action at a time. The base policy scores the candidate from the \
                  original state. A self-teacher may additionally see environment feedback produced after that same \
-                 {a} was attempted, the next expert {a} from the resulting state, and a compact stored expert rollout \
-                 summary. It should use that privileged evidence to judge whether the original {a} improved expected \
-                 future success from the current state.",
-                a = f.action
-            ),
-            ScoringKind::DeltaBelief => "You judge how candidate actions change an agent's probability of eventual \
-                success. Interpret 'successful overall outcome' using the task and reward function. For sparse-success \
-                tasks, this means eventually completing the task. For dense-reward tasks, this means achieving a strong \
-                overall return. Each candidate is scored by the change in log-probability of the one-word answer 'Yes' \
-                to a success question after the candidate's observed outcome is revealed."
-                .to_string(),
+                 action was attempted, the next expert action from the resulting state, and a compact stored expert \
+                 rollout summary. It should use that privileged evidence to judge whether the original action \
+                 improved expected future success from the current state."
+                    .to_string(),
+            )
+            .chain(f.gt_guidance.map(String::from))
+            .collect(),
+            ScoringKind::DeltaBelief => {
+                head[0] = "You are an expert at judging how candidate actions change an agent's probability of \
+                           eventual success in a sequential decision-making environment."
+                    .into();
+                vec![
+                    "Interpret 'successful overall outcome' using the task and reward function below. For \
+                     sparse-success tasks, this means eventually completing the task. For dense-reward tasks, this \
+                     means achieving a strong overall return."
+                        .into(),
+                    "Each candidate is scored by the change in log-probability of the one-word answer 'Yes' to a \
+                     success question after the candidate's observed outcome is revealed."
+                        .into(),
+                ]
+            }
         };
-        system_prompt(ctx, Signal::Q, &paragraph)
+        let mut parts: Vec<String> = head.drain(..2).collect();
+        parts.extend(own);
+        parts.extend(head);
+        parts.extend(system_tail(ctx));
+        parts.join("\n\n")
     }
 
     fn messages(system: &str, parts: Vec<Part>) -> Vec<Message> {
