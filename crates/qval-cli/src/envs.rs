@@ -68,8 +68,15 @@ pub trait EnvPlugin: Send + Sync {
         services: &dyn RunServices,
         config: MvmcConfig,
     ) -> crate::Result<Arc<dyn Labeler>>;
-    /// One candidate point per legal action of each point's state (for ranking methods).
-    fn expand_candidates(&self, points: &[EvaluationPoint], seed: u64) -> crate::Result<Vec<EvaluationPoint>>;
+    /// Ranking candidates for each point's state: one per legal action, or sampled as
+    /// `spec` says (see [`crate::spec::CandidatesSpec`]).
+    async fn expand_candidates(
+        &self,
+        points: &[EvaluationPoint],
+        seed: u64,
+        spec: &crate::spec::CandidatesSpec,
+        services: &dyn RunServices,
+    ) -> crate::Result<Vec<EvaluationPoint>>;
     /// The environment's hand-written heuristic for `signal`, if it has one.
     fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>>;
     /// Goal, baseline and negative texts for the embedding family, if defined.
@@ -316,8 +323,42 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         Ok(Arc::new(MvmcLabeler::new(self.env.clone(), Arc::new(policy), config)))
     }
 
-    fn expand_candidates(&self, points: &[EvaluationPoint], seed: u64) -> crate::Result<Vec<EvaluationPoint>> {
-        Ok(qval_methods::prompting::expand_candidates(&*self.env, points, seed)?)
+    async fn expand_candidates(
+        &self,
+        points: &[EvaluationPoint],
+        seed: u64,
+        spec: &crate::spec::CandidatesSpec,
+        services: &dyn RunServices,
+    ) -> crate::Result<Vec<EvaluationPoint>> {
+        use qval_methods::prompting::{CandidateProposer, LlmProposer, PolicyProposer, sample_candidates};
+        let within = |p: SpecProblem| {
+            let mut at = crate::at!["dataset", "candidates", "sampler"];
+            at.extend(p.path.clone());
+            SpecProblem::at(at, p.message).into_error()
+        };
+        let Some(sampler) = &spec.sampler else {
+            return qval_methods::prompting::expand_candidates(&*self.env, points, seed).map_err(|e| {
+                crate::CliError::Usage(format!(
+                    "{e}; sample candidates instead with `[dataset] candidates = {{ sampler = {{ type = \"llm\", \
+                     backend = \"NAME\" }} }}`"
+                ))
+            });
+        };
+        let proposer: Box<dyn CandidateProposer<E>> = if sampler.kind == "llm" {
+            let name = sampler.params.get("backend").and_then(|v| v.as_str()).ok_or_else(|| {
+                within(SpecProblem::at(
+                    crate::at!["backend"],
+                    "the llm sampler needs `backend = \"NAME\"`",
+                ))
+            })?;
+            let backend = services.backend(name).map_err(crate::CliError::Usage)?;
+            Box::new(LlmProposer::new(backend))
+        } else {
+            Box::new(PolicyProposer::new(
+                self.build_policy(sampler, services).map_err(within)?,
+            ))
+        };
+        Ok(sample_candidates(&*self.env, points, &*proposer, spec.k, seed, 8).await?)
     }
 
     fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>> {

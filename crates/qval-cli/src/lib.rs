@@ -738,7 +738,27 @@ async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
         let n = a.points.min(points.len());
         let on: Vec<qval_core::EvaluationPoint> = match t.info().on {
             methods::PointSet::Points => points[..n].to_vec(),
-            methods::PointSet::Candidates => plan.env.expand_candidates(&points[..n], plan.experiment.seed)?,
+            methods::PointSet::Candidates => {
+                // The run's own candidates (sampled ones would need a model), else the legal
+                // actions of the first points' states.
+                let stored = a.run.join("candidates.jsonl");
+                if stored.exists() {
+                    let (_, c) = read_jsonl::<qval_core::EvaluationPoint>(&stored, Kind::Points)?;
+                    let firsts: std::collections::HashSet<&str> = points[..n].iter().map(|p| p.id.as_str()).collect();
+                    c.into_iter()
+                        .filter(|c| c.candidate_of.as_deref().is_some_and(|s| firsts.contains(s)))
+                        .collect()
+                } else {
+                    plan.env
+                        .expand_candidates(
+                            &points[..n],
+                            plan.experiment.seed,
+                            &spec::CandidatesSpec::default(),
+                            &*plan.services,
+                        )
+                        .await?
+                }
+            }
         };
         let recorder = Arc::new(Recorder {
             seen: Mutex::new(Vec::new()),

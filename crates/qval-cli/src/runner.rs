@@ -1169,7 +1169,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         let path = run_dir.join("candidates.jsonl");
         let meta = qval_core::io::Metadata::new(qval_core::io::Kind::Points, "expand_candidates")
             .with_seed(e.seed)
-            .with_params(json!({ "dataset": dataset, "states": n }));
+            .with_params(json!({ "dataset": dataset, "states": n, "candidates": e.dataset.candidates }));
         let existing = if path.exists() {
             let (m, c) = qval_core::io::read_jsonl::<EvaluationPoint>(&path, qval_core::io::Kind::Points)?;
             (m == meta).then_some(c)
@@ -1186,7 +1186,10 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 )));
             }
             None => {
-                let c = plan.env.expand_candidates(&points[..n], e.seed)?;
+                let c = plan
+                    .env
+                    .expand_candidates(&points[..n], e.seed, &e.dataset.candidates, &*plan.services)
+                    .await?;
                 qval_core::io::write_jsonl(&path, &meta, &c)?;
                 c
             }

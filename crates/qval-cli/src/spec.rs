@@ -135,6 +135,41 @@ pub struct DatasetSpec {
     /// Point sampling.
     #[serde(default)]
     pub sampling: SamplingSpec,
+    /// Ranking candidates (made when a ranking method is planned).
+    #[serde(default)]
+    pub candidates: CandidatesSpec,
+}
+
+/// How ranking candidates are made: every legal action of a state where the action set is
+/// closed (FrozenLake), else sampled as published (the state's own action and up to `k - 1`
+/// alternatives from `sampler`, each asked up to 5 times for an action not seen yet).
+///
+/// | key | default |
+/// |---|---|
+/// | `k` | 4 candidates per state (published) |
+/// | `sampler` | none: the legal actions. `{ type = "llm", backend = "NAME" }` asks a model, told the actions already taken (published); any policy type of the environment (`{ type = "noisy", epsilon = 1.0 }`) samples offline |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidatesSpec {
+    /// Candidates per state, the state's own action included.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Where alternatives come from (none: the legal actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<Typed>,
+}
+
+fn default_k() -> usize {
+    4
+}
+
+impl Default for CandidatesSpec {
+    fn default() -> Self {
+        CandidatesSpec {
+            k: default_k(),
+            sampler: None,
+        }
+    }
 }
 
 fn default_trajectories() -> usize {
@@ -151,6 +186,7 @@ impl Default for DatasetSpec {
             collector: None,
             concurrency: default_concurrency(),
             sampling: SamplingSpec::default(),
+            candidates: CandidatesSpec::default(),
         }
     }
 }

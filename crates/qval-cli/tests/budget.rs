@@ -91,7 +91,11 @@ points = 12
         prompts.len()
     );
     let preds = std::fs::read_to_string(dir.path().join("run/predictions/direct-q.jsonl")).unwrap();
-    assert_eq!(preds.lines().skip(1).count(), 12, "a header line, then one line per point");
+    assert_eq!(
+        preds.lines().skip(1).count(),
+        12,
+        "a header line, then one line per point"
+    );
     assert!(!preds.contains("\"value\":null"), "{preds}");
     let longest = prompts.iter().map(|p| t.count(p)).max().unwrap();
     assert!(

@@ -933,3 +933,75 @@ fn only_makes_the_candidates_of_ranking_methods_it_runs() {
         .unwrap_or(f64::NAN);
     assert!(mean >= 0.8, "sdpo-q per-state rho {mean}");
 }
+
+#[test]
+fn on_terminalbench_sampled_candidates_feed_the_ranking_and_scoring_methods() {
+    // TerminalBench has no closed action set: candidates are the state's own command and
+    // alternatives from a sampler (here the noisy agent's mistakes, offline).
+    let server = oracle(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"name = "tb-candidates"
+seed = 3
+
+[environment]
+type = "terminalbench"
+only = ["hello-file", "make-archive"]
+max_steps = 12
+
+[dataset]
+trajectories = 4
+concurrency = 2
+collector = {{ type = "noisy", epsilon = 0.25 }}
+sampling = {{ per_trajectory = 2, discard_first = 0, discard_last = 0 }}
+candidates = {{ k = 3, sampler = {{ type = "noisy", epsilon = 1.0 }} }}
+
+[[labels]]
+rollouts = 1
+concurrency = 2
+
+[backends.oracle]
+base_url = "{url}"
+model = "oracle"
+scoring = true
+max_attempts = 2
+
+[[methods]]
+type = "sdpo"
+backend = "oracle"
+
+[[methods]]
+type = "delta-belief"
+backend = "oracle"
+"#,
+        url = server.base_url()
+    );
+    let file = dir.path().join("tb.toml");
+    std::fs::write(&file, text).unwrap();
+    let run = dir.path().join("run");
+    run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
+    let read = |p: &str| -> Vec<Value> {
+        std::fs::read_to_string(run.join(p))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let candidates = read("candidates.jsonl");
+    let states: std::collections::HashSet<&str> =
+        candidates.iter().map(|c| c["candidate_of"].as_str().unwrap()).collect();
+    assert!(!states.is_empty() && candidates.len() >= 2 * states.len());
+    assert!(candidates.len() <= 3 * states.len());
+    // Every candidate is labelled and scored by both methods.
+    let labels = read("labels/ranking-mvmc-q.jsonl");
+    assert_eq!(labels.len(), candidates.len());
+    assert!(labels.iter().filter(|l| l["value"].is_f64()).count() >= candidates.len() * 3 / 4);
+    for m in ["sdpo-q", "delta-belief-q"] {
+        let preds = read(&format!("predictions/{m}.jsonl"));
+        assert_eq!(preds.len(), candidates.len(), "{m}");
+        assert!(preds.iter().all(|p| p["value"].is_f64()), "{m}: {preds:?}");
+    }
+    let s = summary(&run);
+    assert_eq!(s["estimations"]["ranking-mvmc-q"]["granularity"], "ranking");
+}

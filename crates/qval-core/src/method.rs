@@ -30,14 +30,15 @@ pub struct MethodContext {
 
 impl MethodContext {
     /// The context for an environment, with the published defaults: gamma from the spec and
-    /// disclosed, next state included, history limit 40.
+    /// not disclosed (prompts say "discounted" and add the efficiency guidance), next state
+    /// included, history limit 40.
     pub fn from_spec(spec: &EnvSpec) -> Self {
         MethodContext {
             env_name: spec.name.clone(),
             reward_description: spec.reward_description.clone(),
             notes: spec.notes.clone(),
             gamma: spec.gamma,
-            disclose_gamma: true,
+            disclose_gamma: false,
             include_next_state: true,
             history_limit: 40,
             max_steps: spec.max_steps,

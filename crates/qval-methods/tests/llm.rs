@@ -365,7 +365,9 @@ async fn prompts_fit_the_budget_and_hide_an_undisclosed_discount() {
     let d = quickstart_data().await;
     let long = d.points.iter().max_by_key(|p| p.history.len()).unwrap();
     assert!(long.history.len() >= 10);
-    let full = render(&direct_messages(long, &d.ctx, Signal::Q, &Default::default()));
+    let mut shown = d.ctx.clone();
+    shown.disclose_gamma = true;
+    let full = render(&direct_messages(long, &shown, Signal::Q, &Default::default()));
     assert!(full.contains("### State-Action History\n") && !full.contains("[Note: Only the last"));
     assert!(
         full.contains("(discount factor γ=0.95)") && full.contains(&format!("[Turn 1/{} - State]", d.ctx.max_steps))
@@ -375,7 +377,7 @@ async fn prompts_fit_the_budget_and_hide_an_undisclosed_discount() {
         budget: Some(Budget::Chars(budget)),
         ..Default::default()
     };
-    let msgs = direct_messages(long, &d.ctx, Signal::Q, &opts);
+    let msgs = direct_messages(long, &shown, Signal::Q, &opts);
     let cut = render(&msgs);
     let text: usize = msgs.iter().map(|m| m.joined_text().len()).sum();
     assert!(text <= budget, "{text} > {budget}");
@@ -400,8 +402,8 @@ async fn presets_change_the_guidance_and_the_answer_format_as_published() {
     use qval_methods::llm::prompt::{Preset, direct_messages, render};
     let d = quickstart_data().await;
     let p = &d.points[3];
-    let mut hidden = d.ctx.clone();
-    hidden.disclose_gamma = false;
+    let hidden = d.ctx.clone();
+    assert!(!hidden.disclose_gamma, "the published default hides the discount");
     let text = |preset, thinking| {
         let opts = PromptOptions {
             preset,
@@ -454,7 +456,9 @@ async fn presets_change_the_guidance_and_the_answer_format_as_published() {
         assert!(at(w[0]) < at(w[1]), "{:?} before {:?}", w[0], w[1]);
     }
     // A disclosed discount needs no efficiency hint.
-    let disclosed = render(&direct_messages(p, &d.ctx, Signal::Q, &Default::default()));
+    let mut shown = d.ctx.clone();
+    shown.disclose_gamma = true;
+    let disclosed = render(&direct_messages(p, &shown, Signal::Q, &Default::default()));
     assert!(!disclosed.contains(EFFICIENCY) && disclosed.contains("(discount factor γ=0.95)"));
     // Thinking off: the closing loses "After any reasoning, ", as published.
     let plain = text(Preset::V2, false);

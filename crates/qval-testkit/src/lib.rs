@@ -249,6 +249,14 @@ impl Drop for TestServer {
     }
 }
 
+/// The action of a scripted reply: the text inside `<action>` tags, else the whole reply.
+fn scripted_action(reply: &str) -> String {
+    match (reply.find("<action>"), reply.find("</action>")) {
+        (Some(a), Some(b)) if b > a => reply[a + "<action>".len()..b].trim().to_string(),
+        _ => reply.trim().to_string(),
+    }
+}
+
 /// The text of a message's content (a string or an array of parts).
 fn content_text(content: &Value) -> String {
     match content {
@@ -275,6 +283,20 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     }
     if let Some(text) = &shared.config.fixed_reply {
         return Json(reply(&model, text, None)).into_response();
+    }
+    // A candidate request (the published "avoid seen" block): the first scripted action not
+    // listed as forbidden, or an empty reply when every one is.
+    if !shared.config.agent_script.is_empty() && all_text.contains("they are forbidden at this moment:") {
+        let forbidden = all_text
+            .split("they are forbidden at this moment:")
+            .last()
+            .unwrap_or("");
+        let pick = shared.config.agent_script.iter().find(|r| {
+            let a = scripted_action(r);
+            !forbidden.contains(&format!("\n- {a}\n"))
+        });
+        let text = pick.cloned().unwrap_or_default();
+        return Json(reply(&model, &text, None)).into_response();
     }
     if !shared.config.agent_script.is_empty() && all_text.contains("inside <action>") {
         let k = all_text.lines().filter(|l| l.starts_with("Turn ")).count();

@@ -134,6 +134,10 @@ impl Direct {
 
     async fn batched(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
         let k = points.len();
+        // A group of one is asked as a single point (as published).
+        if k == 1 {
+            return vec![self.single(&points[0], ctx, None).await];
+        }
         let msgs = self.batched_messages(points, ctx);
         match self
             .base
@@ -174,6 +178,9 @@ impl Direct {
         let signal = self.base.signal;
         let opts = &self.base.options;
         let n = points.len();
+        if n == 1 {
+            return vec![self.single(&points[0], ctx, None).await];
+        }
         let mut extra = Vec::new();
         if n > 1 {
             extra.push(
@@ -196,8 +203,15 @@ impl Direct {
                 .ask_parsed(messages.clone(), self.base.sampling.clone(), extract_number)
                 .await;
             match parsed {
-                Ok((v, text)) => {
-                    messages.push(Message::text(Role::Assistant, text));
+                Ok((v, _)) => {
+                    // As published, the conversation keeps a canonical answer, not the reply.
+                    let v_text = python_float(v);
+                    let canonical = if opts.preset.uses_answer_tags() {
+                        format!("[thinking not shown]\n<answer>{v_text}</answer>")
+                    } else {
+                        v_text
+                    };
+                    messages.push(Message::text(Role::Assistant, canonical));
                     out.push(Ok(v));
                 }
                 Err(e) => {
@@ -275,6 +289,15 @@ impl DenseSignalMethod for Direct {
                 groups.into_iter().flatten().collect()
             }
         }
+    }
+}
+
+/// A number as Python's `str(float)` writes it (`1.0`, `0.25`).
+fn python_float(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e16 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
     }
 }
 
@@ -584,10 +607,14 @@ impl Verifier {
             .chat(&req)
             .await
             .map_err(|e| CoreError::Method(format!("LLM request failed: {e}")))?;
-        let tokens = resp
-            .logprobs
-            .ok_or_else(|| CoreError::Method("the response carries no log-probabilities".into()))?;
-        verifier_score(&tokens).map_err(CoreError::Method)
+        // The log-probabilities first; the reply's text when they give no letter (as published).
+        let from_logprobs = match &resp.logprobs {
+            Some(tokens) => verifier_score(tokens),
+            None => Err("the response carries no log-probabilities".into()),
+        };
+        from_logprobs
+            .or_else(|e| verifier_text_score(&resp.text).map_err(|t| format!("{e}; {t}")))
+            .map_err(CoreError::Method)
     }
 }
 
@@ -639,9 +666,6 @@ pub fn verifier_score(tokens: &[crate::llm::TokenLogprob]) -> std::result::Resul
         (t.len() == 1).then(|| LETTERS.find(&t)).flatten()
     };
     for tok in &tokens[start..] {
-        if tok.token.starts_with("</score_") {
-            break;
-        }
         let mut p = [0.0f64; 20];
         let mut any = false;
         for (t, lp) in std::iter::once((&tok.token, &tok.logprob)).chain(tok.top.iter().map(|(t, lp)| (t, lp))) {
@@ -658,8 +682,31 @@ pub fn verifier_score(tokens: &[crate::llm::TokenLogprob]) -> std::result::Resul
             let weight: f64 = p.iter().enumerate().map(|(k, q)| q * (19 - k) as f64 / 19.0).sum();
             return Ok(weight / total);
         }
+        if tok.token.trim().starts_with("</score_") {
+            break;
+        }
     }
     Err("no letter A..T among the tokens after <score_1>".into())
+}
+
+/// The verifier's score from the reply text, as published when log-probabilities give none:
+/// `<score_1>X</score_1>`, else `<score_1>X` followed by a word boundary, else a reply that
+/// is one letter; the bin value (19 - i) / 19.
+pub fn verifier_text_score(text: &str) -> std::result::Result<f64, String> {
+    static RES: std::sync::OnceLock<[regex::Regex; 3]> = std::sync::OnceLock::new();
+    let res = RES.get_or_init(|| {
+        [
+            regex::Regex::new(r"<score_1>\s*([A-Ta-t])\s*</score_1>").expect("a valid regex"),
+            regex::Regex::new(r"<score_1>\s*([A-Ta-t])\b").expect("a valid regex"),
+            regex::Regex::new(r"^\s*([A-Ta-t])\s*$").expect("a valid regex"),
+        ]
+    });
+    let body = crate::llm::strip_thinking(text);
+    res.iter()
+        .find_map(|re| re.captures(&body))
+        .and_then(|c| LETTERS.find(&c[1].to_ascii_uppercase()))
+        .map(|k| (19 - k) as f64 / 19.0)
+        .ok_or_else(|| "no <score_1> letter A..T in the reply".into())
 }
 
 #[async_trait]

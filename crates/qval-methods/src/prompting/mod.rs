@@ -15,12 +15,16 @@
 //! Every failure (a request that failed after retries, an answer without a number) is an
 //! error for that point, which the predict stage records as NaN with the reason.
 
+mod candidates;
 mod criteria;
 mod direct;
 pub mod prompt;
 mod ranking;
 mod scoring;
 
+pub use candidates::{
+    CandidateProposer, FORMAT_REMINDER, LlmProposer, MAX_ROUNDS, PolicyProposer, avoid_block, sample_candidates,
+};
 pub use criteria::{VERIFIER_CRITERIA, VerifierCriterion};
 pub use direct::{Direct, DirectMode, Gvl, Verifier};
 pub use ranking::{Ranking, expand_candidates, scores_from_answer};

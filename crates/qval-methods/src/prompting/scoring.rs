@@ -50,29 +50,40 @@ impl ScoringKind {
     }
 }
 
-/// How prompts name things in an environment family.
+/// How prompts name things in an environment family (the published texts).
 struct Family {
-    /// "move", "command" or "action".
-    action: &'static str,
     student_opening: &'static str,
     student_closing: &'static str,
     teacher_opening: &'static str,
+    teacher_closing: &'static str,
     expert_opening: &'static str,
+    expert_closing: &'static str,
     response_heading: &'static str,
     expert_heading: &'static str,
-    teacher_extra: &'static str,
-    /// Where the environment's state lives ("FrozenLake state").
-    state_name: &'static str,
     /// The published per-environment system guidance of sdpo and of sdpo-gt.
     sdpo_guidance: Option<&'static str>,
     gt_guidance: Option<&'static str>,
+    /// The labels of the expert block (published `ExpertContinuation.format_block`).
+    expert: ExpertLabels,
+}
+
+struct ExpertLabels {
+    state: &'static str,
+    unit: &'static str,
+    candidate: &'static str,
+    next: &'static str,
+    reached: &'static str,
+    steps: &'static str,
+    observed: &'static str,
+    remaining_success: &'static str,
+    remaining_missing: &'static str,
+    reward: &'static str,
 }
 
 fn family(env_name: &str) -> Family {
     let env = env_name.to_ascii_lowercase();
     if env.contains("frozen") {
         Family {
-            action: "move",
             student_opening: "Choose the next FrozenLake move for the following decision point. Use the current grid, \
                 the agent position marked '@', the goal (G), holes (H), and the available moves: left, down, right, up.",
             student_closing: "Respond with exactly one valid FrozenLake move from: left, down, right, up. Prefer moves \
@@ -80,14 +91,27 @@ fn family(env_name: &str) -> Family {
                 wasting the limited step budget. The assistant continuation being scored is that move itself.",
             teacher_opening: "Choose again from the same FrozenLake grid position after seeing the immediate \
                 environment response produced by one candidate move.",
+            teacher_closing: "Use this one-turn response only as evidence about the candidate move's quality in the \
+                current FrozenLake state: whether it kept the agent on safe ice, avoided holes, moved closer to the \
+                goal along a viable path, avoided off-grid no-ops or backtracking, preserved future safe moves, and \
+                used the remaining step budget efficiently. If the response shows the agent reached the goal, heavily \
+                reward the move; if it shows the agent fell into a hole or entered a dead-end region, heavily \
+                penalize it. Do not reward a move merely because the response makes the move easy to reconstruct. \
+                The assistant continuation being scored is the original candidate move itself, so do not rewrite or \
+                replace it here.",
             expert_opening: "Choose again from the same FrozenLake grid position after seeing the immediate \
-                environment response produced by one candidate move and the next expert move from the resulting \
-                state, plus a structured outcome summary from the stored expert rollout.",
+                environment response produced by one candidate move, the next expert move from the resulting grid \
+                state, and a structured outcome summary from the stored expert rollout.",
+            expert_closing: "Use the immediate grid response, next expert move, and structured rollout summary to \
+                judge the original candidate move from the current FrozenLake grid state. Prefer moves that keep the \
+                agent on safe ice, avoid holes and off-grid no-ops, reduce expert distance to the goal, preserve \
+                future safe moves, and use the remaining step budget efficiently. Treat a short successful stored \
+                expert rollout as strong positive evidence; treat no observed success as weaker evidence, not proof \
+                that the state is unsolvable. Do not reward a move merely because the response or next expert move \
+                makes it easy to reconstruct. The assistant continuation being scored is the original candidate move \
+                itself, so do not rewrite or replace it.",
             response_heading: "**Immediate FrozenLake Response After The Candidate Move:**",
             expert_heading: "**Expert Rollout Evidence After The Candidate Move:**",
-            teacher_extra: " If the response shows the agent reached the goal, heavily reward the move; if it shows \
-                the agent fell into a hole or entered a dead-end region, heavily penalize it.",
-            state_name: "FrozenLake state",
             sdpo_guidance: Some(
                 "For FrozenLake, this SDPO signal is per-turn: the teacher may use only the immediate grid response \
                  after the candidate move. Treat that response as evidence about sparse goal-reaching progress, hole \
@@ -101,22 +125,49 @@ fn family(env_name: &str) -> Family {
                  hole avoidance, off-grid no-ops, backtracking, remaining safe path distance to the goal, and terminal \
                  success or failure.",
             ),
+            expert: ExpertLabels {
+                state: "FrozenLake grid state",
+                unit: "expert move",
+                candidate: "candidate move",
+                next: "Best next expert move after candidate result",
+                reached: "Stored expert rollout reached goal",
+                steps: "Expert moves from candidate result to success",
+                observed: "Expert moves from candidate result observed",
+                remaining_success: "expert move(s) to goal",
+                remaining_missing: "goal was not observed in the stored expert rollout",
+                reward: "Final observed environment reward",
+            },
         }
     } else if env.contains("terminal") {
         Family {
-            action: "command",
+            // The openings and the student's closing are qval's wording in the published shape.
             student_opening: "Choose the next shell command for the following terminal task decision point.",
             student_closing: "Respond with exactly one shell command and no explanation. The assistant continuation \
                 being scored is that command itself.",
             teacher_opening: "Choose again from the same terminal decision point after seeing the immediate shell \
                 response produced by one candidate command.",
-            expert_opening: "Choose again from the same terminal decision point after seeing the immediate shell \
-                response produced by one candidate command and the next expert command from the resulting state, \
-                plus a structured outcome summary from the stored expert rollout.",
-            response_heading: "**Immediate Terminal Response After The Candidate Command:**",
-            expert_heading: "**Expert Rollout Evidence After The Candidate Command:**",
-            teacher_extra: "",
-            state_name: "terminal state",
+            teacher_closing: "Use this one-turn shell response only as evidence about the candidate command's quality \
+                in the current TerminalBench task: whether it made durable file or configuration progress, produced \
+                useful diagnostics, revealed or resolved an error, preserved shell state, avoided redundant probes, \
+                and moved toward eventual verifier success. A command with no output can still be good if it changed \
+                state usefully; an error can be useful only when it provides needed diagnostic information. Do not \
+                reward a command merely because its output makes the command easy to reconstruct. The assistant \
+                continuation being scored is the original candidate command itself, so do not rewrite or replace it \
+                here.",
+            expert_opening: "Choose again from the same TerminalBench shell state after seeing the immediate shell \
+                response produced by one candidate command, the next expert command from the resulting state, and a \
+                structured verifier outcome summary from the stored expert rollout.",
+            expert_closing: "Use the immediate shell response, next expert command, and structured verifier outcome \
+                summary to judge the original candidate command from the current TerminalBench shell state. Prefer \
+                commands that make durable file or configuration progress, produce useful diagnostics or validation \
+                evidence, preserve needed shell state, reduce expert distance to verifier success, and avoid redundant \
+                probes or noisy dead ends. Treat a short successful stored expert rollout as strong positive evidence; \
+                treat no observed success as weaker evidence, not proof that the state is unsolvable. Do not reward a \
+                command merely because its output or the next expert command makes it easy to reconstruct. The \
+                assistant continuation being scored is the original candidate command itself, so do not rewrite or \
+                replace it.",
+            response_heading: "**Immediate Shell Response After The Candidate Command:**",
+            expert_heading: "**Expert Shell Rollout Evidence After The Candidate Command:**",
             sdpo_guidance: Some(
                 "For TerminalBench, this SDPO signal is per-turn: the teacher may use only the immediate shell \
                  response after the candidate command. Treat that response as evidence about concrete progress toward \
@@ -130,24 +181,53 @@ fn family(env_name: &str) -> Family {
                  information about durable task progress, useful diagnostics, validation signals, shell-state \
                  preservation, remaining distance to verifier success, and unresolved errors.",
             ),
+            expert: ExpertLabels {
+                state: "persistent TerminalBench shell session",
+                unit: "expert command",
+                candidate: "candidate command",
+                next: "Best next expert command after candidate result",
+                reached: "Stored expert rollout reached verifier success",
+                steps: "Expert shell steps from candidate result to success",
+                observed: "Expert shell steps from candidate result observed",
+                remaining_success: "expert shell step(s) to verifier success",
+                remaining_missing: "verifier success was not observed in the stored expert rollout",
+                reward: "Final observed verifier reward",
+            },
         }
     } else {
         Family {
-            action: "action",
             student_opening: "Choose the next action for the following decision point.",
             student_closing: "Respond with exactly one action and no explanation. The assistant continuation being \
                 scored is that action itself.",
             teacher_opening: "Choose again from the same decision point after seeing the immediate environment \
                 response produced by one candidate action.",
+            teacher_closing: "Use this one-turn response only as evidence about whether the candidate action improved \
+                expected future success from the current state. Do not reward an action merely because the response \
+                makes the action easy to reconstruct. The assistant continuation being scored is the original \
+                candidate action itself, so do not rewrite or replace it here.",
+            // The published sdpo-gt has no generic family: these follow its fallback's headings.
             expert_opening: "Choose again from the same decision point after seeing the immediate environment \
-                response produced by one candidate action and the next expert action from the resulting state, plus \
-                a structured outcome summary from the stored expert rollout.",
+                response produced by one candidate action.",
+            expert_closing: "Use this one-turn response only as evidence about whether the candidate action improved \
+                expected future success from the current state. Do not reward an action merely because the response \
+                makes the action easy to reconstruct. The assistant continuation being scored is the original \
+                candidate action itself, so do not rewrite or replace it here.",
             response_heading: "**Immediate Environment Response After The Candidate Action:**",
-            expert_heading: "**Expert Rollout Evidence After The Candidate Action:**",
-            teacher_extra: "",
-            state_name: "environment state",
+            expert_heading: "**Short Expert Continuation After The Candidate Action:**",
             sdpo_guidance: None,
             gt_guidance: None,
+            expert: ExpertLabels {
+                state: "ALFWorld state",
+                unit: "expert command",
+                candidate: "candidate command",
+                next: "Best next expert command after candidate result",
+                reached: "Stored expert rollout reached goal",
+                steps: "Expert steps from candidate result to success",
+                observed: "Expert steps from candidate result observed",
+                remaining_success: "expert step(s) to task completion",
+                remaining_missing: "task completion was not observed in the stored expert rollout",
+                reward: "Final observed task reward",
+            },
         }
     }
 }
@@ -158,44 +238,42 @@ const SUCCESS_QUESTION: &str = "Question: Given the task and reward function, is
 const ANSWER_NOT_DIRECTLY: &str = "Do not answer directly. The assistant continuation being scored is the one-word \
     answer to the success question below.";
 
-/// The expert evidence block of an sdpo-gt teacher, in the published layout.
+/// The expert evidence block of an sdpo-gt teacher, in the published layout and wording
+/// (published `ExpertContinuation.format_block`; the reward printed as Python's `:g`).
 pub fn expert_block(e: Option<&ExpertRollout>, env_name: &str) -> String {
     let Some(e) = e else {
         return "[No expert continuation was available for this candidate.]".into();
     };
-    let f = family(env_name);
-    let a = f.action;
+    let l = family(env_name).expert;
     let mut lines = vec![
         format!(
-            "The expert {a} below occurs after the candidate {a} has already been executed in the {}.",
-            f.state_name
+            "The {} below occurs after the {} has already been executed in the {}.",
+            l.unit, l.candidate, l.state
         ),
-        format!("Use it only as evidence about the original candidate {a}; it is not a replacement {a} to output."),
         format!(
-            "Best next expert {a} after candidate result: {}",
-            e.next_action.as_deref().unwrap_or("unknown")
+            "Use it only as evidence about the original {}; it is not a replacement command to output.",
+            l.candidate
         ),
+        format!("{}: {}", l.next, e.next_action.as_deref().unwrap_or("unknown")),
         "Structured stored expert rollout summary:".into(),
     ];
     match e.success_step {
         Some(n) => {
-            lines.push("Stored expert rollout reached goal: yes".into());
-            lines.push(format!("Expert steps from candidate result to success: {n}"));
-            lines.push(format!(
-                "Remaining distance proxy: {n} expert step(s) to task completion"
-            ));
+            lines.push(format!("{}: yes", l.reached));
+            lines.push(format!("{}: {n}", l.steps));
+            lines.push(format!("Remaining distance proxy: {n} {}", l.remaining_success));
         }
         None => {
-            lines.push("Stored expert rollout reached goal: no success observed".into());
-            lines.push(format!(
-                "Expert steps from candidate result observed: {}",
-                e.steps.saturating_sub(1)
-            ));
-            lines
-                .push("Remaining distance proxy: task completion was not observed in the stored expert rollout".into());
+            lines.push(format!("{}: no success observed", l.reached));
+            lines.push(format!("{}: {}", l.observed, e.steps.saturating_sub(1)));
+            lines.push(format!("Remaining distance proxy: {}", l.remaining_missing));
         }
     }
-    lines.push(format!("Final observed task reward: {}", e.final_reward));
+    lines.push(format!(
+        "{}: {}",
+        l.reward,
+        crate::code::eureka::format_g6(e.final_reward)
+    ));
     lines.push(format!(
         "Stored expert rollout outcome: {}",
         if e.success_step.is_some() {
@@ -353,15 +431,7 @@ impl ContinuationScoring {
                 expert_block(self.expert.get(&point.id), &ctx.env_name)
             )));
         }
-        teacher.push(Self::text(format!(
-            "Use this {} only as evidence about whether the candidate {a} improved expected future success from the \
-             current state. Do not reward an {a} merely because the response makes the {a} easy to reconstruct. The \
-             assistant continuation being scored is the original candidate {a} itself, so do not rewrite or replace \
-             it here.{}",
-            if gt { "evidence" } else { "one-turn response" },
-            f.teacher_extra,
-            a = f.action
-        )));
+        teacher.push(Self::text(if gt { f.expert_closing } else { f.teacher_closing }));
         (Self::messages(&system, student), Self::messages(&system, teacher))
     }
 
@@ -377,9 +447,13 @@ impl ContinuationScoring {
         parts.extend(self.state_parts(point, ctx, system.len()));
         if after {
             parts.push(Self::text(format!("**Candidate Action:**\n{}", point.action_text)));
-            let observed = Self::response_text(point, ctx)
-                .unwrap_or_else(|| "[No explicit resulting-state feedback was available.]".into());
-            parts.push(Self::text(format!("**Observed Resulting State:**\n{observed}")));
+            // As published, the outcome block only when the context shows next states.
+            if ctx.include_next_state {
+                parts.push(Self::text(format!(
+                    "**Observed Resulting State:**\n{}",
+                    point.next_observation.text
+                )));
+            }
         }
         parts.push(Self::text(ANSWER_NOT_DIRECTLY));
         parts.push(Self::text(SUCCESS_QUESTION));
