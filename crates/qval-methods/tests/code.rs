@@ -347,7 +347,12 @@ async fn eureka_rounds_keep_the_judges_winner() {
         server
             .prompts()
             .iter()
-            .any(|p| p.contains("## Current Best Code\n```python\n")
+            .any(|p| p.contains("## Search Iteration\nIteration 2 of 2.")
+                && p.contains(
+                    "## Current Best Code\nThis is the current best candidate from the previous iteration. Use it as \
+                     a starting point and improve it.\n\n```python\n"
+                )
+                && p.contains("## Judge Feedback\n### Judge Rationale\nCandidate")
                 && p.contains("### Improvement Feedback\nKeep candidate")
                 && p.contains("### Winner Diagnostics\n- Finite predictions:")),
         "round 2 sees the winner"
@@ -632,4 +637,28 @@ async fn codegen_prompts_are_the_published_ones_for_each_preset() {
     // The closing names exactly the modules the sandbox lets code import.
     let listed = ALLOWED_MODULES.map(|m| format!("`{m}`"));
     assert!(listed.iter().all(|m| v0.contains(m.as_str())), "{v0}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_may_return_its_value_with_named_components_as_published() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let points = &d.points[..3];
+    let with = "def signal_function(state, action, next_state):\n    a = 0.4\n    b = -0.1\n    return a + b, {\"a\": a, \"b\": b}\n";
+    let p = run(with, points, &d.ctx, 1000).await;
+    assert!(p.iter().all(|p| (p.value - 0.3).abs() < 1e-12), "{p:?}");
+    let bad = "def signal_function(state, action, next_state):\n    return 0.5, 3\n";
+    let p = run(bad, points, &d.ctx, 1000).await;
+    assert!(
+        p.iter()
+            .all(|p| p.value.is_nan() && p.error.as_deref().unwrap().contains("tuple return must be")),
+        "{p:?}"
+    );
+    // The introspection builtins the published prompt says are missing are missing.
+    let introspects = "def signal_function(state, action, next_state):\n    return len(locals()) + len(dir())\n";
+    let p = run(introspects, points, &d.ctx, 1000).await;
+    assert!(
+        p.iter().all(|p| p.error.as_deref().unwrap_or("").contains("NameError")),
+        "{p:?}"
+    );
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::{CodeSample, GeneratedSample, SandboxConfig, codegen_messages};
-use crate::llm::prompt::{point_parts, signal_fragment, signal_name, system_tail};
+use crate::llm::prompt::{judge_point_parts, signal_fragment, signal_name, system_tail};
 use crate::llm::{Backend, ChatRequest, Message, Part, PromptOptions, Role, Sampling, last_tag};
 use qval_core::seed::{rng_for, stable_hash};
 use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, StageOptions, predict};
@@ -349,10 +349,10 @@ pub fn judge_messages(
     parts.push("## Sampled Datapoints".into());
     let text_only = PromptOptions::default();
     for (j, &i) in sampled.iter().enumerate() {
-        let mut sections: Vec<String> = point_parts(&points[i], ctx, signal, &text_only, 0)
+        let mut sections: Vec<String> = judge_point_parts(&points[i], ctx, signal, &text_only)
             .into_iter()
             .filter_map(|p| match p {
-                Part::Text { text } => Some(text.trim_end().to_string()),
+                Part::Text { text } => Some(text),
                 Part::Image { .. } => None,
             })
             .collect();
@@ -410,15 +410,16 @@ pub async fn run_eureka(
         ..cfg.sampling.clone()
     };
     for it in 0..cfg.iterations {
-        let mut messages = codegen_messages(ctx, signal, &cfg.prompt);
-        // From the second round on, the code request also shows the winner and the judge's
-        // feedback (appended to the user prompt, as published).
-        if let Some(prev) = rounds.last()
-            && let Some(Part::Text { text }) = messages.last_mut().and_then(|m| m.parts.last_mut())
-        {
-            text.push_str("\n\n");
-            text.push_str(&reflection(prev));
-        }
+        let prev = rounds.last();
+        let messages = generation_messages(
+            ctx,
+            signal,
+            &cfg.prompt,
+            it + 1,
+            cfg.iterations,
+            prev.map(|r| r.candidates[r.winner].0.source.clone().unwrap_or_default()),
+            prev.map(reflection),
+        );
         let reqs: Vec<ChatRequest> = (0..cfg.candidates)
             .map(|j| ChatRequest {
                 messages: messages.clone(),
@@ -508,30 +509,97 @@ pub async fn run_eureka(
     Ok(EurekaResult { rounds, best })
 }
 
-/// What the next round's code request adds, in the published layout: `## Current Best Code`
-/// (the winner's code) and `## Judge Feedback` with `### Judge Rationale`, `### Improvement
-/// Feedback` and `### Winner Diagnostics` (the winner's statistics, as the judge saw them).
+/// The code request of round `iteration` (from 1) of `total`, as published: the codegen
+/// system prompt with `## Iterative Search`; a user prompt of `## Search Iteration`,
+/// `## Function Contract` (a float, or a float with named components), `## Return Example`,
+/// from the second round `## Current Best Code` and `## Judge Feedback`, the preset's
+/// `## Constraints` and the codegen closing.
+pub fn generation_messages(
+    ctx: &MethodContext,
+    signal: Signal,
+    opts: &PromptOptions,
+    iteration: usize,
+    total: usize,
+    best_code: Option<String>,
+    reflection: Option<String>,
+) -> Vec<Message> {
+    let mut system = codegen_messages(ctx, signal, opts)
+        .into_iter()
+        .next()
+        .map(|m| m.joined_text())
+        .unwrap_or_default();
+    system.push_str(
+        "\n\n## Iterative Search\nYou are participating in an iterative code-search loop. Each proposed candidate will \
+         be executed on benchmark datapoints, judged from its predicted values, and the winning code plus feedback may \
+         be shown back to you in the next iteration. Improve usefulness of the signal based on behavior, not code \
+         aesthetics.",
+    );
+    let params: Vec<String> = super::params_for(signal).iter().map(|p| format!("{p}: str")).collect();
+    let definition = format!("def signal_function({}):", params.join(", "));
+    let mut parts = vec![
+        format!(
+            "## Search Iteration\nIteration {iteration} of {total}. Write one candidate Python function for estimating \
+             the {}.",
+            crate::llm::prompt::signal_name(signal)
+        ),
+        format!(
+            "## Function Contract\nThe function definition must start with:\n```python\n{definition}\n```\n\nThe \
+             function may return either:\n1. a single float, which is the actual signal value\n2. a tuple \
+             ``(float, dict[str, float])`` where the first float is the actual signal value and the dictionary \
+             contains named additive components used only for search-time feedback.\n\nIf you return a dictionary, \
+             use short stable snake_case keys and make the scalar total equal to the sum of the component values. \
+             Build the components dictionary with explicit literal keys — do NOT use `locals()`, `globals()`, or \
+             `vars()` (they are unavailable in the sandbox and raise NameError)."
+        ),
+        format!(
+            "## Return Example\n```python\n{definition}\n    progress_reward = 0.4\n    safety_penalty = -0.1\n    \
+             total = progress_reward + safety_penalty\n    return total, {{\n        \"progress_reward\": \
+             progress_reward,\n        \"safety_penalty\": safety_penalty,\n    }}\n```"
+        ),
+    ];
+    if let Some(code) = best_code {
+        parts.push(format!(
+            "## Current Best Code\nThis is the current best candidate from the previous iteration. Use it as a \
+             starting point and improve it.\n\n```python\n{code}\n```"
+        ));
+    }
+    if let Some(r) = reflection.filter(|r| !r.is_empty()) {
+        parts.push(format!("## Judge Feedback\n{r}"));
+    }
+    if let Some(c) = opts.preset.codegen_constraints() {
+        parts.push(format!("## Constraints\n{c}"));
+    }
+    // (Published: thinking off drops only a leading "After any reasoning, ", which this
+    // closing does not start with.)
+    parts.push(super::CODEGEN_CLOSING.to_string());
+    vec![
+        Message::text(Role::System, system),
+        Message::text(Role::User, parts.join("\n\n")),
+    ]
+}
+
+/// The judge's feedback on the previous round's winner, as published (`_build_reflection`):
+/// `### Judge Rationale`, `### Improvement Feedback`, `### Winner Diagnostics` and, when the
+/// winner failed on a point, `### Runtime Error` with the exception.
 pub fn reflection(prev: &EurekaRound) -> String {
-    let (best, stats) = &prev.candidates[prev.winner];
-    let mut out = vec![format!(
-        "## Current Best Code\n```python\n{}\n```",
-        best.source.clone().unwrap_or_default().trim_end()
-    )];
-    let mut feedback = vec!["## Judge Feedback".to_string()];
+    let (_, stats) = &prev.candidates[prev.winner];
+    let mut parts = Vec::new();
     if !prev.rationale.is_empty() {
-        feedback.push(format!("### Judge Rationale\n{}", prev.rationale));
+        parts.push(format!("### Judge Rationale\n{}", prev.rationale));
     }
     if !prev.feedback.is_empty() {
-        feedback.push(format!("### Improvement Feedback\n{}", prev.feedback));
+        parts.push(format!("### Improvement Feedback\n{}", prev.feedback));
     }
     let summary = stats.summary(0);
     let diagnostics: Vec<&str> = summary.lines().skip(1).collect();
-    feedback.push(format!("### Winner Diagnostics\n{}", diagnostics.join("\n")));
+    parts.push(format!("### Winner Diagnostics\n{}", diagnostics.join("\n")));
     if let Some(e) = &stats.first_error {
-        feedback.push(format!("### Runtime Error\n{e}"));
+        parts.push(format!(
+            "### Runtime Error\nThe selected candidate raised the following exception while evaluating at least one \
+             datapoint. Fix the cause in the next iteration:\n```\n{e}\n```"
+        ));
     }
-    out.push(feedback.join("\n\n"));
-    out.join("\n\n")
+    parts.join("\n\n")
 }
 
 /// Runs one candidate on every point and summarises its outputs.

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 pub use eureka::{
-    CandidateStats, EurekaConfig, EurekaResult, EurekaRound, JudgeCandidate, judge_labels, judge_messages,
-    parse_winner, reflection, run_eureka, sample_point_indices,
+    CandidateStats, EurekaConfig, EurekaResult, EurekaRound, JudgeCandidate, generation_messages, judge_labels,
+    judge_messages, parse_winner, reflection, run_eureka, sample_point_indices,
 };
 pub use sandbox::{ALLOWED_MODULES, Isolation, Sandbox, SandboxConfig, SandboxError};
 
@@ -92,7 +92,7 @@ pub fn codegen_messages(ctx: &MethodContext, signal: Signal, opts: &PromptOption
 }
 
 /// The published codegen closing (the same in every preset), verbatim.
-const CODEGEN_CLOSING: &str = "You may use the `collections`, `itertools`, `json`, `math`, `re`, `statistics`, and \
+pub(crate) const CODEGEN_CLOSING: &str = "You may use the `collections`, `itertools`, `json`, `math`, `re`, `statistics`, and \
 `string` standard library modules. The function will run in a restricted sandbox that does not expose the \
 introspection builtins `locals`, `globals`, `vars`, `dir`, `eval`, or `exec` — calling any of them raises NameError at \
 runtime, so do not rely on them (in particular, do not use `locals()` to assemble return values: build any \

@@ -142,6 +142,13 @@ def main():
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             too_much = over_cap(cap)
+            # The published contract also allows (value, {component: value}); the
+            # components are search-time feedback only.
+            if type(v) is tuple:
+                if len(v) == 2 and type(v[1]) is dict:
+                    v = v[0]
+                else:
+                    too_much = too_much or "signal_function tuple return must be (float, dict[str, float])"
             if too_much:
                 reply(nonce, {"error": too_much})
             elif isinstance(v, bool) or not isinstance(v, (int, float)):

@@ -365,6 +365,7 @@ impl Gvl {
         let mut parts = vec![Part::Text {
             text: signal_header(signal).into(),
         }];
+        parts.extend(crate::llm::prompt::task_part(point, ctx));
         // Context steps show state and action only: their rewards and resulting states would
         // let a model rebuild the order the shuffle hides.
         if !others.is_empty() {

@@ -570,6 +570,7 @@ pub fn signal_header(signal: Signal) -> &'static str {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
     Evaluator,
+    Judge,
     Ranking,
     GvlTarget,
     Scoring,
@@ -579,7 +580,7 @@ impl Layout {
     fn current(self, point: &EvaluationPoint, ctx: &MethodContext) -> String {
         let label = format!("[Turn {}/{}]", point.step_index + 1, ctx.max_steps);
         match self {
-            Layout::Evaluator => format!("### Current State\n{label}"),
+            Layout::Evaluator | Layout::Judge => format!("### Current State\n{label}"),
             Layout::Ranking => format!("## Current State\n{label}"),
             Layout::GvlTarget => "### Target State".into(),
             Layout::Scoring => "**Current State:**".into(),
@@ -657,6 +658,25 @@ fn history_parts(point: &EvaluationPoint, ctx: &MethodContext, layout: Layout, s
             text: lines.join("\n\n"),
         }];
     }
+    if layout == Layout::Judge {
+        // Eureka's judge (published `_build_direct_prompt_sections`): one block, a turn's
+        // state and action on consecutive lines.
+        let mut lines = vec!["### State-Action History".to_string()];
+        if shown.len() < all.len() {
+            lines.push(format!(
+                "[Note: Only the last {} of {} turns are shown.]",
+                shown.len(),
+                all.len()
+            ));
+        }
+        lines.extend(shown.iter().map(|t| {
+            let label = format!("[Turn {}/{}", t.step + 1, ctx.max_steps);
+            format!("{label} - State]\n{}\n{label} - Action]\n{}", t.observation, t.action)
+        }));
+        return vec![Part::Text {
+            text: lines.join("\n\n"),
+        }];
+    }
     let mut parts = vec![Part::Text {
         text: format!("### State-Action History{note}"),
     }];
@@ -674,7 +694,7 @@ fn history_parts(point: &EvaluationPoint, ctx: &MethodContext, layout: Layout, s
 
 /// The point's task, when the environment's description (the system prompt's
 /// `## Task Description`) does not already hold it (TerminalBench's tasks differ per point).
-fn task_part(point: &EvaluationPoint, ctx: &MethodContext) -> Option<Part> {
+pub(crate) fn task_part(point: &EvaluationPoint, ctx: &MethodContext) -> Option<Part> {
     let task = point.task.instruction.trim();
     (!task.is_empty() && !ctx.notes.contains(task)).then(|| Part::Text {
         text: format!("### Task\n{task}"),
@@ -695,6 +715,16 @@ pub fn point_parts(
     layout_parts(point, ctx, signal, opts, skip_oldest, Layout::Evaluator)
 }
 
+/// A point as Eureka's judge sees it (published `_build_direct_prompt_sections`).
+pub fn judge_point_parts(
+    point: &EvaluationPoint,
+    ctx: &MethodContext,
+    signal: Signal,
+    opts: &PromptOptions,
+) -> Vec<Part> {
+    layout_parts(point, ctx, signal, opts, 0, Layout::Judge)
+}
+
 fn layout_parts(
     point: &EvaluationPoint,
     ctx: &MethodContext,
@@ -703,7 +733,11 @@ fn layout_parts(
     skip_oldest: usize,
     layout: Layout,
 ) -> Vec<Part> {
-    let mut parts: Vec<Part> = task_part(point, ctx).into_iter().collect();
+    // GVL shows the task once, before its context (as published).
+    let mut parts: Vec<Part> = task_part(point, ctx)
+        .filter(|_| layout != Layout::GvlTarget)
+        .into_iter()
+        .collect();
     if layout != Layout::GvlTarget {
         parts.extend(history_parts(point, ctx, layout, skip_oldest));
     }
