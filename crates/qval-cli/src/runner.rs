@@ -1194,6 +1194,15 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 c
             }
         };
+        let states: std::collections::HashSet<&str> = c.iter().filter_map(|p| p.candidate_of.as_deref()).collect();
+        let how = match &e.dataset.candidates.sampler {
+            Some(t) => format!("sampled by `{}`, at most {} a state", t.kind, e.dataset.candidates.k),
+            None => "the legal actions".to_string(),
+        };
+        say(
+            quiet,
+            &format!("   candidates {} for {} of {n} states ({how})", c.len(), states.len()),
+        );
         let fp = fingerprint(&c);
         Some((c, fp))
     };

@@ -386,11 +386,16 @@ async fn eureka_keeps_the_incumbent_when_the_judge_answer_is_malformed() {
     let backend: Arc<dyn qval_methods::llm::Backend> =
         Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
     let mut cfg = EurekaConfig::new(config(1000));
-    cfg.iterations = 2;
+    cfg.iterations = 3;
     cfg.candidates = 1;
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
         .await
         .unwrap();
+    assert_eq!(
+        r.rounds.len(),
+        2,
+        "the search stops after an unusable judge answer, as published"
+    );
     let (first, second) = (&r.rounds[0], &r.rounds[1]);
     assert!(first.judged && first.winner == 0 && first.incumbent.is_none());
     assert_eq!(second.incumbent, Some(1), "the previous winner is judged again, last");

@@ -10,7 +10,8 @@
 //! seeded sample of 8 points with each candidate's prediction on them, under candidate
 //! labels shuffled per round with a seed ([`judge_labels`], [`sample_point_indices`],
 //! [`judge_messages`]). From the second round on the previous winner (the incumbent) is
-//! judged with the new candidates, and a judge answer without a usable `<winner>` keeps it.
+//! judged with the new candidates; a round with no usable new candidate, or a judge answer
+//! without a usable `<winner>`, keeps it and ends the search (as published).
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
@@ -440,6 +441,7 @@ pub async fn run_eureka(
             .buffered(cfg.concurrency.max(1))
             .try_collect()
             .await?;
+        let any_new = evaluated.iter().any(|e| e.1.invalid.is_none());
         let incumbent_at = incumbent.take().map(|inc| {
             evaluated.push(inc);
             evaluated.len() - 1
@@ -459,7 +461,8 @@ pub async fn run_eureka(
                 values: &evaluated[k].2,
             })
             .collect();
-        let judge = if labels.is_empty() {
+        // As published, a later round without a usable new candidate is not judged.
+        let judge = if labels.is_empty() || (!any_new && incumbent_at.is_some()) {
             None
         } else {
             Some(
@@ -501,6 +504,11 @@ pub async fn run_eureka(
             feedback,
             rationale,
         });
+        // As published, the search stops when a later round brings no judged winner (no
+        // usable new candidate, or a judge answer without a known winner): the incumbent stays.
+        if !judged && incumbent_at.is_some() {
+            break;
+        }
     }
     let last = rounds
         .last()
