@@ -76,7 +76,9 @@ async fn run() -> anyhow::Result<()> {
         let mut sb = Sandbox::new(&config, EXAMPLE_SAMPLE, &["state", "action", "next_state"])
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        sb.call(&args_for(p, Signal::Q)).await.map_err(|e| anyhow::anyhow!(e))?;
+        sb.call(&args_for(p, Signal::Q, true))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         sb.close().await;
     }
     let per = t.elapsed().as_secs_f64() / n as f64;

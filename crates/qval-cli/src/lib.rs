@@ -734,6 +734,7 @@ async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
         }));
     }
     for m in chosen {
+        let ctx = m.context(&ctx);
         let t = registry.method_types()[&m.kind].clone();
         let n = a.points.min(points.len());
         let on: Vec<qval_core::EvaluationPoint> = match t.info().on {

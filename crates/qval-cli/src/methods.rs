@@ -35,6 +35,15 @@ pub struct ResolvedMethod {
     /// The prompt preset, if the entry names one (default v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_preset: Option<Preset>,
+    /// Whether prompts state the discount factor, if the entry says (default: no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclose_discount_factor: Option<bool>,
+    /// Whether Q prompts and code see the resulting state, if the entry says (default: yes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_next_state: Option<bool>,
+    /// Earlier turns a prompt shows, if the entry says (default 40).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_history_turns: Option<usize>,
     /// Only the first N points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<usize>,
@@ -53,6 +62,22 @@ impl ResolvedMethod {
     /// (`distance`) or its type (`heuristic`).
     pub fn answers_to(&self, name: &str) -> bool {
         name == self.name || name == self.kind || name == self.entry
+    }
+
+    /// What the method is told about the setting: `base` with the entry's own
+    /// `disclose_discount_factor`, `include_next_state` and `max_history_turns`.
+    pub fn context(&self, base: &MethodContext) -> MethodContext {
+        let mut c = base.clone();
+        if let Some(d) = self.disclose_discount_factor {
+            c.disclose_gamma = d;
+        }
+        if let Some(n) = self.include_next_state {
+            c.include_next_state = n;
+        }
+        if let Some(h) = self.max_history_turns {
+            c.history_limit = h;
+        }
+        c
     }
 
     /// The prompt options of its modality and preset.
@@ -705,7 +730,8 @@ async fn code_samples(input: &BuildInput<'_>, p: &CodeParams) -> Result<Vec<Arc<
             (None, None) => "# no code\n".into(),
         };
         qval_core::io::write_atomic(&file, body.as_bytes())?;
-        let m = CodeSample::new(s, input.method.signal, config.clone(), "codegen");
+        let m = CodeSample::new(s, input.method.signal, config.clone(), "codegen")
+            .with_next_state(input.ctx.include_next_state);
         // A sample that does not load scores NaN everywhere; a sandbox that cannot start at
         // all (bubblewrap missing) is an error.
         let _ = m
@@ -872,7 +898,8 @@ impl MethodType for Eureka {
         let result = run_eureka(backend_of(&input)?, input.ctx, input.method.signal, input.points, &cfg).await?;
         let rounds = serde_json::to_string_pretty(&result).unwrap_or_default();
         qval_core::io::write_atomic(&input.dir.join("eureka.json"), rounds.as_bytes())?;
-        let best = CodeSample::new(result.best, input.method.signal, sandbox, "eureka");
+        let best = CodeSample::new(result.best, input.method.signal, sandbox, "eureka")
+            .with_next_state(input.ctx.include_next_state);
         Ok(vec![Arc::new(best)])
     }
 }

@@ -509,13 +509,16 @@ impl Plan {
             })?;
             let info = t.info();
             // A misspelt common key (`nmae`) lands among the type's parameters: say so.
-            const COMMON: [&str; 7] = [
+            const COMMON: [&str; 10] = [
                 "type",
                 "name",
                 "signal",
                 "backend",
                 "modality",
                 "prompt_preset",
+                "disclose_discount_factor",
+                "include_next_state",
+                "max_history_turns",
                 "points",
             ];
             for k in m.params.keys() {
@@ -606,6 +609,18 @@ impl Plan {
                     )));
                 }
             }
+            for (key, given) in [
+                ("disclose_discount_factor", m.disclose_discount_factor.is_some()),
+                ("include_next_state", m.include_next_state.is_some()),
+                ("max_history_turns", m.max_history_turns.is_some()),
+            ] {
+                if given && !info.needs_backend {
+                    return Err(err(SpecProblem::at(
+                        field(key),
+                        format!("`{}` sends no prompts", m.kind),
+                    )));
+                }
+            }
             let presets: Vec<Option<qval_methods::llm::Preset>> = match &m.prompt_preset {
                 None => vec![None],
                 Some(_) if !info.needs_backend => {
@@ -655,6 +670,9 @@ impl Plan {
                             backend: b.clone(),
                             modality: md.clone(),
                             prompt_preset: preset,
+                            disclose_discount_factor: m.disclose_discount_factor,
+                            include_next_state: m.include_next_state,
+                            max_history_turns: m.max_history_turns,
                             points: m.points,
                             params: m.params.clone(),
                             path: base.clone(),
@@ -1315,6 +1333,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         start(&mut manifest, &stage)?;
         let before = m.backend.as_deref().map(|b| plan.services.usage(b)).unwrap_or((0, 0));
         let (on, fp) = method_points(plan, m, &points, &dataset, candidates.as_ref());
+        let ctx = m.context(&ctx);
         // A shard builds the method on all its points (Eureka searches on all of them, a
         // ranking request sees all candidates of a state) and scores its share.
         let scored = match share {

@@ -372,6 +372,17 @@ pub struct MethodSpec {
     /// published). A list expands into one method per preset, named with `-v0`, `-v1`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_preset: Option<OneOrMany<String>>,
+    /// Whether an LLM method's prompts state the discount factor (published
+    /// `disclose_discount_factor`; default false: "discounted" and the efficiency guidance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclose_discount_factor: Option<bool>,
+    /// Whether Q prompts (and code) see the resulting state (published `include_next_state`;
+    /// default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_next_state: Option<bool>,
+    /// Earlier turns a prompt shows (published `max_history_turns`; default 40; 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_history_turns: Option<usize>,
     /// Score only the first N points (published: 100 for LLM methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<usize>,

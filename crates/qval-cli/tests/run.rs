@@ -568,6 +568,11 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             vec!["`random` sends no prompts"],
         ),
         (
+            format!("{head}[[methods]]\ntype = \"heuristic\"\ninclude_next_state = false\n"),
+            "bad.toml:6:1",
+            vec!["`heuristic` sends no prompts"],
+        ),
+        (
             "name = \"bad\"\n[environment\n".to_string(),
             "bad.toml:2:",
             vec!["unclosed table"],
@@ -1004,4 +1009,51 @@ backend = "oracle"
     }
     let s = summary(&run);
     assert_eq!(s["estimations"]["ranking-mvmc-q"]["granularity"], "ranking");
+}
+
+#[test]
+fn an_entry_sets_what_its_prompts_disclose_as_the_published_method_config_does() {
+    let server = oracle(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let methods = r#"
+[[methods]]
+type = "direct"
+name = "told"
+disclose_discount_factor = true
+max_history_turns = 0
+backend = "oracle"
+points = 60
+
+[[methods]]
+type = "codegen"
+samples = 1
+include_next_state = false
+backend = "oracle"
+points = 20
+"#;
+    let file = experiment(dir.path(), "context", methods, &server);
+    let run = dir.path().join("run");
+    run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
+    let out = run_ok(&["preview", run.to_str().unwrap(), "--method", "told-q", "--points", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(discount factor γ=0.95)") && !text.contains("fewer steps is preferable"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("State-Action History") && !text.contains("history (if any)"),
+        "{text}"
+    );
+    // The code is asked for, and called with, the state and the action only.
+    let prompts = server.prompts();
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("def signal_function(state: str, action: str) -> float:"))
+    );
+    let preds = std::fs::read_to_string(run.join("predictions/codegen-q-s00.jsonl")).unwrap();
+    assert!(preds.lines().skip(1).all(|l| !l.contains("\"value\":null")), "{preds}");
+    let s = summary(&run);
+    let r = rho(&s, "mvmc-q", "told-q");
+    assert!(r >= 0.9, "told-q: rho {r}");
 }

@@ -309,6 +309,11 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     if !shared.config.code_samples.is_empty() && all_text.contains("signal_function") {
         let k = body["seed"].as_u64().unwrap_or(n as u64) as usize % shared.config.code_samples.len();
         let mut code = shared.config.code_samples[k].clone();
+        if all_text.contains("signal_function(state: str, action: str)") && !all_text.contains("next_state: str") {
+            // Next states hidden: the sample sees the state in their place.
+            code = code.replace("def signal_function(", "def _q_signal_function(")
+                + "\n\ndef signal_function(state, action):\n    return _q_signal_function(state, action, state)\n";
+        }
         if all_text.contains("signal_function(state: str)") {
             code = code.replace("def signal_function(", "def _q_signal_function(")
                 + "\n\ndef signal_function(state):\n    return _q_signal_function(state, \"\", state)\n";

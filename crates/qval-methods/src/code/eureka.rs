@@ -542,7 +542,10 @@ pub fn generation_messages(
          be shown back to you in the next iteration. Improve usefulness of the signal based on behavior, not code \
          aesthetics.",
     );
-    let params: Vec<String> = super::params_for(signal).iter().map(|p| format!("{p}: str")).collect();
+    let params: Vec<String> = super::params_for(signal, ctx.include_next_state)
+        .iter()
+        .map(|p| format!("{p}: str"))
+        .collect();
     let definition = format!("def signal_function({}):", params.join(", "));
     let mut parts = vec![
         format!(
@@ -618,7 +621,7 @@ async fn run_candidate(
     ctx: &MethodContext,
     sandbox: &SandboxConfig,
 ) -> Result<(GeneratedSample, CandidateStats, Vec<f64>)> {
-    let m = CodeSample::new(sample.clone(), signal, sandbox.clone(), "eureka");
+    let m = CodeSample::new(sample.clone(), signal, sandbox.clone(), "eureka").with_next_state(ctx.include_next_state);
     match m.check().await {
         Err(e) => return Err(CoreError::Method(e.to_string())),
         Ok(Err(reason)) => {

@@ -34,24 +34,26 @@ use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, MethodContext, Re
 /// benchmark, and a template for what generated code looks like.
 pub const EXAMPLE_SAMPLE: &str = include_str!("frozenlake_distance.py");
 
-/// The parameters of `signal_function` for a signal.
-pub fn params_for(signal: Signal) -> &'static [&'static str] {
+/// The parameters of `signal_function` for a signal (as published: V takes the state; Q and
+/// the advantage the state, the action and, when next states are shown, the next state).
+pub fn params_for(signal: Signal, next_state: bool) -> &'static [&'static str] {
     match signal {
         Signal::V => &["state"],
-        _ => &["state", "action", "next_state"],
+        _ if next_state => &["state", "action", "next_state"],
+        _ => &["state", "action"],
     }
 }
 
 /// The arguments for a point: observation texts and the action text.
-pub fn args_for(point: &EvaluationPoint, signal: Signal) -> Vec<Value> {
-    match signal {
-        Signal::V => vec![Value::from(point.observation.text.clone())],
-        _ => vec![
-            Value::from(point.observation.text.clone()),
-            Value::from(point.action_text.clone()),
-            Value::from(point.next_observation.text.clone()),
-        ],
+pub fn args_for(point: &EvaluationPoint, signal: Signal, next_state: bool) -> Vec<Value> {
+    let mut args = vec![Value::from(point.observation.text.clone())];
+    if signal != Signal::V {
+        args.push(Value::from(point.action_text.clone()));
+        if next_state {
+            args.push(Value::from(point.next_observation.text.clone()));
+        }
     }
+    args
 }
 
 /// The code-generation prompt, as published: the codegen opener, what the value means, the
@@ -73,7 +75,7 @@ pub fn codegen_messages(ctx: &MethodContext, signal: Signal, opts: &PromptOption
             "text representations of the state and the action taken",
         ),
     };
-    let params = params_for(signal)
+    let params = params_for(signal, ctx.include_next_state)
         .iter()
         .map(|p| format!("{p}: str"))
         .collect::<Vec<_>>()
@@ -162,6 +164,7 @@ pub struct CodeSample {
     signal: Signal,
     config: SandboxConfig,
     name: String,
+    next_state: bool,
     sandbox: Mutex<Option<std::result::Result<Sandbox, String>>>,
 }
 
@@ -174,8 +177,16 @@ impl CodeSample {
             signal,
             config,
             name,
+            next_state: true,
             sandbox: Mutex::new(None),
         }
+    }
+
+    /// Whether the function takes the next state (default true; false when the method's
+    /// context hides next states, as the published signature then does).
+    pub fn with_next_state(mut self, next_state: bool) -> Self {
+        self.next_state = next_state;
+        self
     }
 
     /// The sample (its source is kept beside its predictions).
@@ -203,7 +214,7 @@ impl CodeSample {
         if slot.is_none() {
             *slot = Some(match &self.sample.source {
                 None => Err(self.sample.error.clone().unwrap_or_else(|| "no code".into())),
-                Some(code) => match Sandbox::new(&self.config, code, params_for(self.signal)).await {
+                Some(code) => match Sandbox::new(&self.config, code, params_for(self.signal, self.next_state)).await {
                     Ok(sb) => Ok(sb),
                     Err(Ok(reason)) => Err(reason),
                     Err(Err(e)) => return Err(e),
@@ -244,7 +255,10 @@ impl DenseSignalMethod for CodeSample {
             .map_err(|e| CoreError::Method(e.to_string()))?;
         match guard.as_mut().expect("ensured") {
             Err(reason) => Err(CoreError::Method(reason.clone())),
-            Ok(sb) => sb.call(&args_for(point, self.signal)).await.map_err(CoreError::Method),
+            Ok(sb) => sb
+                .call(&args_for(point, self.signal, self.next_state))
+                .await
+                .map_err(CoreError::Method),
         }
     }
     async fn evaluate_batch(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
