@@ -14,6 +14,7 @@ use rand::Rng as _;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::ranking::{SEP, stepped_candidate};
 use crate::llm::{Backend, ChatRequest, LlmAgent, Message, Part, Sampling, extract_action};
 use qval_core::seed::{rng_for, stable_hash};
 use qval_core::{CoreError, Environment, EvaluationPoint, Policy, PolicyInput, Result};
@@ -101,7 +102,7 @@ async fn point_candidates<E: Environment>(
 ) -> Result<Vec<EvaluationPoint>> {
     let state: E::State = p.state_as()?;
     let mut out = vec![EvaluationPoint {
-        id: format!("{}~0", p.id),
+        id: format!("{}{SEP}0", p.id),
         candidate_of: Some(p.id.clone()),
         ..p.clone()
     }];
@@ -120,23 +121,8 @@ async fn point_candidates<E: Environment>(
             if kk.is_empty() || keys.contains(&kk) {
                 continue;
             }
-            let id = format!("{}~{}", p.id, out.len());
-            let mut rng = rng_for(seed, &[stable_hash(&id)]);
-            let o = env.step(&state, &action, &mut rng)?;
-            let ser = |v: serde_json::Result<serde_json::Value>| {
-                v.map_err(|e| CoreError::Method(format!("cannot serialise a candidate: {e}")))
-            };
-            out.push(EvaluationPoint {
-                id,
-                action: ser(serde_json::to_value(&action))?,
-                action_text: text.clone(),
-                reward: o.reward,
-                next_observation: env.observe(&o.state),
-                next_state: ser(serde_json::to_value(&o.state))?,
-                terminated: o.terminated,
-                candidate_of: Some(p.id.clone()),
-                ..p.clone()
-            });
+            let id = format!("{}{SEP}{}", p.id, out.len());
+            out.push(stepped_candidate(env, &state, p, &action, id, seed)?);
             keys.insert(kk);
             seen.push(text);
             break;

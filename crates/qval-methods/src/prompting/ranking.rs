@@ -16,7 +16,7 @@ use qval_core::seed::{rng_for, stable_hash};
 use qval_core::{CoreError, DenseSignalMethod, Environment, EvaluationPoint, MethodContext, Result, Signal};
 
 /// The separator between a state's id and a candidate number in candidate point ids.
-const SEP: char = '~';
+pub(crate) const SEP: char = '~';
 
 /// For each point, one candidate point per legal action of its state (for FrozenLake: the
 /// four moves), with the action's own result. Ids are `<point>~<j>`; each candidate's
@@ -39,26 +39,39 @@ pub fn expand_candidates<E: Environment>(
             message: "ranking needs a closed action set (legal_actions)".into(),
         })?;
         for (j, a) in actions.iter().enumerate() {
-            let id = format!("{}{SEP}{j}", p.id);
-            let mut rng = rng_for(seed, &[stable_hash(&id)]);
-            let o = env.step(&state, a, &mut rng)?;
-            let ser = |v: serde_json::Result<serde_json::Value>| {
-                v.map_err(|e| CoreError::Method(format!("cannot serialise a candidate: {e}")))
-            };
-            out.push(EvaluationPoint {
-                id,
-                action: ser(serde_json::to_value(a))?,
-                action_text: env.render_action(a),
-                reward: o.reward,
-                next_observation: env.observe(&o.state),
-                next_state: ser(serde_json::to_value(&o.state))?,
-                terminated: o.terminated,
-                candidate_of: Some(p.id.clone()),
-                ..p.clone()
-            });
+            out.push(stepped_candidate(env, &state, p, a, format!("{}{SEP}{j}", p.id), seed)?);
         }
     }
     Ok(out)
+}
+
+/// The candidate point `id` of `p`'s state: `action` stepped from `state` with a generator
+/// derived from `seed` and the id (so slippery results are reproducible), its result as the
+/// next state, `candidate_of` naming `p`.
+pub(crate) fn stepped_candidate<E: Environment>(
+    env: &E,
+    state: &E::State,
+    p: &EvaluationPoint,
+    action: &E::Action,
+    id: String,
+    seed: u64,
+) -> Result<EvaluationPoint> {
+    let mut rng = rng_for(seed, &[stable_hash(&id)]);
+    let o = env.step(state, action, &mut rng)?;
+    let ser = |v: serde_json::Result<serde_json::Value>| {
+        v.map_err(|e| CoreError::Method(format!("cannot serialise a candidate: {e}")))
+    };
+    Ok(EvaluationPoint {
+        id,
+        action: ser(serde_json::to_value(action))?,
+        action_text: env.render_action(action),
+        reward: o.reward,
+        next_observation: env.observe(&o.state),
+        next_state: ser(serde_json::to_value(&o.state))?,
+        terminated: o.terminated,
+        candidate_of: Some(p.id.clone()),
+        ..p.clone()
+    })
 }
 
 /// A state's scores, computed once: one per candidate, or why the request failed.

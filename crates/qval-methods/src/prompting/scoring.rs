@@ -448,11 +448,8 @@ impl ContinuationScoring {
         if after {
             parts.push(Self::text(format!("**Candidate Action:**\n{}", point.action_text)));
             // As published, the outcome block only when the context shows next states.
-            if ctx.include_next_state {
-                parts.push(Self::text(format!(
-                    "**Observed Resulting State:**\n{}",
-                    point.next_observation.text
-                )));
+            if let Some(observed) = Self::response_text(point, ctx) {
+                parts.push(Self::text(format!("**Observed Resulting State:**\n{observed}")));
             }
         }
         parts.push(Self::text(ANSWER_NOT_DIRECTLY));
