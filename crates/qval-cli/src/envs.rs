@@ -398,6 +398,10 @@ struct FrozenLakeParams {
     /// or `rows` is given.
     #[serde(default)]
     maps: Option<MapsParam>,
+    /// `"published"`: with the published maps, the published dataset's 50 tasks in its
+    /// collection order (trajectory t plays the map its published trajectory t played).
+    #[serde(default)]
+    tasks: Option<String>,
     /// Their size (default 8).
     #[serde(default = "eight")]
     size: usize,
@@ -515,6 +519,22 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             ));
         }
     };
+    match p.tasks.as_deref() {
+        None => {}
+        Some("published") if published => {}
+        Some("published") => {
+            return Err(SpecProblem::at(
+                crate::at!["tasks"],
+                "the published tasks play the published maps: add `maps = \"published\"`",
+            ));
+        }
+        Some(other) => {
+            return Err(SpecProblem::at(
+                crate::at!["tasks"],
+                spec::unknown("tasks", other, &["published"]),
+            ));
+        }
+    }
     let chosen = [p.maps.is_some(), p.preset.is_some(), p.rows.is_some()];
     if chosen.iter().filter(|c| **c).count() > 1 {
         return Err(SpecProblem::at(
@@ -534,6 +554,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             }
         },
         (None, Some(rows)) => b.map(rows),
+        (None, None) if published && p.tasks.is_some() => b.published_tasks(),
         (None, None) if published => b.published_maps(),
         (None, None) => b.random_maps(count, p.size, p.map_seed),
     };

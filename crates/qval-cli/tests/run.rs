@@ -573,6 +573,17 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             vec!["`heuristic` sends no prompts"],
         ),
         (
+            "name = \"bad\"\n[environment]\ntype = \"frozenlake\"\ntasks = \"published\"\n".to_string(),
+            "bad.toml:4:1",
+            vec!["the published tasks play the published maps", "maps = \"published\""],
+        ),
+        (
+            "name = \"bad\"\n[environment]\ntype = \"frozenlake\"\nmaps = \"published\"\ntasks = \"publish\"\n"
+                .to_string(),
+            "bad.toml:5:1",
+            vec!["unknown tasks `publish`", "did you mean `published`?"],
+        ),
+        (
             "name = \"bad\"\n[environment\n".to_string(),
             "bad.toml:2:",
             vec!["unclosed table"],

@@ -69,6 +69,7 @@ fn committed_published_maps_equal_what_gymnasium_generates() {
     let fresh: Value = serde_json::from_slice(&out.stdout).unwrap();
     let committed: Value = serde_json::from_str(qval_envs::frozenlake::PUBLISHED_MAPS_JSON).unwrap();
     assert_eq!(fresh["maps"], committed["maps"]);
+    assert_eq!(fresh["task_order"], committed["task_order"]);
     assert_eq!(committed["maps"].as_array().unwrap().len(), 8);
     // Native FrozenLake on them.
     let native = FrozenLake::builder().published_maps().build().unwrap();

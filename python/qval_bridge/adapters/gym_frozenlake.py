@@ -42,12 +42,19 @@ PUBLISHED = os.path.join(DATA, "published_frozenlake_maps.json")
 
 
 def published_maps(n: int = 8, size: int = 8, p: float = 0.8, seed: int = 42) -> list[list[str]]:
-    """The published FrozenLake maps: gymnasium's ``generate_random_map(size, p, seed + i)``
-    for ``i`` in ``0..n`` (see scripts/gen_published_maps.py)."""
+    """The published FrozenLake maps: ``n`` map seeds drawn by
+    ``numpy.random.RandomState(seed).randint(0, 2**31 - 1, size=n)``, and map ``i`` is
+    gymnasium's ``generate_random_map(size, p, seed=seeds[i])``; task ``t`` plays map ``t % n``.
+
+    The drawing code of the published environment package is not public; this rule is the one
+    that reproduces every published ground-truth ranking value (see
+    scripts/gen_published_maps.py and crates/qval-envs/tests/published_maps.rs)."""
     require("gymnasium", "gymnasium")
+    import numpy as np
     from gymnasium.envs.toy_text.frozen_lake import generate_random_map
 
-    return [list(generate_random_map(size=size, p=p, seed=seed + i)) for i in range(n)]
+    seeds = np.random.RandomState(seed).randint(0, 2**31 - 1, size=n)
+    return [list(generate_random_map(size=size, p=p, seed=int(s))) for s in seeds]
 
 
 class _Draw:

@@ -137,6 +137,8 @@ pub enum ObservationMode {
 #[derive(Clone, Debug)]
 pub struct FrozenLake {
     maps: Vec<Arc<Grid>>,
+    /// `(task index, map)` per task when the tasks are not one per map.
+    task_maps: Option<Vec<(usize, usize)>>,
     slippery: bool,
     mode: ObservationMode,
     image_size: u32,
@@ -154,6 +156,7 @@ impl FrozenLake {
     pub fn builder() -> FrozenLakeBuilder {
         FrozenLakeBuilder {
             maps: Vec::new(),
+            task_maps: None,
             slippery: false,
             max_steps: 30,
             gamma: 0.95,
@@ -215,24 +218,39 @@ impl FrozenLake {
 /// The published maps' JSON, as committed.
 pub const PUBLISHED_MAPS_JSON: &str = include_str!("../../data/published_frozenlake_maps.json");
 
+#[derive(Deserialize)]
+struct PublishedFile {
+    maps: Vec<Vec<String>>,
+    task_order: Vec<usize>,
+}
+
+fn published_file() -> std::result::Result<PublishedFile, EnvsError> {
+    serde_json::from_str::<PublishedFile>(PUBLISHED_MAPS_JSON)
+        .map_err(|e| EnvsError::InvalidMap(format!("published_frozenlake_maps.json: {e}")))
+}
+
 /// The published maps' rows (see [`FrozenLakeBuilder::published_maps`]).
 ///
 /// # Errors
 /// [`EnvsError::InvalidMap`] if the committed file is malformed.
 pub fn published_map_rows() -> std::result::Result<Vec<Vec<String>>, EnvsError> {
-    #[derive(Deserialize)]
-    struct File {
-        maps: Vec<Vec<String>>,
-    }
-    serde_json::from_str::<File>(PUBLISHED_MAPS_JSON)
-        .map(|f| f.maps)
-        .map_err(|e| EnvsError::InvalidMap(format!("published_frozenlake_maps.json: {e}")))
+    published_file().map(|f| f.maps)
+}
+
+/// The task indices the published FrozenLake dataset's 50 trajectories played, in collection
+/// order (Python's `random.Random(42).shuffle(list(range(50)))`); task `t` plays map `t % 8`.
+///
+/// # Errors
+/// [`EnvsError::InvalidMap`] if the committed file is malformed.
+pub fn published_task_order() -> std::result::Result<Vec<usize>, EnvsError> {
+    published_file().map(|f| f.task_order)
 }
 
 /// Builder of [`FrozenLake`].
 #[derive(Clone, Debug)]
 pub struct FrozenLakeBuilder {
     maps: Vec<Arc<Grid>>,
+    task_maps: Option<Vec<(usize, usize)>>,
     slippery: bool,
     max_steps: usize,
     gamma: f64,
@@ -275,9 +293,12 @@ impl FrozenLakeBuilder {
         self
     }
 
-    /// Adds the 8 published 8x8 maps (gymnasium's `generate_random_map(8, 0.8, 42 + i)`,
-    /// committed in `data/published_frozenlake_maps.json`; regenerate with
-    /// `scripts/gen_published_maps.py`).
+    /// Adds the 8 published 8x8 maps (map seed 42), committed in
+    /// `data/published_frozenlake_maps.json` and regenerated through gymnasium by
+    /// `scripts/gen_published_maps.py`: map i is `generate_random_map(8, 0.8, seeds[i])` with
+    /// `seeds = numpy.random.RandomState(42).randint(0, 2**31 - 1, 8)`. The package that drew
+    /// the published maps is not public; this rule is inferred, and checked against the
+    /// published ground truth (`tests/published_maps.rs`).
     pub fn published_maps(mut self) -> Self {
         match published_map_rows() {
             Ok(maps) => {
@@ -285,6 +306,19 @@ impl FrozenLakeBuilder {
                     self = self.map(&rows);
                 }
             }
+            Err(e) => self.error = self.error.or(Some(e)),
+        }
+        self
+    }
+
+    /// The published maps with the published dataset's tasks: 50 tasks in its collection
+    /// order ([`published_task_order`]), task `t` on published map `t % 8`. Collecting 50
+    /// trajectories then plays, trajectory by trajectory, the maps the published dataset played.
+    pub fn published_tasks(mut self) -> Self {
+        let start = self.maps.len();
+        self = self.published_maps();
+        match published_task_order() {
+            Ok(order) => self.task_maps = Some(order.into_iter().map(|t| (t, start + t % 8)).collect()),
             Err(e) => self.error = self.error.or(Some(e)),
         }
         self
@@ -367,6 +401,7 @@ impl FrozenLakeBuilder {
         );
         Ok(FrozenLake {
             maps: self.maps,
+            task_maps: self.task_maps,
             slippery: self.slippery,
             mode: self.mode,
             image_size: self.image_size,
@@ -391,15 +426,23 @@ impl Environment for FrozenLake {
     }
 
     fn tasks(&self) -> Vec<Task> {
-        self.maps
-            .iter()
-            .enumerate()
-            .map(|(i, m)| Task {
-                id: format!("{}-map{i}", self.spec.name),
-                instruction: INSTRUCTION.into(),
-                params: json!({ "map": m.rows_text() }),
-            })
-            .collect()
+        let task = |id: String, m: &Grid| Task {
+            id,
+            instruction: INSTRUCTION.into(),
+            params: json!({ "map": m.rows_text() }),
+        };
+        match &self.task_maps {
+            None => self
+                .maps
+                .iter()
+                .enumerate()
+                .map(|(i, m)| task(format!("{}-map{i}", self.spec.name), m))
+                .collect(),
+            Some(tm) => tm
+                .iter()
+                .map(|&(t, i)| task(format!("{}-task{t}-map{i}", self.spec.name), &self.maps[i]))
+                .collect(),
+        }
     }
 
     fn reset(&self, task: &Task, _rng: &mut QRng) -> Result<FrozenLakeState> {
