@@ -122,7 +122,7 @@ fn agree(slippery: bool) {
             let values = policy_values(&ns.map, slippery, gamma, &policy, h);
             let v_native = if ns.tile().is_terminal() { 0.0 } else { values.v[ns.pos] };
             let v_bridged = bridged.exact_value(&bs, None, gamma, h).unwrap();
-            assert!((v_native - v_bridged).abs() < 1e-9, "V {v_native} vs {v_bridged}");
+            assert_eq!(v_native.to_bits(), v_bridged.to_bits(), "V {v_native} vs {v_bridged}");
             for a in 0..4 {
                 let q_native = if ns.tile().is_terminal() {
                     0.0
@@ -131,7 +131,7 @@ fn agree(slippery: bool) {
                 };
                 let act = serde_json::to_value(FrozenLakeAction::from_index(a)).unwrap();
                 let q_bridged = bridged.exact_value(&bs, Some(&act), gamma, h).unwrap();
-                assert!((q_native - q_bridged).abs() < 1e-9, "Q {q_native} vs {q_bridged}");
+                assert_eq!(q_native.to_bits(), q_bridged.to_bits(), "Q {q_native} vs {q_bridged}");
             }
             // One random action, now and then an unparseable text.
             let text = match rand::Rng::random_range(&mut walk, 0..9) {

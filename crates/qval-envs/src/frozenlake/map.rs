@@ -241,23 +241,19 @@ impl Grid {
         r * self.cols + c
     }
 
-    /// The exact transition model: `(probability, next cell)` for moving `dir` from `cell`.
-    /// On slippery ice the agent goes in the intended direction or one of the two
-    /// perpendicular ones, each with probability 1/3 (gymnasium's rule); outcomes that land
-    /// on the same cell are merged.
+    /// The exact transition model: `(probability, next cell)` for moving `dir` from `cell`, as
+    /// gymnasium's `P` lists it. On slippery ice the agent goes in the intended direction or
+    /// one of the two perpendicular ones, each with probability 1/3, listed in gymnasium's
+    /// order (`dir - 1`, `dir`, `dir + 1`) and not merged when two land on the same cell, so
+    /// that expected values summed over them are gymnasium's to the last bit.
     pub fn transitions(&self, cell: usize, dir: usize, slippery: bool) -> Vec<(f64, usize)> {
         if !slippery {
             return vec![(1.0, self.move_from(cell, dir))];
         }
-        let mut out: Vec<(f64, usize)> = Vec::with_capacity(3);
-        for d in [(dir + 3) % 4, dir, (dir + 1) % 4] {
-            let next = self.move_from(cell, d);
-            match out.iter_mut().find(|(_, n)| *n == next) {
-                Some(entry) => entry.0 += 1.0 / 3.0,
-                None => out.push((1.0 / 3.0, next)),
-            }
-        }
-        out
+        [(dir + 3) % 4, dir, (dir + 1) % 4]
+            .into_iter()
+            .map(|d| (1.0 / 3.0, self.move_from(cell, d)))
+            .collect()
     }
 
     /// Shortest number of moves from each cell to a goal without entering a hole
