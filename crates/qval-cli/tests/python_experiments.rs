@@ -87,3 +87,103 @@ fn every_shipped_python_experiment_runs_and_its_mvmc_labels_are_exact() {
         );
     }
 }
+
+/// A file's JSON lines after the metadata line.
+fn rows(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn textworld_ranking_candidates_are_the_admissible_commands() {
+    need("textworld", "pip install textworld==1.6.2");
+    let server = qval_testkit::TestServer::start(qval_testkit::ServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tw.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "tw-ranking"
+seed = 42
+
+[environment]
+type = "python"
+adapter = "qval_bridge.adapters.textworld_games:TextWorldAdapter"
+workers = 2
+args = {{ max_steps = 40, gamma = 0.95, purity = "snapshot" }}
+
+[dataset]
+trajectories = 4
+collector = {{ type = "epsilon-greedy", epsilon = 0.3 }}
+sampling = {{ per_trajectory = 2, discard_first = 1, discard_last = 1 }}
+
+[[labels]]
+rollouts = 1
+
+[[labels]]
+name = "exact-q"
+method = "exact"
+
+[backends.oracle]
+base_url = "{url}"
+model = "oracle"
+max_attempts = 1
+
+[[methods]]
+type = "ranking"
+backend = "oracle"
+"#,
+            url = server.base_url()
+        ),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let result = Command::new(env!("CARGO_BIN_EXE_qval"))
+        .current_dir(repo())
+        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(stdout.contains("(the legal actions)"), "{stdout}");
+
+    // Each state's candidates are exactly its admissible commands, its own action among them.
+    let points = rows(&run.join("points.jsonl"));
+    let candidates = rows(&run.join("candidates.jsonl"));
+    assert!(points.len() >= 4, "{} points", points.len());
+    for p in &points {
+        let id = p["id"].as_str().unwrap();
+        let mut legal: Vec<&str> = p["state"]["legal"]
+            .as_array()
+            .expect("a TextWorld state lists its admissible commands")
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let mut offered: Vec<&str> = candidates
+            .iter()
+            .filter(|c| c["candidate_of"] == id)
+            .map(|c| c["action_text"].as_str().unwrap())
+            .collect();
+        assert!(legal.len() >= 2, "{id}: {legal:?}");
+        assert!(offered.contains(&p["action_text"].as_str().unwrap()), "{id}");
+        legal.sort_unstable();
+        offered.sort_unstable();
+        assert_eq!(offered, legal, "{id}");
+    }
+    // Every candidate is labelled, MVMC as the exact values, and ranked.
+    let mvmc = rows(&run.join("labels/ranking-mvmc-q.jsonl"));
+    let exact = rows(&run.join("labels/ranking-exact-q.jsonl"));
+    assert_eq!(mvmc.len(), candidates.len());
+    assert_eq!(exact.len(), candidates.len());
+    for (m, e) in mvmc.iter().zip(&exact) {
+        assert_eq!(m["point_id"], e["point_id"]);
+        let (m, e) = (m["value"].as_f64().unwrap(), e["value"].as_f64().unwrap());
+        assert!((m - e).abs() <= 1e-12 * e.abs().max(1.0), "MVMC {m} vs exact {e}");
+    }
+    assert!(exact.iter().any(|e| e["value"].as_f64() > Some(0.0)));
+    assert_eq!(rows(&run.join("predictions/ranking-q.jsonl")).len(), candidates.len());
+}
