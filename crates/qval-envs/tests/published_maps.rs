@@ -176,6 +176,26 @@ async fn the_committed_maps_reproduce_the_published_ranking_ground_truth() {
     assert_eq!(own, tasks.iter().map(|t| t % 8).collect::<Vec<_>>());
     assert_eq!(env.tasks()[0].id, "frozenlake-8x8-task25-map1");
 
+    // Methods are told the published task and reward descriptions (with pictures, the
+    // published vision wording); on other maps, or slippery ice, qval's own.
+    use qval_envs::frozenlake::{ObservationMode, PUBLISHED_REWARD, PUBLISHED_TASK, PUBLISHED_TASK_VISION};
+    assert_eq!(env.spec().notes, PUBLISHED_TASK);
+    assert_eq!(env.spec().reward_description, PUBLISHED_REWARD);
+    let vision = FrozenLake::builder()
+        .published_maps()
+        .observation(ObservationMode::TextAndImage)
+        .build()
+        .unwrap();
+    assert_eq!(vision.spec().notes, PUBLISHED_TASK_VISION);
+    for other in [
+        FrozenLake::builder().published_maps().slippery(true).build().unwrap(),
+        FrozenLake::builder().preset_8x8().published_maps().build().unwrap(),
+        FrozenLake::builder().published_maps().preset_4x4().build().unwrap(),
+    ] {
+        assert_ne!(other.spec().notes, PUBLISHED_TASK);
+        assert_ne!(other.spec().reward_description, PUBLISHED_REWARD);
+    }
+
     let n = placed(&states, &maps, &own);
     assert_eq!(
         n,

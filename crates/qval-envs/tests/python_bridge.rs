@@ -89,6 +89,10 @@ fn agree(slippery: bool) {
     let optimal = OptimalPolicy::for_env(&native);
     let (nt, bt) = (native.tasks(), bridged.tasks());
     assert_eq!(nt.len(), bt.len());
+    // What methods are told: the published descriptions on the published maps, unless slippery.
+    let (ns, bs) = (native.spec(), bridged.spec());
+    assert_eq!((&ns.notes, &ns.reward_description), (&bs.notes, &bs.reward_description));
+    assert_eq!(ns.notes == qval_envs::frozenlake::PUBLISHED_TASK, !slippery);
     let gamma = 0.95;
     let mut transitions = 0;
     for ep in 0..48u64 {

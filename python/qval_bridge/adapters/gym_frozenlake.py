@@ -39,6 +39,15 @@ INSTRUCTION = (
 )
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "crates", "qval-envs", "data")
 PUBLISHED = os.path.join(DATA, "published_frozenlake_maps.json")
+# The published task and reward descriptions of FrozenLake 8x8 (text observations), given to
+# methods on the published maps, as the native environment does.
+PUBLISHED_TASK = (
+    "The agent navigates a frozen lake grid (8x8) from start (S) to goal (G) without falling into holes (H). "
+    "Each trajectory uses a different randomly generated 8x8 map. The agent sees an ASCII grid with its position marked as '@'. "
+    "Actions: left, down, right, up. Moving off the grid keeps the agent in place. "
+    "The episode ends when the agent reaches the goal, falls into a hole, or the step limit is reached."
+)
+PUBLISHED_REWARD = "Sparse outcome-based reward: 1.0 for reaching the goal (G), 0.0 otherwise."
 
 
 def published_maps(n: int = 8, size: int = 8, p: float = 0.8, seed: int = 42) -> list[list[str]]:
@@ -74,6 +83,7 @@ class FrozenLakeAdapter(Adapter):
     def __init__(self, maps="published", slippery=False, max_steps=30, gamma=0.95):
         super().__init__()
         self.gym = require("gymnasium", "gymnasium")
+        self.published = maps == "published"
         if maps == "published":
             with open(PUBLISHED) as f:
                 maps = json.load(f)["maps"]
@@ -103,12 +113,17 @@ class FrozenLakeAdapter(Adapter):
             if self.slippery
             else "Moves are deterministic."
         )
+        if self.published and not self.slippery:
+            reward, notes = PUBLISHED_REWARD, PUBLISHED_TASK
+        else:
+            reward = "Reward 1.0 for reaching the goal G; 0 for every other step, including falling into a hole."
+            notes = f"{INSTRUCTION} {moves} The episode ends at the goal, in a hole, or after {self.max_steps} steps."
         return {
             "name": name,
             "max_steps": self.max_steps,
             "gamma": self.gamma,
-            "reward_description": "Reward 1.0 for reaching the goal G; 0 for every other step, including falling into a hole.",
-            "notes": f"{INSTRUCTION} {moves} The episode ends at the goal, in a hole, or after {self.max_steps} steps.",
+            "reward_description": reward,
+            "notes": notes,
         }
 
     def tasks(self):

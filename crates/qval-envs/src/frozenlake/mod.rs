@@ -146,6 +146,23 @@ pub struct FrozenLake {
 }
 
 /// The tile legend and action set given to agents and methods.
+/// The published task description of FrozenLake 8x8 on its random maps, text observations
+/// (`frozen_lake_8x8_react_tags.yaml` of the published testbed).
+pub const PUBLISHED_TASK: &str = "The agent navigates a frozen lake grid (8x8) from start (S) to goal (G) without falling into holes (H). \
+Each trajectory uses a different randomly generated 8x8 map. The agent sees an ASCII grid with its position marked as '@'. \
+Actions: left, down, right, up. Moving off the grid keeps the agent in place. \
+The episode ends when the agent reaches the goal, falls into a hole, or the step limit is reached.";
+
+/// The published task description with pictures (`frozen_lake_8x8_vision.yaml`).
+pub const PUBLISHED_TASK_VISION: &str = "The agent navigates a frozen lake grid (8x8) from start (S) to goal (G) without falling into holes (H). \
+Each trajectory uses a different randomly generated 8x8 map. The agent sees both an ASCII grid (agent marked '@') and a rendered image of the same grid. \
+Actions: left, down, right, up. Moving off the grid keeps the agent in place. \
+The episode ends when the agent reaches the goal, falls into a hole, or the step limit is reached.";
+
+/// The published reward description of FrozenLake.
+pub const PUBLISHED_REWARD: &str = "Sparse outcome-based reward: 1.0 for reaching the goal (G), 0.0 otherwise.";
+
+/// The tile legend and action set given to agents and methods.
 pub const INSTRUCTION: &str = "Navigate the frozen lake from the start S to the goal G without falling into a hole. \
 Tiles: S start (safe), F frozen (safe), H hole (falling in ends the episode), G goal; @ marks your position. \
 Actions: left, down, right, up. Moving off the edge leaves you in place.";
@@ -157,6 +174,7 @@ impl FrozenLake {
         FrozenLakeBuilder {
             maps: Vec::new(),
             task_maps: None,
+            published: false,
             slippery: false,
             max_steps: 30,
             gamma: 0.95,
@@ -251,6 +269,7 @@ pub fn published_task_order() -> std::result::Result<Vec<usize>, EnvsError> {
 pub struct FrozenLakeBuilder {
     maps: Vec<Arc<Grid>>,
     task_maps: Option<Vec<(usize, usize)>>,
+    published: bool,
     slippery: bool,
     max_steps: usize,
     gamma: f64,
@@ -262,18 +281,21 @@ pub struct FrozenLakeBuilder {
 impl FrozenLakeBuilder {
     /// Adds gymnasium's 4x4 preset map.
     pub fn preset_4x4(mut self) -> Self {
+        self.published = false;
         self.maps.push(Arc::new(Grid::preset_4x4()));
         self
     }
 
     /// Adds gymnasium's 8x8 preset map.
     pub fn preset_8x8(mut self) -> Self {
+        self.published = false;
         self.maps.push(Arc::new(Grid::preset_8x8()));
         self
     }
 
     /// Adds a map given as rows of `S F H G`.
     pub fn map<S: AsRef<str>>(mut self, rows: &[S]) -> Self {
+        self.published = false;
         match Grid::parse(rows) {
             Ok(g) => self.maps.push(Arc::new(g)),
             Err(e) => self.error = self.error.or(Some(e)),
@@ -284,6 +306,7 @@ impl FrozenLakeBuilder {
     /// Adds `n` random `size` x `size` maps (frozen with probability 0.8), map i seeded by
     /// `(seed, i)`: the published setting is 8 maps of 8x8 with seed 42.
     pub fn random_maps(mut self, n: usize, size: usize, seed: u64) -> Self {
+        self.published = false;
         for i in 0..n {
             match Grid::random(size, 0.8, qval_core::seed::derive_seed(seed, &[i as u64])) {
                 Ok(g) => self.maps.push(Arc::new(g)),
@@ -299,7 +322,12 @@ impl FrozenLakeBuilder {
     /// `seeds = numpy.random.RandomState(42).randint(0, 2**31 - 1, 8)`. The package that drew
     /// the published maps is not public; this rule is inferred, and checked against the
     /// published ground truth (`tests/published_maps.rs`).
+    ///
+    /// Without other maps and on non-slippery ice, the task and reward descriptions methods
+    /// are given are the published ones ([`PUBLISHED_TASK`], [`PUBLISHED_TASK_VISION`] with
+    /// pictures, [`PUBLISHED_REWARD`]).
     pub fn published_maps(mut self) -> Self {
+        let first = self.maps.is_empty();
         match published_map_rows() {
             Ok(maps) => {
                 for rows in maps {
@@ -308,6 +336,7 @@ impl FrozenLakeBuilder {
             }
             Err(e) => self.error = self.error.or(Some(e)),
         }
+        self.published = first;
         self
     }
 
@@ -390,15 +419,25 @@ impl FrozenLakeBuilder {
         } else {
             format!("frozenlake{}", if self.slippery { "-slippery" } else { "" })
         };
-        let notes = format!(
-            "{INSTRUCTION} {} The episode ends at the goal, in a hole, or after {} steps.",
-            if self.slippery {
-                "The ice is slippery: a move goes in the intended direction or one of the two perpendicular ones, each with probability 1/3."
-            } else {
-                "Moves are deterministic."
-            },
-            self.max_steps
-        );
+        let (notes, reward_description) = if self.published && !self.slippery {
+            let task = match self.mode {
+                ObservationMode::Text => PUBLISHED_TASK,
+                ObservationMode::TextAndImage => PUBLISHED_TASK_VISION,
+            };
+            (task.to_string(), PUBLISHED_REWARD.to_string())
+        } else {
+            let notes = format!(
+                "{INSTRUCTION} {} The episode ends at the goal, in a hole, or after {} steps.",
+                if self.slippery {
+                    "The ice is slippery: a move goes in the intended direction or one of the two perpendicular ones, each with probability 1/3."
+                } else {
+                    "Moves are deterministic."
+                },
+                self.max_steps
+            );
+            let reward = "Reward 1.0 for reaching the goal G; 0 for every other step, including falling into a hole.";
+            (notes, reward.to_string())
+        };
         Ok(FrozenLake {
             maps: self.maps,
             task_maps: self.task_maps,
@@ -409,8 +448,7 @@ impl FrozenLakeBuilder {
                 name,
                 max_steps: self.max_steps,
                 gamma: self.gamma,
-                reward_description:
-                    "Reward 1.0 for reaching the goal G; 0 for every other step, including falling into a hole.".into(),
+                reward_description,
                 notes,
             },
         })
