@@ -50,18 +50,7 @@ fn every_shipped_python_experiment_runs_and_its_mvmc_labels_are_exact() {
         ("python-textworld", 50),
     ] {
         let run = out.path().join(name);
-        let result = Command::new(env!("CARGO_BIN_EXE_qval"))
-            .current_dir(repo())
-            .args(["run", &format!("experiments/{name}.toml"), "--out"])
-            .arg(&run)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&result.stdout);
-        assert!(
-            result.status.success(),
-            "{name}:\n{stdout}\n{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        let stdout = run_experiment(Path::new(&format!("experiments/{name}.toml")), &run);
         assert!(run.join("summary.json").is_file(), "{name}: no summary");
         assert!(stdout.contains("| random-q |"), "{name}: no random-q row:\n{stdout}");
 
@@ -86,6 +75,26 @@ fn every_shipped_python_experiment_runs_and_its_mvmc_labels_are_exact() {
             distinct.len()
         );
     }
+}
+
+/// `qval run FILE --out RUN` from the repository root, as a user runs it; its standard output.
+fn run_experiment(file: &Path, run: &Path) -> String {
+    let result = Command::new(env!("CARGO_BIN_EXE_qval"))
+        .current_dir(repo())
+        .arg("run")
+        .arg(file)
+        .arg("--out")
+        .arg(run)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    assert!(
+        result.status.success(),
+        "{}:\n{stdout}\n{}",
+        file.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    stdout
 }
 
 /// A file's JSON lines after the metadata line.
@@ -138,17 +147,7 @@ backend = "oracle"
     )
     .unwrap();
     let run = dir.path().join("run");
-    let result = Command::new(env!("CARGO_BIN_EXE_qval"))
-        .current_dir(repo())
-        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(
-        result.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let stdout = run_experiment(&file, &run);
     assert!(stdout.contains("(the legal actions)"), "{stdout}");
 
     // Each state's candidates are exactly its admissible commands, its own action among them.
