@@ -72,6 +72,17 @@ pub enum EnvsError {
     Bridge(String),
 }
 
+impl EnvsError {
+    /// The error as the core's environment error of the environment named `env`.
+    pub fn in_env(self, env: &str) -> CoreError {
+        CoreError::Environment {
+            env: env.to_string(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// Without the environment's name at hand; prefer [`EnvsError::in_env`].
 impl From<EnvsError> for CoreError {
     fn from(e: EnvsError) -> Self {
         CoreError::Environment {

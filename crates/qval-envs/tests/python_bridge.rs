@@ -297,6 +297,101 @@ fn an_adapter_that_hangs_is_killed_restarted_and_retried_once() {
     assert_reaped(&pids);
 }
 
+/// MVMC labelling through the bridge when some forced actions fail: a point whose step raises
+/// is aborted with Python's traceback, one whose step hangs is aborted after the restart and
+/// the one retry, and every other point gets its label; nothing panics, no worker is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_points_are_aborted_with_the_reason_and_the_others_labelled() {
+    use qval_core::{EvaluationPoint, LabelConfig, MvmcConfig, MvmcLabeler, StageOptions, label};
+    use qval_envs::python::ReferencePolicy;
+    let env = Arc::new(
+        PythonEnv::builder(faulty("BreaksOnLeft"))
+            .workers(2)
+            .timeout(Duration::from_millis(800))
+            .build()
+            .unwrap(),
+    );
+    let task = env.tasks()[0].clone();
+    // States at cells 0..=5: reset, then `right` steps drawn until each cell is reached.
+    let mut states = vec![env.reset(&task, &mut rng_for(0, &[])).unwrap()];
+    let mut seed = 0;
+    while states.len() < 6 {
+        seed += 1;
+        let last = states.last().unwrap();
+        let next = env.step(last, &json!("right"), &mut rng_for(seed, &[])).unwrap().state;
+        if next.observation == format!("at {}", states.len()) {
+            states.push(next);
+        }
+    }
+    let point = |cell: usize, action: &str| {
+        let state = &states[cell];
+        EvaluationPoint {
+            id: format!("c{cell}-{action}"),
+            trajectory_index: 0,
+            step_index: cell,
+            task: task.clone(),
+            history: Vec::new(),
+            state: serde_json::to_value(state).unwrap(),
+            observation: env.observe(state),
+            action: json!(action),
+            action_text: action.to_string(),
+            reward: 0.0,
+            next_state: Value::Null,
+            next_observation: env.observe(state),
+            terminated: false,
+            candidate_of: None,
+        }
+    };
+    let points = vec![
+        point(0, "right"),
+        point(1, "right"),
+        point(1, "left"),
+        point(2, "left"),
+        point(3, "left"),
+        point(3, "right"),
+        point(4, "left"),
+        point(5, "right"),
+    ];
+    let labeler = MvmcLabeler::new(
+        env.clone(),
+        Arc::new(ReferencePolicy),
+        MvmcConfig::builder().rollouts(1).build().unwrap(),
+    );
+    let t = Instant::now();
+    let labels = label(&labeler, &points, &LabelConfig::default(), &StageOptions::default())
+        .await
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(labels.len(), 8);
+    let by = |id: &str| labels.iter().find(|l| l.point_id == id).unwrap();
+    for ok in ["c0-right", "c1-right", "c1-left", "c3-left", "c3-right", "c5-right"] {
+        let l = by(ok);
+        assert!(l.aborted.is_none() && l.value > 0.0, "{l:?}");
+    }
+    let raised = by("c2-left")
+        .aborted
+        .clone()
+        .expect("the raising step aborts its point");
+    assert!(
+        raised.contains("RuntimeError: left from 2 broke on purpose"),
+        "{raised}"
+    );
+    assert!(raised.contains("Traceback (most recent call last)"), "{raised}");
+    let hung = by("c4-left")
+        .aborted
+        .clone()
+        .expect("the hanging step aborts its point");
+    assert!(
+        hung.contains("did not answer `step` within 0.8 s") && hung.contains("twice"),
+        "{hung}"
+    );
+    assert!(by("c2-left").value.is_nan() && by("c4-left").value.is_nan());
+    let pids = env.worker_pids();
+    drop(labeler);
+    drop(env);
+    assert_reaped(&pids);
+}
+
 #[test]
 fn an_adapter_that_exits_is_restarted_and_retried_once() {
     let (env, s) = walk_env("Exits", Duration::from_secs(10));

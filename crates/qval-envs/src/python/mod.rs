@@ -610,39 +610,42 @@ impl Environment for PythonEnv {
                 let s = self.state_from(task.clone(), restore, &r)?;
                 let key = s.key();
                 Ok((s, Hold::Key(key)))
-            })?;
+            })
+            .map_err(|e| e.in_env(&self.spec.name))?;
         Ok(state)
     }
 
     fn step(&self, state: &PythonState, action: &Value, rng: &mut QRng) -> Result<StepOutcome<PythonState>> {
         let req = json!({"op": "step", "action": action});
-        let out = self.at_state(state, req, &mut Draws::new(Some(rng)), &mut |r, draws| {
-            let restore = match &state.restore {
-                Restore::Snapshot(_) => Restore::Snapshot(self.snapshot_of(&r)?),
-                Restore::Replay(old) => {
-                    let mut next = (**old).clone();
-                    next.history.push(ReplayStep {
-                        action: action.clone(),
-                        draws: draws.to_vec(),
-                    });
-                    Restore::Replay(Arc::new(next))
-                }
-            };
-            let next = self.state_from(state.task.clone(), restore, &r)?;
-            let reward = r["reward"].as_f64().ok_or_else(|| {
-                EnvsError::Bridge(format!("step() gave a reward that is not a number: {}", r["reward"]))
-            })?;
-            let terminated = r["terminated"].as_bool().unwrap_or(false);
-            let key = next.key();
-            Ok((
-                StepOutcome {
-                    state: next,
-                    reward,
-                    terminated,
-                },
-                Hold::Key(key),
-            ))
-        })?;
+        let out = self
+            .at_state(state, req, &mut Draws::new(Some(rng)), &mut |r, draws| {
+                let restore = match &state.restore {
+                    Restore::Snapshot(_) => Restore::Snapshot(self.snapshot_of(&r)?),
+                    Restore::Replay(old) => {
+                        let mut next = (**old).clone();
+                        next.history.push(ReplayStep {
+                            action: action.clone(),
+                            draws: draws.to_vec(),
+                        });
+                        Restore::Replay(Arc::new(next))
+                    }
+                };
+                let next = self.state_from(state.task.clone(), restore, &r)?;
+                let reward = r["reward"].as_f64().ok_or_else(|| {
+                    EnvsError::Bridge(format!("step() gave a reward that is not a number: {}", r["reward"]))
+                })?;
+                let terminated = r["terminated"].as_bool().unwrap_or(false);
+                let key = next.key();
+                Ok((
+                    StepOutcome {
+                        state: next,
+                        reward,
+                        terminated,
+                    },
+                    Hold::Key(key),
+                ))
+            })
+            .map_err(|e| e.in_env(&self.spec.name))?;
         Ok(out)
     }
 

@@ -108,3 +108,15 @@ class NeedsMissing(Walk):
 
         require("qval_no_such_module_xyz", "qval-no-such-package==1.0")
         super().__init__(**args)
+
+
+class BreaksOnLeft(Walk):
+    """The walk, but `left` raises from cell 2 and hangs from cell 4 (the reference never goes
+    left, so only points whose own action is `left` there are hit)."""
+
+    def step(self, action, rng):
+        if action == "left" and self.pos == 2:
+            raise RuntimeError("left from 2 broke on purpose")
+        if action == "left" and self.pos == 4:
+            time.sleep(3600)
+        return super().step(action, rng)
