@@ -8,11 +8,11 @@ map_seed: 42`` in the published environment configs), and task t plays map t % 8
 the published environment package that draws them is not public. The rule below is inferred,
 and it is the only one of the candidates tried that reproduces the published ground truth:
 the 8 map seeds are ``numpy.random.RandomState(42).randint(0, 2**31 - 1, size=8)`` and map i is
-gymnasium's ``generate_random_map(size=8, p=0.8, seed=seeds[i])``. With these maps every one of
-the 239 published ranking points (the four actions' Q values in
-``GT_200pt_8x8_scripted/gt/ranking_gt_qv_mc_max_*.json``) is a cell of the map its trajectory's
-task plays; ``generate_random_map(seed=42 + i)`` fails that check (see
-crates/qval-envs/tests/published_maps.rs).
+gymnasium's ``generate_random_map(size=8, p=0.8, seed=seeds[i])``. With these maps the 239
+published ranking points (the four actions' Q values in
+``GT_200pt_8x8_scripted/gt/ranking_gt_qv_mc_max_*.json``), in collection order and at most 5 per
+trajectory, are all cells of the maps their trajectories' tasks play; with
+``generate_random_map(seed=42 + i)`` only 147 fit (see crates/qval-envs/tests/published_maps.rs).
 
 crates/qval-envs/tests/python_bridge.rs runs this script and compares with the committed file.
 Needs gymnasium and numpy (pip install gymnasium==1.2.0).

@@ -403,11 +403,11 @@ struct FrozenLakeParams {
     #[serde(default)]
     tasks: Option<String>,
     /// Their size (default 8).
-    #[serde(default = "eight")]
-    size: usize,
-    /// Their seed (default 42, the published map seed).
-    #[serde(default = "forty_two")]
-    map_seed: u64,
+    #[serde(default)]
+    size: Option<usize>,
+    /// Their seed (default 42) for qval's own draw; the published maps are `maps = "published"`.
+    #[serde(default)]
+    map_seed: Option<u64>,
     /// `4x4` or `8x8`.
     #[serde(default)]
     preset: Option<String>,
@@ -435,12 +435,6 @@ enum MapsParam {
     Named(String),
 }
 
-fn eight() -> usize {
-    8
-}
-fn forty_two() -> u64 {
-    42
-}
 fn thirty() -> usize {
     30
 }
@@ -485,7 +479,8 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             ))
         }
     };
-    bounded("size", p.size, 2, 64)?;
+    let size = p.size.unwrap_or(8);
+    bounded("size", size, 2, 64)?;
     let published = match &p.maps {
         Some(MapsParam::Named(name)) if name == "published" => true,
         Some(MapsParam::Named(other)) => {
@@ -519,6 +514,16 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             ));
         }
     };
+    if published {
+        for (key, given) in [("size", p.size.is_some()), ("map_seed", p.map_seed.is_some())] {
+            if given {
+                return Err(SpecProblem::at(
+                    crate::at![key],
+                    format!("`{key}` is for qval's own random maps: the published maps are fixed"),
+                ));
+            }
+        }
+    }
     match p.tasks.as_deref() {
         None => {}
         Some("published") if published => {}
@@ -556,7 +561,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         (None, Some(rows)) => b.map(rows),
         (None, None) if published && p.tasks.is_some() => b.published_tasks(),
         (None, None) if published => b.published_maps(),
-        (None, None) => b.random_maps(count, p.size, p.map_seed),
+        (None, None) => b.random_maps(count, size, p.map_seed.unwrap_or(42)),
     };
     let env = Arc::new(b.build().map_err(env_problem)?);
     let for_optimal = env.clone();

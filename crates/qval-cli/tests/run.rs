@@ -578,6 +578,11 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             vec!["the published tasks play the published maps", "maps = \"published\""],
         ),
         (
+            "name = \"bad\"\n[environment]\ntype = \"frozenlake\"\nmaps = \"published\"\nmap_seed = 7\n".to_string(),
+            "bad.toml:5:1",
+            vec!["`map_seed` is for qval's own random maps"],
+        ),
+        (
             "name = \"bad\"\n[environment]\ntype = \"frozenlake\"\nmaps = \"published\"\ntasks = \"publish\"\n"
                 .to_string(),
             "bad.toml:5:1",

@@ -6,13 +6,16 @@
 //! the ranking ground truth of the published FrozenLake dataset
 //! (`fixtures/published_frozenlake_ranking_gt.json`: the four actions' Q values of each of
 //! its 239 states, in the published candidate order) and the task each trajectory played
-//! (`collected_task_indices` in a published summary; task t plays map t % 8).
+//! (`collected_task_indices` of the published summary, copied into the fixture; task t plays
+//! map t % 8).
 //!
 //! qval's exact Q labels of the four actions, computed on the committed maps, must give each
 //! published state's four values, bit for bit (as a multiset: the published candidates are
-//! shuffled), on a cell of the map of its trajectory's task, with the states in trajectory
-//! order, at most 5 per trajectory (the published sampling). The published Q labels of the
-//! actions taken (`qv_mc_max` in the summary) must be one of their state's four values.
+//! shuffled), on a cell of the map of its trajectory's task. The states are in collection
+//! order, at most 5 per trajectory (the published sampling); which trajectory each came from
+//! is not in the published file, so the test looks for a split that fits. The published Q labels of the
+//! actions taken (the summary's `qv_mc_max`, also in the fixture) must be among their state's
+//! four values.
 //!
 //! The check can fail: giving the trajectories the maps of their neighbours' tasks (t + 1)
 //! places far fewer states, which the test also asserts.
@@ -122,12 +125,10 @@ async fn the_committed_maps_reproduce_the_published_ranking_ground_truth() {
     );
     let states: Vec<Signature> = values.chunks(4).map(|c| signature(c.to_vec())).collect();
 
-    let summary =
-        fixture("../qval-metrics/tests/fixtures/qval_published/frozen_lake_g4-26-or_text_summary_20260504_195904.json");
-    let meta = &summary["dataset_metadata"];
-    assert_eq!(meta["make_kwargs"]["num_maps"], 8);
-    assert_eq!(meta["make_kwargs"]["map_seed"], 42);
-    let tasks: Vec<usize> = meta["collected_task_indices"]
+    // From the published summary of the same dataset.
+    assert_eq!(gt["make_kwargs"]["num_maps"], 8);
+    assert_eq!(gt["make_kwargs"]["map_seed"], 42);
+    let tasks: Vec<usize> = gt["collected_task_indices"]
         .as_array()
         .unwrap()
         .iter()
@@ -141,7 +142,7 @@ async fn the_committed_maps_reproduce_the_published_ranking_ground_truth() {
     );
 
     // The action taken is one of the state's four candidates.
-    let taken = floats(&summary["estimations"]["qv_mc_max"]["ground_truth_values"]);
+    let taken = floats(&gt["qv_mc_max"]);
     assert_eq!(taken.len(), 239);
     for (i, (q, state)) in taken.iter().zip(&states).enumerate() {
         assert!(
@@ -187,6 +188,14 @@ async fn the_committed_maps_reproduce_the_published_ranking_ground_truth() {
         .build()
         .unwrap();
     assert_eq!(vision.spec().notes, PUBLISHED_TASK_VISION);
+    // The published tasks play the published maps only.
+    for bad in [
+        FrozenLake::builder().preset_4x4().published_tasks().build(),
+        FrozenLake::builder().published_tasks().preset_4x4().build(),
+    ] {
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains("published_tasks plays the published maps only"), "{e}");
+    }
     for other in [
         FrozenLake::builder().published_maps().slippery(true).build().unwrap(),
         FrozenLake::builder().preset_8x8().published_maps().build().unwrap(),

@@ -385,11 +385,52 @@ async fn failing_points_are_aborted_with_the_reason_and_the_others_labelled() {
         hung.contains("did not answer `step` within 0.8 s") && hung.contains("twice"),
         "{hung}"
     );
+    assert!(hung.starts_with("environment `walk`"), "{hung}");
     assert!(by("c2-left").value.is_nan() && by("c4-left").value.is_nan());
     let pids = env.worker_pids();
     drop(labeler);
     drop(env);
     assert_reaped(&pids);
+}
+
+/// A reference policy that raises: MVMC cannot label, and says which environment and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raising_reference_policy_names_the_environment_and_keeps_the_traceback() {
+    use qval_core::{EvaluationPoint, LabelConfig, MvmcConfig, MvmcLabeler, StageOptions, label};
+    use qval_envs::python::ReferencePolicy;
+    let env = Arc::new(PythonEnv::builder(faulty("BadReference")).build().unwrap());
+    let task = env.tasks()[0].clone();
+    let state = env.reset(&task, &mut rng_for(0, &[])).unwrap();
+    let point = EvaluationPoint {
+        id: "p".into(),
+        trajectory_index: 0,
+        step_index: 0,
+        task,
+        history: Vec::new(),
+        state: serde_json::to_value(&state).unwrap(),
+        observation: env.observe(&state),
+        action: json!("left"),
+        action_text: "left".into(),
+        reward: 0.0,
+        next_state: Value::Null,
+        next_observation: env.observe(&state),
+        terminated: false,
+        candidate_of: None,
+    };
+    let labeler = MvmcLabeler::new(
+        env.clone(),
+        Arc::new(ReferencePolicy),
+        MvmcConfig::builder().rollouts(1).build().unwrap(),
+    );
+    let err = label(&labeler, &[point], &LabelConfig::default(), &StageOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("environment `walk`"), "{err}");
+    assert!(
+        err.contains("KeyError: 'no reference here'") && err.contains("Traceback"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -812,3 +812,45 @@ async fn gvl_shows_the_rest_of_the_trajectory_as_shuffled_state_and_action_pairs
     assert_eq!(a, text(of_t[0]));
     assert_ne!(order(&a)[..3], order(&b)[..3]);
 }
+
+#[test]
+fn on_the_published_maps_prompts_give_the_published_task_and_reward_descriptions_once() {
+    use qval_envs::frozenlake::{FrozenLakeAction, PUBLISHED_REWARD, PUBLISHED_TASK};
+    use qval_methods::llm::PromptOptions;
+    use qval_methods::llm::prompt::{direct_messages, render};
+    let env = FrozenLake::builder().published_tasks().build().unwrap();
+    let task = env.tasks()[0].clone();
+    assert_eq!(task.instruction, PUBLISHED_TASK);
+    let mut rng = qval_core::seed::rng_for(0, &[]);
+    let state = env.reset(&task, &mut rng).unwrap();
+    let action = FrozenLakeAction::Right;
+    let next = env.step(&state, &action, &mut rng).unwrap();
+    let point = EvaluationPoint {
+        id: EvaluationPoint::make_id(0, 0),
+        trajectory_index: 0,
+        step_index: 0,
+        task,
+        history: Vec::new(),
+        state: serde_json::to_value(&state).unwrap(),
+        observation: env.observe(&state),
+        action: serde_json::to_value(&action).unwrap(),
+        action_text: env.render_action(&action),
+        reward: next.reward,
+        next_state: serde_json::to_value(&next.state).unwrap(),
+        next_observation: env.observe(&next.state),
+        terminated: next.terminated,
+        candidate_of: None,
+    };
+    let ctx = MethodContext::from_spec(env.spec());
+    let text = render(&direct_messages(&point, &ctx, Signal::Q, &PromptOptions::default()));
+    assert!(
+        text.contains(&format!("## Task Description\n{PUBLISHED_TASK}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("## Reward Functions\n{PUBLISHED_REWARD}")),
+        "{text}"
+    );
+    assert!(!text.contains("### Task"), "the task is told once: {text}");
+    assert!(!text.contains("Navigate the frozen lake"), "qval's own wording: {text}");
+}

@@ -127,8 +127,11 @@ class FrozenLakeAdapter(Adapter):
         }
 
     def tasks(self):
-        name = self.spec()["name"]
-        return [{"id": f"{name}-map{i}", "instruction": INSTRUCTION, "params": {"map": m}} for i, m in enumerate(self.maps)]
+        spec = self.spec()
+        # On the published maps the task is the published description, as the notes are.
+        instruction = INSTRUCTION if INSTRUCTION in spec["notes"] else spec["notes"]
+        name = spec["name"]
+        return [{"id": f"{name}-map{i}", "instruction": instruction, "params": {"map": m}} for i, m in enumerate(self.maps)]
 
     def _env_for(self, rows):
         key = tuple(rows)

@@ -24,8 +24,9 @@
 //! (default 30, the published 8x8 budget; the shortest path on the 8x8 maps is 14).
 //!
 //! ## Arguments
-//! See [`FrozenLakeBuilder`]: maps (gymnasium's presets, given rows, or seeded random maps),
-//! `slippery`, `max_steps`, `gamma`, observation mode and image size.
+//! See [`FrozenLakeBuilder`]: maps (gymnasium's presets, given rows, qval's seeded random
+//! maps, or the published maps with or without the published task order), `slippery`,
+//! `max_steps`, `gamma`, observation mode and image size.
 //!
 //! ```
 //! use qval_core::{Environment, seed::rng_for};
@@ -145,7 +146,6 @@ pub struct FrozenLake {
     spec: EnvSpec,
 }
 
-/// The tile legend and action set given to agents and methods.
 /// The published task description of FrozenLake 8x8 on its random maps, text observations
 /// (`frozen_lake_8x8_react_tags.yaml` of the published testbed).
 pub const PUBLISHED_TASK: &str = "The agent navigates a frozen lake grid (8x8) from start (S) to goal (G) without falling into holes (H). \
@@ -194,7 +194,8 @@ impl FrozenLake {
         self.spec.gamma
     }
 
-    /// The maps, in task order.
+    /// The distinct maps. Task `i` plays map `i`, except with
+    /// [`FrozenLakeBuilder::published_tasks`], where task `t` plays map `t % 8`.
     pub fn maps(&self) -> &[Arc<Grid>] {
         &self.maps
     }
@@ -304,7 +305,8 @@ impl FrozenLakeBuilder {
     }
 
     /// Adds `n` random `size` x `size` maps (frozen with probability 0.8), map i seeded by
-    /// `(seed, i)`: the published setting is 8 maps of 8x8 with seed 42.
+    /// `(seed, i)` with qval's own generator. These are not the published maps; see
+    /// [`FrozenLakeBuilder::published_maps`].
     pub fn random_maps(mut self, n: usize, size: usize, seed: u64) -> Self {
         self.published = false;
         for i in 0..n {
@@ -343,11 +345,12 @@ impl FrozenLakeBuilder {
     /// The published maps with the published dataset's tasks: 50 tasks in its collection
     /// order ([`published_task_order`]), task `t` on published map `t % 8`. Collecting 50
     /// trajectories then plays, trajectory by trajectory, the maps the published dataset played.
+    /// No other maps may be added: [`FrozenLakeBuilder::build`] refuses them.
     pub fn published_tasks(mut self) -> Self {
-        let start = self.maps.len();
         self = self.published_maps();
+        let n = self.maps.len().max(1);
         match published_task_order() {
-            Ok(order) => self.task_maps = Some(order.into_iter().map(|t| (t, start + t % 8)).collect()),
+            Ok(order) => self.task_maps = Some(order.into_iter().map(|t| (t, t % n)).collect()),
             Err(e) => self.error = self.error.or(Some(e)),
         }
         self
@@ -386,8 +389,8 @@ impl FrozenLakeBuilder {
     /// Validates and builds.
     ///
     /// # Errors
-    /// The first invalid map, no map at all, a zero step budget, a gamma outside (0, 1], or an
-    /// image size below 16 pixels.
+    /// The first invalid map, no map at all, other maps next to the published tasks, a zero
+    /// step budget, a gamma outside (0, 1], or an image size below 16 pixels.
     pub fn build(self) -> std::result::Result<FrozenLake, EnvsError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -401,7 +404,14 @@ impl FrozenLakeBuilder {
             return Err(invalid(
                 "maps",
                 "none".into(),
-                "add at least one map (preset_8x8, map, random_maps)",
+                "add at least one map (preset_8x8, map, random_maps, published_maps)",
+            ));
+        }
+        if self.task_maps.is_some() && !self.published {
+            return Err(invalid(
+                "maps",
+                format!("{} maps", self.maps.len()),
+                "published_tasks plays the published maps only: remove preset, map and random_maps",
             ));
         }
         if self.max_steps == 0 {
@@ -464,9 +474,15 @@ impl Environment for FrozenLake {
     }
 
     fn tasks(&self) -> Vec<Task> {
+        // On the published maps the task is the published description, as the notes are.
+        let instruction = if self.spec.notes.contains(INSTRUCTION) {
+            INSTRUCTION
+        } else {
+            self.spec.notes.as_str()
+        };
         let task = |id: String, m: &Grid| Task {
             id,
-            instruction: INSTRUCTION.into(),
+            instruction: instruction.into(),
             params: json!({ "map": m.rows_text() }),
         };
         match &self.task_maps {

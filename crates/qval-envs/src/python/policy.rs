@@ -10,14 +10,18 @@ use super::{PythonEnv, PythonState};
 use crate::EnvsError;
 use qval_core::{Aggregation, Environment, EvaluationPoint, Label, Labeler, Policy, PolicyInput, QRng, Result, Signal};
 
+/// An error of the bridge as an error of the environment, named.
+fn named(env: &PythonEnv) -> impl Fn(EnvsError) -> qval_core::CoreError + '_ {
+    |e| e.in_env(&env.spec().name)
+}
+
 fn legal(env: &PythonEnv, state: &PythonState) -> Result<Vec<Value>> {
     match env.legal_actions(state) {
         Some(a) if !a.is_empty() => Ok(a),
-        _ => Err(EnvsError::Bridge(format!(
+        _ => Err(named(env)(EnvsError::Bridge(format!(
             "`{}` has no closed action set here: a uniform choice needs legal_actions()",
             env.adapter()
-        ))
-        .into()),
+        )))),
     }
 }
 
@@ -32,7 +36,7 @@ impl Policy<PythonEnv> for ReferencePolicy {
     }
 
     async fn act(&self, env: &PythonEnv, input: PolicyInput<'_, PythonState>, _rng: &mut QRng) -> Result<Value> {
-        Ok(env.reference_action(input.state)?)
+        env.reference_action(input.state).map_err(named(env))
     }
 }
 
@@ -86,7 +90,7 @@ impl Policy<PythonEnv> for EpsilonGreedy {
             let actions = legal(env, input.state)?;
             Ok(actions[rng.random_range(0..actions.len())].clone())
         } else {
-            Ok(env.reference_action(input.state)?)
+            env.reference_action(input.state).map_err(named(env))
         }
     }
 }
@@ -111,20 +115,23 @@ impl ExactLabeler {
     fn value(&self, point: &EvaluationPoint) -> Result<f64> {
         let h = self.env.spec().max_steps.saturating_sub(point.step_index);
         let state: PythonState = point.state_as()?;
+        let exact = |s: &PythonState, a: Option<&Value>, h: usize| {
+            self.env.exact_value(s, a, self.gamma, h).map_err(named(&self.env))
+        };
         Ok(match self.signal {
-            Signal::V => self.env.exact_value(&state, None, self.gamma, h)?,
+            Signal::V => exact(&state, None, h)?,
             Signal::Q => {
                 let action: Value = point.action_as()?;
-                self.env.exact_value(&state, Some(&action), self.gamma, h)?
+                exact(&state, Some(&action), h)?
             }
             Signal::Advantage => {
                 let next: PythonState = point.next_state_as()?;
                 let after = if point.terminated {
                     0.0
                 } else {
-                    self.env.exact_value(&next, None, self.gamma, h.saturating_sub(1))?
+                    exact(&next, None, h.saturating_sub(1))?
                 };
-                after - self.env.exact_value(&state, None, self.gamma, h)?
+                after - exact(&state, None, h)?
             }
         })
     }

@@ -120,3 +120,10 @@ class BreaksOnLeft(Walk):
         if action == "left" and self.pos == 4:
             time.sleep(3600)
         return super().step(action, rng)
+
+
+class BadReference(Walk):
+    """The walk, but its reference policy raises."""
+
+    def reference_action(self):
+        raise KeyError("no reference here")
