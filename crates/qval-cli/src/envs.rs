@@ -337,7 +337,7 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
             SpecProblem::at(at, p.message).into_error()
         };
         let Some(sampler) = &spec.sampler else {
-            return qval_methods::prompting::expand_candidates(&*self.env, points, seed).map_err(|e| {
+            return qval_methods::prompting::expand_candidates(&*self.env, points, seed, Some(spec.k)).map_err(|e| {
                 crate::CliError::Usage(format!(
                     "{e}; sample candidates instead with `[dataset] candidates = {{ sampler = {{ type = \"llm\", \
                      backend = \"NAME\" }} }}`"

@@ -1215,7 +1215,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         let states: std::collections::HashSet<&str> = c.iter().filter_map(|p| p.candidate_of.as_deref()).collect();
         let how = match &e.dataset.candidates.sampler {
             Some(t) => format!("sampled by `{}`, at most {} a state", t.kind, e.dataset.candidates.k),
-            None => "the legal actions".to_string(),
+            None => format!("the legal actions, at most {} a state", e.dataset.candidates.k),
         };
         say(
             quiet,

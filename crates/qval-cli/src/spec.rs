@@ -140,9 +140,11 @@ pub struct DatasetSpec {
     pub candidates: CandidatesSpec,
 }
 
-/// How ranking candidates are made: every legal action of a state where the action set is
-/// closed (FrozenLake), else sampled as published (the state's own action and up to `k - 1`
-/// alternatives from `sampler`, each asked up to 5 times for an action not seen yet).
+/// How ranking candidates are made: the legal actions of a state where the action set is
+/// closed (FrozenLake's four moves; where there are more than `k`, as published, the state's
+/// own action and `k - 1` others drawn at random), else sampled as published (the state's own
+/// action and up to `k - 1` alternatives from `sampler`, each asked up to 5 times for an
+/// action not seen yet).
 ///
 /// | key | default |
 /// |---|---|

@@ -2,6 +2,7 @@
 //! state (see `qval_metrics::per_state_ranking`).
 
 use async_trait::async_trait;
+use rand::seq::SliceRandom as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
@@ -19,10 +20,13 @@ use qval_core::{CoreError, DenseSignalMethod, Environment, EvaluationPoint, Meth
 pub(crate) const SEP: char = '~';
 
 /// For each point, one candidate point per legal action of its state (for FrozenLake: the
-/// four moves), with the action's own result. Ids are `<point>~<j>`; each candidate's
-/// [`EvaluationPoint::candidate_of`] names its point. The step of a
-/// candidate draws from a generator derived from `seed` and the candidate's id, so
-/// slippery results are reproducible.
+/// four moves), with the action's own result; with `k`, at most `k` of them when a state has
+/// more: as published, the state's own action and `k - 1` others drawn at random (with a
+/// generator derived from `seed` and the point's id), kept in the legal actions' order. Ids
+/// are `<point>~<j>`, `j` the action's place among the legal actions; each candidate's
+/// [`EvaluationPoint::candidate_of`] names its point. The step of a candidate draws from a
+/// generator derived from `seed` and the candidate's id, so slippery results are
+/// reproducible.
 ///
 /// # Errors
 /// An environment without a closed action set, or a state that cannot be restored.
@@ -30,6 +34,7 @@ pub fn expand_candidates<E: Environment>(
     env: &E,
     points: &[EvaluationPoint],
     seed: u64,
+    k: Option<usize>,
 ) -> Result<Vec<EvaluationPoint>> {
     let mut out = Vec::new();
     for p in points {
@@ -38,11 +43,34 @@ pub fn expand_candidates<E: Environment>(
             env: env.spec().name.clone(),
             message: "ranking needs a closed action set (legal_actions)".into(),
         })?;
-        for (j, a) in actions.iter().enumerate() {
-            out.push(stepped_candidate(env, &state, p, a, format!("{}{SEP}{j}", p.id), seed)?);
+        let own: Option<E::Action> = p.action_as().ok();
+        for j in kept(&actions, own.as_ref(), &p.id, seed, k) {
+            out.push(stepped_candidate(
+                env,
+                &state,
+                p,
+                &actions[j],
+                format!("{}{SEP}{j}", p.id),
+                seed,
+            )?);
         }
     }
     Ok(out)
+}
+
+/// The places of the legal actions kept as candidates: all, or with `k` below their number,
+/// the point's own action and `k - 1` others drawn at random, in the legal actions' order.
+fn kept<A: PartialEq>(actions: &[A], own: Option<&A>, id: &str, seed: u64, k: Option<usize>) -> Vec<usize> {
+    let all = 0..actions.len();
+    let Some(k) = k.filter(|&k| k < actions.len()) else {
+        return all.collect();
+    };
+    let own = own.and_then(|a| actions.iter().position(|b| b == a));
+    let mut others: Vec<usize> = all.filter(|&j| Some(j) != own).collect();
+    others.shuffle(&mut rng_for(seed, &[stable_hash(id), stable_hash("candidates")]));
+    let mut keep: Vec<usize> = own.into_iter().chain(others).take(k).collect();
+    keep.sort_unstable();
+    keep
 }
 
 /// The candidate point `id` of `p`'s state: `action` stepped from `state` with a generator
@@ -290,6 +318,28 @@ impl DenseSignalMethod for Ranking {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_k_legal_actions_the_states_own_among_them_drawn_reproducibly() {
+        let actions: Vec<u32> = (0..10).collect();
+        assert_eq!(
+            kept(&actions, Some(&3), "p", 1, None),
+            actions.iter().map(|&a| a as usize).collect::<Vec<_>>()
+        );
+        assert_eq!(kept(&actions, Some(&3), "p", 1, Some(10)).len(), 10);
+        let mut draws = std::collections::HashSet::new();
+        for id in ["a", "b", "c", "d", "e", "f"] {
+            let k = kept(&actions, Some(&3), id, 1, Some(4));
+            assert_eq!(k.len(), 4);
+            assert!(k.contains(&3), "{k:?}");
+            assert!(k.windows(2).all(|w| w[0] < w[1]), "in the legal order, distinct: {k:?}");
+            assert_eq!(k, kept(&actions, Some(&3), id, 1, Some(4)), "reproducible");
+            draws.insert(k);
+        }
+        assert!(draws.len() > 1, "the others are drawn per state");
+        // An own action that is not legal: k legal ones.
+        assert_eq!(kept(&actions, Some(&99), "p", 1, Some(4)).len(), 4);
+    }
 
     /// All orders of 0..n.
     fn permutations(n: usize) -> Vec<Vec<usize>> {

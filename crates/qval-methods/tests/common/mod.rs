@@ -11,7 +11,7 @@ use qval_testkit::QuickstartData;
 /// (MVMC, one rollout of the optimal policy on deterministic maps), in the same order.
 pub async fn labelled_candidates(d: &QuickstartData, n: usize) -> (Vec<EvaluationPoint>, Vec<Label>) {
     let first: Vec<EvaluationPoint> = d.points.iter().take(n).cloned().collect();
-    let candidates = expand_candidates(&*d.env, &first, 1).unwrap();
+    let candidates = expand_candidates(&*d.env, &first, 1, None).unwrap();
     let labeler = MvmcLabeler::new(
         d.env.clone(),
         Arc::new(OptimalPolicy::for_env(&d.env)),
