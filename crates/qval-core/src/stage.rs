@@ -274,7 +274,7 @@ pub async fn run_episode<E: Environment, P: Policy<E> + ?Sized>(
     })
 }
 
-fn to_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
+pub(crate) fn to_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
     serde_json::to_value(v).map_err(|e| CoreError::Empty(format!("cannot serialise a state or action: {e}")))
 }
 

@@ -65,23 +65,8 @@ async fn map_signatures(env: &Arc<FrozenLake>) -> Vec<HashSet<Signature>> {
             for dir in 0..4 {
                 let action = FrozenLakeAction::from_index(dir);
                 let mut rng = qval_core::seed::rng_for(0, &[]);
-                let next = env.step(&state, &action, &mut rng).unwrap();
-                let point = EvaluationPoint {
-                    id: EvaluationPoint::make_id(0, 1),
-                    trajectory_index: 0,
-                    step_index: 1,
-                    task: env.tasks()[0].clone(),
-                    history: Vec::new(),
-                    state: serde_json::to_value(&state).unwrap(),
-                    observation: env.observe(&state),
-                    action: serde_json::to_value(&action).unwrap(),
-                    action_text: env.render_action(&action),
-                    reward: next.reward,
-                    next_state: serde_json::to_value(&next.state).unwrap(),
-                    next_observation: env.observe(&next.state),
-                    terminated: next.terminated,
-                    candidate_of: None,
-                };
+                let point =
+                    EvaluationPoint::from_step(&**env, &env.tasks()[0], 0, 1, &state, &action, &mut rng).unwrap();
                 let label = labeler.label(&point).await;
                 assert!(label.aborted.is_none(), "{label:?}");
                 values.push(label.value);

@@ -281,23 +281,7 @@ fn the_last_allowed_step_runs_the_tests() {
 fn point(state: &ShellState, action: &str, index: usize, n: usize) -> EvaluationPoint {
     let e = env();
     let action = e.parse_action(action);
-    let next = e.step(state, &action, &mut rng()).unwrap();
-    EvaluationPoint {
-        id: EvaluationPoint::make_id(n, index),
-        trajectory_index: n,
-        step_index: index,
-        task: task(&state.task),
-        state: serde_json::to_value(state).unwrap(),
-        action: serde_json::to_value(&action).unwrap(),
-        next_state: serde_json::to_value(&next.state).unwrap(),
-        reward: next.reward,
-        terminated: next.terminated,
-        observation: e.observe(state),
-        action_text: e.render_action(&action),
-        next_observation: e.observe(&next.state),
-        history: Vec::new(),
-        candidate_of: None,
-    }
+    EvaluationPoint::from_step(e, &task(&state.task), n, index, state, &action, &mut rng()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

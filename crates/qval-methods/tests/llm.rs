@@ -823,24 +823,7 @@ fn on_the_published_maps_prompts_give_the_published_task_and_reward_descriptions
     assert_eq!(task.instruction, PUBLISHED_TASK);
     let mut rng = qval_core::seed::rng_for(0, &[]);
     let state = env.reset(&task, &mut rng).unwrap();
-    let action = FrozenLakeAction::Right;
-    let next = env.step(&state, &action, &mut rng).unwrap();
-    let point = EvaluationPoint {
-        id: EvaluationPoint::make_id(0, 0),
-        trajectory_index: 0,
-        step_index: 0,
-        task,
-        history: Vec::new(),
-        state: serde_json::to_value(&state).unwrap(),
-        observation: env.observe(&state),
-        action: serde_json::to_value(&action).unwrap(),
-        action_text: env.render_action(&action),
-        reward: next.reward,
-        next_state: serde_json::to_value(&next.state).unwrap(),
-        next_observation: env.observe(&next.state),
-        terminated: next.terminated,
-        candidate_of: None,
-    };
+    let point = EvaluationPoint::from_step(&env, &task, 0, 0, &state, &FrozenLakeAction::Right, &mut rng).unwrap();
     let ctx = MethodContext::from_spec(env.spec());
     let text = render(&direct_messages(&point, &ctx, Signal::Q, &PromptOptions::default()));
     assert!(
