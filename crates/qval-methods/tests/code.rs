@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use qval_core::{EvaluationPoint, MethodContext, Prediction, Signal, StageOptions, predict};
 use qval_methods::code::{
-    CodeSample, CodegenAvg, GeneratedSample, Isolation, SandboxConfig, generate_samples, sandbox,
+    CodeSample, CodegenAvg, GeneratedSample, Isolation, SandboxConfig, generate_samples, group, parallelism, sandbox,
 };
 use qval_methods::llm::{OpenAiBackend, OpenAiConfig};
 use qval_metrics::group_summary;
@@ -285,6 +285,7 @@ async fn codegen_samples_come_from_the_backend_and_average() {
 fn configurations_are_validated() {
     assert!(SandboxConfig::builder().call_limit(Duration::ZERO).build().is_err());
     assert!(SandboxConfig::builder().memory(1 << 20).build().is_err());
+    assert!(SandboxConfig::builder().abandon_after(0).build().is_err());
     let e = SandboxConfig::builder()
         .python("/root/.pyenv/bin/python3")
         .build()
@@ -564,7 +565,12 @@ async fn eureka_runs_candidates_concurrently() {
     let mut cfg = EurekaConfig::new(config(2000));
     cfg.iterations = 1;
     cfg.candidates = 4;
-    assert_eq!(cfg.concurrency, 4, "the documented default");
+    assert_eq!(
+        cfg.concurrency,
+        parallelism(),
+        "the documented default: the machine's cores"
+    );
+    cfg.concurrency = 4;
     let t = std::time::Instant::now();
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..4], &cfg)
         .await
@@ -611,6 +617,149 @@ async fn restarts_count_against_the_total_time_limit() {
         preds.last()
     );
     assert!(took < Duration::from_secs(6), "{took:?} for a 2 s budget");
+}
+
+/// Code that never returns costs a few call limits, not one per point: a sample whose calls
+/// time out three times in a row (the worker's alarm, or the host's limit for code deaf to
+/// it) is abandoned, its remaining points NaN with the reason and not run; two timeouts in a
+/// row are not enough; the other samples of its group keep their values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_timing_out_three_times_in_a_row_is_abandoned_and_the_others_keep_their_values() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let points = &d.points[..12];
+    // Call k (from 1) returns k, but calls 4, 5 and 7, 8, 9 hang.
+    let flaky = "_n = [0]\ndef signal_function(state, action, next_state):\n    _n[0] += 1\n    if _n[0] in (4, 5, 7, 8, 9):\n        while True:\n            pass\n    return float(_n[0])";
+    let deaf = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    s = _builtins()['__import__']('signal')\n    s.signal(s.SIGALRM, s.SIG_IGN)\n    while True:\n        pass"
+    );
+    let members = group(
+        [GOOD, flaky, deaf.as_str(), GOOD]
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
+                let mut s = sample(code);
+                s.index = i;
+                CodeSample::new(s, Signal::Q, config(300), "codegen")
+            })
+            .collect(),
+    );
+    let t = std::time::Instant::now();
+    let mut preds = Vec::new();
+    for m in &members {
+        preds.push(predict(&**m, points, &d.ctx, &StageOptions::default()).await.unwrap());
+    }
+    let took = t.elapsed();
+    let reason = |p: &Prediction| p.error.clone().unwrap_or_default();
+    let abandoned = "abandoned after 3 calls in a row timed out";
+    // The good samples are untouched.
+    for k in [0, 3] {
+        assert!(preds[k].iter().all(|p| p.value.is_finite()), "{:?}", preds[k]);
+    }
+    assert_eq!(
+        preds[0].iter().map(|p| p.value).collect::<Vec<_>>(),
+        preds[3].iter().map(|p| p.value).collect::<Vec<_>>()
+    );
+    // Two timeouts in a row, then a value: the sample goes on; three: it is abandoned.
+    let flaky_values: Vec<f64> = preds[1].iter().map(|p| p.value).collect();
+    for (i, want) in [(0, 1.0), (1, 2.0), (2, 3.0), (5, 6.0)] {
+        assert_eq!(flaky_values[i], want, "{:?}", preds[1]);
+    }
+    for i in [3, 4, 6, 7, 8] {
+        assert!(reason(&preds[1][i]).contains("time limit"), "{:?}", preds[1][i]);
+    }
+    for p in &preds[1][9..] {
+        assert!(p.value.is_nan() && reason(p).contains(abandoned), "{p:?}");
+    }
+    // Deaf to the alarm: killed by the host each time, restarted twice, then abandoned.
+    for p in &preds[2][..3] {
+        assert!(p.value.is_nan() && reason(p).contains("timed out"), "{p:?}");
+    }
+    for p in &preds[2][3..] {
+        assert!(p.value.is_nan() && reason(p).contains(abandoned), "{p:?}");
+    }
+    assert_eq!(members[2].restarts().await, 2);
+    assert!(members[2].abandoned().await.is_some() && members[0].abandoned().await.is_none());
+    // Without abandoning, the deaf sample alone would take 12 x 0.8 s plus 11 restarts.
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    for m in &members {
+        m.close().await;
+    }
+}
+
+/// Samples linked in a group run at once, up to the machine's cores, even when scored one
+/// after another as the runner does: two samples sleeping 0.5 s on each of 4 points take
+/// about 2 s on two cores, not 4 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_samples_scored_one_after_another_run_at_once() {
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let slow = format!(
+        "{ESCAPE}\ndef signal_function(state, action, next_state):\n    _builtins()['__import__']('time').sleep(0.5)\n    return float(len(next_state))"
+    );
+    let members = group(
+        (0..2)
+            .map(|_| CodeSample::new(sample(&slow), Signal::Q, config(2000), "codegen"))
+            .collect(),
+    );
+    let t = std::time::Instant::now();
+    for m in &members {
+        let preds = predict(&**m, &d.points[..4], &d.ctx, &StageOptions::default())
+            .await
+            .unwrap();
+        assert!(preds.iter().all(|p| p.value.is_finite()), "{preds:?}");
+    }
+    let took = t.elapsed();
+    let at_once = parallelism().min(2) as f64;
+    assert!(
+        took.as_secs_f64() < 4.0 / at_once + 1.5,
+        "{took:?} with {at_once} at once: the samples ran one after another"
+    );
+    for m in &members {
+        m.close().await;
+    }
+}
+
+/// Eureka on a model whose code never returns: every candidate is abandoned and rejected
+/// with the reason, no judge is asked, and the search ends after two rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eureka_rejects_candidates_that_never_return_and_stops() {
+    use qval_methods::code::{EurekaConfig, run_eureka};
+    use qval_testkit::{Fault, Rule, Selector};
+    require_bubblewrap();
+    let d = quickstart_data().await;
+    let server = TestServer::start(ServerConfig {
+        rules: vec![Rule::new(
+            Selector::Contains("signal_function".into()),
+            Fault::NeverReturningCode,
+        )],
+        ..Default::default()
+    });
+    let backend: Arc<dyn qval_methods::llm::Backend> =
+        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let mut cfg = EurekaConfig::new(config(200));
+    cfg.candidates = 4;
+    let t = std::time::Instant::now();
+    let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(
+        r.rounds.len(),
+        2,
+        "rounds; the first: {:?}",
+        r.rounds[0].candidates[0].1
+    );
+    for round in &r.rounds {
+        assert!(!round.judged);
+        for (_, stats) in &round.candidates {
+            let why = stats.invalid.as_deref().unwrap_or_default();
+            assert!(why.contains("abandoned after 3 calls in a row timed out"), "{stats:?}");
+            assert_eq!((stats.finite, stats.nan), (0, 20));
+        }
+    }
+    assert_eq!(server.requests(), 2 * 4, "code requests only, no judge");
+    assert!(took < Duration::from_secs(20), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

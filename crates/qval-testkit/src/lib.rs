@@ -8,8 +8,8 @@
 //!   over the remaining step budget), optionally with seeded Gaussian noise; it answers
 //!   batched lists, rankings of candidates and letter log-probabilities consistently;
 //! - **inject faults**: 429 with `Retry-After`, 500, a reply slower than a timeout, malformed
-//!   JSON, no choices, prose without a number, for requests whose prompt contains a marker
-//!   or for the first N requests;
+//!   JSON, no choices, prose without a number, code that never returns, for requests whose
+//!   prompt contains a marker or for the first N requests;
 //! - serve **embeddings** (`/v1/embeddings`, texts as `input`, images as vLLM's chat-style
 //!   `messages`): deterministic vectors built so that a FrozenLake picture nearer the goal is
 //!   nearer a goal text ([`embeddings`] documents the construction);
@@ -81,6 +81,11 @@ pub enum Fault {
     /// A 200 cut off at the token limit (`finish_reason` "length") inside its thinking, with
     /// no answer.
     Truncated,
+    /// A 200 whose answer is a ```python block defining `signal_function` with the
+    /// parameters the prompt asks for (`def signal_function(...)` in the prompt) and a body
+    /// that never returns. Pick code-generation requests with
+    /// `Selector::Contains("signal_function".into())`.
+    NeverReturningCode,
 }
 
 /// A fault for the requests a selector picks, at most `times` times (`None`: always).
@@ -395,7 +400,19 @@ async fn apply_fault(shared: &Shared, n: usize, all_text: &str, model: &str) -> 
             r["choices"][0]["finish_reason"] = json!("length");
             Json(r).into_response()
         }
+        Fault::NeverReturningCode => Json(reply(model, &never_returning_code(all_text), None)).into_response(),
     })
+}
+
+/// A reply defining `signal_function` with the parameters `prompt` asks for (those of its
+/// first `def signal_function(...)`, else `state, action, next_state`) that loops forever.
+fn never_returning_code(prompt: &str) -> String {
+    let params = prompt
+        .split("def signal_function(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or("state, action, next_state");
+    format!("```python\ndef signal_function({params}):\n    while True:\n        pass\n```")
 }
 
 /// The test server's chat template: `<|role|>\ntext\n<|end|>\n` per message; a reply starts

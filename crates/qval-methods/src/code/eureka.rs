@@ -29,7 +29,7 @@ use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, Stage
 /// |---|---|
 /// | `iterations` | 16 |
 /// | `candidates` | 8 per iteration |
-/// | `concurrency` | 4 candidates run at once (each in its own worker) |
+/// | `concurrency` | [`parallelism`](super::parallelism) (the machine's cores) candidates run at once, each in its own worker |
 /// | `judge_points` | 8 sampled points shown to the judge (the published `judge_num_points`) |
 /// | `seed` | 0: the seed of the judge's candidate labels and sampled points |
 ///
@@ -40,9 +40,14 @@ use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, Stage
 /// 600 + 1.5 + 11 + 11 (the first load) = 624 s, however hostile the code. A round runs
 /// its candidates `concurrency` at a time, so a run costs at most
 /// `iterations x ceil(candidates / concurrency) x 624 s` plus the LLM calls: with the
-/// published 16 x 8 and concurrency 4, 32 x 624 s = about 5.5 hours on entirely hostile
-/// code (one at a time it would be 22 hours). Lower `sandbox.total_limit` for a tighter
-/// budget: a well-behaved sample needs milliseconds per point.
+/// published 16 x 8 and concurrency 4, 32 x 624 s = about 5.5 hours on code built to use
+/// up its budget (one at a time it would be 22 hours). Lower `sandbox.total_limit` for a
+/// tighter budget: a well-behaved sample needs milliseconds per point.
+///
+/// Code that never returns costs far less: its calls time out, and after
+/// `sandbox.abandon_after` (3) in a row the candidate is abandoned (about 3 x 1 s with the
+/// defaults) and rejected like one that does not load, with the reason. A round of only
+/// rejected candidates is not judged, so a search on such code ends after two rounds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EurekaConfig {
     /// Rounds.
@@ -70,7 +75,7 @@ impl EurekaConfig {
         EurekaConfig {
             iterations: 16,
             candidates: 8,
-            concurrency: 4,
+            concurrency: super::parallelism(),
             sandbox,
             sampling: Sampling::default(),
             judge_points: 8,
@@ -613,7 +618,8 @@ pub fn reflection(prev: &EurekaRound) -> String {
     parts.join("\n\n")
 }
 
-/// Runs one candidate on every point and summarises its outputs.
+/// Runs one candidate on every point and summarises its outputs; an abandoned candidate
+/// ([`SandboxConfig::abandon_after`]) is rejected with the reason.
 async fn run_candidate(
     sample: GeneratedSample,
     signal: Signal,
@@ -634,11 +640,16 @@ async fn run_candidate(
         Ok(Ok(())) => {}
     }
     let preds = predict(&m, points, ctx, &StageOptions::default()).await;
+    let abandoned = m.abandoned().await;
     m.close().await;
     let preds = preds?;
     let values: Vec<f64> = preds.iter().map(|p| p.value).collect();
     let first_error = preds.iter().find_map(|p| p.error.clone());
-    Ok((sample, CandidateStats::of(&values, first_error), values))
+    let mut stats = CandidateStats::of(&values, first_error);
+    // A candidate whose calls kept timing out was stopped before most points: it is no
+    // more usable than one that does not load, and the judge is told why.
+    stats.invalid = abandoned;
+    Ok((sample, stats, values))
 }
 
 fn fallback(round: &[(GeneratedSample, CandidateStats, Vec<f64>)]) -> usize {

@@ -5,25 +5,29 @@
 //!   code of each;
 //! - [`CodeSample`] is one sample as a method (its own prediction set; its source is kept);
 //! - [`CodegenAvg`] is codegen-avg: per point, the NaN-skipping mean over the samples;
+//! - [`group`] links samples so that scoring one runs them all at once, up to
+//!   [`parallelism`] (the machine's cores) at a time;
 //! - [`run_eureka`]: iterative improvement with an LLM judge; its winner is a [`CodeSample`].
 //!
 //! The published figure for codegen is the mean +- std [min, max] of the per-sample
 //! correlations: `qval_metrics::group_summary` of the samples' rho.
 
 pub mod eureka;
+mod group;
 pub mod sandbox;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Mutex;
 
 pub use eureka::{
     CandidateStats, EurekaConfig, EurekaResult, EurekaRound, JudgeCandidate, generation_messages, judge_labels,
     judge_messages, parse_winner, reflection, run_eureka, sample_point_indices,
 };
-pub use sandbox::{ALLOWED_MODULES, Isolation, Sandbox, SandboxConfig, SandboxError};
+pub use group::{group, parallelism, run_samples};
+pub use sandbox::{ALLOWED_MODULES, CallResult, Isolation, Sandbox, SandboxConfig, SandboxError};
 
 use crate::llm::prompt::{Slot, adapt_closing, signal_name, system_head, system_tail};
 use crate::llm::{Backend, ChatRequest, Message, PromptOptions, Role, Sampling, last_tag_code};
@@ -158,7 +162,7 @@ pub async fn generate_samples(
 }
 
 /// One sample as a method: its worker starts on first use; calls on one sample are
-/// sequential (one worker), samples run in parallel.
+/// sequential (one worker), samples run in parallel ([`run_samples`], [`group`]).
 pub struct CodeSample {
     sample: GeneratedSample,
     signal: Signal,
@@ -166,6 +170,8 @@ pub struct CodeSample {
     name: String,
     next_state: bool,
     sandbox: Mutex<Option<std::result::Result<Sandbox, String>>>,
+    /// The group this sample belongs to and its place in it, once [`group`] linked it.
+    group: OnceLock<(Arc<group::SampleGroup>, usize)>,
 }
 
 impl CodeSample {
@@ -179,6 +185,7 @@ impl CodeSample {
             name,
             next_state: true,
             sandbox: Mutex::new(None),
+            group: OnceLock::new(),
         }
     }
 
@@ -232,6 +239,30 @@ impl CodeSample {
         }
     }
 
+    /// Why the sample was abandoned (its calls kept timing out), if it was.
+    pub async fn abandoned(&self) -> Option<String> {
+        match self.sandbox.lock().await.as_ref() {
+            Some(Ok(sb)) => sb.abandoned().map(String::from),
+            _ => None,
+        }
+    }
+
+    /// Runs this sample alone on `points`, one call after another in its worker.
+    pub async fn run(&self, points: &[EvaluationPoint]) -> Vec<CallResult> {
+        let mut guard = self.sandbox.lock().await;
+        if let Err(e) = self.ensure(&mut guard).await {
+            return vec![Err(e.to_string()); points.len()];
+        }
+        let mut out = Vec::with_capacity(points.len());
+        for p in points {
+            out.push(match guard.as_mut().expect("ensured") {
+                Err(reason) => Err(reason.clone()),
+                Ok(sb) => sb.call(&args_for(p, self.signal, self.next_state)).await,
+            });
+        }
+        out
+    }
+
     /// Stops the worker.
     pub async fn close(&self) {
         if let Some(Ok(sb)) = self.sandbox.lock().await.take() {
@@ -248,29 +279,25 @@ impl DenseSignalMethod for CodeSample {
     fn signal(&self) -> Signal {
         self.signal
     }
-    async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> Result<f64> {
-        let mut guard = self.sandbox.lock().await;
-        self.ensure(&mut guard)
+    async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
+        self.evaluate_batch(std::slice::from_ref(point), ctx)
             .await
-            .map_err(|e| CoreError::Method(e.to_string()))?;
-        match guard.as_mut().expect("ensured") {
-            Err(reason) => Err(CoreError::Method(reason.clone())),
-            Ok(sb) => sb
-                .call(&args_for(point, self.signal, self.next_state))
-                .await
-                .map_err(CoreError::Method),
-        }
+            .pop()
+            .expect("one result")
     }
-    async fn evaluate_batch(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
-        let mut out = Vec::with_capacity(points.len());
-        for p in points {
-            out.push(self.evaluate(p, ctx).await);
-        }
-        out
+    /// Alone, the sample runs the points itself; in a [`group`], the first sample asked
+    /// about points runs the whole group on them at once and the others find their results.
+    async fn evaluate_batch(&self, points: &[EvaluationPoint], _ctx: &MethodContext) -> Vec<Result<f64>> {
+        let results = match self.group.get() {
+            Some((g, i)) => g.evaluate(*i, points).await,
+            None => self.run(points).await,
+        };
+        results.into_iter().map(|r| r.map_err(CoreError::Method)).collect()
     }
 }
 
-/// codegen-avg: per point, the mean of the samples that give a number.
+/// codegen-avg: per point, the mean of the samples that give a number; the samples run
+/// [`parallelism`] at a time.
 pub struct CodegenAvg {
     samples: Vec<Arc<CodeSample>>,
     name: String,
@@ -300,8 +327,8 @@ impl DenseSignalMethod for CodegenAvg {
             .pop()
             .expect("one result")
     }
-    async fn evaluate_batch(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
-        let per_sample = futures::future::join_all(self.samples.iter().map(|s| s.evaluate_batch(points, ctx))).await;
+    async fn evaluate_batch(&self, points: &[EvaluationPoint], _ctx: &MethodContext) -> Vec<Result<f64>> {
+        let per_sample = run_samples(&self.samples, points, parallelism()).await;
         (0..points.len())
             .map(|i| {
                 let ok: Vec<f64> = per_sample.iter().filter_map(|r| r[i].as_ref().ok().copied()).collect();

@@ -22,7 +22,9 @@
 //!   answer of another point;
 //! - **from the host**: a per-call time limit (a stuck worker is killed and restarted), a
 //!   total time limit per sample, more than the output cap on the reply channel kills the
-//!   worker.
+//!   worker; a sample whose calls time out [`SandboxConfig::abandon_after`] times in a row
+//!   (default 3) is abandoned: its worker is stopped and its remaining points are NaN with
+//!   the reason, so code that never returns costs a few call limits, not one per point.
 //!
 //! Where bubblewrap is missing or cannot create namespaces, [`Sandbox::new`] fails with an
 //! error naming the package to install: qval never runs generated code without it unless
@@ -65,6 +67,7 @@ pub enum Isolation {
 /// |---|---|
 /// | `call_limit` | 1 s per call |
 /// | `total_limit` | 600 s per sample (calls and worker restarts) |
+/// | `abandon_after` | 3 calls in a row that time out abandon the sample |
 /// | `memory` | 1 GiB address space |
 /// | `processes` | 256 for the sandbox user (shared by all samples running at once) |
 /// | `output_cap` | 64 KiB of output per call (prints and writes), and per reply |
@@ -76,6 +79,9 @@ pub struct SandboxConfig {
     pub call_limit: Duration,
     /// Wall-clock limit of all calls of one sample.
     pub total_limit: Duration,
+    /// Calls in a row that time out (the worker's alarm or the host's limit) after which
+    /// the sample is abandoned: its later calls fail at once with the reason.
+    pub abandon_after: usize,
     /// Address-space limit in bytes.
     pub memory: u64,
     /// Process limit of the sandbox user.
@@ -94,6 +100,7 @@ impl SandboxConfig {
         SandboxConfigBuilder(SandboxConfig {
             call_limit: Duration::from_secs(1),
             total_limit: Duration::from_secs(600),
+            abandon_after: 3,
             memory: 1 << 30,
             processes: 256,
             output_cap: 64 * 1024,
@@ -116,6 +123,11 @@ impl SandboxConfigBuilder {
     /// Per-sample limit (default 600 s).
     pub fn total_limit(mut self, d: Duration) -> Self {
         self.0.total_limit = d;
+        self
+    }
+    /// Calls in a row that time out before the sample is abandoned (default 3).
+    pub fn abandon_after(mut self, n: usize) -> Self {
+        self.0.abandon_after = n;
         self
     }
     /// Memory in bytes (default 1 GiB).
@@ -146,11 +158,14 @@ impl SandboxConfigBuilder {
     /// Validates.
     ///
     /// # Errors
-    /// A zero limit, less than 64 MiB of memory, or a Python outside `/usr` under bubblewrap.
+    /// A zero limit (`abandon_after` included), less than 64 MiB of memory, or a Python outside `/usr` under bubblewrap.
     pub fn build(self) -> Result<SandboxConfig, SandboxError> {
         let c = self.0;
         if c.call_limit.is_zero() || c.total_limit.is_zero() {
             return Err(SandboxError::Config("time limits must be positive".into()));
+        }
+        if c.abandon_after == 0 {
+            return Err(SandboxError::Config("abandon_after = 0: give at least 1 call".into()));
         }
         if c.memory < 64 << 20 {
             return Err(SandboxError::Config(format!(
@@ -173,6 +188,21 @@ impl SandboxConfigBuilder {
 
 /// The outcome of one call: a value, or why there is none.
 pub type CallResult = Result<f64, String>;
+
+/// Why an exchange with the worker failed, and whether it was the time limit.
+struct Failed {
+    reason: String,
+    timed_out: bool,
+}
+
+impl Failed {
+    fn other(reason: impl Into<String>) -> Self {
+        Failed {
+            reason: reason.into(),
+            timed_out: false,
+        }
+    }
+}
 
 /// Reads one line of at most `cap` bytes; `Ok(None)` at end of stream, `Err` when too long.
 async fn read_line_capped<R: AsyncBufRead + Unpin>(r: &mut R, cap: usize) -> std::io::Result<Option<Vec<u8>>> {
@@ -221,6 +251,8 @@ pub struct Sandbox {
     worker: Option<Worker>,
     used: Duration,
     restarts: usize,
+    timeouts_in_a_row: usize,
+    abandoned: Option<String>,
 }
 
 impl Sandbox {
@@ -244,6 +276,8 @@ impl Sandbox {
             worker: None,
             used: Duration::ZERO,
             restarts: 0,
+            timeouts_in_a_row: 0,
+            abandoned: None,
         };
         sb.start().await?;
         Ok(sb)
@@ -252,6 +286,11 @@ impl Sandbox {
     /// Times a crashed or stuck worker was restarted.
     pub fn restarts(&self) -> usize {
         self.restarts
+    }
+
+    /// Why the sample was abandoned (its calls kept timing out), if it was.
+    pub fn abandoned(&self) -> Option<&str> {
+        self.abandoned.as_deref()
     }
 
     fn command(&self, dir: &Path) -> Command {
@@ -329,7 +368,7 @@ impl Sandbox {
                 "the sample does not load: {}",
                 v["error"].as_str().unwrap_or("no reason given")
             ))),
-            Err(e) => Err(Ok(format!("the sample does not load: {e}"))),
+            Err(e) => Err(Ok(format!("the sample does not load: {}", e.reason))),
         }
     }
 
@@ -341,9 +380,9 @@ impl Sandbox {
     /// (forged, or left over from an earlier call) are skipped, so nothing a sample writes
     /// can become the answer of another point. More than the output cap of such lines in
     /// one exchange kills the worker.
-    async fn exchange(&mut self, msg: &Value, limit: Duration) -> Result<Value, String> {
+    async fn exchange(&mut self, msg: &Value, limit: Duration) -> Result<Value, Failed> {
         let cap = self.config.output_cap;
-        let w = self.worker.as_mut().ok_or("no worker")?;
+        let w = self.worker.as_mut().ok_or_else(|| Failed::other("no worker"))?;
         let nonce = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
         let mut msg = msg.clone();
         msg["nonce"] = Value::from(nonce.clone());
@@ -375,7 +414,13 @@ impl Sandbox {
             }
         })
         .await
-        .unwrap_or_else(|_| Err(format!("timed out after {:.1}s", limit.as_secs_f64())));
+        .map(|r| r.map_err(Failed::other))
+        .unwrap_or_else(|_| {
+            Err(Failed {
+                reason: format!("timed out after {:.1}s", limit.as_secs_f64()),
+                timed_out: true,
+            })
+        });
         if result.is_err()
             && let Some(w) = self.worker.take()
         {
@@ -388,6 +433,9 @@ impl Sandbox {
     /// return, an exception, a timeout or a crash is `Err(reason)` for this call, and a dead
     /// worker is restarted for the next one.
     pub async fn call(&mut self, args: &[Value]) -> CallResult {
+        if let Some(reason) = &self.abandoned {
+            return Err(reason.clone());
+        }
         if self.used >= self.config.total_limit {
             return Err(format!(
                 "the sample used up its total time limit of {:?}",
@@ -416,11 +464,28 @@ impl Sandbox {
             )
             .await;
         self.used += t.elapsed();
-        let v = r?;
-        match v.get("value").and_then(|x| x.as_f64()) {
-            Some(x) => Ok(x),
-            None => Err(v["error"].as_str().unwrap_or("no value").to_string()),
+        let (result, timed_out) = match r {
+            Err(f) => (Err(f.reason), f.timed_out),
+            Ok(v) => match v.get("value").and_then(|x| x.as_f64()) {
+                Some(x) => (Ok(x), false),
+                None => (
+                    Err(v["error"].as_str().unwrap_or("no value").to_string()),
+                    v["timeout"] == true,
+                ),
+            },
+        };
+        self.timeouts_in_a_row = if timed_out { self.timeouts_in_a_row + 1 } else { 0 };
+        if self.timeouts_in_a_row >= self.config.abandon_after {
+            self.abandoned = Some(format!(
+                "not run: the sample was abandoned after {} calls in a row timed out (limit {:.1} s per call)",
+                self.timeouts_in_a_row,
+                self.config.call_limit.as_secs_f64()
+            ));
+            if let Some(w) = self.worker.take() {
+                w.kill().await;
+            }
         }
+        result
     }
 
     /// Stops the worker.

@@ -3,7 +3,8 @@
 # Protocol (JSON lines): the host sends {"load": code, "params": [...], "allowed": [...],
 # "call_limit": seconds, "output_cap": bytes, "nonce": n}, then {"args": [...], "nonce": n}
 # per point, with a fresh random nonce each time; the worker answers {"ok": true} /
-# {"value": x} / {"error": "..."} carrying the nonce of the message it answers.
+# {"value": x} / {"error": "...", "timeout": true when the time limit stopped it} carrying
+# the nonce of the message it answers.
 #
 # Channels: replies go to the worker's original stdout, moved here to a fresh descriptor;
 # descriptors 1 and 2 (the sample's own output, however it writes it: print, sys.stdout,
@@ -22,6 +23,14 @@ _out_fd = os.open(".qval-output", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
 os.unlink(".qval-output")
 os.dup2(_out_fd, 1)
 os.dup2(_out_fd, 2)
+
+
+def failure(e):
+    """The reply for an exception: its text, and whether the call's time limit raised it."""
+    obj = {"error": f"{type(e).__name__}: {e}"[:500]}
+    if isinstance(e, CallTimeout):
+        obj["timeout"] = True
+    return obj
 
 
 def reply(nonce, obj):
@@ -133,7 +142,7 @@ def main():
                 reply(nonce, {"ok": True})
             except BaseException as e:  # noqa: B902 - report everything, including SystemExit
                 output_reset()
-                reply(nonce, {"error": f"{type(e).__name__}: {e}"[:500]})
+                reply(nonce, failure(e))
             continue
         try:
             signal.setitimer(signal.ITIMER_REAL, limit)
@@ -159,7 +168,7 @@ def main():
                 reply(nonce, {"value": float(v)})
         except BaseException as e:  # noqa: B902
             output_reset()
-            reply(nonce, {"error": f"{type(e).__name__}: {e}"[:500]})
+            reply(nonce, failure(e))
 
 
 main()
