@@ -168,6 +168,12 @@ impl<E: Environment + 'static> TypedEnv<E> {
             "llm".into(),
             Arc::new(|params, services| {
                 let p: LlmPolicyParams = spec::params(params, &[])?;
+                crate::limits::at_most(
+                    crate::at!["history_turns"],
+                    p.history_turns,
+                    crate::limits::MAX_STEPS,
+                    "the largest step budget: no trajectory is longer",
+                )?;
                 let backend = services
                     .backend(&p.backend)
                     .map_err(|m| SpecProblem::at(crate::at!["backend"], m))?;
@@ -496,7 +502,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         _ => 8,
     };
     bounded("maps", count, 1, 1000)?;
-    bounded("max_steps", p.max_steps, 1, 10_000)?;
+    bounded("max_steps", p.max_steps, 1, crate::limits::MAX_STEPS)?;
     bounded("image_size", p.image_size as usize, 16, 4096)?;
     let mut b = FrozenLake::builder()
         .slippery(p.slippery)
@@ -730,6 +736,12 @@ pub fn terminalbench(
         b = b.only(only.iter().cloned());
     }
     if let Some(n) = p.max_steps {
+        crate::limits::at_most(
+            crate::at!["max_steps"],
+            n,
+            crate::limits::MAX_STEPS,
+            "every step runs a command in a sandbox, and its state is kept",
+        )?;
         b = b.max_steps(n);
     }
     if let Some(g) = p.gamma {

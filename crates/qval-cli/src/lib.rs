@@ -38,6 +38,7 @@ pub mod catalog;
 pub mod encoders;
 pub mod envs;
 pub mod error;
+pub mod limits;
 pub mod methods;
 pub mod out;
 pub mod runner;

@@ -382,7 +382,13 @@ impl Direct {
         let n = |default: usize| -> std::result::Result<usize, SpecProblem> {
             match p.n {
                 Some(0) => Err(SpecProblem::at(crate::at!["n"], "0: give at least 1")),
-                Some(n) => Ok(n),
+                Some(n) => crate::limits::at_most(
+                    crate::at!["n"],
+                    n,
+                    1_000,
+                    "each is one more request or prompt section per point",
+                )
+                .map(|_| n),
                 None => Ok(default),
             }
         };
@@ -496,6 +502,14 @@ impl VerifierParams {
                 crate::at!["num_verifications"],
                 "`num_verifications` must be at least 1",
             ));
+        }
+        if let Some(n) = p.num_verifications {
+            crate::limits::at_most(
+                crate::at!["num_verifications"],
+                n,
+                100,
+                "each verification is one more request per point",
+            )?;
         }
         let ids = qval_methods::prompting::VerifierCriterion::ids();
         for (i, c) in p.criteria.iter().enumerate() {
@@ -654,6 +668,12 @@ impl CodeParams {
         if p.samples == 0 {
             return Err(SpecProblem::at(crate::at!["samples"], "0: give at least 1"));
         }
+        crate::limits::at_most(
+            crate::at!["samples"],
+            p.samples,
+            1_000,
+            "each sample is a generated program run on every point",
+        )?;
         for (key, v) in [("call_limit", p.call_limit), ("total_limit", p.total_limit)] {
             if !(v > 0.0 && v <= 86_400.0) {
                 return Err(SpecProblem::at(
@@ -845,6 +865,12 @@ impl EurekaParams {
             if v == 0 {
                 return Err(SpecProblem::at(crate::at![key], "0: give at least 1"));
             }
+            crate::limits::at_most(
+                crate::at![key],
+                v,
+                1_000,
+                "every candidate of every round is a generated program, judged and run on the points",
+            )?;
         }
         CodeParams {
             samples: 1,
@@ -1012,6 +1038,14 @@ impl Embedding {
                              model) or `base_url` and `model`",
                         ));
                     }
+                }
+                if let Some(n) = p.batch_size {
+                    crate::limits::at_most(
+                        crate::at!["batch_size"],
+                        n,
+                        4_096,
+                        "a request's texts and their vectors are held in memory",
+                    )?;
                 }
                 if p.batch_size == Some(0) {
                     return Err(SpecProblem::at(crate::at!["batch_size"], "0: give at least 1"));

@@ -148,7 +148,7 @@ pub struct DatasetSpec {
 ///
 /// | key | default |
 /// |---|---|
-/// | `k` | 4 candidates per state (published) |
+/// | `k` | 4 candidates per state (published); from 2 to 64 |
 /// | `sampler` | none: the legal actions. `{ type = "llm", backend = "NAME" }` asks a model, told the actions already taken (published); any policy type of the environment (`{ type = "noisy", epsilon = 1.0 }`) samples offline |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -703,8 +703,8 @@ fn readable(message: &str) -> String {
         )
 }
 
-/// Reads and parses an experiment file (syntax, keys and types; [`crate::runner::Plan`]
-/// checks the rest).
+/// Reads and parses an experiment file (syntax, keys, types and the bounds of
+/// [`crate::limits`]; [`crate::runner::Plan`] checks the rest).
 ///
 /// # Errors
 /// [`CliError::Spec`] with the file, line and column; [`CliError::Usage`] for an unreadable file.
@@ -738,6 +738,7 @@ pub fn load(file: &Path) -> Result<(Experiment, Source)> {
         }
         err
     })?;
+    crate::limits::check(&exp).map_err(|p| source.error(p))?;
     Ok((exp, source))
 }
 

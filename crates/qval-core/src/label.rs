@@ -69,7 +69,7 @@ pub trait Labeler: Send + Sync {
 ///
 /// | parameter | default | range |
 /// |---|---|---|
-/// | `rollouts` (k) | 16 | >= 1 |
+/// | `rollouts` (k) | 16 | [1, [`MvmcConfig::MAX_ROLLOUTS`]] |
 /// | `gamma` | the environment's ([`crate::EnvSpec::gamma`]; 0.95 for FrozenLake) | (0, 1] |
 /// | `step_penalty` | 0.0 | finite |
 /// | `aggregation` | [`Aggregation::Max`] | |
@@ -95,6 +95,10 @@ pub struct MvmcConfig {
 }
 
 impl MvmcConfig {
+    /// The most rollouts per point (100,000): a point's k returns are kept in memory and
+    /// stored in its label.
+    pub const MAX_ROLLOUTS: usize = 100_000;
+
     /// A builder with the defaults of the table above.
     pub fn builder() -> MvmcConfigBuilder {
         MvmcConfigBuilder(MvmcConfig {
@@ -153,12 +157,23 @@ impl MvmcConfigBuilder {
     /// Validates and returns the configuration.
     ///
     /// # Errors
-    /// [`CoreError::InvalidParameter`] for zero rollouts or concurrency, a gamma outside
+    /// [`CoreError::InvalidParameter`] for zero rollouts or concurrency, more rollouts than
+    /// [`MvmcConfig::MAX_ROLLOUTS`], a gamma outside
     /// (0, 1], or a non-finite step penalty.
     pub fn build(self) -> Result<MvmcConfig> {
         let c = self.0;
         if c.rollouts == 0 {
             return Err(CoreError::invalid("rollouts", 0, "at least one rollout per point"));
+        }
+        if c.rollouts > MvmcConfig::MAX_ROLLOUTS {
+            return Err(CoreError::invalid(
+                "rollouts",
+                c.rollouts,
+                format!(
+                    "at most {} (a point's k returns are kept in memory and in its label)",
+                    MvmcConfig::MAX_ROLLOUTS
+                ),
+            ));
         }
         if c.concurrency == 0 {
             return Err(CoreError::invalid("concurrency", 0, "at least 1"));
@@ -361,7 +376,8 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
                 _ => None,
             },
         };
-        let mut out = Vec::with_capacity(self.config.rollouts);
+        // Grows with the rollouts done, not with the count asked for.
+        let mut out = Vec::new();
         let mut best: Option<ExpertRollout> = None;
         let mut best_return = f64::NEG_INFINITY;
         for r in 0..self.config.rollouts {

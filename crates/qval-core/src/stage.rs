@@ -175,7 +175,7 @@ pub fn fingerprint(points: &[EvaluationPoint]) -> String {
 ///
 /// | parameter | default | range |
 /// |---|---|---|
-/// | `trajectories` | 50 | >= 1 |
+/// | `trajectories` | 50 | [1, [`CollectConfig::MAX_TRAJECTORIES`]] |
 /// | `seed` | 42 | any |
 /// | `concurrency` | 16 | >= 1 |
 #[derive(Clone, Debug, PartialEq)]
@@ -199,13 +199,28 @@ impl Default for CollectConfig {
 }
 
 impl CollectConfig {
+    /// The most trajectories (1,000,000): every trajectory is kept in memory, and its key in
+    /// the checkpoint's index, until the collection ends.
+    pub const MAX_TRAJECTORIES: usize = 1_000_000;
+
     /// Checks the parameters.
     ///
     /// # Errors
-    /// [`CoreError::InvalidParameter`] for zero trajectories or concurrency.
+    /// [`CoreError::InvalidParameter`] for zero trajectories or concurrency, or more
+    /// trajectories than [`CollectConfig::MAX_TRAJECTORIES`].
     pub fn check(&self) -> Result<()> {
         if self.trajectories == 0 {
             return Err(CoreError::invalid("trajectories", 0, "at least one"));
+        }
+        if self.trajectories > Self::MAX_TRAJECTORIES {
+            return Err(CoreError::invalid(
+                "trajectories",
+                self.trajectories,
+                format!(
+                    "at most {} (every trajectory is kept in memory until the collection ends)",
+                    Self::MAX_TRAJECTORIES
+                ),
+            ));
         }
         if self.concurrency == 0 {
             return Err(CoreError::invalid("concurrency", 0, "at least 1"));
