@@ -9,7 +9,7 @@
 //! qval evaluate runs/quickstart                         # re-evaluate a run folder (or a published summary)
 //! qval report runs/a runs/b                             # one table across runs
 //! qval methods                                          # method types and the QVal-v1 catalog
-//! qval preview runs/quickstart --method direct-q        # the exact prompts, no model called
+//! qval preview runs/qval-v1-frozenlake-text --method direct-q   # the exact prompts, no model called
 //! qval check-backend --base-url URL --model M           # one request: model, latency, answer
 //! qval serve-oracle                                     # a loopback model answering true FrozenLake values
 //! ```
@@ -93,7 +93,8 @@ pub enum Command {
     /// Write (and with --submit, submit) SLURM job arrays for a sharded run.
     Slurm(SlurmArgs),
     /// Serve a loopback OpenAI-compatible model that answers FrozenLake prompts with their
-    /// true values (for trying every LLM method offline).
+    /// true values, scoring included (vLLM's `/tokenize` and prompt log-probs), for trying
+    /// every LLM method offline.
     ServeOracle(ServeArgs),
 }
 
@@ -864,6 +865,9 @@ fn serve_oracle(a: &ServeArgs) {
             qval_methods::code::EXAMPLE_SAMPLE.to_string(),
             CORNER_SAMPLE.to_string(),
         ],
+        // The scoring families (sdpo, sdpo-gt, delta-belief) need vLLM's `/tokenize` and
+        // prompt log-probs; the oracle's follow the true values.
+        scoring: true,
         ..Default::default()
     });
     out::line(&server.base_url());
