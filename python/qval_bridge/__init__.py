@@ -29,6 +29,10 @@ and declare how qval restores a state (``purity``):
 Optional: ``reference_action()`` (an oracle policy) and ``exact_value(gamma, horizon,
 action)``; both must leave the environment's state as it was (the reference policy's expected discounted return with ``horizon`` steps left,
 after forcing ``action`` if given), enabling qval's ``reference`` policy and ``exact`` labels.
+``succeeded() -> bool | None``: whether the episode has reached its goal in the current state
+(CliffWalking: the goal cell; TextWorld: won); qval counts a trajectory as succeeded by its
+last state's answer. The default, ``None``, leaves it to qval's rule: the last step ended
+the episode with a positive reward.
 
 Randomness comes only from the ``rng`` argument (qval's seeded generator, reached over the
 protocol): ``rng.integers(n)`` (uniform in ``[0, n)``) and ``rng.random()`` (uniform in
@@ -52,9 +56,9 @@ op          request fields                          result
 hello       adapter, args (dict)                    protocol (1), spec fields, purity,
                                                     reference (bool), exact (bool)
 tasks                                               [task]
-reset       task                                    {observation, legal, snapshot?}
-step        restore (or null), action               {observation, legal, reward, terminated,
-                                                    snapshot?}
+reset       task                                    {observation, legal, success?, snapshot?}
+step        restore (or null), action               {observation, legal, success?, reward,
+                                                    terminated, snapshot?}
 parse       text                                    action
 render      action                                  text
 reference   restore (or null)                       action
@@ -139,6 +143,10 @@ class Adapter:
 
     def exact_value(self, gamma: float, horizon: int, action=None) -> float:
         raise NotImplementedError("this adapter has no exact values")
+
+    def succeeded(self):
+        """Whether the episode has reached its goal now; ``None``: qval's default rule."""
+        return None
 
     def has_reference(self) -> bool:
         return type(self).reference_action is not Adapter.reference_action

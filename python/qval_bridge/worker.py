@@ -119,6 +119,9 @@ class Worker:
 
     def view(self, with_snapshot=True):
         out = {"observation": self.adapter.observe(), "legal": self.adapter.legal_actions()}
+        success = self.adapter.succeeded()
+        if success is not None:
+            out["success"] = bool(success)
         if with_snapshot and self.adapter.purity == "snapshot":
             out["snapshot"] = base64.b64encode(self.adapter.snapshot()).decode()
         return out

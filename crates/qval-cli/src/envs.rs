@@ -79,6 +79,9 @@ pub trait EnvPlugin: Send + Sync {
     ) -> crate::Result<Vec<EvaluationPoint>>;
     /// The environment's hand-written heuristic for `signal`, if it has one.
     fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>>;
+    /// Whether a collected trajectory reached the task's goal, as the environment defines it
+    /// ([`Environment::succeeded`]).
+    fn succeeded(&self, trajectory: &Trajectory) -> bool;
     /// Goal, baseline and negative texts for the embedding family, if defined.
     fn goal_texts(&self) -> Option<GoalTexts> {
         None
@@ -369,6 +372,10 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
 
     fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>> {
         self.heuristic.as_ref().and_then(|f| f(signal))
+    }
+
+    fn succeeded(&self, trajectory: &Trajectory) -> bool {
+        self.env.succeeded(trajectory)
     }
 
     fn goal_texts(&self) -> Option<GoalTexts> {

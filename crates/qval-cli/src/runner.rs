@@ -1115,7 +1115,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         report.waiting = Some("merge of the collection".into());
         return Ok(report);
     }
-    let successes = trajectories.iter().filter(|t| t.succeeded()).count();
+    let successes = trajectories.iter().filter(|t| plan.env.succeeded(t)).count();
     say(
         quiet,
         &format!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::Result;
 use crate::seed::QRng;
-use crate::types::{Observation, Task};
+use crate::types::{Observation, Task, Trajectory};
 
 /// Static facts about an environment that stages and methods need.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -114,6 +114,16 @@ pub trait Environment: Send + Sync {
 
     /// The text form of an action, as an agent would write it.
     fn render_action(&self, action: &Self::Action) -> String;
+
+    /// Whether `trajectory` reached the task's goal (the runner's "succeeded" count).
+    ///
+    /// Default: [`Trajectory::succeeded`], the last step terminated the episode with a
+    /// positive reward (FrozenLake's goal). Override it where that is wrong, for example
+    /// where every step costs -1 and the goal ends the episode without a positive reward
+    /// (CliffWalking), or where the environment keeps its own success flag.
+    fn succeeded(&self, trajectory: &Trajectory) -> bool {
+        trajectory.succeeded()
+    }
 }
 
 macro_rules! forward_env {
@@ -131,6 +141,7 @@ macro_rules! forward_env {
             fn legal_actions(&self, state: &Self::State) -> Option<Vec<Self::Action>> { (**self).legal_actions(state) }
             fn parse_action(&self, text: &str) -> Self::Action { (**self).parse_action(text) }
             fn render_action(&self, action: &Self::Action) -> String { (**self).render_action(action) }
+            fn succeeded(&self, trajectory: &Trajectory) -> bool { (**self).succeeded(trajectory) }
         }
     )*};
 }

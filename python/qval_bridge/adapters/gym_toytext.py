@@ -173,6 +173,10 @@ class TaxiAdapter(_ToyText):
     REWARDS = "-1 per step, +20 for dropping the passenger at the destination, -10 for an illegal pickup or dropoff."
     STANDS = ["R", "G", "Y", "B"]
 
+    def succeeded(self):
+        # Taxi-v3 ends only with the passenger dropped off at the destination.
+        return self.done
+
     def observe(self):
         row, col, pas, dest = self.env.decode(int(self.env.s))
         locs = self.env.locs
@@ -206,6 +210,11 @@ class CliffWalkingAdapter(_ToyText):
         "them are a cliff: stepping in sends you back to S."
     )
     REWARDS = "-1 per step, -100 for stepping into the cliff (back to the start); the episode ends at the goal."
+    GOAL = 47  # row 3, column 11
+
+    def succeeded(self):
+        # Every step costs -1, the goal too: success is standing on the goal cell.
+        return int(self.env.s) == self.GOAL
 
     def tasks(self):
         # CliffWalking always starts at the same cell.

@@ -248,6 +248,9 @@ class TextWorldAdapter(Adapter):
     def legal_actions(self):
         return list(self.view["admissible"])
 
+    def succeeded(self):
+        return self.view["won"]
+
     def parse_action(self, text):
         return normalize(text, self.capitals)
 

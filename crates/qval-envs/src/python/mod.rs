@@ -32,8 +32,8 @@
 //! |---|---|---|
 //! | `hello` | `adapter`, `args` | `protocol`, `name`, `max_steps`, `gamma`, `reward_description`, `notes`, `purity`, `reference`, `exact` |
 //! | `tasks` | | `[{id, instruction, params}]` |
-//! | `reset` | `task` | `{observation, legal, snapshot?}` |
-//! | `step` | `restore`, `action` | `{observation, legal, reward, terminated, snapshot?}` |
+//! | `reset` | `task` | `{observation, legal, success?, snapshot?}` |
+//! | `step` | `restore`, `action` | `{observation, legal, success?, reward, terminated, snapshot?}` |
 //! | `parse` | `text` | an action (any JSON) |
 //! | `render` | `action` | its text |
 //! | `reference` | `restore` | the reference policy's action |
@@ -41,7 +41,9 @@
 //!
 //! `restore` is `null` (the state the worker holds), `{"task", "snapshot": base64}` or
 //! `{"task", "reset_draws", "history": [{"action", "draws"}]}` with draws `{"i": k}` /
-//! `{"f": x}`. Anything the adapter prints goes to the worker's stderr.
+//! `{"f": x}`. `success` is the adapter's optional `succeeded()` (whether the episode reached
+//! its goal), sent when it is not `None`; [`Environment::succeeded`] reads it from the last
+//! state. Anything the adapter prints goes to the worker's stderr.
 //!
 //! ## Failures
 //! An adapter that raises gives [`EnvsError::Python`] with the Python traceback. A worker that
@@ -210,6 +212,10 @@ pub struct PythonState {
     /// The legal actions (`None`: an open action set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legal: Option<Arc<Vec<Value>>>,
+    /// The adapter's own verdict on the episode in this state (its optional `succeeded()`):
+    /// `None` when it has none (and in states stored before the bridge reported it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
 }
 
 impl PythonState {
@@ -414,11 +420,21 @@ impl PythonEnv {
             Value::Array(a) => Some(Arc::new(a.clone())),
             other => return Err(EnvsError::Bridge(format!("legal_actions() gave {other}, not a list"))),
         };
+        let success = match &r["success"] {
+            Value::Null => None,
+            Value::Bool(b) => Some(*b),
+            other => {
+                return Err(EnvsError::Bridge(format!(
+                    "succeeded() gave {other}, not a bool or None"
+                )));
+            }
+        };
         Ok(PythonState {
             task,
             restore,
             observation,
             legal,
+            success,
         })
     }
 
@@ -655,6 +671,15 @@ impl Environment for PythonEnv {
 
     fn legal_actions(&self, state: &PythonState) -> Option<Vec<Value>> {
         state.legal.as_ref().map(|l| l.to_vec())
+    }
+
+    /// The adapter's `succeeded()` in the last state, where it defines one (CliffWalking:
+    /// the goal cell; TextWorld: won); else the default (a positive final reward).
+    fn succeeded(&self, trajectory: &qval_core::Trajectory) -> bool {
+        match trajectory.transitions.last().map(|t| t.next_state.get("success")) {
+            Some(Some(Value::Bool(b))) => *b,
+            _ => trajectory.succeeded(),
+        }
     }
 
     fn parse_action(&self, text: &str) -> Value {

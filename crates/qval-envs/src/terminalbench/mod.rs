@@ -809,4 +809,13 @@ impl Environment for TerminalBench {
     fn render_action(&self, action: &ShellAction) -> String {
         String::from(action.clone())
     }
+
+    /// The task's tests passed at the end of the episode (read from the last state).
+    fn succeeded(&self, trajectory: &qval_core::Trajectory) -> bool {
+        trajectory
+            .transitions
+            .last()
+            .and_then(|t| t.next_state.get("tests")?.get("passed")?.as_bool())
+            .unwrap_or(false)
+    }
 }
