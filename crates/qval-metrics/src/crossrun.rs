@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use crate::MetricsError;
 use crate::plots::{interval_chart_svg, rank_scatter_svg, svg_to_png};
-use crate::summary::Summary;
+use crate::summary::{Granularity, Summary, fmt_p};
 
 /// One run's Spearman figure for one method, as its summary stores it.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,8 +63,10 @@ pub struct CrossRunRow {
     pub label: String,
     /// The reference (label set) the method is compared with.
     pub reference: String,
-    /// The method.
+    /// The method (a sample group's member by its own name).
     pub method: String,
+    /// Whether the figure is the per-state ranking mean, whose n counts states, not pairs.
+    pub ranking: bool,
     /// One entry per run, in the table's run order; `None` where the run lacks the method.
     pub cells: Vec<Option<CrossRunCell>>,
 }
@@ -108,26 +110,21 @@ fn check_runs(runs: &[(String, Summary)]) -> Result<(), MetricsError> {
 impl CrossRunTable {
     /// Gathers the Spearman figure (`estimations -> reference -> methods -> method ->
     /// correlations.spearman`, or the per-state mean `ranking_spearman` for ranking label
-    /// sets) of every method of every run, and marks the best rho of each
-    /// run.
+    /// sets) of every method and every sample group member of every run, and marks the best
+    /// rho of each run that has two figures or more.
     ///
     /// # Errors
     /// [`MetricsError::InvalidParameter`] when `runs` is empty, or a run name is blank or
     /// repeated (the message names it).
     pub fn new(runs: &[(String, Summary)]) -> Result<Self, MetricsError> {
         check_runs(runs)?;
-        let keys: BTreeSet<(&str, &str)> = runs
+        // Every method, and every member of a sample group (codegen's samples) by its name.
+        let keys: BTreeSet<(&str, String)> = runs
             .iter()
             .flat_map(|(_, s)| {
                 s.estimations
                     .iter()
-                    .flat_map(|(r, e)| e.methods.keys().map(move |m| (r.as_str(), m.as_str())))
-                    .filter(|(r, m)| {
-                        !matches!(
-                            s.estimations.get(*r).and_then(|e| e.methods.get(*m)),
-                            Some(crate::summary::MethodEntry::Group(_))
-                        )
-                    })
+                    .flat_map(|(r, e)| e.flat_methods().into_iter().map(move |(m, _)| (r.as_str(), m)))
             })
             .collect();
         let references: BTreeSet<&str> = runs
@@ -141,14 +138,18 @@ impl CrossRunTable {
                 label: if qualify {
                     format!("{reference} / {method}")
                 } else {
-                    method.to_string()
+                    method.clone()
                 },
                 reference: reference.to_string(),
-                method: method.to_string(),
+                ranking: runs.iter().any(|(_, s)| {
+                    s.estimations
+                        .get(reference)
+                        .is_some_and(|e| e.granularity == Granularity::Ranking)
+                }),
                 cells: runs
                     .iter()
                     .map(|(_, s)| {
-                        let m = s.estimations.get(reference)?.method(method)?;
+                        let m = s.estimations.get(reference)?.method(&method)?;
                         // Ranking methods are compared by their per-state rho, as the run's
                         // own table reports them (n = states used).
                         if let Some(r) = &m.correlations.ranking_spearman {
@@ -174,13 +175,17 @@ impl CrossRunTable {
                         })
                     })
                     .collect(),
+                method,
             })
             .collect();
         for run in 0..runs.len() {
-            let best = rows
-                .iter()
-                .filter_map(|r| r.cells[run].as_ref()?.rho)
-                .fold(f64::NEG_INFINITY, f64::max);
+            let rhos: Vec<f64> = rows.iter().filter_map(|r| r.cells[run].as_ref()?.rho).collect();
+            // A best needs a second method to beat: a lone method (a random baseline, say)
+            // is not marked.
+            if rhos.len() < 2 {
+                continue;
+            }
+            let best = rhos.into_iter().fold(f64::NEG_INFINITY, f64::max);
             for row in &mut rows {
                 if let Some(c) = &mut row.cells[run] {
                     c.best = c.rho == Some(best);
@@ -194,13 +199,15 @@ impl CrossRunTable {
     }
 
     /// The Markdown table: a `method` column, then one column per run with cells
-    /// `rho [lo, hi], n=N` (three decimals; `-` where the run lacks the method), the best rho
-    /// of each run in bold.
+    /// `rho [lo, hi], n=N` (three decimals; `-` where the run lacks the method; `n=N states`
+    /// on per-state ranking rows), the best rho of each run in bold (when it has two methods
+    /// or more).
     pub fn markdown(&self) -> String {
         let mut out = String::from("# Spearman rho across runs\n\n");
         out.push_str(
-            "Each cell: Spearman rho [95% bootstrap CI] against the reference labels, n usable pairs; \
-             **bold**: the best rho of the run.\n\n",
+            "Each cell: Spearman rho [95% bootstrap CI] against the reference labels, n usable pairs \
+             (on per-state ranking rows: the mean of the per-state rho, n states); **bold**: the best rho of \
+             the run.\n\n",
         );
         out.push_str("| method |");
         for run in &self.runs {
@@ -215,10 +222,10 @@ impl CrossRunTable {
                 match cell {
                     None => out.push_str(" - |"),
                     Some(c) if c.best => {
-                        let _ = write!(out, " **{}**, n={} |", rho_ci(c), c.n);
+                        let _ = write!(out, " **{}**, {} |", rho_ci(c), n_text(row, c));
                     }
                     Some(c) => {
-                        let _ = write!(out, " {}, n={} |", rho_ci(c), c.n);
+                        let _ = write!(out, " {}, {} |", rho_ci(c), n_text(row, c));
                     }
                 }
             }
@@ -298,11 +305,12 @@ fn rho_ci(c: &CrossRunCell) -> String {
     }
 }
 
-fn p_text(p: Option<f64>) -> String {
-    match p {
-        Some(x) if x < 1e-3 => format!("{x:.1e}"),
-        Some(x) => format!("{x:.3}"),
-        None => "NaN".into(),
+/// `n=N`, or `n=N states` on a per-state ranking row.
+fn n_text(row: &CrossRunRow, c: &CrossRunCell) -> String {
+    if row.ranking {
+        format!("n={} states", c.n)
+    } else {
+        format!("n={}", c.n)
     }
 }
 
@@ -648,7 +656,8 @@ fn html_page(runs: &[(String, Summary)], table: &CrossRunTable, heat: &str) -> S
     // The table.
     h.push_str(
         "<table id=\"rho-table\">\n<caption>Spearman rho [95% bootstrap CI] against the reference labels; \
-                n usable pairs, p two-sided. Highlighted: the best rho of the run. Click a header to sort \
+                n usable pairs (on per-state ranking rows: the mean of the per-state rho, n states), p \
+                two-sided. Highlighted: the best rho of the run. Click a header to sort \
                 (again to reverse).</caption>\n<thead><tr>",
     );
     h.push_str("<th class=\"name\" data-key=\"method\" data-type=\"text\" scope=\"col\">method</th>");
@@ -669,12 +678,16 @@ fn html_page(runs: &[(String, Summary)], table: &CrossRunTable, heat: &str) -> S
                 Some(c) => {
                     let _ = write!(
                         h,
-                        "<td{} data-value=\"{}\">{}<br><small>n={}, p={}</small></td>",
+                        "<td{} data-value=\"{}\">{}<br><small>{}{}</small></td>",
                         if c.best { " class=\"best\"" } else { "" },
                         c.rho.map(|v| format!("{v}")).unwrap_or_default(),
                         html_escape(&rho_ci(c)),
-                        c.n,
-                        html_escape(&p_text(c.p_value)),
+                        n_text(row, c),
+                        if row.ranking {
+                            String::new()
+                        } else {
+                            format!(", p={}", html_escape(&fmt_p(c.p_value)))
+                        },
                     );
                 }
             }

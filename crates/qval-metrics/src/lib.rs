@@ -14,8 +14,9 @@
 //!   Zou's closed form), [`tiers`] of methods that cannot be told apart;
 //! - [`two_level_spearman`]: intervals that include the Monte-Carlo label noise, and how many
 //!   rollouts would make it negligible;
-//! - [`evaluate`] / [`evaluate_run`] (stage 5) and [`recompute_published`]: a [`Summary`] in
+//! - [`evaluate`] / [`evaluate_run`] (stage 5) and [`recompute_published`] ([`recompute`]): a [`Summary`] in
 //!   the published testbed's layout ([`summary`]), a Markdown table and plots ([`plots`]);
+//! - [`export_run`]: a run as the published testbed's prediction files ([`export`]);
 //! - [`write_cross_run_report`]: one report across several runs (Markdown, CSV, a heat map,
 //!   a self-contained sortable HTML page) ([`crossrun`]).
 //!
@@ -36,6 +37,7 @@ pub mod bootstrap;
 pub mod correlation;
 pub mod crossrun;
 pub mod error;
+pub mod export;
 pub mod group;
 pub mod labelnoise;
 pub mod paired;
@@ -43,6 +45,7 @@ pub mod plots;
 pub mod qvalfiles;
 pub mod rank;
 pub mod ranking;
+pub mod recompute;
 pub mod report;
 pub mod special;
 pub mod summary;
@@ -55,6 +58,7 @@ pub use correlation::{
 };
 pub use crossrun::{CrossRunCell, CrossRunRow, CrossRunTable, cross_run_html, write_cross_run_report};
 pub use error::MetricsError;
+pub use export::{Exported, export_run};
 pub use group::{GroupSummary, group_summary};
 pub use labelnoise::{LabelNoise, RolloutWidth, two_level_spearman};
 pub use paired::{PairedComparison, paired_spearman, tiers, zou_interval};
@@ -64,9 +68,10 @@ pub use qvalfiles::{
 };
 pub use rank::average_ranks;
 pub use ranking::{PerStateRanking, RankingTies, StateCandidates, per_state_ranking};
+pub use recompute::{Difference, Recomputed, recompute_published};
 pub use report::{
-    CORRELATION_METHODS, Difference, EvaluateConfig, LabelSet, PredictionSet, Recomputed, candidate_groups, evaluate,
-    evaluate_run, parse_signal, point_entry, ranking_entry, read_run, recompute_published, sample_group,
+    CORRELATION_METHODS, EvaluateConfig, LabelSet, PredictionSet, candidate_groups, comparable, evaluate, evaluate_run,
+    parse_signal, point_entry, ranking_entry, read_run, sample_group,
 };
 pub use summary::{
     Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity,

@@ -296,29 +296,84 @@ pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<Predicti
     Ok((labels, predictions))
 }
 
+/// The `(point id, value, line)` rows of a CSV file with a header naming `point_id` and
+/// `value` (any order, other columns ignored).
+fn read_csv_pairs(
+    text: &str,
+    at: &dyn Fn(usize, String) -> MetricsError,
+    parse_value: &dyn Fn(&str, usize) -> Result<f64, MetricsError>,
+) -> Result<Vec<(String, f64, usize)>, MetricsError> {
+    let line_of = |e: &csv::Error| e.position().map_or(1, |p| p.line() as usize);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header = reader.headers().map_err(|e| at(line_of(&e), e.to_string()))?.clone();
+    if header.is_empty() {
+        return Err(at(1, "empty file".into()));
+    }
+    let find = |n: &str| header.iter().position(|c| c == n);
+    let (Some(ci), Some(cv)) = (find("point_id"), find("value")) else {
+        let named: Vec<&str> = header.iter().collect();
+        return Err(at(
+            1,
+            format!(
+                "the header `{}` must name `point_id` and `value` columns",
+                named.join(",")
+            ),
+        ));
+    };
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| at(line_of(&e), e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let (Some(id), Some(v)) = (record.get(ci), record.get(cv)) else {
+            return Err(at(
+                line,
+                format!("expected {} columns, found {}", header.len(), record.len()),
+            ));
+        };
+        out.push((id.to_string(), parse_value(v, line)?, line));
+    }
+    Ok(out)
+}
+
 /// Reads `(point id, value)` pairs written by anyone's code: CSV with a header naming
-/// `point_id` and `value` columns (an empty value, `nan` or `null` is NaN), or JSON Lines of
-/// `{"point_id": ..., "value": ...}` (null is NaN).
+/// `point_id` and `value` columns (RFC 4180 quoting, so `"0,75"` is one field; a UTF-8 byte
+/// order mark, as Excel's "CSV UTF-8" writes, is skipped; an empty value, `nan` or `null` is
+/// NaN), or JSON Lines of `{"point_id": ..., "value": ...}` (null is NaN).
 ///
 /// # Errors
-/// Unreadable file, a malformed line (file and line named), a repeated id.
+/// Unreadable file, a malformed line or a value that is not a number (file and line named),
+/// a repeated id.
 pub fn read_user_predictions(path: &Path, name: &str, signal: Signal) -> Result<PredictionSet, MetricsError> {
     let text = std::fs::read_to_string(path).map_err(|e| MetricsError::Io {
         op: "reading",
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let at = |line: usize, m: String| format_err(path, format!("line {line}: {m}"));
     let parse_value = |s: &str, line: usize| -> Result<f64, MetricsError> {
-        let s = s.trim().trim_matches('"');
+        let s = s.trim();
         if s.is_empty() || s.eq_ignore_ascii_case("nan") || s == "null" {
             return Ok(f64::NAN);
         }
-        s.parse::<f64>().map_err(|_| at(line, format!("`{s}` is not a number")))
+        s.parse::<f64>().map_err(|_| {
+            let hint = if s.contains(',') {
+                " (write decimals with a point: 0.75)"
+            } else {
+                ""
+            };
+            at(line, format!("`{s}` is not a number{hint}"))
+        })
     };
-    let mut out = Vec::new();
     let jsonl = path.extension().is_some_and(|e| e == "jsonl" || e == "json");
-    if jsonl {
+    let out = if jsonl {
+        let mut out = Vec::new();
         for (i, l) in text.lines().enumerate() {
             if l.trim().is_empty() {
                 continue;
@@ -336,28 +391,10 @@ pub fn read_user_predictions(path: &Path, name: &str, signal: Signal) -> Result<
             };
             out.push((id.to_string(), value, i + 1));
         }
+        out
     } else {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let (_, header) = lines.next().ok_or_else(|| at(1, "empty file".into()))?;
-        let cols: Vec<String> = header
-            .split(',')
-            .map(|c| c.trim().trim_matches('"').to_string())
-            .collect();
-        let find = |n: &str| cols.iter().position(|c| c == n);
-        let (Some(ci), Some(cv)) = (find("point_id"), find("value")) else {
-            return Err(at(
-                1,
-                format!("the header `{header}` must name `point_id` and `value` columns"),
-            ));
-        };
-        for (i, l) in lines {
-            let f: Vec<&str> = l.split(',').collect();
-            let (Some(id), Some(v)) = (f.get(ci), f.get(cv)) else {
-                return Err(at(i + 1, format!("expected {} columns", cols.len())));
-            };
-            out.push((id.trim().trim_matches('"').to_string(), parse_value(v, i + 1)?, i + 1));
-        }
-    }
+        read_csv_pairs(text, &at, &parse_value)?
+    };
     let mut seen = HashSet::new();
     for (id, _, line) in &out {
         if !seen.insert(id.clone()) {

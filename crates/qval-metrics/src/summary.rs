@@ -479,7 +479,9 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
     }
 }
 
-fn fmt_p(v: Option<f64>) -> String {
+/// A p-value as the tables print it: `<1e-300` for an underflow to 0, `1.0e-5` below 1e-3,
+/// else three decimals, `NaN` for none.
+pub(crate) fn fmt_p(v: Option<f64>) -> String {
     match v {
         // Below the smallest double: scipy prints 0.0 too, but it is an underflow, not a zero.
         Some(0.0) => "<1e-300".into(),

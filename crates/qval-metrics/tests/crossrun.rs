@@ -172,6 +172,75 @@ fn with_one_reference_rows_are_bare_method_names() {
 }
 
 #[test]
+fn a_lone_method_is_not_best_and_p_underflow_ranking_states_and_samples_are_shown() {
+    use qval_metrics::{Granularity, RankingFigure, SampleGroup};
+    // One method only: there is no best to mark, even when it is the random baseline.
+    let lone = vec![(
+        "lone".to_string(),
+        summary(vec![("mvmc-q", vec![("random-q", method(Some(0.1), None, 60, 0.0))])]),
+    )];
+    let t = CrossRunTable::new(&lone).unwrap();
+    assert!(!t.rows[0].cells[0].as_ref().unwrap().best);
+    assert!(t.markdown().contains("| random-q | 0.100, n=60 |"), "{}", t.markdown());
+    // A p-value that underflowed to 0 reads as the run's own table prints it.
+    let html = cross_run_html(&lone).unwrap();
+    assert!(html.contains("p=&lt;1e-300") && !html.contains("0.0e0"), "{html}");
+
+    // A ranking row counts states; codegen's samples are rows of their own.
+    let mut s = summary(vec![
+        ("ranking-mvmc-q", vec![]),
+        ("mvmc-q", vec![("distance-q", method(Some(0.8), None, 60, 1e-9))]),
+    ]);
+    let ranking = s.estimations.get_mut("ranking-mvmc-q").unwrap();
+    ranking.granularity = Granularity::Ranking;
+    let mut ranked = method(None, None, 0, 0.0);
+    ranked.correlations.ranking_spearman = Some(RankingFigure {
+        mean: Some(0.4),
+        std: Some(0.1),
+        num_valid: 17,
+        num_skipped: 3,
+        num_points: 20,
+    });
+    ranking.methods.insert("ranking-q".into(), MethodEntry::Method(ranked));
+    let member = |name: &str, rho: f64| {
+        let mut m = method(Some(rho), None, 60, 1e-3);
+        m.qval.as_mut().unwrap().name = Some(name.into());
+        m
+    };
+    s.estimations["mvmc-q"].methods.insert(
+        "codegen-q".into(),
+        MethodEntry::Group(SampleGroup {
+            num_samples: 2,
+            aggregate_correlations: Default::default(),
+            per_sample: vec![member("codegen-q-s0", 0.3), member("codegen-q-s1", 0.6)],
+        }),
+    );
+    let runs = vec![("r".to_string(), s)];
+    let t = CrossRunTable::new(&runs).unwrap();
+    let labels: Vec<&str> = t.rows.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "mvmc-q / codegen-q-s0",
+            "mvmc-q / codegen-q-s1",
+            "mvmc-q / distance-q",
+            "ranking-mvmc-q / ranking-q"
+        ]
+    );
+    let md = t.markdown();
+    assert!(
+        md.contains("| ranking-mvmc-q / ranking-q | 0.400, n=17 states |"),
+        "{md}"
+    );
+    assert!(md.contains("| mvmc-q / codegen-q-s1 | 0.600, n=60 |"), "{md}");
+    assert!(
+        md.contains("(on per-state ranking rows: the mean of the per-state rho, n states)"),
+        "{md}"
+    );
+    assert!(cross_run_html(&runs).unwrap().contains("<small>n=17 states</small>"));
+}
+
+#[test]
 fn bad_run_lists_are_refused_with_the_offending_name() {
     let runs = two_runs();
     let e = CrossRunTable::new(&[]).unwrap_err();

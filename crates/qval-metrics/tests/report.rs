@@ -449,6 +449,31 @@ fn predictions_from_anywhere_are_evaluated_and_unknown_ids_listed() {
     assert!(err.contains("point_id") && err.contains("line 1"), "{err}");
 }
 
+/// CSV as spreadsheets write it: a UTF-8 byte order mark, quoted fields (a quoted comma is
+/// part of the field), CRLF line ends; a value that is not a number is refused with file and
+/// line, never read as 0 or NaN.
+#[test]
+fn csv_predictions_are_read_with_a_csv_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("excel.csv");
+    std::fs::write(
+        &csv,
+        "\u{feff}\"point_id\",\"note\",\"value\"\r\n\"t0-s1\",\"a, b\",\"0.75\"\r\nt1-s1,,-2\r\n\r\nt2-s1,\"x\",\r\n",
+    )
+    .unwrap();
+    let got = read_user_predictions(&csv, "mine", Signal::Q).unwrap();
+    let pairs: Vec<(&str, f64)> = got.predictions.iter().map(|p| (p.point_id.as_str(), p.value)).collect();
+    assert_eq!(pairs[..2], [("t0-s1", 0.75), ("t1-s1", -2.0)]);
+    assert_eq!(pairs[2].0, "t2-s1");
+    assert!(pairs[2].1.is_nan(), "an empty value is NaN");
+    std::fs::write(&csv, "point_id,value\nt0-s1,0.5\nt3-s1,\"0,75\"\n").unwrap();
+    let err = read_user_predictions(&csv, "mine", Signal::Q).unwrap_err().to_string();
+    assert!(
+        err.contains("excel.csv") && err.contains("line 3") && err.contains("`0,75` is not a number"),
+        "{err}"
+    );
+}
+
 /// The stand-alone reader (stdlib + scipy, following only the published layout) recomputes
 /// every figure of a summary qval wrote.
 #[test]
