@@ -36,6 +36,10 @@ pub enum CliError {
     /// A command-line or configuration error that is not tied to a position in a file.
     #[error("{0}")]
     Usage(String),
+    /// A comparison found differences, or had nothing to compare (`qval evaluate
+    /// summary.json`): exit status 4, so that it can gate CI.
+    #[error("{0}")]
+    Disagrees(String),
     /// Reading or writing a file failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -86,6 +90,7 @@ impl CliError {
         match self {
             CliError::Spec { .. } | CliError::Changed { .. } | CliError::Usage(_) => 2,
             CliError::Core(qval_core::CoreError::RunLocked { .. }) => 2,
+            CliError::Disagrees(_) => 4,
             _ => 1,
         }
     }

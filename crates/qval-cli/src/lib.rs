@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod commands;
 pub mod encoders;
 pub mod envs;
 pub mod error;
@@ -45,6 +46,7 @@ pub mod runner;
 pub mod shards;
 pub mod spec;
 
+pub use commands::{EvaluateArgs, ReportArgs};
 pub use error::{CliError, Result};
 pub use runner::{BackendOverride, Plan, Registry, RunOptions, RunReport, run};
 
@@ -189,51 +191,6 @@ pub struct SlurmArgs {
     pub submit: bool,
 }
 
-/// `qval evaluate`.
-#[derive(Args, Debug)]
-pub struct EvaluateArgs {
-    /// A run folder, a folder of the published testbed's prediction files (`gt/` and
-    /// `eval/`), or a `summary_*.json` (the published testbed's or qval's) to recompute.
-    pub path: PathBuf,
-    /// Bootstrap resamples for the intervals (0: none).
-    #[arg(long, default_value_t = 10_000)]
-    pub bootstrap: usize,
-    /// The minimum of usable pairs (published: 50).
-    #[arg(long, default_value_t = 50)]
-    pub min_points: usize,
-    /// Predictions from anywhere: a CSV (`point_id,value`) or JSON Lines file, evaluated
-    /// against the run's labels; ids that match no label are listed.
-    #[arg(long, value_name = "FILE")]
-    pub predictions: Option<PathBuf>,
-    /// The name of `--predictions` (default: the file's stem).
-    #[arg(long, requires = "predictions")]
-    pub name: Option<String>,
-    /// The signal of `--predictions`: q or v.
-    #[arg(long, default_value = "q", requires = "predictions")]
-    pub signal: String,
-    /// Also evaluate Q methods against V labels and the reverse.
-    #[arg(long)]
-    pub relabel: bool,
-    /// Drop pairs with a zero on either side (published `exclude_zero_points`).
-    #[arg(long)]
-    pub exclude_zero_points: bool,
-    /// Also write the run's labels and predictions as the published testbed's prediction
-    /// files (`DIR/gt/`, `DIR/eval/`).
-    #[arg(long, value_name = "DIR")]
-    pub export: Option<PathBuf>,
-}
-
-/// `qval report`.
-#[derive(Args, Debug)]
-pub struct ReportArgs {
-    /// Evaluated run folders (each with a summary.json).
-    #[arg(required = true)]
-    pub runs: Vec<PathBuf>,
-    /// Where to write the report.
-    #[arg(long, default_value = "report")]
-    pub out: PathBuf,
-}
-
 /// `qval preview`.
 #[derive(Args, Debug)]
 pub struct PreviewArgs {
@@ -330,8 +287,8 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
             let plan = Plan::new(experiment, &source, registry, options)?;
             runner::run(&plan).await.map(|_| ())
         }
-        Command::Evaluate(a) => evaluate(&a),
-        Command::Report(a) => report(&a),
+        Command::Evaluate(a) => commands::evaluate::evaluate(&a),
+        Command::Report(a) => commands::report::report(&a),
         Command::Methods => {
             methods_table(registry);
             Ok(())
@@ -439,195 +396,6 @@ fn backend_override(a: &BackendArgs) -> Result<Option<BackendOverride>> {
         }),
         _ => None,
     })
-}
-
-fn now_stamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    qval_metrics::qvalfiles::file_timestamp(secs)
-}
-
-fn evaluate(a: &EvaluateArgs) -> Result<()> {
-    let cfg = runner::evaluate_config(&spec::EvaluateSpec {
-        min_points: a.min_points,
-        bootstrap: a.bootstrap,
-        relabel: a.relabel,
-        exclude_zero_points: a.exclude_zero_points,
-        ..Default::default()
-    })?;
-    if a.path.is_dir() && a.path.join("gt").is_dir() && !a.path.join("labels").is_dir() {
-        // A folder of the published testbed's prediction files.
-        let (labels, predictions) = qval_metrics::read_prediction_folder(&a.path)?;
-        let mut summary = qval_metrics::evaluate(&labels, &predictions, &cfg)?;
-        summary.experiment_info.predictions_dir = Some(a.path.display().to_string());
-        let stem = format!("summary_{}", now_stamp());
-        let (written, warnings) = summary.write(&a.path, &stem)?;
-        for w in warnings {
-            eprintln!("warning: {w}");
-        }
-        out::line(summary.markdown().trim_end());
-        out::line(&format!("\n{} files written in {}", written.len(), a.path.display()));
-        return Ok(());
-    }
-    if a.path.is_dir() {
-        // Not while a run writes the folder.
-        let _lock = qval_core::io::RunLock::acquire(&a.path)?;
-        let summary = match &a.predictions {
-            None => qval_metrics::evaluate_run(&a.path, &cfg)?,
-            Some(file) => {
-                let signal = qval_metrics::parse_signal(&a.signal)
-                    .ok_or_else(|| CliError::Usage(format!("--signal {}: expected q or v", a.signal)))?;
-                let name = a.name.clone().unwrap_or_else(|| {
-                    file.file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "mine".into())
-                });
-                let mine = qval_metrics::read_user_predictions(file, &name, signal)?;
-                let (labels, mut methods) = qval_metrics::read_run(&a.path)?;
-                let unknown = qval_metrics::unmatched_ids(&labels, &mine);
-                if !unknown.is_empty() {
-                    eprintln!(
-                        "{} of {} ids in {} match no label of {}: {}",
-                        unknown.len(),
-                        mine.predictions.len(),
-                        file.display(),
-                        a.path.display(),
-                        unknown.join(", ")
-                    );
-                }
-                methods.retain(|m| m.name != name);
-                methods.push(mine);
-                let mut s = qval_metrics::evaluate(&labels, &methods, &cfg)?;
-                // Relative to the summary, as for a run's own evaluation.
-                s.experiment_info.dataset_source = "points.jsonl".into();
-                s
-            }
-        };
-        let stem = if a.predictions.is_some() {
-            format!("summary_{}", a.name.as_deref().unwrap_or("with-predictions"))
-        } else {
-            "summary".to_string()
-        };
-        let (written, warnings) = summary.write(&a.path, &stem)?;
-        for w in warnings {
-            eprintln!("warning: {w}");
-        }
-        if let Some(dir) = &a.export {
-            let n = export(&a.path, dir)?;
-            out::line(&format!("{n} prediction files written in {}", dir.display()));
-        }
-        out::line(summary.markdown().trim_end());
-        out::line(&format!("\n{} files written in {}", written.len(), a.path.display()));
-        return Ok(());
-    }
-    if !a.path.is_file() {
-        return Err(CliError::Usage(format!(
-            "{}: no such run folder, prediction folder or summary file",
-            a.path.display()
-        )));
-    }
-    let r = qval_metrics::recompute_published(&a.path, &cfg)?;
-    let dir = a.path.parent().unwrap_or(Path::new("."));
-    let stem = format!(
-        "{}.recomputed",
-        a.path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
-    );
-    let (written, warnings) = r.summary.write(dir, &stem)?;
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
-    out::line(r.summary.markdown().trim_end());
-    if r.differences.is_empty() {
-        out::line(&format!(
-            "\nEvery stored figure agrees with the recomputed one ({} compared).",
-            r.compared
-        ));
-    } else {
-        out::line(&format!("\n{} of {} figures differ:", r.differences.len(), r.compared));
-        for d in &r.differences {
-            out::line(&format!(
-                "- {}: stored {}, recomputed {}",
-                d.what, d.stored, d.recomputed
-            ));
-        }
-    }
-    for n in &r.not_recomputable {
-        out::line(&format!(
-            "- {n}: not recomputable (the published layout keeps no ranking values); kept as stored"
-        ));
-    }
-    out::line(&format!("{} files written beside {}", written.len(), a.path.display()));
-    Ok(())
-}
-
-/// Writes a run's labels and predictions as the published testbed's prediction files.
-fn export(run: &Path, dir: &Path) -> Result<usize> {
-    let stamp = now_stamp();
-    let mut n = 0;
-    let (labels, predictions) = qval_metrics::read_run(run)?;
-    // Published files pair by position: every file follows the first point label set's order.
-    let point_sets: Vec<&qval_metrics::LabelSet> = labels
-        .iter()
-        .filter(|l| l.labels.iter().all(|x| x.candidate_of.is_none()))
-        .collect();
-    let Some(order) = point_sets.first().map(|l| &l.labels) else {
-        return Ok(0);
-    };
-    for l in &point_sets {
-        let values: Vec<f64> = l.labels.iter().map(|x| x.value).collect();
-        let mut config = serde_json::Map::new();
-        config.insert("method".into(), "mc".into());
-        let meta = serde_json::Map::from_iter([(
-            "point_ids".to_string(),
-            serde_json::to_value(l.labels.iter().map(|x| &x.point_id).collect::<Vec<_>>()).unwrap_or_default(),
-        )]);
-        qval_metrics::write_prediction_file(dir, &l.name, true, l.signal, &values, config, meta, &stamp)?;
-        n += 1;
-    }
-    for m in &predictions {
-        let aligned = qval_metrics::align(order, &m.predictions);
-        if aligned.missing == order.len() {
-            continue; // scores other points (ranking candidates)
-        }
-        let values = aligned.predictions;
-        let mut config = serde_json::Map::new();
-        if let Some(g) = &m.group {
-            config.insert("sample_group".into(), g.clone().into());
-        }
-        qval_metrics::write_prediction_file(
-            dir,
-            &m.name,
-            false,
-            m.signal,
-            &values,
-            config,
-            Default::default(),
-            &stamp,
-        )?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-fn report(a: &ReportArgs) -> Result<()> {
-    let mut runs = Vec::new();
-    for dir in &a.runs {
-        let path = dir.join("summary.json");
-        let summary = qval_metrics::Summary::read(&path)?;
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| dir.display().to_string());
-        runs.push((name, summary));
-    }
-    let written =
-        qval_metrics::write_cross_run_report(&runs, &a.out).map_err(|e| CliError::Usage(format!("report: {e}")))?;
-    for p in &written {
-        out::line(&p.display().to_string());
-    }
-    Ok(())
 }
 
 fn methods_table(registry: &Registry) {

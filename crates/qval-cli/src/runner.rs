@@ -728,10 +728,7 @@ impl Plan {
                 )));
             }
         }
-        let name_ok = !e.name.is_empty()
-            && !e.name.starts_with('.')
-            && e.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !name_ok && options.out.is_none() {
+        if !crate::commands::is_plain_name(&e.name) && options.out.is_none() {
             return Err(err(SpecProblem::at(
                 at!["name"],
                 format!(
@@ -1476,16 +1473,15 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         .map(|p| PredictionSet::read(p))
         .collect::<std::result::Result<_, _>>()?;
     let mut summary = qval_metrics::evaluate(&label_sets, &prediction_sets, &evaluate_config(&e.evaluate)?)?;
-    // Relative to the summary, so a run gives the same bytes wherever its folder is.
-    summary.experiment_info.dataset_source = "points.jsonl".into();
-    summary.experiment_info.env_name = e.environment.kind.clone();
-    summary.experiment_info.num_evaluation_points = points.len();
-    summary.experiment_info.num_trajectories = trajectories.len();
-    if let Some(x) = summary.qval.as_mut() {
-        x.other.insert("name".into(), json!(e.name));
-        x.other.insert("environment".into(), manifest.environment.clone());
-        x.other.insert("seed".into(), json!(e.seed));
+    crate::commands::RunMetadata {
+        name: e.name.clone(),
+        seed: e.seed,
+        env_kind: e.environment.kind.clone(),
+        environment: manifest.environment.clone(),
+        points: points.len(),
+        trajectories: trajectories.len(),
     }
+    .stamp(&mut summary);
     let (written, warnings) = summary.write(run_dir, "summary")?;
     for w in warnings {
         eprintln!("warning: {w}");
