@@ -76,6 +76,7 @@ fn same_seed_gives_identical_bytes_whatever_the_concurrency() {
                 progress: false,
                 dataset: None,
                 bar: None,
+                redo_failed: false,
             };
             label(
                 &labeler(&env, concurrency),
@@ -154,20 +155,24 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         progress: false,
         dataset: None,
         bar: None,
+        redo_failed: false,
     };
 
-    // First run: crashes on its fourth batch, after 30 points are checkpointed.
+    // First run: crashes on its 31st point (labels are checkpointed one by one as they
+    // finish, so at least the first 30 are kept).
     let flaky = Arc::new(Flaky {
         inner: labeler(&env, 8),
         batches: AtomicUsize::new(0),
         points: AtomicUsize::new(0),
-        fail_on: 3,
+        fail_on: 30,
     });
     let (f, p, o) = (flaky.clone(), points.clone(), opts.clone());
     let crashed = rt.block_on(rt.spawn(async move { label(&*f, &p, &qval_core::LabelConfig::default(), &o).await }));
     assert!(crashed.is_err(), "the run crashed");
     assert!(!out.exists());
     let partial = io::partial_path(&out);
+    let kept = std::fs::read_to_string(&partial).unwrap().lines().count() - 1;
+    assert!((30..n).contains(&kept), "{kept} labels kept of {n}");
     // A torn last line, as a kill during a write leaves it.
     std::fs::OpenOptions::new()
         .append(true)
@@ -188,7 +193,7 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
     let labels = rt
         .block_on(label(&resumed, &points, &qval_core::LabelConfig::default(), &opts))
         .unwrap();
-    assert_eq!(resumed.points.load(Ordering::SeqCst), n - 30);
+    assert_eq!(resumed.points.load(Ordering::SeqCst), n - kept);
     assert_eq!(labels.len(), n);
     assert!(!partial.exists(), "the checkpoint is removed when the file is complete");
 
@@ -200,6 +205,7 @@ fn an_interrupted_label_run_resumes_without_redoing_work() {
         progress: false,
         dataset: None,
         bar: None,
+        redo_failed: false,
     };
     rt.block_on(label(
         &labeler(&env, 8),
@@ -253,6 +259,7 @@ fn too_many_aborted_points_fail_the_run_but_keep_the_labels() {
         progress: false,
         dataset: None,
         bar: None,
+        redo_failed: false,
     };
     let err = rt
         .block_on(label(
@@ -301,6 +308,7 @@ fn formats_round_trip_and_malformed_lines_name_file_and_line() {
         point_id: preds[0].point_id.clone(),
         value: f64::NAN,
         error: Some("timed out".into()),
+        transient: true,
     };
 
     fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(

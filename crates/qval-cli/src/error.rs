@@ -40,6 +40,10 @@ pub enum CliError {
     /// summary.json`): exit status 4, so that it can gate CI.
     #[error("{0}")]
     Disagrees(String),
+    /// The run finished, but some methods failed on every point, or some points failed in
+    /// transport and wait for a rerun: exit status 3 (unless `--allow-failures`).
+    #[error("{0}")]
+    Failing(String),
     /// Reading or writing a file failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -91,6 +95,7 @@ impl CliError {
             CliError::Spec { .. } | CliError::Changed { .. } | CliError::Usage(_) => 2,
             CliError::Core(qval_core::CoreError::RunLocked { .. }) => 2,
             CliError::Disagrees(_) => 4,
+            CliError::Failing(_) => 3,
             _ => 1,
         }
     }

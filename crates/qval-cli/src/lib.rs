@@ -42,6 +42,7 @@ pub mod error;
 pub mod limits;
 pub mod methods;
 pub mod out;
+pub mod resume;
 pub mod runner;
 pub mod shards;
 pub mod spec;
@@ -144,6 +145,14 @@ pub struct RunArgs {
     /// points' labels and predictions, in RUN/shards/I-of-N/.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+    /// Exit 0 even when a method failed on every point or points failed in transport
+    /// (default: exit status 3, after the table).
+    #[arg(long)]
+    pub allow_failures: bool,
+    /// Ask the model again where a cached reply could not be parsed (the points whose
+    /// prediction is NaN are computed again; other cached replies are reused).
+    #[arg(long)]
+    pub reask_unparsed: bool,
 }
 
 /// `qval merge`.
@@ -249,20 +258,38 @@ pub fn main_with(registry: Registry) -> i32 {
     let interruptible = matches!(cli.command, Command::Run(_));
     let result = rt.block_on(async {
         tokio::select! {
-            r = execute(cli.command, &registry) => Some(r),
-            _ = tokio::signal::ctrl_c(), if interruptible => None,
+            r = execute(cli.command, &registry) => Ok(r),
+            code = interrupted(), if interruptible => Err(code),
         }
     });
     match result {
-        Some(Ok(())) => 0,
-        Some(Err(e)) => {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
             eprintln!("error: {e}");
             e.exit_code()
         }
-        None => {
+        Err(code) => {
+            // Spawned work (labelling tasks, workers) is dropped now; blocking work still
+            // running (an evaluation, a step in progress) is not waited for beyond a second.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
             eprintln!("interrupted: finished work is kept; run the same command again to resume");
-            130
+            code
         }
+    }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM; returns the exit status reporting it (130, 143).
+/// Both stop a run the same way: its work is dropped, which kills the sandbox workers and
+/// removes their temporary folders.
+async fn interrupted() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return 130;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => 130,
+        _ = term.recv() => 143,
     }
 }
 
@@ -283,9 +310,18 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
                 quiet: a.quiet,
                 shard,
                 prepare_only: false,
+                reask_unparsed: a.reask_unparsed,
             };
             let plan = Plan::new(experiment, &source, registry, options)?;
-            runner::run(&plan).await.map(|_| ())
+            let report = runner::run(&plan).await?;
+            if report.failing.is_empty() || a.allow_failures {
+                Ok(())
+            } else {
+                Err(CliError::Failing(format!(
+                    "the run finished with failures (exit status 3; --allow-failures accepts them): {}",
+                    report.failing.join("; ")
+                )))
+            }
         }
         Command::Evaluate(a) => commands::evaluate::evaluate(&a),
         Command::Report(a) => commands::report::report(&a),

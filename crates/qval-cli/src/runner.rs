@@ -132,6 +132,9 @@ pub struct RunOptions {
     /// Stop after sampling (and the ranking candidates): what a merge of collected shards
     /// does before the shards label and predict.
     pub prepare_only: bool,
+    /// Compute again the points whose prediction is NaN, and let the LLM cache ask again
+    /// the requests whose reply did not parse (`--reask-unparsed`).
+    pub reask_unparsed: bool,
 }
 
 /// A label set with every default resolved.
@@ -190,6 +193,12 @@ impl Services {
             Some(entry) => reachable(&format!("backend `{name}`"), entry.base_url.as_str()),
             None => Ok(()),
         }
+    }
+
+    /// Whether a backend asks again what did not parse (`reask_unparsed` in its entry, or
+    /// `--reask-unparsed`): its methods' NaN points are then computed again.
+    fn reask_unparsed(&self, name: &str) -> bool {
+        self.entries.get(name).is_some_and(|e| e.reask_unparsed)
     }
 
     /// What a backend's requests wait for (an exhausted quota), if anything.
@@ -360,6 +369,12 @@ impl Plan {
             Some(share) => shard_dir(&run_dir, share),
             None => run_dir.clone(),
         };
+        let mut entries = entries;
+        if options.reask_unparsed {
+            for entry in entries.values_mut() {
+                entry.reask_unparsed = true;
+            }
+        }
         let services = Arc::new(Services {
             run_dir: work_dir.clone(),
             spec_dir,
@@ -896,6 +911,9 @@ pub struct RunReport {
     pub written: Vec<PathBuf>,
     /// What the run waits for before it can go on (a merge of shards), if anything.
     pub waiting: Option<String>,
+    /// Methods that failed on every point, and points that failed in transport (a rerun
+    /// asks them again): one line each, for the exit status.
+    pub failing: Vec<String>,
 }
 
 fn say(quiet: bool, text: &str) {
@@ -1318,10 +1336,19 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         let stage = format!("predict:{}", m.name);
         let wanted = plan.options.only.is_empty() || plan.options.only.iter().any(|o| m.answers_to(o));
         let finished = manifest.finished(&stage);
-        if finished && outputs.iter().all(|p| p.exists()) {
+        let stored = outputs
+            .iter()
+            .map(|p| crate::resume::Stored::of(p))
+            .collect::<Result<Vec<_>>>()?;
+        let redo_failed = m.backend.as_deref().is_some_and(|b| plan.services.reask_unparsed(b));
+        if finished && stored.iter().all(|s| s.is_final(redo_failed)) {
             say(quiet, &format!("4. predict   {} (finished earlier)", m.name));
+            report.failing.extend(crate::resume::failing(&m.name, &outputs)?);
             prediction_files.extend(outputs);
             continue;
+        }
+        if finished && wanted {
+            say(quiet, &crate::resume::why_again(&m.name, &stored, redo_failed));
         }
         if !wanted {
             continue;
@@ -1394,7 +1421,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
             }
             _ => None,
         };
-        let mut failed = 0;
+        let (mut failed, mut transient) = (0, 0);
         for (method, (name, path)) in built.into_iter().zip(names.iter().zip(&outputs)) {
             let method: Arc<dyn DenseSignalMethod> = if method.name() == *name {
                 method
@@ -1406,6 +1433,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
             };
             let stage_opts = StageOptions {
                 bar: bar.clone(),
+                redo_failed,
                 ..opts(path.clone()).with_dataset(&fp)
             };
             let preds = qval_core::predict(&*method, &scored, &ctx, &stage_opts).await;
@@ -1419,6 +1447,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
                 }
             };
             failed += preds.iter().filter(|p| p.value.is_nan()).count();
+            transient += preds.iter().filter(|p| p.transient).count();
         }
         if let Some(t) = ticker {
             t.abort();
@@ -1439,13 +1468,22 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         say(
             quiet,
             &format!(
-                "4. predict   {}: {} points x {} set(s), {failed} NaN{llm}{}",
+                "4. predict   {}: {} points x {} set(s), {failed} NaN{}{llm}{}",
                 m.name,
                 scored.len(),
                 names.len(),
+                if transient > 0 {
+                    format!(" ({transient} failed in transport: a rerun asks them again)")
+                } else {
+                    String::new()
+                },
                 timing(true, t)
             ),
         );
+        report.failing.extend(crate::resume::failing(
+            &m.name,
+            &prediction_files[prediction_files.len() - names.len()..],
+        )?);
     }
 
     if let Some(sh) = share {
@@ -1472,7 +1510,17 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         .iter()
         .map(|p| PredictionSet::read(p))
         .collect::<std::result::Result<_, _>>()?;
-    let mut summary = qval_metrics::evaluate(&label_sets, &prediction_sets, &evaluate_config(&e.evaluate)?)?;
+    // On a blocking thread, so that Ctrl-C (which the caller awaits beside the run) is
+    // heard during a long evaluation.
+    let config = evaluate_config(&e.evaluate)?;
+    let evaluated = tokio::task::spawn_blocking(move || {
+        let r = qval_metrics::evaluate(&label_sets, &prediction_sets, &config);
+        (r, label_sets, prediction_sets)
+    })
+    .await
+    .map_err(|e| CliError::Usage(format!("evaluation stopped: {e}")))?;
+    let (summary, label_sets, prediction_sets) = evaluated;
+    let mut summary = summary?;
     crate::commands::RunMetadata {
         name: e.name.clone(),
         seed: e.seed,

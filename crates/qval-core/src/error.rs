@@ -37,6 +37,25 @@ pub enum CoreError {
         /// What is wrong with it.
         message: String,
     },
+    /// A complete file's metadata names more (or fewer) records than it holds: it was cut
+    /// short, or edited. A stage resumes from the records it holds.
+    #[error(
+        "{path} holds {found} of the {expected} records its first line promises: the file was cut short \
+         (a disk full, a copy interrupted?); rerun the stage to complete it"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Records found.
+        found: usize,
+        /// Records the metadata line names.
+        expected: usize,
+    },
+    /// A method's call failed in transport (connection, time-out, server error after the
+    /// retries): not final, so a rerun asks again. The predict stage records it as NaN
+    /// with [`crate::Prediction::transient`] set.
+    #[error("{0}")]
+    Transient(String),
     /// A checkpoint left by an earlier run was made with other settings.
     #[error(
         "checkpoint {path} was written with other settings ({what}); \
@@ -117,6 +136,16 @@ impl CoreError {
             name,
             value: value.to_string(),
             reason: reason.into(),
+        }
+    }
+
+    /// The same failure for another point of a batch that failed as a whole: a
+    /// [`CoreError::Transient`] stays transient, anything else becomes
+    /// [`CoreError::Method`] with the same text.
+    pub fn for_each_point(&self) -> CoreError {
+        match self {
+            CoreError::Transient(m) => CoreError::Transient(m.clone()),
+            other => CoreError::Method(other.to_string()),
         }
     }
 

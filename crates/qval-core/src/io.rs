@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{CoreError, Result};
@@ -50,6 +50,13 @@ pub struct Metadata {
     /// The parameters that determine the records (a resumed run must match them).
     #[serde(default)]
     pub params: Value,
+    /// How many records follow, written by [`write_jsonl`] when the file is complete:
+    /// [`read_jsonl`] refuses a file holding fewer or more ([`CoreError::Truncated`]), so a
+    /// file cut short is never taken as complete. Files written before this field read as
+    /// they always did. Readers get it back as `None`, so metadata compares by what produced
+    /// the records only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<usize>,
 }
 
 impl Metadata {
@@ -62,6 +69,7 @@ impl Metadata {
             qval_version: env!("CARGO_PKG_VERSION").to_string(),
             seed: None,
             params: Value::Null,
+            records: None,
         }
     }
 
@@ -122,10 +130,14 @@ fn to_line<T: Serialize>(value: &T, path: &Path) -> Result<String> {
     })
 }
 
-/// Serialises a metadata line and records into JSON Lines text.
+/// Serialises a metadata line (with the record count) and records into JSON Lines text.
 fn encode<T: Serialize>(path: &Path, meta: &Metadata, records: &[T]) -> Result<Vec<u8>> {
     let mut out = String::new();
-    out.push_str(&to_line(&MetaLine { qval_metadata: meta }, path)?);
+    let meta = Metadata {
+        records: Some(records.len()),
+        ..meta.clone()
+    };
+    out.push_str(&to_line(&MetaLine { qval_metadata: &meta }, path)?);
     out.push('\n');
     for r in records {
         out.push_str(&to_line(r, path)?);
@@ -230,7 +242,15 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, expected: Kind) -> Result<(M
         records.push(parse_record(path, lineno, line)?);
     }
     match meta {
-        Some(meta) => Ok((meta, records)),
+        Some(Metadata {
+            records: Some(expected),
+            ..
+        }) if expected != records.len() => Err(CoreError::Truncated {
+            path: path.to_path_buf(),
+            found: records.len(),
+            expected,
+        }),
+        Some(meta) => Ok((Metadata { records: None, ..meta }, records)),
         None => Err(CoreError::Malformed {
             path: path.to_path_buf(),
             line: 1,
@@ -277,7 +297,10 @@ impl Checkpoint {
             let mut lines = complete.lines();
             match lines.next() {
                 Some(first) => {
-                    let found = parse_meta(&path, first, meta.kind)?;
+                    let found = Metadata {
+                        records: None,
+                        ..parse_meta(&path, first, meta.kind)?
+                    };
                     if &found != meta {
                         return Err(CoreError::CheckpointMismatch {
                             path,
@@ -321,15 +344,25 @@ impl Checkpoint {
 
     /// Appends finished records and syncs them to disk.
     pub fn append<T: Serialize>(&mut self, records: &[T]) -> Result<()> {
-        let mut w = BufWriter::new(&mut self.file);
+        self.write(records)?;
+        self.sync()
+    }
+
+    /// Appends finished records without syncing: they survive the process being killed
+    /// (they are in the system's cache), and [`sync`](Self::sync) makes them survive a
+    /// crash of the machine. One write call per record, whole lines only.
+    pub fn write<T: Serialize>(&mut self, records: &[T]) -> Result<()> {
         for r in records {
-            let line = to_line(r, &self.path)?;
-            w.write_all(line.as_bytes())
-                .and_then(|_| w.write_all(b"\n"))
+            let line = to_line(r, &self.path)? + "\n";
+            self.file
+                .write_all(line.as_bytes())
                 .map_err(|e| CoreError::io("writing", &self.path, e))?;
         }
-        w.flush().map_err(|e| CoreError::io("writing", &self.path, e))?;
-        drop(w);
+        Ok(())
+    }
+
+    /// Syncs what was written to disk.
+    pub fn sync(&mut self) -> Result<()> {
         self.file
             .sync_data()
             .map_err(|e| CoreError::io("syncing", &self.path, e))
@@ -463,5 +496,44 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod record_count_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_cut_at_a_line_break_is_refused_and_an_older_file_without_a_count_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.jsonl");
+        let meta = Metadata::new(Kind::Predictions, "m");
+        write_jsonl(&path, &meta, &[1, 2, 3]).unwrap();
+        let (found, records) = read_jsonl::<i32>(&path, Kind::Predictions).unwrap();
+        assert_eq!(
+            (found, records),
+            (meta.clone(), vec![1, 2, 3]),
+            "the count is not part of what compares"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().next().unwrap().contains("\"records\":3"), "{text}");
+        let cut: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, cut).unwrap();
+        let e = read_jsonl::<i32>(&path, Kind::Predictions).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CoreError::Truncated {
+                    found: 2,
+                    expected: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // A file written before the count existed reads as before.
+        let old = "{\"qval_metadata\":{\"kind\":\"predictions\",\"format_version\":1,\"producer\":\"m\",\"qval_version\":\"0.1.0\"}}\n1\n";
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(read_jsonl::<i32>(&path, Kind::Predictions).unwrap().1, vec![1]);
     }
 }

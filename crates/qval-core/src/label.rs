@@ -63,6 +63,12 @@ pub trait Labeler: Send + Sync {
     async fn label_batch(&self, points: &[EvaluationPoint]) -> Vec<Label> {
         futures::future::join_all(points.iter().map(|p| self.label(p))).await
     }
+
+    /// How many points the label stage may label at once (it labels them one by one, so
+    /// each label is checkpointed as it finishes). Default: no limit of the labeler's own.
+    fn concurrency(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Parameters of the [`MvmcLabeler`]. Build with [`MvmcConfig::builder`].
@@ -467,6 +473,10 @@ where
 
     async fn label(&self, point: &EvaluationPoint) -> Label {
         self.inner.label_point(point).await
+    }
+
+    fn concurrency(&self) -> usize {
+        self.inner.config.concurrency
     }
 
     /// Labels the points as tasks on the runtime (all cores on a multi-threaded runtime),

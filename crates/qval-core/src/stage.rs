@@ -1,13 +1,12 @@
 //! Stages 1, 3 and 4 as functions users compose: collect, label, predict. Each can write its
 //! records to a file, checkpointing as it goes, and resumes from the checkpoint when rerun.
 
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use crate::env::Environment;
@@ -39,6 +38,9 @@ pub struct StageOptions {
     /// `indicatif::MultiProgress`, whose message (`{msg}`) the caller keeps current with
     /// requests and tokens. Used only when `progress` is true.
     pub bar: Option<ProgressBar>,
+    /// Compute again the stored predictions that are NaN (for example to let an LLM cache
+    /// ask again what did not parse). Transport failures are always computed again.
+    pub redo_failed: bool,
 }
 
 impl StageOptions {
@@ -50,6 +52,7 @@ impl StageOptions {
             progress: true,
             dataset: None,
             bar: None,
+            redo_failed: false,
         }
     }
 
@@ -86,66 +89,99 @@ fn progress_bar(opts: &StageOptions, len: usize, what: &str) -> ProgressBar {
     pb
 }
 
-/// Runs `compute` over the items not yet finished, in chunks, checkpointing each chunk, and
-/// returns all records in key order. A complete output file with the same metadata is read
-/// back instead of recomputed.
-async fn checkpointed<T, F, Fut>(
-    keys: &[String],
+/// How [`checkpointed`] treats records it finds on disk.
+struct Resume<'r, T> {
+    /// The record's key (the point id).
     key_of: fn(&T) -> String,
+    /// Whether a stored record is not final and must be computed again (a transport failure).
+    redo: &'r (dyn Fn(&T) -> bool + Sync),
+}
+
+/// Runs `compute` over the items not yet finished, in chunks, and returns all records in key
+/// order. `compute` yields records as they finish (in the chunk's order); they are appended
+/// to the checkpoint as they come (at the latest every `chunk` records or every second), so an
+/// interruption loses only the records in flight. A complete output file with the same
+/// metadata is read back instead of recomputed, except records that `resume.redo` marks; a
+/// file cut short ([`CoreError::Truncated`]) becomes the checkpoint and is resumed.
+async fn checkpointed<'a, T, F>(
+    keys: &[String],
+    resume: Resume<'_, T>,
     meta: &Metadata,
     opts: &StageOptions,
     what: &str,
     mut compute: F,
 ) -> Result<Vec<T>>
 where
-    T: Serialize + DeserializeOwned + Clone,
-    F: FnMut(Vec<usize>) -> Fut,
-    Fut: Future<Output = Result<Vec<T>>>,
+    T: Serialize + DeserializeOwned + Clone + 'a,
+    F: FnMut(Vec<usize>) -> futures::stream::BoxStream<'a, Result<T>>,
 {
+    use futures::StreamExt as _;
     let chunk = if opts.checkpoint_every == 0 {
         64
     } else {
         opts.checkpoint_every
     };
+    let key_of = resume.key_of;
     let pb = progress_bar(opts, keys.len(), what);
     let Some(path) = opts.out.as_deref() else {
-        let mut all = Vec::with_capacity(keys.len());
+        let mut all = Vec::with_capacity(keys.len().min(1 << 16));
         for c in (0..keys.len()).collect::<Vec<_>>().chunks(chunk) {
-            all.extend(compute(c.to_vec()).await?);
-            pb.inc(c.len() as u64);
+            let mut s = compute(c.to_vec());
+            while let Some(r) = s.next().await {
+                all.push(r?);
+                pb.inc(1);
+            }
         }
         pb.finish_and_clear();
         return Ok(all);
     };
     if path.exists() {
-        let (found, records) = read_jsonl::<T>(path, meta.kind)?;
-        if &found == meta {
-            let by_key: HashMap<String, &T> = records.iter().map(|r| (key_of(r), r)).collect();
-            if let Some(all) = keys
-                .iter()
-                .map(|k| by_key.get(k).map(|r| (*r).clone()))
-                .collect::<Option<Vec<T>>>()
-            {
-                return Ok(all);
+        match read_jsonl::<T>(path, meta.kind) {
+            Ok((found, records)) if &found == meta => {
+                let by_key: HashMap<String, &T> = records.iter().map(|r| (key_of(r), r)).collect();
+                if let Some(all) = keys
+                    .iter()
+                    .map(|k| by_key.get(k).filter(|r| !(resume.redo)(r)).map(|r| (*r).clone()))
+                    .collect::<Option<Vec<T>>>()
+                {
+                    return Ok(all);
+                }
+                // Some records are not final: resume from the file.
+                adopt_as_checkpoint(path)?;
             }
-        } else {
-            return Err(CoreError::CheckpointMismatch {
-                path: path.to_path_buf(),
-                what: crate::io::describe_difference(&found, meta),
-            });
+            Ok((found, _)) => {
+                return Err(CoreError::CheckpointMismatch {
+                    path: path.to_path_buf(),
+                    what: crate::io::describe_difference(&found, meta),
+                });
+            }
+            Err(CoreError::Truncated { .. }) => adopt_as_checkpoint(path)?,
+            Err(e) => return Err(e),
         }
     }
     let (mut ckpt, done) = Checkpoint::open::<T>(path, meta)?;
-    let mut by_key: HashMap<String, T> = done.into_iter().map(|r| (key_of(&r), r)).collect();
+    let mut by_key: HashMap<String, T> = done
+        .into_iter()
+        .filter(|r| !(resume.redo)(r))
+        .map(|r| (key_of(&r), r))
+        .collect();
     let pending: Vec<usize> = (0..keys.len()).filter(|&i| !by_key.contains_key(&keys[i])).collect();
     pb.inc((keys.len() - pending.len()) as u64);
     for c in pending.chunks(chunk) {
-        let records = compute(c.to_vec()).await?;
-        ckpt.append(&records)?;
-        pb.inc(records.len() as u64);
-        for r in records {
+        let mut s = compute(c.to_vec());
+        let mut last = std::time::Instant::now();
+        while let Some(r) = s.next().await {
+            let r = r?;
+            // Written as it finishes (a kill keeps it); synced every second and per chunk.
+            ckpt.write(std::slice::from_ref(&r))?;
             by_key.insert(key_of(&r), r);
+            pb.inc(1);
+            if last.elapsed() >= std::time::Duration::from_secs(1) {
+                ckpt.sync()?;
+                last = std::time::Instant::now();
+            }
         }
+        ckpt.sync()?;
     }
     pb.finish_and_clear();
     let all: Vec<T> = keys
@@ -158,6 +194,18 @@ where
         .collect::<Result<_>>()?;
     ckpt.finish(path, meta, &all)?;
     Ok(all)
+}
+
+/// Turns an output file that is not complete (cut short, or holding records to redo) into
+/// the stage's checkpoint, so its finished records are kept and the rest computed. A
+/// checkpoint already there wins (it is at least as recent), and the file is removed.
+fn adopt_as_checkpoint(path: &Path) -> Result<()> {
+    let partial = crate::io::partial_path(path);
+    if partial.exists() {
+        std::fs::remove_file(path).map_err(|e| CoreError::io("removing", path, e))
+    } else {
+        std::fs::rename(path, &partial).map_err(|e| CoreError::io("renaming", path, e))
+    }
 }
 
 /// A fingerprint of points (their ids and contents), stored in label and prediction metadata
@@ -382,13 +430,16 @@ pub async fn collect_share<E: Environment, P: Policy<E> + ?Sized>(
     let mine = &mine;
     checkpointed(
         &keys,
-        |t: &Trajectory| t.index.to_string(),
+        Resume {
+            key_of: |t: &Trajectory| t.index.to_string(),
+            redo: &|_| false,
+        },
         &meta,
         opts,
         "collect",
-        |idx| async move {
+        |idx| {
             futures::stream::iter(idx)
-                .map(|k| {
+                .map(move |k| {
                     let i = mine[k];
                     run_episode(
                         env,
@@ -399,8 +450,7 @@ pub async fn collect_share<E: Environment, P: Policy<E> + ?Sized>(
                     )
                 })
                 .buffered(config.concurrency)
-                .try_collect()
-                .await
+                .boxed()
         },
     )
     .await
@@ -503,19 +553,33 @@ pub async fn label<L: Labeler + ?Sized>(
     }));
     meta.seed = labeler.seed();
     let keys: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
+    // Labels are checkpointed one by one as they finish (each point a batch of one, the
+    // chunk's points labelled at once), so an interruption keeps every finished label.
     let labels = checkpointed(
         &keys,
-        |l: &Label| l.point_id.clone(),
+        Resume {
+            key_of: |l: &Label| l.point_id.clone(),
+            redo: &|_| false,
+        },
         &meta,
         opts,
         "label",
-        |idx| async move {
-            let batch: Vec<EvaluationPoint> = idx.iter().map(|&i| points[i].clone()).collect();
-            let mut labels = labeler.label_batch(&batch).await;
-            for (l, p) in labels.iter_mut().zip(&batch) {
-                l.candidate_of.clone_from(&p.candidate_of);
-            }
-            Ok(labels)
+        |idx| {
+            use futures::StreamExt as _;
+            let n = idx.len();
+            futures::stream::iter(idx)
+                .map(move |i| async move {
+                    let p = &points[i];
+                    let mut l = labeler
+                        .label_batch(std::slice::from_ref(p))
+                        .await
+                        .pop()
+                        .ok_or_else(|| CoreError::Empty(format!("labeler gave no label for `{}`", p.id)))?;
+                    l.candidate_of.clone_from(&p.candidate_of);
+                    Ok(l)
+                })
+                .buffered(n.min(labeler.concurrency()).max(1))
+                .boxed()
         },
     )
     .await?;
@@ -545,15 +609,18 @@ pub fn to_prediction(point_id: &str, result: Result<f64>) -> Prediction {
             point_id: point_id.to_string(),
             value: v,
             error: None,
+            transient: false,
         },
         Ok(v) => Prediction {
             point_id: point_id.to_string(),
             value: f64::NAN,
             error: Some(format!("non-finite score {v}")),
+            transient: false,
         },
         Err(e) => Prediction {
             point_id: point_id.to_string(),
             value: f64::NAN,
+            transient: matches!(e, CoreError::Transient(_)),
             error: Some(e.to_string()),
         },
     }
@@ -581,26 +648,35 @@ pub async fn predict<M: DenseSignalMethod + ?Sized>(
     let keys: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
     checkpointed(
         &keys,
-        |p: &Prediction| p.point_id.clone(),
+        Resume {
+            key_of: |p: &Prediction| p.point_id.clone(),
+            redo: &|p: &Prediction| p.transient || (opts.redo_failed && p.value.is_nan()),
+        },
         &meta,
         opts,
         "predict",
-        |idx| async move {
-            let batch: Vec<EvaluationPoint> = idx.iter().map(|&i| points[i].clone()).collect();
-            let results = method.evaluate_batch(&batch, ctx).await;
-            if results.len() != batch.len() {
-                return Err(CoreError::Method(format!(
-                    "method `{}` returned {} results for {} points",
-                    method.name(),
-                    results.len(),
-                    batch.len()
-                )));
+        |idx| {
+            use futures::{FutureExt as _, StreamExt as _};
+            async move {
+                let batch: Vec<EvaluationPoint> = idx.iter().map(|&i| points[i].clone()).collect();
+                let results = method.evaluate_batch(&batch, ctx).await;
+                if results.len() != batch.len() {
+                    return vec![Err(CoreError::Method(format!(
+                        "method `{}` returned {} results for {} points",
+                        method.name(),
+                        results.len(),
+                        batch.len()
+                    )))];
+                }
+                batch
+                    .iter()
+                    .zip(results)
+                    .map(|(p, r)| Ok(to_prediction(&p.id, r)))
+                    .collect()
             }
-            Ok(batch
-                .iter()
-                .zip(results)
-                .map(|(p, r)| to_prediction(&p.id, r))
-                .collect())
+            .map(futures::stream::iter)
+            .flatten_stream()
+            .boxed()
         },
     )
     .await

@@ -443,6 +443,10 @@ pub struct Prediction {
     /// Why the score is NaN, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The NaN came from a transport failure ([`crate::CoreError::Transient`]): not final,
+    /// a rerun of the stage asks this point again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transient: bool,
 }
 
 /// Serde for `f64` that writes NaN (and infinities) as `null` and reads `null` back as NaN,

@@ -101,6 +101,10 @@ pub struct BackendEntry {
     /// token, as published).
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// Ask again the cached requests whose reply a method could not parse (default false:
+    /// a rerun answers from the cache; `qval run --reask-unparsed` sets it for every backend).
+    #[serde(default)]
+    pub reask_unparsed: bool,
 }
 
 fn default_second_tokens() -> u32 {
@@ -187,6 +191,7 @@ impl BackendEntry {
             quota_max_wait_secs: default_quota_wait(),
             max_model_len: None,
             tokenizer: None,
+            reask_unparsed: false,
         }
     }
 
@@ -343,7 +348,8 @@ impl BackendEntry {
             .concurrency(self.concurrency)
             .retry(Some(RetryPolicy::builder().max_attempts(self.max_attempts).build()?))
             .quota_wait(quota_schedule(Duration::from_secs_f64(self.quota_max_wait_secs)))
-            .second_elicitation(self.second_elicitation().then_some(self.second_elicitation_max_tokens));
+            .second_elicitation(self.second_elicitation().then_some(self.second_elicitation_max_tokens))
+            .reask_unparsed(self.reask_unparsed);
         if let Some(c) = cache {
             stack = stack.cache(c);
         }

@@ -549,8 +549,11 @@ impl<B> RequestLog<B> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(&path)
             .map_err(|e| LlmError::Config(format!("opening the request log {}: {e}", path.display())))?;
+        drop_torn_tail(&file)
+            .map_err(|e| LlmError::Config(format!("repairing the request log {}: {e}", path.display())))?;
         Ok(RequestLog {
             inner,
             path,
@@ -562,6 +565,37 @@ impl<B> RequestLog<B> {
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Cuts a line that a stopped writer left without its newline (a full disk, a kill), so the
+/// log holds whole lines only and the next line starts on a line of its own.
+fn drop_torn_tail(file: &std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut f = file;
+    // Read back from the end in blocks until a newline is found.
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep != len {
+                file.set_len(keep)?;
+            }
+            return Ok(());
+        }
+        if start == 0 {
+            return file.set_len(0);
+        }
+        end = start;
     }
 }
 
@@ -632,12 +666,18 @@ impl<B: Backend> RequestLog<B> {
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
         let mut f = self.file.lock().expect("log lock");
-        match f.write(&bytes) {
-            Ok(n) if n == bytes.len() => {}
-            Ok(n) => {
-                tracing::warn!(written = n, len = bytes.len(), path = %self.path.display(), "a short write to the request log")
+        let before = f.metadata().map(|m| m.len()).ok();
+        let written = match f.write(&bytes) {
+            Ok(n) if n == bytes.len() => None,
+            Ok(n) => Some(format!("a short write ({n} of {} bytes)", bytes.len())),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = written {
+            // Whole lines or nothing: cut what part of the line reached the file (a full disk).
+            if let Some(len) = before {
+                let _ = f.set_len(len);
             }
-            Err(e) => tracing::warn!(error = %e, path = %self.path.display(), "could not write the request log"),
+            tracing::warn!(error = %why, path = %self.path.display(), "could not write the request log");
         }
         r
     }

@@ -113,3 +113,21 @@ async fn an_exhausted_quota_is_waited_out_then_recorded_with_the_reason() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn the_request_log_holds_whole_lines_only_after_a_torn_write() {
+    let server = TestServer::start(ServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("llm-requests.jsonl");
+    // What a full disk or a kill leaves: one whole line, then part of the next.
+    std::fs::write(&log, "{\"t_ms\": 1, \"request\": {}}\n{\"t_ms\": 2, \"requ").unwrap();
+    let (backend, _) = stack(&server, |b| b.log(&log));
+    backend.chat(&ask()).await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with('\n'), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for l in lines {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("a torn line {l:?}: {e}"));
+    }
+}

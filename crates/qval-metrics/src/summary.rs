@@ -543,7 +543,14 @@ impl Summary {
     /// pairwise accuracy; sample groups, paired comparisons and label noise below.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        for (name, est) in self.estimations.iter().chain(&self.gt_vs_gt_estimations) {
+        let compared = self.estimations.len();
+        for (i, (name, est)) in self.estimations.iter().chain(&self.gt_vs_gt_estimations).enumerate() {
+            if i == compared {
+                out.push_str(
+                    "## Label sets compared with each other\n\nEach table below takes one label set as the \
+                     reference and the others in the place of methods: how far the references agree.\n\n",
+                );
+            }
             let extras = est.qval.clone().unwrap_or_default();
             let labels = est.labels();
             out.push_str(&format!(
@@ -613,10 +620,19 @@ impl Summary {
                 if let Some(n) = q.notes.get("spearman") {
                     notes.push(format!("- `{m}`: {n}"));
                 }
-                if q.failed > 0 || q.missing > 0 {
+                if let Some(n) = failure_note(&q, labels.len()) {
+                    notes.push(format!("- `{m}`: {n}"));
+                }
+                if c.sign_agreement.as_ref().and_then(|f| f.correlation).is_some_and(|a| {
+                    c.spearman
+                        .as_ref()
+                        .and_then(|f| f.correlation)
+                        .is_some_and(|rho| (a - 0.5) * rho < 0.0 && rho.abs() >= 0.3)
+                }) {
                     notes.push(format!(
-                        "- `{m}`: {} failed (NaN) and {} missing predictions",
-                        q.failed, q.missing
+                        "- `{m}`: sign agr. (the published rule) counts pairs whose prediction and label have the same \
+                         sign, not ranks; it disagrees with rho here, as it does for scores on another scale \
+                         (negative distances, say)"
                     ));
                 }
                 if let Some(d) = e.num_dropped_zero.filter(|d| *d > 0) {
@@ -707,5 +723,37 @@ impl Summary {
         let (plots, warnings) = crate::plots::write_plots(self, &dir.join(format!("{stem}_plots")))?;
         written.extend(plots);
         Ok((written, warnings))
+    }
+}
+
+/// The note under a table for a method's failed and unscored points: "scored 100 of 242
+/// points" when it scored fewer points than were labelled, and "3 NaN: reason (first of 3)"
+/// when some of its scores failed.
+fn failure_note(q: &MethodExtras, total: usize) -> Option<String> {
+    let mut parts = Vec::new();
+    if q.missing > 0 && q.missing <= total {
+        parts.push(format!("scored {} of {total} points", total - q.missing));
+    }
+    if q.failed > 0 {
+        match q.nan_reasons.first() {
+            Some(r) => parts.push(format!(
+                "{} NaN: {} (first of {})",
+                q.failed,
+                one_line(&r.reason, 160),
+                q.failed
+            )),
+            None => parts.push(format!("{} NaN", q.failed)),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// `text` on one line, cut to `max` characters with an ellipsis.
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}...", flat.chars().take(max).collect::<String>())
     }
 }

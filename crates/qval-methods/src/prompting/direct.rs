@@ -145,7 +145,7 @@ impl Direct {
             .await
         {
             Ok((values, _)) => values.into_iter().map(Ok).collect(),
-            Err(e) => (0..k).map(|_| Err(CoreError::Method(e.to_string()))).collect(),
+            Err(e) => (0..k).map(|_| Err(e.for_each_point())).collect(),
         }
     }
 
@@ -607,7 +607,7 @@ impl Verifier {
             .backend
             .chat(&req)
             .await
-            .map_err(|e| CoreError::Method(format!("LLM request failed: {e}")))?;
+            .map_err(|e| crate::llm::failed("LLM request failed", e))?;
         // The log-probabilities first; the reply's text when they give no letter (as published).
         let from_logprobs = match &resp.logprobs {
             Some(tokens) => verifier_score(tokens),

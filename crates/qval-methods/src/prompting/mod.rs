@@ -74,7 +74,7 @@ impl Base {
             .chat(&req)
             .await
             .map(|r| r.text)
-            .map_err(|e| CoreError::Method(format!("LLM request failed: {e}")))?;
+            .map_err(|e| crate::llm::failed("LLM request failed", e))?;
         match parse(&text) {
             Ok(v) => Ok((v, text)),
             Err(e) => {

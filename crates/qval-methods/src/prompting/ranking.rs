@@ -103,7 +103,7 @@ pub(crate) fn stepped_candidate<E: Environment>(
 }
 
 /// A state's scores, computed once: one per candidate, or why the request failed.
-type Answer = OnceCell<std::result::Result<Vec<f64>, String>>;
+type Answer = OnceCell<Result<Vec<f64>>>;
 
 /// The ranking method. Score of a candidate: k - (its position in the model's order), so the
 /// best-ranked of k candidates scores k. One request per state, shared by its candidates
@@ -243,7 +243,7 @@ impl Ranking {
         ]
     }
 
-    async fn scores_of(&self, parent: &str, ctx: &MethodContext) -> std::result::Result<Vec<f64>, String> {
+    async fn scores_of(&self, parent: &str, ctx: &MethodContext) -> Result<Vec<f64>> {
         let cell = self
             .answers
             .lock()
@@ -255,7 +255,7 @@ impl Ranking {
             let candidates = self
                 .groups
                 .get(parent)
-                .ok_or_else(|| format!("no candidates were given for state `{parent}`"))?;
+                .ok_or_else(|| CoreError::Method(format!("no candidates were given for state `{parent}`")))?;
             let k = candidates.len();
             let shown_order = self.shown_order(parent, k);
             let shown: Vec<EvaluationPoint> = shown_order.iter().map(|&i| candidates[i].clone()).collect();
@@ -264,12 +264,13 @@ impl Ranking {
                 .ask_parsed(self.messages(&shown, ctx), self.base.sampling.clone(), |t| {
                     extract_permutation(t, k)
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             Ok(scores_from_answer(&answer, &shown_order))
         })
         .await
-        .clone()
+        .as_ref()
+        .map(Clone::clone)
+        .map_err(CoreError::for_each_point)
     }
 }
 
@@ -305,7 +306,7 @@ impl DenseSignalMethod for Ranking {
                 point.id
             ))
         })?;
-        let scores = self.scores_of(parent, ctx).await.map_err(CoreError::Method)?;
+        let scores = self.scores_of(parent, ctx).await?;
         let idx = self
             .groups
             .get(parent)

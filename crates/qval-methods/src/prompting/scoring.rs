@@ -286,7 +286,7 @@ pub fn expert_block(e: Option<&ExpertRollout>, env_name: &str) -> String {
 }
 
 /// A state's shared "before" belief, computed once.
-type Belief = OnceCell<std::result::Result<f64, String>>;
+type Belief = OnceCell<std::result::Result<f64, CoreError>>;
 
 /// sdpo, sdpo-gt or Δbelief over a scoring backend. Each candidate point (from
 /// [`super::expand_candidates`], or any point with an action) is scored on its own; the
@@ -457,7 +457,7 @@ impl ContinuationScoring {
         Self::messages(&system, parts)
     }
 
-    async fn log_success(&self, messages: Vec<Message>) -> std::result::Result<f64, String> {
+    async fn log_success(&self, messages: Vec<Message>) -> Result<f64, CoreError> {
         let ask = |c: &str| ScoreRequest {
             messages: messages.clone(),
             continuation: c.to_string(),
@@ -468,19 +468,19 @@ impl ContinuationScoring {
             lp[i] = x.map_err(scoring_failed)?.sum();
         }
         if !lp.iter().all(|x| x.is_finite()) {
-            return Err("the server returned no tokens for Yes or No".into());
+            return Err(CoreError::Method("the server returned no tokens for Yes or No".into()));
         }
         let (y, n) = (lp[0], lp[1]);
         let m = y.max(n);
         Ok(y - (m + ((y - m).exp() + (n - m).exp()).ln()))
     }
 
-    async fn score(&self, point: &EvaluationPoint, ctx: &MethodContext) -> std::result::Result<f64, String> {
+    async fn score(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64, CoreError> {
         match self.kind {
             ScoringKind::Sdpo | ScoringKind::SdpoGt => {
                 let action = point.action_text.trim();
                 if action.is_empty() {
-                    return Err("the candidate's action text is empty".into());
+                    return Err(CoreError::Method("the candidate's action text is empty".into()));
                 }
                 let (student, teacher) = self.sdpo_messages(point, ctx);
                 let ask = |messages| ScoreRequest {
@@ -491,14 +491,14 @@ impl ContinuationScoring {
                 let teacher = r.pop().expect("two results").map_err(scoring_failed)?;
                 let student = r.pop().expect("two results").map_err(scoring_failed)?;
                 if teacher.tokens.is_empty() || student.tokens.is_empty() {
-                    return Err("the server returned no tokens for the action".into());
+                    return Err(CoreError::Method("the server returned no tokens for the action".into()));
                 }
                 if teacher.tokens.len() != student.tokens.len() {
-                    return Err(format!(
+                    return Err(CoreError::Method(format!(
                         "token-length mismatch: {} teacher tokens, {} student tokens",
                         teacher.tokens.len(),
                         student.tokens.len()
-                    ));
+                    )));
                 }
                 let n = teacher.tokens.len() as f64;
                 Ok(teacher
@@ -515,7 +515,9 @@ impl ContinuationScoring {
                 let before = cell
                     .get_or_init(|| self.log_success(self.belief_messages(point, ctx, false)))
                     .await
-                    .clone()?;
+                    .as_ref()
+                    .map(|v| *v)
+                    .map_err(CoreError::for_each_point)?;
                 let after = self.log_success(self.belief_messages(point, ctx, true)).await?;
                 Ok(after - before)
             }
@@ -523,8 +525,8 @@ impl ContinuationScoring {
     }
 }
 
-fn scoring_failed(e: LlmError) -> String {
-    format!("LLM scoring failed: {e}")
+fn scoring_failed(e: LlmError) -> CoreError {
+    crate::llm::failed("LLM scoring failed", e)
 }
 
 impl ReportsUsage for ContinuationScoring {
@@ -542,6 +544,6 @@ impl DenseSignalMethod for ContinuationScoring {
         Signal::Q
     }
     async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
-        self.score(point, ctx).await.map_err(CoreError::Method)
+        self.score(point, ctx).await
     }
 }
