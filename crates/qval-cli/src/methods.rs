@@ -758,9 +758,10 @@ async fn code_samples(input: &BuildInput<'_>, p: &CodeParams) -> Result<Vec<Arc<
             .check()
             .await
             .map_err(|e| CliError::Usage(format!("the code sandbox cannot start: {e}")))?;
-        out.push(Arc::new(m));
+        out.push(m);
     }
-    Ok(out)
+    // Grouped, the runner's scoring of one sample after another runs them all at once.
+    Ok(qval_methods::code::group(out))
 }
 
 struct Codegen;
