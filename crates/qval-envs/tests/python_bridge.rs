@@ -559,3 +559,33 @@ fn taxi_and_cliffwalking_have_finite_exact_values_and_a_reference_that_reaches_t
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toy_text_success_is_the_goal_cell_or_the_drop_off_not_a_positive_reward() {
+    use qval_core::{CollectConfig, StageOptions, collect};
+    use qval_envs::python::ReferencePolicy;
+    need_gymnasium();
+    for (adapter, default_rule) in [
+        // Every CliffWalking step costs -1, the goal's too: the default rule counts none.
+        ("qval_bridge.adapters.gym_toytext:CliffWalkingAdapter", false),
+        ("qval_bridge.adapters.gym_toytext:TaxiAdapter", true),
+    ] {
+        let env = PythonEnv::builder(adapter).build().unwrap();
+        let config = CollectConfig {
+            trajectories: 3,
+            ..Default::default()
+        };
+        let all = collect(&env, &ReferencePolicy, &env.tasks(), &config, &StageOptions::default())
+            .await
+            .unwrap();
+        for t in &all {
+            assert!(env.succeeded(t), "{adapter}: the reference reached the goal");
+            assert_eq!(t.succeeded(), default_rule, "{adapter}");
+            assert_eq!(t.transitions[0].state["success"], json!(false), "{adapter}");
+            // The cut trajectory did not get there.
+            let mut cut = t.clone();
+            cut.transitions.pop();
+            assert!(!env.succeeded(&cut), "{adapter}");
+        }
+    }
+}
