@@ -79,6 +79,15 @@ pub trait EnvPlugin: Send + Sync {
     ) -> crate::Result<Vec<EvaluationPoint>>;
     /// The environment's hand-written heuristic for `signal`, if it has one.
     fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>>;
+    /// The names of the environment's other heuristics (`variant = "NAME"`). Default: none.
+    fn heuristic_variants(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The heuristic `variant` for `signal`, if the environment has it. Default: none.
+    fn heuristic_variant(&self, variant: &str, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>> {
+        let _ = (variant, signal);
+        None
+    }
     /// Whether a collected trajectory reached the task's goal, as the environment defines it
     /// ([`Environment::succeeded`]).
     fn succeeded(&self, trajectory: &Trajectory) -> bool;
@@ -144,6 +153,7 @@ pub struct TypedEnv<E: Environment> {
     collector: String,
     reference: String,
     heuristic: Option<HeuristicFactory>,
+    variants: BTreeMap<String, HeuristicFactory>,
     goal_texts: Option<GoalTexts>,
     images: bool,
     image_goal_texts: Option<GoalTexts>,
@@ -190,6 +200,7 @@ impl<E: Environment + 'static> TypedEnv<E> {
             collector: "llm".into(),
             reference: "llm".into(),
             heuristic: None,
+            variants: BTreeMap::new(),
             goal_texts: None,
             images: false,
             image_goal_texts: None,
@@ -238,6 +249,16 @@ impl<E: Environment + 'static> TypedEnv<E> {
         F: Fn(Signal) -> Option<Arc<dyn DenseSignalMethod>> + Send + Sync + 'static,
     {
         self.heuristic = Some(Arc::new(f));
+        self
+    }
+
+    /// Another heuristic of the environment, chosen by `variant = "NAME"` in a
+    /// `heuristic` method entry.
+    pub fn heuristic_variant<F>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Signal) -> Option<Arc<dyn DenseSignalMethod>> + Send + Sync + 'static,
+    {
+        self.variants.insert(name.to_string(), Arc::new(f));
         self
     }
 
@@ -372,6 +393,14 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
 
     fn heuristic(&self, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>> {
         self.heuristic.as_ref().and_then(|f| f(signal))
+    }
+
+    fn heuristic_variants(&self) -> Vec<String> {
+        self.variants.keys().cloned().collect()
+    }
+
+    fn heuristic_variant(&self, variant: &str, signal: Signal) -> Option<Arc<dyn DenseSignalMethod>> {
+        self.variants.get(variant).and_then(|f| f(signal))
     }
 
     fn succeeded(&self, trajectory: &Trajectory) -> bool {
@@ -597,6 +626,9 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         })
         .defaults("epsilon-greedy", "optimal")
         .heuristic(|signal| Some(Arc::new(qval_methods::FrozenLakeDistance::new(signal)) as Arc<dyn DenseSignalMethod>))
+        .heuristic_variant("manhattan", |signal| {
+            Some(Arc::new(qval_methods::FrozenLakeManhattan::new(signal)) as Arc<dyn DenseSignalMethod>)
+        })
         .goal_texts(GoalTexts::frozenlake())
         .gives_images(images)
         .image_goal_texts(GoalTexts::frozenlake_vision())

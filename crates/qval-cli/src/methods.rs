@@ -335,26 +335,69 @@ struct SeedParams {
 
 struct Heuristic;
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeuristicParams {
+    /// One of the environment's other heuristics (FrozenLake: `manhattan`); default its own.
+    #[serde(default)]
+    variant: Option<String>,
+}
+
 #[async_trait]
 impl MethodType for Heuristic {
     fn info(&self) -> MethodInfo {
         MethodInfo {
             family: "baseline",
-            summary: "the environment's hand-written heuristic (FrozenLake: distance to the goal; TerminalBench: shell outcome)",
+            summary: "the environment's hand-written heuristic (FrozenLake: distance to the goal, or `variant = \"manhattan\"` ignoring holes; TerminalBench: shell outcome)",
             signals: vec![Signal::Q, Signal::V],
             needs_backend: false,
             needs_logprobs: false,
             needs_scoring: false,
             on: PointSet::Points,
-            params: vec![],
+            params: vec![(
+                "variant",
+                "the environment's own",
+                "another heuristic of the environment (FrozenLake: manhattan)",
+            )],
+        }
+    }
+    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
+        spec::params::<HeuristicParams>(&m.params, &[]).map(|_| ())
+    }
+    fn check_plan(
+        &self,
+        m: &ResolvedMethod,
+        env: &dyn EnvPlugin,
+        _: &dyn RunServices,
+    ) -> std::result::Result<(), SpecProblem> {
+        let p = spec::params::<HeuristicParams>(&m.params, &[])?;
+        match p.variant {
+            Some(v) if !env.heuristic_variants().contains(&v) => {
+                let known = env.heuristic_variants();
+                Err(SpecProblem::at(
+                    crate::at!["variant"],
+                    spec::unknown(
+                        "heuristic variant",
+                        &v,
+                        &known.iter().map(String::as_str).collect::<Vec<_>>(),
+                    ),
+                ))
+            }
+            _ => Ok(()),
         }
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let h = input.env.heuristic(input.method.signal).ok_or_else(|| {
+        let p = spec::params::<HeuristicParams>(&input.method.params, &[]).map_err(|e| CliError::Usage(e.message))?;
+        let signal = input.method.signal;
+        let h = match &p.variant {
+            Some(v) => input.env.heuristic_variant(v, signal),
+            None => input.env.heuristic(signal),
+        };
+        let h = h.ok_or_else(|| {
             CliError::Usage(format!(
-                "environment `{}` has no heuristic for signal {}",
+                "environment `{}` has no heuristic{} for signal {signal}",
                 input.env.spec().name,
-                input.method.signal
+                p.variant.as_deref().map(|v| format!(" `{v}`")).unwrap_or_default()
             ))
         })?;
         Ok(vec![h])

@@ -369,7 +369,6 @@ impl Plan {
             Some(share) => shard_dir(&run_dir, share),
             None => run_dir.clone(),
         };
-        let mut entries = entries;
         if options.reask_unparsed {
             for entry in entries.values_mut() {
                 entry.reask_unparsed = true;

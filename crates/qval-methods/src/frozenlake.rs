@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
-use qval_envs::frozenlake::FrozenLakeState;
+use qval_envs::frozenlake::{FrozenLakeState, Tile};
 
 /// Minus the shortest-path distance from the agent to the goal, avoiding holes: 0 on the
 /// goal, more negative farther away, and worst of all (minus the number of cells, minus 1)
@@ -54,5 +54,79 @@ impl DenseSignalMethod for FrozenLakeDistance {
             _ => point.next_state_as()?,
         };
         Ok(Self::score(&state))
+    }
+}
+
+/// Minus the Manhattan distance from the agent to the goal, ignoring holes: a deliberately
+/// imperfect signal (it walks through holes and never sees a dead end), between the exact
+/// [`FrozenLakeDistance`] and a random baseline. For Q it scores s', for V the state s.
+#[derive(Clone, Copy, Debug)]
+pub struct FrozenLakeManhattan {
+    signal: Signal,
+}
+
+impl FrozenLakeManhattan {
+    /// The heuristic for Q (scores s') or V (scores s).
+    ///
+    /// # Panics
+    /// For [`Signal::Advantage`], which this heuristic does not estimate.
+    pub fn new(signal: Signal) -> Self {
+        assert!(signal != Signal::Advantage, "FrozenLakeManhattan estimates Q or V");
+        FrozenLakeManhattan { signal }
+    }
+
+    /// The score of a state: minus |row - goal row| + |column - goal column|.
+    pub fn score(state: &FrozenLakeState) -> f64 {
+        let map = &state.map;
+        let cols = map.cols();
+        let goal = (0..map.len()).find(|&c| map.tile(c) == Tile::Goal).unwrap_or(0);
+        let (r, c) = (state.pos / cols, state.pos % cols);
+        let (gr, gc) = (goal / cols, goal % cols);
+        -((r.abs_diff(gr) + c.abs_diff(gc)) as f64)
+    }
+}
+
+#[async_trait]
+impl DenseSignalMethod for FrozenLakeManhattan {
+    fn name(&self) -> String {
+        format!("manhattan-{}", self.signal).to_lowercase()
+    }
+
+    fn signal(&self) -> Signal {
+        self.signal
+    }
+
+    async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> Result<f64> {
+        let state: FrozenLakeState = match self.signal {
+            Signal::V => point.state_as()?,
+            _ => point.next_state_as()?,
+        };
+        Ok(Self::score(&state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qval_envs::frozenlake::Grid;
+    use std::sync::Arc;
+
+    #[test]
+    fn manhattan_ignores_holes_where_the_distance_heuristic_does_not() {
+        // The goal is 2 cells right of the start, behind a hole; the way round is 6 long.
+        let map = Arc::new(Grid::parse(&["SHG", "FHF", "FFF"]).unwrap());
+        let at = |pos| FrozenLakeState {
+            map: map.clone(),
+            pos,
+            error: None,
+        };
+        assert_eq!(FrozenLakeManhattan::score(&at(0)), -2.0);
+        assert_eq!(FrozenLakeDistance::score(&at(0)), -6.0);
+        assert_eq!(
+            FrozenLakeManhattan::score(&at(1)),
+            -1.0,
+            "a hole scores by its distance"
+        );
+        assert_eq!(FrozenLakeManhattan::score(&at(2)), 0.0);
     }
 }

@@ -18,6 +18,6 @@ pub mod random;
 pub mod terminal;
 
 pub use error::MethodsError;
-pub use frozenlake::FrozenLakeDistance;
+pub use frozenlake::{FrozenLakeDistance, FrozenLakeManhattan};
 pub use random::RandomBaseline;
 pub use terminal::ShellHeuristic;

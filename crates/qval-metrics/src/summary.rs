@@ -600,6 +600,7 @@ impl Summary {
                 }
                 continue;
             }
+            let mut sign_misleads = Vec::new();
             out.push_str("| method | n | rho [interval] | p | tau | r | sign agr. | pairwise acc. |\n");
             out.push_str("|---|---:|---|---:|---:|---:|---:|---:|\n");
             for (m, e) in est.flat_methods() {
@@ -629,11 +630,7 @@ impl Summary {
                         .and_then(|f| f.correlation)
                         .is_some_and(|rho| (a - 0.5) * rho < 0.0 && rho.abs() >= 0.3)
                 }) {
-                    notes.push(format!(
-                        "- `{m}`: sign agr. (the published rule) counts pairs whose prediction and label have the same \
-                         sign, not ranks; it disagrees with rho here, as it does for scores on another scale \
-                         (negative distances, say)"
-                    ));
+                    sign_misleads.push(format!("`{m}`"));
                 }
                 if let Some(d) = e.num_dropped_zero.filter(|d| *d > 0) {
                     notes.push(format!("- `{m}`: {d} pairs with a zero dropped"));
@@ -650,6 +647,14 @@ impl Summary {
                             .unwrap_or_default()
                     ));
                 }
+            }
+            if !sign_misleads.is_empty() {
+                notes.push(format!(
+                    "- sign agr. (the published rule) counts pairs whose prediction and label share a sign, not \
+                     ranks: for {} it disagrees with rho, as it does for scores on another scale (negative \
+                     distances, say)",
+                    sign_misleads.join(", ")
+                ));
             }
             if est.methods.is_empty() {
                 out.push_str("| (no method estimates this signal) | | | | | | | |\n");

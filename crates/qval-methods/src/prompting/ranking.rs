@@ -251,26 +251,28 @@ impl Ranking {
             .entry(parent.to_string())
             .or_default()
             .clone();
-        cell.get_or_init(|| async {
-            let candidates = self
-                .groups
-                .get(parent)
-                .ok_or_else(|| CoreError::Method(format!("no candidates were given for state `{parent}`")))?;
-            let k = candidates.len();
-            let shown_order = self.shown_order(parent, k);
-            let shown: Vec<EvaluationPoint> = shown_order.iter().map(|&i| candidates[i].clone()).collect();
-            let (answer, _) = self
-                .base
-                .ask_parsed(self.messages(&shown, ctx), self.base.sampling.clone(), |t| {
-                    extract_permutation(t, k)
-                })
-                .await?;
-            Ok(scores_from_answer(&answer, &shown_order))
-        })
-        .await
-        .as_ref()
-        .map(Clone::clone)
-        .map_err(CoreError::for_each_point)
+        let answer = cell
+            .get_or_init(|| async {
+                let candidates = self
+                    .groups
+                    .get(parent)
+                    .ok_or_else(|| CoreError::Method(format!("no candidates were given for state `{parent}`")))?;
+                let k = candidates.len();
+                let shown_order = self.shown_order(parent, k);
+                let shown: Vec<EvaluationPoint> = shown_order.iter().map(|&i| candidates[i].clone()).collect();
+                let (answer, _) = self
+                    .base
+                    .ask_parsed(self.messages(&shown, ctx), self.base.sampling.clone(), |t| {
+                        extract_permutation(t, k)
+                    })
+                    .await?;
+                Ok(scores_from_answer(&answer, &shown_order))
+            })
+            .await;
+        match answer {
+            Ok(scores) => Ok(scores.clone()),
+            Err(e) => Err(e.for_each_point()),
+        }
     }
 }
 
