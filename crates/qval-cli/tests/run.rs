@@ -771,13 +771,14 @@ fn report_preview_and_evaluate_work_on_run_folders() {
     let again = summary(&a);
     assert_eq!(stored["estimations"], again["estimations"]);
 
-    // Labels copied from another run are refused, naming both files.
+    // Labels copied from another run are refused, naming both files (the first method in
+    // the experiment's order).
     std::fs::copy(b.join("labels/mvmc-q.jsonl"), a.join("labels/mvmc-q.jsonl")).unwrap();
     let out = qval().args(["evaluate", a.to_str().unwrap()]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("other points") && err.contains("mvmc-q.jsonl") && err.contains("direct-q.jsonl"),
+        err.contains("other points") && err.contains("mvmc-q.jsonl") && err.contains("random-q.jsonl"),
         "{err}"
     );
 }
