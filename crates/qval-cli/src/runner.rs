@@ -1520,6 +1520,13 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     .map_err(|e| CliError::Usage(format!("evaluation stopped: {e}")))?;
     let (summary, label_sets, prediction_sets) = evaluated;
     let mut summary = summary?;
+    let limits: HashMap<String, usize> = plan
+        .methods
+        .iter()
+        .filter_map(|m| Some((m, m.points?)))
+        .flat_map(|(m, n)| outputs_of(plan, m).into_iter().map(move |o| (o, n)))
+        .collect();
+    summary.set_points_limits(&limits);
     crate::commands::RunMetadata {
         name: e.name.clone(),
         seed: e.seed,

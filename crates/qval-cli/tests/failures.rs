@@ -112,6 +112,12 @@ fn a_method_failing_on_every_point_shows_its_reason_and_exits_3_unless_allowed()
         note.contains("40 NaN: ") && note.contains("HTTP 400") && note.contains("(first of 40)"),
         "{note}"
     );
+    // It was asked for 40 of the labelled points: said as such, not as "missing".
+    assert!(
+        note.contains("scored 40 of ") && note.contains(" points (points = 40)"),
+        "{note}"
+    );
+    assert!(!all.contains("missing"), "{all}");
     // The exit's line names the method and the reason.
     let last = String::from_utf8_lossy(&o.stderr);
     let last = last.trim().lines().last().unwrap();

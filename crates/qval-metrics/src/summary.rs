@@ -213,6 +213,9 @@ pub struct MethodExtras {
     pub signal: Option<Signal>,
     /// Labelled points without a prediction.
     pub missing: usize,
+    /// The method entry's `points` limit, when it was asked to score only the first points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points_limit: Option<usize>,
     /// Predictions that are NaN.
     pub failed: usize,
     /// Bootstrap percentile intervals by figure name (`spearman`, `ranking_spearman`, ...).
@@ -539,6 +542,18 @@ impl Summary {
         })
     }
 
+    /// Records, for each method named in `limits`, the `points` limit it was run with (shown
+    /// beside "scored N of M points").
+    pub fn set_points_limits(&mut self, limits: &std::collections::HashMap<String, usize>) {
+        for est in self.estimations.values_mut() {
+            for (name, entry) in est.methods.iter_mut() {
+                if let (MethodEntry::Method(e), Some(n)) = (entry, limits.get(name)) {
+                    e.qval.get_or_insert_with(Default::default).points_limit = Some(*n);
+                }
+            }
+        }
+    }
+
     /// The Markdown report: per label set, a table of method, n, rho [interval], p, tau, r,
     /// pairwise accuracy; sample groups, paired comparisons and label noise below.
     pub fn markdown(&self) -> String {
@@ -737,7 +752,11 @@ impl Summary {
 fn failure_note(q: &MethodExtras, total: usize) -> Option<String> {
     let mut parts = Vec::new();
     if q.missing > 0 && q.missing <= total {
-        parts.push(format!("scored {} of {total} points", total - q.missing));
+        parts.push(format!(
+            "scored {} of {total} points{}",
+            total - q.missing,
+            q.points_limit.map(|n| format!(" (points = {n})")).unwrap_or_default()
+        ));
     }
     if q.failed > 0 {
         match q.nan_reasons.first() {
