@@ -39,7 +39,7 @@ use qval_core::{
     Signal, StageOptions, Strategy, Trajectory,
 };
 use qval_methods::llm::{Backend, BackendEntry, UsageCounter, load_backends};
-use qval_metrics::{BootstrapConfig, CorrelationConfig, EvaluateConfig, LabelSet, PredictionSet};
+use qval_metrics::{EvaluateConfig, LabelSet, PredictionSet};
 
 /// The environment and method types experiment files can name: the built-in ones and any a
 /// user registers in code.
@@ -706,16 +706,8 @@ impl Plan {
                 }
             }
         }
-        let ev = &e.evaluate;
-        if ev.min_points < 2 {
-            return Err(err(SpecProblem::at(at!["evaluate", "min_points"], "give at least 2")));
-        }
-        if !(ev.confidence > 0.0 && ev.confidence < 1.0) {
-            return Err(err(SpecProblem::at(
-                at!["evaluate", "confidence"],
-                format!("{}: give a level in (0, 1)", ev.confidence),
-            )));
-        }
+        // Everything stage 5 would refuse, refused now at its key.
+        e.evaluate.config().map_err(err)?;
         // --only takes a method's name (`distance-q`), its entry's name (`distance`) or its
         // type (`heuristic`).
         for o in &options.only {
@@ -1686,31 +1678,8 @@ fn timing(fresh: bool, t: Instant) -> String {
 /// # Errors
 /// Settings out of range.
 pub fn evaluate_config(ev: &crate::spec::EvaluateSpec) -> Result<EvaluateConfig> {
-    let correlation = CorrelationConfig::builder().min_pairs(ev.min_points).build()?;
-    let bootstrap = if ev.bootstrap == 0 {
-        None
-    } else {
-        Some(
-            BootstrapConfig::builder()
-                .resamples(ev.bootstrap)
-                .level(ev.confidence)
-                .seed(ev.seed)
-                .build()?,
-        )
-    };
-    let cfg = EvaluateConfig {
-        correlation,
-        bootstrap,
-        correlation_methods: ev.correlation_methods.clone(),
-        exclude_zero_points: ev.exclude_zero_points,
-        ranking_ties: ev.ranking_ties,
-        relabel: ev.relabel,
-        paired: ev.paired,
-        label_noise: ev.label_noise,
-        gt_vs_gt: true,
-    };
-    cfg.validate()?;
-    Ok(cfg)
+    ev.config()
+        .map_err(|p| CliError::Usage(format!("[evaluate]: {}", p.message)))
 }
 
 /// A method stored under another name.

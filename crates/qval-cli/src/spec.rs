@@ -442,6 +442,73 @@ pub struct EvaluateSpec {
     pub label_noise: bool,
 }
 
+impl EvaluateSpec {
+    /// The evaluation's configuration, built by qval-metrics' own builders, so that what
+    /// stage 5 would refuse is refused when the file is read; a problem names its key
+    /// (`evaluate.min_points`, `evaluate.correlation_methods[1]`, ...) with the allowed values.
+    ///
+    /// # Errors
+    /// The first value the evaluation refuses, at its key below `[evaluate]`.
+    pub fn config(&self) -> std::result::Result<qval_metrics::EvaluateConfig, SpecProblem> {
+        use qval_metrics::{BootstrapConfig, CorrelationConfig, MetricsError};
+        let at_key = |e: MetricsError| {
+            let key = match &e {
+                MetricsError::InvalidParameter { name: "min_pairs", .. } => "min_points",
+                MetricsError::InvalidParameter { name: "resamples", .. } => "bootstrap",
+                MetricsError::InvalidParameter { name: "level", .. } => "confidence",
+                MetricsError::InvalidParameter { name: "seed", .. } => "seed",
+                _ => return SpecProblem::at(crate::at!["evaluate"], e.to_string()),
+            };
+            let MetricsError::InvalidParameter { value, reason, .. } = e else {
+                unreachable!("matched above")
+            };
+            SpecProblem::at(crate::at!["evaluate", key], format!("{value}: {reason}"))
+        };
+        for (i, m) in self.correlation_methods.iter().enumerate() {
+            if !qval_metrics::CORRELATION_METHODS.contains(&m.as_str()) {
+                return Err(SpecProblem::at(
+                    crate::at!["evaluate", "correlation_methods", i],
+                    unknown("correlation", m, &qval_metrics::CORRELATION_METHODS),
+                ));
+            }
+        }
+        let correlation = CorrelationConfig::builder()
+            .min_pairs(self.min_points)
+            .build()
+            .map_err(at_key)?;
+        let bootstrap = match self.bootstrap {
+            0 => None,
+            b => Some(
+                BootstrapConfig::builder()
+                    .resamples(b)
+                    .level(self.confidence)
+                    .seed(self.seed)
+                    .build()
+                    .map_err(at_key)?,
+            ),
+        };
+        if bootstrap.is_none() && !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err(SpecProblem::at(
+                crate::at!["evaluate", "confidence"],
+                format!("{}: give a level in (0, 1)", self.confidence),
+            ));
+        }
+        let cfg = qval_metrics::EvaluateConfig {
+            correlation,
+            bootstrap,
+            correlation_methods: self.correlation_methods.clone(),
+            exclude_zero_points: self.exclude_zero_points,
+            ranking_ties: self.ranking_ties,
+            relabel: self.relabel,
+            paired: self.paired,
+            label_noise: self.label_noise,
+            gt_vs_gt: true,
+        };
+        cfg.validate().map_err(at_key)?;
+        Ok(cfg)
+    }
+}
+
 fn correlation_methods() -> Vec<String> {
     qval_metrics::CORRELATION_METHODS
         .iter()

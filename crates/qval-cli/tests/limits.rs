@@ -153,3 +153,37 @@ fn ranking_needs_at_least_two_candidates_a_state() {
         );
     }
 }
+
+/// Issue 23: whatever stage 5 would refuse is refused when the file is read, at its key. Every
+/// key of `[evaluate]`, one bad value each.
+#[test]
+fn every_evaluate_key_stage_5_would_refuse_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("min_points = 2", "bad.toml:5:1", "2: at least 3"),
+        ("bootstrap = 50", "bad.toml:5:1", "50"),
+        ("confidence = 1.5", "bad.toml:5:1", "1.5"),
+        (
+            "bootstrap = 0\nconfidence = 0.0",
+            "bad.toml:6:1",
+            "give a level in (0, 1)",
+        ),
+        ("seed = -1", "bad.toml:5:", "seed"),
+        (
+            "correlation_methods = [\"spearman\", \"spearmen\"]",
+            "bad.toml:5:36",
+            "did you mean `spearman`?",
+        ),
+        ("exclude_zero_points = \"yes\"", "bad.toml:5:", "exclude_zero_points"),
+        ("ranking_ties = \"sometimes\"", "bad.toml:5:", "ranking_ties"),
+        ("relabel = 1", "bad.toml:5:", "relabel"),
+        ("paired = \"no\"", "bad.toml:5:", "paired"),
+        ("label_noise = 0", "bad.toml:5:", "label_noise"),
+        ("bootstap = 100", "bad.toml:5:1", "bootstap"),
+    ];
+    for (line, at, says) in cases {
+        let text = format!("{HEAD}[evaluate]\n{line}\n");
+        let (err, _) = refused(dir.path(), &text);
+        assert!(err.contains(at) && err.contains(says), "{line}\n{err}");
+    }
+}
