@@ -280,6 +280,7 @@ pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<Predicti
                         point_id: String::new(),
                         value,
                         error: None,
+                        transient: false,
                     })
                     .collect(),
                 dataset: f.dataset(),
@@ -410,6 +411,7 @@ pub fn read_user_predictions(path: &Path, name: &str, signal: Signal) -> Result<
                 point_id,
                 value,
                 error: None,
+                transient: false,
             })
             .collect(),
         dataset: None,

@@ -781,6 +781,7 @@ pub fn evaluate(
                         point_id: l.point_id.clone(),
                         value: l.value,
                         error: l.aborted.clone(),
+                        transient: false,
                     })
                     .collect();
                 let a = align(&lhs.labels, &as_preds);

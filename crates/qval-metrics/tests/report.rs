@@ -53,6 +53,7 @@ fn write_run(dir: &Path) -> (Vec<f64>, Vec<f64>) {
                 -((i % 13) as f64) + (i % 3) as f64 * 0.4
             },
             error: (i == 3).then(|| "timeout".to_string()),
+            transient: false,
         })
         .collect();
     preds.reverse();
@@ -328,6 +329,7 @@ fn prediction_set(name: &str, signal: Signal, values: &[f64]) -> PredictionSet {
                 point_id: format!("p{i}"),
                 value: *v,
                 error: None,
+                transient: false,
             })
             .collect(),
         dataset: Some("d1".into()),
