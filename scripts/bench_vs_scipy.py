@@ -32,7 +32,10 @@ def best_of(f, repeat):
 def main():
     sizes = [int(a) for a in sys.argv[1:]] or [10_000, 1_000_000, 10_000_000]
     subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "bench_correlations"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "examples", "bench_correlations")
+    # Cargo's target folder (CARGO_TARGET_DIR or the workspace's target/).
+    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+    exe = os.path.join(json.loads(meta)["target_directory"], "release", "examples", "bench_correlations")
     rng = np.random.default_rng(2026)
     print(f"{'n':>10} {'statistic':>9} {'scipy s':>10} {'qval s':>10} {'speed-up':>9}  agree")
     for n in sizes:
