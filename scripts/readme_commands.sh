@@ -4,11 +4,12 @@
 #   scripts/readme_commands.sh [--already-run COMMAND]... [--timeout SECS] [--list]
 #
 # Commands are the lines of the README's ```sh blocks (a line ending in `\` continues on the
-# next; comments and blank lines are skipped), run in order with bash from a fresh copy of
-# the working tree (tracked and untracked files that git does not ignore), so that their
-# run folders start empty. Builds go to the repository's own target folder
-# (CARGO_TARGET_DIR), so nothing compiled is compiled again; `cargo install` installs into
-# the copy (CARGO_INSTALL_ROOT), whose bin folder comes first on PATH.
+# next; comments and blank lines are skipped), run in order with bash from the repository
+# root, as a user who has just cloned it would: they write only under runs/ (ignored by git),
+# and running them again finds their runs finished. `cargo install` installs into a temporary
+# folder (CARGO_INSTALL_ROOT) whose bin folder comes first on PATH, so no `qval` outside the
+# repository is replaced. (Not from a copy of the tree: a copy sharing the target folder would
+# leave it with builds that point into the copy, e.g. TerminalBench's tasks folder.)
 #
 # - A block right after the line `<!-- readme-commands: not run: REASON -->` is not run (it
 #   needs your own model server or an API key): its commands are listed with the reason.
@@ -20,6 +21,7 @@
 # - `--timeout SECS` (default 2400): the time all commands together may take; one that is
 #   still running then is stopped and counts as failed.
 # - `--list`: print the commands and what would be done with each, run nothing.
+# Afterwards no new file may appear that git would track (the commands write under runs/).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 readme=$repo/README.md
@@ -79,13 +81,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Files git does not ignore that nobody asked git to track: the commands must add none.
+untracked() { git -C "$repo" ls-files -o --exclude-standard | sort; }
 if ! $list; then
-  # A fresh copy, modification times kept, so cargo finds its builds fresh.
-  mkdir -p "$work/tree" "$work/install"
-  git -C "$repo" ls-files -z -co --exclude-standard \
-    | (cd "$repo" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) \
-    | tar -xf - -C "$work/tree"
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+  untracked >"$work/untracked-before"
+  mkdir -p "$work/install"
   export CARGO_INSTALL_ROOT=$work/install
   export PATH="$work/install/bin:$PATH"
 fi
@@ -130,7 +130,7 @@ for entry in "${commands[@]}"; do
   if [[ $plain == *"&" ]]; then
     echo "== (background) $cmd"
     log=$work/background-$ran.log
-    (cd "$work/tree" && exec bash -c "exec ${plain%&}") >"$log" 2>&1 &
+    (cd "$repo" && exec bash -c "exec ${plain%&}") >"$log" 2>&1 &
     background+=($!)
     url=""
     for _ in $(seq 300); do
@@ -151,7 +151,7 @@ for entry in "${commands[@]}"; do
   echo "== $cmd"
   t0=$SECONDS
   status=0
-  (cd "$work/tree" && timeout -k 10 "$left" bash -o pipefail -c "$cmd") || status=$?
+  (cd "$repo" && timeout -k 10 "$left" bash -o pipefail -c "$cmd") || status=$?
   if [ "$status" -ne 0 ]; then
     if [ "$status" -eq 124 ]; then
       echo "README command timed out (the commands' budget of $budget s ran out): $cmd" >&2
@@ -163,5 +163,11 @@ for entry in "${commands[@]}"; do
   echo "   ($((SECONDS - t0)) s)"
 done
 if ! $list; then
+  untracked | comm -13 "$work/untracked-before" - >"$work/untracked-new"
+  if [ -s "$work/untracked-new" ]; then
+    echo "README commands left files outside runs/ (or someone created them meanwhile):" >&2
+    cat "$work/untracked-new" >&2
+    exit 1
+  fi
   echo "README commands: $ran run in $((SECONDS - start)) s, $skipped not run (listed above)"
 fi
