@@ -38,6 +38,15 @@ impl FrozenLakeDistance {
     }
 }
 
+/// The typed state a FrozenLake heuristic scores: the state s for V, the next state s' (where
+/// the action led) for Q.
+fn scored_state(signal: Signal, point: &EvaluationPoint) -> Result<FrozenLakeState> {
+    match signal {
+        Signal::V => point.state_as(),
+        _ => point.next_state_as(),
+    }
+}
+
 #[async_trait]
 impl DenseSignalMethod for FrozenLakeDistance {
     fn name(&self) -> String {
@@ -49,11 +58,7 @@ impl DenseSignalMethod for FrozenLakeDistance {
     }
 
     async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> Result<f64> {
-        let state: FrozenLakeState = match self.signal {
-            Signal::V => point.state_as()?,
-            _ => point.next_state_as()?,
-        };
-        Ok(Self::score(&state))
+        Ok(Self::score(&scored_state(self.signal, point)?))
     }
 }
 
@@ -97,11 +102,7 @@ impl DenseSignalMethod for FrozenLakeManhattan {
     }
 
     async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> Result<f64> {
-        let state: FrozenLakeState = match self.signal {
-            Signal::V => point.state_as()?,
-            _ => point.next_state_as()?,
-        };
-        Ok(Self::score(&state))
+        Ok(Self::score(&scored_state(self.signal, point)?))
     }
 }
 

@@ -345,7 +345,8 @@ fn read_csv_pairs(
 /// Reads `(point id, value)` pairs written by anyone's code: CSV with a header naming
 /// `point_id` and `value` columns (RFC 4180 quoting, so `"0,75"` is one field; a UTF-8 byte
 /// order mark, as Excel's "CSV UTF-8" writes, is skipped; an empty value, `nan` or `null` is
-/// NaN), or JSON Lines of `{"point_id": ..., "value": ...}` (null is NaN).
+/// NaN), or JSON Lines of `{"point_id": ..., "value": ...}` (null is NaN), such as a qval
+/// predictions file (its `qval_metadata` first line is skipped).
 ///
 /// # Errors
 /// Unreadable file, a malformed line or a value that is not a number (file and line named),
@@ -380,6 +381,10 @@ pub fn read_user_predictions(path: &Path, name: &str, signal: Signal) -> Result<
                 continue;
             }
             let v: Value = serde_json::from_str(l).map_err(|e| at(i + 1, e.to_string()))?;
+            // A qval predictions file as it is: its metadata line is not a prediction.
+            if i == 0 && v.get("qval_metadata").is_some() {
+                continue;
+            }
             let id = v
                 .get("point_id")
                 .and_then(Value::as_str)

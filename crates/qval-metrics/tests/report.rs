@@ -473,7 +473,21 @@ fn csv_predictions_are_read_with_a_csv_parser() {
     assert!(
         err.contains("excel.csv") && err.contains("line 3") && err.contains("`0,75` is not a number"),
         "{err}"
+    ); // A qval predictions file as it is: its metadata line is skipped, its records read.
+    let jsonl = dir.path().join("mine.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"qval_metadata\":{\"kind\":\"predictions\",\"format_version\":1,\"producer\":\"m\",\"qval_version\":\"0.1.0\",\"records\":2}}\n\
+         {\"point_id\":\"t0-s1\",\"value\":0.5}\n{\"point_id\":\"t1-s1\",\"value\":null,\"error\":\"x\"}\n",
+    )
+    .unwrap();
+    let got = read_user_predictions(&jsonl, "mine", Signal::Q).unwrap();
+    assert_eq!(got.predictions.len(), 2);
+    assert_eq!(
+        (got.predictions[0].point_id.as_str(), got.predictions[0].value),
+        ("t0-s1", 0.5)
     );
+    assert!(got.predictions[1].value.is_nan());
 }
 
 /// The stand-alone reader (stdlib + scipy, following only the published layout) recomputes
