@@ -256,10 +256,20 @@ pub fn main_with(registry: Registry) -> i32 {
         }
     };
     let interruptible = matches!(cli.command, Command::Run(_));
+    // The command runs as a task of its own, so that a stage doing synchronous work on its
+    // thread cannot keep this one from hearing Ctrl-C or SIGTERM.
     let result = rt.block_on(async {
+        let command = tokio::spawn(async move { execute(cli.command, &registry).await });
+        let signals = interruptible.then(listen_for_signals);
+        let signalled = async {
+            match signals {
+                Some(rx) => rx.await.unwrap_or(130),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            r = execute(cli.command, &registry) => Ok(r),
-            code = interrupted(), if interruptible => Err(code),
+            r = command => Ok(r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))),
+            code = signalled => Err(code),
         }
     });
     match result {
@@ -276,6 +286,37 @@ pub fn main_with(registry: Registry) -> i32 {
             code
         }
     }
+}
+
+/// Listens for Ctrl-C and SIGTERM on a thread of its own, with its own event loop, so that a
+/// signal is heard even while every worker thread of the main runtime is busy computing.
+fn listen_for_signals() -> tokio::sync::oneshot::Receiver<i32> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let _ = ready_tx.send(());
+            return;
+        };
+        let code = rt.block_on(async {
+            let waiting = interrupted();
+            tokio::pin!(waiting);
+            // Registered once the future has been polled: then the caller may go on.
+            let code = tokio::select! {
+                biased;
+                code = &mut waiting => Some(code),
+                _ = std::future::ready(()) => None,
+            };
+            let _ = ready_tx.send(());
+            match code {
+                Some(c) => c,
+                None => waiting.await,
+            }
+        });
+        let _ = tx.send(code);
+    });
+    let _ = ready_rx.recv();
+    rx
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM; returns the exit status reporting it (130, 143).

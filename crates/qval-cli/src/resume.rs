@@ -94,7 +94,12 @@ pub fn failing(method: &str, outputs: &[std::path::PathBuf]) -> Result<Vec<Strin
             .unwrap_or_else(|| method.to_string());
         let nan: Vec<&Prediction> = preds.iter().filter(|p| p.value.is_nan()).collect();
         let transient = nan.iter().filter(|p| p.transient).count();
-        if !preds.is_empty() && nan.len() == preds.len() {
+        if !preds.is_empty() && transient == preds.len() {
+            lines.push(format!(
+                "`{name}` failed in transport on all {} points; run the same command again to ask them",
+                preds.len()
+            ));
+        } else if !preds.is_empty() && nan.len() == preds.len() {
             let reason = nan[0].error.as_deref().unwrap_or("no reason given");
             let reason: String = reason.split_whitespace().collect::<Vec<_>>().join(" ");
             let reason: String = reason.chars().take(200).collect();

@@ -1195,8 +1195,12 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
             .with_seed(e.seed)
             .with_params(json!({ "dataset": dataset, "states": n, "candidates": e.dataset.candidates }));
         let existing = if path.exists() {
-            let (m, c) = qval_core::io::read_jsonl::<EvaluationPoint>(&path, qval_core::io::Kind::Points)?;
-            (m == meta).then_some(c)
+            // A file cut short is made again (the candidates are a seeded function of the points).
+            match qval_core::io::read_jsonl::<EvaluationPoint>(&path, qval_core::io::Kind::Points) {
+                Ok((m, c)) => (m == meta).then_some(c),
+                Err(qval_core::CoreError::Truncated { .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
         } else {
             None
         };
@@ -1332,17 +1336,25 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
             .map(|p| crate::resume::Stored::of(p))
             .collect::<Result<Vec<_>>>()?;
         let redo_failed = m.backend.as_deref().is_some_and(|b| plan.services.reask_unparsed(b));
-        if finished && stored.iter().all(|s| s.is_final(redo_failed)) {
-            say(quiet, &format!("4. predict   {} (finished earlier)", m.name));
-            report.failing.extend(crate::resume::failing(&m.name, &outputs)?);
+        let complete = stored
+            .iter()
+            .all(|s| matches!(s, crate::resume::Stored::Complete { .. }));
+        if finished && (stored.iter().all(|s| s.is_final(redo_failed)) || (!wanted && complete)) {
+            // A method left out by --only keeps its predictions in the summary, and its
+            // failures do not set this run's exit status.
+            let left = if wanted { "" } else { "; not asked again (--only)" };
+            say(quiet, &format!("4. predict   {} (finished earlier{left})", m.name));
+            if wanted {
+                report.failing.extend(crate::resume::failing(&m.name, &outputs)?);
+            }
             prediction_files.extend(outputs);
             continue;
         }
-        if finished && wanted {
-            say(quiet, &crate::resume::why_again(&m.name, &stored, redo_failed));
-        }
         if !wanted {
             continue;
+        }
+        if finished {
+            say(quiet, &crate::resume::why_again(&m.name, &stored, redo_failed));
         }
         let t = Instant::now();
         start(&mut manifest, &stage)?;
@@ -1509,7 +1521,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         (r, label_sets, prediction_sets)
     })
     .await
-    .map_err(|e| CliError::Usage(format!("evaluation stopped: {e}")))?;
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let (summary, label_sets, prediction_sets) = evaluated;
     let mut summary = summary?;
     let limits: HashMap<String, usize> = plan

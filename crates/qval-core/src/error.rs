@@ -41,7 +41,8 @@ pub enum CoreError {
     /// short, or edited. A stage resumes from the records it holds.
     #[error(
         "{path} holds {found} of the {expected} records its first line promises: the file was cut short \
-         (a disk full, a copy interrupted?); rerun the stage to complete it"
+         (a full disk, an interrupted copy?); `qval run` resumes or remakes the stage's files, \
+         anything else: delete it and make it again"
     )]
     Truncated {
         /// The file.

@@ -506,14 +506,19 @@ pub fn sample(trajectories: &[Trajectory], config: &SampleConfig, opts: &StageOp
     if let Some(path) = opts.out.as_deref()
         && path.exists()
     {
-        let (found, points) = read_jsonl::<EvaluationPoint>(path, Kind::Points)?;
-        if found == meta {
-            return Ok(points);
+        match read_jsonl::<EvaluationPoint>(path, Kind::Points) {
+            Ok((found, points)) if found == meta => return Ok(points),
+            Ok(_) => {
+                return Err(CoreError::CheckpointMismatch {
+                    path: path.to_path_buf(),
+                    what: "points sampled from other trajectories or with other settings".into(),
+                });
+            }
+            // Cut short: sampled again below (sampling is a seeded function of the
+            // trajectories, so the same points come back).
+            Err(CoreError::Truncated { .. }) => {}
+            Err(e) => return Err(e),
         }
-        return Err(CoreError::CheckpointMismatch {
-            path: path.to_path_buf(),
-            what: "points sampled from other trajectories or with other settings".into(),
-        });
     }
     let points = sample_points(trajectories, config);
     if let Some(path) = opts.out.as_deref() {
@@ -553,8 +558,9 @@ pub async fn label<L: Labeler + ?Sized>(
     }));
     meta.seed = labeler.seed();
     let keys: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
-    // Labels are checkpointed one by one as they finish (each point a batch of one, the
-    // chunk's points labelled at once), so an interruption keeps every finished label.
+    // Labels are checkpointed one by one as they finish, in the order they finish (each
+    // point a batch of one, the chunk's points labelled at once), so an interruption keeps
+    // every finished label; the output is in the points' order whatever the finishing order.
     let labels = checkpointed(
         &keys,
         Resume {
@@ -578,7 +584,7 @@ pub async fn label<L: Labeler + ?Sized>(
                     l.candidate_of.clone_from(&p.candidate_of);
                     Ok(l)
                 })
-                .buffered(n.min(labeler.concurrency()).max(1))
+                .buffer_unordered(n.min(labeler.concurrency()).max(1))
                 .boxed()
         },
     )

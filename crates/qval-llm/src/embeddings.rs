@@ -347,12 +347,18 @@ impl HttpEncoder {
             async move { self.post(&body, idx.len()).await.map(|v| (idx, v)) }
         });
         let done = futures::future::try_join_all(requests).await.map_err(|e| {
-            CoreError::Method(format!(
+            let message = format!(
                 "embeddings from `{}` at {}: {}",
                 self.model,
                 self.url,
                 snippet(&e.to_string())
-            ))
+            );
+            // A transport failure is not final: a rerun asks again.
+            if e.is_transient() {
+                CoreError::Transient(message)
+            } else {
+                CoreError::Method(message)
+            }
         })?;
         for (idx, vecs) in done {
             for (&i, v) in idx.iter().zip(vecs) {

@@ -257,7 +257,7 @@ impl<E: TextEncoder> DenseSignalMethod for EmbeddingMethod<E> {
                 let e = format!("the encoder returned {} vectors for {} texts", v.len(), texts.len());
                 return points.iter().map(|_| Err(CoreError::Method(e.clone()))).collect();
             }
-            Err(e) => return points.iter().map(|_| Err(CoreError::Method(e.to_string()))).collect(),
+            Err(e) => return points.iter().map(|_| Err(e.for_each_point())).collect(),
         };
         let (fixed, rest) = vecs.split_at(extra.len());
         rest.chunks(2).map(|sg| Ok(self.score(&sg[0], &sg[1], fixed))).collect()
@@ -309,7 +309,7 @@ impl<E: TextEncoder + ImageEncoder> DenseSignalMethod for OnImages<E> {
                     texts.len()
                 ));
             }
-            Err(e) => return failed(e.to_string()),
+            Err(e) => return points.iter().map(|_| Err(e.for_each_point())).collect(),
         };
         let mut s = match m.encoder.encode_images(&images).await {
             Ok(v) if v.len() == images.len() => v.into_iter(),
@@ -320,7 +320,7 @@ impl<E: TextEncoder + ImageEncoder> DenseSignalMethod for OnImages<E> {
                     images.len()
                 ));
             }
-            Err(e) => return failed(e.to_string()),
+            Err(e) => return points.iter().map(|_| Err(e.for_each_point())).collect(),
         };
         let (fixed, goals) = t.split_at(extra.len());
         points

@@ -39,10 +39,12 @@ use qval_core::{CoreError, EvaluationPoint, MethodContext, Result, Signal, Stage
 /// past it ([`SandboxConfig`]): with the defaults (1 s per call, 600 s per sample) about
 /// 600 + 1.5 + 11 + 11 (the first load) = 624 s, however hostile the code. A round runs
 /// its candidates `concurrency` at a time, so a run costs at most
-/// `iterations x ceil(candidates / concurrency) x 624 s` plus the LLM calls: with the
-/// published 16 x 8 and concurrency 4, 32 x 624 s = about 5.5 hours on code built to use
-/// up its budget (one at a time it would be 22 hours). Lower `sandbox.total_limit` for a
-/// tighter budget: a well-behaved sample needs milliseconds per point.
+/// `iterations x ceil(candidates / concurrency) x 624 s` plus the LLM calls (concurrency
+/// defaults to the machine's cores: with the published 16 x 8 on 2 cores, 64 x 624 s, about
+/// 11 hours, on code built to use up its budget without ever timing out). Code that keeps
+/// timing out is abandoned after three calls in a row and rejected, so it costs seconds.
+/// Lower `sandbox.total_limit` for a tighter budget: a well-behaved sample needs
+/// milliseconds per point.
 ///
 /// Code that never returns costs far less: its calls time out, and after
 /// `sandbox.abandon_after` (3) in a row the candidate is abandoned (about 3 x 1 s with the

@@ -215,11 +215,16 @@ impl Direct {
                     out.push(Ok(v));
                 }
                 Err(e) => {
+                    // The later turns were never asked: transient if the failure was.
+                    let why = format!("an earlier turn of this conversation failed: {e}");
+                    let later = if matches!(e, CoreError::Transient(_)) {
+                        CoreError::Transient(why)
+                    } else {
+                        CoreError::Method(why)
+                    };
                     out.push(Err(e));
                     for _ in i + 1..n {
-                        out.push(Err(CoreError::Method(
-                            "an earlier turn of this conversation failed".into(),
-                        )));
+                        out.push(Err(later.for_each_point()));
                     }
                     break;
                 }
@@ -256,16 +261,7 @@ impl DenseSignalMethod for Direct {
             DirectMode::Single => self.single(point, ctx, None).await,
             DirectMode::Multi(n) => {
                 let results = futures::future::join_all((0..n as u64).map(|s| self.single(point, ctx, Some(s)))).await;
-                let ok: Vec<f64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
-                if ok.is_empty() {
-                    let first = results
-                        .into_iter()
-                        .find_map(|r| r.err())
-                        .map(|e| e.to_string())
-                        .unwrap_or_default();
-                    return Err(CoreError::Method(format!("all {n} passes failed; first: {first}")));
-                }
-                Ok(ok.iter().sum::<f64>() / ok.len() as f64)
+                mean_of_passes(results)
             }
             DirectMode::Batched(_) | DirectMode::Sequential(_) => self
                 .evaluate_batch(std::slice::from_ref(point), ctx)
@@ -625,16 +621,23 @@ fn mean_of_passes(results: Vec<Result<f64>>) -> Result<f64> {
     let n = results.len();
     let ok: Vec<f64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
     if ok.is_empty() {
+        // Not final when a pass failed in transport: a rerun asks the point again.
+        let transient = results.iter().any(|r| matches!(r, Err(CoreError::Transient(_))));
         let first = results
             .into_iter()
             .find_map(|r| r.err())
             .map(|e| e.to_string())
             .unwrap_or_default();
-        return Err(CoreError::Method(if n == 1 {
+        let message = if n == 1 {
             first
         } else {
             format!("all {n} passes failed; first: {first}")
-        }));
+        };
+        return Err(if transient {
+            CoreError::Transient(message)
+        } else {
+            CoreError::Method(message)
+        });
     }
     Ok(ok.iter().sum::<f64>() / ok.len() as f64)
 }
