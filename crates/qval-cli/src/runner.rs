@@ -1023,6 +1023,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         "resolved": e,
         "labels": plan.labels,
         "methods": plan.methods,
+        "points_limits": points_limits(plan),
     });
     manifest.environment = serde_json::to_value(plan.env.spec()).unwrap_or(Value::Null);
     manifest.context = serde_json::to_value(&ctx).unwrap_or(Value::Null);
@@ -1524,13 +1525,6 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let (summary, label_sets, prediction_sets) = evaluated;
     let mut summary = summary?;
-    let limits: HashMap<String, usize> = plan
-        .methods
-        .iter()
-        .filter_map(|m| Some((m, m.points?)))
-        .flat_map(|(m, n)| outputs_of(plan, m).into_iter().map(move |o| (o, n)))
-        .collect();
-    summary.set_points_limits(&limits);
     crate::commands::RunMetadata {
         name: e.name.clone(),
         seed: e.seed,
@@ -1538,6 +1532,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         environment: manifest.environment.clone(),
         points: points.len(),
         trajectories: trajectories.len(),
+        points_limits: points_limits(plan),
     }
     .stamp(&mut summary);
     let (written, warnings) = summary.write(run_dir, "summary")?;
@@ -1570,6 +1565,15 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         ),
     );
     Ok(report)
+}
+
+/// The `points` limit of every prediction set whose method entry sets one, by the set's name.
+fn points_limits(plan: &Plan) -> BTreeMap<String, usize> {
+    plan.methods
+        .iter()
+        .filter_map(|m| Some((m, m.points?)))
+        .flat_map(|(m, n)| outputs_of(plan, m).into_iter().map(move |o| (o, n)))
+        .collect()
 }
 
 /// The names of the prediction sets a method produces.

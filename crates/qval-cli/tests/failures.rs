@@ -134,6 +134,17 @@ fn a_method_failing_on_every_point_shows_its_reason_and_exits_3_unless_allowed()
     let o = run(&file, &out_dir, &["--allow-failures"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(s.requests(), before, "a final failure was asked again");
+    // Re-evaluating the folder with no flags uses the run's own [evaluate] and keeps its
+    // points limit: the same bytes.
+    let summary = std::fs::read(out_dir.join("summary.json")).unwrap();
+    let o = qval().args(["evaluate", out_dir.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("(points = 40)"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(out_dir.join("summary.json")).unwrap(),
+        summary,
+        "re-evaluation changed the bytes"
+    );
 }
 
 #[test]

@@ -20,12 +20,13 @@ pub struct EvaluateArgs {
     /// A run folder, a folder of the published testbed's prediction files (`gt/` and
     /// `eval/`), or a `summary_*.json` (the published testbed's or qval's) to recompute.
     pub path: PathBuf,
-    /// Bootstrap resamples for the intervals (0: none).
-    #[arg(long, default_value_t = 10_000)]
-    pub bootstrap: usize,
-    /// The minimum of usable pairs (published: 50).
-    #[arg(long, default_value_t = 50)]
-    pub min_points: usize,
+    /// Bootstrap resamples for the intervals (0: none; default: the run's `[evaluate]`, else
+    /// 10,000).
+    #[arg(long)]
+    pub bootstrap: Option<usize>,
+    /// The minimum of usable pairs (default: the run's `[evaluate]`, else the published 50).
+    #[arg(long)]
+    pub min_points: Option<usize>,
     /// Predictions from anywhere: a CSV (`point_id,value`) or JSON Lines file, evaluated
     /// against the run's labels; ids that match no label are listed.
     #[arg(long, value_name = "FILE")]
@@ -67,6 +68,8 @@ pub struct RunMetadata {
     pub points: usize,
     /// Trajectories in the dataset.
     pub trajectories: usize,
+    /// The `points` limit of each prediction set whose method entry sets one.
+    pub points_limits: std::collections::BTreeMap<String, usize>,
 }
 
 impl RunMetadata {
@@ -95,12 +98,14 @@ impl RunMetadata {
             environment: manifest.environment.clone(),
             points: count(layout::points(run), Kind::Points)?,
             trajectories: count(layout::trajectories(run), Kind::Trajectories)?,
+            points_limits: serde_json::from_value(manifest.experiment["points_limits"].clone()).unwrap_or_default(),
         }))
     }
 
     /// Writes the metadata into `summary` (and `dataset_source`: `points.jsonl`, relative to
     /// the summary, so a run gives the same bytes wherever its folder is).
     pub fn stamp(&self, summary: &mut Summary) {
+        summary.set_points_limits(&self.points_limits);
         let info = &mut summary.experiment_info;
         info.dataset_source = "points.jsonl".into();
         info.env_name = self.env_kind.clone();
@@ -120,13 +125,19 @@ impl RunMetadata {
 /// Unreadable or malformed input, a refused `--predictions`, and
 /// [`CliError::Disagrees`] when a recomputed summary differs or compares nothing.
 pub fn evaluate(a: &EvaluateArgs) -> Result<()> {
-    let cfg = runner::evaluate_config(&spec::EvaluateSpec {
-        min_points: a.min_points,
-        bootstrap: a.bootstrap,
-        relabel: a.relabel,
-        exclude_zero_points: a.exclude_zero_points,
-        ..Default::default()
-    })?;
+    // A run folder is evaluated with its own `[evaluate]` (so a re-evaluation writes the run's
+    // bytes); the flags given override it.
+    let mut ev = match runner::Manifest::read(&a.path).ok().flatten() {
+        Some(m) if a.path.is_dir() => {
+            serde_json::from_value(m.experiment["resolved"]["evaluate"].clone()).unwrap_or_default()
+        }
+        _ => spec::EvaluateSpec::default(),
+    };
+    ev.bootstrap = a.bootstrap.unwrap_or(ev.bootstrap);
+    ev.min_points = a.min_points.unwrap_or(ev.min_points);
+    ev.relabel |= a.relabel;
+    ev.exclude_zero_points |= a.exclude_zero_points;
+    let cfg = runner::evaluate_config(&ev)?;
     if a.path.is_dir() && a.path.join("gt").is_dir() && !a.path.join("labels").is_dir() {
         // A folder of the published testbed's prediction files.
         let (labels, predictions) = qval_metrics::read_prediction_folder(&a.path)?;
