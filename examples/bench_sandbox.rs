@@ -38,6 +38,7 @@ async fn run() -> anyhow::Result<()> {
         index: i,
         source: Some(EXAMPLE_SAMPLE.to_string()),
         error: None,
+        transient: false,
     };
 
     // One sample, one persistent worker.

@@ -48,6 +48,7 @@ fn sample(code: &str) -> GeneratedSample {
         index: 0,
         source: Some(code.to_string()),
         error: None,
+        transient: false,
     }
 }
 
@@ -815,4 +816,33 @@ async fn a_sample_may_return_its_value_with_named_components_as_published() {
         p.iter().all(|p| p.error.as_deref().unwrap_or("").contains("NameError")),
         "{p:?}"
     );
+}
+
+/// A sample whose request failed in transport gives transient NaN (a rerun asks for it
+/// again); one whose reply had no code gives a final NaN.
+#[tokio::test]
+async fn a_sample_lost_in_transport_is_not_final_and_one_without_code_is() {
+    use qval_core::DenseSignalMethod as _;
+    use qval_methods::llm::LlmError;
+    let d = quickstart_data().await;
+    let lost = GeneratedSample::from_reply(0, Err(LlmError::Timeout(std::time::Duration::from_secs(1))));
+    let final_ = GeneratedSample::from_reply(
+        1,
+        Err(LlmError::Status {
+            status: 400,
+            body: "bad".into(),
+            retry_after: None,
+        }),
+    );
+    assert!(lost.transient && !final_.transient);
+    let point = d.points[0].clone();
+    let ctx = d.ctx.clone();
+    let config = SandboxConfig::builder().build().unwrap();
+    let lost = CodeSample::new(lost, Signal::Q, config.clone(), "lost");
+    let final_ = CodeSample::new(final_, Signal::Q, config, "final");
+    let e = lost.evaluate(&point, &ctx).await.unwrap_err();
+    assert!(matches!(e, qval_core::CoreError::Transient(_)), "{e}");
+    let e = final_.evaluate(&point, &ctx).await.unwrap_err();
+    assert!(matches!(e, qval_core::CoreError::Method(_)), "{e}");
+    assert!(!qval_core::stage::to_prediction("p", Err(e)).transient);
 }

@@ -43,6 +43,7 @@ def signal_function(state, action, next_state):
             index: 0,
             source: Some(bomb.into()),
             error: None,
+            transient: false,
         },
         Signal::Q,
         cfg,

@@ -114,6 +114,9 @@ pub struct GeneratedSample {
     pub source: Option<String>,
     /// Why the sample cannot be used (no code block, request failed), if so.
     pub error: Option<String>,
+    /// The request for it failed in transport (connection, time-out, 429 or 5xx after the
+    /// retries): its points are not final, and a rerun asks for the sample again.
+    pub transient: bool,
 }
 
 impl GeneratedSample {
@@ -122,6 +125,7 @@ impl GeneratedSample {
         index: usize,
         reply: std::result::Result<crate::llm::ChatResponse, crate::llm::LlmError>,
     ) -> Self {
+        let transient = reply.as_ref().is_err_and(|e| e.is_transient());
         let (source, error) = match reply {
             Ok(resp) => match last_tag_code(&resp.text) {
                 Some(code) => (Some(code), None),
@@ -129,7 +133,12 @@ impl GeneratedSample {
             },
             Err(e) => (None, Some(format!("LLM request failed: {e}"))),
         };
-        GeneratedSample { index, source, error }
+        GeneratedSample {
+            index,
+            source,
+            error,
+            transient,
+        }
     }
 }
 
@@ -292,7 +301,19 @@ impl DenseSignalMethod for CodeSample {
             Some((g, i)) => g.evaluate(*i, points).await,
             None => self.run(points).await,
         };
-        results.into_iter().map(|r| r.map_err(CoreError::Method)).collect()
+        let transient = self.sample.transient;
+        results
+            .into_iter()
+            .map(|r| {
+                r.map_err(|e| {
+                    if transient {
+                        CoreError::Transient(e)
+                    } else {
+                        CoreError::Method(e)
+                    }
+                })
+            })
+            .collect()
     }
 }
 
@@ -333,10 +354,13 @@ impl DenseSignalMethod for CodegenAvg {
             .map(|i| {
                 let ok: Vec<f64> = per_sample.iter().filter_map(|r| r[i].as_ref().ok().copied()).collect();
                 if ok.is_empty() {
-                    Err(CoreError::Method(format!(
-                        "none of the {} samples gave a number",
-                        self.samples.len()
-                    )))
+                    let why = format!("none of the {} samples gave a number", self.samples.len());
+                    // Not final when a sample is missing for a transport failure.
+                    Err(if self.samples.iter().any(|s| s.sample.transient) {
+                        CoreError::Transient(why)
+                    } else {
+                        CoreError::Method(why)
+                    })
                 } else {
                     Ok(ok.iter().sum::<f64>() / ok.len() as f64)
                 }
