@@ -481,3 +481,29 @@ fn predictions_record_failures_as_nan_with_the_reason() {
     assert!(preds[1].value.is_nan() && preds[1].error.as_deref().unwrap().contains("non-finite"));
     assert_eq!((preds[2].value, preds[2].error.as_deref()), (2.0, None));
 }
+
+/// Labels finish in any order (they are labelled concurrently and checkpointed as they
+/// finish); the stage returns them in the points' order, in memory as on disk.
+#[test]
+fn labels_come_back_in_the_points_order_in_memory_and_on_disk() {
+    let env = slippery_env();
+    let rt = runtime(2);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, points) = rt.block_on(make_points(&env, 4));
+    let l = labeler(&env, 16);
+    let config = qval_core::LabelConfig::default();
+    let memory = StageOptions {
+        progress: false,
+        ..Default::default()
+    };
+    let file = StageOptions {
+        out: Some(dir.path().join("labels.jsonl")),
+        progress: false,
+        ..Default::default()
+    };
+    let in_memory = rt.block_on(label(&l, &points, &config, &memory)).unwrap();
+    let on_disk = rt.block_on(label(&l, &points, &config, &file)).unwrap();
+    let ids: Vec<&str> = points.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(in_memory.iter().map(|l| l.point_id.as_str()).collect::<Vec<_>>(), ids);
+    assert_eq!(in_memory, on_disk);
+}

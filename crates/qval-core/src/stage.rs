@@ -124,16 +124,25 @@ where
     let key_of = resume.key_of;
     let pb = progress_bar(opts, keys.len(), what);
     let Some(path) = opts.out.as_deref() else {
-        let mut all = Vec::with_capacity(keys.len().min(1 << 16));
+        // Records may finish in any order: they are returned in the keys' order.
+        let mut by_key: HashMap<String, T> = HashMap::new();
         for c in (0..keys.len()).collect::<Vec<_>>().chunks(chunk) {
             let mut s = compute(c.to_vec());
             while let Some(r) = s.next().await {
-                all.push(r?);
+                let r = r?;
+                by_key.insert(key_of(&r), r);
                 pb.inc(1);
             }
         }
         pb.finish_and_clear();
-        return Ok(all);
+        return keys
+            .iter()
+            .map(|k| {
+                by_key
+                    .remove(k)
+                    .ok_or_else(|| CoreError::Empty(format!("no record was produced for `{k}`")))
+            })
+            .collect();
     };
     if path.exists() {
         match read_jsonl::<T>(path, meta.kind) {
