@@ -137,7 +137,10 @@ fn a_run_folder_is_evaluated_by_point_id_in_the_published_layout() {
     );
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(md.contains("| heuristic-q | 77 |"), "{md}");
-    assert!(md.contains("scored 79 of 80 points; 1 NaN: timeout (first of 1)"), "{md}");
+    assert!(
+        md.contains("scored 79 of 80 points; 1 NaN: timeout (first of 1)"),
+        "{md}"
+    );
     let pngs = written
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
