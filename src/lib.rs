@@ -29,6 +29,7 @@ pub use qval_envs as envs;
 pub use qval_llm as llm;
 pub use qval_methods as methods;
 pub use qval_metrics as metrics;
+pub use qval_runner as runner;
 pub use qval_sandbox as sandbox;
 
 pub use qval_core::*;

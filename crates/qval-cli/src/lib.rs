@@ -1,7 +1,8 @@
 //! # qval-cli
 //!
-//! The `qval` command and the experiment runner behind it: write (or copy) one experiment
-//! file, run one command, get every method's row, resumably.
+//! The `qval` command: write (or copy) one experiment file, run one command, get every
+//! method's row, resumably. The runner behind it is the library `qval-runner`; this crate is
+//! clap, the terminal and the subcommands.
 //!
 //! ```text
 //! qval run experiments/quickstart.toml                 # FrozenLake, offline, seconds
@@ -29,26 +30,20 @@
 //! }
 //! ```
 //!
-//! The pieces: [`spec`] (the file format and its checks), [`runner`] (the plan, the run
-//! folder, resumption), [`envs`] and [`methods`] (the plugin points), [`catalog`] (the
-//! published benchmark's methods).
+//! To drive an experiment from your own program without the command line, depend on
+//! `qval-runner` (re-exported here as [`runner`], [`spec`], [`envs`], [`methods`]).
 #![deny(missing_docs)]
 
-pub mod catalog;
 pub mod commands;
-pub mod encoders;
-pub mod envs;
-pub mod error;
-pub mod limits;
-pub mod methods;
 pub mod out;
-pub mod resume;
-pub mod runner;
-pub mod shards;
-pub mod spec;
+
+pub use qval_runner::{catalog, encoders, envs, limits, methods, resume, runner, shards, spec};
 
 pub use commands::{EvaluateArgs, ReportArgs};
-pub use error::{CliError, Result};
+/// The command's error: the runner's, whose [`exit_code`](RunnerError::exit_code) is the
+/// command's exit status.
+pub use qval_runner::RunnerError as CliError;
+pub use qval_runner::{Result, RunnerError};
 pub use runner::{BackendOverride, Plan, Registry, RunOptions, RunReport, run};
 
 use clap::{Args, Parser, Subcommand};
@@ -137,7 +132,7 @@ pub struct RunArgs {
     pub only: Vec<String>,
     /// Redo a stage and what depends on it: collect, sample, label[:NAME], predict[:METHOD].
     #[arg(long)]
-    pub redo: Vec<String>,
+    pub redo: Vec<qval_runner::runner::Redo>,
     /// No progress bars, no table.
     #[arg(long, short)]
     pub quiet: bool,
@@ -153,6 +148,11 @@ pub struct RunArgs {
     /// prediction is NaN are computed again; other cached replies are reused).
     #[arg(long)]
     pub reask_unparsed: bool,
+    /// Skip the conformance checks run on the environment before any work (a few steps on
+    /// two tasks: pure `step`, seeded `reset`, states through JSON, action texts), for
+    /// environments whose steps are expensive.
+    #[arg(long)]
+    pub skip_env_check: bool,
 }
 
 /// `qval merge`.
@@ -352,6 +352,7 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
                 shard,
                 prepare_only: false,
                 reask_unparsed: a.reask_unparsed,
+                skip_env_check: a.skip_env_check,
             };
             let plan = Plan::new(experiment, &source, registry, options)?;
             let report = runner::run(&plan).await?;

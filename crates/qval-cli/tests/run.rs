@@ -703,15 +703,15 @@ fn the_shipped_experiments_are_valid() {
         files.push(e.unwrap().path());
     }
     assert!(files.len() >= 4);
-    let registry = qval_cli::Registry::builtin();
+    let registry = qval_runner::Registry::builtin();
     for f in files {
-        let (exp, source) = qval_cli::spec::load(&f).unwrap();
+        let (exp, source) = qval_runner::spec::load(&f).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let plan = qval_cli::Plan::new(
+        let plan = qval_runner::Plan::new(
             exp,
             &source,
             &registry,
-            qval_cli::RunOptions {
+            qval_runner::RunOptions {
                 out: Some(dir.path().to_path_buf()),
                 ..Default::default()
             },

@@ -29,6 +29,22 @@ fn fail(env: &str, message: String) -> CoreError {
 /// # Errors
 /// [`CoreError::Environment`] describing the first violation.
 pub fn check_environment<E: Environment>(env: &E, walks: usize, seed: u64) -> Result<()> {
+    check_environment_on(env, usize::MAX, walks, usize::MAX, seed)
+}
+
+/// [`check_environment`] on a handful of states: the first `tasks` tasks, `walks` walks each,
+/// of at most `steps` steps (and the step budget). What the runner does before any work on
+/// every environment it builds, for environments whose steps cost time.
+///
+/// # Errors
+/// [`CoreError::Environment`] describing the first violation.
+pub fn check_environment_on<E: Environment>(
+    env: &E,
+    tasks: usize,
+    walks: usize,
+    steps: usize,
+    seed: u64,
+) -> Result<()> {
     let spec = env.spec();
     let name = spec.name.as_str();
     if name.is_empty() {
@@ -40,11 +56,11 @@ pub fn check_environment<E: Environment>(env: &E, walks: usize, seed: u64) -> Re
     if !(spec.gamma > 0.0 && spec.gamma <= 1.0) {
         return Err(fail(name, format!("gamma {} is not in (0, 1]", spec.gamma)));
     }
-    let tasks = env.tasks();
-    if tasks.is_empty() {
+    let all = env.tasks();
+    if all.is_empty() {
         return Err(fail(name, "no tasks".into()));
     }
-    for (t, task) in tasks.iter().enumerate() {
+    for (t, task) in all.iter().take(tasks).enumerate() {
         let s1 = env.reset(task, &mut rng_for(seed, &[t as u64]))?;
         let s2 = env.reset(task, &mut rng_for(seed, &[t as u64]))?;
         if to_json(&s1) != to_json(&s2) {
@@ -56,7 +72,7 @@ pub fn check_environment<E: Environment>(env: &E, walks: usize, seed: u64) -> Re
         for w in 0..walks {
             let mut walk_rng = rng_for(seed, &[t as u64, w as u64, 1]);
             let mut state = s1.clone();
-            for step in 0..spec.max_steps {
+            for step in 0..spec.max_steps.min(steps) {
                 let actions = env
                     .legal_actions(&state)
                     .unwrap_or_else(|| ["0", "noop", "left"].iter().map(|t| env.parse_action(t)).collect());

@@ -47,7 +47,7 @@ pub mod seed;
 pub mod stage;
 pub mod types;
 
-pub use check::check_environment;
+pub use check::{check_environment, check_environment_on};
 pub use env::{EnvSpec, Environment, StepOutcome};
 pub use error::{CoreError, Result};
 pub use label::{Labeler, MvmcConfig, MvmcConfigBuilder, MvmcLabeler};

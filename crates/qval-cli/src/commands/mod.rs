@@ -4,11 +4,5 @@
 pub mod evaluate;
 pub mod report;
 
-pub use evaluate::{EvaluateArgs, RunMetadata};
+pub use evaluate::EvaluateArgs;
 pub use report::ReportArgs;
-
-/// Whether `name` can name a file or folder inside a run folder as it is: letters, digits,
-/// `-`, `_` and `.`, not empty and not starting with `.` (so never `..` nor a path).
-pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}

@@ -7,7 +7,7 @@ use std::path::Path;
 use qval_core::io::{Kind, read_jsonl};
 use qval_core::{CoreError, Prediction};
 
-use crate::error::{CliError, Result};
+use crate::error::Result;
 
 /// A prediction file as found.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,19 +79,12 @@ pub fn why_again(method: &str, stored: &[Stored], redo_failed: bool) -> String {
     format!("4. predict   {method}: resuming; {}", why.join("; "))
 }
 
-/// One line per output of `method` that failed on every point (with the first reason and
-/// the count), or that holds points failed in transport; empty when all is well.
-///
-/// # Errors
-/// An output that cannot be read.
-pub fn failing(method: &str, outputs: &[std::path::PathBuf]) -> Result<Vec<String>> {
+/// One line per prediction set that failed on every point (with the first reason and the
+/// count), or that holds points failed in transport; empty when all is well.
+pub fn failing(sets: &[qval_metrics::PredictionSet]) -> Vec<String> {
     let mut lines = Vec::new();
-    for path in outputs {
-        let (_, preds) = read_jsonl::<Prediction>(path, Kind::Predictions).map_err(CliError::from)?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| method.to_string());
+    for set in sets {
+        let (name, preds) = (&set.name, &set.predictions);
         let nan: Vec<&Prediction> = preds.iter().filter(|p| p.value.is_nan()).collect();
         let transient = nan.iter().filter(|p| p.transient).count();
         if !preds.is_empty() && transient == preds.len() {
@@ -114,5 +107,5 @@ pub fn failing(method: &str, outputs: &[std::path::PathBuf]) -> Result<Vec<Strin
             ));
         }
     }
-    Ok(lines)
+    lines
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::envs::{EnvPlugin, RunServices};
 use crate::spec::{self, Seg, SpecProblem};
-use crate::{CliError, Result};
+use crate::{Result, RunnerError};
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Signal, Trajectory};
 use qval_methods::llm::{Backend, Modality, Preset, PromptOptions};
 
@@ -193,7 +193,7 @@ impl BuildInput<'_> {
 ///
 /// # Example
 /// ```
-/// use qval_cli::methods::{BuildInput, MethodInfo, MethodType, PointSet, ResolvedMethod};
+/// use qval_runner::methods::{BuildInput, MethodInfo, MethodType, PointSet, ResolvedMethod};
 /// use qval_core::{DenseSignalMethod, Signal};
 /// use std::sync::Arc;
 ///
@@ -213,7 +213,7 @@ impl BuildInput<'_> {
 ///             params: vec![],
 ///         }
 ///     }
-///     async fn build(&self, input: BuildInput<'_>) -> qval_cli::Result<Vec<Arc<dyn DenseSignalMethod>>> {
+///     async fn build(&self, input: BuildInput<'_>) -> qval_runner::Result<Vec<Arc<dyn DenseSignalMethod>>> {
 ///         Ok(vec![Arc::new(qval_methods::RandomBaseline::new(0, input.method.signal))])
 ///     }
 /// }
@@ -289,7 +289,7 @@ where
 
 fn backend_of(input: &BuildInput<'_>) -> Result<Arc<dyn Backend>> {
     input.backend.clone().ok_or_else(|| {
-        CliError::Usage(format!(
+        RunnerError::Usage(format!(
             "method `{}` needs a backend: add `backend = \"NAME\"` to its entry, or run with --base-url URL --model M",
             input.method.name
         ))
@@ -387,14 +387,15 @@ impl MethodType for Heuristic {
         }
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p = spec::params::<HeuristicParams>(&input.method.params, &[]).map_err(|e| CliError::Usage(e.message))?;
+        let p =
+            spec::params::<HeuristicParams>(&input.method.params, &[]).map_err(|e| RunnerError::Usage(e.message))?;
         let signal = input.method.signal;
         let h = match &p.variant {
             Some(v) => input.env.heuristic_variant(v, signal),
             None => input.env.heuristic(signal),
         };
         let h = h.ok_or_else(|| {
-            CliError::Usage(format!(
+            RunnerError::Usage(format!(
                 "environment `{}` has no heuristic{} for signal {signal}",
                 input.env.spec().name,
                 p.variant.as_deref().map(|v| format!(" `{v}`")).unwrap_or_default()
@@ -601,7 +602,7 @@ impl MethodType for Verifier {
             qval_methods::prompting::Verifier::new(backend_of(&input)?, input.method.signal, input.prompt_options()?)
                 .with_passes(p.num_verifications.unwrap_or(1))
                 .with_criteria(&p.criteria)
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+                .map_err(|e| RunnerError::Usage(e.to_string()))?;
         Ok(vec![Arc::new(m)])
     }
 }

@@ -1,10 +1,10 @@
-//! The error type of `qval-cli`.
+//! The error type of `qval-runner`.
 
 use std::path::PathBuf;
 
 /// What can go wrong reading an experiment or running it.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub enum RunnerError {
     /// The experiment file is malformed or names something that does not exist; the position
     /// is the offending key or value.
     #[error("{}:{line}:{col}: {message}", file.display())]
@@ -69,6 +69,19 @@ pub enum CliError {
     /// A method could not be built (qval-methods).
     #[error(transparent)]
     Methods(#[from] qval_methods::MethodsError),
+    /// The environment failed a conformance check before any work (`--skip-env-check`
+    /// skips them).
+    #[error(
+        "environment type `{kind}` failed a conformance check before any work: {source} \
+         (`--skip-env-check` skips the checks)"
+    )]
+    EnvironmentCheck {
+        /// The environment type, as the experiment file names it.
+        kind: String,
+        /// The check that failed.
+        #[source]
+        source: qval_core::CoreError,
+    },
     /// A plugin (a user's environment or method) failed.
     #[error("{context}: {source}")]
     Plugin {
@@ -79,10 +92,10 @@ pub enum CliError {
     },
 }
 
-impl CliError {
+impl RunnerError {
     /// A file operation error.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        CliError::Io {
+        RunnerError::Io {
             op,
             path: path.into(),
             source,
@@ -92,14 +105,14 @@ impl CliError {
     /// Whether the user can fix it (a file, a flag, a setting), so that one line suffices.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Spec { .. } | CliError::Changed { .. } | CliError::Usage(_) => 2,
-            CliError::Core(qval_core::CoreError::RunLocked { .. }) => 2,
-            CliError::Disagrees(_) => 4,
-            CliError::Failing(_) => 3,
+            RunnerError::Spec { .. } | RunnerError::Changed { .. } | RunnerError::Usage(_) => 2,
+            RunnerError::Core(qval_core::CoreError::RunLocked { .. }) => 2,
+            RunnerError::Disagrees(_) => 4,
+            RunnerError::Failing(_) => 3,
             _ => 1,
         }
     }
 }
 
 /// The result type of this crate.
-pub type Result<T, E = CliError> = std::result::Result<T, E>;
+pub type Result<T, E = RunnerError> = std::result::Result<T, E>;

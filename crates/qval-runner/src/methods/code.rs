@@ -55,7 +55,7 @@ impl CodeParams {
             .call_limit(Duration::from_secs_f64(self.call_limit))
             .total_limit(Duration::from_secs_f64(self.total_limit))
             .build()
-            .map_err(|e| CliError::Usage(format!("sandbox settings: {e}")))
+            .map_err(|e| RunnerError::Usage(format!("sandbox settings: {e}")))
     }
 }
 
@@ -93,7 +93,7 @@ pub(crate) async fn code_samples(
     use qval_methods::code::{CodeSample, generate_samples};
     let backend = backend_of(input)?;
     if input.points.is_empty() {
-        return Err(CliError::Usage(format!(
+        return Err(RunnerError::Usage(format!(
             "method `{}` has no points to score",
             input.method.name
         )));
@@ -107,7 +107,7 @@ pub(crate) async fn code_samples(
         &Default::default(),
     )
     .await;
-    std::fs::create_dir_all(&input.dir).map_err(|e| CliError::io("creating", &input.dir, e))?;
+    std::fs::create_dir_all(&input.dir).map_err(|e| RunnerError::io("creating", &input.dir, e))?;
     let config = p.sandbox()?;
     let mut out = Vec::new();
     for s in samples {
@@ -125,7 +125,7 @@ pub(crate) async fn code_samples(
         let _ = m
             .check()
             .await
-            .map_err(|e| CliError::Usage(format!("the code sandbox cannot start: {e}")))?;
+            .map_err(|e| RunnerError::Usage(format!("the code sandbox cannot start: {e}")))?;
         out.push(m);
     }
     // Grouped, the runner's scoring of one sample after another runs them all at once.

