@@ -291,35 +291,32 @@ pub trait Reply: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
     fn logged(&self) -> serde_json::Value;
 }
 
-impl Reply for ChatResponse {
-    fn usage(&self) -> Usage {
-        self.usage
-    }
-    fn is_cached(&self) -> bool {
-        self.cached
-    }
-    fn set_cached(&mut self) {
-        self.cached = true;
-    }
-    fn logged(&self) -> serde_json::Value {
-        serde_json::json!(self.text)
-    }
+/// Implements [`Reply`] for a response type with `usage` and `cached` fields; `|r| logged`
+/// says what the request log records of the response `r`.
+macro_rules! reply {
+    ($ty:ty, |$r:ident| $logged:expr) => {
+        impl Reply for $ty {
+            fn usage(&self) -> Usage {
+                self.usage
+            }
+            fn is_cached(&self) -> bool {
+                self.cached
+            }
+            fn set_cached(&mut self) {
+                self.cached = true;
+            }
+            fn logged(&self) -> serde_json::Value {
+                let $r = self;
+                $logged
+            }
+        }
+    };
 }
-
-impl Reply for ScoreResponse {
-    fn usage(&self) -> Usage {
-        self.usage
-    }
-    fn is_cached(&self) -> bool {
-        self.cached
-    }
-    fn set_cached(&mut self) {
-        self.cached = true;
-    }
-    fn logged(&self) -> serde_json::Value {
-        serde_json::json!({"tokens": self.tokens.len(), "sum_logprob": self.sum()})
-    }
-}
+reply!(ChatResponse, |r| serde_json::json!(r.text));
+reply!(
+    ScoreResponse,
+    |r| serde_json::json!({"tokens": r.tokens.len(), "sum_logprob": r.sum()})
+);
 
 /// Why a request failed. [`LlmError::is_transient`] says whether a retry may help.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -446,17 +443,43 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Writes [`Backend`] methods that hand the call on unchanged to `to`, an expression of
+/// `self`: `forward_backend!(self => self.inner; name, capabilities, unparsed)` inside an
+/// `impl Backend`. `self` is passed in so that it means the impl's receiver. Synchronous
+/// methods only (`name`, `capabilities`, `unparsed`): `#[async_trait]` rewrites an async
+/// method before a macro inside the impl expands, so those are written out.
 macro_rules! forward_backend {
+    ($self:ident => $to:expr; $($method:ident),+ $(,)?) => {
+        $( $crate::backend::forward_backend!(@ $method $self $to); )+
+    };
+    (@ name $self:ident $to:expr) => {
+        fn name(&$self) -> String {
+            $to.name()
+        }
+    };
+    (@ capabilities $self:ident $to:expr) => {
+        fn capabilities(&$self) -> $crate::backend::Capabilities {
+            $to.capabilities()
+        }
+    };
+    (@ unparsed $self:ident $to:expr) => {
+        fn unparsed(&$self, request: &$crate::backend::ChatRequest) {
+            $to.unparsed(request)
+        }
+    };
+}
+pub(crate) use forward_backend;
+
+/// A backend behind a reference or a smart pointer is that backend.
+macro_rules! backend_through_pointer {
     ($($ty:ty),*) => {$(
         #[async_trait]
         impl<B: Backend + ?Sized> Backend for $ty {
-            fn name(&self) -> String { (**self).name() }
-            fn capabilities(&self) -> Capabilities { (**self).capabilities() }
+            forward_backend!(self => (**self); name, capabilities, unparsed);
             async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> { (**self).chat(request).await }
             async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
                 (**self).chat_batch(requests).await
             }
-            fn unparsed(&self, request: &ChatRequest) { (**self).unparsed(request) }
             async fn score(&self, request: &ScoreRequest) -> Result<ScoreResponse, LlmError> { (**self).score(request).await }
             async fn score_batch(&self, requests: &[ScoreRequest]) -> Vec<Result<ScoreResponse, LlmError>> {
                 (**self).score_batch(requests).await
@@ -464,4 +487,4 @@ macro_rules! forward_backend {
         }
     )*};
 }
-forward_backend!(&B, Box<B>, Arc<B>);
+backend_through_pointer!(&B, Box<B>, Arc<B>);

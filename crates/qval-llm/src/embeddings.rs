@@ -57,8 +57,8 @@ use qval_core::encoder::{ImageEncoder, TextEncoder};
 use qval_core::{CoreError, Image};
 
 use crate::backend::LlmError;
-use crate::layers::{Retrier, RetryPolicy};
-use crate::openai::{Secret, post_json, truncate};
+use crate::layers::{Retrier, RetryPolicy, cache_file};
+use crate::openai::{Secret, cut, http_client, post_json, truncate};
 
 /// Settings of an [`HttpEncoder`]. Build with [`HttpEncoder::builder`].
 ///
@@ -148,18 +148,8 @@ impl HttpEncoderBuilder {
         if self.timeout.is_zero() {
             return Err(LlmError::Config("the embeddings timeout must be positive".into()));
         }
-        let key = match &self.api_key_env {
-            Some(var) => Some(Secret(std::env::var(var).map_err(|_| {
-                LlmError::Config(format!("the API key variable `{var}` is not set (export {var}=...)"))
-            })?)),
-            None => None,
-        };
-        let client = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| LlmError::Config(e.to_string()))?;
+        let key = Secret::from_env(self.api_key_env.as_deref())?;
+        let client = http_client(self.timeout, Duration::from_secs(10), 64)?;
         let name = self.name.clone().unwrap_or_else(|| {
             self.model
                 .rsplit('/')
@@ -294,8 +284,7 @@ impl HttpEncoder {
                 h.update(&i.data);
             }
         }
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Some(dir.join(&hex[..2]).join(format!("{hex}.json")))
+        Some(cache_file(dir, h))
     }
 
     fn lookup(&self, input: &Input<'_>) -> Option<Vec<f32>> {
@@ -393,14 +382,10 @@ impl crate::config::BackendEntry {
 
 /// An error message cut to 500 bytes (the status stays, the body is a snippet).
 fn snippet(s: &str) -> String {
-    if s.len() <= 500 {
-        return s.to_string();
+    match cut(s, 500) {
+        Some(head) => format!("{head}..."),
+        None => s.to_string(),
     }
-    let mut end = 500;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 /// `n` vectors from an embeddings response, in `index` order, L2-normalised.

@@ -1,5 +1,7 @@
 //! Layers that wrap any [`Backend`], in the spirit of tower: each is a backend around a
-//! backend. [`StackBuilder`] assembles them in the order that makes sense:
+//! backend, and hands inwards unchanged what it does not change (its name, capabilities and
+//! the `unparsed` notice, all through one macro, `forward_backend!`). [`StackBuilder`]
+//! assembles them in the order that makes sense:
 //!
 //! ```text
 //! Cache( Metered( SecondElicitation( QuotaWait( Log( Retry( ConcurrencyLimit( backend )))))))
@@ -27,8 +29,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::backend::{
-    Backend, Capabilities, ChatRequest, ChatResponse, LlmError, Message, Part, Reply, Role, ScoreRequest,
-    ScoreResponse, Thinking,
+    Backend, ChatRequest, ChatResponse, LlmError, Message, Part, Reply, Role, ScoreRequest, ScoreResponse, Thinking,
+    forward_backend,
 };
 
 /// At most `limit` requests in flight.
@@ -49,15 +51,7 @@ impl<B> ConcurrencyLimit<B> {
 
 #[async_trait]
 impl<B: Backend> Backend for ConcurrencyLimit<B> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn unparsed(&self, request: &ChatRequest) {
-        self.inner.unparsed(request)
-    }
+    forward_backend!(self => self.inner; name, capabilities, unparsed);
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let _permit = self.slots.acquire().await.expect("the semaphore is never closed");
         self.inner.chat(request).await
@@ -233,15 +227,7 @@ impl<B> Retry<B> {
 
 #[async_trait]
 impl<B: Backend> Backend for Retry<B> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn unparsed(&self, request: &ChatRequest) {
-        self.inner.unparsed(request)
-    }
+    forward_backend!(self => self.inner; name, capabilities, unparsed);
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.retrier.run(|| self.inner.chat(request)).await
     }
@@ -282,6 +268,13 @@ pub struct Cache<B> {
     hits: AtomicU64,
     inflight: Mutex<std::collections::HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     reask_unparsed: bool,
+}
+
+/// The file of an on-disk cache entry keyed by the hash `h`: `<dir>/<2 hex>/<sha256>.json`
+/// (the chat cache's layout, and the embeddings cache's).
+pub(crate) fn cache_file(dir: &Path, h: Sha256) -> PathBuf {
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(&hex[..2]).join(format!("{hex}.json"))
 }
 
 impl<B: Backend> Cache<B> {
@@ -326,8 +319,7 @@ impl<B: Backend> Cache<B> {
             h.update([0]);
         }
         h.update(serde_json::to_vec(request).expect("requests serialise"));
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(&hex[..2]).join(format!("{hex}.json"))
+        cache_file(&self.dir, h)
     }
 
     fn lookup<R: Reply>(&self, path: &Path) -> Option<R> {
@@ -387,12 +379,7 @@ impl<B: Backend> Cache<B> {
 
 #[async_trait]
 impl<B: Backend> Backend for Cache<B> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+    forward_backend!(self => self.inner; name, capabilities);
     /// Records `"parsed": false` in the request's cache entry (kept, and still served
     /// unless [`Cache::reask_unparsed`] is set).
     fn unparsed(&self, request: &ChatRequest) {
@@ -481,15 +468,7 @@ impl<B> Metered<B> {
 
 #[async_trait]
 impl<B: Backend> Backend for Metered<B> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn unparsed(&self, request: &ChatRequest) {
-        self.inner.unparsed(request)
-    }
+    forward_backend!(self => self.inner; name, capabilities, unparsed);
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let r = self.inner.chat(request).await;
         self.counter.count(&r);
@@ -504,26 +483,24 @@ impl<B: Backend> Backend for Metered<B> {
 
 impl UsageCounter {
     fn count<R: Reply>(&self, r: &Result<R, LlmError>) {
-        match r {
-            Ok(resp) if resp.is_cached() => {
-                self.cache_hits.fetch_add(1, Ordering::Relaxed);
-                self.cached_prompt_tokens
-                    .fetch_add(resp.usage().prompt_tokens, Ordering::Relaxed);
-                self.cached_completion_tokens
-                    .fetch_add(resp.usage().completion_tokens, Ordering::Relaxed);
-            }
-            Ok(resp) => {
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                self.prompt_tokens
-                    .fetch_add(resp.usage().prompt_tokens, Ordering::Relaxed);
-                self.completion_tokens
-                    .fetch_add(resp.usage().completion_tokens, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let Ok(resp) = r else {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        // A reply is counted either as served by the cache or as sent to the model.
+        let (replies, prompt, completion) = if resp.is_cached() {
+            (
+                &self.cache_hits,
+                &self.cached_prompt_tokens,
+                &self.cached_completion_tokens,
+            )
+        } else {
+            (&self.requests, &self.prompt_tokens, &self.completion_tokens)
+        };
+        replies.fetch_add(1, Ordering::Relaxed);
+        prompt.fetch_add(resp.usage().prompt_tokens, Ordering::Relaxed);
+        completion.fetch_add(resp.usage().completion_tokens, Ordering::Relaxed);
     }
 }
 
@@ -619,15 +596,7 @@ fn loggable_messages(messages: &[super::backend::Message]) -> serde_json::Value 
 
 #[async_trait]
 impl<B: Backend> Backend for RequestLog<B> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn unparsed(&self, request: &ChatRequest) {
-        self.inner.unparsed(request)
-    }
+    forward_backend!(self => self.inner; name, capabilities, unparsed);
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let logged = json!({ "messages": loggable_messages(&request.messages), "sampling": request.sampling });
         self.logging(logged, || self.inner.chat(request)).await
@@ -771,15 +740,7 @@ fn human(d: Duration) -> String {
 
 #[async_trait]
 impl<B: Backend> Backend for QuotaWait<B> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn unparsed(&self, request: &ChatRequest) {
-        self.inner.unparsed(request)
-    }
+    forward_backend!(self => self.inner; name, capabilities, unparsed);
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.waiting(|| self.inner.chat(request)).await
     }
@@ -820,15 +781,7 @@ impl<B> SecondElicitation<B> {
 
 #[async_trait]
 impl<B: Backend> Backend for SecondElicitation<B> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn unparsed(&self, request: &ChatRequest) {
-        self.inner.unparsed(request)
-    }
+    forward_backend!(self => self.inner; name, capabilities, unparsed);
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let first = self.inner.chat(request).await?;
         if !first.truncated() {

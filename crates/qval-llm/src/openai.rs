@@ -21,6 +21,47 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl Secret {
+    /// The API key in the environment variable `var`, if one is named.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] if the variable is not set.
+    pub(crate) fn from_env(var: Option<&str>) -> Result<Option<Secret>, LlmError> {
+        var.map(|var| {
+            std::env::var(var)
+                .map(Secret)
+                .map_err(|_| LlmError::Config(format!("the API key variable `{var}` is not set (export {var}=...)")))
+        })
+        .transpose()
+    }
+}
+
+/// An HTTP client with these timeouts, keeping at most `idle` idle connections per host.
+pub(crate) fn http_client(
+    timeout: Duration,
+    connect_timeout: Duration,
+    idle: usize,
+) -> Result<reqwest::Client, LlmError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(idle)
+        .build()
+        .map_err(|e| LlmError::Config(e.to_string()))
+}
+
+/// `s` cut to at most `max` bytes on a character boundary; `None` if it is no longer.
+pub(crate) fn cut(s: &str, max: usize) -> Option<&str> {
+    if s.len() <= max {
+        return None;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(&s[..end])
+}
+
 /// Settings of an [`OpenAiBackend`].
 ///
 /// | field | default |
@@ -142,14 +183,10 @@ pub struct OpenAiBackend {
 
 /// `s` cut to 2,000 bytes (on a character boundary), noting the full length.
 pub(crate) fn truncate(s: &str) -> String {
-    if s.len() <= 2000 {
-        return s.to_string();
+    match cut(s, 2000) {
+        Some(head) => format!("{head}... ({} bytes)", s.len()),
+        None => s.to_string(),
     }
-    let mut end = 2000;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &s[..end], s.len())
 }
 
 impl OpenAiBackend {
@@ -165,18 +202,8 @@ impl OpenAiBackend {
                 config.base_url
             )));
         }
-        let key = match &config.api_key_env {
-            Some(var) => Some(Secret(std::env::var(var).map_err(|_| {
-                LlmError::Config(format!("the API key variable `{var}` is not set (export {var}=...)"))
-            })?)),
-            None => None,
-        };
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| LlmError::Config(e.to_string()))?;
+        let key = Secret::from_env(config.api_key_env.as_deref())?;
+        let client = http_client(config.timeout, config.connect_timeout, 256)?;
         let base = config.base_url.trim_end_matches('/');
         let url = format!("{base}/chat/completions");
         let completions_url = format!("{base}/completions");

@@ -1,5 +1,6 @@
 //! Second elicitation and quota waits against the loopback server: request counts, merged
-//! answers, waits and the reasons left behind.
+//! answers, waits and the reasons left behind; and the whole stack around an in-process
+//! backend: what every layer hands inwards, and the usage counted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,4 +131,125 @@ async fn the_request_log_holds_whole_lines_only_after_a_torn_write() {
     for l in lines {
         serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("a torn line {l:?}: {e}"));
     }
+}
+
+/// A backend in the test itself: answers with 10 prompt tokens and records what it is told.
+struct Probe {
+    unparsed: std::sync::Mutex<Vec<ChatRequest>>,
+}
+
+#[async_trait::async_trait]
+impl Backend for Probe {
+    fn name(&self) -> String {
+        "probe".into()
+    }
+    fn capabilities(&self) -> qval_llm::Capabilities {
+        qval_llm::Capabilities {
+            logprobs: true,
+            images: false,
+            scoring: true,
+        }
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<qval_llm::ChatResponse, LlmError> {
+        if request.messages[0].joined_text() == "fail" {
+            return Err(LlmError::Unsupported("a permanent failure".into()));
+        }
+        Ok(qval_llm::ChatResponse {
+            text: "<answer>0.5</answer>".into(),
+            usage: qval_llm::Usage {
+                prompt_tokens: 10,
+                completion_tokens: 3,
+            },
+            logprobs: None,
+            model: "probe".into(),
+            finish_reason: Some("stop".into()),
+            cached: false,
+        })
+    }
+    async fn score(&self, _request: &qval_llm::ScoreRequest) -> Result<qval_llm::ScoreResponse, LlmError> {
+        Ok(qval_llm::ScoreResponse {
+            tokens: vec![],
+            usage: qval_llm::Usage {
+                prompt_tokens: 7,
+                completion_tokens: 0,
+            },
+            model: "probe".into(),
+            cached: false,
+        })
+    }
+    fn unparsed(&self, request: &ChatRequest) {
+        self.unparsed.lock().unwrap().push(request.clone());
+    }
+}
+
+#[tokio::test]
+async fn every_layer_hands_name_capabilities_and_unparsed_inwards_and_usage_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe {
+        unparsed: Default::default(),
+    });
+    let builder = StackBuilder::new(probe.clone())
+        .log(dir.path().join("requests.jsonl"))
+        .cache(dir.path().join("cache"))
+        .quota_wait(vec![Duration::from_millis(1)])
+        .second_elicitation(Some(512));
+    let inner_usage = builder.counter();
+    // The stack's own meter sits inside the cache; a method's meter wraps the whole stack.
+    let usage = Arc::new(UsageCounter::default());
+    let b = qval_llm::Metered::new(builder.build().unwrap(), usage.clone());
+    assert_eq!(b.name(), "probe");
+    assert_eq!(b.capabilities(), probe.capabilities());
+
+    // Sent once, then served by the cache: counted apart.
+    b.chat(&ask()).await.unwrap();
+    assert!(b.chat(&ask()).await.unwrap().cached);
+    let s = usage.snapshot();
+    assert_eq!(
+        (s["requests"].clone(), s["prompt_tokens"].clone()),
+        (1.into(), 10.into())
+    );
+    assert_eq!(
+        (s["completion_tokens"].clone(), s["cache_hits"].clone()),
+        (3.into(), 1.into())
+    );
+    assert_eq!(
+        (s["cached_prompt_tokens"].clone(), s["cached_completion_tokens"].clone()),
+        (10.into(), 3.into())
+    );
+
+    assert_eq!(
+        inner_usage.snapshot()["requests"],
+        1,
+        "the cache hit never reaches the inner meter"
+    );
+
+    // The notice reaches the backend, and the cache marks its entry.
+    b.unparsed(&ask());
+    assert_eq!(*probe.unparsed.lock().unwrap(), vec![ask()]);
+    let shard = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let entry = std::fs::read_dir(shard.path()).unwrap().next().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
+    assert_eq!(v["parsed"], false);
+
+    // Scoring passes every layer; a failure counts as a request and a failure.
+    let scored = b
+        .score(&qval_llm::ScoreRequest {
+            messages: ask().messages,
+            continuation: "0.5".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(scored.usage.prompt_tokens, 7);
+    let fail = ChatRequest {
+        messages: vec![Message::text(Role::User, "fail")],
+        sampling: Sampling::default(),
+    };
+    assert!(matches!(b.chat(&fail).await, Err(LlmError::Unsupported(_))));
+    let s = usage.snapshot();
+    assert_eq!((s["requests"].clone(), s["failures"].clone()), (3.into(), 1.into()));
+    assert_eq!(s["prompt_tokens"], 17);
 }
