@@ -350,6 +350,44 @@ pub(crate) fn to_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
     serde_json::to_value(v).map_err(|e| CoreError::Empty(format!("cannot serialise a state or action: {e}")))
 }
 
+// Kept here rather than in types.rs, beside `run_episode` which records transitions the same
+// way, so that the data types do not depend on the Environment trait or on the stages.
+impl EvaluationPoint {
+    /// The point of forcing `action` in `state` (of `task`, at step `step` of trajectory
+    /// `trajectory`, with no history), stepped by `env` with `rng`: a point made by hand, for
+    /// tests and examples, without collecting a trajectory.
+    ///
+    /// # Errors
+    /// The environment's error from the step, or a state or action that cannot be serialised.
+    pub fn from_step<E: Environment>(
+        env: &E,
+        task: &Task,
+        trajectory: usize,
+        step: usize,
+        state: &E::State,
+        action: &E::Action,
+        rng: &mut QRng,
+    ) -> Result<Self> {
+        let next = env.step(state, action, rng)?;
+        Ok(EvaluationPoint {
+            id: Self::make_id(trajectory, step),
+            trajectory_index: trajectory,
+            step_index: step,
+            task: task.clone(),
+            history: Vec::new(),
+            state: to_value(state)?,
+            observation: env.observe(state),
+            action: to_value(action)?,
+            action_text: env.render_action(action),
+            reward: next.reward,
+            next_state: to_value(&next.state)?,
+            next_observation: env.observe(&next.state),
+            terminated: next.terminated,
+            candidate_of: None,
+        })
+    }
+}
+
 /// Stage 1: rolls `policy` out `config.trajectories` times, cycling through `tasks`.
 ///
 /// Trajectory i runs `tasks[i % tasks.len()]` with a generator derived from `(seed, i)`, so

@@ -193,6 +193,8 @@ pub struct EvaluationPoint {
     pub candidate_of: Option<String>,
 }
 
+// `EvaluationPoint::from_step` (a point made by stepping an Environment) is in stage.rs, so
+// that the data types do not import the Environment trait or the stages.
 impl EvaluationPoint {
     /// The id of the point at `step` of trajectory `trajectory`.
     pub fn make_id(trajectory: usize, step: usize) -> String {
@@ -230,41 +232,6 @@ impl EvaluationPoint {
             terminated: t.terminated,
             candidate_of: None,
         }
-    }
-
-    /// The point of forcing `action` in `state` (of `task`, at step `step` of trajectory
-    /// `trajectory`, with no history), stepped by `env` with `rng`: a point made by hand, for
-    /// tests and examples, without collecting a trajectory.
-    ///
-    /// # Errors
-    /// The environment's error from the step, or a state or action that cannot be serialised.
-    pub fn from_step<E: crate::Environment>(
-        env: &E,
-        task: &Task,
-        trajectory: usize,
-        step: usize,
-        state: &E::State,
-        action: &E::Action,
-        rng: &mut crate::QRng,
-    ) -> crate::Result<Self> {
-        use crate::stage::to_value;
-        let next = env.step(state, action, rng)?;
-        Ok(EvaluationPoint {
-            id: Self::make_id(trajectory, step),
-            trajectory_index: trajectory,
-            step_index: step,
-            task: task.clone(),
-            history: Vec::new(),
-            state: to_value(state)?,
-            observation: env.observe(state),
-            action: to_value(action)?,
-            action_text: env.render_action(action),
-            reward: next.reward,
-            next_state: to_value(&next.state)?,
-            next_observation: env.observe(&next.state),
-            terminated: next.terminated,
-            candidate_of: None,
-        })
     }
 
     /// Deserialises the state into the environment's type.

@@ -50,6 +50,8 @@ pub mod report;
 pub mod special;
 pub mod summary;
 
+mod output;
+
 pub use align::{Aligned, align};
 pub use bootstrap::{BootstrapConfig, BootstrapConfigBuilder, Interval, Statistic, bootstrap};
 pub use correlation::{

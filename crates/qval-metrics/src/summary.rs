@@ -37,7 +37,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::MetricsError;
 use crate::labelnoise::LabelNoise;
@@ -516,6 +516,8 @@ pub(crate) fn to_json_indented<T: Serialize>(value: &T, indent: &[u8]) -> Result
     Ok(String::from_utf8(buf).expect("serde_json writes UTF-8"))
 }
 
+// `Summary::write` (the JSON, the Markdown and the plots) is in output.rs, so that this file
+// does not import plots.rs, which reads a Summary.
 impl Summary {
     /// Reads a summary (qval's or the published testbed's).
     ///
@@ -720,29 +722,6 @@ impl Summary {
             out.push('\n');
         }
         out
-    }
-
-    /// Writes `<stem>.json` (published layout, 4-space indent), `<stem>.md` and plots
-    /// (`<stem>_plots/*.svg` and `.png`) into `dir`; returns the files written and warnings
-    /// (plots that could not be drawn, never fatal).
-    ///
-    /// # Errors
-    /// A file cannot be written.
-    pub fn write(&self, dir: &Path, stem: &str) -> Result<(Vec<PathBuf>, Vec<String>), MetricsError> {
-        let mut written = Vec::new();
-        let json = to_published_json(self).map_err(|e| MetricsError::Format {
-            path: dir.join(stem),
-            message: e.to_string(),
-        })?;
-        let p = dir.join(format!("{stem}.json"));
-        qval_core::io::write_atomic(&p, json.as_bytes())?;
-        written.push(p);
-        let p = dir.join(format!("{stem}.md"));
-        qval_core::io::write_atomic(&p, self.markdown().as_bytes())?;
-        written.push(p);
-        let (plots, warnings) = crate::plots::write_plots(self, &dir.join(format!("{stem}_plots")))?;
-        written.extend(plots);
-        Ok((written, warnings))
     }
 }
 
