@@ -265,7 +265,7 @@ fn too_many_aborted_points_fail_the_run_but_keep_the_labels() {
         .block_on(label(
             &labeler(&env, 4),
             &points,
-            &qval_core::LabelConfig { max_aborted_share: 0.2 },
+            &qval_core::LabelConfig::new(0.2).unwrap(),
             &opts,
         ))
         .unwrap_err()
@@ -280,9 +280,7 @@ fn too_many_aborted_points_fail_the_run_but_keep_the_labels() {
         rt.block_on(label(
             &labeler(&env, 4),
             &points,
-            &qval_core::LabelConfig {
-                max_aborted_share: share + 1e-9
-            },
+            &qval_core::LabelConfig::new(share + 1e-9).unwrap(),
             &opts
         ))
         .is_ok()

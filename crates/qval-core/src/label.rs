@@ -84,20 +84,13 @@ pub trait Labeler: Send + Sync {
 /// | `concurrency` | 64 | >= 1 |
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct MvmcConfig {
-    /// Rollouts per point (k).
-    pub rollouts: usize,
-    /// Discount; `None` takes the environment's.
-    pub gamma: Option<f64>,
-    /// Subtracted from every reward.
-    pub step_penalty: f64,
-    /// How the k returns become the label.
-    pub aggregation: Aggregation,
-    /// Q, V or advantage.
-    pub signal: Signal,
-    /// The root seed of all rollouts.
-    pub seed: u64,
-    /// Points labelled at once (tasks on the runtime's threads).
-    pub concurrency: usize,
+    rollouts: usize,
+    gamma: Option<f64>,
+    step_penalty: f64,
+    aggregation: Aggregation,
+    signal: Signal,
+    seed: u64,
+    concurrency: usize,
 }
 
 impl MvmcConfig {

@@ -407,16 +407,40 @@ pub async fn collect<E: Environment, P: Policy<E> + ?Sized>(
 /// `i mod count`. Items keep their own seeds, so the union of the shards' records is exactly
 /// what one process would produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(try_from = "ShareFields")]
 pub struct Share {
-    /// This shard, `0..count`.
-    pub index: usize,
-    /// How many shards.
-    pub count: usize,
+    index: usize,
+    count: usize,
+}
+
+/// A [`Share`] as written, checked by [`Share::new`] when read.
+#[derive(serde::Deserialize)]
+struct ShareFields {
+    index: usize,
+    count: usize,
+}
+
+impl TryFrom<ShareFields> for Share {
+    type Error = CoreError;
+
+    fn try_from(f: ShareFields) -> Result<Share> {
+        Share::new(f.index, f.count)
+    }
 }
 
 impl Share {
     /// Everything (one shard).
     pub const ALL: Share = Share { index: 0, count: 1 };
+
+    /// This shard, `0..count`.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// How many shards.
+    pub fn count(&self) -> usize {
+        self.count
+    }
 
     /// Shard `index` of `count`.
     ///
@@ -509,9 +533,23 @@ pub async fn collect_share<E: Environment, P: Policy<E> + ?Sized>(
 /// |---|---|---|
 /// | `max_aborted_share` | 0.3 (the published catalog's `max_aborted_points`) | [0, 1] |
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(try_from = "LabelConfigFields")]
 pub struct LabelConfig {
-    /// The largest share of points that may be aborted (NaN) before the stage fails.
-    pub max_aborted_share: f64,
+    max_aborted_share: f64,
+}
+
+/// A [`LabelConfig`] as written, checked by [`LabelConfig::new`] when read.
+#[derive(serde::Deserialize)]
+struct LabelConfigFields {
+    max_aborted_share: f64,
+}
+
+impl TryFrom<LabelConfigFields> for LabelConfig {
+    type Error = CoreError;
+
+    fn try_from(f: LabelConfigFields) -> Result<LabelConfig> {
+        LabelConfig::new(f.max_aborted_share)
+    }
 }
 
 impl Default for LabelConfig {
@@ -521,19 +559,24 @@ impl Default for LabelConfig {
 }
 
 impl LabelConfig {
-    /// Checks the parameters.
+    /// The largest share of points that may be aborted (NaN) before the stage fails.
     ///
     /// # Errors
     /// [`CoreError::InvalidParameter`] for a share outside [0, 1].
-    pub fn check(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.max_aborted_share) {
+    pub fn new(max_aborted_share: f64) -> Result<LabelConfig> {
+        if !(0.0..=1.0).contains(&max_aborted_share) {
             return Err(CoreError::invalid(
                 "max_aborted_share",
-                self.max_aborted_share,
+                max_aborted_share,
                 "a share in [0, 1]",
             ));
         }
-        Ok(())
+        Ok(LabelConfig { max_aborted_share })
+    }
+
+    /// The largest share of points that may be aborted (NaN) before the stage fails.
+    pub fn max_aborted_share(&self) -> f64 {
+        self.max_aborted_share
     }
 }
 
@@ -596,7 +639,6 @@ pub async fn label<L: Labeler + ?Sized>(
     config: &LabelConfig,
     opts: &StageOptions,
 ) -> Result<Vec<Label>> {
-    config.check()?;
     let max_aborted_share = config.max_aborted_share;
     let mut meta = Metadata::new(Kind::Labels, labeler.name()).with_params(json!({
         "labeler": labeler.params(),

@@ -38,13 +38,14 @@ pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Resu
                 let names: Vec<&str> = entries.keys().map(String::as_str).collect();
                 RunnerError::Usage(crate::spec::unknown("backend", name, &names))
             })?;
-            crate::runner::reachable(&format!("embeddings server `{name}`"), entry.base_url.as_str())?;
-            entry
-                .encoder()
-                .map_err(|e| RunnerError::Usage(format!("backend `{name}`: {e}")))?
+            crate::net::reachable(&format!("embeddings server `{name}`"), entry.base_url.as_str())?;
+            entry.encoder().map_err(|source| RunnerError::Backend {
+                name: name.clone(),
+                source,
+            })?
         }
         (None, Some(url), Some(model)) => {
-            crate::runner::reachable("the embeddings server", url)?;
+            crate::net::reachable("the embeddings server", url)?;
             let b = HttpEncoder::builder(url, model);
             match &settings.api_key_env {
                 Some(v) => b.api_key_env(v),
@@ -64,7 +65,7 @@ pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Resu
     builder
         .build()
         .map(|e| Arc::new(CachedEncoder::new(e)))
-        .map_err(|e| RunnerError::Usage(format!("the embeddings encoder: {e}")))
+        .map_err(|e| RunnerError::plugin("the embeddings encoder", e))
 }
 
 /// The text encoder called `name` (`minilm`: all-MiniLM-L6-v2 on candle), with a cache so

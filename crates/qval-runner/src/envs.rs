@@ -24,8 +24,9 @@ pub trait RunServices: Send + Sync {
     /// The LLM backend of that name, with the run's cache and request log.
     ///
     /// # Errors
-    /// The message says which backends exist.
-    fn backend(&self, name: &str) -> std::result::Result<Arc<dyn Backend>, String>;
+    /// An unknown name (the message says which backends exist), or a backend that cannot be
+    /// built ([`RunnerError::Backend`](crate::RunnerError::Backend), with the client's error).
+    fn backend(&self, name: &str) -> crate::Result<Arc<dyn Backend>>;
     /// The named backends as the experiment defines them (for clients other than chat, such
     /// as the embedding family's HTTP encoder). Default: none.
     fn backend_entries(&self) -> BTreeMap<String, BackendEntry> {
@@ -189,14 +190,14 @@ impl<E: Environment + 'static> TypedEnv<E> {
             Arc::new(|params, services| {
                 let p: LlmPolicyParams = spec::params(params, &[])?;
                 crate::limits::at_most(
-                    crate::at!["history_turns"],
+                    crate::spec::at!["history_turns"],
                     p.history_turns,
                     crate::limits::MAX_STEPS,
                     "the largest step budget: no trajectory is longer",
                 )?;
                 let backend = services
                     .backend(&p.backend)
-                    .map_err(|m| SpecProblem::at(crate::at!["backend"], m))?;
+                    .map_err(|e| SpecProblem::at(crate::spec::at!["backend"], e.to_string()))?;
                 let agent = qval_methods::llm::LlmAgent::new(backend).with_history_turns(p.history_turns);
                 Ok(Arc::new(agent) as Arc<dyn Policy<E>>)
             }),
@@ -294,7 +295,7 @@ impl<E: Environment + 'static> TypedEnv<E> {
     ) -> std::result::Result<Arc<dyn Policy<E>>, SpecProblem> {
         let f = self.policies.get(&p.kind).ok_or_else(|| {
             let names: Vec<&str> = self.policies.keys().map(String::as_str).collect();
-            SpecProblem::at(crate::at!["type"], spec::unknown("policy type", &p.kind, &names))
+            SpecProblem::at(crate::spec::at!["type"], spec::unknown("policy type", &p.kind, &names))
         })?;
         f(&p.params, services)
     }
@@ -303,7 +304,7 @@ impl<E: Environment + 'static> TypedEnv<E> {
 /// An environment builder's error, at the key it names.
 fn env_problem(e: qval_envs::EnvsError) -> SpecProblem {
     match &e {
-        qval_envs::EnvsError::InvalidParameter { name, .. } => SpecProblem::at(crate::at![*name], e.to_string()),
+        qval_envs::EnvsError::InvalidParameter { name, .. } => SpecProblem::at(crate::spec::at![*name], e.to_string()),
         _ => SpecProblem::at(vec![], e.to_string()),
     }
 }
@@ -369,7 +370,7 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
     ) -> crate::Result<Vec<EvaluationPoint>> {
         use qval_methods::prompting::{CandidateProposer, LlmProposer, PolicyProposer, sample_candidates};
         let within = |p: SpecProblem| {
-            let mut at = crate::at!["dataset", "candidates", "sampler"];
+            let mut at = crate::spec::at!["dataset", "candidates", "sampler"];
             at.extend(p.path.clone());
             SpecProblem::at(at, p.message).into_error()
         };
@@ -384,11 +385,11 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         let proposer: Box<dyn CandidateProposer<E>> = if sampler.kind == "llm" {
             let name = sampler.params.get("backend").and_then(|v| v.as_str()).ok_or_else(|| {
                 within(SpecProblem::at(
-                    crate::at!["backend"],
+                    crate::spec::at!["backend"],
                     "the llm sampler needs `backend = \"NAME\"`",
                 ))
             })?;
-            let backend = services.backend(name).map_err(crate::RunnerError::Usage)?;
+            let backend = services.backend(name)?;
             Box::new(LlmProposer::new(backend))
         } else {
             Box::new(PolicyProposer::new(
@@ -527,7 +528,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             Ok(())
         } else {
             Err(SpecProblem::at(
-                crate::at![key],
+                crate::spec::at![key],
                 format!("{v}: give a value in [{lo}, {hi}]"),
             ))
         }
@@ -538,7 +539,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         Some(MapsParam::Named(name)) if name == "published" => true,
         Some(MapsParam::Named(other)) => {
             return Err(SpecProblem::at(
-                crate::at!["maps"],
+                crate::spec::at!["maps"],
                 format!("`{other}`: give a number of random maps or \"published\""),
             ));
         }
@@ -562,7 +563,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         "image" => b.observation(ObservationMode::TextAndImage),
         other => {
             return Err(SpecProblem::at(
-                crate::at!["observation"],
+                crate::spec::at!["observation"],
                 spec::unknown("observation", other, &["text", "image"]),
             ));
         }
@@ -571,7 +572,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         for (key, given) in [("size", p.size.is_some()), ("map_seed", p.map_seed.is_some())] {
             if given {
                 return Err(SpecProblem::at(
-                    crate::at![key],
+                    crate::spec::at![key],
                     format!("`{key}` is for qval's own random maps: the published maps are fixed"),
                 ));
             }
@@ -582,13 +583,13 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         Some("published") if published => {}
         Some("published") => {
             return Err(SpecProblem::at(
-                crate::at!["tasks"],
+                crate::spec::at!["tasks"],
                 "the published tasks play the published maps: add `maps = \"published\"`",
             ));
         }
         Some(other) => {
             return Err(SpecProblem::at(
-                crate::at!["tasks"],
+                crate::spec::at!["tasks"],
                 spec::unknown("tasks", other, &["published"]),
             ));
         }
@@ -596,7 +597,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
     let chosen = [p.maps.is_some(), p.preset.is_some(), p.rows.is_some()];
     if chosen.iter().filter(|c| **c).count() > 1 {
         return Err(SpecProblem::at(
-            crate::at!["maps"],
+            crate::spec::at!["maps"],
             "give one of `maps` (random maps), `preset` or `rows`",
         ));
     }
@@ -606,7 +607,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             "8x8" => b.preset_8x8(),
             other => {
                 return Err(SpecProblem::at(
-                    crate::at!["preset"],
+                    crate::spec::at!["preset"],
                     spec::unknown("preset", other, &["4x4", "8x8"]),
                 ));
             }
@@ -628,7 +629,7 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         .policy("epsilon-greedy", move |params, _| {
             let p: EpsilonParams = spec::params(params, &[])?;
             let policy = EpsilonGreedy::new(&for_epsilon, p.epsilon)
-                .map_err(|e| SpecProblem::at(crate::at!["epsilon"], e.to_string()))?;
+                .map_err(|e| SpecProblem::at(crate::spec::at!["epsilon"], e.to_string()))?;
             Ok(Arc::new(policy) as Arc<dyn Policy<FrozenLake>>)
         })
         .policy("uniform", |params, _| {
@@ -699,11 +700,11 @@ pub fn python(
     }
     if !(p.timeout_secs > 0.0 && p.timeout_secs <= 86_400.0) {
         return Err(SpecProblem::at(
-            crate::at!["timeout_secs"],
+            crate::spec::at!["timeout_secs"],
             format!("{}: give seconds in (0, 86400]", p.timeout_secs),
         ));
     }
-    let args = serde_json::to_value(&p.args).map_err(|e| SpecProblem::at(crate::at!["args"], e.to_string()))?;
+    let args = serde_json::to_value(&p.args).map_err(|e| SpecProblem::at(crate::spec::at!["args"], e.to_string()))?;
     let mut b = PythonEnv::builder(adapter)
         .args(args)
         .workers(p.workers)
@@ -717,8 +718,8 @@ pub fn python(
     let mut plugin = TypedEnv::new(env.clone())
         .policy("epsilon-greedy", |params, _| {
             let p: EpsilonParams = spec::params(params, &[])?;
-            let policy =
-                EpsilonGreedy::new(p.epsilon).map_err(|e| SpecProblem::at(crate::at!["epsilon"], e.to_string()))?;
+            let policy = EpsilonGreedy::new(p.epsilon)
+                .map_err(|e| SpecProblem::at(crate::spec::at!["epsilon"], e.to_string()))?;
             Ok(Arc::new(policy) as Arc<dyn Policy<PythonEnv>>)
         })
         .policy("uniform", |params, _| {
@@ -776,7 +777,7 @@ pub fn terminalbench(
         let dir = services.spec_dir().join(dir);
         if !dir.is_dir() {
             return Err(SpecProblem::at(
-                crate::at!["tasks_dir"],
+                crate::spec::at!["tasks_dir"],
                 format!("no such folder: {}", dir.display()),
             ));
         }
@@ -787,7 +788,7 @@ pub fn terminalbench(
     }
     if let Some(n) = p.max_steps {
         crate::limits::at_most(
-            crate::at!["max_steps"],
+            crate::spec::at!["max_steps"],
             n,
             crate::limits::MAX_STEPS,
             "every step runs a command in a sandbox, and its state is kept",
@@ -800,7 +801,7 @@ pub fn terminalbench(
     if let Some(t) = p.command_timeout {
         if !(t > 0.0 && t < 86_400.0) {
             return Err(SpecProblem::at(
-                crate::at!["command_timeout"],
+                crate::spec::at!["command_timeout"],
                 format!("{t}: give seconds in (0, 86400)"),
             ));
         }
@@ -820,8 +821,8 @@ pub fn terminalbench(
         })
         .policy("noisy", |params, _| {
             let p: EpsilonParams = spec::params(params, &[])?;
-            let policy =
-                NoisyScripted::new(p.epsilon).map_err(|e| SpecProblem::at(crate::at!["epsilon"], e.to_string()))?;
+            let policy = NoisyScripted::new(p.epsilon)
+                .map_err(|e| SpecProblem::at(crate::spec::at!["epsilon"], e.to_string()))?;
             Ok(Arc::new(policy) as Arc<dyn Policy<TerminalBench>>)
         })
         .defaults("noisy", "oracle")

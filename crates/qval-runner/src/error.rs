@@ -69,6 +69,16 @@ pub enum RunnerError {
     /// A method could not be built (qval-methods).
     #[error(transparent)]
     Methods(#[from] qval_methods::MethodsError),
+    /// An LLM backend of the experiment could not be built (a missing API key variable, a
+    /// malformed URL).
+    #[error("backend `{name}`: {source}")]
+    Backend {
+        /// The backend's name.
+        name: String,
+        /// The client's error.
+        #[source]
+        source: qval_llm::LlmError,
+    },
     /// The environment failed a conformance check before any work (`--skip-env-check`
     /// skips them).
     #[error(
@@ -102,10 +112,22 @@ impl RunnerError {
         }
     }
 
+    /// A plugin's (or a component's) error, kept as the source, after `context`.
+    pub fn plugin(context: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        RunnerError::Plugin {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     /// Whether the user can fix it (a file, a flag, a setting), so that one line suffices.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunnerError::Spec { .. } | RunnerError::Changed { .. } | RunnerError::Usage(_) => 2,
+            RunnerError::Spec { .. }
+            | RunnerError::Changed { .. }
+            | RunnerError::Usage(_)
+            | RunnerError::Backend { .. }
+            | RunnerError::EnvironmentCheck { .. } => 2,
             RunnerError::Core(qval_core::CoreError::RunLocked { .. }) => 2,
             RunnerError::Disagrees(_) => 4,
             RunnerError::Failing(_) => 3,

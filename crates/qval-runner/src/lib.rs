@@ -32,6 +32,7 @@ pub mod envs;
 pub mod error;
 pub mod limits;
 pub mod methods;
+mod net;
 pub mod resume;
 pub mod runner;
 pub mod shards;

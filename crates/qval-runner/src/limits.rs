@@ -17,7 +17,7 @@
 //! | `methods.points`, `evaluate.min_points` | 10,000,000 | the most points a dataset holds |
 //! | `evaluate.bootstrap` | 100,000 | every resample recomputes every correlation and is kept for the quantiles |
 
-use crate::at;
+use crate::spec::at;
 use crate::spec::{Experiment, Seg, SpecProblem};
 use qval_core::{CollectConfig, MvmcConfig};
 

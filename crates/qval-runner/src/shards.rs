@@ -53,17 +53,17 @@ fn find_shards(run_dir: &Path) -> Result<Shards> {
     }
     let count = found
         .first()
-        .map(|s| s.count)
+        .map(|s| s.count())
         .ok_or_else(|| RunnerError::Usage(format!("{}: no shards", dir.display())))?;
-    if let Some(other) = found.iter().find(|s| s.count != count) {
+    if let Some(other) = found.iter().find(|s| s.count() != count) {
         return Err(RunnerError::Usage(format!(
             "{}: shards of {count} and of {} parts are mixed",
             dir.display(),
-            other.count
+            other.count()
         )));
     }
     let missing: Vec<String> = (0..count)
-        .filter(|i| !found.iter().any(|s| s.index == *i))
+        .filter(|i| !found.iter().any(|s| s.index() == *i))
         .map(|i| format!("{i}-of-{count}"))
         .collect();
     if !missing.is_empty() {
@@ -73,7 +73,7 @@ fn find_shards(run_dir: &Path) -> Result<Shards> {
             missing.join(", ")
         )));
     }
-    found.sort_by_key(|s| s.index);
+    found.sort_by_key(|s| s.index());
     let mut manifests = Vec::new();
     for s in found {
         let d = shard_dir(run_dir, s);
@@ -134,8 +134,8 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
                 return Err(RunnerError::Usage(format!(
                     "{}: has not finished collecting; rerun it with --shard {}/{}",
                     shard_dir(run_dir, *s).display(),
-                    s.index,
-                    s.count
+                    s.index(),
+                    s.count()
                 )));
             }
         }
@@ -183,8 +183,8 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
             return Err(RunnerError::Usage(format!(
                 "{}: stage `{stage}` has not finished; rerun it with --shard {}/{}",
                 shard_dir(run_dir, *s).display(),
-                s.index,
-                s.count
+                s.index(),
+                s.count()
             )));
         }
     }
@@ -375,8 +375,8 @@ pub fn status(run_dir: &Path, registry: &Registry) -> Result<Vec<String>> {
         let open: Vec<&String> = wanted.iter().filter(|k| !m.finished(k)).collect();
         out.push(format!(
             "shard {}-of-{}: {} of {} stage(s) of this round finished{}",
-            s.index,
-            s.count,
+            s.index(),
+            s.count(),
             wanted.len() - open.len(),
             wanted.len(),
             if open.is_empty() {
@@ -392,7 +392,7 @@ pub fn status(run_dir: &Path, registry: &Registry) -> Result<Vec<String>> {
             waiting
                 .entry(k.clone())
                 .or_default()
-                .push(format!("{}-of-{}", s.index, s.count));
+                .push(format!("{}-of-{}", s.index(), s.count()));
         }
     }
     let round = if merged_collection {

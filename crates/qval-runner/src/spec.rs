@@ -457,17 +457,17 @@ impl EvaluateSpec {
                 MetricsError::InvalidParameter { name: "resamples", .. } => "bootstrap",
                 MetricsError::InvalidParameter { name: "level", .. } => "confidence",
                 MetricsError::InvalidParameter { name: "seed", .. } => "seed",
-                _ => return SpecProblem::at(crate::at!["evaluate"], e.to_string()),
+                _ => return SpecProblem::at(at!["evaluate"], e.to_string()),
             };
             let MetricsError::InvalidParameter { value, reason, .. } = e else {
                 unreachable!("matched above")
             };
-            SpecProblem::at(crate::at!["evaluate", key], format!("{value}: {reason}"))
+            SpecProblem::at(at!["evaluate", key], format!("{value}: {reason}"))
         };
         for (i, m) in self.correlation_methods.iter().enumerate() {
             if !qval_metrics::CORRELATION_METHODS.contains(&m.as_str()) {
                 return Err(SpecProblem::at(
-                    crate::at!["evaluate", "correlation_methods", i],
+                    at!["evaluate", "correlation_methods", i],
                     unknown("correlation", m, &qval_metrics::CORRELATION_METHODS),
                 ));
             }
@@ -489,7 +489,7 @@ impl EvaluateSpec {
         };
         if bootstrap.is_none() && !(self.confidence > 0.0 && self.confidence < 1.0) {
             return Err(SpecProblem::at(
-                crate::at!["evaluate", "confidence"],
+                at!["evaluate", "confidence"],
                 format!("{}: give a level in (0, 1)", self.confidence),
             ));
         }
@@ -591,10 +591,10 @@ pub fn path_text(path: &[Seg]) -> String {
 }
 
 /// Builds a path from keys and indices: `at!["methods", 2, "samples"]`.
-#[macro_export]
 macro_rules! at {
     ($($s:expr),* $(,)?) => { vec![$($crate::spec::Seg::from($s)),*] };
 }
+pub(crate) use at;
 
 /// A problem found in an experiment file, at a path into it.
 #[derive(Clone, Debug, PartialEq)]
@@ -770,8 +770,8 @@ fn readable(message: &str) -> String {
         )
 }
 
-/// Reads and parses an experiment file (syntax, keys, types and the bounds of
-/// [`crate::limits`]; [`crate::runner::Plan`] checks the rest).
+/// Reads and parses an experiment file (syntax, keys and types; [`crate::runner::Plan`]
+/// checks the rest, the bounds of [`crate::limits`] first).
 ///
 /// # Errors
 /// [`RunnerError::Spec`] with the file, line and column; [`RunnerError::Usage`] for an unreadable file.
@@ -805,7 +805,6 @@ pub fn load(file: &Path) -> Result<(Experiment, Source)> {
         }
         err
     })?;
-    crate::limits::check(&exp).map_err(|p| source.error(p))?;
     Ok((exp, source))
 }
 

@@ -28,8 +28,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         let summary = qval_metrics::Summary::read(&dir.join("summary.json"))?;
         runs.push((name, summary));
     }
-    let written =
-        qval_metrics::write_cross_run_report(&runs, &a.out).map_err(|e| CliError::Usage(format!("report: {e}")))?;
+    let written = qval_metrics::write_cross_run_report(&runs, &a.out).map_err(|e| CliError::plugin("report", e))?;
     out::line(&format!(
         "The report of {} run(s) is in {}/ (choose the folder with --out DIR):",
         runs.len(),

@@ -31,10 +31,10 @@ impl CodeParams {
     pub(crate) fn read(params: &toml::Table) -> std::result::Result<Self, SpecProblem> {
         let p: CodeParams = spec::params(params, &[])?;
         if p.samples == 0 {
-            return Err(SpecProblem::at(crate::at!["samples"], "0: give at least 1"));
+            return Err(SpecProblem::at(crate::spec::at!["samples"], "0: give at least 1"));
         }
         crate::limits::at_most(
-            crate::at!["samples"],
+            crate::spec::at!["samples"],
             p.samples,
             1_000,
             "each sample is a generated program run on every point",
@@ -42,7 +42,7 @@ impl CodeParams {
         for (key, v) in [("call_limit", p.call_limit), ("total_limit", p.total_limit)] {
             if !(v > 0.0 && v <= 86_400.0) {
                 return Err(SpecProblem::at(
-                    crate::at![key],
+                    crate::spec::at![key],
                     format!("{v}: give seconds in (0, 86400]"),
                 ));
             }
@@ -125,7 +125,7 @@ pub(crate) async fn code_samples(
         let _ = m
             .check()
             .await
-            .map_err(|e| RunnerError::Usage(format!("the code sandbox cannot start: {e}")))?;
+            .map_err(|e| RunnerError::plugin("the code sandbox cannot start", e))?;
         out.push(m);
     }
     // Grouped, the runner's scoring of one sample after another runs them all at once.
@@ -232,10 +232,10 @@ impl EurekaParams {
         let p: EurekaParams = spec::params(params, &[])?;
         for (key, v) in [("iterations", p.iterations), ("candidates", p.candidates)] {
             if v == 0 {
-                return Err(SpecProblem::at(crate::at![key], "0: give at least 1"));
+                return Err(SpecProblem::at(crate::spec::at![key], "0: give at least 1"));
             }
             crate::limits::at_most(
-                crate::at![key],
+                crate::spec::at![key],
                 v,
                 1_000,
                 "every candidate of every round is a generated program, judged and run on the points",
@@ -247,7 +247,7 @@ impl EurekaParams {
             total_limit: p.total_limit,
         }
         .sandbox()
-        .map_err(|e| SpecProblem::at(crate::at!["call_limit"], e.to_string()))?;
+        .map_err(|e| SpecProblem::at(crate::spec::at!["call_limit"], e.to_string()))?;
         Ok(p)
     }
 }

@@ -50,62 +50,65 @@ impl Embedding {
             "minilm" => {
                 if let Some((key, _)) = http_keys.iter().find(|(_, given)| *given) {
                     return Err(SpecProblem::at(
-                        crate::at![*key],
+                        crate::spec::at![*key],
                         format!("`encoder = \"minilm\"` takes no `{key}` (it belongs to `encoder = \"http\"`)"),
                     ));
                 }
                 if m.modality == "image" {
                     return Err(SpecProblem::at(
-                        crate::at!["modality"],
+                        crate::spec::at!["modality"],
                         "`image`: all-MiniLM-L6-v2 encodes text only; pictures need `encoder = \"http\"` \
                          (a CLIP or SigLIP server)",
                     ));
                 }
                 crate::encoders::available(&p.encoder)
-                    .map_err(|e| SpecProblem::at(crate::at!["type"], e.to_string()))?;
+                    .map_err(|e| SpecProblem::at(crate::spec::at!["type"], e.to_string()))?;
             }
             "http" => {
                 match (&p.server, &p.base_url, &p.model) {
                     (Some(_), None, None) => {
                         if p.api_key_env.is_some() {
                             return Err(SpecProblem::at(
-                                crate::at!["api_key_env"],
+                                crate::spec::at!["api_key_env"],
                                 "with `server`, the key variable is the backend's own `api_key_env`",
                             ));
                         }
                     }
                     (Some(_), _, _) => {
                         return Err(SpecProblem::at(
-                            crate::at!["server"],
+                            crate::spec::at!["server"],
                             "give `server` or `base_url` and `model`, not both",
                         ));
                     }
                     (None, Some(url), Some(model)) => {
                         if !(url.starts_with("http://") || url.starts_with("https://")) {
                             return Err(SpecProblem::at(
-                                crate::at!["base_url"],
+                                crate::spec::at!["base_url"],
                                 format!("{url:?}: give an http:// or https:// URL"),
                             ));
                         }
                         if model.trim().is_empty() {
-                            return Err(SpecProblem::at(crate::at!["model"], "empty: name the embeddings model"));
+                            return Err(SpecProblem::at(
+                                crate::spec::at!["model"],
+                                "empty: name the embeddings model",
+                            ));
                         }
                     }
                     (None, Some(_), None) => {
                         return Err(SpecProblem::at(
-                            crate::at!["base_url"],
+                            crate::spec::at!["base_url"],
                             "`base_url` needs `model`: the embeddings model it serves",
                         ));
                     }
                     (None, None, Some(_)) => {
                         return Err(SpecProblem::at(
-                            crate::at!["model"],
+                            crate::spec::at!["model"],
                             "`model` needs `base_url`: where it is served",
                         ));
                     }
                     (None, None, None) => {
                         return Err(SpecProblem::at(
-                            crate::at!["encoder"],
+                            crate::spec::at!["encoder"],
                             "`encoder = \"http\"` needs `server = \"NAME\"` (a backend serving an embeddings \
                              model) or `base_url` and `model`",
                         ));
@@ -113,19 +116,19 @@ impl Embedding {
                 }
                 if let Some(n) = p.batch_size {
                     crate::limits::at_most(
-                        crate::at!["batch_size"],
+                        crate::spec::at!["batch_size"],
                         n,
                         4_096,
                         "a request's texts and their vectors are held in memory",
                     )?;
                 }
                 if p.batch_size == Some(0) {
-                    return Err(SpecProblem::at(crate::at!["batch_size"], "0: give at least 1"));
+                    return Err(SpecProblem::at(crate::spec::at!["batch_size"], "0: give at least 1"));
                 }
             }
             other => {
                 return Err(SpecProblem::at(
-                    crate::at!["encoder"],
+                    crate::spec::at!["encoder"],
                     spec::unknown("encoder", other, &["minilm", "http"]),
                 ));
             }
@@ -143,7 +146,7 @@ impl Embedding {
         ] {
             if v.is_some() && !allowed.contains(&key) {
                 return Err(SpecProblem::at(
-                    crate::at![key],
+                    crate::spec::at![key],
                     format!("`{}` takes no `{key}`", self.kind),
                 ));
             }
@@ -152,7 +155,7 @@ impl Embedding {
             && !(0.0..=1.0).contains(&a)
         {
             return Err(SpecProblem::at(
-                crate::at!["alpha"],
+                crate::spec::at!["alpha"],
                 format!("{a}: give a value in [0, 1]"),
             ));
         }
@@ -160,7 +163,7 @@ impl Embedding {
             && !(t > 0.0 && t.is_finite())
         {
             return Err(SpecProblem::at(
-                crate::at!["temperature"],
+                crate::spec::at!["temperature"],
                 format!("{t}: give a positive value"),
             ));
         }
@@ -177,14 +180,14 @@ impl Embedding {
         if m.modality != "image" {
             return env.goal_texts().ok_or_else(|| {
                 SpecProblem::at(
-                    crate::at!["type"],
+                    crate::spec::at!["type"],
                     format!("environment `{name}` defines no goal texts for the embedding family"),
                 )
             });
         }
         if !env.gives_images() {
             return Err(SpecProblem::at(
-                crate::at!["modality"],
+                crate::spec::at!["modality"],
                 format!(
                     "`image`: environment `{name}` gives no pictures as configured (FrozenLake gives them with \
                      `observation = \"image\"` in [environment])"
@@ -193,7 +196,7 @@ impl Embedding {
         }
         env.image_goal_texts().ok_or_else(|| {
             SpecProblem::at(
-                crate::at!["modality"],
+                crate::spec::at!["modality"],
                 format!("`image`: environment `{name}` defines no texts to compare its pictures with"),
             )
         })
@@ -270,7 +273,7 @@ impl MethodType for Embedding {
             if !entries.contains_key(server) {
                 let names: Vec<&str> = entries.keys().map(String::as_str).collect();
                 return Err(SpecProblem::at(
-                    crate::at!["server"],
+                    crate::spec::at!["server"],
                     spec::unknown("backend", server, &names),
                 ));
             }

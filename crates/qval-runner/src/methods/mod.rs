@@ -375,7 +375,7 @@ impl MethodType for Heuristic {
             Some(v) if !env.heuristic_variants().contains(&v) => {
                 let known = env.heuristic_variants();
                 Err(SpecProblem::at(
-                    crate::at!["variant"],
+                    crate::spec::at!["variant"],
                     spec::unknown(
                         "heuristic variant",
                         &v,
@@ -425,9 +425,9 @@ impl Direct {
         use qval_methods::prompting::DirectMode;
         let n = |default: usize| -> std::result::Result<usize, SpecProblem> {
             match p.n {
-                Some(0) => Err(SpecProblem::at(crate::at!["n"], "0: give at least 1")),
+                Some(0) => Err(SpecProblem::at(crate::spec::at!["n"], "0: give at least 1")),
                 Some(n) => crate::limits::at_most(
-                    crate::at!["n"],
+                    crate::spec::at!["n"],
                     n,
                     1_000,
                     "each is one more request or prompt section per point",
@@ -439,7 +439,7 @@ impl Direct {
         Ok(match p.mode.as_str() {
             "single" => {
                 if p.n.is_some() {
-                    return Err(SpecProblem::at(crate::at!["n"], "mode `single` takes no `n`"));
+                    return Err(SpecProblem::at(crate::spec::at!["n"], "mode `single` takes no `n`"));
                 }
                 DirectMode::Single
             }
@@ -448,7 +448,7 @@ impl Direct {
             "sequential" => DirectMode::Sequential(n(8)?),
             other => {
                 return Err(SpecProblem::at(
-                    crate::at!["mode"],
+                    crate::spec::at!["mode"],
                     spec::unknown("mode", other, &["single", "multi", "batched", "sequential"]),
                 ));
             }
@@ -543,13 +543,13 @@ impl VerifierParams {
         let p: VerifierParams = spec::params(table, &[])?;
         if p.num_verifications == Some(0) {
             return Err(SpecProblem::at(
-                crate::at!["num_verifications"],
+                crate::spec::at!["num_verifications"],
                 "`num_verifications` must be at least 1",
             ));
         }
         if let Some(n) = p.num_verifications {
             crate::limits::at_most(
-                crate::at!["num_verifications"],
+                crate::spec::at!["num_verifications"],
                 n,
                 100,
                 "each verification is one more request per point",
@@ -559,7 +559,7 @@ impl VerifierParams {
         for (i, c) in p.criteria.iter().enumerate() {
             if qval_methods::prompting::VerifierCriterion::by_id(c).is_none() {
                 return Err(SpecProblem::at(
-                    crate::at!["criteria", i],
+                    crate::spec::at!["criteria", i],
                     spec::unknown("verifier criterion", c, &ids),
                 ));
             }

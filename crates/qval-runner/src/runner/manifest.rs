@@ -1,6 +1,12 @@
 //! `run.json`: what a run was asked and which stages finished, with their settings.
 
-use super::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::{Result, RunnerError};
+use qval_core::io::write_atomic;
 
 /// `run.json`: what was asked and what finished.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -66,7 +72,7 @@ impl Manifest {
     /// # Errors
     /// A folder that cannot be written.
     pub fn write(&self, run_dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| RunnerError::Usage(e.to_string()))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| RunnerError::plugin("run.json", e))?;
         Ok(write_atomic(&run_dir.join("run.json"), (text + "\n").as_bytes())?)
     }
 }

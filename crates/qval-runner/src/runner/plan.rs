@@ -1,6 +1,21 @@
 //! An experiment checked against a registry before any work: the [`Plan`].
 
-use super::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::options::{BackendOverride, RunOptions};
+use super::registry::Registry;
+use super::services::{COMMAND_LINE, Services};
+use super::stage::{Redo, Stage};
+use crate::envs::EnvPlugin;
+use crate::methods::{MethodInfo, MethodType, ResolvedMethod};
+use crate::spec::{self, Experiment, LabelSpec, MethodSpec, Seg, Source, SpecProblem, Typed, at};
+use crate::{Result, RunnerError};
+use qval_core::{Share, Signal, Strategy};
+use qval_methods::llm::{BackendEntry, load_backends};
+use serde_json::{Value, json};
 
 /// An experiment checked against a registry: everything a run needs, before any work.
 pub struct Plan {
@@ -24,11 +39,23 @@ pub struct Plan {
     pub(crate) options: RunOptions,
 }
 
+/// A label set with every default resolved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResolvedLabels {
+    /// The set's name.
+    pub name: String,
+    /// The spec, with the reference policy filled in.
+    pub spec: LabelSpec,
+    /// Where it is in the file.
+    #[serde(skip)]
+    pub path: Vec<Seg>,
+}
+
 /// The folder of a shard in a run folder: `shards/I-of-N`.
 pub fn shard_dir(run_dir: &Path, share: Share) -> PathBuf {
     run_dir
         .join("shards")
-        .join(format!("{}-of-{}", share.index, share.count))
+        .join(format!("{}-of-{}", share.index(), share.count()))
 }
 
 pub(crate) fn strategy_of(name: &str) -> Option<Strategy> {
@@ -50,6 +77,8 @@ impl Plan {
     pub fn new(experiment: Experiment, source: &Source, registry: &Registry, options: RunOptions) -> Result<Plan> {
         let e = &experiment;
         let at = At(source);
+        // The bounds on every count first: nothing below allocates by a count unchecked.
+        crate::limits::check(e).map_err(|p| at.err(p))?;
         let run_dir = options
             .out
             .clone()
@@ -71,7 +100,7 @@ impl Plan {
             entries,
             built: Mutex::new(HashMap::new()),
         });
-        let env = environment(e, registry, &services, &options, &at)?;
+        let env = environment(e, registry, &services, &at)?;
         let collector = collector(e, &*env, &services, &at)?;
         let labels = label_sets(e, &*env, &services, &at)?;
         let scope = MethodScope {
@@ -86,6 +115,14 @@ impl Plan {
         // Everything stage 5 would refuse, refused now at its key.
         e.evaluate.config().map_err(|p| at.err(p))?;
         check_options(&options, &labels, &methods)?;
+        // Last: the file is valid, so steps (which may fill an environment's snapshot store
+        // under the run folder) are taken only for a run that can start.
+        if !options.skip_env_check {
+            env.check(e.seed).map_err(|source| RunnerError::EnvironmentCheck {
+                kind: e.environment.kind.clone(),
+                source,
+            })?;
+        }
         if !crate::spec::is_plain_name(&e.name) && options.out.is_none() {
             return Err(at.err(SpecProblem::at(
                 at!["name"],
@@ -247,14 +284,8 @@ fn backend_entries(
     Ok((entries, forced))
 }
 
-/// The environment, built by its registered factory and checked ([`EnvPlugin::check`]).
-fn environment(
-    e: &Experiment,
-    registry: &Registry,
-    services: &Services,
-    options: &RunOptions,
-    at: &At<'_>,
-) -> Result<Arc<dyn EnvPlugin>> {
+/// The environment, built by its registered factory.
+fn environment(e: &Experiment, registry: &Registry, services: &Services, at: &At<'_>) -> Result<Arc<dyn EnvPlugin>> {
     let err = |p: SpecProblem| at.err(p);
     let within = |base: Vec<Seg>, p: SpecProblem| at.within(base, p);
     let factory = registry.envs.get(&e.environment.kind).ok_or_else(|| {
@@ -264,15 +295,7 @@ fn environment(
             spec::unknown("environment type", &e.environment.kind, &names),
         ))
     })?;
-    let env = factory(&e.environment.params, services).map_err(|p| within(at!["environment"], p))?;
-    if !options.skip_env_check {
-        env.check(e.seed).map_err(|source| RunnerError::EnvironmentCheck {
-            kind: e.environment.kind.clone(),
-            source,
-        })?;
-    }
-
-    Ok(env)
+    factory(&e.environment.params, services).map_err(|p| within(at!["environment"], p))
 }
 
 /// The dataset's settings checked; the collector, resolved.

@@ -1,7 +1,16 @@
 //! The services a run gives the environment and method factories: folders, and backends
 //! built on first use with their usage counters.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::envs::RunServices;
+use crate::net::reachable;
+use crate::spec;
+use crate::{Result, RunnerError};
+use qval_methods::llm::{Backend, BackendEntry, UsageCounter};
 
 /// The backend of LLM methods that name none when `--base-url/--model` are given.
 pub(crate) const COMMAND_LINE: &str = "command-line";
@@ -18,24 +27,27 @@ pub struct Services {
 }
 
 impl Services {
-    pub(crate) fn built(&self, name: &str) -> std::result::Result<MeteredBackend, String> {
+    pub(crate) fn built(&self, name: &str) -> Result<MeteredBackend> {
         let mut built = self.built.lock().expect("backend lock");
         if let Some(b) = built.get(name) {
             return Ok(b.clone());
         }
         let entry = self.entries.get(name).ok_or_else(|| {
-            spec::unknown(
+            RunnerError::Usage(spec::unknown(
                 "backend",
                 name,
                 &self.entries.keys().map(String::as_str).collect::<Vec<_>>(),
-            )
+            ))
         })?;
         let b = entry
             .build(
                 Some(self.run_dir.join("llm-cache")),
                 Some(self.run_dir.join("llm-requests.jsonl")),
             )
-            .map_err(|e| format!("backend `{name}`: {e}"))?;
+            .map_err(|source| RunnerError::Backend {
+                name: name.to_string(),
+                source,
+            })?;
         built.insert(name.to_string(), b.clone());
         Ok(b)
     }
@@ -87,7 +99,7 @@ impl RunServices for Services {
     fn spec_dir(&self) -> PathBuf {
         self.spec_dir.clone()
     }
-    fn backend(&self, name: &str) -> std::result::Result<Arc<dyn Backend>, String> {
+    fn backend(&self, name: &str) -> Result<Arc<dyn Backend>> {
         self.built(name).map(|(b, _)| b)
     }
     fn backend_entries(&self) -> BTreeMap<String, BackendEntry> {

@@ -2,15 +2,28 @@
 //! report and the output of one invocation. Each stage hands its result to the next in
 //! memory; its files are checkpoints (a rerun resumes from them) and outputs.
 
-use super::*;
+use indicatif::HumanCount;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
-/// The ranking candidates of a run and the fingerprint of their dataset.
-pub(crate) struct Candidates {
-    /// Every candidate action of the first points' states, as points.
-    pub(crate) points: Vec<EvaluationPoint>,
-    /// The fingerprint of `points`.
-    pub(crate) dataset: String,
-}
+use super::manifest::{Manifest, RunMetadata, StageRecord, first_difference};
+use super::options::RunReport;
+use super::plan::{Plan, ResolvedLabels, strategy_of};
+use super::points::{Candidates, method_points, points_limits, share_of_method};
+use super::stage::Stage;
+use crate::envs::RunServices as _;
+use crate::methods::{BuildInput, PointSet, ResolvedMethod};
+use crate::{Result, RunnerError};
+use qval_core::stage::{fingerprint, layout};
+use qval_core::{
+    CollectConfig, DenseSignalMethod, EvaluationPoint, LabelConfig, MethodContext, MvmcConfig, SampleConfig, Share,
+    Signal, StageOptions, Strategy, Trajectory,
+};
+use qval_metrics::{EvaluateConfig, LabelSet, PredictionSet};
 
 /// What stage 3 gives: the label sets (with the ranking ones), and the best reference
 /// rollout after each candidate's action (what sdpo-gt's teacher is shown).
@@ -195,8 +208,8 @@ impl<'p> Run<'p> {
         {
             self.say(&format!(
                 "1. collect   shard {}/{}: {} trajectories{}; when every shard has collected, run `qval merge {}`",
-                sh.index,
-                sh.count,
+                sh.index(),
+                sh.count(),
                 trajectories.len(),
                 timing(fresh, t),
                 plan.run_dir.display()
@@ -368,9 +381,7 @@ impl<'p> Run<'p> {
                 .expect("checked by the plan"),
             _ => plan.env.labeler(&reference, &*plan.services, b.build()?)?,
         };
-        let config = LabelConfig {
-            max_aborted_share: l.spec.max_aborted_share,
-        };
+        let config = LabelConfig::new(l.spec.max_aborted_share)?;
         let mine = match share {
             Some(sh) => sh.of(points),
             None => points.to_vec(),
@@ -477,7 +488,7 @@ impl<'p> Run<'p> {
         let backend = match &m.backend {
             Some(b) => {
                 plan.services.check_reachable(b)?;
-                let backend = plan.services.backend(b).map_err(RunnerError::Usage)?;
+                let backend = plan.services.backend(b)?;
                 if kind.info().needs_scoring {
                     probe_scoring(&*backend, &m.name).await?;
                 }
@@ -500,12 +511,10 @@ impl<'p> Run<'p> {
             })
             .await?;
         if built.len() != names.len() {
-            return Err(RunnerError::Usage(format!(
-                "method type `{}` built {} methods for {} outputs",
-                m.kind,
-                built.len(),
-                names.len()
-            )));
+            return Err(RunnerError::plugin(
+                format!("method type `{}`", m.kind),
+                format!("built {} methods for {} outputs", built.len(), names.len()),
+            ));
         }
         let progress = Progress::start(plan, m, before);
         let mut sets = Vec::new();
@@ -696,4 +705,108 @@ fn remove_files(plan: &Plan, stage: &Stage) -> Result<()> {
         remove(&f)?;
     }
     Ok(())
+}
+
+fn say(quiet: bool, text: &str) {
+    if !quiet {
+        // A closed standard output (`qval run ... | head`) stops the report, not the run.
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+}
+
+/// The files a stage owns.
+fn stage_files(plan: &Plan, stage: &Stage) -> Vec<PathBuf> {
+    let run = &plan.work_dir;
+    match stage {
+        Stage::Collect => vec![layout::trajectories(run)],
+        Stage::Sample => vec![layout::points(run), run.join("candidates.jsonl")],
+        Stage::Label(name) => vec![
+            layout::labels(run, name),
+            layout::labels(run, &format!("ranking-{name}")),
+        ],
+        Stage::Predict(name) => {
+            let mut v: Vec<PathBuf> = plan
+                .methods
+                .iter()
+                .filter(|m| m.name == *name)
+                .flat_map(|m| plan.method_type(m).outputs(m))
+                .map(|o| layout::predictions(run, &o))
+                .collect();
+            v.push(run.join("methods").join(name));
+            v
+        }
+        Stage::Evaluate => vec![],
+    }
+}
+
+/// Removes a file (and its checkpoint) or a folder, if there.
+fn remove(path: &Path) -> Result<()> {
+    let partial = qval_core::io::partial_path(path);
+    if partial.exists() {
+        std::fs::remove_file(&partial).map_err(|e| RunnerError::io("removing", &partial, e))?;
+    }
+    let r = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else if path.exists() {
+        std::fs::remove_file(path)
+    } else {
+        Ok(())
+    };
+    r.map_err(|e| RunnerError::io("removing", path, e))
+}
+
+fn timing(fresh: bool, t: Instant) -> String {
+    if fresh {
+        format!(", {:.2}s", t.elapsed().as_secs_f64())
+    } else {
+        " (finished earlier)".into()
+    }
+}
+
+/// Scores one tiny continuation, so a server declared with `scoring = true` that cannot score
+/// (no `/tokenize`: a hosted API) stops the run before any point, naming the capability. Other
+/// failures are left to the points (retried, then NaN with the reason).
+async fn probe_scoring(backend: &dyn qval_llm::Backend, method: &str) -> Result<()> {
+    let probe = qval_llm::ScoreRequest {
+        messages: vec![qval_llm::Message::text(qval_llm::Role::User, "Reply with OK.")],
+        continuation: "OK".into(),
+    };
+    match backend.score(&probe).await {
+        Err(e @ qval_llm::LlmError::Unsupported(_)) => Err(RunnerError::Usage(format!("`{method}`: {e}"))),
+        _ => Ok(()),
+    }
+}
+
+/// The evaluation settings of an experiment.
+///
+/// # Errors
+/// Settings out of range.
+pub fn evaluate_config(ev: &crate::spec::EvaluateSpec) -> Result<EvaluateConfig> {
+    ev.config()
+        .map_err(|p| RunnerError::Usage(format!("[evaluate]: {}", p.message)))
+}
+
+/// A method stored under another name.
+struct Renamed {
+    inner: Arc<dyn DenseSignalMethod>,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl DenseSignalMethod for Renamed {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn signal(&self) -> Signal {
+        self.inner.signal()
+    }
+    fn params(&self) -> Value {
+        self.inner.params()
+    }
+    async fn evaluate(&self, p: &EvaluationPoint, ctx: &MethodContext) -> qval_core::Result<f64> {
+        self.inner.evaluate(p, ctx).await
+    }
+    async fn evaluate_batch(&self, p: &[EvaluationPoint], ctx: &MethodContext) -> Vec<qval_core::Result<f64>> {
+        self.inner.evaluate_batch(p, ctx).await
+    }
 }
