@@ -20,6 +20,17 @@ pub enum Strategy {
     Uniform,
 }
 
+impl Strategy {
+    /// The name experiment files and metadata use.
+    pub fn key(self) -> &'static str {
+        match self {
+            Strategy::First => "first",
+            Strategy::Random => "random",
+            Strategy::Uniform => "uniform",
+        }
+    }
+}
+
 /// Parameters of [`sample_points`]. Build with [`SampleConfig::builder`].
 ///
 /// | parameter | default | range |

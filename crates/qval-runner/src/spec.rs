@@ -202,7 +202,7 @@ pub struct SamplingSpec {
     pub per_trajectory: usize,
     /// `first`, `random` or `uniform`.
     #[serde(default = "random_strategy")]
-    pub strategy: String,
+    pub strategy: qval_core::Strategy,
     /// Turns discarded at the start.
     #[serde(default = "one")]
     pub discard_first: usize,
@@ -217,8 +217,8 @@ fn five() -> usize {
 fn one() -> usize {
     1
 }
-fn random_strategy() -> String {
-    "random".into()
+fn random_strategy() -> qval_core::Strategy {
+    qval_core::Strategy::Random
 }
 
 impl Default for SamplingSpec {
@@ -256,7 +256,7 @@ pub struct LabelSpec {
     /// reference policy's expected return from the environment's transition model, where it
     /// has one: FrozenLake).
     #[serde(default = "mvmc")]
-    pub method: String,
+    pub method: LabelMethod,
     /// The value estimated.
     #[serde(default = "q")]
     pub signal: Signal,
@@ -286,8 +286,28 @@ pub struct LabelSpec {
 fn q() -> Signal {
     Signal::Q
 }
-fn mvmc() -> String {
-    "mvmc".into()
+fn mvmc() -> LabelMethod {
+    LabelMethod::Mvmc
+}
+
+/// How a label set is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelMethod {
+    /// Max-Value Monte Carlo: rollouts of the reference policy.
+    Mvmc,
+    /// The reference policy's expected return from the environment's transition model.
+    Exact,
+}
+
+impl LabelMethod {
+    /// The name experiment files use.
+    pub fn key(self) -> &'static str {
+        match self {
+            LabelMethod::Mvmc => "mvmc",
+            LabelMethod::Exact => "exact",
+        }
+    }
 }
 fn sixteen() -> usize {
     16
@@ -321,10 +341,10 @@ impl LabelSpec {
     pub fn resolved_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
             let s = self.signal.key();
-            match (self.method.as_str(), self.aggregation) {
-                ("mvmc", qval_core::Aggregation::Max) => format!("mvmc-{s}"),
-                ("mvmc", qval_core::Aggregation::Mean) => format!("mvmc-{s}-mean"),
-                (m, _) => format!("{m}-{s}"),
+            match (self.method, self.aggregation) {
+                (LabelMethod::Mvmc, qval_core::Aggregation::Max) => format!("mvmc-{s}"),
+                (LabelMethod::Mvmc, qval_core::Aggregation::Mean) => format!("mvmc-{s}-mean"),
+                (m, _) => format!("{}-{s}", m.key()),
             }
         })
     }
@@ -795,8 +815,18 @@ pub fn load(file: &Path) -> Result<(Experiment, Source)> {
     let de = toml::Deserializer::parse(&source.text).map_err(syntax)?;
     let exp: Experiment = serde_path_to_error::deserialize(de).map_err(|e| {
         let at = e.path().to_string();
+        let key = e.path().iter().next_back().and_then(|seg| match seg {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        });
         let inner = e.into_inner();
         let mut err = syntax(inner);
+        // An unknown value of an enum names its key: "unknown strategy `uniformly`".
+        if let (RunnerError::Spec { message, .. }, Some(key)) = (&mut err, key)
+            && let Some(rest) = message.strip_prefix("unknown value ")
+        {
+            *message = format!("unknown {} {rest}", key.replace('_', " "));
+        }
         if let RunnerError::Spec { message, .. } = &mut err
             && !at.is_empty()
             && at != "."

@@ -11,9 +11,9 @@ use super::services::{COMMAND_LINE, Services};
 use super::stage::{Redo, Stage};
 use crate::envs::EnvPlugin;
 use crate::methods::{MethodInfo, MethodType, ResolvedMethod};
-use crate::spec::{self, Experiment, LabelSpec, MethodSpec, Seg, Source, SpecProblem, Typed, at};
+use crate::spec::{self, Experiment, LabelMethod, LabelSpec, MethodSpec, Seg, Source, SpecProblem, Typed, at};
 use crate::{Result, RunnerError};
-use qval_core::{Share, Signal, Strategy};
+use qval_core::{Share, Signal};
 use qval_methods::llm::{BackendEntry, load_backends};
 use serde_json::{Value, json};
 
@@ -56,15 +56,6 @@ pub fn shard_dir(run_dir: &Path, share: Share) -> PathBuf {
     run_dir
         .join("shards")
         .join(format!("{}-of-{}", share.index(), share.count()))
-}
-
-pub(crate) fn strategy_of(name: &str) -> Option<Strategy> {
-    match name {
-        "first" => Some(Strategy::First),
-        "random" => Some(Strategy::Random),
-        "uniform" => Some(Strategy::Uniform),
-        _ => None,
-    }
 }
 
 impl Plan {
@@ -321,12 +312,6 @@ fn collector(e: &Experiment, env: &dyn EnvPlugin, services: &Services, at: &At<'
             "0: give at least 1",
         )));
     }
-    if strategy_of(&d.sampling.strategy).is_none() {
-        return Err(err(SpecProblem::at(
-            at!["dataset", "sampling", "strategy"],
-            spec::unknown("strategy", &d.sampling.strategy, &["first", "random", "uniform"]),
-        )));
-    }
     let collector = d.collector.clone().unwrap_or_else(|| env.default_collector());
     env.check_policy(&collector, services)
         .map_err(|p| within(at!["dataset", "collector"], p))?;
@@ -376,29 +361,20 @@ fn label_sets(e: &Experiment, env: &dyn EnvPlugin, services: &Services, at: &At<
         if !l.step_penalty.is_finite() {
             return Err(err(SpecProblem::at(field("step_penalty"), "give a finite number")));
         }
-        match l.method.as_str() {
-            "mvmc" => {}
-            "exact" => {
-                if env.exact_labeler(l.signal, l.gamma).is_none() {
-                    return Err(err(SpecProblem::at(
-                        field("method"),
-                        format!(
-                            "environment `{}` computes no exact values: use `mvmc`",
-                            e.environment.kind
-                        ),
-                    )));
-                }
-                if l.step_penalty != 0.0 {
-                    return Err(err(SpecProblem::at(
-                        field("step_penalty"),
-                        "exact labels take no step penalty",
-                    )));
-                }
-            }
-            other => {
+        if l.method == LabelMethod::Exact {
+            if env.exact_labeler(l.signal, l.gamma).is_none() {
                 return Err(err(SpecProblem::at(
                     field("method"),
-                    spec::unknown("label method", other, &["mvmc", "exact"]),
+                    format!(
+                        "environment `{}` computes no exact values: use `mvmc`",
+                        e.environment.kind
+                    ),
+                )));
+            }
+            if l.step_penalty != 0.0 {
+                return Err(err(SpecProblem::at(
+                    field("step_penalty"),
+                    "exact labels take no step penalty",
                 )));
             }
         }

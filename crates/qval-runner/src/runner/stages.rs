@@ -12,16 +12,17 @@ use std::time::Instant;
 
 use super::manifest::{Manifest, RunMetadata, StageRecord, first_difference};
 use super::options::RunReport;
-use super::plan::{Plan, ResolvedLabels, strategy_of};
+use super::plan::{Plan, ResolvedLabels};
 use super::points::{Candidates, method_points, points_limits, share_of_method};
 use super::stage::Stage;
 use crate::envs::RunServices as _;
 use crate::methods::{BuildInput, PointSet, ResolvedMethod};
+use crate::spec::LabelMethod;
 use crate::{Result, RunnerError};
 use qval_core::stage::{fingerprint, layout};
 use qval_core::{
     CollectConfig, DenseSignalMethod, EvaluationPoint, LabelConfig, MethodContext, MvmcConfig, SampleConfig, Share,
-    Signal, StageOptions, Strategy, Trajectory,
+    Signal, StageOptions, Trajectory,
 };
 use qval_metrics::{EvaluateConfig, LabelSet, PredictionSet};
 
@@ -238,7 +239,7 @@ impl<'p> Run<'p> {
         let s = &e.dataset.sampling;
         let sampling = SampleConfig::builder()
             .per_trajectory(s.per_trajectory)
-            .strategy(strategy_of(&s.strategy).unwrap_or(Strategy::Random))
+            .strategy(s.strategy)
             .discard_first(s.discard_first)
             .discard_last(s.discard_last)
             .seed(e.seed)
@@ -266,7 +267,7 @@ impl<'p> Run<'p> {
             "2. sample    {} points ({} per trajectory at most, {}){}",
             points.len(),
             s.per_trajectory,
-            s.strategy,
+            s.strategy.key(),
             timing(fresh, t)
         ));
         Ok(points)
@@ -374,12 +375,12 @@ impl<'p> Run<'p> {
             b = b.gamma(g);
         }
         let reference = l.spec.reference.clone().expect("resolved by the plan");
-        let labeler = match l.spec.method.as_str() {
-            "exact" => plan
+        let labeler = match l.spec.method {
+            LabelMethod::Exact => plan
                 .env
                 .exact_labeler(l.spec.signal, l.spec.gamma)
                 .expect("checked by the plan"),
-            _ => plan.env.labeler(&reference, &*plan.services, b.build()?)?,
+            LabelMethod::Mvmc => plan.env.labeler(&reference, &*plan.services, b.build()?)?,
         };
         let config = LabelConfig::new(l.spec.max_aborted_share)?;
         let mine = match share {
@@ -419,7 +420,7 @@ impl<'p> Run<'p> {
         self.say(&format!(
             "3. label     {}: {count} labels{ranking} ({}), {aborted} aborted{}",
             l.name,
-            if l.spec.method == "exact" {
+            if l.spec.method == LabelMethod::Exact {
                 "exact".to_string()
             } else {
                 format!("k = {}, {:?}", l.spec.rollouts, l.spec.aggregation)
