@@ -124,11 +124,34 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
         }
     }
     let plan = plan_of(run_dir, first, registry, RunOptions::default())?;
-    let settings = plan.stage_settings();
-    let _lock = qval_core::io::RunLock::acquire(run_dir)?;
-    let merged_trajectories = layout::trajectories(run_dir);
-    if !merged_trajectories.exists() {
-        // Round 1: the collection.
+    let lock = qval_core::io::RunLock::acquire(run_dir)?;
+    let round = Round {
+        run_dir,
+        registry,
+        quiet,
+        shards: &shards,
+    };
+    if layout::trajectories(run_dir).exists() {
+        round.labels_and_predictions(&plan, lock).await
+    } else {
+        round.collection(lock).await
+    }
+}
+
+/// One round of a merge: the shards of a run folder.
+struct Round<'a> {
+    run_dir: &'a Path,
+    registry: &'a Registry,
+    quiet: bool,
+    shards: &'a Shards,
+}
+
+impl Round<'_> {
+    /// Round 1: the trajectories; then the points are sampled and the candidates expanded.
+    async fn collection(&self, lock: qval_core::io::RunLock) -> Result<String> {
+        let (run_dir, registry, quiet, shards) = (self.run_dir, self.registry, self.quiet, self.shards);
+        let (_, first) = &shards.manifests[0];
+        let merged_trajectories = layout::trajectories(run_dir);
         for (s, m) in &shards.manifests {
             if !m.finished("collect") {
                 return Err(RunnerError::Usage(format!(
@@ -149,7 +172,7 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
         all.sort_by_key(|t| t.index);
         let meta = meta.expect("at least one shard");
         write_jsonl(&merged_trajectories, &meta, &all)?;
-        drop(_lock);
+        drop(lock);
         let mut manifest = first.clone();
         manifest.stages.retain(|k, _| k == "collect");
         manifest.write(run_dir)?;
@@ -165,102 +188,108 @@ pub async fn merge(run_dir: &Path, registry: &Registry, quiet: bool) -> Result<S
             },
         )?;
         run(&prepare).await?;
-        return Ok(format!(
+        Ok(format!(
             "merged the collection of {} shards ({} trajectories) and sampled the points; now run the shards \
              again for the labels and predictions, then `qval merge {}`",
             shards.count,
             all.len(),
             run_dir.display()
-        ));
+        ))
     }
-    // Round 2: labels and predictions.
-    let wanted: Vec<&Stage> = settings
-        .keys()
-        .filter(|k| matches!(k, Stage::Label(_) | Stage::Predict(_)))
-        .collect();
-    for (s, m) in &shards.manifests {
-        if let Some(stage) = wanted.iter().find(|k| !m.finished(&k.to_string())) {
-            return Err(RunnerError::Usage(format!(
-                "{}: stage `{stage}` has not finished; rerun it with --shard {}/{}",
-                shard_dir(run_dir, *s).display(),
-                s.index(),
-                s.count()
-            )));
+
+    /// Round 2: the labels and predictions; then the run is evaluated.
+    async fn labels_and_predictions(&self, plan: &Plan, lock: qval_core::io::RunLock) -> Result<String> {
+        let (run_dir, registry, quiet, shards) = (self.run_dir, self.registry, self.quiet, self.shards);
+        let (_, first) = &shards.manifests[0];
+        let settings = plan.stage_settings();
+        let wanted: Vec<&Stage> = settings
+            .keys()
+            .filter(|k| matches!(k, Stage::Label(_) | Stage::Predict(_)))
+            .collect();
+        for (s, m) in &shards.manifests {
+            if let Some(stage) = wanted.iter().find(|k| !m.finished(&k.to_string())) {
+                return Err(RunnerError::Usage(format!(
+                    "{}: stage `{stage}` has not finished; rerun it with --shard {}/{}",
+                    shard_dir(run_dir, *s).display(),
+                    s.index(),
+                    s.count()
+                )));
+            }
         }
-    }
-    let (_, points) = read_jsonl::<EvaluationPoint>(&layout::points(run_dir), Kind::Points)?;
-    let candidates: Vec<EvaluationPoint> = if run_dir.join("candidates.jsonl").exists() {
-        read_jsonl(&run_dir.join("candidates.jsonl"), Kind::Points)?.1
-    } else {
-        Vec::new()
-    };
-    let shard0 = shard_dir(run_dir, shards.manifests[0].0);
-    for name in jsonl_names(&shard0.join("labels"))? {
-        let full: &[EvaluationPoint] = if name.starts_with("ranking-") {
-            &candidates
+        let (_, points) = read_jsonl::<EvaluationPoint>(&layout::points(run_dir), Kind::Points)?;
+        let candidates: Vec<EvaluationPoint> = if run_dir.join("candidates.jsonl").exists() {
+            read_jsonl(&run_dir.join("candidates.jsonl"), Kind::Points)?.1
         } else {
-            &points
+            Vec::new()
         };
-        merge_records::<Label>(run_dir, &shards, &format!("labels/{name}"), Kind::Labels, full, |l| {
-            &l.point_id
-        })?;
-    }
-    for name in jsonl_names(&shard0.join("predictions"))? {
-        let method = plan.methods.iter().find(|m| {
-            crate::runner::outputs_of(&plan, m)
-                .iter()
-                .any(|o| format!("{o}.jsonl") == name)
-        });
-        let Some(m) = method else { continue };
-        let full = crate::runner::points_of(&plan, m, &points, &candidates);
-        merge_records::<Prediction>(
-            run_dir,
-            &shards,
-            &format!("predictions/{name}"),
-            Kind::Predictions,
-            &full,
-            |p| &p.point_id,
-        )?;
-    }
-    // Generated code and Eureka rounds of shard 0 (every shard made the same), and the
-    // shards' LLM caches, so that a later rerun is served from them.
-    copy_tree(&shard0.join("methods"), &run_dir.join("methods"))?;
-    for (s, _) in &shards.manifests {
-        copy_tree(&shard_dir(run_dir, *s).join("llm-cache"), &run_dir.join("llm-cache"))?;
-    }
-    let mut manifest = Manifest::read(run_dir)?.unwrap_or_else(|| first.clone());
-    for stage in wanted {
-        let mut record = StageRecord {
-            settings: settings[stage].clone(),
-            finished: true,
-            ..Default::default()
-        };
-        let key = stage.to_string();
-        for (_, m) in &shards.manifests {
-            let r = &m.stages[&key];
-            record.seconds = record.seconds.max(r.seconds);
-            record.requests += r.requests;
-            record.tokens += r.tokens;
+        let shard0 = shard_dir(run_dir, shards.manifests[0].0);
+        for name in jsonl_names(&shard0.join("labels"))? {
+            let full: &[EvaluationPoint] = if name.starts_with("ranking-") {
+                &candidates
+            } else {
+                &points
+            };
+            merge_records::<Label>(run_dir, shards, &format!("labels/{name}"), Kind::Labels, full, |l| {
+                &l.point_id
+            })?;
         }
-        manifest.stages.insert(key, record);
+        for name in jsonl_names(&shard0.join("predictions"))? {
+            let method = plan.methods.iter().find(|m| {
+                crate::runner::outputs_of(plan, m)
+                    .iter()
+                    .any(|o| format!("{o}.jsonl") == name)
+            });
+            let Some(m) = method else { continue };
+            let full = crate::runner::points_of(plan, m, &points, &candidates);
+            merge_records::<Prediction>(
+                run_dir,
+                shards,
+                &format!("predictions/{name}"),
+                Kind::Predictions,
+                &full,
+                |p| &p.point_id,
+            )?;
+        }
+        // Generated code and Eureka rounds of shard 0 (every shard made the same), and the
+        // shards' LLM caches, so that a later rerun is served from them.
+        copy_tree(&shard0.join("methods"), &run_dir.join("methods"))?;
+        for (s, _) in &shards.manifests {
+            copy_tree(&shard_dir(run_dir, *s).join("llm-cache"), &run_dir.join("llm-cache"))?;
+        }
+        let mut manifest = Manifest::read(run_dir)?.unwrap_or_else(|| first.clone());
+        for stage in wanted {
+            let mut record = StageRecord {
+                settings: settings[stage].clone(),
+                finished: true,
+                ..Default::default()
+            };
+            let key = stage.to_string();
+            for (_, m) in &shards.manifests {
+                let r = &m.stages[&key];
+                record.seconds = record.seconds.max(r.seconds);
+                record.requests += r.requests;
+                record.tokens += r.tokens;
+            }
+            manifest.stages.insert(key, record);
+        }
+        manifest.write(run_dir)?;
+        drop(lock);
+        let evaluate = plan_of(
+            run_dir,
+            first,
+            registry,
+            RunOptions {
+                quiet,
+                ..Default::default()
+            },
+        )?;
+        run(&evaluate).await?;
+        Ok(format!(
+            "merged the labels and predictions of {} shards and evaluated: {}",
+            shards.count,
+            run_dir.join("summary.json").display()
+        ))
     }
-    manifest.write(run_dir)?;
-    drop(_lock);
-    let evaluate = plan_of(
-        run_dir,
-        first,
-        registry,
-        RunOptions {
-            quiet,
-            ..Default::default()
-        },
-    )?;
-    run(&evaluate).await?;
-    Ok(format!(
-        "merged the labels and predictions of {} shards and evaluated: {}",
-        shards.count,
-        run_dir.join("summary.json").display()
-    ))
 }
 
 fn check_same(meta: &mut Option<Metadata>, found: Metadata, s: Share, run_dir: &Path) -> Result<()> {
