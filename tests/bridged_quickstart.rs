@@ -22,6 +22,9 @@
 //! Needs Python 3 with gymnasium (`pip install gymnasium==1.2.0`); without it the test fails
 //! and says so.
 
+mod common;
+
+use common::python::{GYMNASIUM, need};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,16 +39,6 @@ use qval::{
 };
 use qval_core::{Environment, Signal};
 use qval_testkit::quickstart_data;
-
-const PIP: &str = "pip install gymnasium==1.2.0";
-
-fn need_gymnasium() {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import gymnasium"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "this test needs Python's gymnasium: {PIP}");
-}
 
 /// What a native and a bridged state both carry: the agent's cell and the wasted-turn error.
 fn native_cell(state: &Value) -> (usize, Option<String>) {
@@ -63,7 +56,7 @@ fn bridged_cell(state: &Value) -> (usize, Option<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bridged_quickstart_dataset_equals_the_native_one() {
-    need_gymnasium();
+    need(&GYMNASIUM);
     let start = Instant::now();
     let native = quickstart_data().await;
     let native_took = start.elapsed();

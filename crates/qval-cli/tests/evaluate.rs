@@ -3,74 +3,25 @@
 //! summaries gate CI by their exit status, `--export` writes ranking files, and reports name
 //! runs by what tells their paths apart.
 
+mod common;
+
+use common::{
+    frozenlake, json, oracle, oracle_backend, output, qval, qval_run, refused, rows, run_ok, s, succeeded, text,
+    write_experiment,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-use qval_testkit::{Oracle, ServerConfig, TestServer};
-
-fn qval() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_qval"));
-    c.env("RUST_BACKTRACE", "1");
-    c
-}
-
-fn output(args: &[&str]) -> Output {
-    qval().args(args).output().expect("qval runs")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = output(args);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "qval {args:?} failed:\n{stdout}\n{stderr}");
-    stdout
-}
-
-/// Runs `args`, expects exit status `code` and one line on standard error; returns it.
-fn refused(args: &[&str], code: i32) -> String {
-    let out = output(args);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(code), "qval {args:?}:\n{stdout}\n{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
+use std::time::Duration;
 
 /// An offline FrozenLake run in `dir/name` (120 points, MVMC Q labels, the random baseline
 /// and the distance heuristic).
 fn offline_run(dir: &Path, name: &str) -> PathBuf {
-    let file = dir.join("offline.toml");
-    std::fs::write(
-        &file,
-        r#"name = "offline"
-seed = 3
-
-[environment]
-type = "frozenlake"
-maps = 4
-
-[dataset]
-trajectories = 24
-collector = { type = "epsilon-greedy", epsilon = 0.1 }
-
+    let text = frozenlake(
+        "offline",
+        3,
+        24,
+        r#"
 [[labels]]
 rollouts = 1
 
@@ -84,25 +35,18 @@ name = "distance"
 [evaluate]
 bootstrap = 200
 "#,
-    )
-    .unwrap();
+    );
+    let file = write_experiment(dir, "offline.toml", &text);
     let run = dir.join(name);
-    run_ok(&["run", s(&file), "--out", s(&run), "-q"]);
+    succeeded(qval_run(&file, &run).arg("-q"));
     run
 }
 
 /// The run's point ids (of its Q labels), in file order.
 fn point_ids(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("labels/mvmc-q.jsonl"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["point_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    rows(&run.join("labels/mvmc-q.jsonl"))
+        .iter()
+        .map(|row| row["point_id"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -303,26 +247,10 @@ fn recomputed_summaries_exit_4_on_a_difference_or_nothing_compared() {
 
 #[test]
 fn export_writes_ranking_labels_and_methods_in_the_published_ranking_layout() {
-    let server = TestServer::start(ServerConfig {
-        oracle: Oracle { noise: 0.0, seed: 0 },
-        ..Default::default()
-    });
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ranked.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"name = "ranked"
-seed = 5
-
-[environment]
-type = "frozenlake"
-maps = 4
-
-[dataset]
-trajectories = 24
-collector = {{ type = "epsilon-greedy", epsilon = 0.1 }}
-
+    let rest = format!(
+        r#"
 [[labels]]
 rollouts = 1
 
@@ -333,21 +261,15 @@ type = "random"
 type = "ranking"
 backend = "oracle"
 points = 20
-
-[backends.oracle]
-base_url = "{}"
-model = "oracle"
-concurrency = 8
-
+{}
 [evaluate]
 bootstrap = 0
 "#,
-            server.base_url()
-        ),
-    )
-    .unwrap();
+        oracle_backend(&server, "concurrency = 8\n")
+    );
+    let file = write_experiment(dir.path(), "ranked.toml", &frozenlake("ranked", 5, 24, &rest));
     let run = dir.path().join("run");
-    run_ok(&["run", s(&file), "--out", s(&run), "-q"]);
+    succeeded(qval_run(&file, &run).arg("-q"));
     let exported = dir.path().join("exported");
     let out = run_ok(&["evaluate", s(&run), "--export", s(&exported), "--bootstrap", "0"]);
     assert!(out.contains("4 prediction files written"), "{out}");

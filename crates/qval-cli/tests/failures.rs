@@ -7,53 +7,30 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
-use common::qval;
+use common::{all_text, frozenlake, oracle, oracle_backend, output, qval_run, write_experiment};
 use qval_core::Prediction;
 use qval_core::io::{Kind, read_jsonl};
-use qval_testkit::{Fault, Oracle, Rule, Selector, ServerConfig, TestServer};
-
-fn server(rules: Vec<Rule>) -> TestServer {
-    TestServer::start(ServerConfig {
-        oracle: Oracle { noise: 0.0, seed: 0 },
-        rules,
-        ..Default::default()
-    })
-}
+use qval_testkit::{Fault, Rule, Selector, TestServer};
 
 /// A small FrozenLake experiment with exact labels, a random baseline and a direct method
 /// (40 points) on `server`, one attempt per request (a failure is final for the run).
 fn experiment(dir: &Path, server: Option<&TestServer>) -> PathBuf {
     let llm = match server {
         Some(s) => format!(
-            r#"
-[backends.oracle]
-base_url = "{}"
-model = "oracle"
-concurrency = 4
-max_attempts = 1
-
+            r#"{}
 [[methods]]
 type = "direct"
 backend = "oracle"
 points = 40
 "#,
-            s.base_url()
+            oracle_backend(s, "concurrency = 4\nmax_attempts = 1\n")
         ),
         None => String::new(),
     };
-    let text = format!(
-        r#"name = "failures"
-seed = 3
-
-[environment]
-type = "frozenlake"
-maps = 4
-
-[dataset]
-trajectories = 16
-collector = {{ type = "epsilon-greedy", epsilon = 0.1 }}
-
+    let rest = format!(
+        r#"
 [[labels]]
 method = "exact"
 
@@ -64,25 +41,11 @@ bootstrap = 200
 type = "random"
 {llm}"#
     );
-    let path = dir.join("failures.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_experiment(dir, "failures.toml", &frozenlake("failures", 3, 16, &rest))
 }
 
 fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {
-    qval()
-        .args(["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    qval_run(file, out).args(extra).output().expect("qval runs")
 }
 
 fn predictions(run: &Path, name: &str) -> Vec<Prediction> {
@@ -97,11 +60,11 @@ fn predictions(run: &Path, name: &str) -> Vec<Prediction> {
 #[test]
 fn a_method_failing_on_every_point_shows_its_reason_and_exits_3_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let s = server(vec![Rule::new(Selector::Any, Fault::BadRequest)]);
+    let s = oracle(Duration::ZERO, vec![Rule::new(Selector::Any, Fault::BadRequest)]);
     let file = experiment(dir.path(), Some(&s));
     let out_dir = dir.path().join("run");
     let o = run(&file, &out_dir, &[]);
-    let all = text(&o);
+    let all = all_text(&o);
     assert_eq!(o.status.code(), Some(3), "{all}");
     // Under the table: the count, the first reason, how many share it.
     let note = all
@@ -132,14 +95,14 @@ fn a_method_failing_on_every_point_shows_its_reason_and_exits_3_unless_allowed()
     // Allowed: the same run exits 0 (and asks nothing again: a 400 is final).
     let before = s.requests();
     let o = run(&file, &out_dir, &["--allow-failures"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", all_text(&o));
     assert_eq!(s.requests(), before, "a final failure was asked again");
     // Re-evaluating the folder with no flags uses the run's own [evaluate] and keeps its
     // points limit: the same bytes.
     let summary = std::fs::read(out_dir.join("summary.json")).unwrap();
-    let o = qval().args(["evaluate", out_dir.to_str().unwrap()]).output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("(points = 40)"), "{}", text(&o));
+    let o = output(&["evaluate", out_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", all_text(&o));
+    assert!(all_text(&o).contains("(points = 40)"), "{}", all_text(&o));
     assert_eq!(
         std::fs::read(out_dir.join("summary.json")).unwrap(),
         summary,
@@ -151,11 +114,14 @@ fn a_method_failing_on_every_point_shows_its_reason_and_exits_3_unless_allowed()
 fn points_failed_in_transport_are_asked_again_by_a_rerun_and_said_so() {
     let dir = tempfile::tempdir().unwrap();
     // The server "goes away" for the first 6 requests (500, one attempt each).
-    let s = server(vec![Rule::new(Selector::FirstRequests(6), Fault::ServerError)]);
+    let s = oracle(
+        Duration::ZERO,
+        vec![Rule::new(Selector::FirstRequests(6), Fault::ServerError)],
+    );
     let file = experiment(dir.path(), Some(&s));
     let out_dir = dir.path().join("run");
     let o = run(&file, &out_dir, &[]);
-    let all = text(&o);
+    let all = all_text(&o);
     assert_eq!(o.status.code(), Some(3), "{all}");
     assert!(all.contains("6 failed in transport: a rerun asks them again"), "{all}");
     let first = predictions(&out_dir, "direct-q");
@@ -164,7 +130,7 @@ fn points_failed_in_transport_are_asked_again_by_a_rerun_and_said_so() {
     let sent = s.requests();
     // The rerun asks exactly those again, keeps every other prediction, and succeeds.
     let o = run(&file, &out_dir, &[]);
-    let all = text(&o);
+    let all = all_text(&o);
     assert_eq!(o.status.code(), Some(0), "{all}");
     assert!(
         all.contains("6 points failed in transport"),
@@ -191,18 +157,21 @@ fn points_failed_in_transport_are_asked_again_by_a_rerun_and_said_so() {
     }
     // A third run has nothing to do.
     let o = run(&file, &out_dir, &[]);
-    assert!(text(&o).contains("direct-q (finished earlier)"), "{}", text(&o));
+    assert!(all_text(&o).contains("direct-q (finished earlier)"), "{}", all_text(&o));
     assert_eq!(s.requests(), sent);
 }
 
 #[test]
 fn reask_unparsed_asks_again_only_what_did_not_parse() {
     let dir = tempfile::tempdir().unwrap();
-    let s = server(vec![Rule::new(Selector::FirstRequests(3), Fault::Prose)]);
+    let s = oracle(
+        Duration::ZERO,
+        vec![Rule::new(Selector::FirstRequests(3), Fault::Prose)],
+    );
     let file = experiment(dir.path(), Some(&s));
     let out_dir = dir.path().join("run");
     let o = run(&file, &out_dir, &["--allow-failures"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", all_text(&o));
     assert_eq!(
         predictions(&out_dir, "direct-q")
             .iter()
@@ -213,12 +182,12 @@ fn reask_unparsed_asks_again_only_what_did_not_parse() {
     let sent = s.requests();
     // A plain rerun: a parse failure is final; nothing is asked.
     let o = run(&file, &out_dir, &[]);
-    assert!(text(&o).contains("direct-q (finished earlier)"), "{}", text(&o));
+    assert!(all_text(&o).contains("direct-q (finished earlier)"), "{}", all_text(&o));
     assert_eq!(s.requests(), sent);
     // --reask-unparsed: the 3 unparsed replies are asked again, the rest come from the cache.
     let o = run(&file, &out_dir, &["--reask-unparsed"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(s.requests(), sent + 3, "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", all_text(&o));
+    assert_eq!(s.requests(), sent + 3, "{}", all_text(&o));
     assert!(predictions(&out_dir, "direct-q").iter().all(|p| p.value.is_finite()));
 }
 
@@ -228,7 +197,7 @@ fn a_predictions_file_cut_at_a_line_break_is_resumed_not_taken_as_finished() {
     let file = experiment(dir.path(), None);
     let out_dir = dir.path().join("run");
     let o = run(&file, &out_dir, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", all_text(&o));
     let path = out_dir.join("predictions").join("random-q.jsonl");
     let whole = std::fs::read_to_string(&path).unwrap();
     let summary = std::fs::read(out_dir.join("summary.json")).unwrap();
@@ -240,7 +209,7 @@ fn a_predictions_file_cut_at_a_line_break_is_resumed_not_taken_as_finished() {
         .to_string();
     assert!(err.contains("holds 10 of the") && err.contains("cut short"), "{err}");
     let o = run(&file, &out_dir, &[]);
-    let all = text(&o);
+    let all = all_text(&o);
     assert_eq!(o.status.code(), Some(0), "{all}");
     assert!(!all.contains("random-q (finished earlier)"), "{all}");
     assert!(all.contains("random-q: resuming; an output file holds 10 of"), "{all}");

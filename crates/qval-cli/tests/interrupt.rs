@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{exit_within, line_count, qval_run, signal, wait_for, write_experiment};
+
 /// FrozenLake with so many rollouts a point that labelling takes about a minute, and a
 /// bootstrap large enough that evaluation takes seconds.
 fn slow_experiment(dir: &Path, rollouts: usize, bootstrap: usize) -> std::path::PathBuf {
@@ -39,14 +41,11 @@ type = "heuristic"
 name = "distance"
 "#
     );
-    let path = dir.join("slow.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_experiment(dir, "slow.toml", &text)
 }
 
 fn start(file: &Path, run: &Path) -> Child {
-    common::qval()
-        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap()])
+    qval_run(file, run)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -56,23 +55,14 @@ fn start(file: &Path, run: &Path) -> Child {
 /// Sends SIGINT and returns how long the process took to exit, and its status code.
 fn interrupt(child: &mut Child) -> (Duration, Option<i32>) {
     let t = Instant::now();
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (t.elapsed(), status.code());
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "qval run ignored Ctrl-C for 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    signal(child, libc::SIGINT);
+    let status = exit_within(child, Duration::from_secs(20)).expect("qval run ignored Ctrl-C for 20 s");
+    (t.elapsed(), status.code())
 }
 
+/// The labels checkpointed in `partial` (its lines after the metadata line).
 fn labels_in(partial: &Path) -> usize {
-    std::fs::read_to_string(partial)
-        .map(|t| t.lines().count().saturating_sub(1))
-        .unwrap_or(0)
+    line_count(partial).saturating_sub(1)
 }
 
 #[test]
@@ -82,15 +72,12 @@ fn ctrl_c_in_the_label_stage_stops_at_once_and_keeps_the_finished_labels() {
     let run = dir.path().join("run");
     let mut child = start(&file, &run);
     let partial = run.join("labels").join("mvmc-q.jsonl.partial");
-    let t = Instant::now();
-    while labels_in(&partial) < 3 {
-        assert!(t.elapsed() < Duration::from_secs(120), "no label was checkpointed");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it was interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        &mut child,
+        Duration::from_secs(120),
+        "3 labels were checkpointed",
+        || labels_in(&partial) >= 3,
+    );
     let (took, code) = interrupt(&mut child);
     assert_eq!(code, Some(130));
     assert!(took < Duration::from_secs(3), "Ctrl-C took {took:?}");
@@ -102,12 +89,12 @@ fn ctrl_c_in_the_label_stage_stops_at_once_and_keeps_the_finished_labels() {
     );
     // A rerun starts from the kept labels (it is interrupted again: resuming is what counts).
     let mut again = start(&file, &run);
-    let t = Instant::now();
-    while labels_in(&partial) <= kept {
-        assert!(t.elapsed() < Duration::from_secs(120), "the rerun labelled nothing");
-        assert!(again.try_wait().unwrap().is_none(), "the rerun ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        &mut again,
+        Duration::from_secs(120),
+        "the rerun labelled a point",
+        || labels_in(&partial) > kept,
+    );
     let (took, _) = interrupt(&mut again);
     assert!(took < Duration::from_secs(3), "Ctrl-C took {took:?}");
     assert!(labels_in(&partial) > kept);

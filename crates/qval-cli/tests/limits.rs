@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::refused;
+use common::refused_experiment;
 use std::time::Duration;
 
 const HEAD: &str = "name = \"bad\"\n[environment]\ntype = \"frozenlake\"\n";
@@ -124,7 +124,7 @@ fn every_oversized_count_is_refused_at_once_with_its_bound_and_reason() {
         ),
     ];
     for (text, at, words) in cases {
-        let (err, took) = refused(dir.path(), &text);
+        let (err, took) = refused_experiment(dir.path(), "bad.toml", &text);
         assert!(err.contains(at), "expected {at}:\n{text}\n{err}");
         for w in words {
             assert!(err.contains(w), "expected `{w}`:\n{text}\n{err}");
@@ -136,7 +136,11 @@ fn every_oversized_count_is_refused_at_once_with_its_bound_and_reason() {
 #[test]
 fn a_count_written_as_a_float_is_refused_too() {
     let dir = tempfile::tempdir().unwrap();
-    let (err, _) = refused(dir.path(), &format!("{HEAD}[dataset]\ntrajectories = 1e9\n"));
+    let (err, _) = refused_experiment(
+        dir.path(),
+        "bad.toml",
+        &format!("{HEAD}[dataset]\ntrajectories = 1e9\n"),
+    );
     assert!(err.contains("bad.toml:5:"), "{err}");
     assert!(err.contains("expected a whole number"), "{err}");
 }
@@ -145,7 +149,11 @@ fn a_count_written_as_a_float_is_refused_too() {
 fn ranking_needs_at_least_two_candidates_a_state() {
     let dir = tempfile::tempdir().unwrap();
     for k in [0, 1] {
-        let (err, _) = refused(dir.path(), &format!("{HEAD}[dataset]\ncandidates = {{ k = {k} }}\n"));
+        let (err, _) = refused_experiment(
+            dir.path(),
+            "bad.toml",
+            &format!("{HEAD}[dataset]\ncandidates = {{ k = {k} }}\n"),
+        );
         assert!(err.contains("bad.toml:5:16"), "{err}");
         assert!(
             err.contains(&format!("`dataset.candidates.k`: {k}: give at least 2")),
@@ -183,7 +191,7 @@ fn every_evaluate_key_stage_5_would_refuse_is_refused_before_any_work() {
     ];
     for (line, at, says) in cases {
         let text = format!("{HEAD}[evaluate]\n{line}\n");
-        let (err, _) = refused(dir.path(), &text);
+        let (err, _) = refused_experiment(dir.path(), "bad.toml", &text);
         assert!(err.contains(at) && err.contains(says), "{line}\n{err}");
     }
 }

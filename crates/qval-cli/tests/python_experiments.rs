@@ -7,29 +7,18 @@
 //! Needs Python 3 with gymnasium 1.2.0 and textworld 1.6.2 (`scripts/test.sh` installs them);
 //! without them the test fails and names the pip command.
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn need(module: &str, pip: &str) {
-    let ok = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "this test needs Python's {module}: {pip}");
-}
+use common::python::{GYMNASIUM, TEXTWORLD, need};
+use common::{oracle, oracle_backend, qval_run, repo, rows, succeeded, write_experiment};
+use std::path::Path;
+use std::time::Duration;
 
 /// A label file's values by point id, in file order (the metadata line skipped).
 fn labels(path: &Path) -> Vec<(String, f64)> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .skip(1)
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
+    rows(path)
+        .iter()
+        .map(|v| {
             (
                 v["point_id"].as_str().unwrap().to_string(),
                 v["value"].as_f64().unwrap(),
@@ -40,8 +29,8 @@ fn labels(path: &Path) -> Vec<(String, f64)> {
 
 #[test]
 fn every_shipped_python_experiment_runs_and_its_mvmc_labels_are_exact() {
-    need("gymnasium", "pip install gymnasium==1.2.0");
-    need("textworld", "pip install textworld==1.6.2");
+    need(&GYMNASIUM);
+    need(&TEXTWORLD);
     let out = tempfile::tempdir().unwrap();
     for (name, min_points) in [
         ("python-frozenlake", 200),
@@ -100,40 +89,18 @@ fn every_shipped_python_experiment_runs_and_its_mvmc_labels_are_exact() {
 
 /// `qval run FILE --out RUN` from the repository root, as a user runs it; its standard output.
 fn run_experiment(file: &Path, run: &Path, extra: &[&str]) -> String {
-    let result = Command::new(env!("CARGO_BIN_EXE_qval"))
-        .current_dir(repo())
-        .arg("run")
-        .arg(file)
-        .arg("--out")
-        .arg(run)
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
-    assert!(
-        result.status.success(),
-        "{}:\n{stdout}\n{}",
-        file.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    stdout
-}
-
-/// A file's JSON lines after the metadata line.
-fn rows(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect()
+    succeeded(qval_run(file, run).current_dir(repo()).args(extra))
 }
 
 #[test]
 fn textworld_ranking_candidates_are_drawn_from_the_admissible_commands() {
-    need("textworld", "pip install textworld==1.6.2");
-    let server = qval_testkit::TestServer::start(qval_testkit::ServerConfig::default());
+    need(&TEXTWORLD);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tw.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let file = write_experiment(
+        dir.path(),
+        "tw.toml",
+        &format!(
             r#"name = "tw-ranking"
 seed = 42
 
@@ -156,19 +123,14 @@ rollouts = 1
 name = "exact-q"
 method = "exact"
 
-[backends.oracle]
-base_url = "{url}"
-model = "oracle"
-max_attempts = 1
-
+{backend}
 [[methods]]
 type = "ranking"
 backend = "oracle"
 "#,
-            url = server.base_url()
+            backend = oracle_backend(&server, "max_attempts = 1\n")
         ),
-    )
-    .unwrap();
+    );
     let run = dir.path().join("run");
     // The oracle cannot read TextWorld states: ranking fails on every point, which exits 3
     // unless allowed.

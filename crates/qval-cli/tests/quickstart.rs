@@ -4,9 +4,10 @@
 
 mod common;
 
-use std::path::Path;
+use common::{qval_run, repo, succeeded};
 
-fn rho(table: &str, method: &str) -> f64 {
+/// A method's rho in the printed table.
+fn table_rho(table: &str, method: &str) -> f64 {
     let row = table
         .lines()
         .find(|l| l.starts_with(&format!("| {method} |")))
@@ -23,28 +24,12 @@ fn rho(table: &str, method: &str) -> f64 {
 
 #[test]
 fn the_quickstart_table_shows_a_graded_series_and_explains_sign_agreement() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
-    let out = common::qval()
-        .current_dir(&root)
-        .args([
-            "run",
-            "experiments/quickstart.toml",
-            "--out",
-            dir.path().join("run").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let table = succeeded(qval_run("experiments/quickstart.toml", dir.path().join("run")).current_dir(repo()));
     let (exact, manhattan, random) = (
-        rho(&table, "distance-q"),
-        rho(&table, "manhattan-q"),
-        rho(&table, "random-q"),
+        table_rho(&table, "distance-q"),
+        table_rho(&table, "manhattan-q"),
+        table_rho(&table, "random-q"),
     );
     assert!(
         exact > manhattan && manhattan < 1.0 && manhattan > 0.5 && random.abs() < 0.2,

@@ -1,110 +1,45 @@
 //! `qval run` end to end: every method type against the loopback oracle, SIGKILL and
 //! resume, growing an experiment, refusing changed settings, and bad experiment files.
 
-use serde_json::Value;
+mod common;
+
+use common::{
+    ServedOracle, distinct_prompts, entry, frozenlake, json, line_count, oracle, oracle_backend, output, qval_run,
+    refused, refused_experiment, rho, rows, run_ok, s, succeeded, summary, wait_for, write_experiment,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use qval_testkit::{Oracle, ServerConfig, TestServer};
+use qval_testkit::{ServerConfig, TestServer};
 
-fn qval() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_qval"));
-    c.env("RUST_BACKTRACE", "1");
-    c
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    let out = qval().args(args).output().expect("qval runs");
-    assert!(
-        out.status.success(),
-        "qval {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn oracle(latency: Duration) -> TestServer {
-    TestServer::start(ServerConfig {
-        oracle: Oracle { noise: 0.0, seed: 0 },
-        latency,
-        code_samples: vec![qval_methods::code::EXAMPLE_SAMPLE.to_string()],
-        scoring: true,
-        ..Default::default()
-    })
-}
-
-/// A small FrozenLake experiment: 24 trajectories, 5 points each, exact Q labels.
+/// A small FrozenLake experiment: 24 trajectories, 5 points each, Q and V labels, the oracle
+/// backend on `server`, then `methods`.
 fn experiment(dir: &Path, name: &str, methods: &str, server: &TestServer) -> PathBuf {
-    let text = format!(
-        r#"name = "{name}"
-seed = 7
-
-[environment]
-type = "frozenlake"
-maps = 4
-
-[dataset]
-trajectories = 24
-collector = {{ type = "epsilon-greedy", epsilon = 0.1 }}
-
+    let rest = format!(
+        r#"
 [[labels]]
 rollouts = 1
 
 [[labels]]
 signal = "v"
 rollouts = 1
-
-[backends.oracle]
-base_url = "{url}"
-model = "oracle"
-logprobs = true
-scoring = true
-concurrency = 8
-max_attempts = 2
-
+{backend}
 [evaluate]
 bootstrap = 200
 {methods}
 "#,
-        url = server.base_url()
+        backend = oracle_backend(
+            server,
+            "logprobs = true\nscoring = true\nconcurrency = 8\nmax_attempts = 2\n"
+        )
     );
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn summary(run: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
-}
-
-/// A method's entry in the published layout: a method, or a member of a sample group
-/// (found by the name qval records in its `qval` key).
-fn entry<'a>(s: &'a Value, reference: &str, method: &str) -> &'a Value {
-    let methods = &s["estimations"][reference]["methods"];
-    if methods.get(method).is_some() {
-        return &methods[method];
-    }
-    methods
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.values())
-        .filter_map(|g| g["per_sample"].as_array())
-        .flatten()
-        .find(|m| m["qval"]["name"] == method)
-        .unwrap_or(&Value::Null)
-}
-
-fn rho(s: &Value, reference: &str, method: &str) -> f64 {
-    entry(s, reference, method)["correlations"]["spearman"]["correlation"]
-        .as_f64()
-        .unwrap_or(f64::NAN)
+    write_experiment(dir, &format!("{name}.toml"), &frozenlake(name, 7, 24, &rest))
 }
 
 #[test]
 fn every_method_type_runs_through_qval_run_against_the_oracle() {
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let methods = r#"
 [[methods]]
@@ -202,8 +137,7 @@ points = 60
 "#;
     let file = experiment(dir.path(), "all", methods, &server);
     let run = dir.path().join("run");
-    let out = run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeded(qval_run(&file, &run));
     let s = summary(&run);
     // The oracle answers true values: the families it answers exactly rank as the labels do.
     for (m, floor) in [
@@ -238,30 +172,22 @@ points = 60
     );
     let ranking = &s["estimations"]["ranking-mvmc-q"];
     assert_eq!(ranking["granularity"], "ranking");
-    let mean = ranking["methods"]["ranking-q"]["correlations"]["ranking_spearman"]["mean"]
-        .as_f64()
-        .unwrap();
+    let mean = rho(&s, "ranking-mvmc-q", "ranking-q");
     assert!(mean >= 0.9, "ranking per-state rho {mean}");
     assert_eq!(ranking["candidate_counts"].as_array().unwrap().len(), 30);
     for m in ["sdpo-q", "sdpo-gt-q", "delta-belief-q"] {
-        let mean = ranking["methods"][m]["correlations"]["ranking_spearman"]["mean"]
-            .as_f64()
-            .unwrap_or(f64::NAN);
+        let mean = rho(&s, "ranking-mvmc-q", m);
         assert!(mean >= 0.8, "{m}: per-state rho {mean}\n{stdout}");
     }
     // The table shows every method, and the run folder holds the manifest and the code.
     for m in ["random-q", "direct-batched-q", "ranking-q", "codegen-q-s01", "eureka-q"] {
         assert!(stdout.contains(&format!("| {m} |")), "no row for {m}:\n{stdout}");
     }
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let manifest = json(&run.join("run.json"));
     assert_eq!(manifest["stages"]["predict:gvl-q"]["finished"], true);
     assert!(manifest["stages"]["predict:gvl-q"]["requests"].as_u64().unwrap() >= 60);
     assert!(run.join("methods/codegen-q/sample-00.py").exists());
     assert!(run.join("methods/eureka-q/eureka.json").exists());
-}
-
-fn count_lines(p: &Path) -> usize {
-    std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0)
 }
 
 #[test]
@@ -277,7 +203,7 @@ backend = "oracle"
 points = 100
 "#;
     // The reference: an uninterrupted run against its own server.
-    let reference_server = oracle(Duration::from_millis(15));
+    let reference_server = oracle(Duration::from_millis(15), vec![]);
     let one_at_a_time = |file: &Path| {
         let text = std::fs::read_to_string(file).unwrap();
         std::fs::write(file, text.replace("concurrency = 8", "concurrency = 1")).unwrap();
@@ -285,40 +211,25 @@ points = 100
     let file = experiment(dir.path(), "kill", methods, &reference_server);
     one_at_a_time(&file);
     let reference = dir.path().join("reference");
-    run_ok(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        reference.to_str().unwrap(),
-        "-q",
-    ]);
+    succeeded(qval_run(&file, &reference).arg("-q"));
 
     // The same experiment against a fresh server, one request at a time, killed mid-stage.
-    let server = oracle(Duration::from_millis(15));
+    let server = oracle(Duration::from_millis(15), vec![]);
     let file = experiment(dir.path(), "kill", methods, &server);
     one_at_a_time(&file);
     let run = dir.path().join("killed");
-    let mut child = qval()
-        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"])
-        .spawn()
-        .unwrap();
+    let mut child = qval_run(&file, &run).arg("-q").spawn().unwrap();
     let log = run.join("llm-requests.jsonl");
-    let started = Instant::now();
-    while count_lines(&log) < 30 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no requests were logged");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it was killed"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for(&mut child, Duration::from_secs(60), "30 requests were logged", || {
+        line_count(&log) >= 30
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let answered = count_lines(&log);
+    let answered = line_count(&log);
     assert!(answered < 100, "killed too late: {answered} requests answered");
     assert!(!run.join("summary.json").exists());
     let before = server.requests();
-    run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
+    succeeded(qval_run(&file, &run).arg("-q"));
     assert_eq!(
         std::fs::read(run.join("summary.json")).unwrap(),
         std::fs::read(reference.join("summary.json")).unwrap(),
@@ -327,15 +238,9 @@ points = 100
     // Every answer received before the kill came from the cache; only the one request in
     // flight at the kill (concurrency 1) may have been sent again. (Identical prompts, the
     // same state and action on the same map, are asked once: the reference run's count.)
-    let distinct_prompts = |p: Vec<String>| {
-        let mut d = p;
-        d.sort();
-        d.dedup();
-        d.len()
-    };
-    let expected = distinct_prompts(reference_server.prompts());
+    let expected = distinct_prompts(&reference_server);
     assert_eq!(reference_server.requests(), expected, "one request per distinct prompt");
-    assert_eq!(distinct_prompts(server.prompts()), expected);
+    assert_eq!(distinct_prompts(&server), expected);
     assert!(
         server.requests() <= reference_server.requests() + 1,
         "{} requests, {} uninterrupted ({before} before the kill, {answered} answered)",
@@ -346,7 +251,7 @@ points = 100
 
 #[test]
 fn a_new_method_runs_alone_and_a_changed_finished_stage_is_refused() {
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let base = r#"
 [[methods]]
@@ -360,29 +265,20 @@ points = 60
     let file = experiment(dir.path(), "grow", base, &server);
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();
-    run_ok(&["run", file.to_str().unwrap(), "--out", r]);
-    let distinct = |p: Vec<String>| {
-        let mut d = p;
-        d.sort();
-        d.dedup();
-        d.len()
-    };
+    succeeded(qval_run(&file, r));
     let first = server.requests();
-    assert_eq!(first, distinct(server.prompts()), "one request per distinct prompt");
+    assert_eq!(first, distinct_prompts(&server), "one request per distinct prompt");
     assert!(first > 40, "{first}");
-    let manifest = |run: &Path| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap()
-    };
+    let manifest = |run: &Path| json(&run.join("run.json"));
     let m1 = manifest(&run);
 
     // Add a method: only it runs.
     let grown = base.to_string() + "\n[[methods]]\ntype = \"gvl\"\nbackend = \"oracle\"\npoints = 50\n";
     let file = experiment(dir.path(), "grow", &grown, &server);
-    let out = run_ok(&["run", file.to_str().unwrap(), "--out", r]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeded(qval_run(&file, r));
     let gvl = server.requests() - first;
     assert!(gvl > 40 && gvl <= 50, "only gvl's requests: {gvl}");
-    assert_eq!(server.requests(), distinct(server.prompts()));
+    assert_eq!(server.requests(), distinct_prompts(&server));
     let m2 = manifest(&run);
     for stage in [
         "collect",
@@ -402,43 +298,17 @@ points = 60
         .unwrap()
         .replace("epsilon = 0.1", "epsilon = 0.2");
     std::fs::write(&file, changed).unwrap();
-    let out = qval()
-        .args(["run", file.to_str().unwrap(), "--out", r])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["run", file.to_str().unwrap(), "--out", r], 2);
     assert!(
         err.contains("stage `collect`") && err.contains("collector.epsilon"),
         "{err}"
     );
     assert!(err.contains("--redo collect"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line, no backtrace: {err}");
     // ... and redone on request: everything after collection runs again.
-    run_ok(&["run", file.to_str().unwrap(), "--out", r, "--redo", "collect", "-q"]);
+    succeeded(qval_run(&file, r).args(["--redo", "collect", "-q"]));
     let m3 = manifest(&run);
     assert_ne!(m3["stages"]["collect"]["settings"], m1["stages"]["collect"]["settings"]);
     assert_eq!(m3["stages"]["predict:gvl-q"]["finished"], true);
-}
-
-/// Runs `qval run` on an experiment text and returns its one-line error.
-fn refused(dir: &Path, text: &str) -> String {
-    let path = dir.join("bad.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = qval()
-        .args([
-            "run",
-            path.to_str().unwrap(),
-            "--out",
-            dir.join("never").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dir.join("never").exists(), "work started before the file was checked");
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    err
 }
 
 #[test]
@@ -595,7 +465,7 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
         ),
     ];
     for (text, at, wanted) in cases {
-        let err = refused(d, &text);
+        let (err, _) = refused_experiment(d, "bad.toml", &text);
         assert!(
             err.starts_with("error: ") && err.contains(at),
             "expected {at}: {err}\n{text}"
@@ -608,7 +478,7 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
 
 #[test]
 fn base_url_and_model_keep_the_backend_settings_of_the_file() {
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     // The file's backend gives log-probabilities but points nowhere; the command line moves it.
     let methods = "\n[[methods]]\ntype = \"verifier\"\nbackend = \"oracle\"\npoints = 60\n";
@@ -618,35 +488,16 @@ fn base_url_and_model_keep_the_backend_settings_of_the_file() {
         .replace(&server.base_url(), "http://127.0.0.1:9/v1");
     std::fs::write(&file, text).unwrap();
     let run = dir.path().join("run");
-    run_ok(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--base-url",
-        &server.base_url(),
-        "--model",
-        "oracle",
-        "-q",
-    ]);
+    succeeded(qval_run(&file, &run).args(["--base-url", &server.base_url(), "--model", "oracle", "-q"]));
     let r = rho(&summary(&run), "mvmc-q", "verifier-q");
     assert!(r >= 0.9, "verifier-q rho {r}");
-    let mut prompts = server.prompts();
-    prompts.sort();
-    prompts.dedup();
-    assert_eq!(server.requests(), prompts.len(), "one request per distinct prompt");
+    assert_eq!(
+        server.requests(),
+        distinct_prompts(&server),
+        "one request per distinct prompt"
+    );
     // --only takes an entry's name, and suggests one.
-    let out = qval()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-            "--only",
-            "verifer",
-        ])
-        .output()
-        .unwrap();
+    let out = qval_run(&file, &run).args(["--only", "verifer"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did you mean `verifier`?"), "{err}");
 }
@@ -666,31 +517,16 @@ fn listing_into_a_closed_pipe_and_unknown_paths_end_quietly_with_one_line() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let file = dir.path().join("gone.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let file = write_experiment(
+        dir.path(),
+        "gone.toml",
+        &format!(
             "name = \"gone\"\n[environment]\ntype = \"frozenlake\"\nmaps = 2\n[dataset]\ntrajectories = 12\n[[labels]]\nrollouts = 1\n[[methods]]\ntype = \"direct\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://{free}/v1\"\nmodel = \"m\"\n"
         ),
-    )
-    .unwrap();
-    let out = qval()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            dir.path().join("run").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    );
+    let err = refused(&["run", s(&file), "--out", s(&dir.path().join("run"))], 2);
     assert!(err.contains("unreachable") && err.contains(&free.to_string()), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let out = qval().args(["evaluate", "/nonexistent/run"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = refused(&["evaluate", "/nonexistent/run"], 2);
     assert!(err.contains("/nonexistent/run"), "{err}");
 }
 
@@ -727,15 +563,15 @@ fn the_shipped_experiments_are_valid() {
 
 #[test]
 fn report_preview_and_evaluate_work_on_run_folders() {
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let methods = "\n[[methods]]\ntype = \"random\"\n\n[[methods]]\ntype = \"direct\"\nbackend = \"oracle\"\npoints = 60\n\n[[methods]]\ntype = \"ranking\"\nbackend = \"oracle\"\npoints = 5\n";
     let file = experiment(dir.path(), "rep", methods, &server);
     let (a, b) = (dir.path().join("run-a"), dir.path().join("run-b"));
-    run_ok(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap(), "-q"]);
+    succeeded(qval_run(&file, &a).arg("-q"));
     let text = std::fs::read_to_string(&file).unwrap().replace("seed = 7", "seed = 8");
     std::fs::write(&file, text).unwrap();
-    run_ok(&["run", file.to_str().unwrap(), "--out", b.to_str().unwrap(), "-q"]);
+    succeeded(qval_run(&file, &b).arg("-q"));
 
     // One table across runs.
     let rep = dir.path().join("rep");
@@ -757,8 +593,7 @@ fn report_preview_and_evaluate_work_on_run_folders() {
 
     // The exact prompts, no request sent.
     let before = server.requests();
-    let out = run_ok(&["preview", a.to_str().unwrap(), "--method", "ranking-q", "--points", "1"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_ok(&["preview", a.to_str().unwrap(), "--method", "ranking-q", "--points", "1"]);
     assert!(
         text.contains("##### ranking-q request 1 of 1") && text.contains("## Actions to rank"),
         "{text}"
@@ -774,7 +609,7 @@ fn report_preview_and_evaluate_work_on_run_folders() {
     // Labels copied from another run are refused, naming both files (the first method in
     // the experiment's order).
     std::fs::copy(b.join("labels/mvmc-q.jsonl"), a.join("labels/mvmc-q.jsonl")).unwrap();
-    let out = qval().args(["evaluate", a.to_str().unwrap()]).output().unwrap();
+    let out = output(&["evaluate", a.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -786,17 +621,15 @@ fn report_preview_and_evaluate_work_on_run_folders() {
 #[test]
 fn exact_labels_are_a_label_set_like_any_other() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("exact.toml");
-    std::fs::write(
-        &file,
+    let file = write_experiment(
+        dir.path(),
+        "exact.toml",
         "name = \"exact\"\n[environment]\ntype = \"frozenlake\"\nmaps = 4\n[dataset]\ntrajectories = 30\n\
          [[labels]]\nmethod = \"exact\"\n[[labels]]\nrollouts = 1\n[evaluate]\nbootstrap = 0\n\
          [[methods]]\ntype = \"heuristic\"\n[[methods]]\ntype = \"random\"\n",
-    )
-    .unwrap();
+    );
     let run = dir.path().join("run");
-    let out = run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = succeeded(qval_run(&file, &run));
     assert!(
         text.contains("3. label     exact-q:") && text.contains("(exact)"),
         "{text}"
@@ -848,27 +681,12 @@ fn exact_labels_are_a_label_set_like_any_other() {
 
 #[test]
 fn serve_oracle_and_check_backend_talk_to_each_other() {
-    use std::io::BufRead as _;
-    let mut server = qval()
-        .args(["serve-oracle", "--seconds", "30"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Keep reading its output: a closed pipe ends the server (as `| head` should).
-    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap());
-    let mut first = String::new();
-    lines.read_line(&mut first).unwrap();
-    let mut second = String::new();
-    lines.read_line(&mut second).unwrap();
+    // The server keeps its output open: a closed pipe ends it (as `| head` should).
+    let mut server = ServedOracle::start(&["--seconds", "30"]);
+    let second = server.next_line();
     assert!(second.contains("serving the FrozenLake oracle"), "{second}");
-    let url = first.trim().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let out = qval()
-        .args(["check-backend", "--base-url", &url, "--model", "oracle"])
-        .output()
-        .unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    let out = output(&["check-backend", "--base-url", &server.url, "--model", "oracle"]);
+    drop(server);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("model    oracle") && text.contains("answer   "), "{text}");
@@ -880,16 +698,15 @@ fn serve_oracle_and_check_backend_talk_to_each_other() {
 #[test]
 fn label_noise_widens_the_interval_on_slippery_frozenlake() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("slippery.toml");
-    std::fs::write(
-        &file,
+    let file = write_experiment(
+        dir.path(),
+        "slippery.toml",
         "name = \"slippery\"\nseed = 3\n[environment]\ntype = \"frozenlake\"\nmaps = 8\nsize = 4\nslippery = true\n\
          [dataset]\ntrajectories = 60\n[[labels]]\nrollouts = 4\n[evaluate]\nbootstrap = 1000\n\
          [[methods]]\ntype = \"heuristic\"\n",
-    )
-    .unwrap();
+    );
     let run = dir.path().join("run");
-    run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
+    succeeded(qval_run(&file, &run).arg("-q"));
     let s = summary(&run);
     let ln = &entry(&s, "mvmc-q", "heuristic-q")["qval"]["label_noise"];
     assert_eq!(ln["rollouts"], 4, "{ln}");
@@ -916,13 +733,10 @@ fn a_scoring_method_on_a_server_that_cannot_score_stops_before_any_point() {
         &server,
     );
     let run = dir.path().join("run");
-    let out = qval()
-        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = refused(
+        &["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"],
+        2,
+    );
     assert!(
         err.contains("`sdpo-q`") && err.contains("`scoring`") && err.contains("/tokenize"),
         "{err}"
@@ -933,7 +747,7 @@ fn a_scoring_method_on_a_server_that_cannot_score_stops_before_any_point() {
 
 #[test]
 fn only_makes_the_candidates_of_ranking_methods_it_runs() {
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let file = experiment(
         dir.path(),
@@ -943,16 +757,13 @@ fn only_makes_the_candidates_of_ranking_methods_it_runs() {
     );
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();
-    run_ok(&["run", file.to_str().unwrap(), "--out", r, "--only", "random", "-q"]);
+    succeeded(qval_run(&file, r).args(["--only", "random", "-q"]));
     assert!(!run.join("candidates.jsonl").exists(), "no ranking method ran");
     assert_eq!(server.requests(), 0);
     // Run in full later: the candidates are made then, and the method ranks them.
-    run_ok(&["run", file.to_str().unwrap(), "--out", r, "-q"]);
+    succeeded(qval_run(&file, r).arg("-q"));
     assert!(run.join("candidates.jsonl").exists());
-    let mean = summary(&run)["estimations"]["ranking-mvmc-q"]["methods"]["sdpo-q"]["correlations"]["ranking_spearman"]
-        ["mean"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
+    let mean = rho(&summary(&run), "ranking-mvmc-q", "sdpo-q");
     assert!(mean >= 0.8, "sdpo-q per-state rho {mean}");
 }
 
@@ -960,7 +771,7 @@ fn only_makes_the_candidates_of_ranking_methods_it_runs() {
 fn on_terminalbench_sampled_candidates_feed_the_ranking_and_scoring_methods() {
     // TerminalBench has no closed action set: candidates are the state's own command and
     // alternatives from a sampler (here the noisy agent's mistakes, offline).
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"name = "tb-candidates"
@@ -981,13 +792,7 @@ candidates = {{ k = 3, sampler = {{ type = "noisy", epsilon = 1.0 }} }}
 [[labels]]
 rollouts = 1
 concurrency = 2
-
-[backends.oracle]
-base_url = "{url}"
-model = "oracle"
-scoring = true
-max_attempts = 2
-
+{backend}
 [[methods]]
 type = "sdpo"
 backend = "oracle"
@@ -996,20 +801,12 @@ backend = "oracle"
 type = "delta-belief"
 backend = "oracle"
 "#,
-        url = server.base_url()
+        backend = oracle_backend(&server, "scoring = true\nmax_attempts = 2\n")
     );
-    let file = dir.path().join("tb.toml");
-    std::fs::write(&file, text).unwrap();
+    let file = write_experiment(dir.path(), "tb.toml", &text);
     let run = dir.path().join("run");
-    run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
-    let read = |p: &str| -> Vec<Value> {
-        std::fs::read_to_string(run.join(p))
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    succeeded(qval_run(&file, &run).arg("-q"));
+    let read = |p: &str| rows(&run.join(p));
     let candidates = read("candidates.jsonl");
     let states: std::collections::HashSet<&str> =
         candidates.iter().map(|c| c["candidate_of"].as_str().unwrap()).collect();
@@ -1030,7 +827,7 @@ backend = "oracle"
 
 #[test]
 fn an_entry_sets_what_its_prompts_disclose_as_the_published_method_config_does() {
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let methods = r#"
 [[methods]]
@@ -1050,9 +847,8 @@ points = 20
 "#;
     let file = experiment(dir.path(), "context", methods, &server);
     let run = dir.path().join("run");
-    run_ok(&["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
-    let out = run_ok(&["preview", run.to_str().unwrap(), "--method", "told-q", "--points", "3"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    succeeded(qval_run(&file, &run).arg("-q"));
+    let text = run_ok(&["preview", run.to_str().unwrap(), "--method", "told-q", "--points", "3"]);
     assert!(
         text.contains("(discount factor γ=0.95)") && !text.contains("fewer steps is preferable"),
         "{text}"

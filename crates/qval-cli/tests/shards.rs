@@ -1,41 +1,23 @@
 //! Sharded runs: shards merge into the bytes one process writes, merges refuse what does not
 //! belong, killed shards resume, and a real single-node SLURM cluster runs the job arrays.
 
+mod common;
+
+use common::{
+    line_count, oracle, oracle_backend, output, qval, qval_run, repo, run_ok, s, succeeded, wait_for, write_experiment,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use qval_testkit::{Oracle, ServerConfig, TestServer};
-
-fn qval() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_qval"))
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = qval().args(args).output().expect("qval runs");
-    assert!(
-        out.status.success(),
-        "qval {args:?}:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn oracle(latency: Duration) -> TestServer {
-    TestServer::start(ServerConfig {
-        oracle: Oracle { noise: 0.0, seed: 0 },
-        latency,
-        ..Default::default()
-    })
-}
+use qval_testkit::TestServer;
 
 /// Slippery FrozenLake, k > 1 labels, an offline method, an LLM method and ranking.
 fn experiment(dir: &Path, server: &TestServer, concurrency: usize, epsilon: f64) -> PathBuf {
-    let path = dir.join("exp.toml");
-    std::fs::write(
-        &path,
-        format!(
+    write_experiment(
+        dir,
+        "exp.toml",
+        &format!(
             r#"name = "sharded"
 seed = 5
 [environment]
@@ -50,11 +32,7 @@ rollouts = 4
 [[labels]]
 signal = "v"
 rollouts = 3
-[backends.oracle]
-base_url = "{url}"
-model = "oracle"
-concurrency = {concurrency}
-[evaluate]
+{backend}[evaluate]
 bootstrap = 300
 min_points = 10
 [[methods]]
@@ -69,11 +47,9 @@ type = "ranking"
 backend = "oracle"
 points = 9
 "#,
-            url = server.base_url()
+            backend = oracle_backend(server, &format!("concurrency = {concurrency}\n"))
         ),
     )
-    .unwrap();
-    path
 }
 
 /// The files one process writes, relative to the run folder.
@@ -109,18 +85,9 @@ fn assert_same_run(reference: &Path, other: &Path) {
 fn run_shards(file: &Path, run: &Path, n: usize) {
     for round in 0..2 {
         for i in 0..n {
-            ok(&[
-                "run",
-                file.to_str().unwrap(),
-                "--out",
-                run.to_str().unwrap(),
-                "--shard",
-                &format!("{i}/{n}"),
-                "-q",
-            ]);
+            succeeded(qval_run(file, run).args(["--shard", &format!("{i}/{n}"), "-q"]));
         }
-        let out = ok(&["merge", run.to_str().unwrap(), "-q"]);
-        let said = String::from_utf8_lossy(&out.stdout);
+        let said = run_ok(&["merge", run.to_str().unwrap(), "-q"]);
         let expected = if round == 0 {
             "merged the collection"
         } else {
@@ -132,38 +99,32 @@ fn run_shards(file: &Path, run: &Path, n: usize) {
 
 #[test]
 fn sharded_runs_merge_into_the_bytes_of_one_process() {
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let file = experiment(dir.path(), &server, 8, 0.2);
     let reference = dir.path().join("one");
-    ok(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        reference.to_str().unwrap(),
-        "-q",
-    ]);
+    succeeded(qval_run(&file, &reference).arg("-q"));
     for n in [1, 2, 3, 7] {
         let run = dir.path().join(format!("n{n}"));
         run_shards(&file, &run, n);
         assert_same_run(&reference, &run);
-        let status = ok(&["status", run.to_str().unwrap()]);
-        assert!(String::from_utf8_lossy(&status.stdout).contains("merged and evaluated"));
+        let status = run_ok(&["status", run.to_str().unwrap()]);
+        assert!(status.contains("merged and evaluated"));
     }
 }
 
 #[test]
 fn merges_refuse_missing_unfinished_and_foreign_shards() {
-    let server = oracle(Duration::ZERO);
+    let server = oracle(Duration::ZERO, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let file = experiment(dir.path(), &server, 8, 0.2);
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();
-    ok(&["run", file.to_str().unwrap(), "--out", r, "--shard", "0/3", "-q"]);
-    ok(&["run", file.to_str().unwrap(), "--out", r, "--shard", "2/3", "-q"]);
-    let status = String::from_utf8_lossy(&qval().args(["status", r]).output().unwrap().stderr).to_string();
+    succeeded(qval_run(&file, r).args(["--shard", "0/3", "-q"]));
+    succeeded(qval_run(&file, r).args(["--shard", "2/3", "-q"]));
+    let status = String::from_utf8_lossy(&output(&["status", r]).stderr).to_string();
     assert!(status.contains("1-of-3"), "{status}");
-    let out = qval().args(["merge", r]).output().unwrap();
+    let out = output(&["merge", r]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("1-of-3") && err.contains("missing"),
@@ -173,8 +134,8 @@ fn merges_refuse_missing_unfinished_and_foreign_shards() {
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     let foreign = experiment(&other, &server, 8, 0.3);
-    ok(&["run", foreign.to_str().unwrap(), "--out", r, "--shard", "1/3", "-q"]);
-    let out = qval().args(["merge", r]).output().unwrap();
+    succeeded(qval_run(&foreign, r).args(["--shard", "1/3", "-q"]));
+    let out = output(&["merge", r]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("1-of-3") && err.contains("another experiment"),
@@ -182,93 +143,55 @@ fn merges_refuse_missing_unfinished_and_foreign_shards() {
     );
     assert!(!run.join("trajectories.jsonl").exists(), "nothing was merged");
     // Put right, the merge goes on; a second round not run yet is named.
-    ok(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        r,
-        "--shard",
-        "1/3",
-        "--redo",
-        "collect",
-        "-q",
-    ]);
-    ok(&["merge", r, "-q"]);
-    let out = qval().args(["merge", r]).output().unwrap();
+    succeeded(qval_run(&file, r).args(["--shard", "1/3", "--redo", "collect", "-q"]));
+    run_ok(&["merge", r, "-q"]);
+    let out = output(&["merge", r]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("0-of-3") && err.contains("has not finished"),
         "{err}"
     );
-    let status = ok(&["status", r]);
-    assert!(
-        String::from_utf8_lossy(&status.stdout).contains("the merge waits for"),
-        "{:?}",
-        status
-    );
-}
-
-fn lines(p: &Path) -> usize {
-    std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0)
+    let status = run_ok(&["status", r]);
+    assert!(status.contains("the merge waits for"), "{:?}", status);
 }
 
 #[test]
 fn shards_killed_once_each_resume_to_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let reference_server = oracle(Duration::from_millis(10));
+    let reference_server = oracle(Duration::from_millis(10), vec![]);
     let file = experiment(dir.path(), &reference_server, 1, 0.2);
     let reference = dir.path().join("one");
-    ok(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        reference.to_str().unwrap(),
-        "-q",
-    ]);
+    succeeded(qval_run(&file, &reference).arg("-q"));
 
-    let server = oracle(Duration::from_millis(10));
+    let server = oracle(Duration::from_millis(10), vec![]);
     let file = experiment(dir.path(), &server, 1, 0.2);
     let run = dir.path().join("killed");
     let r = run.to_str().unwrap();
     let n = 2;
     for i in 0..n {
-        ok(&[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            r,
-            "--shard",
-            &format!("{i}/{n}"),
-            "-q",
-        ]);
+        succeeded(qval_run(&file, r).args(["--shard", &format!("{i}/{n}"), "-q"]));
     }
-    ok(&["merge", r, "-q"]);
+    run_ok(&["merge", r, "-q"]);
     for i in 0..n {
         let shard = format!("{i}/{n}");
         let log = run.join(format!("shards/{i}-of-{n}/llm-requests.jsonl"));
-        let mut child = qval()
-            .args(["run", file.to_str().unwrap(), "--out", r, "--shard", &shard, "-q"])
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while lines(&log) < 5 {
-            assert!(t.elapsed() < Duration::from_secs(60), "shard {shard} logged no request");
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "shard {shard} ended before it was killed"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let mut child = qval_run(&file, r).args(["--shard", &shard, "-q"]).spawn().unwrap();
+        wait_for(
+            &mut child,
+            Duration::from_secs(60),
+            &format!("shard {shard} logged 5 requests"),
+            || line_count(&log) >= 5,
+        );
         child.kill().unwrap();
         child.wait().unwrap();
-        ok(&["run", file.to_str().unwrap(), "--out", r, "--shard", &shard, "-q"]);
+        succeeded(qval_run(&file, r).args(["--shard", &shard, "-q"]));
     }
-    ok(&["merge", r, "-q"]);
+    run_ok(&["merge", r, "-q"]);
     assert_same_run(&reference, &run);
     // Against shards that were not killed: only the requests in flight at the kills (one per
     // shard) may have been sent twice. (Shards keep their own caches, so a prompt two shards
     // share is asked by each.)
-    let unkilled_server = oracle(Duration::ZERO);
+    let unkilled_server = oracle(Duration::ZERO, vec![]);
     let plain = dir.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
     let file = experiment(&plain, &unkilled_server, 1, 0.2);
@@ -284,8 +207,19 @@ fn shards_killed_once_each_resume_to_the_same_bytes() {
 /// Runs `scripts/slurm_local.sh` (it installs Debian's slurmctld, slurmd, slurm-client and
 /// munge when they are missing).
 fn slurm(cmd: &str, dir: &Path) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm_local.sh");
+    let script = repo().join("scripts/slurm_local.sh");
     Command::new("bash").arg(script).arg(cmd).arg(dir).output().unwrap()
+}
+
+/// The SLURM jobs' output files of `run`, each under its path.
+fn job_logs(run: &Path) -> String {
+    let logs: Vec<String> = std::fs::read_dir(run.join("slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "out"))
+        .map(|p| format!("{}:\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default()))
+        .collect();
+    logs.join("\n")
 }
 
 #[test]
@@ -304,37 +238,14 @@ fn a_single_node_slurm_cluster_runs_the_job_arrays_and_the_merges() {
     );
     let conf = cluster.join("slurm.conf");
     let result = std::panic::catch_unwind(|| {
-        let server = oracle(Duration::ZERO);
+        let server = oracle(Duration::ZERO, vec![]);
         let file = experiment(dir.path(), &server, 8, 0.2);
         let reference = dir.path().join("one");
-        ok(&[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            reference.to_str().unwrap(),
-            "-q",
-        ]);
+        succeeded(qval_run(&file, &reference).arg("-q"));
         let run = dir.path().join("slurm-run");
-        let out = qval()
-            .env("SLURM_CONF", &conf)
-            .args([
-                "slurm",
-                file.to_str().unwrap(),
-                "--shards",
-                "4",
-                "--out",
-                run.to_str().unwrap(),
-                "--submit",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("submitted"));
+        let submit = ["slurm", s(&file), "--shards", "4", "--out", s(&run), "--submit"];
+        let said = succeeded(qval().env("SLURM_CONF", &conf).args(submit));
+        assert!(said.contains("submitted"));
         let t = Instant::now();
         loop {
             let q = Command::new("squeue")
@@ -351,27 +262,15 @@ fn a_single_node_slurm_cluster_runs_the_job_arrays_and_the_merges() {
                     .env("SLURM_CONF", &conf)
                     .arg("--user=root")
                     .output();
-                let logs: Vec<String> = std::fs::read_dir(run.join("slurm"))
-                    .unwrap()
-                    .map(|e| e.unwrap().path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "out"))
-                    .map(|p| format!("{}:\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default()))
-                    .collect();
-                panic!("a job failed:\n{queue}\n{}", logs.join("\n"));
+                panic!("a job failed:\n{queue}\n{}", job_logs(&run));
             }
             assert!(t.elapsed() < Duration::from_secs(300), "the jobs did not finish");
             std::thread::sleep(Duration::from_millis(500));
         }
-        let logs: Vec<String> = std::fs::read_dir(run.join("slurm"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "out"))
-            .map(|p| format!("{}:\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default()))
-            .collect();
         assert!(
             run.join("summary.json").exists(),
             "no summary; job logs:\n{}",
-            logs.join("\n")
+            job_logs(&run)
         );
         assert_same_run(&reference, &run);
     });

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::qval;
+use common::{qval_run, succeeded, write_experiment};
 use std::path::Path;
 
 /// A corridor whose every step costs -1, the goal's too (as CliffWalking's): the episode ends
@@ -60,27 +60,16 @@ class Goal(Plain):
 /// returns the collect line of the output.
 fn collect_line(dir: &Path, class: &str) -> String {
     std::fs::write(dir.join("corridor.py"), CORRIDOR).unwrap();
-    let file = dir.join(format!("{class}.toml"));
-    std::fs::write(
-        &file,
-        format!(
+    let file = write_experiment(
+        dir,
+        &format!("{class}.toml"),
+        &format!(
             "name = \"corridor\"\n[environment]\ntype = \"python\"\nadapter = \"corridor.py:{class}\"\n\
              [dataset]\ntrajectories = 6\ncollector = {{ type = \"reference\" }}\n\
              sampling = {{ per_trajectory = 2 }}\n[[labels]]\nrollouts = 1\n[[methods]]\ntype = \"random\"\n"
         ),
-    )
-    .unwrap();
-    let out = qval()
-        .args(["run", file.to_str().unwrap(), "--out"])
-        .arg(dir.join(class))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = succeeded(qval_run(&file, dir.join(class)));
     stdout
         .lines()
         .find(|l| l.contains("1. collect"))

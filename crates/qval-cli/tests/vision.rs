@@ -1,18 +1,12 @@
 //! The embedding family on pictures through `qval run`: an HTTP encoder against the loopback
 //! server's deterministic embeddings, and the checks made before any work.
 
-use serde_json::Value;
+mod common;
+
+use common::{qval_run, refused_experiment, succeeded, summary, write_experiment};
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::Command;
 
 use qval_testkit::{ServerConfig, TestServer};
-
-fn qval() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_qval"));
-    c.env("RUST_BACKTRACE", "1");
-    c
-}
 
 const HEAD: &str = r#"name = "vision"
 seed = 7
@@ -37,12 +31,6 @@ rollouts = 1
 bootstrap = 0
 "#;
 
-fn write(dir: &Path, text: &str) -> std::path::PathBuf {
-    let path = dir.join("vision.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[test]
 fn the_vision_family_runs_from_an_experiment_file_and_asks_once_per_picture() {
     let server = TestServer::start(ServerConfig::default());
@@ -61,14 +49,10 @@ fn the_vision_family_runs_from_an_experiment_file_and_asks_once_per_picture() {
         "\n[[methods]]\ntype = \"goal-cosine\"\nname = \"cos-text\"\nencoder = \"http\"\nbase_url = \"{}\"\nmodel = \"qval-clip\"\n",
         server.base_url()
     ));
-    let file = write(dir.path(), &text);
+    let file = write_experiment(dir.path(), "vision.toml", &text);
     let run = dir.path().join("run");
-    let out = qval()
-        .args(["run", file.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    succeeded(qval_run(&file, &run).arg("-q"));
+    let s = summary(&run);
     for kind in ["goal-cosine", "vlm-rm", "sor", "sor-threshold"] {
         for (reference, signal) in [("mvmc-q", "q"), ("mvmc-v", "v")] {
             let name = format!("{kind}-{signal}-image");
@@ -97,22 +81,6 @@ fn the_vision_family_runs_from_an_experiment_file_and_asks_once_per_picture() {
         "a picture was embedded twice"
     );
     assert!(run.join("embedding-cache").is_dir());
-}
-
-fn refused(dir: &Path, text: &str) -> String {
-    let path = write(dir, text);
-    let out = qval()
-        .args([
-            "run",
-            path.to_str().unwrap(),
-            "--out",
-            dir.join("never").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dir.join("never").exists(), "work started before the file was checked");
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
 
 #[test]
@@ -162,7 +130,7 @@ fn bad_vision_entries_are_refused_before_any_work() {
         ),
     ];
     for (text, wanted) in cases {
-        let e = refused(d, &text);
+        let (e, _) = refused_experiment(d, "vision.toml", &text);
         assert!(e.contains("vision.toml:"), "{e}");
         for w in wanted {
             assert!(e.contains(w), "`{w}` not in: {e}");
@@ -178,16 +146,8 @@ fn an_embeddings_server_that_is_down_stops_the_method_with_one_line() {
         "{HEAD}\n[backends.clip]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\n[[methods]]\ntype = \"sor\"\n\
          encoder = \"http\"\nserver = \"clip\"\nmodality = \"image\"\n"
     );
-    let path = write(dir.path(), &text);
-    let out = qval()
-        .args([
-            "run",
-            path.to_str().unwrap(),
-            "--out",
-            dir.path().join("run").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let path = write_experiment(dir.path(), "vision.toml", &text);
+    let out = qval_run(&path, dir.path().join("run")).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

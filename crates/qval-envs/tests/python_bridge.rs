@@ -7,9 +7,13 @@
 //! Needs Python 3 with gymnasium (`pip install gymnasium==1.2.0`); without it these tests fail
 //! and say so.
 
+mod common;
+
+use common::python::{GYMNASIUM, need};
+use common::repo;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Once};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qval_core::seed::rng_for;
@@ -18,29 +22,12 @@ use qval_envs::frozenlake::solver::{policy_values, reference_policy};
 use qval_envs::frozenlake::{FrozenLake, FrozenLakeAction, OptimalPolicy};
 use qval_envs::python::{PythonEnv, Restore};
 
-const PIP: &str = "pip install gymnasium==1.2.0";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn need_gymnasium() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let ok = std::process::Command::new("python3")
-            .args(["-c", "import gymnasium"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "these tests need Python's gymnasium: {PIP}");
-    });
-}
-
 fn faulty(class: &str) -> String {
     format!("{}/tests/adapters/faulty.py:{class}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn bridged_frozenlake(slippery: bool, workers: usize) -> PythonEnv {
-    need_gymnasium();
+    need(&GYMNASIUM);
     PythonEnv::builder("qval_bridge.adapters.gym_frozenlake:FrozenLakeAdapter")
         .args(json!({"maps": "published", "slippery": slippery}))
         .workers(workers)
@@ -60,7 +47,7 @@ fn assert_reaped(pids: &[u32]) {
 
 #[test]
 fn committed_published_maps_equal_what_gymnasium_generates() {
-    need_gymnasium();
+    need(&GYMNASIUM);
     let out = std::process::Command::new("python3")
         .arg(repo().join("scripts/gen_published_maps.py"))
         .output()
@@ -178,7 +165,7 @@ fn bridged_frozenlake_agrees_with_native_slippery() {
 
 #[test]
 fn shipped_adapters_pass_the_conformance_checker() {
-    need_gymnasium();
+    need(&GYMNASIUM);
     for slippery in [false, true] {
         let env = bridged_frozenlake(slippery, 1);
         check_environment(&env, 3, 7).unwrap();
@@ -526,7 +513,7 @@ fn the_builder_validates_its_settings() {
 
 #[test]
 fn taxi_and_cliffwalking_have_finite_exact_values_and_a_reference_that_reaches_the_goal() {
-    need_gymnasium();
+    need(&GYMNASIUM);
     for adapter in [
         "qval_bridge.adapters.gym_toytext:TaxiAdapter",
         "qval_bridge.adapters.gym_toytext:CliffWalkingAdapter",
@@ -564,7 +551,7 @@ fn taxi_and_cliffwalking_have_finite_exact_values_and_a_reference_that_reaches_t
 async fn toy_text_success_is_the_goal_cell_or_the_drop_off_not_a_positive_reward() {
     use qval_core::{CollectConfig, StageOptions, collect};
     use qval_envs::python::ReferencePolicy;
-    need_gymnasium();
+    need(&GYMNASIUM);
     for (adapter, default_rule) in [
         // Every CliffWalking step costs -1, the goal's too: the default rule counts none.
         ("qval_bridge.adapters.gym_toytext:CliffWalkingAdapter", false),

@@ -6,9 +6,12 @@
 //! Needs Python 3 with TextWorld (`pip install textworld==1.6.2`); without it these tests fail
 //! and say so.
 
+mod common;
+
+use common::python::{TEXTWORLD, need};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use qval_core::seed::rng_for;
 use qval_core::{
@@ -17,23 +20,11 @@ use qval_core::{
 };
 use qval_envs::python::{EpsilonGreedy, ExactLabeler, Purity, PythonEnv, PythonState, ReferencePolicy};
 
-const PIP: &str = "pip install textworld==1.6.2";
 const ADAPTER: &str = "qval_bridge.adapters.textworld_games:TextWorldAdapter";
 const GAMMA: f64 = 0.95;
 
-fn need_textworld() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let ok = std::process::Command::new("python3")
-            .args(["-c", "import textworld"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "these tests need Python's textworld: {PIP}");
-    });
-}
-
 fn textworld(args: Value, workers: usize) -> PythonEnv {
-    need_textworld();
+    need(&TEXTWORLD);
     PythonEnv::builder(ADAPTER).args(args).workers(workers).build().unwrap()
 }
 
@@ -288,7 +279,7 @@ fn meta_commands_are_not_sent_to_the_game() {
 
 #[test]
 fn a_missing_textworld_names_the_pip_command() {
-    need_textworld();
+    need(&TEXTWORLD);
     // A Python whose `import textworld` fails.
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("textworld")).unwrap();
@@ -311,5 +302,5 @@ fn a_missing_textworld_names_the_pip_command() {
     std::fs::set_permissions(&python, perms).unwrap();
     let err = PythonEnv::builder(ADAPTER).python(&python).build().unwrap_err();
     assert!(matches!(err, qval_envs::EnvsError::MissingPackage { .. }), "{err}");
-    assert!(err.to_string().contains(PIP), "{err}");
+    assert!(err.to_string().contains(TEXTWORLD.pip), "{err}");
 }

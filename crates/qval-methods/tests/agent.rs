@@ -1,35 +1,19 @@
 //! The LLM agent policy on TerminalBench against the loopback server (needs bubblewrap:
 //! `apt-get install bubblewrap`).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{http_backend, terminalbench};
 use qval_core::{CollectConfig, Environment, Labeler, MvmcConfig, MvmcLabeler, StageOptions, collect};
-use qval_envs::terminalbench::{NoisyScripted, TerminalBench};
-use qval_methods::llm::{Backend, LlmAgent, OpenAiBackend, OpenAiConfig, RetryPolicy, StackBuilder};
+use qval_envs::terminalbench::NoisyScripted;
+use qval_methods::llm::{Capabilities, LlmAgent};
 use qval_testkit::{Fault, Rule, Selector, ServerConfig, TestServer};
 
-fn backend(server: &TestServer) -> Arc<dyn Backend> {
-    let mut cfg = OpenAiConfig::new(server.base_url(), "qval-agent");
-    cfg.timeout = Duration::from_secs(10);
-    let retry = RetryPolicy::builder()
-        .max_attempts(3)
-        .base_delay(Duration::from_millis(5))
-        .max_delay(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    StackBuilder::new(OpenAiBackend::new(cfg).unwrap())
-        .retry(Some(retry))
-        .build()
-        .unwrap()
-}
-
-fn env() -> TerminalBench {
-    TerminalBench::builder()
-        .only(["hello-file"])
-        .build()
-        .unwrap_or_else(|e| panic!("{e}\nthese tests need bubblewrap: apt-get install bubblewrap"))
-}
+/// The one task of these tests.
+const TASKS: &[&str] = &["hello-file"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_reads_action_then_answer_then_raw_text_and_solves_the_task() {
@@ -47,8 +31,8 @@ async fn the_agent_reads_action_then_answer_then_raw_text_and_solves_the_task() 
         }],
         ..Default::default()
     });
-    let env = env();
-    let agent = LlmAgent::new(backend(&server));
+    let env = terminalbench(TASKS);
+    let agent = LlmAgent::new(http_backend(&server, Capabilities::default(), Duration::from_secs(10)).0);
     let config = CollectConfig {
         trajectories: 1,
         seed: 3,
@@ -78,7 +62,7 @@ async fn a_failing_model_aborts_the_rollout_with_the_reason() {
         rules: vec![Rule::new(Selector::Any, Fault::ServerError)],
         ..Default::default()
     });
-    let env = Arc::new(env());
+    let env = Arc::new(terminalbench(TASKS));
     // A point from the noisy collector, labelled with the (failing) LLM agent as reference.
     let config = CollectConfig {
         trajectories: 1,
@@ -97,7 +81,9 @@ async fn a_failing_model_aborts_the_rollout_with_the_reason() {
     let point = qval_core::EvaluationPoint::from_trajectory(&t[0], 0);
     let labeler = MvmcLabeler::new(
         env.clone(),
-        Arc::new(LlmAgent::new(backend(&server))),
+        Arc::new(LlmAgent::new(
+            http_backend(&server, Capabilities::default(), Duration::from_secs(10)).0,
+        )),
         MvmcConfig::builder().build().unwrap(),
     );
     let label = labeler.label(&point).await;

@@ -2,11 +2,14 @@
 //! the state's own action, then alternatives not seen yet. Needs bubblewrap
 //! (`apt-get install bubblewrap`).
 
+mod common;
+
 use async_trait::async_trait;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::terminalbench;
 use qval_core::{
     CollectConfig, Environment, EvaluationPoint, Result, SampleConfig, StageOptions, collect, sample_points,
 };
@@ -15,12 +18,8 @@ use qval_methods::llm::{OpenAiBackend, OpenAiConfig};
 use qval_methods::prompting::{CandidateProposer, LlmProposer, MAX_ROUNDS, PolicyProposer, sample_candidates};
 use qval_testkit::{ServerConfig, TestServer};
 
-fn env() -> TerminalBench {
-    TerminalBench::builder()
-        .only(["hello-file", "make-archive"])
-        .build()
-        .unwrap_or_else(|e| panic!("{e}\nthese tests need bubblewrap: apt-get install bubblewrap"))
-}
+/// The tasks of these tests.
+const TASKS: &[&str] = &["hello-file", "make-archive"];
 
 async fn points(env: &TerminalBench) -> Vec<EvaluationPoint> {
     let config = CollectConfig {
@@ -42,7 +41,7 @@ async fn points(env: &TerminalBench) -> Vec<EvaluationPoint> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampled_candidates_hold_the_own_action_and_distinct_alternatives_whatever_the_concurrency() {
-    let env = env();
+    let env = terminalbench(TASKS);
     let points = points(&env).await;
     assert!(points.len() >= 4);
     let proposer = PolicyProposer::new(Arc::new(NoisyScripted::new(1.0).unwrap()));
@@ -95,7 +94,7 @@ impl<E: Environment> CandidateProposer<E> for Repeats {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_is_asked_five_times_and_a_state_without_alternatives_is_dropped() {
-    let env = env();
+    let env = terminalbench(TASKS);
     let points = points(&env).await;
     let proposer = Repeats(AtomicUsize::new(0));
     let c = sample_candidates(&env, &points[..2], &proposer, 3, 1, 2).await.unwrap();
@@ -118,7 +117,7 @@ async fn an_llm_is_told_the_actions_already_taken() {
         ..Default::default()
     });
     let backend = Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "qval-agent")).unwrap());
-    let env = env();
+    let env = terminalbench(TASKS);
     let points = points(&env).await;
     let p = &points[0];
     let c = sample_candidates(&env, std::slice::from_ref(p), &LlmProposer::new(backend), 4, 3, 1)

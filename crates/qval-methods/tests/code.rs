@@ -1,11 +1,14 @@
 //! The code family in its sandbox: hostile samples are contained, good ones are measured.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{require_bubblewrap, sample};
 use qval_core::{EvaluationPoint, MethodContext, Prediction, Signal, StageOptions, predict};
 use qval_methods::code::{
-    CodeSample, CodegenAvg, GeneratedSample, Isolation, SandboxConfig, generate_samples, group, parallelism, sandbox,
+    CodeSample, CodegenAvg, GeneratedSample, Isolation, SandboxConfig, generate_samples, group, parallelism,
 };
 use qval_methods::llm::{OpenAiBackend, OpenAiConfig};
 use qval_metrics::group_summary;
@@ -28,12 +31,9 @@ def _os():
     return _builtins()['__import__']('os').__dict__
 "#;
 
-fn require_bubblewrap() {
-    if let Err(e) = sandbox::bubblewrap_works() {
-        panic!(
-            "these tests run generated code only inside bubblewrap: {e}. Install it with `apt-get install bubblewrap` (.ci/run does)."
-        );
-    }
+/// The model writing code: the loopback `server`, asked directly (no retries, no cache).
+fn coder(server: &TestServer) -> Arc<dyn qval_methods::llm::Backend> {
+    Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap())
 }
 
 fn config(call_ms: u64) -> SandboxConfig {
@@ -41,15 +41,6 @@ fn config(call_ms: u64) -> SandboxConfig {
         .call_limit(Duration::from_millis(call_ms))
         .build()
         .unwrap()
-}
-
-fn sample(code: &str) -> GeneratedSample {
-    GeneratedSample {
-        index: 0,
-        source: Some(code.to_string()),
-        error: None,
-        transient: false,
-    }
 }
 
 async fn run(code: &str, points: &[EvaluationPoint], ctx: &MethodContext, call_ms: u64) -> Vec<Prediction> {
@@ -313,18 +304,9 @@ async fn eureka_rounds_keep_the_judges_winner() {
         code_samples: vec![constant, broken, GOOD.to_string()],
         ..Default::default()
     });
-    let backend: Arc<dyn qval_methods::llm::Backend> =
-        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
-    let cfg = EurekaConfig {
-        iterations: 2,
-        candidates: 3,
-        concurrency: 2,
-        sandbox: config(1000),
-        sampling: Default::default(),
-        judge_points: 8,
-        seed: 0,
-        prompt: Default::default(),
-    };
+    let backend = coder(&server);
+    let mut cfg = EurekaConfig::new(config(1000));
+    (cfg.iterations, cfg.candidates, cfg.concurrency) = (2, 3, 2);
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..60], &cfg)
         .await
         .unwrap();
@@ -385,8 +367,7 @@ async fn eureka_keeps_the_incumbent_when_the_judge_answer_is_malformed() {
         rules: vec![Rule::new(Selector::Contains("### Candidate 2\n".into()), Fault::Prose)],
         ..Default::default()
     });
-    let backend: Arc<dyn qval_methods::llm::Backend> =
-        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let backend = coder(&server);
     let mut cfg = EurekaConfig::new(config(1000));
     cfg.iterations = 3;
     cfg.candidates = 1;
@@ -476,18 +457,9 @@ async fn eureka_does_not_pick_a_sample_that_floods_its_output() {
         code_samples: vec![flood, GOOD.to_string()],
         ..Default::default()
     });
-    let backend: Arc<dyn qval_methods::llm::Backend> =
-        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
-    let cfg = EurekaConfig {
-        iterations: 1,
-        candidates: 2,
-        concurrency: 2,
-        sandbox: config(5000),
-        sampling: Default::default(),
-        judge_points: 8,
-        seed: 0,
-        prompt: Default::default(),
-    };
+    let backend = coder(&server);
+    let mut cfg = EurekaConfig::new(config(5000));
+    (cfg.iterations, cfg.candidates, cfg.concurrency) = (1, 2, 2);
     let r = run_eureka(backend, &d.ctx, Signal::Q, &d.points[..20], &cfg)
         .await
         .unwrap();
@@ -561,8 +533,7 @@ async fn eureka_runs_candidates_concurrently() {
         code_samples: vec![slow],
         ..Default::default()
     });
-    let backend: Arc<dyn qval_methods::llm::Backend> =
-        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let backend = coder(&server);
     let mut cfg = EurekaConfig::new(config(2000));
     cfg.iterations = 1;
     cfg.candidates = 4;
@@ -736,8 +707,7 @@ async fn eureka_rejects_candidates_that_never_return_and_stops() {
         )],
         ..Default::default()
     });
-    let backend: Arc<dyn qval_methods::llm::Backend> =
-        Arc::new(OpenAiBackend::new(OpenAiConfig::new(server.base_url(), "coder")).unwrap());
+    let backend = coder(&server);
     let mut cfg = EurekaConfig::new(config(200));
     cfg.candidates = 4;
     let t = std::time::Instant::now();

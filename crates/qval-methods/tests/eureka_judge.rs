@@ -2,21 +2,15 @@
 //! candidates, seeded sampled datapoints with every candidate's prediction, and the output
 //! format; and how its answer is read.
 
+mod common;
+
+use common::user_text;
 use qval_core::Signal;
 use qval_methods::code::eureka::format_g6;
 use qval_methods::code::{
     CandidateStats, JudgeCandidate, judge_labels, judge_messages, parse_winner, sample_point_indices,
 };
-use qval_methods::llm::{Part, Role};
 use qval_testkit::quickstart_data;
-
-fn user(messages: &[qval_methods::llm::Message]) -> String {
-    let m = messages.iter().find(|m| m.role == Role::User).unwrap();
-    match &m.parts[..] {
-        [Part::Text { text }] => text.clone(),
-        other => panic!("one text part: {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_judge_prompt_has_the_published_sections_and_statistics() {
@@ -46,7 +40,7 @@ async fn the_judge_prompt_has_the_published_sections_and_statistics() {
     assert_eq!(sampled.len(), 8);
     let reason = "the reply has no ```python code block";
     let msgs = judge_messages(&d.ctx, Signal::Q, points, &shown, &[reason], &sampled);
-    let text = user(&msgs);
+    let text = user_text(&msgs);
     // The sections, in the published order.
     let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("no `{s}` in:\n{text}"));
     let order = [

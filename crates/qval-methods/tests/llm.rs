@@ -5,38 +5,30 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::http_backend;
 use qval_core::{
     CollectConfig, Environment, EvaluationPoint, MethodContext, SampleConfig, Signal, StageOptions, collect, predict,
     sample_points,
 };
 use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake};
-use qval_methods::llm::{Backend, OpenAiBackend, OpenAiConfig, RetryPolicy, StackBuilder, UsageCounter};
+use qval_methods::llm::{Backend, Capabilities, OpenAiBackend, OpenAiConfig, StackBuilder};
 use qval_methods::prompting::{Direct, DirectMode, Gvl, Ranking, ReportsUsage, Verifier};
 use qval_metrics::{StateCandidates, per_state_ranking};
 use qval_testkit::{Fault, Oracle, Rule, Selector, ServerConfig, TestServer, quickstart_data, rho};
 
-fn client(server: &TestServer, attempts: u32, timeout: Duration) -> (Arc<dyn Backend>, Arc<UsageCounter>) {
-    let mut cfg = OpenAiConfig::new(server.base_url(), "qval-oracle");
-    cfg.timeout = timeout;
-    cfg.capabilities.logprobs = true;
-    let policy = RetryPolicy::builder()
-        .max_attempts(attempts)
-        .base_delay(Duration::from_millis(5))
-        .max_delay(Duration::from_millis(40))
-        .build()
-        .unwrap();
-    let stack = StackBuilder::new(OpenAiBackend::new(cfg).unwrap())
-        .concurrency(16)
-        .retry(Some(policy));
-    let counter = stack.counter();
-    (stack.build().unwrap(), counter)
+/// The oracle's backend declares log-probabilities (the verifier reads them).
+fn logprobs() -> Capabilities {
+    Capabilities {
+        logprobs: true,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_oracle_prompting_methods_rank_as_the_labels_do() {
     let d = quickstart_data().await;
     let server = TestServer::start(ServerConfig::default());
-    let (backend, _) = client(&server, 3, Duration::from_secs(10));
+    let (backend, _) = http_backend(&server, logprobs(), Duration::from_secs(10));
     let opts = StageOptions::default();
     let po = Default::default();
     let methods: Vec<(Box<dyn qval_core::DenseSignalMethod>, f64)> = vec![
@@ -102,7 +94,7 @@ async fn with_the_oracle_prompting_methods_rank_as_the_labels_do() {
         oracle: Oracle { noise: 0.05, seed: 3 },
         ..Default::default()
     });
-    let (nb, _) = client(&noisy, 3, Duration::from_secs(10));
+    let (nb, _) = http_backend(&noisy, logprobs(), Duration::from_secs(10));
     let preds = predict(
         &Direct::new(nb, Signal::Q, DirectMode::Single, Default::default()),
         &d.points,
@@ -119,7 +111,7 @@ async fn with_the_oracle_prompting_methods_rank_as_the_labels_do() {
 async fn ranking_per_state_reaches_the_oracle_ceiling() {
     let d = quickstart_data().await;
     let server = TestServer::start(ServerConfig::default());
-    let (backend, _) = client(&server, 3, Duration::from_secs(10));
+    let (backend, _) = http_backend(&server, logprobs(), Duration::from_secs(10));
     let (candidates, labels) = common::labelled_candidates(&d, 100).await;
     assert_eq!(candidates.len(), 400, "four moves per state");
     let ranking = Ranking::new(backend, &candidates, Default::default());
@@ -188,7 +180,7 @@ async fn faults_are_retried_or_recorded_and_never_panic() {
         rules,
         ..Default::default()
     });
-    let (backend, usage) = client(&server, 3, Duration::from_millis(300));
+    let (backend, usage) = http_backend(&server, logprobs(), Duration::from_millis(300));
     let method = Direct::new(backend, Signal::Q, DirectMode::Single, Default::default());
     let preds = predict(&method, &points, &d.ctx, &StageOptions::default())
         .await
@@ -681,7 +673,7 @@ async fn a_model_with_position_bias_is_not_rewarded_for_it() {
         fixed_reply: Some("<answer>1, 2, 3, 4</answer>".into()),
         ..Default::default()
     });
-    let (backend, _) = client(&server, 3, Duration::from_secs(10));
+    let (backend, _) = http_backend(&server, logprobs(), Duration::from_secs(10));
     let per_state = |ranking: Ranking| {
         let cands = cands.clone();
         let labels = labels.clone();

@@ -1,11 +1,14 @@
 //! A fork bomb, alone in its test binary so that no other sandbox runs meanwhile and the
 //! sandbox user's processes can be counted.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{require_bubblewrap, sample};
 use qval_core::DenseSignalMethod;
 use qval_core::{EvaluationPoint, MethodContext, Observation, Signal, Task};
-use qval_methods::code::{CodeSample, GeneratedSample, SandboxConfig, sandbox};
+use qval_methods::code::{CodeSample, SandboxConfig};
 
 fn sandbox_processes() -> usize {
     let out = std::process::Command::new("pgrep")
@@ -17,9 +20,7 @@ fn sandbox_processes() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_bomb_is_contained_and_leaves_nothing_behind() {
-    if let Err(e) = sandbox::bubblewrap_works() {
-        panic!("generated code runs only inside bubblewrap: {e}. Install it with `apt-get install bubblewrap`.");
-    }
+    require_bubblewrap();
     let before = sandbox_processes();
     let bomb = r#"
 def signal_function(state, action, next_state):
@@ -38,17 +39,7 @@ def signal_function(state, action, next_state):
         .processes(64)
         .build()
         .unwrap();
-    let m = CodeSample::new(
-        GeneratedSample {
-            index: 0,
-            source: Some(bomb.into()),
-            error: None,
-            transient: false,
-        },
-        Signal::Q,
-        cfg,
-        "bomb",
-    );
+    let m = CodeSample::new(sample(bomb), Signal::Q, cfg, "bomb");
     let point = EvaluationPoint {
         id: "p".into(),
         trajectory_index: 0,

@@ -5,32 +5,25 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::http_backend;
 use qval_core::{EvaluationPoint, Label, StageOptions, predict};
 use qval_methods::MethodsError;
-use qval_methods::llm::{Backend, OpenAiBackend, OpenAiConfig, RetryPolicy, ScoreRequest, StackBuilder};
+use qval_methods::llm::{Capabilities, ScoreRequest};
 use qval_methods::prompting::{ContinuationScoring, ReportsUsage, ScoringKind};
 use qval_metrics::{RankingTies, candidate_groups, per_state_ranking};
 use qval_testkit::{Fault, Rule, Selector, ServerConfig, TestServer, quickstart_data};
 
-fn backend(server: &TestServer, scoring: bool) -> Arc<dyn Backend> {
-    let mut cfg = OpenAiConfig::new(server.base_url(), "qval-oracle");
-    cfg.timeout = Duration::from_secs(10);
-    cfg.capabilities.scoring = scoring;
-    let policy = RetryPolicy::builder()
-        .max_attempts(3)
-        .base_delay(Duration::from_millis(5))
-        .max_delay(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    StackBuilder::new(OpenAiBackend::new(cfg).unwrap())
-        .concurrency(16)
-        .retry(Some(policy))
-        .build()
-        .unwrap()
+/// A backend declaring continuation scoring (`scoring = true`), or nothing.
+fn scoring(declared: bool) -> Capabilities {
+    Capabilities {
+        scoring: declared,
+        ..Default::default()
+    }
 }
+
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first `n` states' candidates and their exact Q labels (with the expert rollouts).
 async fn candidates(n: usize) -> (Vec<EvaluationPoint>, Vec<Label>, qval_testkit::QuickstartData) {
@@ -65,9 +58,13 @@ async fn sdpo_sdpo_gt_and_delta_belief_rank_states_as_the_labels_do() {
     });
     for kind in [ScoringKind::Sdpo, ScoringKind::SdpoGt, ScoringKind::DeltaBelief] {
         let before = server.requests();
-        let m = ContinuationScoring::new(kind, backend(&server, true), Default::default())
-            .unwrap()
-            .with_expert(expert.clone());
+        let m = ContinuationScoring::new(
+            kind,
+            http_backend(&server, scoring(true), TIMEOUT).0,
+            Default::default(),
+        )
+        .unwrap()
+        .with_expert(expert.clone());
         let preds = predict(&m, &candidates, &d.ctx, &StageOptions::default())
             .await
             .unwrap();
@@ -88,9 +85,13 @@ async fn sdpo_sdpo_gt_and_delta_belief_rank_states_as_the_labels_do() {
         assert_eq!(m.usage()["requests"], scorings as u64, "{kind:?}");
     }
     // The teacher of sdpo-gt sees the expert evidence; sdpo's does not.
-    let gt = ContinuationScoring::new(ScoringKind::SdpoGt, backend(&server, true), Default::default())
-        .unwrap()
-        .with_expert(expert.clone());
+    let gt = ContinuationScoring::new(
+        ScoringKind::SdpoGt,
+        http_backend(&server, scoring(true), TIMEOUT).0,
+        Default::default(),
+    )
+    .unwrap()
+    .with_expert(expert.clone());
     let (_, teacher) = gt.sdpo_messages(&candidates[0], &d.ctx);
     let text = teacher[1].joined_text();
     assert!(text.contains("Best next expert move after candidate result:"), "{text}");
@@ -101,7 +102,11 @@ async fn sdpo_sdpo_gt_and_delta_belief_rank_states_as_the_labels_do() {
 async fn a_server_without_scoring_is_refused_before_any_point() {
     let server = TestServer::start(ServerConfig::default());
     // Declared without the capability: refused when the method is made, nothing sent.
-    let e = match ContinuationScoring::new(ScoringKind::Sdpo, backend(&server, false), Default::default()) {
+    let e = match ContinuationScoring::new(
+        ScoringKind::Sdpo,
+        http_backend(&server, scoring(false), TIMEOUT).0,
+        Default::default(),
+    ) {
         Err(e) => e,
         Ok(_) => panic!("built on a backend that cannot score"),
     };
@@ -114,7 +119,7 @@ async fn a_server_without_scoring_is_refused_before_any_point() {
     assert_eq!(server.requests(), 0);
     // Declared, but the server has no /tokenize (a hosted API): the error names the
     // capability and is not retried.
-    let b = backend(&server, true);
+    let b = http_backend(&server, scoring(true), TIMEOUT).0;
     let e = b
         .score(&ScoreRequest {
             messages: vec![qval_methods::llm::Message::text(qval_methods::llm::Role::User, "hi")],
@@ -141,7 +146,12 @@ async fn scoring_failures_are_retried_then_recorded() {
         ],
         ..Default::default()
     });
-    let m = ContinuationScoring::new(ScoringKind::Sdpo, backend(&server, true), Default::default()).unwrap();
+    let m = ContinuationScoring::new(
+        ScoringKind::Sdpo,
+        http_backend(&server, scoring(true), TIMEOUT).0,
+        Default::default(),
+    )
+    .unwrap();
     let preds = predict(&m, &candidates, &d.ctx, &StageOptions::default())
         .await
         .unwrap();
@@ -154,7 +164,12 @@ async fn scoring_failures_are_retried_then_recorded() {
         rules: vec![Rule::new(Selector::Any, Fault::BadRequest)],
         ..Default::default()
     });
-    let m = ContinuationScoring::new(ScoringKind::DeltaBelief, backend(&bad, true), Default::default()).unwrap();
+    let m = ContinuationScoring::new(
+        ScoringKind::DeltaBelief,
+        http_backend(&bad, scoring(true), TIMEOUT).0,
+        Default::default(),
+    )
+    .unwrap();
     let preds = predict(&m, &candidates, &d.ctx, &StageOptions::default())
         .await
         .unwrap();

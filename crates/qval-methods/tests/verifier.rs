@@ -1,8 +1,11 @@
 //! The verifier's passes and criteria as published: `passes x criteria` distinct requests,
 //! each showing its criterion, averaged over the passes that decode.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
+use common::user_text;
 use qval_core::{DenseSignalMethod, Signal};
 use qval_methods::llm::{Backend, Capabilities, ChatRequest, ChatResponse, LlmError, StackBuilder, TokenLogprob};
 use qval_methods::prompting::{Verifier, VerifierCriterion};
@@ -13,19 +16,6 @@ use qval_testkit::quickstart_data;
 #[derive(Default)]
 struct Letters {
     seen: Mutex<Vec<ChatRequest>>,
-}
-
-fn user_text(r: &ChatRequest) -> String {
-    r.messages
-        .iter()
-        .filter(|m| m.role == qval_methods::llm::Role::User)
-        .flat_map(|m| m.parts.iter())
-        .filter_map(|p| match p {
-            qval_methods::llm::Part::Text { text } => Some(text.clone()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[async_trait::async_trait]
@@ -101,7 +91,7 @@ async fn two_criteria_by_two_passes_make_four_requests_averaged_over_those_that_
     let hazard = VerifierCriterion::by_id(ids[1]).unwrap().block(Signal::Q).unwrap();
     assert!(correctness.starts_with("### Evaluation Criterion: Correctness\nJudge how much the chosen action"));
     for r in &seen {
-        let text = user_text(r);
+        let text = user_text(&r.messages);
         let seed = r.sampling.seed.unwrap();
         let (shown, not) = if seed % 2 == 0 {
             (&correctness, &hazard)
@@ -133,7 +123,7 @@ async fn the_default_is_one_pass_without_a_criterion_and_all_failures_give_the_r
     let seen = inner.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].sampling.seed, None, "a single pass is sent as it always was");
-    assert!(!user_text(&seen[0]).contains("Evaluation Criterion"));
+    assert!(!user_text(&seen[0].messages).contains("Evaluation Criterion"));
     assert_eq!(seen[0].messages, m.messages(&d.points[0], &d.ctx));
 
     // Three passes whose seeds (0, 1, 2) all decode: the plain mean.

@@ -1,6 +1,10 @@
 //! The evaluate stage: run folders, the published testbed's summaries and prediction files,
 //! predictions from anywhere, and the summary's layout read back by a stand-alone reader.
 
+mod common;
+
+use common::fixture;
+use common::python::{SCIPY, need};
 use qval_core::io::{Kind, Metadata, write_jsonl};
 use qval_core::{Aggregation, Label, Prediction, Signal};
 use qval_metrics::{
@@ -15,10 +19,6 @@ fn cfg() -> EvaluateConfig {
         bootstrap: Some(BootstrapConfig::builder().resamples(500).seed(1).build().unwrap()),
         ..Default::default()
     }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn write_run(dir: &Path) -> (Vec<f64>, Vec<f64>) {
@@ -497,15 +497,7 @@ fn csv_predictions_are_read_with_a_csv_parser() {
 /// every figure of a summary qval wrote.
 #[test]
 fn a_python_reader_of_the_published_layout_recomputes_qvals_summary() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import scipy, numpy"])
-        .output()
-        .expect("python3 is needed: apt-get install python3");
-    assert!(
-        probe.status.success(),
-        "scipy and numpy are needed: pip install scipy numpy ({})",
-        String::from_utf8_lossy(&probe.stderr)
-    );
+    need(&SCIPY);
     let dir = tempfile::tempdir().unwrap();
     write_run(dir.path());
     let s = evaluate_run(dir.path(), &cfg()).unwrap();

@@ -8,7 +8,7 @@ use qval_metrics::{Correlation, CorrelationConfig, kendall, pearson, spearman};
 use serde_json::Value;
 
 fn fixtures() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scipy.json");
+    let path = common::fixture("scipy.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("the committed fixture file")).expect("valid JSON")
 }
 

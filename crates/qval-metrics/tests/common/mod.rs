@@ -1,5 +1,18 @@
-//! The deterministic inputs of `scripts/gen_inputs.py`, built bit for bit the same.
+//! Helpers shared by qval-metrics' integration tests: the committed fixtures, the Python
+//! packages a test needs, and the deterministic inputs of `scripts/gen_inputs.py`, built bit
+//! for bit the same.
 #![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The Python packages the tests need (one file for every crate's tests).
+#[path = "../../../../tests/common/python.rs"]
+pub mod python;
+
+/// The committed fixture `name` (a file or folder under `tests/fixtures`).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
 
 const SCALE: f64 = 1.0 / 9_007_199_254_740_992.0; // 2^-53
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the cross-crate tests.
 #![allow(dead_code)]
 
+pub mod python;
+
 use qval::envs::frozenlake::{FrozenLake, FrozenLakeAction, FrozenLakeState};
 use qval::{EvaluationPoint, Observation, Task};
 use qval_core::Environment;
