@@ -27,7 +27,16 @@ pub use qval_core as core;
 pub use qval_encoders as encoders;
 pub use qval_envs as envs;
 pub use qval_llm as llm;
-pub use qval_methods as methods;
+/// The methods under test (`qval-methods`).
+pub mod methods {
+    /// The environments' hand-written heuristics, at their former paths (they live with their
+    /// environments: [`crate::envs::frozenlake`], [`crate::envs::terminalbench`]).
+    pub use qval_envs::{
+        frozenlake::{FrozenLakeDistance, FrozenLakeManhattan},
+        terminalbench::ShellHeuristic,
+    };
+    pub use qval_methods::*;
+}
 pub use qval_metrics as metrics;
 pub use qval_runner as runner;
 pub use qval_sandbox as sandbox;

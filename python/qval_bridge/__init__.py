@@ -33,6 +33,12 @@ after forcing ``action`` if given), enabling qval's ``reference`` policy and ``e
 (CliffWalking: the goal cell; TextWorld: won); qval counts a trajectory as succeeded by its
 last state's answer. The default, ``None``, leaves it to qval's rule: the last step ended
 the episode with a positive reward.
+``profile() -> dict | None``: what the environment tells qval's methods about itself
+(``qval_core::EnvProfile`` as JSON, every field optional): ``{"scoring": {...}}`` the
+wording of the scoring family's prompts (``student_opening``, ``response_heading``,
+``expert``: {...}, ...), ``goal_texts`` / ``image_goal_texts`` (``{"goal", "baseline",
+"negatives"}``) for the embedding family, ``min_chars`` (``{"history", "current",
+"next"}``) for prompt budgets. The default, ``None``, is the generic profile.
 
 Randomness comes only from the ``rng`` argument (qval's seeded generator, reached over the
 protocol): ``rng.integers(n)`` (uniform in ``[0, n)``) and ``rng.random()`` (uniform in
@@ -54,7 +60,7 @@ qval writes a request ``{"id": N, "op": OP, ...}``; the worker answers with one 
 op          request fields                          result
 =========== ======================================= =============================================
 hello       adapter, args (dict)                    protocol (1), spec fields, purity,
-                                                    reference (bool), exact (bool)
+                                                    reference (bool), exact (bool), profile?
 tasks                                               [task]
 reset       task                                    {observation, legal, success?, snapshot?}
 step        restore (or null), action               {observation, legal, success?, reward,
@@ -146,6 +152,10 @@ class Adapter:
 
     def succeeded(self):
         """Whether the episode has reached its goal now; ``None``: qval's default rule."""
+        return None
+
+    def profile(self):
+        """What the environment tells qval's methods about itself; ``None``: the generic profile."""
         return None
 
     def has_reference(self) -> bool:

@@ -152,6 +152,9 @@ class Worker:
                 reference=self.adapter.has_reference(),
                 exact=self.adapter.has_exact(),
             )
+            profile = self.adapter.profile()
+            if profile is not None:
+                spec["profile"] = profile
             return spec
         if self.adapter is None:
             raise ProtocolError("the first request must be hello")

@@ -134,11 +134,9 @@ fn fill<K: std::hash::Hash + Eq>(
     items: &[K],
 ) -> Result<Vec<Vec<f32>>> {
     if vecs.len() != keys.len() {
-        return Err(crate::CoreError::Method(format!(
-            "the encoder returned {} vectors for {} inputs",
-            vecs.len(),
-            keys.len()
-        )));
+        return Err(crate::CoreError::Method(
+            format!("the encoder returned {} vectors for {} inputs", vecs.len(), keys.len()).into(),
+        ));
     }
     let mut cache = cache.lock().expect("cache lock");
     for (k, v) in keys.into_iter().zip(vecs) {

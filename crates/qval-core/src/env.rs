@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use crate::Result;
+use crate::profile::EnvProfile;
 use crate::seed::QRng;
 use crate::types::{Observation, Task, Trajectory};
 
@@ -44,7 +45,8 @@ pub struct StepOutcome<S> {
 /// Required: [`spec`](Self::spec), [`tasks`](Self::tasks), [`reset`](Self::reset),
 /// [`step`](Self::step), [`observe`](Self::observe), [`parse_action`](Self::parse_action),
 /// [`render_action`](Self::render_action). [`legal_actions`](Self::legal_actions) defaults to
-/// `None` (an open action set, such as shell commands).
+/// `None` (an open action set, such as shell commands); [`profile`](Self::profile), what the
+/// environment tells methods about itself, to the generic profile.
 ///
 /// # Example
 /// A one-dimensional walk to the right end of a line:
@@ -124,6 +126,56 @@ pub trait Environment: Send + Sync {
     fn succeeded(&self, trajectory: &Trajectory) -> bool {
         trajectory.succeeded()
     }
+
+    /// What the environment tells methods about itself: the wording of the scoring
+    /// family's prompts, the embedding family's goal texts, how short prompt fields may be
+    /// cut, whether observations carry pictures. Methods read it from
+    /// [`MethodContext::profile`](crate::MethodContext::profile) and never from the
+    /// environment's name.
+    ///
+    /// Default: [`EnvProfile::default`], the generic wording and nothing else.
+    ///
+    /// # Example
+    /// A walk to the end of a line, with texts for the embedding family:
+    /// ```
+    /// use qval_core::{EnvProfile, EnvSpec, Environment, GoalTexts, MethodContext, Observation, QRng,
+    ///     Result, StepOutcome, Task};
+    ///
+    /// struct Line { spec: EnvSpec }
+    ///
+    /// impl Environment for Line {
+    ///     type State = u32;
+    ///     type Action = i32;
+    ///     fn spec(&self) -> &EnvSpec { &self.spec }
+    ///     fn tasks(&self) -> Vec<Task> {
+    ///         vec![Task { id: "line".into(), instruction: "reach 3".into(), params: Default::default() }]
+    ///     }
+    ///     fn reset(&self, _: &Task, _: &mut QRng) -> Result<u32> { Ok(0) }
+    ///     fn step(&self, s: &u32, a: &i32, _: &mut QRng) -> Result<StepOutcome<u32>> {
+    ///         let next = (*s as i32 + a).clamp(0, 3) as u32;
+    ///         Ok(StepOutcome { state: next, reward: f64::from(next == 3), terminated: next == 3 })
+    ///     }
+    ///     fn observe(&self, s: &u32) -> Observation { Observation::text(format!("at {s}")) }
+    ///     fn parse_action(&self, text: &str) -> i32 { if text.trim() == "left" { -1 } else { 1 } }
+    ///     fn render_action(&self, a: &i32) -> String { if *a < 0 { "left".into() } else { "right".into() } }
+    ///     fn profile(&self) -> EnvProfile {
+    ///         EnvProfile::default().with_goal_texts(GoalTexts {
+    ///             goal: Some("at 3".into()),
+    ///             baseline: "a line of four cells".into(),
+    ///             negatives: vec!["at 0".into()],
+    ///         })
+    ///     }
+    /// }
+    ///
+    /// let env = Line { spec: EnvSpec { name: "line".into(), max_steps: 10, gamma: 0.9,
+    ///     reward_description: "1 at the end".into(), notes: String::new() } };
+    /// // The context methods are given carries the profile.
+    /// let ctx = MethodContext::for_env(&env);
+    /// assert_eq!(ctx.profile.goal_texts().unwrap().goal.as_deref(), Some("at 3"));
+    /// ```
+    fn profile(&self) -> EnvProfile {
+        EnvProfile::default()
+    }
 }
 
 macro_rules! forward_env {
@@ -142,6 +194,7 @@ macro_rules! forward_env {
             fn parse_action(&self, text: &str) -> Self::Action { (**self).parse_action(text) }
             fn render_action(&self, action: &Self::Action) -> String { (**self).render_action(action) }
             fn succeeded(&self, trajectory: &Trajectory) -> bool { (**self).succeeded(trajectory) }
+            fn profile(&self) -> EnvProfile { (**self).profile() }
         }
     )*};
 }

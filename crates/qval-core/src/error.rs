@@ -95,9 +95,11 @@ pub enum CoreError {
         /// What went wrong.
         message: String,
     },
-    /// A dense-signal method failed on a point (the predict stage records it as NaN).
-    #[error("{0}")]
-    Method(String),
+    /// A dense-signal method failed on a point (the predict stage records it as NaN). Made
+    /// from a message (`CoreError::Method("why".into())`) or from the error itself
+    /// ([`MethodError::from_error`]), which it keeps.
+    #[error(transparent)]
+    Method(MethodError),
     /// A stored state or action could not be turned back into the environment's type.
     #[error("cannot restore {what} for point `{point}`: {message}")]
     Restore {
@@ -141,12 +143,13 @@ impl CoreError {
     }
 
     /// The same failure for another point of a batch that failed as a whole: a
-    /// [`CoreError::Transient`] stays transient, anything else becomes
-    /// [`CoreError::Method`] with the same text.
+    /// [`CoreError::Transient`] stays transient, a [`CoreError::Method`] stays itself (sharing
+    /// the error it keeps), anything else becomes [`CoreError::Method`] with the same text.
     pub fn for_each_point(&self) -> CoreError {
         match self {
             CoreError::Transient(m) => CoreError::Transient(m.clone()),
-            other => CoreError::Method(other.to_string()),
+            CoreError::Method(m) => CoreError::Method(m.clone()),
+            other => CoreError::Method(other.to_string().into()),
         }
     }
 
@@ -156,6 +159,103 @@ impl CoreError {
             op,
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// A method's failure on a point ([`CoreError::Method`]): a message, or the error that
+/// caused it, kept whole.
+///
+/// Like [`std::io::Error::other`], an error kept whole is shown as itself (its text, then its
+/// own [`source`](std::error::Error::source) chain, never its text twice) and can be
+/// looked at again with [`get_ref`](Self::get_ref) or [`downcast_ref`](Self::downcast_ref).
+/// Cloning shares it, so every point of a batch that failed as a whole keeps it.
+///
+/// ```
+/// use qval_core::CoreError;
+/// use qval_core::error::MethodError;
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("backend `x` lacks scoring")]
+/// struct Unsupported;
+///
+/// let e = CoreError::Method(MethodError::from_error(Unsupported));
+/// assert_eq!(e.to_string(), "backend `x` lacks scoring");
+/// let CoreError::Method(m) = &e else { unreachable!() };
+/// assert!(m.downcast_ref::<Unsupported>().is_some());
+/// // A message alone, as before.
+/// assert_eq!(CoreError::Method("no agent".into()).to_string(), "no agent");
+/// ```
+#[derive(Clone)]
+pub struct MethodError(MethodRepr);
+
+#[derive(Clone)]
+enum MethodRepr {
+    Message(String),
+    Error(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl MethodError {
+    /// A failure told by its message.
+    pub fn new(message: impl Into<String>) -> Self {
+        MethodError(MethodRepr::Message(message.into()))
+    }
+
+    /// The failure `error`, kept whole: shown as `error` is, found again with
+    /// [`get_ref`](Self::get_ref).
+    pub fn from_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> Self {
+        MethodError(MethodRepr::Error(std::sync::Arc::new(error)))
+    }
+
+    /// The error kept whole, if it was made from one.
+    pub fn get_ref(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match &self.0 {
+            MethodRepr::Message(_) => None,
+            MethodRepr::Error(e) => Some(&**e),
+        }
+    }
+
+    /// The error kept whole, if it was made from one of type `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.get_ref().and_then(|e| e.downcast_ref::<E>())
+    }
+}
+
+impl From<String> for MethodError {
+    fn from(message: String) -> Self {
+        MethodError::new(message)
+    }
+}
+
+impl From<&str> for MethodError {
+    fn from(message: &str) -> Self {
+        MethodError::new(message)
+    }
+}
+
+impl std::fmt::Display for MethodError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            MethodRepr::Message(m) => f.write_str(m),
+            MethodRepr::Error(e) => std::fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::fmt::Debug for MethodError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            MethodRepr::Message(m) => std::fmt::Debug::fmt(m, f),
+            MethodRepr::Error(e) => std::fmt::Debug::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for MethodError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            MethodRepr::Message(_) => None,
+            MethodRepr::Error(e) => e.source(),
         }
     }
 }

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::Result;
-use crate::env::EnvSpec;
+use crate::env::{EnvSpec, Environment};
+use crate::profile::EnvProfile;
 use crate::types::{EvaluationPoint, Signal};
 
 /// What a method knows about the setting beyond the point itself.
@@ -26,6 +27,11 @@ pub struct MethodContext {
     pub history_limit: usize,
     /// The episode's step budget.
     pub max_steps: usize,
+    /// What the environment tells methods about itself ([`Environment::profile`]): the
+    /// wording of its prompts, its goal texts. Not serialised (a run's `run.json` records the
+    /// context without it); [`EnvProfile::default`] when read back.
+    #[serde(skip)]
+    pub profile: Arc<EnvProfile>,
 }
 
 impl MethodContext {
@@ -42,7 +48,20 @@ impl MethodContext {
             include_next_state: true,
             history_limit: 40,
             max_steps: spec.max_steps,
+            profile: Arc::default(),
         }
+    }
+
+    /// [`MethodContext::from_spec`] of `env`'s spec, with the profile `env` offers
+    /// ([`Environment::profile`]).
+    pub fn for_env<E: Environment + ?Sized>(env: &E) -> Self {
+        MethodContext::from_spec(env.spec()).with_profile(env.profile())
+    }
+
+    /// The same context with `profile` (the profile of the environment the points are from).
+    pub fn with_profile(mut self, profile: impl Into<Arc<EnvProfile>>) -> Self {
+        self.profile = profile.into();
+        self
     }
 }
 

@@ -756,12 +756,15 @@ pub async fn predict<M: DenseSignalMethod + ?Sized>(
                 let batch: Vec<EvaluationPoint> = idx.iter().map(|&i| points[i].clone()).collect();
                 let results = method.evaluate_batch(&batch, ctx).await;
                 if results.len() != batch.len() {
-                    return vec![Err(CoreError::Method(format!(
-                        "method `{}` returned {} results for {} points",
-                        method.name(),
-                        results.len(),
-                        batch.len()
-                    )))];
+                    return vec![Err(CoreError::Method(
+                        format!(
+                            "method `{}` returned {} results for {} points",
+                            method.name(),
+                            results.len(),
+                            batch.len()
+                        )
+                        .into(),
+                    ))];
                 }
                 batch
                     .iter()

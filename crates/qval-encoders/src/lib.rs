@@ -58,7 +58,7 @@ pub enum EncoderError {
 
 impl From<EncoderError> for CoreError {
     fn from(e: EncoderError) -> Self {
-        CoreError::Method(e.to_string())
+        CoreError::Method(qval_core::error::MethodError::from_error(e))
     }
 }
 

@@ -78,17 +78,18 @@ fn a_missing_model_folder_names_the_install_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedding_methods_score_the_quickstart_points_with_the_real_model() {
     use qval_core::{DenseSignalMethod, Signal, StageOptions, predict};
-    use qval_methods::embedding::{EmbeddingMethod, GoalTexts};
+    use qval_methods::embedding::EmbeddingMethod;
     use std::sync::Arc;
     let qval_testkit::QuickstartData {
         points, labels, ctx, ..
     } = qval_testkit::quickstart_data().await;
     let enc = Arc::new(CachedEncoder::new(model()));
+    let goal = || ctx.profile.goal_texts().cloned().expect("FrozenLake's goal texts");
     let methods = [
-        EmbeddingMethod::goal_cosine(enc.clone(), GoalTexts::frozenlake(), Signal::Q),
-        EmbeddingMethod::vlm_rm(enc.clone(), GoalTexts::frozenlake(), Signal::Q, 0.5),
-        EmbeddingMethod::sor(enc.clone(), GoalTexts::frozenlake(), Signal::Q, 0.07),
-        EmbeddingMethod::threshold(enc.clone(), GoalTexts::frozenlake(), Signal::Q, 0.07, 0.5),
+        EmbeddingMethod::goal_cosine(enc.clone(), goal(), Signal::Q),
+        EmbeddingMethod::vlm_rm(enc.clone(), goal(), Signal::Q, 0.5),
+        EmbeddingMethod::sor(enc.clone(), goal(), Signal::Q, 0.07),
+        EmbeddingMethod::threshold(enc.clone(), goal(), Signal::Q, 0.07, 0.5),
     ];
     for m in &methods {
         let preds = predict(m, &points, &ctx, &StageOptions::default()).await.unwrap();

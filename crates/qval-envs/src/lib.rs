@@ -10,6 +10,12 @@
 //! - [`terminalbench`]: shell tasks in the Terminal-Bench layout, run in a bubblewrap
 //!   sandbox with content-addressed snapshots, so steps are pure and states can be branched.
 //!
+//! Each environment owns what it knows: its hand-written heuristics
+//! ([`frozenlake::FrozenLakeDistance`], [`terminalbench::ShellHeuristic`]) and its
+//! [`qval_core::EnvProfile`] ([`qval_core::Environment::profile`]: the wording of the scoring
+//! family's prompts, the embedding family's goal texts, prompt minimums), which methods read
+//! from their context instead of asking which environment they are in.
+//!
 //! ```
 //! use qval_envs::frozenlake::FrozenLake;
 //! use qval_core::Environment;

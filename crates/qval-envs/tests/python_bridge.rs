@@ -462,6 +462,38 @@ fn a_worker_that_dies_once_is_replaced_and_the_step_succeeds() {
 }
 
 #[test]
+fn an_adapter_tells_methods_about_itself_through_its_profile() {
+    // The bridged FrozenLake gives the native environment's scoring wording, and no more.
+    let bridged = bridged_frozenlake(false, 1).profile();
+    let native = FrozenLake::builder().published_maps().build().unwrap().profile();
+    assert_eq!(bridged.scoring(), native.scoring());
+    assert_eq!(bridged.scoring(), &qval_envs::frozenlake::scoring_wording());
+    assert!(bridged.goal_texts().is_none() && bridged.image_goal_texts().is_none());
+    // An adapter without profile(): the generic profile.
+    let taxi = PythonEnv::builder("qval_bridge.adapters.gym_toytext:TaxiAdapter")
+        .args(json!({"tasks": 1}))
+        .build()
+        .unwrap();
+    assert_eq!(taxi.profile(), qval_core::EnvProfile::default());
+    // A profile's missing fields keep the generic texts.
+    let own = PythonEnv::builder(faulty("Profiled")).build().unwrap().profile();
+    assert_eq!(own.scoring().response_heading, "**What The Walk Did:**");
+    assert_eq!(
+        own.scoring().student_opening,
+        qval_core::EnvProfile::default().scoring().student_opening
+    );
+    assert_eq!(own.goal_texts().unwrap().baseline, "a line of cells");
+    let err = PythonEnv::builder(faulty("BadProfile"))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("profile() is not a valid profile") && err.contains("unknown field `student_openin`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_missing_package_names_the_pip_command() {
     let err = PythonEnv::builder(faulty("NeedsMissing")).build().unwrap_err();
     assert!(matches!(err, qval_envs::EnvsError::MissingPackage { .. }), "{err}");

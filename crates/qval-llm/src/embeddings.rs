@@ -346,7 +346,7 @@ impl HttpEncoder {
             if e.is_transient() {
                 CoreError::Transient(message)
             } else {
-                CoreError::Method(message)
+                CoreError::Method(message.into())
             }
         })?;
         for (idx, vecs) in done {

@@ -16,60 +16,24 @@
 //! [`EmbeddingMethod::on_images`] scores the state's **picture** instead of its text: the last
 //! image of s' for Q (s for V) is embedded with the [`ImageEncoder`], and compared with the
 //! goal, baseline and negative **texts** embedded by the [`TextEncoder`] of the same model (a
-//! CLIP-style shared space). Published defaults: the goal is each point's task text
-//! ([`GoalTexts::frozenlake_vision`]), alpha 0.5, T 0.07, beta 0.5; a point without an image
-//! scores NaN with the reason.
+//! CLIP-style shared space). Published defaults: the goal is each point's task text (the
+//! environment's [`qval_core::EnvProfile::image_goal_texts`], such as FrozenLake's), alpha
+//! 0.5, T 0.07, beta 0.5; a point without an image scores NaN with the reason.
 
 use async_trait::async_trait;
 
 pub use qval_core::encoder::{CachedEncoder, ImageEncoder, TextEncoder, cosine};
+/// The texts an embedding method compares with: an environment's own, from its profile
+/// ([`qval_core::EnvProfile::goal_texts`], [`qval_core::EnvProfile::image_goal_texts`]).
+pub use qval_core::profile::GoalTexts;
 use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, Image, MethodContext, Result, Signal};
 
-/// The texts an embedding method compares with, per environment.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GoalTexts {
-    /// The goal description (`None`: the task's instruction).
-    pub goal: Option<String>,
-    /// A neutral description of the environment (VLM-RM's baseline).
-    pub baseline: String,
-    /// Descriptions of outcomes other than the goal (SOR's negatives).
-    pub negatives: Vec<String>,
-}
-
-impl GoalTexts {
-    /// FrozenLake's defaults.
-    pub fn frozenlake() -> Self {
-        GoalTexts {
-            goal: Some("The agent @ has reached the goal G of the frozen lake.".into()),
-            baseline: "A frozen lake grid with a start S, frozen tiles F, holes H and a goal G.".into(),
-            negatives: vec![
-                "The agent @ has fallen into a hole H.".into(),
-                "The agent @ is still at the start S, far from the goal.".into(),
-                "The agent @ is walking on frozen tiles F away from the goal.".into(),
-            ],
-        }
-    }
-
-    /// FrozenLake's texts for pictures, as published for the VLE methods: the goal is each
-    /// point's task text; baseline "a blank frozen lake grid"; negatives "the agent fell into
-    /// a hole", "an empty frozen lake", "a random unrelated scene".
-    pub fn frozenlake_vision() -> Self {
-        GoalTexts {
-            goal: None,
-            baseline: "a blank frozen lake grid".into(),
-            negatives: vec![
-                "the agent fell into a hole".into(),
-                "an empty frozen lake".into(),
-                "a random unrelated scene".into(),
-            ],
-        }
-    }
-
-    fn goal_for(&self, point: &EvaluationPoint) -> String {
-        self.goal
-            .clone()
-            .unwrap_or_else(|| point.task.instruction.trim().to_string())
-    }
+/// The goal text of `point`: the texts' goal, else the point's task instruction.
+fn goal_for(texts: &GoalTexts, point: &EvaluationPoint) -> String {
+    texts
+        .goal
+        .clone()
+        .unwrap_or_else(|| point.task.instruction.trim().to_string())
 }
 
 /// The state image a method scores: the last image of s' for Q (and advantage), of s for V.
@@ -249,13 +213,16 @@ impl<E: TextEncoder> DenseSignalMethod for EmbeddingMethod<E> {
         let mut texts: Vec<String> = extra.clone();
         for p in points {
             texts.push(state_text(p, self.signal));
-            texts.push(self.texts.goal_for(p));
+            texts.push(goal_for(&self.texts, p));
         }
         let vecs = match self.encoder.encode(&texts).await {
             Ok(v) if v.len() == texts.len() => v,
             Ok(v) => {
                 let e = format!("the encoder returned {} vectors for {} texts", v.len(), texts.len());
-                return points.iter().map(|_| Err(CoreError::Method(e.clone()))).collect();
+                return points
+                    .iter()
+                    .map(|_| Err(CoreError::Method(e.clone().into())))
+                    .collect();
             }
             Err(e) => return points.iter().map(|_| Err(e.for_each_point())).collect(),
         };
@@ -294,12 +261,17 @@ impl<E: TextEncoder + ImageEncoder> DenseSignalMethod for OnImages<E> {
         let m = &self.0;
         let extra = m.extra_texts();
         let mut texts: Vec<String> = extra.clone();
-        texts.extend(points.iter().map(|p| m.texts.goal_for(p)));
+        texts.extend(points.iter().map(|p| goal_for(&m.texts, p)));
         let images: Vec<Image> = points
             .iter()
             .filter_map(|p| state_image(p, m.signal).cloned())
             .collect();
-        let failed = |e: String| points.iter().map(|_| Err(CoreError::Method(e.clone()))).collect();
+        let failed = |e: String| {
+            points
+                .iter()
+                .map(|_| Err(CoreError::Method(e.clone().into())))
+                .collect()
+        };
         let t = match m.encoder.encode(&texts).await {
             Ok(v) if v.len() == texts.len() => v,
             Ok(v) => {
@@ -328,11 +300,14 @@ impl<E: TextEncoder + ImageEncoder> DenseSignalMethod for OnImages<E> {
             .zip(goals)
             .map(|(p, g)| match state_image(p, m.signal) {
                 Some(_) => Ok(m.score(&s.next().expect("one vector per image"), g, fixed)),
-                None => Err(CoreError::Method(format!(
-                    "point `{}` has no {} image to score",
-                    p.id,
-                    if m.signal == Signal::V { "state" } else { "next-state" }
-                ))),
+                None => Err(CoreError::Method(
+                    format!(
+                        "point `{}` has no {} image to score",
+                        p.id,
+                        if m.signal == Signal::V { "state" } else { "next-state" }
+                    )
+                    .into(),
+                )),
             })
             .collect()
     }
@@ -359,7 +334,7 @@ mod tests {
                     self.0
                         .get(t)
                         .cloned()
-                        .ok_or_else(|| CoreError::Method(format!("unknown text {t:?}")))
+                        .ok_or_else(|| CoreError::Method(format!("unknown text {t:?}").into()))
                 })
                 .collect()
         }
@@ -422,6 +397,7 @@ mod tests {
             include_next_state: true,
             history_limit: 40,
             max_steps: 10,
+            profile: Default::default(),
         }
     }
 
@@ -504,6 +480,5 @@ mod tests {
         let r = q.evaluate_batch(&[point("near"), p], &ctx()).await;
         assert!(r[0].as_ref().unwrap_err().to_string().contains("no next-state image"));
         assert!(r[1].is_ok());
-        assert_eq!(GoalTexts::frozenlake_vision().negatives.len(), 3);
     }
 }

@@ -1,6 +1,7 @@
 //! The error type of `qval-methods`.
 
 use qval_core::CoreError;
+use qval_core::error::MethodError;
 
 /// What can go wrong in a method.
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +28,13 @@ pub enum MethodsError {
 }
 
 impl From<MethodsError> for CoreError {
+    /// A [`MethodsError::Core`] is the error it holds; any other becomes
+    /// [`CoreError::Method`], kept whole ([`MethodError::from_error`]: the same text, and
+    /// `get_ref` or `downcast_ref` finds the `MethodsError` again).
     fn from(e: MethodsError) -> Self {
         match e {
             MethodsError::Core(c) => c,
-            other => CoreError::Method(other.to_string()),
+            other => CoreError::Method(MethodError::from_error(other)),
         }
     }
 }

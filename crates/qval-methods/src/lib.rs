@@ -3,21 +3,23 @@
 //! Dense-signal methods under test, each a [`qval_core::DenseSignalMethod`]:
 //!
 //! - [`RandomBaseline`]: seeded uniform scores, the floor every method must beat;
-//! - [`FrozenLakeDistance`]: a hand-written FrozenLake heuristic, the template to copy for
-//!   your own environment-specific signal;
-//! - [`prompting`]: LLM methods (direct, GVL, verifier, ranking) over any [`llm::Backend`].
+//! - [`prompting`]: LLM methods (direct, GVL, verifier, ranking, the scoring family) over
+//!   any [`llm::Backend`];
+//! - [`code`] and [`embedding`]: the code and embedding families.
+//!
+//! No method knows which environment it scores: what an environment tells methods about
+//! itself (prompt wording, goal texts, prompt minimums) comes with the points' context, in
+//! [`qval_core::MethodContext::profile`]. An environment's hand-written heuristics live with
+//! the environment (`qval_envs::frozenlake::FrozenLakeDistance`, the template to copy for your
+//! own environment-specific signal).
 #![deny(missing_docs)]
 
 pub mod code;
 pub mod embedding;
 pub mod error;
-pub mod frozenlake;
 pub mod llm;
 pub mod prompting;
 pub mod random;
-pub mod terminal;
 
 pub use error::MethodsError;
-pub use frozenlake::{FrozenLakeDistance, FrozenLakeManhattan};
 pub use random::RandomBaseline;
-pub use terminal::ShellHeuristic;

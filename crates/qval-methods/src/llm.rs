@@ -16,6 +16,6 @@ pub fn failed(what: &str, e: LlmError) -> qval_core::CoreError {
     if e.is_transient() {
         qval_core::CoreError::Transient(format!("{what}: {e}"))
     } else {
-        qval_core::CoreError::Method(format!("{what}: {e}"))
+        qval_core::CoreError::Method(format!("{what}: {e}").into())
     }
 }

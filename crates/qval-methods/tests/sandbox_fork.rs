@@ -69,6 +69,7 @@ def signal_function(state, action, next_state):
         include_next_state: true,
         history_limit: 40,
         max_steps: 10,
+        profile: Default::default(),
     };
     let t = std::time::Instant::now();
     let r = m.evaluate(&point, &ctx).await;

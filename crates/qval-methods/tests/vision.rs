@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use qval_core::{DenseSignalMethod, LabelConfig, Signal, StageOptions, label, predict};
 use qval_envs::frozenlake::ExactLabeler;
-use qval_methods::embedding::{CachedEncoder, EmbeddingMethod, GoalTexts};
+use qval_methods::embedding::{CachedEncoder, EmbeddingMethod};
 use qval_methods::llm::HttpEncoder;
 use qval_testkit::{ServerConfig, TestServer, quickstart_image_data, rho};
 
@@ -32,7 +32,12 @@ async fn the_vision_family_on_pictures_correlates_with_the_values_as_the_server_
     let methods: Vec<(Box<dyn DenseSignalMethod>, f64)> = [Signal::Q, Signal::V]
         .into_iter()
         .flat_map(|s| {
-            let t = GoalTexts::frozenlake_vision();
+            let t = d
+                .ctx
+                .profile
+                .image_goal_texts()
+                .cloned()
+                .expect("FrozenLake's picture texts");
             let e = encoder.clone();
             vec![
                 (

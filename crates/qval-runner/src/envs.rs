@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use crate::spec::{self, SpecProblem, Typed};
 use qval_core::{
-    CollectConfig, DenseSignalMethod, EnvSpec, Environment, EvaluationPoint, Labeler, MethodContext, MvmcConfig,
-    MvmcLabeler, Policy, Share, Signal, StageOptions, Task, Trajectory,
+    CollectConfig, DenseSignalMethod, EnvProfile, EnvSpec, Environment, EvaluationPoint, Labeler, MethodContext,
+    MvmcConfig, MvmcLabeler, Policy, Share, Signal, StageOptions, Task, Trajectory,
 };
-use qval_methods::embedding::GoalTexts;
 use qval_methods::llm::{Backend, BackendEntry};
 
 /// What a policy or environment factory may ask of the run: its folders and its backends.
@@ -99,33 +98,22 @@ pub trait EnvPlugin: Send + Sync {
     /// # Errors
     /// The first check that fails, naming the environment.
     fn check(&self, seed: u64) -> qval_core::Result<()>;
-    /// Goal, baseline and negative texts for the embedding family, if defined.
-    fn goal_texts(&self) -> Option<GoalTexts> {
-        None
-    }
-    /// Whether observations carry pictures (`Observation::images`), as configured. Default:
-    /// no.
-    fn gives_images(&self) -> bool {
-        false
-    }
-    /// How short prompt fields may be cut to meet a token budget (the published minimums of
-    /// the environment's context). Default: never cut.
-    fn prompt_min_chars(&self) -> qval_methods::llm::MinChars {
-        qval_methods::llm::MinChars::default()
-    }
-    /// The texts the embedding family compares pictures with (the published VLE texts), if
-    /// defined. Default: none.
-    fn image_goal_texts(&self) -> Option<GoalTexts> {
-        None
+    /// What the environment tells methods about itself ([`Environment::profile`]): the
+    /// scoring family's wording, the embedding family's goal texts (for text and for
+    /// pictures), whether observations carry pictures, how short prompt fields may be cut.
+    /// Default: the generic profile.
+    fn profile(&self) -> EnvProfile {
+        EnvProfile::default()
     }
     /// Exact labels of `signal` (discounted by `gamma`, default the environment's), where the
     /// environment can compute them. Default: none.
     fn exact_labeler(&self, _signal: Signal, _gamma: Option<f64>) -> Option<Arc<dyn Labeler>> {
         None
     }
-    /// What methods are told about the setting.
+    /// What methods are told about the setting: the spec's facts and the
+    /// [`profile`](Self::profile).
     fn method_context(&self) -> MethodContext {
-        MethodContext::from_spec(&self.spec())
+        MethodContext::from_spec(&self.spec()).with_profile(self.profile())
     }
 }
 
@@ -140,7 +128,8 @@ pub type HeuristicFactory = Arc<dyn Fn(Signal) -> Option<Arc<dyn DenseSignalMeth
 pub type ExactFactory = Arc<dyn Fn(Signal, Option<f64>) -> Arc<dyn Labeler> + Send + Sync>;
 
 /// An [`EnvPlugin`] for any typed [`Environment`]: register its policies by name, name the
-/// default collector and reference, optionally a heuristic. Every environment also gets the
+/// default collector and reference, optionally a heuristic. What methods are told about the
+/// environment is its own [`Environment::profile`]. Every environment also gets the
 /// `llm` policy (an LLM agent over a named backend: `{ type = "llm", backend = "NAME" }`).
 ///
 /// ```
@@ -162,11 +151,7 @@ pub struct TypedEnv<E: Environment> {
     reference: String,
     heuristic: Option<HeuristicFactory>,
     variants: BTreeMap<String, HeuristicFactory>,
-    goal_texts: Option<GoalTexts>,
-    images: bool,
-    image_goal_texts: Option<GoalTexts>,
     exact: Option<ExactFactory>,
-    min_chars: qval_methods::llm::MinChars,
 }
 
 #[derive(serde::Deserialize)]
@@ -209,18 +194,8 @@ impl<E: Environment + 'static> TypedEnv<E> {
             reference: "llm".into(),
             heuristic: None,
             variants: BTreeMap::new(),
-            goal_texts: None,
-            images: false,
-            image_goal_texts: None,
             exact: None,
-            min_chars: Default::default(),
         }
-    }
-
-    /// How short prompt fields may be cut to meet a token budget.
-    pub fn prompt_min_chars(mut self, m: qval_methods::llm::MinChars) -> Self {
-        self.min_chars = m;
-        self
     }
 
     /// The environment's exact labels (label sets with `method = "exact"`).
@@ -267,24 +242,6 @@ impl<E: Environment + 'static> TypedEnv<E> {
         F: Fn(Signal) -> Option<Arc<dyn DenseSignalMethod>> + Send + Sync + 'static,
     {
         self.variants.insert(name.to_string(), Arc::new(f));
-        self
-    }
-
-    /// Goal texts for the embedding family.
-    pub fn goal_texts(mut self, texts: GoalTexts) -> Self {
-        self.goal_texts = Some(texts);
-        self
-    }
-
-    /// Whether observations carry pictures as configured (default false).
-    pub fn gives_images(mut self, yes: bool) -> Self {
-        self.images = yes;
-        self
-    }
-
-    /// The texts the embedding family compares pictures with.
-    pub fn image_goal_texts(mut self, texts: GoalTexts) -> Self {
-        self.image_goal_texts = Some(texts);
         self
     }
 
@@ -419,20 +376,8 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         qval_core::check_environment_on(&*self.env, 2, 2, 8, seed)
     }
 
-    fn goal_texts(&self) -> Option<GoalTexts> {
-        self.goal_texts.clone()
-    }
-
-    fn gives_images(&self) -> bool {
-        self.images
-    }
-
-    fn prompt_min_chars(&self) -> qval_methods::llm::MinChars {
-        self.min_chars
-    }
-
-    fn image_goal_texts(&self) -> Option<GoalTexts> {
-        self.image_goal_texts.clone()
+    fn profile(&self) -> EnvProfile {
+        self.env.profile()
     }
 
     fn exact_labeler(&self, signal: Signal, gamma: Option<f64>) -> Option<Arc<dyn Labeler>> {
@@ -521,7 +466,10 @@ struct NoParams {}
 /// `epsilon` 0.1), `optimal` (default reference), `uniform`, `llm`; heuristic: distance;
 /// exact labels of the reference policy.
 pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
-    use qval_envs::frozenlake::{EpsilonGreedy, FrozenLake, ObservationMode, OptimalPolicy, UniformPolicy};
+    use qval_envs::frozenlake::{
+        EpsilonGreedy, FrozenLake, FrozenLakeDistance, FrozenLakeManhattan, ObservationMode, OptimalPolicy,
+        UniformPolicy,
+    };
     let p: FrozenLakeParams = spec::params(params, &[])?;
     let bounded = |key: &str, v: usize, lo: usize, hi: usize| {
         if (lo..=hi).contains(&v) {
@@ -557,7 +505,6 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
         .max_steps(p.max_steps)
         .gamma(p.gamma)
         .image_size(p.image_size);
-    let images = p.observation == "image";
     b = match p.observation.as_str() {
         "text" => b.observation(ObservationMode::Text),
         "image" => b.observation(ObservationMode::TextAndImage),
@@ -637,13 +584,10 @@ pub fn frozenlake(params: &toml::Table, _: &dyn RunServices) -> std::result::Res
             Ok(Arc::new(UniformPolicy) as Arc<dyn Policy<FrozenLake>>)
         })
         .defaults("epsilon-greedy", "optimal")
-        .heuristic(|signal| Some(Arc::new(qval_methods::FrozenLakeDistance::new(signal)) as Arc<dyn DenseSignalMethod>))
+        .heuristic(|signal| Some(Arc::new(FrozenLakeDistance::new(signal)) as Arc<dyn DenseSignalMethod>))
         .heuristic_variant("manhattan", |signal| {
-            Some(Arc::new(qval_methods::FrozenLakeManhattan::new(signal)) as Arc<dyn DenseSignalMethod>)
+            Some(Arc::new(FrozenLakeManhattan::new(signal)) as Arc<dyn DenseSignalMethod>)
         })
-        .goal_texts(GoalTexts::frozenlake())
-        .gives_images(images)
-        .image_goal_texts(GoalTexts::frozenlake_vision())
         .exact(move |signal, gamma| {
             Arc::new(qval_envs::frozenlake::ExactLabeler::new(
                 for_exact.clone(),
@@ -770,7 +714,7 @@ pub fn terminalbench(
     params: &toml::Table,
     services: &dyn RunServices,
 ) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
-    use qval_envs::terminalbench::{NoisyScripted, OracleSolution, TerminalBench};
+    use qval_envs::terminalbench::{NoisyScripted, OracleSolution, ShellHeuristic, TerminalBench};
     let p: TerminalBenchParams = spec::params(params, &[])?;
     let mut b = TerminalBench::builder().store_dir(services.run_dir().join("store"));
     if let Some(dir) = &p.tasks_dir {
@@ -809,12 +753,6 @@ pub fn terminalbench(
     }
     let env = Arc::new(b.build().map_err(env_problem)?);
     let plugin = TypedEnv::new(env)
-        // The published TerminalBench context's minimums (tblite_easy_40ms_react_tags.yaml).
-        .prompt_min_chars(qval_methods::llm::MinChars {
-            history: Some(2048),
-            current: Some(4096),
-            next: Some(4096),
-        })
         .policy("oracle", |params, _| {
             let _: NoParams = spec::params(params, &[])?;
             Ok(Arc::new(OracleSolution) as Arc<dyn Policy<TerminalBench>>)
@@ -826,8 +764,6 @@ pub fn terminalbench(
             Ok(Arc::new(policy) as Arc<dyn Policy<TerminalBench>>)
         })
         .defaults("noisy", "oracle")
-        .heuristic(|signal| {
-            (signal == Signal::Q).then(|| Arc::new(qval_methods::ShellHeuristic) as Arc<dyn DenseSignalMethod>)
-        });
+        .heuristic(|signal| (signal == Signal::Q).then(|| Arc::new(ShellHeuristic) as Arc<dyn DenseSignalMethod>));
     Ok(Arc::new(plugin))
 }

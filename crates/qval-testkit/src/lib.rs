@@ -636,7 +636,7 @@ pub struct QuickstartData {
     pub points: Vec<qval_core::EvaluationPoint>,
     /// Their labels, in point order.
     pub labels: Vec<qval_core::Label>,
-    /// The method context of the environment.
+    /// The method context of the environment, with its profile.
     pub ctx: qval_core::MethodContext,
 }
 
@@ -695,7 +695,7 @@ async fn quickstart_data_of(env: qval_envs::frozenlake::FrozenLake) -> Quickstar
     )
     .await
     .expect("labels");
-    let ctx = MethodContext::from_spec(env.spec());
+    let ctx = MethodContext::for_env(&*env);
     QuickstartData {
         env,
         trajectories,

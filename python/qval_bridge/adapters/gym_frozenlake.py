@@ -48,6 +48,79 @@ PUBLISHED_TASK = (
     "The episode ends when the agent reaches the goal, falls into a hole, or the step limit is reached."
 )
 PUBLISHED_REWARD = "Sparse outcome-based reward: 1.0 for reaching the goal (G), 0.0 otherwise."
+# How the scoring family's prompts (sdpo, sdpo-gt, delta-belief) name FrozenLake's grid, moves
+# and expert evidence: the native environment's wording (qval_envs::frozenlake::scoring_wording,
+# checked equal in crates/qval-envs/tests/python_bridge.rs), given to qval by profile().
+SCORING_WORDING = {
+    "student_opening": (
+        "Choose the next FrozenLake move for the following decision point. Use the current grid, the "
+        "agent position marked '@', the goal (G), holes (H), and the available moves: left, down, "
+        "right, up."
+    ),
+    "student_closing": (
+        "Respond with exactly one valid FrozenLake move from: left, down, right, up. Prefer moves "
+        "that keep the agent on safe frozen tiles, make progress toward the goal, avoid holes, and "
+        "avoid wasting the limited step budget. The assistant continuation being scored is that move "
+        "itself."
+    ),
+    "teacher_opening": (
+        "Choose again from the same FrozenLake grid position after seeing the immediate environment "
+        "response produced by one candidate move."
+    ),
+    "teacher_closing": (
+        "Use this one-turn response only as evidence about the candidate move's quality in the "
+        "current FrozenLake state: whether it kept the agent on safe ice, avoided holes, moved closer "
+        "to the goal along a viable path, avoided off-grid no-ops or backtracking, preserved future "
+        "safe moves, and used the remaining step budget efficiently. If the response shows the agent "
+        "reached the goal, heavily reward the move; if it shows the agent fell into a hole or entered "
+        "a dead-end region, heavily penalize it. Do not reward a move merely because the response "
+        "makes the move easy to reconstruct. The assistant continuation being scored is the original "
+        "candidate move itself, so do not rewrite or replace it here."
+    ),
+    "expert_opening": (
+        "Choose again from the same FrozenLake grid position after seeing the immediate environment "
+        "response produced by one candidate move, the next expert move from the resulting grid state, "
+        "and a structured outcome summary from the stored expert rollout."
+    ),
+    "expert_closing": (
+        "Use the immediate grid response, next expert move, and structured rollout summary to judge "
+        "the original candidate move from the current FrozenLake grid state. Prefer moves that keep "
+        "the agent on safe ice, avoid holes and off-grid no-ops, reduce expert distance to the goal, "
+        "preserve future safe moves, and use the remaining step budget efficiently. Treat a short "
+        "successful stored expert rollout as strong positive evidence; treat no observed success as "
+        "weaker evidence, not proof that the state is unsolvable. Do not reward a move merely because "
+        "the response or next expert move makes it easy to reconstruct. The assistant continuation "
+        "being scored is the original candidate move itself, so do not rewrite or replace it."
+    ),
+    "response_heading": "**Immediate FrozenLake Response After The Candidate Move:**",
+    "expert_heading": "**Expert Rollout Evidence After The Candidate Move:**",
+    "sdpo_guidance": (
+        "For FrozenLake, this SDPO signal is per-turn: the teacher may use only the immediate grid "
+        "response after the candidate move. Treat that response as evidence about sparse "
+        "goal-reaching progress, hole avoidance, shortest safe path progress, off-grid no-ops, "
+        "backtracking, terminal success or failure, and the remaining step budget from the resulting "
+        "grid state."
+    ),
+    "gt_guidance": (
+        "For FrozenLake, this SDPO variant is an oracle-teacher ablation: the teacher may use the "
+        "immediate grid response after the candidate move, the next expert move from the resulting "
+        "grid state, and a structured stored rollout summary. Treat that evidence as information "
+        "about goal-reaching progress, hole avoidance, off-grid no-ops, backtracking, remaining safe "
+        "path distance to the goal, and terminal success or failure."
+    ),
+    "expert": {
+        "state": "FrozenLake grid state",
+        "unit": "expert move",
+        "candidate": "candidate move",
+        "next": "Best next expert move after candidate result",
+        "reached": "Stored expert rollout reached goal",
+        "steps": "Expert moves from candidate result to success",
+        "observed": "Expert moves from candidate result observed",
+        "remaining_success": "expert move(s) to goal",
+        "remaining_missing": "goal was not observed in the stored expert rollout",
+        "reward": "Final observed environment reward",
+    },
+}
 
 
 def published_maps(n: int = 8, size: int = 8, p: float = 0.8, seed: int = 42) -> list[list[str]]:
@@ -125,6 +198,11 @@ class FrozenLakeAdapter(Adapter):
             "reward_description": reward,
             "notes": notes,
         }
+
+    def profile(self):
+        # The scoring family's wording; no goal texts (the native environment's embedding
+        # texts are not offered through the bridge).
+        return {"scoring": SCORING_WORDING}
 
     def tasks(self):
         spec = self.spec()

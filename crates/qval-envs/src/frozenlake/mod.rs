@@ -41,14 +41,18 @@
 //! ```
 
 mod exact;
+pub mod heuristic;
 mod map;
 pub mod policy;
+mod profile;
 mod render;
 pub mod solver;
 
 pub use exact::ExactLabeler;
+pub use heuristic::{FrozenLakeDistance, FrozenLakeManhattan};
 pub use map::{Grid, MOVES, Tile};
 pub use policy::{EpsilonGreedy, OptimalPolicy, UniformPolicy};
+pub use profile::{goal_texts, scoring_wording, vision_goal_texts};
 pub use render::{render, render_png};
 
 use rand::Rng as _;
@@ -57,7 +61,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::EnvsError;
-use qval_core::{EnvSpec, Environment, Image, Observation, QRng, Result, StepOutcome, Task};
+use qval_core::{EnvProfile, EnvSpec, Environment, Image, Observation, QRng, Result, StepOutcome, Task};
 
 /// A FrozenLake action.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -605,5 +609,11 @@ impl Environment for FrozenLake {
                 _ => unreachable!("moves have an index"),
             },
         }
+    }
+
+    /// The published wording of the scoring family, the embedding family's goal texts (for
+    /// text and for pictures); pictures when the observation mode gives them.
+    fn profile(&self) -> EnvProfile {
+        profile::profile(self.mode == ObservationMode::TextAndImage)
     }
 }

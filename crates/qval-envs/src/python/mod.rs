@@ -30,7 +30,7 @@
 //!
 //! | op | request fields | result |
 //! |---|---|---|
-//! | `hello` | `adapter`, `args` | `protocol`, `name`, `max_steps`, `gamma`, `reward_description`, `notes`, `purity`, `reference`, `exact` |
+//! | `hello` | `adapter`, `args` | `protocol`, `name`, `max_steps`, `gamma`, `reward_description`, `notes`, `purity`, `reference`, `exact`, `profile?` |
 //! | `tasks` | | `[{id, instruction, params}]` |
 //! | `reset` | `task` | `{observation, legal, success?, snapshot?}` |
 //! | `step` | `restore`, `action` | `{observation, legal, success?, reward, terminated, snapshot?}` |
@@ -43,7 +43,10 @@
 //! `{"task", "reset_draws", "history": [{"action", "draws"}]}` with draws `{"i": k}` /
 //! `{"f": x}`. `success` is the adapter's optional `succeeded()` (whether the episode reached
 //! its goal), sent when it is not `None`; [`Environment::succeeded`] reads it from the last
-//! state. Anything the adapter prints goes to the worker's stderr.
+//! state. `profile` is the adapter's optional `profile()`, what the environment tells methods
+//! about itself ([`qval_core::EnvProfile`] as JSON, every field optional; absent: the generic
+//! profile), which [`Environment::profile`] gives. Anything the adapter prints goes to the
+//! worker's stderr.
 //!
 //! ## Failures
 //! An adapter that raises gives [`EnvsError::Python`] with the Python traceback. A worker that
@@ -80,7 +83,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use crate::EnvsError;
-use qval_core::{EnvSpec, Environment, Observation, QRng, Result, StepOutcome, Task};
+use qval_core::{EnvProfile, EnvSpec, Environment, Observation, QRng, Result, StepOutcome, Task};
 use worker::{Draws, Finish, Hold, Launch, Pool};
 
 /// How an adapter's states are restored.
@@ -260,6 +263,7 @@ pub struct PythonEnv {
     purity: Purity,
     has_reference: bool,
     has_exact: bool,
+    profile: EnvProfile,
     pool: Pool,
     parsed: Mutex<HashMap<String, Value>>,
     rendered: Mutex<HashMap<String, String>>,
@@ -579,6 +583,11 @@ impl PythonEnvBuilder {
             notes: text("notes").unwrap_or_default(),
         };
         let purity: Purity = serde_json::from_value(hello["purity"].clone()).map_err(|_| bad("purity"))?;
+        let profile = match &hello["profile"] {
+            Value::Null => EnvProfile::default(),
+            p => serde_json::from_value(p.clone())
+                .map_err(|e| EnvsError::Bridge(format!("the adapter's profile() is not a valid profile: {e}")))?,
+        };
         let tasks = pool.run(&|_| json!({"op": "tasks"}), &mut Draws::new(None), &mut |v, _| {
             Ok((v, Hold::Keep))
         })?;
@@ -591,6 +600,7 @@ impl PythonEnvBuilder {
             purity,
             has_reference: hello["reference"].as_bool().unwrap_or(false),
             has_exact: hello["exact"].as_bool().unwrap_or(false),
+            profile,
             pool,
             parsed: Mutex::new(HashMap::new()),
             rendered: Mutex::new(HashMap::new()),
@@ -604,6 +614,11 @@ impl Environment for PythonEnv {
 
     fn spec(&self) -> &EnvSpec {
         &self.spec
+    }
+
+    /// The adapter's `profile()`, else the generic profile.
+    fn profile(&self) -> EnvProfile {
+        self.profile.clone()
     }
 
     fn tasks(&self) -> Vec<Task> {

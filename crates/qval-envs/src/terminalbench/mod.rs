@@ -44,11 +44,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod heuristic;
 pub mod policy;
+mod profile;
 pub mod store;
 pub mod task;
 
-use qval_core::{CoreError, EnvSpec, Environment, Observation, QRng, StepOutcome, Task};
+use qval_core::{CoreError, EnvProfile, EnvSpec, Environment, Observation, QRng, StepOutcome, Task};
 use qval_sandbox::{Bwrap, Limits, TreeLimit, run_captured_watched};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -58,7 +60,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use heuristic::ShellHeuristic;
 pub use policy::{NoisyScripted, OracleSolution};
+pub use profile::{min_chars, scoring_wording};
 pub use store::{Store, TreeStats};
 pub use task::{ShellTask, split_commands};
 
@@ -817,5 +821,11 @@ impl Environment for TerminalBench {
             .last()
             .and_then(|t| t.next_state.get("tests")?.get("passed")?.as_bool())
             .unwrap_or(false)
+    }
+
+    /// The scoring family's wording for shell sessions and the published context's prompt
+    /// minimums.
+    fn profile(&self) -> EnvProfile {
+        profile::profile()
     }
 }

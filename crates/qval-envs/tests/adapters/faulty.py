@@ -127,3 +127,20 @@ class BadReference(Walk):
 
     def reference_action(self):
         raise KeyError("no reference here")
+
+
+class Profiled(Walk):
+    """The walk with its own profile: a heading of the scoring family and goal texts."""
+
+    def profile(self):
+        return {
+            "scoring": {"response_heading": "**What The Walk Did:**"},
+            "goal_texts": {"baseline": "a line of cells", "negatives": ["at the start"]},
+        }
+
+
+class BadProfile(Walk):
+    """The walk, but its profile misspells a field."""
+
+    def profile(self):
+        return {"scoring": {"student_openin": "x"}}

@@ -631,7 +631,7 @@ async fn run_candidate(
 ) -> Result<(GeneratedSample, CandidateStats, Vec<f64>)> {
     let m = CodeSample::new(sample.clone(), signal, sandbox.clone(), "eureka").with_next_state(ctx.include_next_state);
     match m.check().await {
-        Err(e) => return Err(CoreError::Method(e.to_string())),
+        Err(e) => return Err(CoreError::Method(qval_core::error::MethodError::from_error(e))),
         Ok(Err(reason)) => {
             m.close().await;
             let values = vec![f64::NAN; points.len()];

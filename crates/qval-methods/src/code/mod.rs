@@ -309,7 +309,7 @@ impl DenseSignalMethod for CodeSample {
                     if transient {
                         CoreError::Transient(e)
                     } else {
-                        CoreError::Method(e)
+                        CoreError::Method(e.into())
                     }
                 })
             })
@@ -359,7 +359,7 @@ impl DenseSignalMethod for CodegenAvg {
                     Err(if self.samples.iter().any(|s| s.sample.transient) {
                         CoreError::Transient(why)
                     } else {
-                        CoreError::Method(why)
+                        CoreError::Method(why.into())
                     })
                 } else {
                     Ok(ok.iter().sum::<f64>() / ok.len() as f64)

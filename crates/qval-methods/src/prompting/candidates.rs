@@ -226,7 +226,7 @@ impl<E: Environment> CandidateProposer<E> for LlmProposer {
             .backend
             .chat(&req)
             .await
-            .map_err(|e| CoreError::Method(format!("candidate request failed: {e}")))?;
+            .map_err(|e| CoreError::Method(format!("candidate request failed: {e}").into()))?;
         let text = extract_action(&reply.text);
         Ok((!text.trim().is_empty()).then(|| env.parse_action(&text)))
     }

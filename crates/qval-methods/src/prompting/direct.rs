@@ -220,7 +220,7 @@ impl Direct {
                     let later = if matches!(e, CoreError::Transient(_)) {
                         CoreError::Transient(why)
                     } else {
-                        CoreError::Method(why)
+                        CoreError::Method(why.into())
                     };
                     out.push(Err(e));
                     for _ in i + 1..n {
@@ -326,10 +326,13 @@ impl Gvl {
     /// The messages for a point (for previews).
     pub fn messages(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<Vec<Message>> {
         let t = self.trajectories.get(&point.trajectory_index).ok_or_else(|| {
-            CoreError::Method(format!(
-                "gvl: trajectory {} of point `{}` was not given",
-                point.trajectory_index, point.id
-            ))
+            CoreError::Method(
+                format!(
+                    "gvl: trajectory {} of point `{}` was not given",
+                    point.trajectory_index, point.id
+                )
+                .into(),
+            )
         })?;
         let mut others: Vec<_> = t.transitions.iter().filter(|x| x.step != point.step_index).collect();
         // Per point, as published: each point of a trajectory sees its own order.
@@ -611,7 +614,7 @@ impl Verifier {
         };
         from_logprobs
             .or_else(|e| verifier_text_score(&resp.text).map_err(|t| format!("{e}; {t}")))
-            .map_err(CoreError::Method)
+            .map_err(|e| CoreError::Method(e.into()))
     }
 }
 
@@ -636,7 +639,7 @@ fn mean_of_passes(results: Vec<Result<f64>>) -> Result<f64> {
         return Err(if transient {
             CoreError::Transient(message)
         } else {
-            CoreError::Method(message)
+            CoreError::Method(message.into())
         });
     }
     Ok(ok.iter().sum::<f64>() / ok.len() as f64)
@@ -723,10 +726,13 @@ impl DenseSignalMethod for Verifier {
     }
     async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
         if !self.base.backend.capabilities().logprobs {
-            return Err(CoreError::Method(format!(
-                "verifier: backend `{}` gives no log-probabilities",
-                self.base.backend.name()
-            )));
+            return Err(CoreError::Method(
+                format!(
+                    "verifier: backend `{}` gives no log-probabilities",
+                    self.base.backend.name()
+                )
+                .into(),
+            ));
         }
         let n = self.total_passes();
         let results = futures::future::join_all((0..n).map(|p| self.pass(point, ctx, p))).await;

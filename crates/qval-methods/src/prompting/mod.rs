@@ -79,7 +79,7 @@ impl Base {
             Ok(v) => Ok((v, text)),
             Err(e) => {
                 self.backend.unparsed(&req);
-                Err(CoreError::Method(e))
+                Err(CoreError::Method(e.into()))
             }
         }
     }

@@ -83,13 +83,14 @@ impl TokenizerFile {
     /// [`qval_core::CoreError::Method`] naming the file if it is not a tokenizer.
     pub fn load(path: impl Into<std::path::PathBuf>) -> qval_core::Result<Self> {
         let path = path.into();
-        let mut tokenizer = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| qval_core::CoreError::Method(format!("{}: not a tokenizer.json: {e}", path.display())))?;
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&path).map_err(|e| {
+            qval_core::CoreError::Method(format!("{}: not a tokenizer.json: {e}", path.display()).into())
+        })?;
         // Count the text as it is: no padding to a length, no truncation.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(None)
-            .map_err(|e| qval_core::CoreError::Method(format!("{}: {e}", path.display())))?;
+            .map_err(|e| qval_core::CoreError::Method(format!("{}: {e}", path.display()).into()))?;
         Ok(TokenizerFile { path, tokenizer })
     }
 }
@@ -135,18 +136,10 @@ impl PartialEq for Counter {
     }
 }
 
-/// The shortest a field may be cut to (characters), as the published environment contexts
-/// set them (TerminalBench: history observations 2048, current and next state 4096;
-/// FrozenLake none: never cut). `None`: the field is never cut.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MinChars {
-    /// Observations of earlier turns.
-    pub history: Option<usize>,
-    /// The current state.
-    pub current: Option<usize>,
-    /// The resulting state.
-    pub next: Option<usize>,
-}
+/// The shortest a field may be cut to (characters): the environment's own, from its profile
+/// ([`qval_core::EnvProfile::min_chars`]; TerminalBench: history observations 2048, current
+/// and next state 4096; FrozenLake none: never cut).
+pub use qval_core::profile::MinChars;
 
 /// Cuts `text` to `max` characters in the middle, as published: the first and last halves
 /// kept around `[... N characters omitted ...]` (the marker not counted).

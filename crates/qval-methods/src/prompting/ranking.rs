@@ -87,7 +87,7 @@ pub(crate) fn stepped_candidate<E: Environment>(
     let mut rng = rng_for(seed, &[stable_hash(&id)]);
     let o = env.step(state, action, &mut rng)?;
     let ser = |v: serde_json::Result<serde_json::Value>| {
-        v.map_err(|e| CoreError::Method(format!("cannot serialise a candidate: {e}")))
+        v.map_err(|e| CoreError::Method(format!("cannot serialise a candidate: {e}").into()))
     };
     Ok(EvaluationPoint {
         id,
@@ -253,10 +253,9 @@ impl Ranking {
             .clone();
         let answer = cell
             .get_or_init(|| async {
-                let candidates = self
-                    .groups
-                    .get(parent)
-                    .ok_or_else(|| CoreError::Method(format!("no candidates were given for state `{parent}`")))?;
+                let candidates = self.groups.get(parent).ok_or_else(|| {
+                    CoreError::Method(format!("no candidates were given for state `{parent}`").into())
+                })?;
                 let k = candidates.len();
                 let shown_order = self.shown_order(parent, k);
                 let shown: Vec<EvaluationPoint> = shown_order.iter().map(|&i| candidates[i].clone()).collect();
@@ -303,17 +302,20 @@ impl DenseSignalMethod for Ranking {
     }
     async fn evaluate(&self, point: &EvaluationPoint, ctx: &MethodContext) -> Result<f64> {
         let parent = point.candidate_of.as_deref().ok_or_else(|| {
-            CoreError::Method(format!(
-                "`{}` is not a ranking candidate (no `candidate_of`; see expand_candidates)",
-                point.id
-            ))
+            CoreError::Method(
+                format!(
+                    "`{}` is not a ranking candidate (no `candidate_of`; see expand_candidates)",
+                    point.id
+                )
+                .into(),
+            )
         })?;
         let scores = self.scores_of(parent, ctx).await?;
         let idx = self
             .groups
             .get(parent)
             .and_then(|g| g.iter().position(|c| c.id == point.id))
-            .ok_or_else(|| CoreError::Method(format!("`{}` is not one of the candidates given", point.id)))?;
+            .ok_or_else(|| CoreError::Method(format!("`{}` is not one of the candidates given", point.id).into()))?;
         Ok(scores[idx])
     }
 }

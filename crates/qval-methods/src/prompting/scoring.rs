@@ -14,8 +14,10 @@
 //!   "before" term is shared by a state's candidates, so it never changes their order).
 //!
 //! Scoring needs a backend with the `scoring` capability (vLLM); the constructors refuse
-//! any other before a point is scored. Prompt texts follow the published wording; the state
-//! itself is shown as every qval prompt shows it.
+//! any other before a point is scored. Prompt texts follow the published wording; what names
+//! the environment's states, actions and evidence is the environment's own
+//! ([`qval_core::ScoringWording`], from `ctx.profile`: the generic wording unless the
+//! environment gives its own); the state itself is shown as every qval prompt shows it.
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -26,7 +28,9 @@ use super::{Base, ReportsUsage};
 use crate::MethodsError;
 use crate::llm::prompt::{Layout, Slot, fitted_layout_parts, merge_text, system_head, system_tail};
 use crate::llm::{Backend, LlmError, Message, Part, PromptOptions, Role, SCORING_CAPABILITY, ScoreRequest};
-use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, ExpertRollout, MethodContext, Result, Signal};
+use qval_core::{
+    CoreError, DenseSignalMethod, EvaluationPoint, ExpertLabels, ExpertRollout, MethodContext, Result, Signal,
+};
 
 /// Which score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,188 +54,6 @@ impl ScoringKind {
     }
 }
 
-/// How prompts name things in an environment family (the published texts).
-struct Family {
-    student_opening: &'static str,
-    student_closing: &'static str,
-    teacher_opening: &'static str,
-    teacher_closing: &'static str,
-    expert_opening: &'static str,
-    expert_closing: &'static str,
-    response_heading: &'static str,
-    expert_heading: &'static str,
-    /// The published per-environment system guidance of sdpo and of sdpo-gt.
-    sdpo_guidance: Option<&'static str>,
-    gt_guidance: Option<&'static str>,
-    /// The labels of the expert block (published `ExpertContinuation.format_block`).
-    expert: ExpertLabels,
-}
-
-struct ExpertLabels {
-    state: &'static str,
-    unit: &'static str,
-    candidate: &'static str,
-    next: &'static str,
-    reached: &'static str,
-    steps: &'static str,
-    observed: &'static str,
-    remaining_success: &'static str,
-    remaining_missing: &'static str,
-    reward: &'static str,
-}
-
-fn family(env_name: &str) -> Family {
-    let env = env_name.to_ascii_lowercase();
-    if env.contains("frozen") {
-        Family {
-            student_opening: "Choose the next FrozenLake move for the following decision point. Use the current grid, \
-                the agent position marked '@', the goal (G), holes (H), and the available moves: left, down, right, up.",
-            student_closing: "Respond with exactly one valid FrozenLake move from: left, down, right, up. Prefer moves \
-                that keep the agent on safe frozen tiles, make progress toward the goal, avoid holes, and avoid \
-                wasting the limited step budget. The assistant continuation being scored is that move itself.",
-            teacher_opening: "Choose again from the same FrozenLake grid position after seeing the immediate \
-                environment response produced by one candidate move.",
-            teacher_closing: "Use this one-turn response only as evidence about the candidate move's quality in the \
-                current FrozenLake state: whether it kept the agent on safe ice, avoided holes, moved closer to the \
-                goal along a viable path, avoided off-grid no-ops or backtracking, preserved future safe moves, and \
-                used the remaining step budget efficiently. If the response shows the agent reached the goal, heavily \
-                reward the move; if it shows the agent fell into a hole or entered a dead-end region, heavily \
-                penalize it. Do not reward a move merely because the response makes the move easy to reconstruct. \
-                The assistant continuation being scored is the original candidate move itself, so do not rewrite or \
-                replace it here.",
-            expert_opening: "Choose again from the same FrozenLake grid position after seeing the immediate \
-                environment response produced by one candidate move, the next expert move from the resulting grid \
-                state, and a structured outcome summary from the stored expert rollout.",
-            expert_closing: "Use the immediate grid response, next expert move, and structured rollout summary to \
-                judge the original candidate move from the current FrozenLake grid state. Prefer moves that keep the \
-                agent on safe ice, avoid holes and off-grid no-ops, reduce expert distance to the goal, preserve \
-                future safe moves, and use the remaining step budget efficiently. Treat a short successful stored \
-                expert rollout as strong positive evidence; treat no observed success as weaker evidence, not proof \
-                that the state is unsolvable. Do not reward a move merely because the response or next expert move \
-                makes it easy to reconstruct. The assistant continuation being scored is the original candidate move \
-                itself, so do not rewrite or replace it.",
-            response_heading: "**Immediate FrozenLake Response After The Candidate Move:**",
-            expert_heading: "**Expert Rollout Evidence After The Candidate Move:**",
-            sdpo_guidance: Some(
-                "For FrozenLake, this SDPO signal is per-turn: the teacher may use only the immediate grid response \
-                 after the candidate move. Treat that response as evidence about sparse goal-reaching progress, hole \
-                 avoidance, shortest safe path progress, off-grid no-ops, backtracking, terminal success or failure, \
-                 and the remaining step budget from the resulting grid state.",
-            ),
-            gt_guidance: Some(
-                "For FrozenLake, this SDPO variant is an oracle-teacher ablation: the teacher may use the immediate \
-                 grid response after the candidate move, the next expert move from the resulting grid state, and a \
-                 structured stored rollout summary. Treat that evidence as information about goal-reaching progress, \
-                 hole avoidance, off-grid no-ops, backtracking, remaining safe path distance to the goal, and terminal \
-                 success or failure.",
-            ),
-            expert: ExpertLabels {
-                state: "FrozenLake grid state",
-                unit: "expert move",
-                candidate: "candidate move",
-                next: "Best next expert move after candidate result",
-                reached: "Stored expert rollout reached goal",
-                steps: "Expert moves from candidate result to success",
-                observed: "Expert moves from candidate result observed",
-                remaining_success: "expert move(s) to goal",
-                remaining_missing: "goal was not observed in the stored expert rollout",
-                reward: "Final observed environment reward",
-            },
-        }
-    } else if env.contains("terminal") {
-        Family {
-            // The openings and the student's closing are qval's wording in the published shape.
-            student_opening: "Choose the next shell command for the following terminal task decision point.",
-            student_closing: "Respond with exactly one shell command and no explanation. The assistant continuation \
-                being scored is that command itself.",
-            teacher_opening: "Choose again from the same terminal decision point after seeing the immediate shell \
-                response produced by one candidate command.",
-            teacher_closing: "Use this one-turn shell response only as evidence about the candidate command's quality \
-                in the current TerminalBench task: whether it made durable file or configuration progress, produced \
-                useful diagnostics, revealed or resolved an error, preserved shell state, avoided redundant probes, \
-                and moved toward eventual verifier success. A command with no output can still be good if it changed \
-                state usefully; an error can be useful only when it provides needed diagnostic information. Do not \
-                reward a command merely because its output makes the command easy to reconstruct. The assistant \
-                continuation being scored is the original candidate command itself, so do not rewrite or replace it \
-                here.",
-            expert_opening: "Choose again from the same TerminalBench shell state after seeing the immediate shell \
-                response produced by one candidate command, the next expert command from the resulting state, and a \
-                structured verifier outcome summary from the stored expert rollout.",
-            expert_closing: "Use the immediate shell response, next expert command, and structured verifier outcome \
-                summary to judge the original candidate command from the current TerminalBench shell state. Prefer \
-                commands that make durable file or configuration progress, produce useful diagnostics or validation \
-                evidence, preserve needed shell state, reduce expert distance to verifier success, and avoid redundant \
-                probes or noisy dead ends. Treat a short successful stored expert rollout as strong positive evidence; \
-                treat no observed success as weaker evidence, not proof that the state is unsolvable. Do not reward a \
-                command merely because its output or the next expert command makes it easy to reconstruct. The \
-                assistant continuation being scored is the original candidate command itself, so do not rewrite or \
-                replace it.",
-            response_heading: "**Immediate Shell Response After The Candidate Command:**",
-            expert_heading: "**Expert Shell Rollout Evidence After The Candidate Command:**",
-            sdpo_guidance: Some(
-                "For TerminalBench, this SDPO signal is per-turn: the teacher may use only the immediate shell \
-                 response after the candidate command. Treat that response as evidence about concrete progress toward \
-                 the task and eventual verifier success, including useful file changes, targeted diagnostics, \
-                 validation signals, and unresolved errors.",
-            ),
-            gt_guidance: Some(
-                "For TerminalBench, this SDPO variant is an oracle-teacher ablation: the teacher may use the immediate \
-                 shell response after the candidate command, the next expert shell command from the resulting \
-                 persistent shell state, and a structured stored verifier outcome summary. Treat that evidence as \
-                 information about durable task progress, useful diagnostics, validation signals, shell-state \
-                 preservation, remaining distance to verifier success, and unresolved errors.",
-            ),
-            expert: ExpertLabels {
-                state: "persistent TerminalBench shell session",
-                unit: "expert command",
-                candidate: "candidate command",
-                next: "Best next expert command after candidate result",
-                reached: "Stored expert rollout reached verifier success",
-                steps: "Expert shell steps from candidate result to success",
-                observed: "Expert shell steps from candidate result observed",
-                remaining_success: "expert shell step(s) to verifier success",
-                remaining_missing: "verifier success was not observed in the stored expert rollout",
-                reward: "Final observed verifier reward",
-            },
-        }
-    } else {
-        Family {
-            student_opening: "Choose the next action for the following decision point.",
-            student_closing: "Respond with exactly one action and no explanation. The assistant continuation being \
-                scored is that action itself.",
-            teacher_opening: "Choose again from the same decision point after seeing the immediate environment \
-                response produced by one candidate action.",
-            teacher_closing: "Use this one-turn response only as evidence about whether the candidate action improved \
-                expected future success from the current state. Do not reward an action merely because the response \
-                makes the action easy to reconstruct. The assistant continuation being scored is the original \
-                candidate action itself, so do not rewrite or replace it here.",
-            // The published sdpo-gt has no generic family: these follow its fallback's headings.
-            expert_opening: "Choose again from the same decision point after seeing the immediate environment \
-                response produced by one candidate action.",
-            expert_closing: "Use this one-turn response only as evidence about whether the candidate action improved \
-                expected future success from the current state. Do not reward an action merely because the response \
-                makes the action easy to reconstruct. The assistant continuation being scored is the original \
-                candidate action itself, so do not rewrite or replace it here.",
-            response_heading: "**Immediate Environment Response After The Candidate Action:**",
-            expert_heading: "**Short Expert Continuation After The Candidate Action:**",
-            sdpo_guidance: None,
-            gt_guidance: None,
-            expert: ExpertLabels {
-                state: "ALFWorld state",
-                unit: "expert command",
-                candidate: "candidate command",
-                next: "Best next expert command after candidate result",
-                reached: "Stored expert rollout reached goal",
-                steps: "Expert steps from candidate result to success",
-                observed: "Expert steps from candidate result observed",
-                remaining_success: "expert step(s) to task completion",
-                remaining_missing: "task completion was not observed in the stored expert rollout",
-                reward: "Final observed task reward",
-            },
-        }
-    }
-}
-
 const SUCCESS_QUESTION: &str = "Question: Given the task and reward function, is the agent likely to eventually \
     achieve a successful overall outcome from here, assuming optimal future decisions thereafter?\n\
     Answer with exactly one word: Yes or No.";
@@ -239,12 +61,12 @@ const ANSWER_NOT_DIRECTLY: &str = "Do not answer directly. The assistant continu
     answer to the success question below.";
 
 /// The expert evidence block of an sdpo-gt teacher, in the published layout and wording
-/// (published `ExpertContinuation.format_block`; the reward printed as Python's `:g`).
-pub fn expert_block(e: Option<&ExpertRollout>, env_name: &str) -> String {
+/// (published `ExpertContinuation.format_block`; the reward printed as Python's `:g`), with
+/// the environment's labels (`ctx.profile.scoring().expert`).
+pub fn expert_block(e: Option<&ExpertRollout>, l: &ExpertLabels) -> String {
     let Some(e) = e else {
         return "[No expert continuation was available for this candidate.]".into();
     };
-    let l = family(env_name).expert;
     let mut lines = vec![
         format!(
             "The {} below occurs after the {} has already been executed in the {}.",
@@ -348,7 +170,7 @@ impl ContinuationScoring {
     /// definition, the method's paragraph and per-environment guidance, the preset's guidance
     /// and the environment.
     fn system(&self, ctx: &MethodContext) -> String {
-        let f = family(&ctx.env_name);
+        let f = ctx.profile.scoring();
         let mut head = system_head(ctx, self.base.options.preset, Slot::Ranking, Signal::Q);
         let own: Vec<String> = match self.kind {
             ScoringKind::Sdpo => std::iter::once(
@@ -358,7 +180,7 @@ impl ContinuationScoring {
                  action improved expected future success from the current state."
                     .to_string(),
             )
-            .chain(f.sdpo_guidance.map(String::from))
+            .chain(f.sdpo_guidance.as_deref().map(String::from))
             .collect(),
             ScoringKind::SdpoGt => std::iter::once(
                 "You will evaluate one fixed candidate action at a time. The base policy scores the candidate from the \
@@ -368,7 +190,7 @@ impl ContinuationScoring {
                  improved expected future success from the current state."
                     .to_string(),
             )
-            .chain(f.gt_guidance.map(String::from))
+            .chain(f.gt_guidance.as_deref().map(String::from))
             .collect(),
             ScoringKind::DeltaBelief => {
                 head[0] = "You are an expert at judging how candidate actions change an agent's probability of \
@@ -413,13 +235,13 @@ impl ContinuationScoring {
 
     /// Sdpo's (student, teacher) messages for a candidate.
     pub fn sdpo_messages(&self, point: &EvaluationPoint, ctx: &MethodContext) -> (Vec<Message>, Vec<Message>) {
-        let f = family(&ctx.env_name);
+        let f = ctx.profile.scoring();
         let system = self.system(ctx);
-        let mut student = vec![Self::text(f.student_opening)];
+        let mut student = vec![Self::text(&*f.student_opening)];
         student.extend(self.state_parts(point, ctx, system.len()));
-        student.push(Self::text(f.student_closing));
+        student.push(Self::text(&*f.student_closing));
         let gt = self.kind == ScoringKind::SdpoGt;
-        let mut teacher = vec![Self::text(if gt { f.expert_opening } else { f.teacher_opening })];
+        let mut teacher = vec![Self::text(if gt { &*f.expert_opening } else { &*f.teacher_opening })];
         teacher.extend(self.state_parts(point, ctx, system.len()));
         let feedback = Self::response_text(point, ctx)
             .unwrap_or_else(|| "[No explicit feedback was available for this action.]".into());
@@ -428,10 +250,10 @@ impl ContinuationScoring {
             teacher.push(Self::text(format!(
                 "{}\n{}",
                 f.expert_heading,
-                expert_block(self.expert.get(&point.id), &ctx.env_name)
+                expert_block(self.expert.get(&point.id), &f.expert)
             )));
         }
-        teacher.push(Self::text(if gt { f.expert_closing } else { f.teacher_closing }));
+        teacher.push(Self::text(if gt { &*f.expert_closing } else { &*f.teacher_closing }));
         (Self::messages(&system, student), Self::messages(&system, teacher))
     }
 
@@ -494,11 +316,14 @@ impl ContinuationScoring {
                     return Err(CoreError::Method("the server returned no tokens for the action".into()));
                 }
                 if teacher.tokens.len() != student.tokens.len() {
-                    return Err(CoreError::Method(format!(
-                        "token-length mismatch: {} teacher tokens, {} student tokens",
-                        teacher.tokens.len(),
-                        student.tokens.len()
-                    )));
+                    return Err(CoreError::Method(
+                        format!(
+                            "token-length mismatch: {} teacher tokens, {} student tokens",
+                            teacher.tokens.len(),
+                            student.tokens.len()
+                        )
+                        .into(),
+                    ));
                 }
                 let n = teacher.tokens.len() as f64;
                 Ok(teacher

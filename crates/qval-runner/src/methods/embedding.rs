@@ -170,22 +170,24 @@ impl Embedding {
         Ok(p)
     }
 
-    /// The texts the scores compare with: the environment's, for its text or its pictures.
+    /// The texts the scores compare with: the environment's ([`EnvPlugin::profile`]), for its
+    /// text or its pictures.
     pub(crate) fn texts(
         &self,
         m: &ResolvedMethod,
         env: &dyn EnvPlugin,
     ) -> std::result::Result<qval_methods::embedding::GoalTexts, SpecProblem> {
         let name = env.spec().name;
+        let profile = env.profile();
         if m.modality != "image" {
-            return env.goal_texts().ok_or_else(|| {
+            return profile.goal_texts().cloned().ok_or_else(|| {
                 SpecProblem::at(
                     crate::spec::at!["type"],
                     format!("environment `{name}` defines no goal texts for the embedding family"),
                 )
             });
         }
-        if !env.gives_images() {
+        if !profile.gives_images() {
             return Err(SpecProblem::at(
                 crate::spec::at!["modality"],
                 format!(
@@ -194,7 +196,7 @@ impl Embedding {
                 ),
             ));
         }
-        env.image_goal_texts().ok_or_else(|| {
+        profile.image_goal_texts().cloned().ok_or_else(|| {
             SpecProblem::at(
                 crate::spec::at!["modality"],
                 format!("`image`: environment `{name}` defines no texts to compare its pictures with"),

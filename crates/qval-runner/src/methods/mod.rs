@@ -173,7 +173,7 @@ impl BuildInput<'_> {
             && let Some(tokens) = e.prompt_tokens()
         {
             o.budget = Some(qval_methods::llm::Budget::Tokens(tokens));
-            o.min_chars = self.env.prompt_min_chars();
+            o.min_chars = self.env.profile().min_chars();
             if let Some(path) = &e.tokenizer {
                 let path = if path.is_relative() {
                     self.services.spec_dir().join(path)

@@ -1,9 +1,10 @@
-//! A hand-written FrozenLake signal: the template for your own environment heuristic.
+//! FrozenLake's hand-written signals (the environment's `heuristic` methods): the template for
+//! your own environment heuristic.
 
 use async_trait::async_trait;
 
+use super::{FrozenLakeState, Tile};
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
-use qval_envs::frozenlake::{FrozenLakeState, Tile};
 
 /// Minus the shortest-path distance from the agent to the goal, avoiding holes: 0 on the
 /// goal, more negative farther away, and worst of all (minus the number of cells, minus 1)
@@ -109,7 +110,7 @@ impl DenseSignalMethod for FrozenLakeManhattan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qval_envs::frozenlake::Grid;
+    use crate::frozenlake::Grid;
     use std::sync::Arc;
 
     #[test]

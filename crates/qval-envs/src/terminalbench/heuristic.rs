@@ -1,12 +1,12 @@
-//! A hand-written TerminalBench signal: what a shell-savvy reviewer would guess from one
+//! TerminalBench's hand-written signal (the environment's `heuristic` method): what a shell-savvy reviewer would guess from one
 //! step, without running anything.
 
 use async_trait::async_trait;
 use regex::Regex;
 use std::sync::LazyLock;
 
+use super::{ShellAction, ShellState};
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
-use qval_envs::terminalbench::{ShellAction, ShellState};
 
 static DESTRUCTIVE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(^|[;&|(\s])(rm|shred|truncate|unlink)\s|(^|[;&|]\s*):\s*>|>\s*/dev/sd|mkfs").expect("a valid regex")
