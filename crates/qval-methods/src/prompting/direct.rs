@@ -5,8 +5,8 @@ use rand::seq::SliceRandom as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::base::{Base, ReportsUsage};
 use super::criteria::VerifierCriterion;
-use super::{Base, ReportsUsage};
 use crate::llm::prompt::{
     Layout, Slot, adapt_closing, direct_messages, fitted_layout_parts, fitted_point_parts, merge_text, signal_header,
     signal_name, system_prompt,

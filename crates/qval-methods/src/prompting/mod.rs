@@ -15,6 +15,7 @@
 //! Every failure (a request that failed after retries, an answer without a number) is an
 //! error for that point, which the predict stage records as NaN with the reason.
 
+mod base;
 mod candidates;
 mod criteria;
 mod direct;
@@ -30,63 +31,4 @@ pub use direct::{Direct, DirectMode, Gvl, Verifier};
 pub use ranking::{Ranking, expand_candidates, scores_from_answer};
 pub use scoring::{ContinuationScoring, ScoringKind, expert_block};
 
-use std::sync::Arc;
-
-use crate::llm::{Backend, ChatRequest, Message, Metered, PromptOptions, Sampling, UsageCounter};
-use qval_core::{CoreError, Signal};
-
-/// What every prompting method holds: its backend (metered, so the method can report its
-/// token usage), the signal, prompt options and sampling overrides.
-#[derive(Clone)]
-pub(crate) struct Base {
-    pub backend: Arc<dyn Backend>,
-    pub usage: Arc<UsageCounter>,
-    pub signal: Signal,
-    pub options: PromptOptions,
-    pub sampling: Sampling,
-}
-
-impl Base {
-    pub fn new(backend: Arc<dyn Backend>, signal: Signal, options: PromptOptions) -> Self {
-        let usage = Arc::new(UsageCounter::default());
-        let metered: Arc<dyn Backend> = Arc::new(Metered::new(backend, usage.clone()));
-        Base {
-            backend: metered,
-            usage,
-            signal,
-            options,
-            sampling: Sampling::default(),
-        }
-    }
-
-    /// Asks and parses the reply with `parse`, returning the value and the reply text; a
-    /// reply that does not parse is reported to the backend ([`Backend::unparsed`]), so a
-    /// cache can re-ask it on a later run.
-    pub async fn ask_parsed<T>(
-        &self,
-        messages: Vec<Message>,
-        sampling: Sampling,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<(T, String), CoreError> {
-        let req = ChatRequest { messages, sampling };
-        let text = self
-            .backend
-            .chat(&req)
-            .await
-            .map(|r| r.text)
-            .map_err(|e| crate::llm::failed("LLM request failed", e))?;
-        match parse(&text) {
-            Ok(v) => Ok((v, text)),
-            Err(e) => {
-                self.backend.unparsed(&req);
-                Err(CoreError::Method(e.into()))
-            }
-        }
-    }
-}
-
-/// Token usage of a method so far (requests, failures, prompt and completion tokens).
-pub trait ReportsUsage {
-    /// The usage counters as JSON.
-    fn usage(&self) -> serde_json::Value;
-}
+pub use base::ReportsUsage;

@@ -9,7 +9,7 @@
 use qval_core::{EvaluationPoint, MethodContext, Observation, Signal};
 use serde::{Deserialize, Serialize};
 
-use crate::llm::{Message, Part, Role};
+use qval_llm::{Message, Part, Role};
 
 /// Which renderings of states a prompt shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
-use super::{Base, ReportsUsage};
+use super::base::{Base, ReportsUsage};
 use crate::llm::prompt::{
     Layout, Slot, adapt_closing, fitted_layout_parts, merge_text, ranking_instructions, system_head, system_tail,
     text_len,

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
-use super::{Base, ReportsUsage};
+use super::base::{Base, ReportsUsage};
 use crate::MethodsError;
 use crate::llm::prompt::{Layout, Slot, fitted_layout_parts, merge_text, system_head, system_tail};
 use crate::llm::{Backend, LlmError, Message, Part, PromptOptions, Role, SCORING_CAPABILITY, ScoreRequest};
