@@ -23,26 +23,28 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::MetricsError;
-use crate::align::align;
+use crate::align::{Aligned, align};
 use crate::bootstrap::{BootstrapConfig, Statistic, bootstrap};
 use crate::correlation::{
     Correlation, CorrelationConfig, LengthPolicy, kendall, pairwise_accuracy, pearson, sign_agreement, spearman,
 };
 use crate::group::group_summary;
-use crate::labelnoise::two_level_spearman;
 use crate::paired::{PairedComparison, paired_spearman, tiers};
 use crate::ranking::{RankingTies, StateCandidates, per_state_ranking};
 use crate::summary::{
-    Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity,
-    GtComparison, MethodEntry, MethodEstimation, MethodExtras, NanReason, PairedEntry, PairwiseFigure, RankingFigure,
-    SampleGroup, Summary, SummaryExtras, assumption_of, opt, opt_all,
+    Aggregate, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity, GtComparison,
+    MethodEntry, MethodEstimation, MethodExtras, PairedEntry, PairwiseFigure, RankingFigure, SampleGroup, Summary,
+    SummaryExtras, assumption_of, opt, opt_all,
 };
 use qval_core::io::{Kind, read_jsonl};
 use qval_core::{Label, Prediction, Signal};
+
+mod label_set;
+use label_set::{Reference, evaluate_label_set};
 
 /// The correlations the published testbed computes by default, in its order.
 pub const CORRELATION_METHODS: [&str; 4] = ["pearson", "spearman", "kendall_tau", "sign_agreement"];
@@ -551,10 +553,38 @@ pub fn evaluate(
     cfg: &EvaluateConfig,
 ) -> Result<Summary, MetricsError> {
     cfg.validate()?;
-    let same_data = |r: &LabelSet, m: &PredictionSet| match (&r.dataset, &m.dataset) {
+    check_same_points(labels, predictions)?;
+    let mut info = experiment_info(labels, predictions, cfg);
+    let mut summary = Summary::default();
+    for r in labels {
+        let est = evaluate_label_set(&Reference::new(r), predictions, cfg, &mut info.comparisons)?;
+        summary.estimations.insert(r.name.clone(), est);
+    }
+    if cfg.gt_vs_gt {
+        compare_label_sets(labels, cfg, &mut summary, &mut info.gt_vs_gt_comparisons)?;
+    }
+    info.num_evaluation_points = num_evaluation_points(labels);
+    summary.experiment_info = info;
+    summary.qval = Some(SummaryExtras {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config: serde_json::to_value(cfg).unwrap_or(Value::Null),
+        other: Default::default(),
+    });
+    Ok(summary)
+}
+
+/// Whether a label set and a prediction set were made from the same dataset (an unknown
+/// fingerprint on either side does not tell them apart).
+fn same_data(r: &LabelSet, m: &PredictionSet) -> bool {
+    match (&r.dataset, &m.dataset) {
         (Some(a), Some(b)) => a == b,
         _ => true,
-    };
+    }
+}
+
+/// Refuses a prediction set that has label sets of its signal but none made from its
+/// dataset (labels copied from another run).
+fn check_same_points(labels: &[LabelSet], predictions: &[PredictionSet]) -> Result<(), MetricsError> {
     for m in predictions {
         let of_signal: Vec<&LabelSet> = labels.iter().filter(|r| r.signal == m.signal).collect();
         if let Some(r) = of_signal.first()
@@ -568,7 +598,13 @@ pub fn evaluate(
             });
         }
     }
-    let mut info = ExperimentInfo {
+    Ok(())
+}
+
+/// `experiment_info` before any comparison: the label sets, the methods, the rules and the
+/// run's signal (the first method's, `q_value` without methods).
+fn experiment_info(labels: &[LabelSet], predictions: &[PredictionSet], cfg: &EvaluateConfig) -> ExperimentInfo {
+    ExperimentInfo {
         gt_methods: labels.iter().map(|r| r.name.clone()).collect(),
         eval_methods: predictions.iter().map(|m| m.name.clone()).collect(),
         correlation_methods: cfg.correlation_methods.clone(),
@@ -580,252 +616,93 @@ pub fn evaluate(
             .unwrap_or("q_value")
             .to_string(),
         ..Default::default()
-    };
-    let mut summary = Summary::default();
-    for r in labels {
-        let is_ranking = r.labels.iter().any(|l| l.candidate_of.is_some());
-        let values: Vec<f64> = r.labels.iter().map(|l| l.value).collect();
-        let by_id = r.labels.iter().all(|l| !l.point_id.is_empty());
-        let mut extras = EstimationExtras {
-            signal: Some(r.signal),
-            point_ids: if by_id {
-                r.labels.iter().map(|l| l.point_id.clone()).collect()
-            } else {
-                Vec::new()
-            },
-            aborted: r
-                .labels
-                .iter()
-                .filter(|l| l.aborted.is_some() || l.value.is_nan())
-                .count(),
-            ..Default::default()
-        };
-        let mut est = Estimation {
-            assumption: assumption_of(r.signal).to_string(),
-            granularity: if is_ranking {
-                Granularity::Ranking
-            } else {
-                Granularity::Point
-            },
-            ..Default::default()
-        };
-        // Candidates that are not their state's own point: a method scoring any of them is a
-        // ranking method.
-        let candidate_ids: HashSet<&str> = r
-            .labels
-            .iter()
-            .filter(|l| l.candidate_of.as_deref().is_some_and(|c| c != l.point_id))
-            .map(|l| l.point_id.as_str())
-            .collect();
-        let ranks_candidates = |m: &PredictionSet| match m.granularity {
-            Some(g) => g == Granularity::Ranking,
-            None => m
-                .predictions
-                .iter()
-                .any(|p| candidate_ids.contains(p.point_id.as_str())),
-        };
-        // Aligned predictions (label order), the missing count and the NaN reasons.
-        let aligned = |m: &PredictionSet| -> (Vec<f64>, usize, Vec<NanReason>) {
-            if by_id && m.predictions.iter().all(|p| !p.point_id.is_empty()) {
-                let a = align(&r.labels, &m.predictions);
-                let reasons: HashMap<&str, &str> = m
-                    .predictions
-                    .iter()
-                    .filter_map(|p| p.error.as_deref().map(|e| (p.point_id.as_str(), e)))
-                    .collect();
-                let nan_reasons = a
-                    .ids
-                    .iter()
-                    .zip(&a.predictions)
-                    .filter(|(_, v)| v.is_nan())
-                    .filter_map(|(id, _)| {
-                        reasons.get(id.as_str()).map(|reason| NanReason {
-                            point_id: id.clone(),
-                            reason: reason.to_string(),
-                        })
-                    })
-                    .collect();
-                (a.predictions, a.missing, nan_reasons)
-            } else {
-                (m.predictions.iter().map(|p| p.value).collect(), 0, Vec::new())
-            }
-        };
-        let selected: Vec<&PredictionSet> = predictions
-            .iter()
-            .filter(|m| comparable(r.signal, m.signal, cfg.relabel) && same_data(r, m))
-            .filter(|m| {
-                if is_ranking {
-                    ranks_candidates(m)
-                } else {
-                    m.granularity != Some(Granularity::Ranking)
-                }
-            })
-            .collect();
-        if is_ranking {
-            let counts: Vec<usize> = candidate_groups(&r.labels, &values)
-                .iter()
-                .map(|g| g.labels.len())
-                .collect();
-            est.candidate_counts = Some(counts);
-            extras.ground_truth_values = Some(opt_all(&values));
-            for m in &selected {
-                let (preds, missing, nan_reasons) = aligned(m);
-                // Positional files: the states the method covers, a prefix of the labels'.
-                let mut cover = r.labels.len();
-                if !by_id && preds.len() < cover {
-                    let mut n = 0;
-                    for c in est.candidate_counts.iter().flatten() {
-                        if n + c > preds.len() {
-                            break;
-                        }
-                        n += c;
-                    }
-                    cover = n;
-                }
-                let mut e = ranking_entry(
-                    &candidate_groups(&r.labels[..cover], &preds[..cover.min(preds.len())]),
-                    cfg,
-                );
-                let x = e.qval.get_or_insert_with(Default::default);
-                x.signal = Some(m.signal);
-                x.missing = missing;
-                x.failed = preds.iter().filter(|v| v.is_nan()).count().saturating_sub(missing);
-                x.nan_reasons = nan_reasons;
-                x.predicted_values = Some(opt_all(&preds));
-                est.methods.insert(m.name.clone(), MethodEntry::Method(e));
-                if m.signal != r.signal {
-                    extras.relabelled.push(m.name.clone());
-                }
-            }
-        } else {
-            est.ground_truth_values = Some(opt_all(&values));
-            let mut groups: BTreeMap<String, Vec<(String, MethodEstimation)>> = BTreeMap::new();
-            let mut ungrouped: Vec<(String, Vec<f64>)> = Vec::new();
-            for m in &selected {
-                let (preds, missing, nan_reasons) = aligned(m);
-                let mut e = point_entry(&values, &preds, cfg)?;
-                e.predicted_values = Some(opt_all(&preds));
-                let x = e.qval.get_or_insert_with(Default::default);
-                x.signal = Some(m.signal);
-                x.missing = missing;
-                let n = values.len().min(preds.len());
-                x.failed = preds[..n].iter().filter(|v| v.is_nan()).count().saturating_sub(missing);
-                x.nan_reasons = nan_reasons;
-                if cfg.label_noise
-                    && let Some(b) = &cfg.bootstrap
-                    && by_id
-                    && r.labels.iter().any(|l| l.returns.len() > 1)
-                {
-                    let boot = BootstrapConfig {
-                        resamples: b.resamples.min(2_000),
-                        ..b.clone()
-                    };
-                    let mut p = preds.clone();
-                    p.resize(values.len(), f64::NAN);
-                    x.label_noise = Some(two_level_spearman(&p, &r.labels, &boot));
-                }
-                info.comparisons.push(Comparison {
-                    gt: r.name.clone(),
-                    eval: m.name.clone(),
-                });
-                if m.signal != r.signal {
-                    extras.relabelled.push(m.name.clone());
-                }
-                match &m.group {
-                    Some(g) => {
-                        x.name = Some(m.name.clone());
-                        groups.entry(g.clone()).or_default().push((m.name.clone(), e));
-                    }
-                    None => {
-                        let mut p = preds.clone();
-                        p.resize(values.len(), f64::NAN);
-                        ungrouped.push((m.name.clone(), p));
-                        est.methods.insert(m.name.clone(), MethodEntry::Method(e));
-                    }
-                }
-            }
-            for (g, mut members) in groups {
-                members.sort_by(|a, b| a.0.cmp(&b.0));
-                let entries = members.into_iter().map(|(_, e)| e).collect();
-                est.methods.insert(g, MethodEntry::Group(sample_group(entries, None)));
-            }
-            if cfg.paired
-                && ungrouped.len() >= 2
-                && let Some(b) = &cfg.bootstrap
-            {
-                let names: Vec<String> = ungrouped.iter().map(|(n, _)| n.clone()).collect();
-                let preds: Vec<Vec<f64>> = ungrouped.into_iter().map(|(_, p)| p).collect();
-                let (paired, t) = paired_section(&names, &preds, &values, b)?;
-                extras.paired = paired;
-                extras.tiers = t;
-            }
-        }
-        est.qval = Some(extras);
-        summary.estimations.insert(r.name.clone(), est);
     }
-    if cfg.gt_vs_gt {
-        for (i, lhs) in labels.iter().enumerate() {
-            for rhs in &labels[i + 1..] {
-                let point = |r: &LabelSet| {
-                    r.labels
-                        .iter()
-                        .all(|l| l.candidate_of.is_none() && !l.point_id.is_empty())
-                };
-                if lhs.signal != rhs.signal || !point(lhs) || !point(rhs) || lhs.dataset != rhs.dataset {
-                    continue;
-                }
-                let as_preds: Vec<Prediction> = rhs
-                    .labels
-                    .iter()
-                    .map(|l| Prediction {
-                        point_id: l.point_id.clone(),
-                        value: l.value,
-                        error: l.aborted.clone(),
-                        transient: false,
-                    })
-                    .collect();
-                let a = align(&lhs.labels, &as_preds);
-                let mut e = point_entry(&a.labels, &a.predictions, cfg)?;
-                e.predicted_values = Some(opt_all(&a.predictions));
-                let x = e.qval.get_or_insert_with(Default::default);
-                x.signal = Some(rhs.signal);
-                x.missing = a.missing;
-                let est = summary
-                    .gt_vs_gt_estimations
-                    .entry(lhs.name.clone())
-                    .or_insert_with(|| Estimation {
-                        assumption: assumption_of(lhs.signal).to_string(),
-                        granularity: Granularity::Point,
-                        ground_truth_values: Some(opt_all(&a.labels)),
-                        candidate_counts: None,
-                        methods: Default::default(),
-                        qval: Some(EstimationExtras {
-                            signal: Some(lhs.signal),
-                            point_ids: a.ids.clone(),
-                            ..Default::default()
-                        }),
-                    });
-                est.methods.insert(rhs.name.clone(), MethodEntry::Method(e));
-                info.gt_vs_gt_comparisons.push(GtComparison {
-                    lhs: lhs.name.clone(),
-                    rhs: rhs.name.clone(),
-                });
-            }
-        }
-    }
-    info.num_evaluation_points = labels
+}
+
+/// The points of the largest label set that is not of ranking candidates.
+fn num_evaluation_points(labels: &[LabelSet]) -> usize {
+    labels
         .iter()
         .filter(|r| r.labels.iter().all(|l| l.candidate_of.is_none()))
         .map(|r| r.labels.len())
         .max()
-        .unwrap_or(0);
-    summary.experiment_info = info;
-    summary.qval = Some(SummaryExtras {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        config: serde_json::to_value(cfg).unwrap_or(Value::Null),
-        other: Default::default(),
-    });
-    Ok(summary)
+        .unwrap_or(0)
+}
+
+/// Label sets compared with each other: each pair of point label sets of the same signal and
+/// dataset once, the first as the reference and the second in the place of a method; the
+/// pairs are recorded in `comparisons`.
+fn compare_label_sets(
+    labels: &[LabelSet],
+    cfg: &EvaluateConfig,
+    summary: &mut Summary,
+    comparisons: &mut Vec<GtComparison>,
+) -> Result<(), MetricsError> {
+    for (i, lhs) in labels.iter().enumerate() {
+        for rhs in &labels[i + 1..] {
+            if lhs.signal != rhs.signal || !by_point(lhs) || !by_point(rhs) || lhs.dataset != rhs.dataset {
+                continue;
+            }
+            let a = align(&lhs.labels, &as_predictions(rhs));
+            let e = label_set_entry(&a, rhs.signal, cfg)?;
+            let est = summary
+                .gt_vs_gt_estimations
+                .entry(lhs.name.clone())
+                .or_insert_with(|| reference_estimation(lhs, &a));
+            est.methods.insert(rhs.name.clone(), MethodEntry::Method(e));
+            comparisons.push(GtComparison {
+                lhs: lhs.name.clone(),
+                rhs: rhs.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a label set is of points (no ranking candidates) that all have ids.
+fn by_point(r: &LabelSet) -> bool {
+    r.labels
+        .iter()
+        .all(|l| l.candidate_of.is_none() && !l.point_id.is_empty())
+}
+
+/// A label set in the place of a method's predictions (an aborted label is a failure).
+fn as_predictions(r: &LabelSet) -> Vec<Prediction> {
+    r.labels
+        .iter()
+        .map(|l| Prediction {
+            point_id: l.point_id.clone(),
+            value: l.value,
+            error: l.aborted.clone(),
+            transient: false,
+        })
+        .collect()
+}
+
+/// The entry of a label set of `signal` compared with a reference label set, aligned in `a`.
+fn label_set_entry(a: &Aligned, signal: Signal, cfg: &EvaluateConfig) -> Result<MethodEstimation, MetricsError> {
+    let mut e = point_entry(&a.labels, &a.predictions, cfg)?;
+    e.predicted_values = Some(opt_all(&a.predictions));
+    let x = e.qval.get_or_insert_with(Default::default);
+    x.signal = Some(signal);
+    x.missing = a.missing;
+    Ok(e)
+}
+
+/// The entry of a label set taken as the reference of the comparisons between label sets.
+fn reference_estimation(r: &LabelSet, a: &Aligned) -> Estimation {
+    Estimation {
+        assumption: assumption_of(r.signal).to_string(),
+        granularity: Granularity::Point,
+        ground_truth_values: Some(opt_all(&a.labels)),
+        candidate_counts: None,
+        methods: Default::default(),
+        qval: Some(EstimationExtras {
+            signal: Some(r.signal),
+            point_ids: a.ids.clone(),
+            ..Default::default()
+        }),
+    }
 }
 
 /// Stage 5 over a run folder: reads every label set in `run/labels/` and every prediction

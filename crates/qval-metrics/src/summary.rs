@@ -568,161 +568,222 @@ impl Summary {
                      reference and the others in the place of methods: how far the references agree.\n\n",
                 );
             }
-            let extras = est.qval.clone().unwrap_or_default();
-            let labels = est.labels();
+            out.push_str(&heading(name, est));
+            if est.granularity == Granularity::Ranking {
+                ranking_section(&mut out, est);
+            } else {
+                point_section(&mut out, est);
+            }
+        }
+        out
+    }
+}
+
+/// A label set's heading: its name, label count, assumption, granularity and aborted labels.
+fn heading(name: &str, est: &Estimation) -> String {
+    let aborted = est.qval.as_ref().map_or(0, |q| q.aborted);
+    format!(
+        "### `{name}` ({} labels, {}, {} granularity{})\n\n",
+        est.labels().len(),
+        est.assumption,
+        match est.granularity {
+            Granularity::Point => "point",
+            Granularity::Ranking => "ranking",
+            Granularity::Trajectory => "trajectory",
+        },
+        if aborted > 0 {
+            format!(", {aborted} aborted")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// A ranking label set's table (states counted, per-state rho, std, skipped) and the notes
+/// on methods whose mean a tied state voided.
+fn ranking_section(out: &mut String, est: &Estimation) {
+    let mut notes = Vec::new();
+    out.push_str("| method | states counted | per-state rho mean [interval] | std | skipped |\n");
+    out.push_str("|---|---:|---|---:|---:|\n");
+    for (m, e) in est.flat_methods() {
+        if let Some(r) = &e.correlations.ranking_spearman {
             out.push_str(&format!(
-                "### `{name}` ({} labels, {}, {} granularity{})\n\n",
-                labels.len(),
-                est.assumption,
-                match est.granularity {
-                    Granularity::Point => "point",
-                    Granularity::Ranking => "ranking",
-                    Granularity::Trajectory => "trajectory",
-                },
-                if extras.aborted > 0 {
-                    format!(", {} aborted", extras.aborted)
+                "| {m} | {} | {}{} | {} | {} |\n",
+                r.num_valid,
+                fmt(r.mean, 3),
+                fmt_ci(e.interval("ranking_spearman")),
+                fmt(r.std, 3),
+                r.num_skipped
+            ));
+            if r.mean.is_none() && r.num_valid > 0 {
+                notes.push(format!(
+                    "- `{m}`: a state whose predictions are all equal has no rho; under the published \
+                     rule it voids the mean (set `ranking_ties = \"zero\"` to score such states 0)"
+                ));
+            }
+        }
+    }
+    if est.methods.is_empty() {
+        out.push_str("| (no ranking method) | | | | |\n");
+    }
+    out.push('\n');
+    if !notes.is_empty() {
+        out.push_str(&notes.join("\n"));
+        out.push_str("\n\n");
+    }
+}
+
+/// A point label set's table (one row per method, sample group members included) and the
+/// notes below it: per method, then sign agreement, sample groups, tiers and paired
+/// comparisons.
+fn point_section(out: &mut String, est: &Estimation) {
+    let methods = est.flat_methods();
+    out.push_str("| method | n | rho [interval] | p | tau | r | sign agr. | pairwise acc. |\n");
+    out.push_str("|---|---:|---|---:|---:|---:|---:|---:|\n");
+    for (m, e) in &methods {
+        out.push_str(&point_row(m, e));
+    }
+    if est.methods.is_empty() {
+        out.push_str("| (no method estimates this signal) | | | | | | | |\n");
+    }
+    let total = est.labels().len();
+    let mut notes: Vec<String> = methods.iter().flat_map(|(m, e)| method_notes(m, e, total)).collect();
+    let sign_misleads: Vec<String> = methods
+        .iter()
+        .filter(|(_, e)| sign_misleads(&e.correlations))
+        .map(|(m, _)| format!("`{m}`"))
+        .collect();
+    if !sign_misleads.is_empty() {
+        notes.push(format!(
+            "- sign agr. (the published rule) counts pairs whose prediction and label share a sign, not \
+             ranks: for {} it disagrees with rho, as it does for scores on another scale (negative \
+             distances, say)",
+            sign_misleads.join(", ")
+        ));
+    }
+    notes.extend(group_notes(est));
+    let extras = est.qval.clone().unwrap_or_default();
+    notes.extend(tier_note(&extras.tiers));
+    notes.extend(paired_notes(&extras.paired));
+    if !notes.is_empty() {
+        out.push('\n');
+        out.push_str(&notes.join("\n"));
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// A method's row: n, rho [interval], p, tau, r, sign agreement, pairwise accuracy.
+fn point_row(m: &str, e: &MethodEstimation) -> String {
+    let c = &e.correlations;
+    let coef = |f: &Option<Figure>| fmt(f.as_ref().and_then(|f| f.correlation), 3);
+    let pairwise = e.qval.as_ref().and_then(|q| q.pairwise_accuracy.as_ref());
+    format!(
+        "| {m} | {} | {}{} | {} | {} | {} | {} | {} |\n",
+        c.spearman.as_ref().map_or(0, |f| f.num_points),
+        coef(&c.spearman),
+        fmt_ci(e.interval("spearman")),
+        fmt_p(c.spearman.as_ref().and_then(|f| f.p_value)),
+        coef(&c.kendall_tau),
+        coef(&c.pearson),
+        coef(&c.sign_agreement),
+        fmt(pairwise.and_then(|p| p.value), 3),
+    )
+}
+
+/// The notes on one method out of `total` labels: why rho is null, failed and unscored
+/// points, pairs dropped by the zero filter, and the interval with label noise.
+fn method_notes(m: &str, e: &MethodEstimation, total: usize) -> Vec<String> {
+    let q = e.qval.clone().unwrap_or_default();
+    let mut notes = Vec::new();
+    if let Some(n) = q.notes.get("spearman") {
+        notes.push(format!("- `{m}`: {n}"));
+    }
+    if let Some(n) = failure_note(&q, total) {
+        notes.push(format!("- `{m}`: {n}"));
+    }
+    if let Some(d) = e.num_dropped_zero.filter(|d| *d > 0) {
+        notes.push(format!("- `{m}`: {d} pairs with a zero dropped"));
+    }
+    if let Some(ln) = &q.label_noise
+        && let ([Some(a), Some(b)], [Some(c), Some(d)]) = (ln.points_only, ln.two_level)
+    {
+        notes.push(format!(
+            "- `{m}`: with label noise (two-level bootstrap over {} rollouts) [{c:.3}, {d:.3}] vs points \
+             only [{a:.3}, {b:.3}]{}",
+            ln.rollouts,
+            ln.rollouts_needed
+                .map(|k| format!("; label noise negligible from about {k} rollouts"))
+                .unwrap_or_default()
+        ));
+    }
+    notes
+}
+
+/// Whether sign agreement and rho disagree: agreement on the other side of 0.5 from a rho of
+/// at least 0.3 in size.
+fn sign_misleads(c: &Correlations) -> bool {
+    c.sign_agreement.as_ref().and_then(|f| f.correlation).is_some_and(|a| {
+        c.spearman
+            .as_ref()
+            .and_then(|f| f.correlation)
+            .is_some_and(|rho| (a - 0.5) * rho < 0.0 && rho.abs() >= 0.3)
+    })
+}
+
+/// Per sample group: rho's mean +- std [min, max] over its samples, and the NaN count.
+fn group_notes(est: &Estimation) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (g, e) in &est.methods {
+        if let MethodEntry::Group(sg) = e
+            && let Some(f) = sg.aggregate_correlations.get("spearman")
+        {
+            notes.push(format!(
+                "- `{g}` ({} samples): rho {} +- {} [{}, {}]{}",
+                sg.num_samples,
+                fmt(f.mean, 3),
+                fmt(f.std, 3),
+                fmt(f.min, 3),
+                fmt(f.max, 3),
+                if f.num_nan > 0 {
+                    format!(", {} NaN", f.num_nan)
                 } else {
                     String::new()
                 }
             ));
-            let mut notes = Vec::new();
-            if est.granularity == Granularity::Ranking {
-                out.push_str("| method | states counted | per-state rho mean [interval] | std | skipped |\n");
-                out.push_str("|---|---:|---|---:|---:|\n");
-                for (m, e) in est.flat_methods() {
-                    if let Some(r) = &e.correlations.ranking_spearman {
-                        out.push_str(&format!(
-                            "| {m} | {} | {}{} | {} | {} |\n",
-                            r.num_valid,
-                            fmt(r.mean, 3),
-                            fmt_ci(e.interval("ranking_spearman")),
-                            fmt(r.std, 3),
-                            r.num_skipped
-                        ));
-                        if r.mean.is_none() && r.num_valid > 0 {
-                            notes.push(format!(
-                                "- `{m}`: a state whose predictions are all equal has no rho; under the published \
-                                 rule it voids the mean (set `ranking_ties = \"zero\"` to score such states 0)"
-                            ));
-                        }
-                    }
-                }
-                if est.methods.is_empty() {
-                    out.push_str("| (no ranking method) | | | | |\n");
-                }
-                out.push('\n');
-                if !notes.is_empty() {
-                    out.push_str(&notes.join("\n"));
-                    out.push_str("\n\n");
-                }
-                continue;
-            }
-            let mut sign_misleads = Vec::new();
-            out.push_str("| method | n | rho [interval] | p | tau | r | sign agr. | pairwise acc. |\n");
-            out.push_str("|---|---:|---|---:|---:|---:|---:|---:|\n");
-            for (m, e) in est.flat_methods() {
-                let c = &e.correlations;
-                let coef = |f: &Option<Figure>| fmt(f.as_ref().and_then(|f| f.correlation), 3);
-                let q = e.qval.clone().unwrap_or_default();
-                out.push_str(&format!(
-                    "| {m} | {} | {}{} | {} | {} | {} | {} | {} |\n",
-                    c.spearman.as_ref().map_or(0, |f| f.num_points),
-                    coef(&c.spearman),
-                    fmt_ci(e.interval("spearman")),
-                    fmt_p(c.spearman.as_ref().and_then(|f| f.p_value)),
-                    coef(&c.kendall_tau),
-                    coef(&c.pearson),
-                    coef(&c.sign_agreement),
-                    fmt(q.pairwise_accuracy.as_ref().and_then(|p| p.value), 3),
-                ));
-                if let Some(n) = q.notes.get("spearman") {
-                    notes.push(format!("- `{m}`: {n}"));
-                }
-                if let Some(n) = failure_note(&q, labels.len()) {
-                    notes.push(format!("- `{m}`: {n}"));
-                }
-                if c.sign_agreement.as_ref().and_then(|f| f.correlation).is_some_and(|a| {
-                    c.spearman
-                        .as_ref()
-                        .and_then(|f| f.correlation)
-                        .is_some_and(|rho| (a - 0.5) * rho < 0.0 && rho.abs() >= 0.3)
-                }) {
-                    sign_misleads.push(format!("`{m}`"));
-                }
-                if let Some(d) = e.num_dropped_zero.filter(|d| *d > 0) {
-                    notes.push(format!("- `{m}`: {d} pairs with a zero dropped"));
-                }
-                if let Some(ln) = &q.label_noise
-                    && let ([Some(a), Some(b)], [Some(c), Some(d)]) = (ln.points_only, ln.two_level)
-                {
-                    notes.push(format!(
-                        "- `{m}`: with label noise (two-level bootstrap over {} rollouts) [{c:.3}, {d:.3}] vs points \
-                         only [{a:.3}, {b:.3}]{}",
-                        ln.rollouts,
-                        ln.rollouts_needed
-                            .map(|k| format!("; label noise negligible from about {k} rollouts"))
-                            .unwrap_or_default()
-                    ));
-                }
-            }
-            if !sign_misleads.is_empty() {
-                notes.push(format!(
-                    "- sign agr. (the published rule) counts pairs whose prediction and label share a sign, not \
-                     ranks: for {} it disagrees with rho, as it does for scores on another scale (negative \
-                     distances, say)",
-                    sign_misleads.join(", ")
-                ));
-            }
-            if est.methods.is_empty() {
-                out.push_str("| (no method estimates this signal) | | | | | | | |\n");
-            }
-            for (g, e) in &est.methods {
-                if let MethodEntry::Group(sg) = e
-                    && let Some(f) = sg.aggregate_correlations.get("spearman")
-                {
-                    notes.push(format!(
-                        "- `{g}` ({} samples): rho {} +- {} [{}, {}]{}",
-                        sg.num_samples,
-                        fmt(f.mean, 3),
-                        fmt(f.std, 3),
-                        fmt(f.min, 3),
-                        fmt(f.max, 3),
-                        if f.num_nan > 0 {
-                            format!(", {} NaN", f.num_nan)
-                        } else {
-                            String::new()
-                        }
-                    ));
-                }
-            }
-            if !extras.tiers.is_empty() && extras.tiers.iter().any(|t| t.len() > 1) {
-                let tiers: Vec<String> = extras.tiers.iter().map(|t| t.join(", ")).collect();
-                notes.push(format!(
-                    "- cannot be told apart (paired bootstrap interval of the difference includes 0): {}",
-                    tiers.iter().map(|t| format!("{{{t}}}")).collect::<Vec<_>>().join(" > ")
-                ));
-            }
-            for p in &extras.paired {
-                let c = &p.comparison;
-                if let (Some(d), [Some(lo), Some(hi)]) = (c.difference, c.interval) {
-                    notes.push(format!(
-                        "- `{}` - `{}`: {d:+.3} [{lo:+.3}, {hi:+.3}], p {} (n {})",
-                        p.a,
-                        p.b,
-                        fmt_p(c.p_value),
-                        c.n
-                    ));
-                }
-            }
-            if !notes.is_empty() {
-                out.push('\n');
-                out.push_str(&notes.join("\n"));
-                out.push('\n');
-            }
-            out.push('\n');
         }
-        out
     }
+    notes
+}
+
+/// The tiers of methods that cannot be told apart, when some tier holds more than one.
+fn tier_note(tiers: &[Vec<String>]) -> Option<String> {
+    if tiers.is_empty() || !tiers.iter().any(|t| t.len() > 1) {
+        return None;
+    }
+    let tiers: Vec<String> = tiers.iter().map(|t| t.join(", ")).collect();
+    Some(format!(
+        "- cannot be told apart (paired bootstrap interval of the difference includes 0): {}",
+        tiers.iter().map(|t| format!("{{{t}}}")).collect::<Vec<_>>().join(" > ")
+    ))
+}
+
+/// The paired comparisons with a defined difference and interval: difference [interval], p, n.
+fn paired_notes(paired: &[PairedEntry]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for p in paired {
+        let c = &p.comparison;
+        if let (Some(d), [Some(lo), Some(hi)]) = (c.difference, c.interval) {
+            notes.push(format!(
+                "- `{}` - `{}`: {d:+.3} [{lo:+.3}, {hi:+.3}], p {} (n {})",
+                p.a,
+                p.b,
+                fmt_p(c.p_value),
+                c.n
+            ));
+        }
+    }
+    notes
 }
 
 /// The note under a table for a method's failed and unscored points: "scored 100 of 242
