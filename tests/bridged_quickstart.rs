@@ -37,8 +37,8 @@ use qval::envs::python::{
 use qval::{
     CollectConfig, LabelConfig, MvmcConfig, MvmcLabeler, SampleConfig, StageOptions, collect, label, sample_points,
 };
-use qval_core::{Environment, Signal};
-use qval_testkit::quickstart_data;
+use qval_core::{Environment, EvaluationPoint, Label, Signal, Trajectory};
+use qval_testkit::{QuickstartData, quickstart_data};
 
 /// What a native and a bridged state both carry: the agent's cell and the wasted-turn error.
 fn native_cell(state: &Value) -> (usize, Option<String>) {
@@ -112,10 +112,38 @@ async fn the_bridged_quickstart_dataset_equals_the_native_one() {
         .unwrap();
     let bridged_took = bridged_start.elapsed();
 
-    // Trajectories: every transition.
-    assert_eq!(trajectories.len(), native.trajectories.len());
+    let transitions = same_trajectories(&native.trajectories, &trajectories);
+    same_points(&native.points, &points);
+    let positive = same_labels(&native.labels, &labels);
+    // Not a vacuous agreement: many points, many of them with a value to earn.
+    assert!(transitions > 400, "{transitions} transitions");
+    assert!(points.len() > 150, "{} points", points.len());
+    assert!(
+        positive > points.len() / 2,
+        "{positive} of {} labels positive",
+        points.len()
+    );
+    same_exact_labels(&native, &env, &points).await;
+
+    let mut values: Vec<u64> = labels.iter().map(|l| l.value.to_bits()).collect();
+    values.sort_unstable();
+    values.dedup();
+    assert!(values.len() >= 10, "only {} distinct label values", values.len());
+    eprintln!(
+        "{} trajectories, {transitions} transitions, {} points, {} labels ({positive} positive): native {:.2?}, bridged {:.2?}",
+        trajectories.len(),
+        points.len(),
+        labels.len(),
+        native_took,
+        bridged_took,
+    );
+}
+
+/// Every transition of every trajectory equal (states by what both carry); returns how many.
+fn same_trajectories(native: &[Trajectory], bridged: &[Trajectory]) -> usize {
+    assert_eq!(bridged.len(), native.len());
     let mut transitions = 0;
-    for (n, b) in native.trajectories.iter().zip(&trajectories) {
+    for (n, b) in native.iter().zip(bridged) {
         let at = format!("trajectory {}", n.index);
         assert_eq!(n.index, b.index, "{at}");
         assert_eq!(n.seed, b.seed, "{at}: the collection seed");
@@ -144,9 +172,13 @@ async fn the_bridged_quickstart_dataset_equals_the_native_one() {
         }
     }
 
-    // Points: the same ids, states, actions, histories.
-    assert_eq!(points.len(), native.points.len());
-    for (n, b) in native.points.iter().zip(&points) {
+    transitions
+}
+
+/// The same points: ids, states, actions, histories.
+fn same_points(native: &[EvaluationPoint], bridged: &[EvaluationPoint]) {
+    assert_eq!(bridged.len(), native.len());
+    for (n, b) in native.iter().zip(bridged) {
         let at = &n.id;
         assert_eq!(n.id, b.id);
         assert_eq!(
@@ -170,11 +202,13 @@ async fn the_bridged_quickstart_dataset_equals_the_native_one() {
         assert_eq!(n.terminated, b.terminated, "{at}");
         assert_eq!(n.candidate_of, b.candidate_of, "{at}");
     }
+}
 
-    // Labels: every one, exactly (value, rollout returns, expert summary).
-    assert_eq!(labels.len(), native.labels.len());
+/// Every label equal (value, rollout returns, expert summary); returns how many are positive.
+fn same_labels(native: &[Label], bridged: &[Label]) -> usize {
+    assert_eq!(bridged.len(), native.len());
     let mut positive = 0;
-    for (n, b) in native.labels.iter().zip(&labels) {
+    for (n, b) in native.iter().zip(bridged) {
         assert!(n.aborted.is_none() && b.aborted.is_none(), "{n:?} {b:?}");
         assert_eq!(
             n.value.to_bits(),
@@ -187,17 +221,13 @@ async fn the_bridged_quickstart_dataset_equals_the_native_one() {
         assert_eq!(n, b);
         positive += usize::from(n.value > 0.0);
     }
-    // Not a vacuous agreement: many points, many of them with a value to earn.
-    assert!(transitions > 400, "{transitions} transitions");
-    assert!(points.len() > 150, "{} points", points.len());
-    assert!(
-        positive > points.len() / 2,
-        "{positive} of {} labels positive",
-        points.len()
-    );
-    // The exact labels of the reference policy (Q, V and advantage, from the native
-    // transition model and from the adapter's, which reads gymnasium's `P`), bit for bit. (The
-    // random baseline depends on the point ids only, compared above.)
+    positive
+}
+
+/// The exact labels of the reference policy (Q, V and advantage, from the native
+/// transition model and from the adapter's, which reads gymnasium's `P`), bit for bit. (The
+/// random baseline depends on the point ids only, compared above.)
+async fn same_exact_labels(native: &QuickstartData, env: &Arc<PythonEnv>, points: &[EvaluationPoint]) {
     for signal in [Signal::Q, Signal::V, Signal::Advantage] {
         let n = label(
             &NativeExact::new(native.env.clone(), signal, None),
@@ -209,7 +239,7 @@ async fn the_bridged_quickstart_dataset_equals_the_native_one() {
         .unwrap();
         let b = label(
             &BridgedExact::new(env.clone(), signal, None),
-            &points,
+            points,
             &LabelConfig::default(),
             &StageOptions::default(),
         )
@@ -226,17 +256,4 @@ async fn the_bridged_quickstart_dataset_equals_the_native_one() {
             );
         }
     }
-
-    let mut values: Vec<u64> = labels.iter().map(|l| l.value.to_bits()).collect();
-    values.sort_unstable();
-    values.dedup();
-    assert!(values.len() >= 10, "only {} distinct label values", values.len());
-    eprintln!(
-        "{} trajectories, {transitions} transitions, {} points, {} labels ({positive} positive): native {:.2?}, bridged {:.2?}",
-        trajectories.len(),
-        points.len(),
-        labels.len(),
-        native_took,
-        bridged_took,
-    );
 }

@@ -170,15 +170,7 @@ points = 60
         s["estimations"]["mvmc-q"]["methods"].get("random-v").is_none(),
         "a V method is not compared with Q labels"
     );
-    let ranking = &s["estimations"]["ranking-mvmc-q"];
-    assert_eq!(ranking["granularity"], "ranking");
-    let mean = rho(&s, "ranking-mvmc-q", "ranking-q");
-    assert!(mean >= 0.9, "ranking per-state rho {mean}");
-    assert_eq!(ranking["candidate_counts"].as_array().unwrap().len(), 30);
-    for m in ["sdpo-q", "sdpo-gt-q", "delta-belief-q"] {
-        let mean = rho(&s, "ranking-mvmc-q", m);
-        assert!(mean >= 0.8, "{m}: per-state rho {mean}\n{stdout}");
-    }
+    ranking_methods_rank_states_as_the_labels_do(&s, &stdout);
     // The table shows every method, and the run folder holds the manifest and the code.
     for m in ["random-q", "direct-batched-q", "ranking-q", "codegen-q-s01", "eureka-q"] {
         assert!(stdout.contains(&format!("| {m} |")), "no row for {m}:\n{stdout}");
@@ -188,6 +180,20 @@ points = 60
     assert!(manifest["stages"]["predict:gvl-q"]["requests"].as_u64().unwrap() >= 60);
     assert!(run.join("methods/codegen-q/sample-00.py").exists());
     assert!(run.join("methods/eureka-q/eureka.json").exists());
+}
+
+/// The ranking label set of the oracle run: 30 states, ranked by the ranking method and the
+/// scoring families as the labels rank them.
+fn ranking_methods_rank_states_as_the_labels_do(s: &serde_json::Value, stdout: &str) {
+    let ranking = &s["estimations"]["ranking-mvmc-q"];
+    assert_eq!(ranking["granularity"], "ranking");
+    let mean = rho(s, "ranking-mvmc-q", "ranking-q");
+    assert!(mean >= 0.9, "ranking per-state rho {mean}");
+    assert_eq!(ranking["candidate_counts"].as_array().unwrap().len(), 30);
+    for m in ["sdpo-q", "sdpo-gt-q", "delta-belief-q"] {
+        let mean = rho(s, "ranking-mvmc-q", m);
+        assert!(mean >= 0.8, "{m}: per-state rho {mean}\n{stdout}");
+    }
 }
 
 #[test]
@@ -314,7 +320,6 @@ points = 60
 #[test]
 fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
     let head = "name = \"bad\"\n[environment]\ntype = \"frozenlake\"\n";
     let cases = [
         (
@@ -371,6 +376,29 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             "bad.toml:1:1",
             vec!["unknown key `nam`", "did you mean `name`?"],
         ),
+    ];
+    refused_with(dir.path(), &cases);
+}
+
+/// Each text refused with its position and every wanted part of the message.
+fn refused_with(d: &Path, cases: &[(String, &str, Vec<&str>)]) {
+    for (text, at, wanted) in cases {
+        let (err, _) = refused_experiment(d, "bad.toml", text);
+        assert!(
+            err.starts_with("error: ") && err.contains(at),
+            "expected {at}: {err}\n{text}"
+        );
+        for w in wanted {
+            assert!(err.contains(w), "expected `{w}` in: {err}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn bad_method_and_environment_entries_are_refused_before_any_work_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "name = \"bad\"\n[environment]\ntype = \"frozenlake\"\n";
+    let cases = [
         (
             format!(
                 "{head}[[methods]]\ntype = \"verifier\"\nsignal = \"v\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nlogprobs = true\n"
@@ -464,16 +492,7 @@ fn bad_experiment_files_are_refused_before_any_work_naming_file_line_and_column(
             vec!["unclosed table"],
         ),
     ];
-    for (text, at, wanted) in cases {
-        let (err, _) = refused_experiment(d, "bad.toml", &text);
-        assert!(
-            err.starts_with("error: ") && err.contains(at),
-            "expected {at}: {err}\n{text}"
-        );
-        for w in wanted {
-            assert!(err.contains(w), "expected `{w}` in: {err}\n{text}");
-        }
-    }
+    refused_with(dir.path(), &cases);
 }
 
 #[test]
