@@ -70,11 +70,7 @@ fn run() -> anyhow::Result<()> {
     let points = rt.block_on(async {
         let collector = EpsilonGreedy::new(&env, 0.1)?;
         let n_traj = args.points.div_ceil(5) * 2;
-        let cfg = CollectConfig {
-            trajectories: n_traj,
-            seed: 1,
-            concurrency: 16,
-        };
+        let cfg = CollectConfig::new(n_traj, 1, 16)?;
         let trajectories = collect(&*env, &collector, &env.tasks(), &cfg, &StageOptions::default()).await?;
         let mut points = sample_points(&trajectories, &SampleConfig::builder().seed(1).build()?);
         points.truncate(args.points);

@@ -23,11 +23,7 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let env = FrozenLake::builder().random_maps(8, 8, 42).build()?;
     let collector = EpsilonGreedy::new(&env, 0.1)?;
-    let cfg = CollectConfig {
-        trajectories: 2_500,
-        seed: 1,
-        concurrency: 16,
-    };
+    let cfg = CollectConfig::new(2_500, 1, 16)?;
     let trajectories = collect(&env, &collector, &env.tasks(), &cfg, &StageOptions::default()).await?;
     let mut points = sample_points(&trajectories, &SampleConfig::builder().seed(1).build()?);
     points.truncate(10_000);

@@ -92,11 +92,7 @@ async fn the_bridged_quickstart_dataset_equals_the_native_one() {
         &*env,
         &EpsilonGreedy::new(0.1).unwrap(),
         &tasks,
-        &CollectConfig {
-            trajectories: 50,
-            seed: 42,
-            concurrency: 8,
-        },
+        &CollectConfig::new(50, 42, 8).unwrap(),
         &StageOptions::default(),
     )
     .await

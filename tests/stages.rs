@@ -29,11 +29,7 @@ fn slippery_env() -> Arc<FrozenLake> {
 
 async fn make_points(env: &FrozenLake, concurrency: usize) -> (Vec<Trajectory>, Vec<EvaluationPoint>) {
     let collector = EpsilonGreedy::new(env, 0.2).unwrap();
-    let cfg = CollectConfig {
-        trajectories: 30,
-        seed: 3,
-        concurrency,
-    };
+    let cfg = CollectConfig::new(30, 3, concurrency).unwrap();
     let trajectories = collect(env, &collector, &env.tasks(), &cfg, &StageOptions::default())
         .await
         .unwrap();

@@ -237,12 +237,9 @@ pub fn fingerprint(points: &[EvaluationPoint]) -> String {
 /// | `concurrency` | 16 | >= 1 |
 #[derive(Clone, Debug, PartialEq)]
 pub struct CollectConfig {
-    /// How many trajectories; trajectory i runs task i mod (number of tasks).
-    pub trajectories: usize,
-    /// Root seed; trajectory i draws from a generator derived from (seed, i).
-    pub seed: u64,
-    /// Episodes run at once (for LLM policies; it does not change the result).
-    pub concurrency: usize,
+    trajectories: usize,
+    seed: u64,
+    concurrency: usize,
 }
 
 impl Default for CollectConfig {
@@ -260,29 +257,50 @@ impl CollectConfig {
     /// the checkpoint's index, until the collection ends.
     pub const MAX_TRAJECTORIES: usize = 1_000_000;
 
-    /// Checks the parameters.
+    /// `trajectories` trajectories (trajectory i runs task i mod the number of tasks, from a
+    /// generator derived from (`seed`, i)), `concurrency` episodes at once (for LLM policies;
+    /// it does not change the result).
     ///
     /// # Errors
     /// [`CoreError::InvalidParameter`] for zero trajectories or concurrency, or more
     /// trajectories than [`CollectConfig::MAX_TRAJECTORIES`].
-    pub fn check(&self) -> Result<()> {
-        if self.trajectories == 0 {
+    pub fn new(trajectories: usize, seed: u64, concurrency: usize) -> Result<CollectConfig> {
+        if trajectories == 0 {
             return Err(CoreError::invalid("trajectories", 0, "at least one"));
         }
-        if self.trajectories > Self::MAX_TRAJECTORIES {
+        if trajectories > Self::MAX_TRAJECTORIES {
             return Err(CoreError::invalid(
                 "trajectories",
-                self.trajectories,
+                trajectories,
                 format!(
                     "at most {} (every trajectory is kept in memory until the collection ends)",
                     Self::MAX_TRAJECTORIES
                 ),
             ));
         }
-        if self.concurrency == 0 {
+        if concurrency == 0 {
             return Err(CoreError::invalid("concurrency", 0, "at least 1"));
         }
-        Ok(())
+        Ok(CollectConfig {
+            trajectories,
+            seed,
+            concurrency,
+        })
+    }
+
+    /// How many trajectories.
+    pub fn trajectories(&self) -> usize {
+        self.trajectories
+    }
+
+    /// The root seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Episodes run at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 }
 
@@ -485,7 +503,6 @@ pub async fn collect_share<E: Environment, P: Policy<E> + ?Sized>(
     share: Share,
     opts: &StageOptions,
 ) -> Result<Vec<Trajectory>> {
-    config.check()?;
     if tasks.is_empty() {
         return Err(CoreError::Empty("no tasks to collect trajectories on".into()));
     }

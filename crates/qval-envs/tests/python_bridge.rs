@@ -590,10 +590,7 @@ async fn toy_text_success_is_the_goal_cell_or_the_drop_off_not_a_positive_reward
         ("qval_bridge.adapters.gym_toytext:TaxiAdapter", true),
     ] {
         let env = PythonEnv::builder(adapter).build().unwrap();
-        let config = CollectConfig {
-            trajectories: 3,
-            ..Default::default()
-        };
+        let config = CollectConfig::new(3, 42, 16).unwrap();
         let all = collect(&env, &ReferencePolicy, &env.tasks(), &config, &StageOptions::default())
             .await
             .unwrap();

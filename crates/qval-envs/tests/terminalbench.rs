@@ -324,11 +324,7 @@ async fn oracle_labels_keep_correct_commands_high_and_destructive_ones_at_zero()
 async fn the_noisy_collector_is_seeded_and_mixes_successes_and_failures() {
     let e = env();
     let policy = NoisyScripted::new(0.3).unwrap();
-    let config = qval_core::CollectConfig {
-        trajectories: 2 * e.tasks().len(),
-        seed: 7,
-        ..Default::default()
-    };
+    let config = qval_core::CollectConfig::new(2 * e.tasks().len(), 7, 16).unwrap();
     let opts = qval_core::StageOptions::default();
     let a = qval_core::collect(e, &policy, &e.tasks(), &config, &opts)
         .await

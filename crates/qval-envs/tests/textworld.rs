@@ -108,11 +108,7 @@ fn the_walkthrough_wins_every_shipped_game_from_reset() {
 async fn mvmc_labels_from_sampled_points_are_gamma_to_the_walkthrough_length() {
     let env = Arc::new(textworld(json!({ "max_steps": 30 }), 2));
     let tasks = env.tasks();
-    let config = CollectConfig {
-        trajectories: 2 * tasks.len(),
-        seed: 3,
-        concurrency: 2,
-    };
+    let config = CollectConfig::new(2 * tasks.len(), 3, 2).unwrap();
     let policy = EpsilonGreedy::new(0.4).unwrap();
     let trajectories = collect(&*env, &policy, &tasks, &config, &StageOptions::default())
         .await

@@ -33,11 +33,7 @@ async fn the_agent_reads_action_then_answer_then_raw_text_and_solves_the_task() 
     });
     let env = terminalbench(TASKS);
     let agent = LlmAgent::new(http_backend(&server, Capabilities::default(), Duration::from_secs(10)).0);
-    let config = CollectConfig {
-        trajectories: 1,
-        seed: 3,
-        ..Default::default()
-    };
+    let config = CollectConfig::new(1, 3, 16).unwrap();
     let t = collect(&env, &agent, &env.tasks(), &config, &StageOptions::default())
         .await
         .unwrap();
@@ -64,11 +60,7 @@ async fn a_failing_model_aborts_the_rollout_with_the_reason() {
     });
     let env = Arc::new(terminalbench(TASKS));
     // A point from the noisy collector, labelled with the (failing) LLM agent as reference.
-    let config = CollectConfig {
-        trajectories: 1,
-        seed: 1,
-        ..Default::default()
-    };
+    let config = CollectConfig::new(1, 1, 16).unwrap();
     let t = collect(
         &*env,
         &NoisyScripted::new(0.0).unwrap(),

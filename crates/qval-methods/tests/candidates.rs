@@ -22,11 +22,7 @@ use qval_testkit::{ServerConfig, TestServer};
 const TASKS: &[&str] = &["hello-file", "make-archive"];
 
 async fn points(env: &TerminalBench) -> Vec<EvaluationPoint> {
-    let config = CollectConfig {
-        trajectories: 4,
-        seed: 5,
-        ..Default::default()
-    };
+    let config = CollectConfig::new(4, 5, 16).unwrap();
     let t = collect(
         env,
         &NoisyScripted::new(0.3).unwrap(),

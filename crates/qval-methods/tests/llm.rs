@@ -293,11 +293,7 @@ async fn images_go_as_data_urls_where_the_backend_takes_them() {
         .build()
         .unwrap();
     let collector = EpsilonGreedy::new(&env, 0.1).unwrap();
-    let cfg = CollectConfig {
-        trajectories: 4,
-        seed: 1,
-        concurrency: 2,
-    };
+    let cfg = CollectConfig::new(4, 1, 2).unwrap();
     let trajectories = collect(&env, &collector, &env.tasks(), &cfg, &StageOptions::default())
         .await
         .unwrap();

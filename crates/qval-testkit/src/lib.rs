@@ -670,11 +670,7 @@ async fn quickstart_data_of(env: qval_envs::frozenlake::FrozenLake) -> Quickstar
     use qval_envs::frozenlake::{EpsilonGreedy, OptimalPolicy};
     let env = Arc::new(env);
     let collector = EpsilonGreedy::new(&env, 0.1).expect("a valid epsilon");
-    let cfg = CollectConfig {
-        trajectories: 50,
-        seed: 42,
-        concurrency: 8,
-    };
+    let cfg = CollectConfig::new(50, 42, 8).expect("a valid collection");
     let trajectories = collect(&*env, &collector, &env.tasks(), &cfg, &StageOptions::default())
         .await
         .expect("collection");

@@ -177,11 +177,7 @@ impl<'p> Run<'p> {
         let (e, share) = (&plan.experiment, plan.options.shard);
         let t = Instant::now();
         let fresh = self.start(&Stage::Collect)?;
-        let config = CollectConfig {
-            trajectories: e.dataset.trajectories,
-            seed: e.seed,
-            concurrency: e.dataset.concurrency,
-        };
+        let config = CollectConfig::new(e.dataset.trajectories, e.seed, e.dataset.concurrency)?;
         let merged = layout::trajectories(&plan.run_dir);
         let trajectories = match share {
             // A shard after the merge of the collection: the whole collection.
