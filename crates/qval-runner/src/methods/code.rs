@@ -1,7 +1,17 @@
 //! The code family as method types: codegen, codegen-avg and eureka, their parameters and
 //! the generated samples they share.
 
-use super::*;
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::spec::{self, SpecProblem};
+use crate::{Result, RunnerError};
+use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Signal};
+
+use super::api::backend_of;
+use super::{BuildInput, MethodInfo, MethodType, PointSet, ResolvedMethod};
 
 /// Parameters of the code family.
 #[derive(Deserialize)]

@@ -1,6 +1,16 @@
 //! The embedding family as a method type: its parameters, encoders and the four scores.
 
-use super::*;
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::sync::Arc;
+
+use crate::Result;
+use crate::envs::{EnvPlugin, RunServices};
+use crate::spec::{self, SpecProblem};
+use qval_core::DenseSignalMethod;
+
+use super::api::Q_AND_V;
+use super::{BuildInput, MethodInfo, MethodType, PointSet, ResolvedMethod};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
