@@ -100,7 +100,7 @@ impl Plan {
             services: &services,
             forced: forced.as_deref(),
             endpoint_given: matches!(options.backend, Some(BackendOverride::Endpoint { .. })),
-            at: At(source),
+            at: &at,
         };
         let methods = resolve_methods(e, &scope)?;
         // Everything stage 5 would refuse, refused now at its key.
@@ -409,7 +409,7 @@ struct MethodScope<'a> {
     forced: Option<&'a str>,
     /// `--base-url/--model`: an LLM method without a backend uses the command line's.
     endpoint_given: bool,
-    at: At<'a>,
+    at: &'a At<'a>,
 }
 
 /// Every method entry checked and expanded (one method per signal, backend, modality and

@@ -59,16 +59,14 @@ impl<'p> Run<'p> {
         let settings = plan.stage_settings();
         let mut manifest = Manifest::read(&plan.work_dir)?.unwrap_or_default();
         for redo in &plan.options.redo {
-            let clear: Vec<String> = manifest
+            let clear: Vec<(String, Stage)> = manifest
                 .stages
                 .keys()
-                .filter(|k| k.parse::<Stage>().is_ok_and(|s| redo.clears(&s)))
-                .cloned()
+                .filter_map(|k| Some((k.clone(), k.parse::<Stage>().ok()?)))
+                .filter(|(_, stage)| redo.clears(stage))
                 .collect();
-            for key in clear {
-                if let Ok(stage) = key.parse::<Stage>() {
-                    remove_files(plan, &stage)?;
-                }
+            for (key, stage) in clear {
+                remove_files(plan, &stage)?;
                 manifest.stages.remove(&key);
             }
             for stage in [Stage::Collect, Stage::Sample] {
