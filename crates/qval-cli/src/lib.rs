@@ -482,7 +482,7 @@ fn methods_table(registry: &Registry) {
     out::line("|---|---|---|---|---|---|");
     for (name, t) in registry.method_types() {
         let i = t.info();
-        let params: Vec<String> = i.params.iter().map(|(n, d, _)| format!("{n} ({d})")).collect();
+        let params: Vec<String> = i.params.iter().map(|p| format!("{} ({})", p.name, p.default)).collect();
         out::line(&format!(
             "| {name} | {} | {} | {} | {} | {} |",
             i.family,

@@ -68,34 +68,25 @@ pub fn http_encoder(settings: &HttpSettings, services: &dyn RunServices) -> Resu
         .map_err(|e| RunnerError::plugin("the embeddings encoder", e))
 }
 
-/// The text encoder called `name` (`minilm`: all-MiniLM-L6-v2 on candle), with a cache so
-/// identical texts are encoded once.
+/// The text encoder (all-MiniLM-L6-v2 on candle), with a cache so identical texts are
+/// encoded once.
 ///
 /// # Errors
-/// An unknown name; `minilm` when qval was built without the `minilm` feature or its weights
-/// are not installed (the message says how to get both).
-pub fn text_encoder(name: &str) -> Result<Arc<CachedEncoder<Arc<dyn TextEncoder>>>> {
-    match name {
-        "minilm" => minilm(),
-        other => Err(RunnerError::Usage(format!(
-            "unknown encoder `{other}`; expected `minilm`"
-        ))),
-    }
+/// qval built without the `minilm` feature, or its weights not installed (the message says
+/// how to get both).
+pub fn text_encoder() -> Result<Arc<CachedEncoder<Arc<dyn TextEncoder>>>> {
+    minilm()
 }
 
-/// Whether the encoder called `name` can be used by this build (weights are looked for only
-/// when it is built).
+/// Whether this build can use the text encoder (weights are looked for only when it is built).
 ///
 /// # Errors
 /// As [`text_encoder`], without loading anything.
-pub fn available(name: &str) -> Result<()> {
-    match name {
-        "minilm" if cfg!(feature = "minilm") => Ok(()),
-        "minilm" => minilm().map(|_| ()),
-        other => Err(RunnerError::Usage(format!(
-            "unknown encoder `{other}`; expected `minilm`"
-        ))),
+pub fn available() -> Result<()> {
+    if cfg!(feature = "minilm") {
+        return Ok(());
     }
+    minilm().map(|_| ())
 }
 
 #[cfg(feature = "minilm")]

@@ -1,8 +1,11 @@
 //! The plugin API of method types: an entry as resolved ([`ResolvedMethod`]), what a type
-//! is ([`MethodInfo`]), what it is built from ([`BuildInput`]), and the trait itself.
+//! is ([`MethodInfo`]), what it is built from ([`BuildInput`]), the trait itself
+//! ([`MethodType`], with its typed parameters) and the form the registry holds
+//! ([`DynMethodType`]).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use crate::envs::{EnvPlugin, RunServices};
 use crate::spec::{self, Seg, SpecProblem};
 use crate::{Result, RunnerError};
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Signal, Trajectory};
-use qval_methods::llm::{Backend, Modality, Preset, PromptOptions};
+use qval_methods::llm::{Backend, Preset, PromptOptions};
 
 /// One method of an experiment once its entry is expanded: a concrete signal, backend and
 /// modality. This is what `run.json` records and what a rerun compares.
@@ -27,7 +30,7 @@ pub struct ResolvedMethod {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     /// `text` or `image`.
-    pub modality: String,
+    pub modality: Modality,
     /// The prompt preset, if the entry names one (default v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_preset: Option<Preset>,
@@ -51,6 +54,56 @@ pub struct ResolvedMethod {
     /// The entry's own name (its `name`, else its type), before expansion.
     #[serde(skip)]
     pub entry: String,
+    /// `params` as its type parsed and checked them, once, when the plan was made.
+    #[serde(skip)]
+    pub(crate) parsed: Parsed,
+}
+
+/// A method type's parameters once parsed ([`MethodType::Params`]), held by the resolved
+/// method so that `outputs` and `build` get them without parsing again. Two resolved
+/// methods compare by their `params` table, not by this.
+#[derive(Clone, Default)]
+pub struct Parsed(Option<Arc<dyn Any + Send + Sync>>);
+
+impl PartialEq for Parsed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Parsed(..)" } else { "Parsed(none)" })
+    }
+}
+
+/// How a method sees states: as text, or as pictures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    /// The states' text (default).
+    #[default]
+    Text,
+    /// The states' pictures.
+    Image,
+}
+
+impl Modality {
+    /// The name experiment files use.
+    pub fn key(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Image => "image",
+        }
+    }
+
+    /// Every modality, as experiment files name them.
+    pub const KEYS: [&'static str; 2] = ["text", "image"];
+
+    /// The modality named `key`, if any.
+    pub fn from_key(key: &str) -> Option<Modality> {
+        [Modality::Text, Modality::Image].into_iter().find(|m| m.key() == key)
+    }
 }
 
 impl ResolvedMethod {
@@ -80,10 +133,9 @@ impl ResolvedMethod {
     pub fn prompt_options(&self) -> PromptOptions {
         PromptOptions {
             preset: self.prompt_preset.unwrap_or_default(),
-            modality: if self.modality == "image" {
-                Modality::Image
-            } else {
-                Modality::Text
+            modality: match self.modality {
+                Modality::Image => qval_methods::llm::Modality::Image,
+                Modality::Text => qval_methods::llm::Modality::Text,
             },
             ..Default::default()
         }
@@ -117,8 +169,42 @@ pub struct MethodInfo {
     /// Which points it scores.
     #[serde(skip)]
     pub on: PointSet,
-    /// Its parameters: name, default, meaning.
-    pub params: Vec<(&'static str, &'static str, &'static str)>,
+    /// Its parameters.
+    pub params: Vec<ParamDoc>,
+}
+
+/// One parameter of a method type, for `qval methods` and for spotting a misspelt common key.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParamDoc {
+    /// The key.
+    pub name: &'static str,
+    /// Its default, as written in a file (empty: none).
+    pub default: String,
+    /// What it means.
+    pub meaning: &'static str,
+}
+
+impl ParamDoc {
+    /// A parameter whose default is `default` (use the same constant the parameter type
+    /// defaults to, so the default is written once).
+    pub fn new(name: &'static str, default: impl std::fmt::Display, meaning: &'static str) -> Self {
+        ParamDoc {
+            name,
+            default: default.to_string(),
+            meaning,
+        }
+    }
+}
+
+/// The parameters of a type that takes none: an empty table, anything else refused.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// Parses a resolved method's parameter table into `P` (serde, with its defaults), with
+/// problems at the key they are about: the usual first line of [`MethodType::params`].
+pub fn parse_params<P: serde::de::DeserializeOwned>(method: &ResolvedMethod) -> std::result::Result<P, SpecProblem> {
+    spec::params(&method.params, &[])
 }
 
 /// Everything a method type may use to build its methods.
@@ -184,77 +270,169 @@ impl BuildInput<'_> {
     }
 }
 
-/// A method type: checks an entry's parameters, says which prediction sets it produces, and
-/// builds the methods that produce them.
+/// A method type: parses an entry's parameters once into its own [`Params`](Self::Params),
+/// says which prediction sets it produces, and builds the methods that produce them.
+///
+/// The registry holds it as a [`DynMethodType`] (implemented for every `MethodType`): register
+/// `Arc::new(MyType)`.
 ///
 /// # Example
 /// ```
-/// use qval_runner::methods::{BuildInput, MethodInfo, MethodType, PointSet, ResolvedMethod};
+/// use qval_runner::methods::{
+///     parse_params, BuildInput, MethodInfo, MethodType, ParamDoc, PointSet, ResolvedMethod,
+/// };
+/// use qval_runner::spec::SpecProblem;
 /// use qval_core::{DenseSignalMethod, Signal};
 /// use std::sync::Arc;
 ///
-/// struct Constant;
+/// const SEED: u64 = 7;
+///
+/// #[derive(serde::Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct Params {
+///     #[serde(default = "seed")]
+///     seed: u64,
+/// }
+/// fn seed() -> u64 {
+///     SEED
+/// }
+///
+/// struct Noise;
 ///
 /// #[async_trait::async_trait]
-/// impl MethodType for Constant {
+/// impl MethodType for Noise {
+///     type Params = Params;
 ///     fn info(&self) -> MethodInfo {
 ///         MethodInfo {
 ///             family: "baseline",
-///             summary: "the same score everywhere",
+///             summary: "seeded noise",
 ///             signals: vec![Signal::Q, Signal::V],
 ///             needs_backend: false,
 ///             needs_logprobs: false,
 ///             needs_scoring: false,
 ///             on: PointSet::Points,
-///             params: vec![],
+///             params: vec![ParamDoc::new("seed", SEED, "the generator's seed")],
 ///         }
 ///     }
-///     async fn build(&self, input: BuildInput<'_>) -> qval_runner::Result<Vec<Arc<dyn DenseSignalMethod>>> {
-///         Ok(vec![Arc::new(qval_methods::RandomBaseline::new(0, input.method.signal))])
+///     fn params(&self, m: &ResolvedMethod) -> Result<Params, SpecProblem> {
+///         parse_params(m)
+///     }
+///     async fn build(
+///         &self,
+///         p: &Params,
+///         input: BuildInput<'_>,
+///     ) -> qval_runner::Result<Vec<Arc<dyn DenseSignalMethod>>> {
+///         Ok(vec![Arc::new(qval_methods::RandomBaseline::new(p.seed, input.method.signal))])
 ///     }
 /// }
-/// assert_eq!(Constant.info().family, "baseline");
+/// assert_eq!(Noise.info().params[0].default, "7");
 /// ```
 #[async_trait]
-pub trait MethodType: Send + Sync {
+pub trait MethodType: Send + Sync + 'static {
+    /// The entry's own parameters, parsed and checked ([`NoParams`] for none).
+    type Params: Send + Sync + 'static;
+
     /// What it is.
     fn info(&self) -> MethodInfo;
 
-    /// Checks the entry's own parameters before any work starts; paths are relative to the
-    /// entry. Default: no parameters allowed.
-    fn check(&self, method: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoParams {}
-        spec::params::<NoParams>(&method.params, &[]).map(|_| ())
-    }
+    /// Parses and checks the entry's own parameters (`method.params`), once, before any work
+    /// starts; problems name the key they are about. Usually [`parse_params`] plus the
+    /// checks serde cannot make.
+    fn params(&self, method: &ResolvedMethod) -> std::result::Result<Self::Params, SpecProblem>;
 
     /// Checks the entry against the environment and the run's named backends, before any
-    /// work starts (after [`check`](Self::check)); paths are relative to the entry. Default:
-    /// nothing to check.
+    /// work starts (after [`params`](Self::params)). Default: nothing to check.
+    fn check_plan(
+        &self,
+        params: &Self::Params,
+        method: &ResolvedMethod,
+        env: &dyn EnvPlugin,
+        services: &dyn RunServices,
+    ) -> std::result::Result<(), SpecProblem> {
+        let _ = (params, method, env, services);
+        Ok(())
+    }
+
+    /// The names of the prediction sets it produces (default: the method's name), so that a
+    /// rerun skips an entry whose sets are all finished without building it.
+    fn outputs(&self, params: &Self::Params, method: &ResolvedMethod) -> Vec<String> {
+        let _ = params;
+        vec![method.name.clone()]
+    }
+
+    /// Builds the methods, one per name of [`MethodType::outputs`], in that order.
+    async fn build(&self, params: &Self::Params, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>>;
+}
+
+/// A method type as the registry holds it, its parameters type erased: implemented for
+/// every [`MethodType`]. The runner calls [`parse`](Self::parse) once while planning and
+/// keeps the result in the [`ResolvedMethod`]; the other calls read it from there.
+#[async_trait]
+pub trait DynMethodType: Send + Sync {
+    /// What it is.
+    fn info(&self) -> MethodInfo;
+    /// [`MethodType::params`], kept in `method`.
+    fn parse(&self, method: &mut ResolvedMethod) -> std::result::Result<(), SpecProblem>;
+    /// [`MethodType::check_plan`] with the parsed parameters.
+    fn check_plan(
+        &self,
+        method: &ResolvedMethod,
+        env: &dyn EnvPlugin,
+        services: &dyn RunServices,
+    ) -> std::result::Result<(), SpecProblem>;
+    /// [`MethodType::outputs`] with the parsed parameters.
+    fn outputs(&self, method: &ResolvedMethod) -> Vec<String>;
+    /// [`MethodType::build`] with the parsed parameters.
+    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>>;
+}
+
+#[async_trait]
+impl<T: MethodType> DynMethodType for T {
+    fn info(&self) -> MethodInfo {
+        MethodType::info(self)
+    }
+    fn parse(&self, method: &mut ResolvedMethod) -> std::result::Result<(), SpecProblem> {
+        let p = self.params(method)?;
+        method.parsed = Parsed(Some(Arc::new(p)));
+        Ok(())
+    }
     fn check_plan(
         &self,
         method: &ResolvedMethod,
         env: &dyn EnvPlugin,
         services: &dyn RunServices,
     ) -> std::result::Result<(), SpecProblem> {
-        let _ = (method, env, services);
-        Ok(())
+        MethodType::check_plan(self, &*parsed::<T>(method)?, method, env, services)
     }
-
-    /// The names of the prediction sets it produces (default: the method's name), so that a
-    /// rerun skips an entry whose sets are all finished without building it.
     fn outputs(&self, method: &ResolvedMethod) -> Vec<String> {
-        vec![method.name.clone()]
+        match parsed::<T>(method) {
+            Ok(p) => MethodType::outputs(self, &p, method),
+            Err(_) => vec![method.name.clone()],
+        }
     }
+    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+        let p = parsed::<T>(input.method).map_err(SpecProblem::into_error)?;
+        MethodType::build(self, &p, input).await
+    }
+}
 
-    /// Builds the methods, one per name of [`MethodType::outputs`], in that order.
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>>;
+/// The parameters `method` was planned with.
+fn parsed<T: MethodType>(method: &ResolvedMethod) -> std::result::Result<Arc<T::Params>, SpecProblem> {
+    match method.parsed.0.clone().map(|a| a.downcast::<T::Params>()) {
+        Some(Ok(p)) => Ok(p),
+        _ => Err(SpecProblem::at(
+            Vec::new(),
+            format!(
+                "method `{}` was not planned: its parameters were never parsed",
+                method.name
+            ),
+        )),
+    }
 }
 
 /// A method type from a closure building one method (no parameters), for a user's method:
 /// `registry.method("my-method", simple("mine", |signal| Arc::new(My(signal))))`.
-pub fn simple<F>(family: &'static str, f: F) -> Arc<dyn MethodType>
+pub fn simple<F>(family: &'static str, f: F) -> Arc<dyn DynMethodType>
 where
     F: Fn(Signal) -> Arc<dyn DenseSignalMethod> + Send + Sync + 'static,
 {
@@ -263,7 +441,8 @@ where
         f: F,
     }
     #[async_trait]
-    impl<F: Fn(Signal) -> Arc<dyn DenseSignalMethod> + Send + Sync> MethodType for Simple<F> {
+    impl<F: Fn(Signal) -> Arc<dyn DenseSignalMethod> + Send + Sync + 'static> MethodType for Simple<F> {
+        type Params = NoParams;
         fn info(&self) -> MethodInfo {
             MethodInfo {
                 family: self.family,
@@ -276,7 +455,10 @@ where
                 params: vec![],
             }
         }
-        async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+        fn params(&self, m: &ResolvedMethod) -> std::result::Result<NoParams, SpecProblem> {
+            parse_params(m)
+        }
+        async fn build(&self, _: &NoParams, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
             Ok(vec![(self.f)(input.method.signal)])
         }
     }

@@ -6,40 +6,49 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::spec::{self, SpecProblem};
+use crate::spec::SpecProblem;
 use crate::{Result, RunnerError};
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Signal};
 
 use super::api::backend_of;
-use super::{BuildInput, MethodInfo, MethodType, PointSet, ResolvedMethod};
+use super::{BuildInput, MethodInfo, MethodType, ParamDoc, PointSet, ResolvedMethod, parse_params};
 
 /// Parameters of the code family.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CodeParams {
+struct CodeParams {
     #[serde(default = "sixteen")]
-    pub(crate) samples: usize,
+    samples: usize,
     /// Seconds one call may take.
     #[serde(default = "one_f")]
-    pub(crate) call_limit: f64,
+    call_limit: f64,
     /// Seconds all calls of one sample may take.
     #[serde(default = "six_hundred")]
-    pub(crate) total_limit: f64,
+    total_limit: f64,
 }
 
-pub(crate) fn sixteen() -> usize {
-    16
+/// Generated functions, and Eureka's rounds (published).
+const SIXTEEN: usize = 16;
+/// Seconds one call may take.
+const CALL_LIMIT: f64 = 1.0;
+/// Seconds all calls of one sample may take.
+const TOTAL_LIMIT: f64 = 600.0;
+/// Eureka's candidates per round (published).
+const CANDIDATES: usize = 8;
+
+fn sixteen() -> usize {
+    SIXTEEN
 }
-pub(crate) fn one_f() -> f64 {
-    1.0
+fn one_f() -> f64 {
+    CALL_LIMIT
 }
-pub(crate) fn six_hundred() -> f64 {
-    600.0
+fn six_hundred() -> f64 {
+    TOTAL_LIMIT
 }
 
 impl CodeParams {
-    pub(crate) fn read(params: &toml::Table) -> std::result::Result<Self, SpecProblem> {
-        let p: CodeParams = spec::params(params, &[])?;
+    fn read(m: &ResolvedMethod) -> std::result::Result<Checked, SpecProblem> {
+        let p: CodeParams = parse_params(m)?;
         if p.samples == 0 {
             return Err(SpecProblem::at(crate::spec::at!["samples"], "0: give at least 1"));
         }
@@ -57,16 +66,27 @@ impl CodeParams {
                 ));
             }
         }
-        Ok(p)
+        let sandbox = sandbox(p.call_limit, p.total_limit)?;
+        Ok(Checked {
+            samples: p.samples,
+            sandbox,
+        })
     }
+}
 
-    pub(crate) fn sandbox(&self) -> Result<qval_methods::code::SandboxConfig> {
-        qval_methods::code::SandboxConfig::builder()
-            .call_limit(Duration::from_secs_f64(self.call_limit))
-            .total_limit(Duration::from_secs_f64(self.total_limit))
-            .build()
-            .map_err(|e| RunnerError::Usage(format!("sandbox settings: {e}")))
-    }
+/// The code family's parameters once checked: the sample count and the sandbox's limits.
+pub(crate) struct Checked {
+    samples: usize,
+    sandbox: qval_methods::code::SandboxConfig,
+}
+
+/// The sandbox of generated code with these limits.
+fn sandbox(call_limit: f64, total_limit: f64) -> std::result::Result<qval_methods::code::SandboxConfig, SpecProblem> {
+    qval_methods::code::SandboxConfig::builder()
+        .call_limit(Duration::from_secs_f64(call_limit))
+        .total_limit(Duration::from_secs_f64(total_limit))
+        .build()
+        .map_err(|e| SpecProblem::at(crate::spec::at!["call_limit"], format!("sandbox settings: {e}")))
 }
 
 /// A code sample renamed into its group, recording `sample_group` and `sample_index`.
@@ -96,10 +116,7 @@ impl DenseSignalMethod for Member {
     }
 }
 
-pub(crate) async fn code_samples(
-    input: &BuildInput<'_>,
-    p: &CodeParams,
-) -> Result<Vec<Arc<qval_methods::code::CodeSample>>> {
+async fn code_samples(input: &BuildInput<'_>, p: &Checked) -> Result<Vec<Arc<qval_methods::code::CodeSample>>> {
     use qval_methods::code::{CodeSample, generate_samples};
     let backend = backend_of(input)?;
     if input.points.is_empty() {
@@ -118,7 +135,7 @@ pub(crate) async fn code_samples(
     )
     .await;
     std::fs::create_dir_all(&input.dir).map_err(|e| RunnerError::io("creating", &input.dir, e))?;
-    let config = p.sandbox()?;
+    let config = p.sandbox.clone();
     let mut out = Vec::new();
     for s in samples {
         let file = input.dir.join(format!("sample-{:02}.py", s.index));
@@ -142,32 +159,53 @@ pub(crate) async fn code_samples(
     Ok(qval_methods::code::group(out))
 }
 
-pub(crate) struct Codegen;
+/// codegen (each sample its own prediction set) and codegen-avg (their per-point mean): the
+/// same samples, reported two ways.
+pub(crate) struct Codegen {
+    /// Whether the samples are averaged into one set (codegen-avg).
+    pub(crate) averaged: bool,
+}
 
 #[async_trait]
 impl MethodType for Codegen {
+    type Params = Checked;
     fn info(&self) -> MethodInfo {
         MethodInfo {
             family: "code",
-            summary: "N generated Python signal functions, each run on every point in a sandbox; reported as mean +- std [min, max]",
+            summary: if self.averaged {
+                "per point, the NaN-skipping mean of the N generated functions (the same samples as codegen)"
+            } else {
+                "N generated Python signal functions, each run on every point in a sandbox; reported as mean +- std [min, max]"
+            },
             signals: vec![Signal::Q, Signal::V],
             needs_backend: true,
             needs_logprobs: false,
             needs_scoring: false,
             on: PointSet::Points,
-            params: code_params(),
+            params: vec![
+                ParamDoc::new("samples", SIXTEEN, "generated functions"),
+                ParamDoc::new("call_limit", CALL_LIMIT, "seconds one call may take"),
+                ParamDoc::new("total_limit", TOTAL_LIMIT, "seconds all calls of one sample may take"),
+            ],
         }
     }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        CodeParams::read(&m.params).map(|_| ())
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<Checked, SpecProblem> {
+        CodeParams::read(m)
     }
-    fn outputs(&self, m: &ResolvedMethod) -> Vec<String> {
-        let n = CodeParams::read(&m.params).map(|p| p.samples).unwrap_or(0);
-        (0..n).map(|i| format!("{}-s{i:02}", m.name)).collect()
+    fn outputs(&self, p: &Checked, m: &ResolvedMethod) -> Vec<String> {
+        if self.averaged {
+            return vec![m.name.clone()];
+        }
+        (0..p.samples).map(|i| format!("{}-s{i:02}", m.name)).collect()
     }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p = CodeParams::read(&input.method.params).map_err(SpecProblem::into_error)?;
-        let samples = code_samples(&input, &p).await?;
+    async fn build(&self, p: &Checked, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+        let samples = code_samples(&input, p).await?;
+        if self.averaged {
+            return Ok(vec![Arc::new(qval_methods::code::CodegenAvg::new(
+                samples,
+                input.method.signal,
+            ))]);
+        }
         Ok(samples
             .into_iter()
             .enumerate()
@@ -183,63 +221,33 @@ impl MethodType for Codegen {
     }
 }
 
-pub(crate) fn code_params() -> Vec<(&'static str, &'static str, &'static str)> {
-    vec![
-        ("samples", "16", "generated functions"),
-        ("call_limit", "1", "seconds one call may take"),
-        ("total_limit", "600", "seconds all calls of one sample may take"),
-    ]
-}
-
-pub(crate) struct CodegenAvg;
-
-#[async_trait]
-impl MethodType for CodegenAvg {
-    fn info(&self) -> MethodInfo {
-        MethodInfo {
-            family: "code",
-            summary: "per point, the NaN-skipping mean of the N generated functions (the same samples as codegen)",
-            signals: vec![Signal::Q, Signal::V],
-            needs_backend: true,
-            needs_logprobs: false,
-            needs_scoring: false,
-            on: PointSet::Points,
-            params: code_params(),
-        }
-    }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        CodeParams::read(&m.params).map(|_| ())
-    }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p = CodeParams::read(&input.method.params).map_err(SpecProblem::into_error)?;
-        let samples = code_samples(&input, &p).await?;
-        Ok(vec![Arc::new(qval_methods::code::CodegenAvg::new(
-            samples,
-            input.method.signal,
-        ))])
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EurekaParams {
+struct EurekaParams {
     #[serde(default = "sixteen")]
-    pub(crate) iterations: usize,
+    iterations: usize,
     #[serde(default = "eight")]
-    pub(crate) candidates: usize,
+    candidates: usize,
     #[serde(default = "one_f")]
     pub(crate) call_limit: f64,
     #[serde(default = "six_hundred")]
     pub(crate) total_limit: f64,
 }
 
-pub(crate) fn eight() -> usize {
-    8
+fn eight() -> usize {
+    CANDIDATES
+}
+
+/// Eureka's parameters once checked.
+pub(crate) struct EurekaChecked {
+    iterations: usize,
+    candidates: usize,
+    sandbox: qval_methods::code::SandboxConfig,
 }
 
 impl EurekaParams {
-    pub(crate) fn read(params: &toml::Table) -> std::result::Result<Self, SpecProblem> {
-        let p: EurekaParams = spec::params(params, &[])?;
+    fn read(m: &ResolvedMethod) -> std::result::Result<EurekaChecked, SpecProblem> {
+        let p: EurekaParams = parse_params(m)?;
         for (key, v) in [("iterations", p.iterations), ("candidates", p.candidates)] {
             if v == 0 {
                 return Err(SpecProblem::at(crate::spec::at![key], "0: give at least 1"));
@@ -251,14 +259,11 @@ impl EurekaParams {
                 "every candidate of every round is a generated program, judged and run on the points",
             )?;
         }
-        CodeParams {
-            samples: 1,
-            call_limit: p.call_limit,
-            total_limit: p.total_limit,
-        }
-        .sandbox()
-        .map_err(|e| SpecProblem::at(crate::spec::at!["call_limit"], e.to_string()))?;
-        Ok(p)
+        Ok(EurekaChecked {
+            iterations: p.iterations,
+            candidates: p.candidates,
+            sandbox: sandbox(p.call_limit, p.total_limit)?,
+        })
     }
 }
 
@@ -266,6 +271,7 @@ pub(crate) struct Eureka;
 
 #[async_trait]
 impl MethodType for Eureka {
+    type Params = EurekaChecked;
     fn info(&self) -> MethodInfo {
         MethodInfo {
             family: "code",
@@ -276,25 +282,23 @@ impl MethodType for Eureka {
             needs_scoring: false,
             on: PointSet::Points,
             params: vec![
-                ("iterations", "16", "rounds"),
-                ("candidates", "8", "candidates per round"),
-                ("call_limit", "1", "seconds one call may take"),
-                ("total_limit", "600", "seconds all calls of one candidate may take"),
+                ParamDoc::new("iterations", SIXTEEN, "rounds"),
+                ParamDoc::new("candidates", CANDIDATES, "candidates per round"),
+                ParamDoc::new("call_limit", CALL_LIMIT, "seconds one call may take"),
+                ParamDoc::new(
+                    "total_limit",
+                    TOTAL_LIMIT,
+                    "seconds all calls of one candidate may take",
+                ),
             ],
         }
     }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        EurekaParams::read(&m.params).map(|_| ())
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<EurekaChecked, SpecProblem> {
+        EurekaParams::read(m)
     }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+    async fn build(&self, p: &EurekaChecked, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         use qval_methods::code::{CodeSample, EurekaConfig, run_eureka};
-        let p = EurekaParams::read(&input.method.params).map_err(SpecProblem::into_error)?;
-        let sandbox = CodeParams {
-            samples: 1,
-            call_limit: p.call_limit,
-            total_limit: p.total_limit,
-        }
-        .sandbox()?;
+        let sandbox = p.sandbox.clone();
         let mut cfg = EurekaConfig::new(sandbox.clone());
         cfg.iterations = p.iterations;
         cfg.candidates = p.candidates;

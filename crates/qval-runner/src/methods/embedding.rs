@@ -10,13 +10,13 @@ use crate::spec::{self, SpecProblem};
 use qval_core::DenseSignalMethod;
 
 use super::api::Q_AND_V;
-use super::{BuildInput, MethodInfo, MethodType, PointSet, ResolvedMethod};
+use super::{BuildInput, MethodInfo, MethodType, Modality, ParamDoc, PointSet, ResolvedMethod, parse_params};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EmbeddingParams {
-    #[serde(default = "minilm")]
-    pub(crate) encoder: String,
+    #[serde(default)]
+    encoder: Encoder,
     #[serde(default)]
     pub(crate) alpha: Option<f64>,
     #[serde(default)]
@@ -37,18 +37,69 @@ pub(crate) struct EmbeddingParams {
     pub(crate) batch_size: Option<usize>,
 }
 
-pub(crate) fn minilm() -> String {
-    "minilm".into()
+/// Where the vectors come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Encoder {
+    /// all-MiniLM-L6-v2 on candle (text).
+    #[default]
+    Minilm,
+    /// An OpenAI-compatible `/embeddings` server.
+    Http,
+}
+
+/// VLM-RM's projection weight (published).
+const ALPHA: f64 = 0.5;
+/// SOR's softmax temperature (published).
+const TEMPERATURE: f64 = 0.07;
+/// SOR threshold's probability (published).
+const THRESHOLD: f64 = 0.5;
+/// Texts per request to an embeddings server.
+const BATCH_SIZE: usize = 32;
+
+/// Which of the embedding family's four scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EmbeddingKind {
+    /// Cosine with the goal text.
+    GoalCosine,
+    /// VLM-RM's projection.
+    VlmRm,
+    /// SOR's softmax over outcomes.
+    Sor,
+    /// SOR's goal probability over a threshold.
+    SorThreshold,
+}
+
+impl EmbeddingKind {
+    /// The method type's name.
+    fn key(self) -> &'static str {
+        match self {
+            EmbeddingKind::GoalCosine => "goal-cosine",
+            EmbeddingKind::VlmRm => "vlm-rm",
+            EmbeddingKind::Sor => "sor",
+            EmbeddingKind::SorThreshold => "sor-threshold",
+        }
+    }
+
+    /// The keys of its own it takes besides the encoder's.
+    fn own_keys(self) -> &'static [&'static str] {
+        match self {
+            EmbeddingKind::GoalCosine => &[],
+            EmbeddingKind::VlmRm => &["alpha"],
+            EmbeddingKind::Sor => &["temperature"],
+            EmbeddingKind::SorThreshold => &["temperature", "threshold"],
+        }
+    }
 }
 
 /// The embedding family's four scores.
 pub(crate) struct Embedding {
-    pub(crate) kind: &'static str,
+    pub(crate) kind: EmbeddingKind,
 }
 
 impl Embedding {
-    pub(crate) fn read(&self, m: &ResolvedMethod) -> std::result::Result<EmbeddingParams, SpecProblem> {
-        let p: EmbeddingParams = spec::params(&m.params, &[])?;
+    fn read(&self, m: &ResolvedMethod) -> std::result::Result<EmbeddingParams, SpecProblem> {
+        let p: EmbeddingParams = parse_params(m)?;
         let http_keys = [
             ("server", p.server.is_some()),
             ("base_url", p.base_url.is_some()),
@@ -56,25 +107,24 @@ impl Embedding {
             ("api_key_env", p.api_key_env.is_some()),
             ("batch_size", p.batch_size.is_some()),
         ];
-        match p.encoder.as_str() {
-            "minilm" => {
+        match p.encoder {
+            Encoder::Minilm => {
                 if let Some((key, _)) = http_keys.iter().find(|(_, given)| *given) {
                     return Err(SpecProblem::at(
                         crate::spec::at![*key],
                         format!("`encoder = \"minilm\"` takes no `{key}` (it belongs to `encoder = \"http\"`)"),
                     ));
                 }
-                if m.modality == "image" {
+                if m.modality == Modality::Image {
                     return Err(SpecProblem::at(
                         crate::spec::at!["modality"],
                         "`image`: all-MiniLM-L6-v2 encodes text only; pictures need `encoder = \"http\"` \
                          (a CLIP or SigLIP server)",
                     ));
                 }
-                crate::encoders::available(&p.encoder)
-                    .map_err(|e| SpecProblem::at(crate::spec::at!["type"], e.to_string()))?;
+                crate::encoders::available().map_err(|e| SpecProblem::at(crate::spec::at!["type"], e.to_string()))?;
             }
-            "http" => {
+            Encoder::Http => {
                 match (&p.server, &p.base_url, &p.model) {
                     (Some(_), None, None) => {
                         if p.api_key_env.is_some() {
@@ -136,19 +186,8 @@ impl Embedding {
                     return Err(SpecProblem::at(crate::spec::at!["batch_size"], "0: give at least 1"));
                 }
             }
-            other => {
-                return Err(SpecProblem::at(
-                    crate::spec::at!["encoder"],
-                    spec::unknown("encoder", other, &["minilm", "http"]),
-                ));
-            }
         }
-        let allowed: &[&str] = match self.kind {
-            "goal-cosine" => &[],
-            "vlm-rm" => &["alpha"],
-            "sor" => &["temperature"],
-            _ => &["temperature", "threshold"],
-        };
+        let allowed = self.kind.own_keys();
         for (key, v) in [
             ("alpha", p.alpha),
             ("temperature", p.temperature),
@@ -157,7 +196,7 @@ impl Embedding {
             if v.is_some() && !allowed.contains(&key) {
                 return Err(SpecProblem::at(
                     crate::spec::at![key],
-                    format!("`{}` takes no `{key}`", self.kind),
+                    format!("`{}` takes no `{key}`", self.kind.key()),
                 ));
             }
         }
@@ -189,7 +228,7 @@ impl Embedding {
     ) -> std::result::Result<qval_methods::embedding::GoalTexts, SpecProblem> {
         let name = env.spec().name;
         let profile = env.profile();
-        if m.modality != "image" {
+        if m.modality != Modality::Image {
             return profile.goal_texts().cloned().ok_or_else(|| {
                 SpecProblem::at(
                     crate::spec::at!["type"],
@@ -217,45 +256,46 @@ impl Embedding {
 
 #[async_trait]
 impl MethodType for Embedding {
+    type Params = EmbeddingParams;
     fn info(&self) -> MethodInfo {
-        let (summary, params): (&'static str, Vec<(&'static str, &'static str, &'static str)>) = match self.kind {
-            "goal-cosine" => ("cosine of the state's embedding and the goal text's", vec![]),
-            "vlm-rm" => (
+        let (summary, params) = match self.kind {
+            EmbeddingKind::GoalCosine => ("cosine of the state's embedding and the goal text's", vec![]),
+            EmbeddingKind::VlmRm => (
                 "VLM-RM: the state projected on the baseline-to-goal direction",
-                vec![("alpha", "0.5", "projection weight")],
+                vec![ParamDoc::new("alpha", ALPHA, "projection weight")],
             ),
-            "sor" => (
+            EmbeddingKind::Sor => (
                 "SOR: softmax of cosines over the goal and negative outcomes",
-                vec![("temperature", "0.07", "softmax temperature")],
+                vec![ParamDoc::new("temperature", TEMPERATURE, "softmax temperature")],
             ),
-            _ => (
+            EmbeddingKind::SorThreshold => (
                 "SOR threshold: 1 when SOR's goal probability exceeds the threshold",
                 vec![
-                    ("temperature", "0.07", "softmax temperature"),
-                    ("threshold", "0.5", "probability"),
+                    ParamDoc::new("temperature", TEMPERATURE, "softmax temperature"),
+                    ParamDoc::new("threshold", THRESHOLD, "probability"),
                 ],
             ),
         };
         let mut all = vec![
-            (
+            ParamDoc::new(
                 "encoder",
                 "minilm",
                 "minilm (all-MiniLM-L6-v2, text) | http (an OpenAI-compatible /embeddings server, e.g. vLLM serving \
                  CLIP or SigLIP; text, or pictures with modality = \"image\")",
             ),
-            (
+            ParamDoc::new(
                 "server",
                 "",
                 "http: a named backend ([backends] / backends_file) whose model is an embeddings model (--base-url and --model readdress it like every named backend)",
             ),
-            ("base_url", "", "http: the server's URL, instead of `server`"),
-            ("model", "", "http: the embeddings model, with `base_url`"),
-            (
+            ParamDoc::new("base_url", "", "http: the server's URL, instead of `server`"),
+            ParamDoc::new("model", "", "http: the embeddings model, with `base_url`"),
+            ParamDoc::new(
                 "api_key_env",
                 "",
                 "http: the variable holding the API key, with `base_url`",
             ),
-            ("batch_size", "32", "http: texts per request"),
+            ParamDoc::new("batch_size", BATCH_SIZE, "http: texts per request"),
         ];
         all.extend(params);
         MethodInfo {
@@ -269,16 +309,16 @@ impl MethodType for Embedding {
             params: all,
         }
     }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        self.read(m).map(|_| ())
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<EmbeddingParams, SpecProblem> {
+        self.read(m)
     }
     fn check_plan(
         &self,
+        p: &EmbeddingParams,
         m: &ResolvedMethod,
         env: &dyn EnvPlugin,
         services: &dyn RunServices,
     ) -> std::result::Result<(), SpecProblem> {
-        let p = self.read(m)?;
         self.texts(m, env)?;
         if let Some(server) = &p.server {
             let entries = services.backend_entries();
@@ -292,26 +332,27 @@ impl MethodType for Embedding {
         }
         Ok(())
     }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+    async fn build(&self, p: &EmbeddingParams, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         use qval_methods::embedding::EmbeddingMethod;
         let m = input.method;
-        let p = self.read(m).map_err(SpecProblem::into_error)?;
         let texts = self.texts(m, input.env).map_err(SpecProblem::into_error)?;
         let s = m.signal;
-        let t = p.temperature.unwrap_or(0.07);
+        let t = p.temperature.unwrap_or(TEMPERATURE);
         macro_rules! scored {
             ($encoder:expr) => {{
                 let e = $encoder;
                 match self.kind {
-                    "goal-cosine" => EmbeddingMethod::goal_cosine(e, texts, s),
-                    "vlm-rm" => EmbeddingMethod::vlm_rm(e, texts, s, p.alpha.unwrap_or(0.5)),
-                    "sor" => EmbeddingMethod::sor(e, texts, s, t),
-                    _ => EmbeddingMethod::threshold(e, texts, s, t, p.threshold.unwrap_or(0.5)),
+                    EmbeddingKind::GoalCosine => EmbeddingMethod::goal_cosine(e, texts, s),
+                    EmbeddingKind::VlmRm => EmbeddingMethod::vlm_rm(e, texts, s, p.alpha.unwrap_or(ALPHA)),
+                    EmbeddingKind::Sor => EmbeddingMethod::sor(e, texts, s, t),
+                    EmbeddingKind::SorThreshold => {
+                        EmbeddingMethod::threshold(e, texts, s, t, p.threshold.unwrap_or(THRESHOLD))
+                    }
                 }
             }};
         }
-        if p.encoder == "minilm" {
-            return Ok(vec![Arc::new(scored!(crate::encoders::text_encoder(&p.encoder)?))]);
+        if p.encoder == Encoder::Minilm {
+            return Ok(vec![Arc::new(scored!(crate::encoders::text_encoder()?))]);
         }
         let http = crate::encoders::HttpSettings {
             server: p.server.clone(),
@@ -322,7 +363,7 @@ impl MethodType for Embedding {
         };
         let encoder = crate::encoders::http_encoder(&http, input.services)?;
         let method = scored!(encoder);
-        Ok(vec![if m.modality == "image" {
+        Ok(vec![if m.modality == Modality::Image {
             Arc::new(method.on_images())
         } else {
             Arc::new(method)

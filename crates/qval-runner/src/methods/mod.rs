@@ -15,12 +15,30 @@ use qval_core::{DenseSignalMethod, Signal};
 
 mod api;
 use api::backend_of;
-pub use api::{BuildInput, MethodInfo, MethodType, PointSet, ResolvedMethod, simple};
+pub use api::{
+    BuildInput, DynMethodType, MethodInfo, MethodType, Modality, NoParams, ParamDoc, Parsed, PointSet, ResolvedMethod,
+    parse_params, simple,
+};
+
+/// A seed parameter: the experiment's seed unless the entry gives one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedParams {
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+impl SeedParams {
+    fn seed(&self, input: &BuildInput<'_>) -> u64 {
+        self.seed.unwrap_or(input.seed)
+    }
+}
 
 struct Random;
 
 #[async_trait]
 impl MethodType for Random {
+    type Params = SeedParams;
     fn info(&self) -> MethodInfo {
         MethodInfo {
             family: "baseline",
@@ -30,26 +48,18 @@ impl MethodType for Random {
             needs_logprobs: false,
             needs_scoring: false,
             on: PointSet::Points,
-            params: vec![("seed", "the experiment's seed", "the generator's seed")],
+            params: vec![ParamDoc::new("seed", "the experiment's seed", "the generator's seed")],
         }
     }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        spec::params::<SeedParams>(&m.params, &[]).map(|_| ())
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<SeedParams, SpecProblem> {
+        parse_params(m)
     }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p: SeedParams = spec::params(&input.method.params, &[]).map_err(SpecProblem::into_error)?;
+    async fn build(&self, p: &SeedParams, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         Ok(vec![Arc::new(qval_methods::RandomBaseline::new(
-            p.seed.unwrap_or(input.seed),
+            p.seed(&input),
             input.method.signal,
         ))])
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedParams {
-    #[serde(default)]
-    seed: Option<u64>,
 }
 
 struct Heuristic;
@@ -64,6 +74,7 @@ struct HeuristicParams {
 
 #[async_trait]
 impl MethodType for Heuristic {
+    type Params = HeuristicParams;
     fn info(&self) -> MethodInfo {
         MethodInfo {
             family: "baseline",
@@ -73,31 +84,31 @@ impl MethodType for Heuristic {
             needs_logprobs: false,
             needs_scoring: false,
             on: PointSet::Points,
-            params: vec![(
+            params: vec![ParamDoc::new(
                 "variant",
                 "the environment's own",
                 "another heuristic of the environment (FrozenLake: manhattan)",
             )],
         }
     }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        spec::params::<HeuristicParams>(&m.params, &[]).map(|_| ())
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<HeuristicParams, SpecProblem> {
+        parse_params(m)
     }
     fn check_plan(
         &self,
-        m: &ResolvedMethod,
+        p: &HeuristicParams,
+        _: &ResolvedMethod,
         env: &dyn EnvPlugin,
         _: &dyn RunServices,
     ) -> std::result::Result<(), SpecProblem> {
-        let p = spec::params::<HeuristicParams>(&m.params, &[])?;
-        match p.variant {
-            Some(v) if !env.heuristic_variants().contains(&v) => {
+        match &p.variant {
+            Some(v) if !env.heuristic_variants().contains(v) => {
                 let known = env.heuristic_variants();
                 Err(SpecProblem::at(
                     crate::spec::at!["variant"],
                     spec::unknown(
                         "heuristic variant",
-                        &v,
+                        v,
                         &known.iter().map(String::as_str).collect::<Vec<_>>(),
                     ),
                 ))
@@ -105,9 +116,7 @@ impl MethodType for Heuristic {
             _ => Ok(()),
         }
     }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p =
-            spec::params::<HeuristicParams>(&input.method.params, &[]).map_err(|e| RunnerError::Usage(e.message))?;
+    async fn build(&self, p: &HeuristicParams, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         let signal = input.method.signal;
         let h = match &p.variant {
             Some(v) => input.env.heuristic_variant(v, signal),
@@ -137,11 +146,42 @@ fn single() -> String {
     "single".into()
 }
 
+/// The published default `n` of each mode with one.
+const MULTI_N: usize = 16;
+const BATCHED_N: usize = 4;
+const SEQUENTIAL_N: usize = 8;
+
 struct Direct;
 
-impl Direct {
-    fn mode(p: &DirectParams) -> std::result::Result<qval_methods::prompting::DirectMode, SpecProblem> {
+#[async_trait]
+impl MethodType for Direct {
+    type Params = qval_methods::prompting::DirectMode;
+    fn info(&self) -> MethodInfo {
+        MethodInfo {
+            family: "direct",
+            summary: "the model is told what the value means and answers a number",
+            signals: vec![Signal::Q, Signal::V, Signal::Advantage],
+            needs_backend: true,
+            needs_logprobs: false,
+            needs_scoring: false,
+            on: PointSet::Points,
+            params: vec![
+                ParamDoc::new(
+                    "mode",
+                    single(),
+                    "single | multi (N passes, mean) | batched (K per prompt) | sequential (K turns)",
+                ),
+                ParamDoc::new(
+                    "n",
+                    format!("{MULTI_N} / {BATCHED_N} / {SEQUENTIAL_N}"),
+                    "passes (multi) or points per prompt (batched, sequential)",
+                ),
+            ],
+        }
+    }
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<Self::Params, SpecProblem> {
         use qval_methods::prompting::DirectMode;
+        let p: DirectParams = parse_params(m)?;
         let n = |default: usize| -> std::result::Result<usize, SpecProblem> {
             match p.n {
                 Some(0) => Err(SpecProblem::at(crate::spec::at!["n"], "0: give at least 1")),
@@ -162,9 +202,9 @@ impl Direct {
                 }
                 DirectMode::Single
             }
-            "multi" => DirectMode::Multi(n(16)?),
-            "batched" => DirectMode::Batched(n(4)?),
-            "sequential" => DirectMode::Sequential(n(8)?),
+            "multi" => DirectMode::Multi(n(MULTI_N)?),
+            "batched" => DirectMode::Batched(n(BATCHED_N)?),
+            "sequential" => DirectMode::Sequential(n(SEQUENTIAL_N)?),
             other => {
                 return Err(SpecProblem::at(
                     crate::spec::at!["mode"],
@@ -173,43 +213,11 @@ impl Direct {
             }
         })
     }
-}
-
-#[async_trait]
-impl MethodType for Direct {
-    fn info(&self) -> MethodInfo {
-        MethodInfo {
-            family: "direct",
-            summary: "the model is told what the value means and answers a number",
-            signals: vec![Signal::Q, Signal::V, Signal::Advantage],
-            needs_backend: true,
-            needs_logprobs: false,
-            needs_scoring: false,
-            on: PointSet::Points,
-            params: vec![
-                (
-                    "mode",
-                    "single",
-                    "single | multi (N passes, mean) | batched (K per prompt) | sequential (K turns)",
-                ),
-                (
-                    "n",
-                    "16 / 4 / 8",
-                    "passes (multi) or points per prompt (batched, sequential)",
-                ),
-            ],
-        }
-    }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        Self::mode(&spec::params(&m.params, &[])?).map(|_| ())
-    }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let mode = Self::mode(&spec::params(&input.method.params, &[]).map_err(SpecProblem::into_error)?)
-            .map_err(SpecProblem::into_error)?;
+    async fn build(&self, mode: &Self::Params, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         Ok(vec![Arc::new(qval_methods::prompting::Direct::new(
             backend_of(&input)?,
             input.method.signal,
-            mode,
+            *mode,
             input.prompt_options()?,
         ))])
     }
@@ -219,6 +227,7 @@ struct Gvl;
 
 #[async_trait]
 impl MethodType for Gvl {
+    type Params = SeedParams;
     fn info(&self) -> MethodInfo {
         MethodInfo {
             family: "direct",
@@ -228,19 +237,18 @@ impl MethodType for Gvl {
             needs_logprobs: false,
             needs_scoring: false,
             on: PointSet::Points,
-            params: vec![("seed", "the experiment's seed", "the shuffle's seed")],
+            params: vec![ParamDoc::new("seed", "the experiment's seed", "the shuffle's seed")],
         }
     }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        spec::params::<SeedParams>(&m.params, &[]).map(|_| ())
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<SeedParams, SpecProblem> {
+        parse_params(m)
     }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p: SeedParams = spec::params(&input.method.params, &[]).map_err(SpecProblem::into_error)?;
+    async fn build(&self, p: &SeedParams, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         Ok(vec![Arc::new(qval_methods::prompting::Gvl::new(
             backend_of(&input)?,
             input.method.signal,
             input.trajectories,
-            p.seed.unwrap_or(input.seed),
+            p.seed(&input),
             input.prompt_options()?,
         ))])
     }
@@ -248,32 +256,62 @@ impl MethodType for Gvl {
 
 struct Verifier;
 
+/// One pass per criterion unless the entry says more (published).
+const VERIFICATIONS: usize = 1;
+
+fn verifications() -> usize {
+    VERIFICATIONS
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VerifierParams {
-    #[serde(default)]
-    num_verifications: Option<usize>,
+    #[serde(default = "verifications")]
+    num_verifications: usize,
     #[serde(default)]
     criteria: Vec<String>,
 }
 
-impl VerifierParams {
-    fn read(table: &toml::Table) -> std::result::Result<Self, SpecProblem> {
-        let p: VerifierParams = spec::params(table, &[])?;
-        if p.num_verifications == Some(0) {
+#[async_trait]
+impl MethodType for Verifier {
+    type Params = VerifierParams;
+    fn info(&self) -> MethodInfo {
+        MethodInfo {
+            family: "intrinsic",
+            summary: "a letter grade A..T read from the top-20 log-probabilities (needs `logprobs = true` on the backend)",
+            signals: vec![Signal::Q],
+            needs_backend: true,
+            needs_logprobs: true,
+            needs_scoring: false,
+            on: PointSet::Points,
+            params: vec![
+                ParamDoc::new(
+                    "num_verifications",
+                    VERIFICATIONS,
+                    "passes per criterion (the published name); the mean of the passes that decode",
+                ),
+                ParamDoc::new(
+                    "criteria",
+                    "[]",
+                    "published criteria ids (frozen_lake_correctness, terminal_bench_efficiency, ...), cycled over the passes",
+                ),
+            ],
+        }
+    }
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<VerifierParams, SpecProblem> {
+        let p: VerifierParams = parse_params(m)?;
+        if p.num_verifications == 0 {
             return Err(SpecProblem::at(
                 crate::spec::at!["num_verifications"],
                 "`num_verifications` must be at least 1",
             ));
         }
-        if let Some(n) = p.num_verifications {
-            crate::limits::at_most(
-                crate::spec::at!["num_verifications"],
-                n,
-                100,
-                "each verification is one more request per point",
-            )?;
-        }
+        crate::limits::at_most(
+            crate::spec::at!["num_verifications"],
+            p.num_verifications,
+            100,
+            "each verification is one more request per point",
+        )?;
         let ids = qval_methods::prompting::VerifierCriterion::ids();
         for (i, c) in p.criteria.iter().enumerate() {
             if qval_methods::prompting::VerifierCriterion::by_id(c).is_none() {
@@ -285,41 +323,10 @@ impl VerifierParams {
         }
         Ok(p)
     }
-}
-
-#[async_trait]
-impl MethodType for Verifier {
-    fn info(&self) -> MethodInfo {
-        MethodInfo {
-            family: "intrinsic",
-            summary: "a letter grade A..T read from the top-20 log-probabilities (needs `logprobs = true` on the backend)",
-            signals: vec![Signal::Q],
-            needs_backend: true,
-            needs_logprobs: true,
-            needs_scoring: false,
-            on: PointSet::Points,
-            params: vec![
-                (
-                    "num_verifications",
-                    "1",
-                    "passes per criterion (the published name); the mean of the passes that decode",
-                ),
-                (
-                    "criteria",
-                    "[]",
-                    "published criteria ids (frozen_lake_correctness, terminal_bench_efficiency, ...), cycled over the passes",
-                ),
-            ],
-        }
-    }
-    fn check(&self, m: &ResolvedMethod) -> std::result::Result<(), SpecProblem> {
-        VerifierParams::read(&m.params).map(|_| ())
-    }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p = VerifierParams::read(&input.method.params).map_err(SpecProblem::into_error)?;
+    async fn build(&self, p: &VerifierParams, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         let m =
             qval_methods::prompting::Verifier::new(backend_of(&input)?, input.method.signal, input.prompt_options()?)
-                .with_passes(p.num_verifications.unwrap_or(1))
+                .with_passes(p.num_verifications)
                 .with_criteria(&p.criteria)
                 .map_err(|e| RunnerError::Usage(e.to_string()))?;
         Ok(vec![Arc::new(m)])
@@ -330,6 +337,7 @@ struct Ranking;
 
 #[async_trait]
 impl MethodType for Ranking {
+    type Params = NoParams;
     fn info(&self) -> MethodInfo {
         MethodInfo {
             family: "ranking",
@@ -342,7 +350,10 @@ impl MethodType for Ranking {
             params: vec![],
         }
     }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<NoParams, SpecProblem> {
+        parse_params(m)
+    }
+    async fn build(&self, _: &NoParams, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         let ranking = qval_methods::prompting::Ranking::new(backend_of(&input)?, input.points, input.prompt_options()?)
             .shuffle(Some(input.seed));
         // The order each state's candidates are shown in, for the record (a rerun shows the
@@ -361,6 +372,7 @@ struct Scoring {
 
 #[async_trait]
 impl MethodType for Scoring {
+    type Params = NoParams;
     fn info(&self) -> MethodInfo {
         use qval_methods::prompting::ScoringKind;
         MethodInfo {
@@ -390,7 +402,10 @@ impl MethodType for Scoring {
             params: vec![],
         }
     }
-    async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+    fn params(&self, m: &ResolvedMethod) -> std::result::Result<NoParams, SpecProblem> {
+        parse_params(m)
+    }
+    async fn build(&self, _: &NoParams, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
         let m =
             qval_methods::prompting::ContinuationScoring::new(self.kind, backend_of(&input)?, input.prompt_options()?)?;
         let m = match self.kind {
@@ -402,12 +417,12 @@ impl MethodType for Scoring {
 }
 
 mod code;
-use code::{Codegen, CodegenAvg, Eureka};
+use code::{Codegen, Eureka};
 mod embedding;
-use embedding::Embedding;
+use embedding::{Embedding, EmbeddingKind};
 
 /// The built-in method types, by name.
-pub fn builtin() -> Vec<(&'static str, Arc<dyn MethodType>)> {
+pub fn builtin() -> Vec<(&'static str, Arc<dyn DynMethodType>)> {
     vec![
         ("random", Arc::new(Random)),
         ("heuristic", Arc::new(Heuristic)),
@@ -433,12 +448,32 @@ pub fn builtin() -> Vec<(&'static str, Arc<dyn MethodType>)> {
                 kind: qval_methods::prompting::ScoringKind::DeltaBelief,
             }),
         ),
-        ("codegen", Arc::new(Codegen)),
-        ("codegen-avg", Arc::new(CodegenAvg)),
+        ("codegen", Arc::new(Codegen { averaged: false })),
+        ("codegen-avg", Arc::new(Codegen { averaged: true })),
         ("eureka", Arc::new(Eureka)),
-        ("goal-cosine", Arc::new(Embedding { kind: "goal-cosine" })),
-        ("vlm-rm", Arc::new(Embedding { kind: "vlm-rm" })),
-        ("sor", Arc::new(Embedding { kind: "sor" })),
-        ("sor-threshold", Arc::new(Embedding { kind: "sor-threshold" })),
+        (
+            "goal-cosine",
+            Arc::new(Embedding {
+                kind: EmbeddingKind::GoalCosine,
+            }),
+        ),
+        (
+            "vlm-rm",
+            Arc::new(Embedding {
+                kind: EmbeddingKind::VlmRm,
+            }),
+        ),
+        (
+            "sor",
+            Arc::new(Embedding {
+                kind: EmbeddingKind::Sor,
+            }),
+        ),
+        (
+            "sor-threshold",
+            Arc::new(Embedding {
+                kind: EmbeddingKind::SorThreshold,
+            }),
+        ),
     ]
 }

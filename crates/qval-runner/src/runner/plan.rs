@@ -10,7 +10,7 @@ use super::registry::Registry;
 use super::services::{COMMAND_LINE, Services};
 use super::stage::{Redo, Stage};
 use crate::envs::EnvPlugin;
-use crate::methods::{MethodInfo, MethodType, ResolvedMethod};
+use crate::methods::{DynMethodType, MethodInfo, Modality, ResolvedMethod};
 use crate::spec::{self, Experiment, LabelMethod, LabelSpec, MethodSpec, Seg, Source, SpecProblem, Typed, at};
 use crate::{Result, RunnerError};
 use qval_core::{Share, Signal};
@@ -143,7 +143,7 @@ impl Plan {
         self.options.only.is_empty() || self.options.only.iter().any(|o| m.answers_to(o))
     }
 
-    pub(crate) fn method_type(&self, m: &ResolvedMethod) -> Arc<dyn MethodType> {
+    pub(crate) fn method_type(&self, m: &ResolvedMethod) -> Arc<dyn DynMethodType> {
         self.registry.methods[&m.kind].clone()
     }
 
@@ -463,7 +463,7 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
         "points",
     ];
     for k in m.params.keys() {
-        let own = info.params.iter().any(|(p, _, _)| p == k);
+        let own = info.params.iter().any(|p| p.name == k);
         if !own && let Some(close) = spec::did_you_mean(k, COMMON) {
             return Err(err(SpecProblem::at(
                 field(k),
@@ -472,11 +472,21 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
         }
     }
     let signals = m.signal.as_ref().map(|s| s.values()).unwrap_or_else(|| vec![Signal::Q]);
-    let modalities = m
-        .modality
-        .as_ref()
-        .map(|s| s.values())
-        .unwrap_or_else(|| vec!["text".to_string()]);
+    let modalities: Vec<Modality> = match &m.modality {
+        None => vec![Modality::Text],
+        Some(given) => given
+            .values()
+            .iter()
+            .map(|md| {
+                Modality::from_key(md).ok_or_else(|| {
+                    err(SpecProblem::at(
+                        field("modality"),
+                        spec::unknown("modality", md, &Modality::KEYS),
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
     let backends = method_backends(m, &info, scope, &base)?;
     for s in &signals {
         if !info.signals.contains(s) {
@@ -488,14 +498,6 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
                     s.key(),
                     info.signals.iter().map(|s| s.key()).collect::<Vec<_>>().join(", ")
                 ),
-            )));
-        }
-    }
-    for md in &modalities {
-        if md != "text" && md != "image" {
-            return Err(err(SpecProblem::at(
-                field("modality"),
-                spec::unknown("modality", md, &["text", "image"]),
             )));
         }
     }
@@ -538,7 +540,7 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
     let mut out = Vec::new();
     for s in &signals {
         for b in &backends {
-            for (md, preset) in modalities.iter().flat_map(|md| presets.iter().map(move |p| (md, *p))) {
+            for (md, preset) in modalities.iter().flat_map(|md| presets.iter().map(move |p| (*md, *p))) {
                 let mut name = format!("{}-{}", m.name.clone().unwrap_or_else(|| m.kind.clone()), s.key());
                 if backends.len() > 1
                     && let Some(b) = b
@@ -546,7 +548,7 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
                     name.push('@');
                     name.push_str(b);
                 }
-                if md == "image" {
+                if md == Modality::Image {
                     name.push_str("-image");
                 }
                 if presets.len() > 1
@@ -554,12 +556,12 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
                 {
                     name.push_str(&format!("-{p}"));
                 }
-                let r = ResolvedMethod {
+                let mut r = ResolvedMethod {
                     name: name.clone(),
                     kind: m.kind.clone(),
                     signal: *s,
                     backend: b.clone(),
-                    modality: md.clone(),
+                    modality: md,
                     prompt_preset: preset,
                     disclose_discount_factor: m.disclose_discount_factor,
                     include_next_state: m.include_next_state,
@@ -568,8 +570,9 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
                     params: m.params.clone(),
                     path: base.clone(),
                     entry: m.name.clone().unwrap_or_else(|| m.kind.clone()),
+                    parsed: Default::default(),
                 };
-                t.check(&r).map_err(|p| within(base.clone(), p))?;
+                t.parse(&mut r).map_err(|p| within(base.clone(), p))?;
                 t.check_plan(&r, env, services).map_err(|p| within(base.clone(), p))?;
                 out.push(r);
             }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::envs::{EnvFactory, EnvPlugin, RunServices};
-use crate::methods::MethodType;
+use crate::methods::DynMethodType;
 use crate::spec::SpecProblem;
 
 /// The environment and method types experiment files can name: the built-in ones and any a
@@ -12,7 +12,7 @@ use crate::spec::SpecProblem;
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) envs: BTreeMap<String, EnvFactory>,
-    pub(crate) methods: BTreeMap<String, Arc<dyn MethodType>>,
+    pub(crate) methods: BTreeMap<String, Arc<dyn DynMethodType>>,
 }
 
 impl Registry {
@@ -45,13 +45,13 @@ impl Registry {
     }
 
     /// Registers (or replaces) a method type.
-    pub fn method(mut self, name: &str, t: Arc<dyn MethodType>) -> Self {
+    pub fn method(mut self, name: &str, t: Arc<dyn DynMethodType>) -> Self {
         self.methods.insert(name.into(), t);
         self
     }
 
     /// The method types, by name.
-    pub fn method_types(&self) -> &BTreeMap<String, Arc<dyn MethodType>> {
+    pub fn method_types(&self) -> &BTreeMap<String, Arc<dyn DynMethodType>> {
         &self.methods
     }
 
