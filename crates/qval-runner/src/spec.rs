@@ -413,6 +413,54 @@ pub struct MethodSpec {
     pub params: toml::Table,
 }
 
+impl MethodSpec {
+    /// What the entry sets for every method it expands into.
+    pub fn settings(&self) -> MethodSettings {
+        MethodSettings {
+            disclose_discount_factor: self.disclose_discount_factor,
+            include_next_state: self.include_next_state,
+            max_history_turns: self.max_history_turns,
+            points: self.points,
+        }
+    }
+}
+
+/// What a method entry sets for every method it expands into (the keys of [`MethodSpec`]
+/// of the same names, which are read there so that a wrong value is reported at its own
+/// line and column): what an LLM method's prompts show and how many points it scores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodSettings {
+    /// Whether prompts state the discount factor (default: no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclose_discount_factor: Option<bool>,
+    /// Whether Q prompts and code see the resulting state (default: yes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_next_state: Option<bool>,
+    /// Earlier turns a prompt shows (default 40).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_history_turns: Option<usize>,
+    /// Only the first N points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<usize>,
+}
+
+impl MethodSettings {
+    /// `base` with the prompt keys set here.
+    pub fn apply(&self, base: &qval_core::MethodContext) -> qval_core::MethodContext {
+        let mut c = base.clone();
+        if let Some(d) = self.disclose_discount_factor {
+            c.disclose_gamma = d;
+        }
+        if let Some(n) = self.include_next_state {
+            c.include_next_state = n;
+        }
+        if let Some(h) = self.max_history_turns {
+            c.history_limit = h;
+        }
+        c
+    }
+}
+
 /// Evaluation settings (stage 5).
 ///
 /// | key | default |

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::envs::{EnvPlugin, RunServices};
-use crate::spec::{self, Seg, SpecProblem};
+use crate::spec::{self, MethodSettings, Seg, SpecProblem};
 use crate::{Result, RunnerError};
 use qval_core::{DenseSignalMethod, EvaluationPoint, MethodContext, Signal, Trajectory};
 use qval_methods::llm::{Backend, Preset, PromptOptions};
@@ -34,18 +34,9 @@ pub struct ResolvedMethod {
     /// The prompt preset, if the entry names one (default v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_preset: Option<Preset>,
-    /// Whether prompts state the discount factor, if the entry says (default: no).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disclose_discount_factor: Option<bool>,
-    /// Whether Q prompts and code see the resulting state, if the entry says (default: yes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub include_next_state: Option<bool>,
-    /// Earlier turns a prompt shows, if the entry says (default 40).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_history_turns: Option<usize>,
-    /// Only the first N points.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub points: Option<usize>,
+    /// What its prompts show and how many points it scores, as its entry says.
+    #[serde(flatten)]
+    pub settings: MethodSettings,
     /// The type's own parameters.
     pub params: toml::Table,
     /// Where the entry is in the experiment file (for messages).
@@ -116,17 +107,7 @@ impl ResolvedMethod {
     /// What the method is told about the setting: `base` with the entry's own
     /// `disclose_discount_factor`, `include_next_state` and `max_history_turns`.
     pub fn context(&self, base: &MethodContext) -> MethodContext {
-        let mut c = base.clone();
-        if let Some(d) = self.disclose_discount_factor {
-            c.disclose_gamma = d;
-        }
-        if let Some(n) = self.include_next_state {
-            c.include_next_state = n;
-        }
-        if let Some(h) = self.max_history_turns {
-            c.history_limit = h;
-        }
-        c
+        self.settings.apply(base)
     }
 
     /// The prompt options of its modality and preset.

@@ -19,7 +19,7 @@ pub(crate) struct Candidates {
 pub(crate) fn points_limits(plan: &Plan) -> BTreeMap<String, usize> {
     plan.methods
         .iter()
-        .filter_map(|m| Some((m, m.points?)))
+        .filter_map(|m| Some((m, m.settings.points?)))
         .flat_map(|(m, n)| outputs_of(plan, m).into_iter().map(move |o| (o, n)))
         .collect()
 }
@@ -52,7 +52,7 @@ pub(crate) fn method_points(
     dataset: &str,
     candidates: Option<&Candidates>,
 ) -> (Vec<EvaluationPoint>, String) {
-    let n = m.points.unwrap_or(points.len()).min(points.len());
+    let n = m.settings.points.unwrap_or(points.len()).min(points.len());
     match plan.method_type(m).info().on {
         PointSet::Points => (points[..n].to_vec(), dataset.to_string()),
         PointSet::Candidates => {

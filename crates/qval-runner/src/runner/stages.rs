@@ -278,7 +278,7 @@ impl<'p> Run<'p> {
             .iter()
             .filter(|m| plan.method_type(m).info().on == PointSet::Candidates)
             .filter(|m| plan.wanted(m))
-            .map(|m| m.points.unwrap_or(points.len()))
+            .map(|m| m.settings.points.unwrap_or(points.len()))
             .max();
         let Some(n) = n.map(|n| n.min(points.len())) else {
             return Ok(None);
