@@ -51,6 +51,7 @@ pub mod special;
 pub mod summary;
 
 mod output;
+mod run_info;
 
 pub use align::{Aligned, align};
 pub use bootstrap::{BootstrapConfig, BootstrapConfigBuilder, Interval, Statistic, bootstrap};
@@ -72,9 +73,10 @@ pub use rank::average_ranks;
 pub use ranking::{PerStateRanking, RankingTies, StateCandidates, per_state_ranking};
 pub use recompute::{Difference, Recomputed, recompute_published};
 pub use report::{
-    CORRELATION_METHODS, EvaluateConfig, LabelSet, PredictionSet, candidate_groups, comparable, evaluate, evaluate_run,
-    parse_signal, point_entry, ranking_entry, read_run, sample_group,
+    CORRELATION_METHODS, EvaluateConfig, LabelSet, PredictionSet, candidate_groups, comparable, evaluate, evaluate_in,
+    evaluate_run, parse_signal, point_entry, ranking_entry, read_run, sample_group,
 };
+pub use run_info::RunInfo;
 pub use summary::{
     Aggregate, Comparison, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity,
     GtComparison, MethodEntry, MethodEstimation, MethodExtras, PairedEntry, RankingFigure, SampleGroup, Summary,

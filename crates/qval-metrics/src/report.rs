@@ -35,6 +35,7 @@ use crate::correlation::{
 use crate::group::group_summary;
 use crate::paired::{PairedComparison, paired_spearman, tiers};
 use crate::ranking::{RankingTies, StateCandidates, per_state_ranking};
+use crate::run_info::RunInfo;
 use crate::summary::{
     Aggregate, Correlations, Estimation, EstimationExtras, ExperimentInfo, Figure, Granularity, GtComparison,
     MethodEntry, MethodEstimation, MethodExtras, PairedEntry, PairwiseFigure, RankingFigure, SampleGroup, Summary,
@@ -542,7 +543,7 @@ fn paired_section(
 /// label sets with each other. qval's records pair by point id; records without ids (from
 /// published files) by position on the common prefix. A label set of ranking candidates
 /// (labels with `candidate_of`) gets the per-state ranking figure of the methods that scored
-/// its candidates.
+/// its candidates. For sets whose run is unknown; [`evaluate_in`] for a run's.
 ///
 /// # Errors
 /// [`MetricsError::OtherPoints`] when a prediction set has label sets of its signal but none
@@ -551,6 +552,20 @@ pub fn evaluate(
     labels: &[LabelSet],
     predictions: &[PredictionSet],
     cfg: &EvaluateConfig,
+) -> Result<Summary, MetricsError> {
+    evaluate_in(labels, predictions, cfg, None)
+}
+
+/// [`evaluate`] of a run's sets: the summary records what `run` says of the run (the
+/// environment, the dataset's sizes, the run's keys and each method's `points` limit).
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn evaluate_in(
+    labels: &[LabelSet],
+    predictions: &[PredictionSet],
+    cfg: &EvaluateConfig,
+    run: Option<&RunInfo>,
 ) -> Result<Summary, MetricsError> {
     cfg.validate()?;
     check_same_points(labels, predictions)?;
@@ -564,12 +579,18 @@ pub fn evaluate(
         compare_label_sets(labels, cfg, &mut summary, &mut info.gt_vs_gt_comparisons)?;
     }
     info.num_evaluation_points = num_evaluation_points(labels);
-    summary.experiment_info = info;
-    summary.qval = Some(SummaryExtras {
+    let mut extras = SummaryExtras {
         version: env!("CARGO_PKG_VERSION").to_string(),
         config: serde_json::to_value(cfg).unwrap_or(Value::Null),
         other: Default::default(),
-    });
+    };
+    if let Some(run) = run {
+        run.describe(&mut info);
+        run.extras(&mut extras);
+        summary.set_points_limits(&run.points_limits);
+    }
+    summary.experiment_info = info;
+    summary.qval = Some(extras);
     Ok(summary)
 }
 

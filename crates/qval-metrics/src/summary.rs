@@ -546,7 +546,7 @@ impl Summary {
 
     /// Records, for each method named in `limits`, the `points` limit it was run with (shown
     /// beside "scored N of M points").
-    pub fn set_points_limits(&mut self, limits: &BTreeMap<String, usize>) {
+    pub(crate) fn set_points_limits(&mut self, limits: &BTreeMap<String, usize>) {
         for est in self.estimations.values_mut() {
             for (name, entry) in est.methods.iter_mut() {
                 if let (MethodEntry::Method(e), Some(n)) = (entry, limits.get(name)) {

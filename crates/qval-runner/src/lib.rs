@@ -39,4 +39,6 @@ pub mod shards;
 pub mod spec;
 
 pub use error::{Result, RunnerError};
-pub use runner::{BackendOverride, Manifest, Plan, Registry, RunMetadata, RunOptions, RunReport, run};
+pub use runner::{
+    BackendOverride, Manifest, Plan, Registry, RunMetadata, RunOptions, RunReport, read_run_metadata, run,
+};

@@ -137,11 +137,9 @@ fn evaluate_run_folder(a: &EvaluateArgs, cfg: &EvaluateConfig) -> Result<()> {
         stem = format!("summary_{name}");
         methods.push(mine);
     }
-    let mut summary = qval_metrics::evaluate(&labels, &methods, cfg)?;
+    let run = runner::read_run_metadata(&a.path)?;
+    let mut summary = qval_metrics::evaluate_in(&labels, &methods, cfg, run.as_ref())?;
     summary.experiment_info.dataset_source = "points.jsonl".into();
-    if let Some(meta) = runner::RunMetadata::read(&a.path)? {
-        meta.stamp(&mut summary);
-    }
     if lock.is_none() {
         out::line(summary.markdown().trim_end());
         if let Some(dir) = &a.export {

@@ -1,7 +1,7 @@
 //! `run.json`: what a run was asked and which stages finished, with their settings.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -98,70 +98,35 @@ pub(crate) fn first_difference(path: &str, old: &Value, new: &Value) -> Option<(
     }
 }
 
-/// What a run's summary records about the run: the environment and the sizes of the dataset
-/// (published keys), and the run's name, environment spec and seed (qval's keys). `qval run`
-/// and `qval evaluate RUN` stamp the same, so a re-evaluation keeps them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunMetadata {
-    /// The experiment's name.
-    pub name: String,
-    /// Its root seed.
-    pub seed: u64,
-    /// The environment type (`frozenlake`, ...).
-    pub env_kind: String,
-    /// The environment's spec, as `run.json` records it.
-    pub environment: Value,
-    /// Points in the dataset.
-    pub points: usize,
-    /// Trajectories in the dataset.
-    pub trajectories: usize,
-    /// The `points` limit of each prediction set whose method entry sets one.
-    pub points_limits: std::collections::BTreeMap<String, usize>,
-}
+/// What a run's summary records about the run ([`qval_metrics::RunInfo`]): `qval run` and
+/// `qval evaluate RUN` evaluate with the same, so a re-evaluation keeps it.
+pub type RunMetadata = qval_metrics::RunInfo;
 
-impl RunMetadata {
-    /// Reads a run folder's metadata back from `run.json` and its points and trajectories
-    /// files; `None` for a folder without `run.json` (labels and predictions made by hand).
-    ///
-    /// # Errors
-    /// A `run.json`, points or trajectories file that cannot be read.
-    pub fn read(run: &Path) -> Result<Option<RunMetadata>> {
-        use qval_core::io::{Kind, read_jsonl};
-        use qval_core::stage::layout;
-        let Some(manifest) = Manifest::read(run)? else {
-            return Ok(None);
-        };
-        let resolved = &manifest.experiment["resolved"];
-        let count = |path: PathBuf, kind: Kind| -> Result<usize> {
-            if !path.exists() {
-                return Ok(0);
-            }
-            Ok(read_jsonl::<serde::de::IgnoredAny>(&path, kind)?.1.len())
-        };
-        Ok(Some(RunMetadata {
-            name: resolved["name"].as_str().unwrap_or_default().to_string(),
-            seed: resolved["seed"].as_u64().unwrap_or_default(),
-            env_kind: resolved["environment"]["type"].as_str().unwrap_or_default().to_string(),
-            environment: manifest.environment.clone(),
-            points: count(layout::points(run), Kind::Points)?,
-            trajectories: count(layout::trajectories(run), Kind::Trajectories)?,
-            points_limits: serde_json::from_value(manifest.experiment["points_limits"].clone()).unwrap_or_default(),
-        }))
-    }
-
-    /// Writes the metadata into `summary` (and `dataset_source`: `points.jsonl`, relative to
-    /// the summary, so a run gives the same bytes wherever its folder is).
-    pub fn stamp(&self, summary: &mut qval_metrics::Summary) {
-        summary.set_points_limits(&self.points_limits);
-        let info = &mut summary.experiment_info;
-        info.dataset_source = "points.jsonl".into();
-        info.env_name = self.env_kind.clone();
-        info.num_evaluation_points = self.points;
-        info.num_trajectories = self.trajectories;
-        if let Some(x) = summary.qval.as_mut() {
-            x.other.insert("name".into(), json!(self.name));
-            x.other.insert("environment".into(), self.environment.clone());
-            x.other.insert("seed".into(), json!(self.seed));
+/// Reads a run folder's metadata back from `run.json` and its points and trajectories
+/// files; `None` for a folder without `run.json` (labels and predictions made by hand).
+///
+/// # Errors
+/// A `run.json`, points or trajectories file that cannot be read.
+pub fn read_run_metadata(run: &Path) -> Result<Option<RunMetadata>> {
+    use qval_core::io::{Kind, read_jsonl};
+    use qval_core::stage::layout;
+    let Some(manifest) = Manifest::read(run)? else {
+        return Ok(None);
+    };
+    let resolved = &manifest.experiment["resolved"];
+    let count = |path: PathBuf, kind: Kind| -> Result<usize> {
+        if !path.exists() {
+            return Ok(0);
         }
-    }
+        Ok(read_jsonl::<serde::de::IgnoredAny>(&path, kind)?.1.len())
+    };
+    Ok(Some(RunMetadata {
+        name: resolved["name"].as_str().unwrap_or_default().to_string(),
+        seed: resolved["seed"].as_u64().unwrap_or_default(),
+        env_kind: resolved["environment"]["type"].as_str().unwrap_or_default().to_string(),
+        environment: manifest.environment.clone(),
+        points: count(layout::points(run), Kind::Points)?,
+        trajectories: count(layout::trajectories(run), Kind::Trajectories)?,
+        points_limits: serde_json::from_value(manifest.experiment["points_limits"].clone()).unwrap_or_default(),
+    }))
 }

@@ -29,7 +29,7 @@ mod stage;
 mod stages;
 
 pub use crate::net::reachable;
-pub use manifest::{Manifest, RunMetadata, StageRecord};
+pub use manifest::{Manifest, RunMetadata, StageRecord, read_run_metadata};
 pub use options::{BackendOverride, RunOptions, RunReport};
 pub use plan::{Plan, ResolvedLabels, shard_dir};
 pub use points::{outputs_of, points_of};

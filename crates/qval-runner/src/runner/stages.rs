@@ -597,12 +597,7 @@ impl<'p> Run<'p> {
         // On a blocking thread, so that Ctrl-C (which the caller awaits beside the run) is
         // heard during a long evaluation.
         let config = evaluate_config(&e.evaluate)?;
-        let summary =
-            tokio::task::spawn_blocking(move || qval_metrics::evaluate(&label_sets, &prediction_sets, &config))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let mut summary = summary?;
-        RunMetadata {
+        let run = RunMetadata {
             name: e.name.clone(),
             seed: e.seed,
             env_kind: e.environment.kind.clone(),
@@ -610,8 +605,13 @@ impl<'p> Run<'p> {
             points,
             trajectories,
             points_limits: points_limits(plan),
-        }
-        .stamp(&mut summary);
+        };
+        let summary = tokio::task::spawn_blocking(move || {
+            qval_metrics::evaluate_in(&label_sets, &prediction_sets, &config, Some(&run))
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let summary = summary?;
         let (written, warnings) = summary.write(&plan.run_dir, "summary")?;
         for w in warnings {
             eprintln!("warning: {w}");
