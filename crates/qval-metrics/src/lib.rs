@@ -72,9 +72,10 @@ pub use qvalfiles::{
 pub use rank::average_ranks;
 pub use ranking::{PerStateRanking, RankingTies, StateCandidates, per_state_ranking};
 pub use recompute::{Difference, Recomputed, recompute_published};
+pub use report::stage::{evaluate, evaluate_in, evaluate_run};
 pub use report::{
-    CORRELATION_METHODS, EvaluateConfig, LabelSet, PredictionSet, candidate_groups, comparable, evaluate, evaluate_in,
-    evaluate_run, parse_signal, point_entry, ranking_entry, read_run, sample_group,
+    CORRELATION_METHODS, EvaluateConfig, LabelSet, PredictionSet, candidate_groups, comparable, parse_signal,
+    point_entry, ranking_entry, read_run, sample_group,
 };
 pub use run_info::RunInfo;
 pub use summary::{

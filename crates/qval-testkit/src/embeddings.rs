@@ -38,7 +38,7 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::{Shared, apply_fault};
+use crate::shared::{Shared, apply_fault};
 
 /// Dimensions of every vector the server returns.
 pub const DIM: usize = 64;

@@ -1,5 +1,5 @@
 //! One label set against the methods that may be compared with it (a step of
-//! [`evaluate`](super::evaluate)): which methods, their predictions in label order, and
+//! [`evaluate`](super::stage::evaluate)): which methods, their predictions in label order, and
 //! their point or ranking entries, sample groups and paired comparisons.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
