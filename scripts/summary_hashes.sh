@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the shipped offline experiments into a temp folder and prints the sha256 of each
-# summary.json, so that a change meant to keep behaviour can be checked byte for byte:
+# summary.json (and, with --trajectories, of each trajectories.jsonl: two runs of the same
+# commit must print the same), so that a change meant to keep behaviour can be checked byte
+# for byte:
 #
 #   scripts/summary_hashes.sh > before.txt   # on the old commit
 #   scripts/summary_hashes.sh > after.txt    # on the new one
@@ -9,6 +11,8 @@
 # Needs gymnasium and textworld (scripts/test.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+trajectories=false
+[[ ${1:-} == --trajectories ]] && trajectories=true
 cargo build --release -q -p qval-cli
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -18,6 +22,9 @@ run() {
   target/release/qval run "$@" --out "$out/$name" --quiet >/dev/null 2>"$out/$name.err" \
     || { cat "$out/$name.err" >&2; echo "$name: failed" >&2; exit 1; }
   echo "$(sha256sum <"$out/$name/summary.json" | cut -d' ' -f1)  $name"
+  if $trajectories; then
+    echo "$(sha256sum <"$out/$name/trajectories.jsonl" | cut -d' ' -f1)  $name trajectories"
+  fi
 }
 run quickstart experiments/quickstart.toml
 for env in frozenlake taxi cliffwalking textworld; do

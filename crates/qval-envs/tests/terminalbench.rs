@@ -125,6 +125,26 @@ fn branching_from_a_stored_state_twice_gives_identical_results() {
 }
 
 #[test]
+fn listing_the_task_folder_and_the_root_shows_the_same_bytes_at_any_time() {
+    let s0 = env().reset(&task("make-archive"), &mut rng()).unwrap();
+    // `.` is the restored /app, `..` the sandbox's root, `.qval` its control folder: none
+    // may show when the step ran.
+    let cmd = "ls -la --time-style=+%s /app / | grep -v -e ' dev$' -e ' proc$' -e ' tmp$' -e ' usr$'";
+    let a = run(&s0, cmd);
+    std::thread::sleep(Duration::from_millis(1100));
+    let b = run(&s0, cmd);
+    let screen = &a.last.as_ref().unwrap().screen;
+    assert_eq!(a, b, "the listing changed between runs:\n{screen}\n---\n{:?}", b.last);
+    for name in [" .\n", " ..\n", " .qval\n", " app\n"] {
+        let line = screen
+            .lines()
+            .find(|l| format!(" {}\n", l.rsplit(' ').next().unwrap_or_default()) == name)
+            .unwrap_or_else(|| panic!("no `{}` in:\n{screen}", name.trim()));
+        assert!(line.contains(" 946684800 "), "{line}\n{screen}");
+    }
+}
+
+#[test]
 fn identical_files_are_stored_once() {
     let e = TerminalBench::builder().only(["hello-file"]).build().unwrap();
     let s0 = e.reset(&e.tasks()[0], &mut rng()).unwrap();

@@ -33,6 +33,9 @@
 //! ```
 #![deny(missing_docs)]
 
+mod root;
+pub use root::{fixed_root, set_times};
+
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::Path;
@@ -157,7 +160,25 @@ impl Bwrap {
     /// work) with a [`SHM_BYTES`] `/dev/shm`, a [`TMP_BYTES`] `/tmp`, `PATH=/usr/bin:/bin`.
     /// Every writable place a caller adds should be size-limited too: [`Bwrap::tmpfs`].
     pub fn new() -> Self {
-        let mut args: Vec<OsString> = SYSTEM_MOUNTS.iter().map(OsString::from).collect();
+        Self::with_system(SYSTEM_MOUNTS.iter().map(OsString::from).collect())
+    }
+
+    /// As [`Bwrap::new`], on the fixed root `dir` ([`fixed_root`], bound read-only at `/`)
+    /// instead of a fresh tmpfs: what a command sees of `/` is dated the same on every run.
+    /// Every place bound later must be one of the root's mount points.
+    pub fn on_root(dir: impl AsRef<OsStr>) -> Self {
+        let system: Vec<OsString> = vec![
+            "--ro-bind".into(),
+            dir.as_ref().into(),
+            "/".into(),
+            "--ro-bind".into(),
+            "/usr".into(),
+            "/usr".into(),
+        ];
+        Self::with_system(system)
+    }
+
+    fn with_system(mut args: Vec<OsString>) -> Self {
         let (shm, tmp) = (SHM_BYTES.to_string(), TMP_BYTES.to_string());
         for a in [
             "--proc",

@@ -358,13 +358,15 @@ fn default_work_dir() -> PathBuf {
     }
 }
 
-/// A fresh folder for one sandbox run: `app/` (bound at `/app`) and `ctl/` (at `/.qval`).
+/// A fresh folder for one sandbox run: `app/` (bound at `/app`), `ctl/` (at `/.qval`) and
+/// `root/`, the sandbox's fixed root (its mount points, dated [`RESTORED_MTIME`](super::store::RESTORED_MTIME)).
 struct Workspace {
     dir: tempfile::TempDir,
 }
 
 impl Workspace {
-    fn new(parent: &Path) -> Result<Workspace, EnvsError> {
+    /// A workspace whose root has `extra` mount points besides [`MOUNT_POINTS`].
+    fn new(parent: &Path, extra: &[&str]) -> Result<Workspace, EnvsError> {
         let dir = tempfile::Builder::new()
             .prefix("qval-tb-")
             .tempdir_in(parent)
@@ -373,7 +375,25 @@ impl Workspace {
             std::fs::create_dir(dir.path().join(d))
                 .map_err(|e| EnvsError::Sandbox(format!("a working folder: {e}")))?;
         }
+        let mounts: Vec<&str> = MOUNT_POINTS.iter().chain(extra).copied().collect();
+        qval_sandbox::fixed_root(&dir.path().join("root"), &mounts, restored_time())
+            .map_err(|e| EnvsError::Sandbox(format!("the sandbox's root: {e}")))?;
         Ok(Workspace { dir })
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    /// Dates `ctl/` and what is in it like a restored tree, so that `ls -la /` does not
+    /// show when the step started.
+    fn date_ctl(&self) -> Result<(), EnvsError> {
+        let ctl = self.ctl();
+        let entries =
+            std::fs::read_dir(&ctl).map_err(|e| EnvsError::Sandbox(format!("read {}: {e}", ctl.display())))?;
+        for p in entries.flatten().map(|e| e.path()).chain(std::iter::once(ctl.clone())) {
+            qval_sandbox::set_times(&p, restored_time())
+                .map_err(|e| EnvsError::Sandbox(format!("date {}: {e}", p.display())))?;
+        }
+        Ok(())
     }
     fn app(&self) -> PathBuf {
         self.dir.path().join("app")
@@ -391,6 +411,15 @@ impl Drop for Workspace {
     fn drop(&mut self) {
         super::store::remove_tree(self.dir.path());
     }
+}
+
+/// The mount points of the sandbox's root besides the system's: the task's folder, the
+/// control folder and Debian's alternatives (a test run adds `tests`).
+const MOUNT_POINTS: [&str; 3] = ["app", ".qval", "etc/alternatives"];
+
+/// [`RESTORED_MTIME`](super::store::RESTORED_MTIME) as a time.
+fn restored_time() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(super::store::RESTORED_MTIME)
 }
 
 fn add(counter: &AtomicU64, d: Duration) {
@@ -482,7 +511,7 @@ impl TerminalBench {
     }
 
     fn sandbox(&self, ws: &Workspace, env: &BTreeMap<String, String>) -> Bwrap {
-        let mut b = Bwrap::new()
+        let mut b = Bwrap::on_root(ws.root())
             .bind(ws.app(), "/app")
             .bind(ws.ctl(), "/.qval")
             // Debian's /usr/bin/awk, editor, pager... are links through /etc/alternatives.
@@ -498,10 +527,11 @@ impl TerminalBench {
     /// Runs `command` from `state` in a fresh sandbox: the new working folder, variables,
     /// snapshot and screen.
     fn run_command(&self, state: &ShellState, command: &str) -> Result<ShellState, EnvsError> {
-        let ws = Workspace::new(&self.work_dir)?;
+        let ws = Workspace::new(&self.work_dir, &[])?;
         self.restore_into(&state.tree, &ws)?;
         ws.write_ctl("wrapper.sh", WRAPPER)?;
         ws.write_ctl("command", command)?;
+        ws.date_ctl()?;
         let mut cmd = self
             .sandbox(&ws, &state.env)
             .env("QVAL_CWD", &state.cwd)
@@ -586,7 +616,8 @@ impl TerminalBench {
     pub fn run_tests(&self, task_id: &str, tree: &str) -> Result<TestRun, CoreError> {
         let entry = self.entry(task_id)?;
         let task = &entry.task;
-        let ws = Workspace::new(&self.work_dir)?;
+        let extra: &[&str] = if task.tests_dir.is_some() { &["tests"] } else { &[] };
+        let ws = Workspace::new(&self.work_dir, extra)?;
         self.restore_into(tree, &ws)?;
         let mut env = base_env();
         env.insert("TEST_DIR".into(), "/tests".into());

@@ -380,6 +380,8 @@ impl Store {
             }
             fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(|er| io_err("write", path, er))?;
         }
+        // The root too: `ls -la` lists it as `.`.
+        qval_sandbox::set_times(dest, time).map_err(|er| io_err("date", dest, er))?;
         Ok(stats)
     }
 
