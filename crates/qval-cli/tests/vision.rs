@@ -108,7 +108,7 @@ fn bad_vision_entries_are_refused_before_any_work() {
         ),
         (
             format!("{HEAD}[[methods]]\ntype = \"sor\"\nencoder = \"htp\"\n"),
-            vec!["encoder", "did you mean `http`"],
+            vec!["encoder", "unknown encoder `htp`", "did you mean `http`"],
         ),
         (
             format!("{HEAD}[[methods]]\ntype = \"sor\"\nencoder = \"http\"\nmodality = \"image\"\n"),

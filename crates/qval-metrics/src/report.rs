@@ -1,5 +1,5 @@
 //! The evaluate stage: pair labels with predictions, compute every figure under the
-//! published rules, and build the [`Summary`] (the published layout, see [`crate::summary`]).
+//! published rules, and build the [`Summary`](crate::Summary) (the published layout, see [`crate::summary`]).
 //!
 //! The published rules, as `scripts/pipeline/evaluate.py` and `src/qval/correlation.py` of
 //! the published testbed apply them:

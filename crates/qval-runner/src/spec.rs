@@ -78,6 +78,9 @@ pub struct Experiment {
     /// Evaluation settings.
     #[serde(default)]
     pub evaluate: EvaluateSpec,
+    /// Acting (stage 6): methods choosing an agent's actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting: Option<crate::acting::ActingSpec>,
 }
 
 fn default_seed() -> u64 {
@@ -814,7 +817,9 @@ pub fn params<T: serde::de::DeserializeOwned>(
                 _ => {}
             }
         }
-        let (message, field) = explain_serde(&e.inner().to_string());
+        // toml appends the key a custom error came from ("\nin `encoder`"): the path says it.
+        let inner = e.inner().to_string();
+        let (message, field) = explain_serde(inner.split("\nin `").next().unwrap_or_default());
         if let Some(f) = field
             && path.last() != Some(&Seg::Key(f.clone()))
         {

@@ -139,8 +139,9 @@ pub fn give_to_sandbox_user(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A bubblewrap command line. The system ([`SYSTEM_MOUNTS`]), `/proc`, `/dev` and a `/tmp`
-/// tmpfs come first, then the caller's binds in order, then the root is remounted read-only,
+/// A bubblewrap command line. The system ([`SYSTEM_MOUNTS`], or a fixed root with `/usr`:
+/// [`Bwrap::on_root`]), `/proc`, `/dev` and a `/tmp` tmpfs come first, then the caller's
+/// binds in order, then the root is remounted read-only,
 /// so a sandboxed process can write only into writable binds and `/tmp`.
 #[derive(Clone, Debug)]
 pub struct Bwrap {

@@ -3,7 +3,7 @@
 //! A Python environment reaches qval through an *adapter*: a subclass of
 //! `qval_bridge.Adapter` (the package in `python/qval_bridge/` of this repository) in a short
 //! file. [`PythonEnv`] starts a pool of workers (`python -m qval_bridge.worker --adapter
-//! SPEC`) and implements [`Environment`] by talking to them, one JSON object per line over
+//! SPEC`) and implements [`Environment`](qval_core::Environment) by talking to them, one JSON object per line over
 //! stdin/stdout. Any stage can use it: collection, MVMC labels from any stored state (the
 //! state carries what restores it), ranking candidates, every method.
 //!
@@ -17,7 +17,7 @@
 //!   snapshot).
 //!
 //! Randomness comes only from qval's generator: the adapter's `rng.integers(n)` and
-//! `rng.random()` are answered from the `rng` passed to [`Environment::step`]. A worker
+//! `rng.random()` are answered from the `rng` passed to [`Environment::step`](qval_core::Environment::step). A worker
 //! remembers the state it holds after a step, so walking forward costs no restore.
 //! [`qval_core::check_environment`] catches an adapter whose step is not pure.
 //!
@@ -42,18 +42,18 @@
 //! `restore` is `null` (the state the worker holds), `{"task", "snapshot": base64}` or
 //! `{"task", "reset_draws", "history": [{"action", "draws"}]}` with draws `{"i": k}` /
 //! `{"f": x}`. `success` is the adapter's optional `succeeded()` (whether the episode reached
-//! its goal), sent when it is not `None`; [`Environment::succeeded`] reads it from the last
+//! its goal), sent when it is not `None`; [`Environment::succeeded`](qval_core::Environment::succeeded) reads it from the last
 //! state. `profile` is the adapter's optional `profile()`, what the environment tells methods
 //! about itself ([`qval_core::EnvProfile`] as JSON, every field optional; absent: the generic
-//! profile), which [`Environment::profile`] gives. Anything the adapter prints goes to the
+//! profile), which [`Environment::profile`](qval_core::Environment::profile) gives. Anything the adapter prints goes to the
 //! worker's stderr.
 //!
 //! ## Failures
-//! An adapter that raises gives [`EnvsError::Python`] with the Python traceback. A worker that
+//! An adapter that raises gives [`EnvsError::Python`](crate::EnvsError::Python) with the Python traceback. A worker that
 //! exits, hangs past the time limit (it is killed) or breaks the protocol is replaced by a new
 //! one and the request retried once with the same random draws; a second failure gives
-//! [`EnvsError::Worker`] with both reasons (and the worker's last stderr lines, which hold
-//! the traceback of a crash). A missing Python package gives [`EnvsError::MissingPackage`]
+//! [`EnvsError::Worker`](crate::EnvsError::Worker) with both reasons (and the worker's last stderr lines, which hold
+//! the traceback of a crash). A missing Python package gives [`EnvsError::MissingPackage`](crate::EnvsError::MissingPackage)
 //! naming the pip command. Workers are killed and reaped when the [`PythonEnv`] drops.
 //!
 //! ```no_run

@@ -639,6 +639,7 @@ impl TerminalBench {
                 vec!["/usr/bin/python3", "-B", "/.qval/runner.py", "/tests"]
             }
         };
+        ws.date_ctl()?;
         let mut cmd = b.command(argv);
         let t = Instant::now();
         let out = run_captured_watched(

@@ -5,7 +5,7 @@
 //!
 //! **Pure steps.** A [`ShellState`] is the task, the command history, the shell's working
 //! folder and exported variables, and the hash of a content-addressed snapshot of `/app`
-//! ([`store`]). [`Environment::step`] restores that snapshot into a fresh sandbox, runs
+//! ([`store`]). [`Environment::step`](qval_core::Environment::step) restores that snapshot into a fresh sandbox, runs
 //! the command in bash with a time limit, captures the screen (head and tail of long
 //! output), snapshots `/app` again and returns the new state; nothing else carries over
 //! (not `/tmp`, not background processes), so any stored state can be branched from any

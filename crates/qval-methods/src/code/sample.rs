@@ -44,7 +44,7 @@ pub fn args_for(point: &EvaluationPoint, signal: Signal, next_state: bool) -> Ve
 /// The code-generation prompt, as published: the codegen opener, what the value means, the
 /// preset's guidance and the environment; the user prompt names the signature, what the
 /// function receives, the preset's constraints and the published closing (the modules it
-/// may use, which are [`ALLOWED_MODULES`], and the sandbox's missing introspection builtins).
+/// may use, which are [`ALLOWED_MODULES`](super::ALLOWED_MODULES), and the sandbox's missing introspection builtins).
 pub fn codegen_messages(ctx: &MethodContext, signal: Signal, opts: &PromptOptions) -> Vec<Message> {
     let mut system = system_head(ctx, opts.preset, Slot::Codegen, signal);
     system.extend(system_tail(ctx));

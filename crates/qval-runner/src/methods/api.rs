@@ -54,7 +54,7 @@ pub struct ResolvedMethod {
 /// method so that `outputs` and `build` get them without parsing again. Two resolved
 /// methods compare by their `params` table, not by this.
 #[derive(Clone, Default)]
-pub struct Parsed(Option<Arc<dyn Any + Send + Sync>>);
+pub(crate) struct Parsed(Option<Arc<dyn Any + Send + Sync>>);
 
 impl PartialEq for Parsed {
     fn eq(&self, _: &Self) -> bool {
@@ -383,31 +383,27 @@ impl<T: MethodType> DynMethodType for T {
         env: &dyn EnvPlugin,
         services: &dyn RunServices,
     ) -> std::result::Result<(), SpecProblem> {
-        MethodType::check_plan(self, &*parsed::<T>(method)?, method, env, services)
+        MethodType::check_plan(self, &*parsed(self, method)?, method, env, services)
     }
     fn outputs(&self, method: &ResolvedMethod) -> Vec<String> {
-        match parsed::<T>(method) {
+        match parsed(self, method) {
             Ok(p) => MethodType::outputs(self, &p, method),
-            Err(_) => vec![method.name.clone()],
+            // Parameters that do not parse name no outputs: the method is refused when built.
+            Err(_) => Vec::new(),
         }
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
-        let p = parsed::<T>(input.method).map_err(SpecProblem::into_error)?;
+        let p = parsed(self, input.method).map_err(SpecProblem::into_error)?;
         MethodType::build(self, &p, input).await
     }
 }
 
-/// The parameters `method` was planned with.
-fn parsed<T: MethodType>(method: &ResolvedMethod) -> std::result::Result<Arc<T::Params>, SpecProblem> {
+/// The parameters `method` was planned with (parsed now if it was made otherwise, as one
+/// read back from `run.json` is).
+fn parsed<T: MethodType>(t: &T, method: &ResolvedMethod) -> std::result::Result<Arc<T::Params>, SpecProblem> {
     match method.parsed.0.clone().map(|a| a.downcast::<T::Params>()) {
         Some(Ok(p)) => Ok(p),
-        _ => Err(SpecProblem::at(
-            Vec::new(),
-            format!(
-                "method `{}` was not planned: its parameters were never parsed",
-                method.name
-            ),
-        )),
+        _ => t.params(method).map(Arc::new),
     }
 }
 

@@ -15,7 +15,7 @@ use super::{BuildInput, MethodInfo, MethodType, Modality, ParamDoc, PointSet, Re
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EmbeddingParams {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "encoder")]
     encoder: Encoder,
     #[serde(default)]
     pub(crate) alpha: Option<f64>,
@@ -37,9 +37,22 @@ pub(crate) struct EmbeddingParams {
     pub(crate) batch_size: Option<usize>,
 }
 
+/// Reads `encoder`, naming an unknown one as such ("unknown encoder `htp` (did you mean ...").
+fn encoder<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Encoder, D::Error> {
+    let name = String::deserialize(d)?;
+    match name.as_str() {
+        "minilm" => Ok(Encoder::Minilm),
+        "http" => Ok(Encoder::Http),
+        other => Err(serde::de::Error::custom(spec::unknown(
+            "encoder",
+            other,
+            &["minilm", "http"],
+        ))),
+    }
+}
+
 /// Where the vectors come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Encoder {
     /// all-MiniLM-L6-v2 on candle (text).
     #[default]

@@ -16,7 +16,7 @@ use qval_core::{DenseSignalMethod, Signal};
 mod api;
 use api::backend_of;
 pub use api::{
-    BuildInput, DynMethodType, MethodInfo, MethodType, Modality, NoParams, ParamDoc, Parsed, PointSet, ResolvedMethod,
+    BuildInput, DynMethodType, MethodInfo, MethodType, Modality, NoParams, ParamDoc, PointSet, ResolvedMethod,
     parse_params, simple,
 };
 

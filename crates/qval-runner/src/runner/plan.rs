@@ -35,6 +35,8 @@ pub struct Plan {
     pub work_dir: PathBuf,
     /// Folders and backends.
     pub services: Arc<Services>,
+    /// Acting, when the experiment has an `[acting]` section.
+    pub acting: Option<crate::acting::ResolvedActing>,
     pub(crate) registry: Registry,
     pub(crate) options: RunOptions,
 }
@@ -106,6 +108,21 @@ impl Plan {
         // Everything stage 5 would refuse, refused now at its key.
         e.evaluate.config().map_err(|p| at.err(p))?;
         check_options(&options, &labels, &methods)?;
+        let acting = match &e.acting {
+            Some(a) => Some(
+                crate::acting::resolve(
+                    a,
+                    e.seed,
+                    &collector,
+                    &methods,
+                    |m| registry.methods[&m.kind].info().on,
+                    &*env,
+                    &*services,
+                )
+                .map_err(|p| at.err(p))?,
+            ),
+            None => None,
+        };
         // Last: the file is valid, so steps (which may fill an environment's snapshot store
         // under the run folder) are taken only for a run that can start.
         if !options.skip_env_check {
@@ -133,6 +150,7 @@ impl Plan {
             run_dir,
             work_dir,
             services,
+            acting,
             registry: registry.clone(),
             options,
         })
@@ -472,6 +490,20 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
         }
     }
     let signals = m.signal.as_ref().map(|s| s.values()).unwrap_or_else(|| vec![Signal::Q]);
+    let backends = method_backends(m, &info, scope, &base)?;
+    for s in &signals {
+        if !info.signals.contains(s) {
+            return Err(err(SpecProblem::at(
+                field("signal"),
+                format!(
+                    "`{}` does not estimate {}; it estimates {}",
+                    m.kind,
+                    s.key(),
+                    info.signals.iter().map(|s| s.key()).collect::<Vec<_>>().join(", ")
+                ),
+            )));
+        }
+    }
     let modalities: Vec<Modality> = match &m.modality {
         None => vec![Modality::Text],
         Some(given) => given
@@ -487,20 +519,6 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
             })
             .collect::<Result<_>>()?,
     };
-    let backends = method_backends(m, &info, scope, &base)?;
-    for s in &signals {
-        if !info.signals.contains(s) {
-            return Err(err(SpecProblem::at(
-                field("signal"),
-                format!(
-                    "`{}` does not estimate {}; it estimates {}",
-                    m.kind,
-                    s.key(),
-                    info.signals.iter().map(|s| s.key()).collect::<Vec<_>>().join(", ")
-                ),
-            )));
-        }
-    }
     for (key, given) in [
         ("disclose_discount_factor", m.disclose_discount_factor.is_some()),
         ("include_next_state", m.include_next_state.is_some()),
