@@ -31,6 +31,8 @@ pub enum Kind {
     Labels,
     /// [`crate::Prediction`] records.
     Predictions,
+    /// [`crate::acting::Episode`] records.
+    Episodes,
 }
 
 /// The first record of every file.

@@ -34,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod acting;
 pub mod check;
 pub mod encoder;
 pub mod env;

@@ -90,11 +90,11 @@ fn progress_bar(opts: &StageOptions, len: usize, what: &str) -> ProgressBar {
 }
 
 /// How [`checkpointed`] treats records it finds on disk.
-struct Resume<'r, T> {
+pub(crate) struct Resume<'r, T> {
     /// The record's key (the point id).
-    key_of: fn(&T) -> String,
+    pub(crate) key_of: fn(&T) -> String,
     /// Whether a stored record is not final and must be computed again (a transport failure).
-    redo: &'r (dyn Fn(&T) -> bool + Sync),
+    pub(crate) redo: &'r (dyn Fn(&T) -> bool + Sync),
 }
 
 /// Runs `compute` over the items not yet finished, in chunks, and returns all records in key
@@ -103,7 +103,7 @@ struct Resume<'r, T> {
 /// interruption loses only the records in flight. A complete output file with the same
 /// metadata is read back instead of recomputed, except records that `resume.redo` marks; a
 /// file cut short ([`CoreError::Truncated`]) becomes the checkpoint and is resumed.
-async fn checkpointed<'a, T, F>(
+pub(crate) async fn checkpointed<'a, T, F>(
     keys: &[String],
     resume: Resume<'_, T>,
     meta: &Metadata,

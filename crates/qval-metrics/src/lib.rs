@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod acting;
 pub mod align;
 pub mod bootstrap;
 pub mod correlation;

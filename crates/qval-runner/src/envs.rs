@@ -61,6 +61,19 @@ pub trait EnvPlugin: Send + Sync {
         share: Share,
         opts: &StageOptions,
     ) -> crate::Result<Vec<Trajectory>>;
+    /// Stage 6, acting: `chooser` (told `ctx`) picks among `config.k` candidates that
+    /// `actor` proposes, on `tasks`, checkpointed as `opts` says.
+    #[allow(clippy::too_many_arguments)]
+    async fn act(
+        &self,
+        actor: &Typed,
+        services: &dyn RunServices,
+        chooser: &dyn qval_core::acting::Chooser,
+        ctx: &MethodContext,
+        tasks: &[Task],
+        config: &qval_core::acting::ActingConfig,
+        opts: &StageOptions,
+    ) -> crate::Result<Vec<qval_core::acting::Episode>>;
     /// An MVMC labeler rolling out `reference`.
     fn labeler(
         &self,
@@ -304,6 +317,20 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
             .build_policy(collector, services)
             .map_err(SpecProblem::into_error)?;
         Ok(qval_core::collect_share(&*self.env, &*policy, &self.env.tasks(), config, share, opts).await?)
+    }
+
+    async fn act(
+        &self,
+        actor: &Typed,
+        services: &dyn RunServices,
+        chooser: &dyn qval_core::acting::Chooser,
+        ctx: &MethodContext,
+        tasks: &[Task],
+        config: &qval_core::acting::ActingConfig,
+        opts: &StageOptions,
+    ) -> crate::Result<Vec<qval_core::acting::Episode>> {
+        let policy = self.build_policy(actor, services).map_err(SpecProblem::into_error)?;
+        Ok(qval_core::acting::act(&*self.env, &*policy, chooser, tasks, ctx, config, opts).await?)
     }
 
     fn labeler(

@@ -26,6 +26,7 @@
 //! published benchmark's methods), [`shards`] (sharded runs and their merge).
 #![deny(missing_docs)]
 
+pub mod acting;
 pub mod catalog;
 pub mod encoders;
 pub mod envs;

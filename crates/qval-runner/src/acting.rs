@@ -1,0 +1,261 @@
+//! The `[acting]` section: lets the experiment's methods choose an agent's actions (stage 6,
+//! after evaluation), and relates each method's alignment to its acting gain.
+//!
+//! ```toml
+//! [acting]
+//! actor = { type = "noisy", epsilon = 0.5 }  # any policy type of the environment
+//! k = [1, 2, 4, 8]                          # candidates per step; 1 (the baseline) always runs
+//! guided = ["distance", "oracle"]           # method entries, by name (each of their methods)
+//! vote = true                               # self-consistency by majority
+//! random = true                             # a uniform draw among the k (the control)
+//! samples_per_task = 1
+//! success_threshold = 1.0                   # on the undiscounted return
+//! ```
+//!
+//! | key | default | range |
+//! |---|---|---|
+//! | `actor` | the dataset's collector | a policy type of the environment |
+//! | `k` | `[1, 2, 4, 8]` | 1 to 256 each, at most 16 values |
+//! | `guided` | none | names of method entries scoring points (not ranking candidates) |
+//! | `vote`, `random` | false, true | |
+//! | `tasks` | all the environment's | task ids |
+//! | `samples_per_task` | 1 | 1 to 10,000 |
+//! | `success_threshold` | 1.0 | finite |
+//! | `seed` | the experiment's | |
+//! | `concurrency` | 16 | 1 to 1,024 episodes at once |
+
+use serde::{Deserialize, Serialize};
+
+use crate::envs::{EnvPlugin, RunServices};
+use crate::methods::{PointSet, ResolvedMethod};
+use crate::spec::{SpecProblem, Typed, at};
+use qval_core::Task;
+
+/// The `[acting]` section as written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActingSpec {
+    /// The policy proposing candidates (default: the dataset's collector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Typed>,
+    /// Candidates per step: a scaling curve.
+    #[serde(default = "default_ks")]
+    pub k: Vec<usize>,
+    /// Method entries guiding, by name.
+    #[serde(default)]
+    pub guided: Vec<String>,
+    /// Self-consistency by majority vote.
+    #[serde(default)]
+    pub vote: bool,
+    /// A uniform draw among the candidates.
+    #[serde(default = "yes")]
+    pub random: bool,
+    /// Which tasks (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<String>>,
+    /// Episodes per task.
+    #[serde(default = "one")]
+    pub samples_per_task: usize,
+    /// The undiscounted return that counts as a success.
+    #[serde(default = "one_f")]
+    pub success_threshold: f64,
+    /// The root seed of acting (default: the experiment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Episodes at once.
+    #[serde(default = "sixteen")]
+    pub concurrency: usize,
+}
+
+fn default_ks() -> Vec<usize> {
+    vec![1, 2, 4, 8]
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn sixteen() -> usize {
+    16
+}
+
+/// How a strategy chooses.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StrategyKind {
+    /// One candidate per step (`k = 1`).
+    Baseline,
+    /// A uniform draw.
+    Random,
+    /// Majority vote.
+    Vote,
+    /// A method's scores: the index of the planned method.
+    Guided(usize),
+}
+
+/// One strategy of the plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Strategy {
+    /// Its name: `baseline`, `random`, `vote`, or the method's.
+    pub name: String,
+    /// How it chooses.
+    pub kind: StrategyKind,
+}
+
+/// The `[acting]` section once checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedActing {
+    /// The actor.
+    pub actor: Typed,
+    /// The `k` values above 1, ascending.
+    pub ks: Vec<usize>,
+    /// The strategies run at every `k` above 1 (the baseline runs at `k = 1` alone).
+    pub strategies: Vec<Strategy>,
+    /// The tasks.
+    pub tasks: Vec<Task>,
+    /// Episodes per task, threshold, seed and concurrency, checked.
+    pub configs: Vec<qval_core::acting::ActingConfig>,
+}
+
+impl ResolvedActing {
+    /// The config at `k`.
+    pub fn config(&self, k: usize) -> &qval_core::acting::ActingConfig {
+        self.configs.iter().find(|c| c.k() == k).expect("a config per k")
+    }
+}
+
+/// Checks `[acting]` against the environment and the planned methods, before any work.
+///
+/// # Errors
+/// The first problem, at its key under `acting`.
+pub fn resolve(
+    spec: &ActingSpec,
+    seed: u64,
+    collector: &Typed,
+    methods: &[ResolvedMethod],
+    method_points: impl Fn(&ResolvedMethod) -> PointSet,
+    env: &dyn EnvPlugin,
+    services: &dyn RunServices,
+) -> Result<ResolvedActing, SpecProblem> {
+    let actor = spec.actor.clone().unwrap_or_else(|| collector.clone());
+    env.check_policy(&actor, services).map_err(|p| {
+        let mut path = at!["acting", "actor"];
+        path.extend(p.path.clone());
+        SpecProblem::at(path, p.message)
+    })?;
+    if spec.k.is_empty() || spec.k.len() > 16 {
+        return Err(SpecProblem::at(at!["acting", "k"], "give 1 to 16 values of k"));
+    }
+    let mut ks: Vec<usize> = spec.k.iter().copied().filter(|k| *k != 1).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    let seed = spec.seed.unwrap_or(seed);
+    let mut configs = Vec::new();
+    for (i, &k) in std::iter::once(&1).chain(&ks).enumerate() {
+        let c = qval_core::acting::ActingConfig::new(
+            k,
+            spec.samples_per_task,
+            spec.success_threshold,
+            seed,
+            spec.concurrency,
+        )
+        .map_err(|e| {
+            let key = match &e {
+                qval_core::CoreError::InvalidParameter { name, .. } => name.to_string(),
+                _ => "k".into(),
+            };
+            let path = if key == "k" {
+                at!["acting", "k", i.saturating_sub(1)]
+            } else {
+                at!["acting", key.as_str()]
+            };
+            SpecProblem::at(path, e.to_string())
+        })?;
+        configs.push(c);
+    }
+    let strategies = strategies(spec, methods, &method_points)?;
+    let all = env.tasks();
+    let tasks = match &spec.tasks {
+        None => all,
+        Some(ids) => ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                all.iter().find(|t| &t.id == id).cloned().ok_or_else(|| {
+                    let names: Vec<&str> = all.iter().map(|t| t.id.as_str()).collect();
+                    SpecProblem::at(at!["acting", "tasks", i], crate::spec::unknown("task", id, &names))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if tasks.is_empty() {
+        return Err(SpecProblem::at(at!["acting", "tasks"], "no task to act on"));
+    }
+    Ok(ResolvedActing {
+        actor,
+        ks,
+        strategies,
+        tasks,
+        configs,
+    })
+}
+
+/// The strategies `spec` asks for, each guided one a planned method scoring points.
+fn strategies(
+    spec: &ActingSpec,
+    methods: &[ResolvedMethod],
+    method_points: &impl Fn(&ResolvedMethod) -> PointSet,
+) -> Result<Vec<Strategy>, SpecProblem> {
+    let mut out = Vec::new();
+    if spec.random {
+        out.push(Strategy {
+            name: "random".into(),
+            kind: StrategyKind::Random,
+        });
+    }
+    if spec.vote {
+        out.push(Strategy {
+            name: "vote".into(),
+            kind: StrategyKind::Vote,
+        });
+    }
+    for (i, name) in spec.guided.iter().enumerate() {
+        let chosen: Vec<(usize, &ResolvedMethod)> =
+            methods.iter().enumerate().filter(|(_, m)| m.answers_to(name)).collect();
+        if chosen.is_empty() {
+            let names: Vec<&str> = methods.iter().map(|m| m.entry.as_str()).collect();
+            return Err(SpecProblem::at(
+                at!["acting", "guided", i],
+                crate::spec::unknown("method entry", name, &names),
+            ));
+        }
+        for (j, m) in chosen {
+            if method_points(m) == PointSet::Candidates {
+                return Err(SpecProblem::at(
+                    at!["acting", "guided", i],
+                    format!(
+                        "`{}` scores ranking candidates; acting is guided by methods that score points \
+                         (ranking, sdpo and delta-belief are not supported here yet)",
+                        m.name
+                    ),
+                ));
+            }
+            if ["baseline", "random", "vote"].contains(&m.name.as_str()) {
+                return Err(SpecProblem::at(
+                    at!["acting", "guided", i],
+                    format!("a method named `{}` would shadow a strategy: rename it", m.name),
+                ));
+            }
+            if !out.iter().any(|s: &Strategy| s.name == m.name) {
+                out.push(Strategy {
+                    name: m.name.clone(),
+                    kind: StrategyKind::Guided(j),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
