@@ -225,6 +225,10 @@ pub struct ServeArgs {
     /// Stop after this many seconds (0: run until killed).
     #[arg(long, default_value_t = 0)]
     pub seconds: u64,
+    /// The loopback port (0: a free one, printed). Models `oracle-noise-X` answer with noise
+    /// X, so one server offers a graded series of methods.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
 }
 
 /// Ends a program whose work failed the way `qval` does: one line on standard error
@@ -385,10 +389,7 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
             Ok(())
         }
         Command::Slurm(a) => slurm(&a, registry),
-        Command::ServeOracle(a) => {
-            serve_oracle(&a);
-            Ok(())
-        }
+        Command::ServeOracle(a) => serve_oracle(&a),
     }
 }
 
@@ -699,9 +700,10 @@ async fn check_backend(a: &BackendArgs) -> Result<()> {
 /// bottom-right corner, ignoring holes.
 const CORNER_SAMPLE: &str = "def signal_function(state, action, next_state=None):\n    grid = [r.split() for r in (next_state or state).strip().splitlines() if r.strip()]\n    for i, row in enumerate(grid):\n        for j, c in enumerate(row):\n            if c == '@':\n                return -((len(grid) - 1 - i) + (len(row) - 1 - j))\n    return float('nan')\n";
 
-fn serve_oracle(a: &ServeArgs) {
+fn serve_oracle(a: &ServeArgs) -> Result<()> {
     use qval_testkit::{Oracle, ServerConfig, TestServer};
-    let server = TestServer::start(ServerConfig {
+    let server = TestServer::try_start(ServerConfig {
+        port: a.port,
         oracle: Oracle {
             noise: a.noise,
             seed: 0,
@@ -715,7 +717,8 @@ fn serve_oracle(a: &ServeArgs) {
         // prompt log-probs; the oracle's follow the true values.
         scoring: true,
         ..Default::default()
-    });
+    })
+    .map_err(|e| RunnerError::Usage(format!("cannot listen on 127.0.0.1:{}: {e}", a.port)))?;
     out::line(&server.base_url());
     out::line(&format!(
         "serving the FrozenLake oracle (noise {}, latency {} ms); use --base-url {} --model oracle",
@@ -730,4 +733,5 @@ fn serve_oracle(a: &ServeArgs) {
     }
     std::thread::sleep(std::time::Duration::from_secs(a.seconds));
     out::line(&format!("served {} requests", server.requests()));
+    Ok(())
 }

@@ -247,7 +247,8 @@ pub struct ActStep {
     pub failed_samples: Option<(usize, String)>,
     /// The candidate taken.
     pub chosen: usize,
-    /// Whether the chooser's scores decided (false with one candidate, or all NaN).
+    /// Whether the chooser's scores decided (false with one candidate, all scores NaN, or all
+    /// equal).
     pub scored: bool,
     /// Why the choice fell back to a draw (`all_scores_nan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -305,6 +306,11 @@ pub fn choose(scores: &[f64], rng: &mut QRng) -> (usize, Option<&'static str>) {
         rng.random_range(0..tied.len())
     };
     (tied[pick], None)
+}
+
+/// Whether every score is the same finite number (the scores single nothing out).
+fn all_tied(scores: &[f64]) -> bool {
+    scores.iter().all(|s| s.is_finite() && *s == scores[0])
 }
 
 /// Runs `chooser` with `actor` proposing candidates on every task of `tasks`,
@@ -512,7 +518,7 @@ impl<E: Environment, P: Policy<E> + ?Sized> Walk<'_, E, P> {
             candidates,
             failed_samples: failed,
             chosen,
-            scored: actions.len() > 1 && fallback.is_none(),
+            scored: actions.len() > 1 && fallback.is_none() && !all_tied(&scores),
             fallback: fallback.map(str::to_string),
         };
         let (point, next) = stepped

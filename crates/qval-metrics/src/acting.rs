@@ -314,3 +314,136 @@ mod tests {
         assert!((hi - 0.1611).abs() < 1e-4, "{hi}");
     }
 }
+
+/// What `acting.json` holds: the setting, a row per strategy and `k`, the paired
+/// comparisons, and alignment against gain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActingSummary {
+    /// The actor's name.
+    pub actor: String,
+    /// Tasks acted on.
+    pub tasks: usize,
+    /// Episodes per task.
+    pub samples_per_task: usize,
+    /// The undiscounted return that counts as a success.
+    pub success_threshold: f64,
+    /// Per strategy and `k`.
+    pub rows: Vec<ActingRow>,
+    /// Strategies compared on the same episodes.
+    pub paired: Vec<PairedActing>,
+    /// The test and interval of [`ActingSummary::paired`], in words.
+    pub paired_test: String,
+    /// Each guided method's alignment and gain.
+    pub alignment: Vec<AlignmentGain>,
+    /// Whether alignment predicted the gain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho_predicts_gain: Option<RhoPredictsGain>,
+    /// Requests and tokens of each strategy's runs (actor and scorer), where an LLM served.
+    pub usage: BTreeMap<String, (u64, u64)>,
+}
+
+/// What [`ActingSummary::paired_test`] says.
+pub const PAIRED_TEST: &str = "exact McNemar test (two-sided binomial on the episodes where exactly one succeeded); \
+                               interval: percentile bootstrap over tasks";
+
+fn interval_text(x: f64, (lo, hi): (f64, f64)) -> String {
+    format!("{x:.3} [{lo:.3}, {hi:.3}]")
+}
+
+impl ActingSummary {
+    /// The Markdown section of `summary.md`.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("\n## Acting: the signal chooses among k candidates\n\n");
+        out.push_str(&format!(
+            "Actor `{}`, {} tasks x {} episodes; success: undiscounted return >= {}.\n\n",
+            self.actor, self.tasks, self.samples_per_task, self.success_threshold
+        ));
+        out.push_str("| strategy | k | episodes | success [95% CI] | mean return | mean steps | candidates/step | steps the scores decided | fallback steps |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let fallbacks: usize = r.fallback_steps.values().sum();
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {:.3} | {:.1} | {:.2} | {} | {} |\n",
+                r.strategy,
+                r.k,
+                r.episodes,
+                interval_text(r.success_rate, r.interval),
+                r.mean_return,
+                r.mean_steps,
+                r.mean_candidates,
+                r.scorer_steps,
+                fallbacks
+            ));
+        }
+        for r in self.rows.iter().filter(|r| r.failed.is_some()) {
+            let (n, why) = r.failed.as_ref().expect("filtered");
+            out.push_str(&format!(
+                "\n{} at k = {}: {n} episodes stopped early: {why} (first of {n})\n",
+                r.strategy, r.k
+            ));
+        }
+        if !self.paired.is_empty() {
+            out.push_str(&format!("\n### Paired comparisons\n\n{}.\n\n", self.paired_test));
+            out.push_str("| strategy | against | episodes | difference [95% CI] | only it | only the other | p |\n|---|---|---|---|---|---|---|\n");
+            for p in &self.paired {
+                out.push_str(&format!(
+                    "| {} (k={}) | {} (k={}) | {} | {:+.3} [{:+.3}, {:+.3}] | {} | {} | {} |\n",
+                    p.a,
+                    p.k,
+                    p.b,
+                    p.b_k,
+                    p.n,
+                    p.difference,
+                    p.interval.0,
+                    p.interval.1,
+                    p.a_only,
+                    p.b_only,
+                    if p.p_value < 0.001 {
+                        "<0.001".to_string()
+                    } else {
+                        format!("{:.3}", p.p_value)
+                    }
+                ));
+            }
+        }
+        out.push_str(&self.alignment_markdown());
+        out
+    }
+
+    fn alignment_markdown(&self) -> String {
+        if self.alignment.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from("\n### Does alignment predict the gain?\n\n");
+        out.push_str(
+            "| method | rho [95% CI] | gain: success at the largest k minus k = 1 [95% CI] |\n|---|---|---|\n",
+        );
+        for a in &self.alignment {
+            let rho = match a.rho_interval {
+                Some(i) => interval_text(a.rho, i),
+                None => format!("{:.3}", a.rho),
+            };
+            out.push_str(&format!(
+                "| {} | {rho} | {:+.3} [{:+.3}, {:+.3}] |\n",
+                a.method, a.gain, a.gain_interval.0, a.gain_interval.1
+            ));
+        }
+        if let Some(r) = &self.rho_predicts_gain {
+            let verdict = match r.interval {
+                _ if !r.rho.is_finite() => "too few methods, or no spread, to tell".to_string(),
+                Some((lo, _)) if lo > 0.0 => "the methods that rank best helped most".to_string(),
+                Some((_, hi)) if hi < 0.0 => "alignment predicted the gain the wrong way round".to_string(),
+                _ => "alignment did not clearly predict the gain here".to_string(),
+            };
+            let ci = r
+                .interval
+                .map(|(lo, hi)| format!(" [{lo:.3}, {hi:.3}]"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "\nSpearman's rho across {} methods between alignment and gain: {:.3}{ci} (bootstrap resampling tasks and points together): {verdict}.\n",
+                r.methods, r.rho
+            ));
+        }
+        out
+    }
+}

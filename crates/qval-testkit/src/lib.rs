@@ -55,6 +55,16 @@ impl TestServer {
     /// Starts a server on 127.0.0.1 (an ephemeral port) on its own thread and runtime, so it
     /// serves whatever runtime the test uses.
     pub fn start(config: ServerConfig) -> TestServer {
+        Self::try_start(config).expect("bind loopback")
+    }
+
+    /// As [`TestServer::start`], on `config.port` (0: a free port), with the error when that
+    /// port cannot be bound.
+    ///
+    /// # Errors
+    /// The port is taken or not ours to bind.
+    pub fn try_start(config: ServerConfig) -> std::io::Result<TestServer> {
+        let port = config.port;
         let remaining = config.rules.iter().map(|r| r.times).collect();
         let shared = Arc::new(Shared {
             config,
@@ -85,12 +95,14 @@ impl TestServer {
                         get(|| async { Json(json!({"data": [{"id": "qval-oracle"}]})) }),
                     )
                     .with_state(state);
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind loopback");
-                tx_addr
-                    .send(listener.local_addr().expect("an address"))
-                    .expect("report the address");
+                let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx_addr.send(Err(e));
+                        return;
+                    }
+                };
+                tx_addr.send(listener.local_addr()).expect("report the address");
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         let _ = rx_stop.await;
@@ -99,13 +111,13 @@ impl TestServer {
                     .expect("serve");
             });
         });
-        let addr = rx_addr.recv().expect("the server started");
-        TestServer {
+        let addr = rx_addr.recv().expect("the server started")?;
+        Ok(TestServer {
             addr,
             shared,
             shutdown: Some(tx_stop),
             thread: Some(thread),
-        }
+        })
     }
 
     /// `http://127.0.0.1:PORT/v1`
@@ -229,7 +241,8 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Res
     {
         messages.truncate(messages.len() - 2);
     }
-    let (text, logprobs) = oracle_answer(&shared.config.oracle, &messages, wants_logprobs);
+    let oracle = shared.config.oracle.for_model(&model);
+    let (text, logprobs) = oracle_answer(&oracle, &messages, wants_logprobs);
     Json(reply(&model, &text, logprobs)).into_response()
 }
 

@@ -18,6 +18,17 @@ pub struct Oracle {
     pub seed: u64,
 }
 
+impl Oracle {
+    /// The oracle a model name asks for: `oracle-noise-X` answers with noise `X` (so one
+    /// server offers a graded series of methods); any other name, this one.
+    pub fn for_model(&self, model: &str) -> Oracle {
+        match model.strip_prefix("oracle-noise-").and_then(|x| x.parse::<f64>().ok()) {
+            Some(noise) if noise.is_finite() && noise >= 0.0 => Oracle { noise, seed: self.seed },
+            _ => self.clone(),
+        }
+    }
+}
+
 struct Situation {
     grid: Grid,
     pos: usize,

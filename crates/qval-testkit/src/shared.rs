@@ -105,6 +105,8 @@ pub struct ServerConfig {
     /// (`signal_function(state, action, next_state)`); a prompt asking for V
     /// (`signal_function(state)`) gets the sample wrapped to score the state itself.
     pub code_samples: Vec<String>,
+    /// The loopback port to listen on (0: any free one).
+    pub port: u16,
     /// Serve continuation scoring as vLLM does (`/tokenize` and `/v1/completions` with
     /// `prompt_logprobs`); without it both answer 404, as a hosted API would.
     pub scoring: bool,

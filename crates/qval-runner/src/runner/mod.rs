@@ -11,6 +11,7 @@
 //! predictions/<method>.jsonl stage 4
 //! methods/<method>/          generated code, Eureka rounds
 //! summary.json, summary.md, summary_plots/   stage 5
+//! acting/<strategy>-k<k>.jsonl, acting.json  stage 6 (with `[acting]`): episodes, results
 //! llm-cache/, llm-requests.jsonl             LLM responses and the request log
 //! ```
 //!
@@ -19,6 +20,7 @@
 //! changed is refused, naming the setting, unless `--redo` names the stage; new label sets
 //! and methods run alone. An interrupted stage resumes from its checkpoint.
 
+mod act;
 mod manifest;
 mod options;
 mod plan;
@@ -84,5 +86,9 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     }
     run.evaluate(labels.sets, predictions, trajectories.len(), points.len())
         .await?;
+    if let Some(summary) = run.report.summary.clone() {
+        run.act(&inputs, &summary).await?;
+    }
+    run.finished();
     Ok(run.report)
 }

@@ -60,6 +60,8 @@ pub struct RunReport {
     pub markdown: String,
     /// The summary, when the evaluation stage ran (it is also written to `summary.json`).
     pub summary: Option<qval_metrics::Summary>,
+    /// Acting's results, when the experiment has `[acting]` (also in `acting.json`).
+    pub acting: Option<qval_metrics::acting::ActingSummary>,
     /// Files written by the evaluation.
     pub written: Vec<PathBuf>,
     /// What the run waits for before it can go on (a merge of shards), if anything.

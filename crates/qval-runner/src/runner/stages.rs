@@ -127,7 +127,7 @@ impl<'p> Run<'p> {
         say(self.plan.options.quiet, text);
     }
 
-    fn opts(&self, path: PathBuf) -> StageOptions {
+    pub(crate) fn opts(&self, path: PathBuf) -> StageOptions {
         StageOptions {
             progress: !self.plan.options.quiet,
             ..StageOptions::to_file(path)
@@ -433,6 +433,43 @@ impl<'p> Run<'p> {
         Ok(sets)
     }
 
+    /// Builds `m` on the points `on` (its backend reached, and probed when it must score
+    /// continuations), told `ctx`.
+    pub(crate) async fn build_method(
+        &self,
+        m: &ResolvedMethod,
+        inputs: &Inputs<'_>,
+        on: &[EvaluationPoint],
+        ctx: &MethodContext,
+    ) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {
+        let plan = self.plan;
+        let kind = plan.method_type(m);
+        let backend = match &m.backend {
+            Some(b) => {
+                plan.services.check_reachable(b)?;
+                let backend = plan.services.backend(b)?;
+                if kind.info().needs_scoring {
+                    probe_scoring(&*backend, &m.name).await?;
+                }
+                Some(backend)
+            }
+            None => None,
+        };
+        kind.build(BuildInput {
+            method: m,
+            env: &*plan.env,
+            ctx,
+            trajectories: inputs.trajectories,
+            points: on,
+            backend,
+            expert: inputs.expert,
+            services: &*plan.services,
+            seed: plan.experiment.seed,
+            dir: plan.work_dir.join("methods").join(&m.name),
+        })
+        .await
+    }
+
     async fn predict_method(&mut self, m: &ResolvedMethod, inputs: &Inputs<'_>) -> Result<Vec<PredictionSet>> {
         let plan = self.plan;
         let kind = plan.method_type(m);
@@ -480,31 +517,7 @@ impl<'p> Run<'p> {
             Some(sh) => share_of_method(sh, &on, inputs.points),
             None => on.clone(),
         };
-        let backend = match &m.backend {
-            Some(b) => {
-                plan.services.check_reachable(b)?;
-                let backend = plan.services.backend(b)?;
-                if kind.info().needs_scoring {
-                    probe_scoring(&*backend, &m.name).await?;
-                }
-                Some(backend)
-            }
-            None => None,
-        };
-        let built = kind
-            .build(BuildInput {
-                method: m,
-                env: &*plan.env,
-                ctx: &ctx,
-                trajectories: inputs.trajectories,
-                points: &on,
-                backend,
-                expert: inputs.expert,
-                services: &*plan.services,
-                seed: plan.experiment.seed,
-                dir: plan.work_dir.join("methods").join(&m.name),
-            })
-            .await?;
+        let built = self.build_method(m, inputs, &on, &ctx).await?;
         if built.len() != names.len() {
             return Err(RunnerError::plugin(
                 format!("method type `{}`", m.kind),
@@ -628,12 +641,16 @@ impl<'p> Run<'p> {
             timing(true, t)
         ));
         self.say(self.report.markdown.trim_end());
+        Ok(())
+    }
+
+    /// Says where the run's files are and how long it took.
+    pub(crate) fn finished(&self) {
         self.say(&format!(
             "\nArtifacts in {}; total {:.2}s",
-            plan.run_dir.display(),
+            self.plan.run_dir.display(),
             self.started.elapsed().as_secs_f64()
         ));
-        Ok(())
     }
 }
 
