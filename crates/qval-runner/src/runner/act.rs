@@ -57,6 +57,7 @@ impl Run<'_> {
                 .and_then(|b| b.as_str())
                 .map(str::to_string);
             let before = self.usage(&[&actor_backend, &r.backend]);
+            let t = std::time::Instant::now();
             let got = plan
                 .env
                 .act(
@@ -75,9 +76,10 @@ impl Run<'_> {
             u.1 += after.1 - before.1;
             let ok = got.iter().filter(|e| e.success).count();
             self.say(&format!(
-                "6. act       {} k={k}: {ok} of {} episodes succeeded",
+                "6. act       {} k={k}: {ok} of {} episodes succeeded, {:.2}s",
                 r.name,
-                got.len()
+                got.len(),
+                t.elapsed().as_secs_f64()
             ));
             episodes.insert((r.name.clone(), k), got);
         }
