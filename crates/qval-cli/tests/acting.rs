@@ -87,6 +87,17 @@ fn guided_choice_behaves(a: &ActingSummary) {
         );
     }
     assert!(rate(a, "oracle-q", 8).success_rate >= rate(a, "oracle-v", 8).success_rate);
+    // Universal self-consistency (the oracle names the most frequent candidate) agrees with the
+    // vote.
+    for k in [2, 4, 8] {
+        let (u, v) = (rate(a, "usc", k), rate(a, "vote", k));
+        assert!(
+            u.success_rate >= v.interval.0 && u.success_rate <= v.interval.1,
+            "k={k}: usc {} outside vote's {:?}",
+            u.success_rate,
+            v.interval
+        );
+    }
     // Alignment predicts the gain across the graded series, and the table says so.
     let r = a.rho_predicts_gain.as_ref().expect("an alignment-gain figure");
     assert!(r.methods >= 5 && r.rho > 0.3, "{r:?}");

@@ -8,6 +8,7 @@
 //! guided = ["distance", "oracle"]           # method entries, by name (each of their methods)
 //! vote = true                               # self-consistency by majority
 //! random = true                             # a uniform draw among the k (the control)
+//! usc = { backend = "selector" }            # universal self-consistency (published prompt)
 //! samples_per_task = 1
 //! success_threshold = 1.0                   # on the undiscounted return
 //! ```
@@ -18,6 +19,7 @@
 //! | `k` | `[1, 2, 4, 8]` | 1 to 256 each, at most 16 values |
 //! | `guided` | none | names of method entries scoring points (not ranking candidates) |
 //! | `vote`, `random` | false, true | |
+//! | `usc` | none | `{ backend = "NAME", max_candidate_chars = 4000 }` |
 //! | `tasks` | all the environment's | task ids |
 //! | `samples_per_task` | 1 | 1 to 10,000 |
 //! | `success_threshold` | 1.0 | finite |
@@ -50,6 +52,9 @@ pub struct ActingSpec {
     /// A uniform draw among the candidates.
     #[serde(default = "yes")]
     pub random: bool,
+    /// Universal self-consistency: a selector model names the most consistent candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usc: Option<UscSpec>,
     /// Which tasks (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<String>>,
@@ -65,6 +70,21 @@ pub struct ActingSpec {
     /// Episodes at once.
     #[serde(default = "sixteen")]
     pub concurrency: usize,
+}
+
+/// `usc = { backend = "NAME" }`: the selector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UscSpec {
+    /// The selector's backend, by name.
+    pub backend: String,
+    /// How much of each candidate it reads (published: 4,000 characters).
+    #[serde(default = "max_candidate_chars")]
+    pub max_candidate_chars: usize,
+}
+
+fn max_candidate_chars() -> usize {
+    qval_methods::prompting::MAX_CANDIDATE_CHARS
 }
 
 fn default_ks() -> Vec<usize> {
@@ -92,6 +112,9 @@ pub enum StrategyKind {
     Random,
     /// Majority vote.
     Vote,
+    /// Universal self-consistency by the backend named, reading this many characters of each
+    /// candidate.
+    Usc(String, usize),
     /// A method's scores: the index of the planned method.
     Guided(usize),
 }
@@ -176,7 +199,27 @@ pub fn resolve(
         })?;
         configs.push(c);
     }
-    let strategies = strategies(spec, methods, &method_points)?;
+    let mut strategies = strategies(spec, methods, &method_points)?;
+    if let Some(u) = &spec.usc {
+        let entries = services.backend_entries();
+        if !entries.contains_key(&u.backend) {
+            let names: Vec<&str> = entries.keys().map(String::as_str).collect();
+            return Err(SpecProblem::at(
+                at!["acting", "usc", "backend"],
+                crate::spec::unknown("backend", &u.backend, &names),
+            ));
+        }
+        if !(1..=1_000_000).contains(&u.max_candidate_chars) {
+            return Err(SpecProblem::at(
+                at!["acting", "usc", "max_candidate_chars"],
+                format!("{}: give 1 to 1000000 characters", u.max_candidate_chars),
+            ));
+        }
+        strategies.push(Strategy {
+            name: "usc".into(),
+            kind: StrategyKind::Usc(u.backend.clone(), u.max_candidate_chars),
+        });
+    }
     let all = env.tasks();
     let tasks = match &spec.tasks {
         None => all,
@@ -243,7 +286,7 @@ fn strategies(
                     ),
                 ));
             }
-            if ["baseline", "random", "vote"].contains(&m.name.as_str()) {
+            if ["baseline", "random", "vote", "usc"].contains(&m.name.as_str()) {
                 return Err(SpecProblem::at(
                     at!["acting", "guided", i],
                     format!("a method named `{}` would shadow a strategy: rename it", m.name),

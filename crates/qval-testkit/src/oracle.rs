@@ -29,6 +29,26 @@ impl Oracle {
     }
 }
 
+/// The first of the most frequent `Response N: text` lines, named as the published selector
+/// is asked to.
+fn usc_answer(prompt: &str) -> String {
+    let texts: Vec<&str> = prompt
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("Response ")
+                .and_then(|r| r.split_once(": "))
+                .map(|(_, t)| t)
+        })
+        .collect();
+    let best = (0..texts.len())
+        .max_by_key(|&i| (texts.iter().filter(|t| **t == texts[i]).count(), std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    format!(
+        "Most candidates agree. The most consistent response is Response {}",
+        best + 1
+    )
+}
+
 struct Situation {
     grid: Grid,
     pos: usize,
@@ -157,6 +177,10 @@ pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) 
     let Some((_, last)) = messages.iter().rev().find(|(r, _)| r == "user") else {
         return ("No question.".into(), None);
     };
+    // Universal self-consistency: the first of the most frequent candidates.
+    if last.contains("Select the response that is most consistent with the others") {
+        return (usc_answer(last), None);
+    }
     // Ranking: numbered candidate actions.
     if last.contains("[**Candidate Action 1**]") {
         static RE: OnceLock<Regex> = OnceLock::new();

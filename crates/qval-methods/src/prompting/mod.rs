@@ -22,6 +22,7 @@ mod direct;
 pub mod prompt;
 mod ranking;
 mod scoring;
+mod usc;
 
 pub use candidates::{
     CandidateProposer, FORMAT_REMINDER, LlmProposer, MAX_ROUNDS, PolicyProposer, avoid_block, sample_candidates,
@@ -30,5 +31,6 @@ pub use criteria::{VERIFIER_CRITERIA, VerifierCriterion};
 pub use direct::{Direct, DirectMode, Gvl, Verifier};
 pub use ranking::{Ranking, expand_candidates, scores_from_answer};
 pub use scoring::{ContinuationScoring, ScoringKind, expert_block};
+pub use usc::{MAX_CANDIDATE_CHARS, Usc, parse_usc};
 
 pub use base::ReportsUsage;

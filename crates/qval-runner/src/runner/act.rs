@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::points::method_points;
 use super::stages::{Inputs, Run};
 use crate::acting::{ResolvedActing, StrategyKind};
+use crate::envs::RunServices as _;
 use crate::{Result, RunnerError};
 use qval_core::MethodContext;
 use qval_core::acting::{Chooser, Episode, Guided, Uniform, Vote};
@@ -119,6 +120,17 @@ impl Run<'_> {
             let chooser: Arc<dyn Chooser> = match s.kind {
                 StrategyKind::Baseline | StrategyKind::Random => Arc::new(Uniform),
                 StrategyKind::Vote => Arc::new(Vote),
+                StrategyKind::Usc(ref backend, chars) => {
+                    plan.services.check_reachable(backend)?;
+                    let b = plan.services.backend(backend)?;
+                    out.push(Ready {
+                        name: s.name.clone(),
+                        chooser: Arc::new(qval_methods::prompting::Usc::new(b, chars)),
+                        ctx: inputs.ctx.clone(),
+                        backend: Some(backend.clone()),
+                    });
+                    continue;
+                }
                 StrategyKind::Guided(i) => {
                     let m = &plan.methods[i];
                     let (on, _) = method_points(plan, m, inputs.points, inputs.dataset, inputs.candidates);
@@ -200,7 +212,10 @@ fn summarize(
     let top = acting.ks.last().copied();
     let mut alignment = Vec::new();
     let mut evidence = Vec::new();
-    for r in ready.iter().filter(|r| !["random", "vote"].contains(&r.name.as_str())) {
+    for r in ready
+        .iter()
+        .filter(|r| !["random", "vote", "usc"].contains(&r.name.as_str()))
+    {
         let (Some(k), Some((rho, interval, pairs))) = (top, alignment_of(summary, &r.name)) else {
             continue;
         };
