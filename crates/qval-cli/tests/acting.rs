@@ -24,8 +24,12 @@ fn experiment(dir: &Path, server: &TestServer) -> PathBuf {
     write_experiment(dir, "acting.toml", &text)
 }
 
+/// The oracle, serving vLLM's continuation scoring too (sdpo).
 fn oracle_server() -> TestServer {
-    TestServer::start(ServerConfig::default())
+    TestServer::start(ServerConfig {
+        scoring: true,
+        ..Default::default()
+    })
 }
 
 /// `acting.json` of a run.
@@ -87,6 +91,10 @@ fn guided_choice_behaves(a: &ActingSummary) {
         );
     }
     assert!(rate(a, "oracle-q", 8).success_rate >= rate(a, "oracle-v", 8).success_rate);
+    // Ranking-type guidance: the oracle ranking each step's candidates, and sdpo's scores.
+    for m in ["ranking-q", "sdpo-q"] {
+        assert!(at(m, 8).success_rate > base.success_rate + 0.5, "{m}: {:?}", at(m, 8));
+    }
     // Universal self-consistency (the oracle names the most frequent candidate) agrees with the
     // vote.
     for k in [2, 4, 8] {

@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | `actor` | the dataset's collector | a policy type of the environment |
 //! | `k` | `[1, 2, 4, 8]` | 1 to 256 each, at most 16 values |
-//! | `guided` | none | names of method entries scoring points (not ranking candidates) |
+//! | `guided` | none | names of method entries (ranking types rank each step's candidates) |
 //! | `vote`, `random` | false, true | |
 //! | `usc` | none | `{ backend = "NAME", max_candidate_chars = 4000 }` |
 //! | `tasks` | all the environment's | task ids |
@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::envs::{EnvPlugin, RunServices};
-use crate::methods::{PointSet, ResolvedMethod};
+use crate::methods::ResolvedMethod;
 use crate::spec::{SpecProblem, Typed, at};
 use qval_core::Task;
 
@@ -150,7 +150,8 @@ impl ResolvedActing {
     }
 }
 
-/// Checks `[acting]` against the environment and the planned methods, before any work.
+/// Checks `[acting]` against the environment and the planned methods (`outputs`: how many
+/// prediction sets each makes), before any work.
 ///
 /// # Errors
 /// The first problem, at its key under `acting`.
@@ -159,7 +160,7 @@ pub fn resolve(
     seed: u64,
     collector: &Typed,
     methods: &[ResolvedMethod],
-    method_points: impl Fn(&ResolvedMethod) -> PointSet,
+    outputs: impl Fn(&ResolvedMethod) -> usize,
     env: &dyn EnvPlugin,
     services: &dyn RunServices,
 ) -> Result<ResolvedActing, SpecProblem> {
@@ -199,7 +200,7 @@ pub fn resolve(
         })?;
         configs.push(c);
     }
-    let mut strategies = strategies(spec, methods, &method_points)?;
+    let mut strategies = strategies(spec, methods, &outputs)?;
     if let Some(u) = &spec.usc {
         let entries = services.backend_entries();
         if !entries.contains_key(&u.backend) {
@@ -250,7 +251,7 @@ pub fn resolve(
 fn strategies(
     spec: &ActingSpec,
     methods: &[ResolvedMethod],
-    method_points: &impl Fn(&ResolvedMethod) -> PointSet,
+    outputs: &impl Fn(&ResolvedMethod) -> usize,
 ) -> Result<Vec<Strategy>, SpecProblem> {
     let mut out = Vec::new();
     if spec.random {
@@ -276,13 +277,14 @@ fn strategies(
             ));
         }
         for (j, m) in chosen {
-            if method_points(m) == PointSet::Candidates {
+            if outputs(m) != 1 {
                 return Err(SpecProblem::at(
                     at!["acting", "guided", i],
                     format!(
-                        "`{}` scores ranking candidates; acting is guided by methods that score points \
-                         (ranking, sdpo and delta-belief are not supported here yet)",
-                        m.name
+                        "`{}` makes {} prediction sets; acting is guided by one method (codegen-avg averages \
+                         codegen's samples)",
+                        m.name,
+                        outputs(m)
                     ),
                 ));
             }

@@ -8,6 +8,7 @@ use super::points::method_points;
 use super::stages::{Inputs, Run};
 use crate::acting::{ResolvedActing, StrategyKind};
 use crate::envs::RunServices as _;
+use crate::methods::{BuildInput, PointSet, ResolvedMethod};
 use crate::{Result, RunnerError};
 use qval_core::MethodContext;
 use qval_core::acting::{Chooser, Episode, Guided, Uniform, Vote};
@@ -131,6 +132,33 @@ impl Run<'_> {
                     });
                     continue;
                 }
+                StrategyKind::Guided(i) if plan.method_type(&plan.methods[i]).info().on == PointSet::Candidates => {
+                    let m = &plan.methods[i];
+                    let backend = match &m.backend {
+                        Some(b) => {
+                            plan.services.check_reachable(b)?;
+                            Some(plan.services.backend(b)?)
+                        }
+                        None => None,
+                    };
+                    let dir = plan.work_dir.join("methods").join(&m.name).join("acting");
+                    std::fs::create_dir_all(&dir).map_err(|e| RunnerError::io("creating", &dir, e))?;
+                    out.push(Ready {
+                        name: s.name.clone(),
+                        chooser: Arc::new(PerState {
+                            kind: plan.method_type(m),
+                            method: m.clone(),
+                            env: plan.env.clone(),
+                            services: plan.services.clone(),
+                            backend,
+                            seed: plan.experiment.seed,
+                            dir,
+                        }),
+                        ctx: m.context(inputs.ctx),
+                        backend: m.backend.clone(),
+                    });
+                    continue;
+                }
                 StrategyKind::Guided(i) => {
                     let m = &plan.methods[i];
                     let (on, _) = method_points(plan, m, inputs.points, inputs.dataset, inputs.candidates);
@@ -161,6 +189,69 @@ impl Run<'_> {
             });
         }
         Ok(out)
+    }
+}
+
+/// A ranking-type method (ranking, sdpo, sdpo-gt, delta-belief) guiding: built anew on each
+/// step's candidates, which it sees as the candidates of one state (ranking: the candidate
+/// at rank p of n scores n - p, as published; the others: their own scores). sdpo-gt finds
+/// no expert rollout from an acting state, and says so in its prompt, as published.
+struct PerState {
+    kind: Arc<dyn crate::methods::DynMethodType>,
+    method: ResolvedMethod,
+    env: Arc<dyn crate::envs::EnvPlugin>,
+    services: Arc<super::Services>,
+    backend: Option<Arc<dyn qval_llm::Backend>>,
+    seed: u64,
+    dir: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Chooser for PerState {
+    fn name(&self) -> String {
+        self.method.name.clone()
+    }
+    async fn score(&self, candidates: &[qval_core::EvaluationPoint], ctx: &MethodContext) -> Vec<f64> {
+        let state = candidates
+            .first()
+            .map(|c| {
+                c.id.rsplit_once('-')
+                    .map(|(s, _)| s.to_string())
+                    .unwrap_or_else(|| c.id.clone())
+            })
+            .unwrap_or_default();
+        let points: Vec<qval_core::EvaluationPoint> = candidates
+            .iter()
+            .map(|c| qval_core::EvaluationPoint {
+                candidate_of: Some(state.clone()),
+                ..c.clone()
+            })
+            .collect();
+        let expert = std::collections::HashMap::new();
+        let built = self
+            .kind
+            .build(BuildInput {
+                method: &self.method,
+                env: &*self.env,
+                ctx,
+                trajectories: &[],
+                points: &points,
+                backend: self.backend.clone(),
+                expert: &expert,
+                services: &*self.services,
+                seed: self.seed,
+                dir: self.dir.clone(),
+            })
+            .await;
+        match built {
+            Ok(methods) if methods.len() == 1 => methods[0]
+                .evaluate_batch(&points, ctx)
+                .await
+                .into_iter()
+                .map(|r| r.unwrap_or(f64::NAN))
+                .collect(),
+            _ => vec![f64::NAN; candidates.len()],
+        }
     }
 }
 

@@ -115,7 +115,7 @@ impl Plan {
                     e.seed,
                     &collector,
                     &methods,
-                    |m| registry.methods[&m.kind].info().on,
+                    |m| registry.methods[&m.kind].outputs(m).len(),
                     &*env,
                     &*services,
                 )
