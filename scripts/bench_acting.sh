@@ -38,6 +38,6 @@ url=$(head -1 "$work/oracle.log")
 printf '%s\n[backends.oracle]\nbase_url = "%s"\nmodel = "oracle"\n[[methods]]\ntype = "direct"\nname = "oracle"\nbackend = "oracle"\n[acting]\nactor = { type = "epsilon-greedy", epsilon = 0.5 }\nk = [8]\nguided = ["oracle"]\nrandom = false\nsamples_per_task = 2\n' "$head" "$url" >"$work/latency.toml"
 line=$($qval run "$work/latency.toml" --out "$work/latency" | grep '^6. act       oracle-q k=8')
 secs=$(sed -E 's/.*, ([0-9.]+)s$/\1/' <<<"$line")
-requests=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['usage']['oracle-q'][0])" "$work/latency/acting.json")
+requests=$(sed -E 's/.*succeeded, ([0-9]+) requests.*/\1/' <<<"$line")
 ideal=$(awk -v r="$requests" 'BEGIN { printf "%.2f", r / 32 * 0.05 }')
 echo "oracle at 50 ms, k = 8: $requests requests in ${secs}s; ideal ${ideal}s; ratio $(awk -v s="$secs" -v i="$ideal" 'BEGIN { printf "%.2f", s / i }')"

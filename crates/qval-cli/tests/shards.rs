@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use qval_testkit::TestServer;
 
-/// Slippery FrozenLake, k > 1 labels, an offline method, an LLM method and ranking.
+/// Slippery FrozenLake, k > 1 labels, an offline method, an LLM method and ranking, and
+/// acting guided by them.
 fn experiment(dir: &Path, server: &TestServer, concurrency: usize, epsilon: f64) -> PathBuf {
     write_experiment(
         dir,
@@ -46,6 +47,11 @@ points = 40
 type = "ranking"
 backend = "oracle"
 points = 9
+[acting]
+k = [1, 3]
+guided = ["heuristic", "direct", "ranking"]
+vote = true
+samples_per_task = 2
 "#,
             backend = oracle_backend(server, &format!("concurrency = {concurrency}\n"))
         ),
@@ -60,8 +66,9 @@ fn result_files(run: &Path) -> Vec<PathBuf> {
         PathBuf::from("candidates.jsonl"),
         PathBuf::from("summary.json"),
         PathBuf::from("summary.md"),
+        PathBuf::from("acting.json"),
     ];
-    for sub in ["labels", "predictions"] {
+    for sub in ["labels", "predictions", "acting"] {
         let mut names: Vec<PathBuf> = std::fs::read_dir(run.join(sub))
             .unwrap()
             .map(|e| PathBuf::from(sub).join(e.unwrap().file_name()))
@@ -74,7 +81,7 @@ fn result_files(run: &Path) -> Vec<PathBuf> {
 
 fn assert_same_run(reference: &Path, other: &Path) {
     let files = result_files(reference);
-    assert!(files.len() >= 12, "{files:?}");
+    assert!(files.len() >= 20, "{files:?}");
     for f in files {
         let a = std::fs::read(reference.join(&f)).unwrap();
         let b = std::fs::read(other.join(&f)).unwrap_or_else(|e| panic!("{}: {e}", other.join(&f).display()));

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::io::{Kind, Metadata};
 use crate::seed::{derive_seed, stable_hash};
-use crate::stage::{Resume, StageOptions, checkpointed, to_value};
+use crate::stage::{Resume, Share, StageOptions, checkpointed, to_value};
 use crate::{
     CoreError, DenseSignalMethod, Environment, EvaluationPoint, MethodContext, Policy, PolicyInput, QRng, Result,
     Signal, Task, Turn,
@@ -314,12 +314,15 @@ fn all_tied(scores: &[f64]) -> bool {
 }
 
 /// Runs `chooser` with `actor` proposing candidates on every task of `tasks`,
-/// `samples_per_task` episodes each, at the configured `k`; episodes `share`-d out and
-/// checkpointed as [`crate::stage::collect`] does.
+/// `samples_per_task` episodes each, at the configured `k`: the episodes of `share`
+/// (episode `i` when `share.contains(i)`), checkpointed as [`crate::stage::collect`] does.
+/// The file's metadata is the whole run's, so shards' records merge into the file one
+/// process writes.
 ///
 /// # Errors
 /// No tasks; a checkpoint that cannot be written. An episode's own failure (no candidate,
 /// a failed step) is recorded in it, not returned.
+#[allow(clippy::too_many_arguments)]
 pub async fn act<E: Environment, P: Policy<E> + ?Sized>(
     env: &E,
     actor: &P,
@@ -327,6 +330,7 @@ pub async fn act<E: Environment, P: Policy<E> + ?Sized>(
     tasks: &[Task],
     ctx: &MethodContext,
     config: &ActingConfig,
+    share: Share,
     opts: &StageOptions,
 ) -> Result<Vec<Episode>> {
     use futures::StreamExt as _;
@@ -342,7 +346,9 @@ pub async fn act<E: Environment, P: Policy<E> + ?Sized>(
             "tasks": tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         }));
     let n = tasks.len() * config.samples_per_task;
-    let keys: Vec<String> = (0..n).map(|i| format!("{}:{i}", config.k)).collect();
+    let mine: Vec<usize> = (0..n).filter(|i| share.contains(*i)).collect();
+    let keys: Vec<String> = mine.iter().map(|i| format!("{}:{i}", config.k)).collect();
+    let mine = &mine;
     checkpointed(
         &keys,
         Resume {
@@ -354,7 +360,8 @@ pub async fn act<E: Environment, P: Policy<E> + ?Sized>(
         &format!("act {} k={}", chooser.name(), config.k),
         |idx| {
             futures::stream::iter(idx)
-                .map(move |i| {
+                .map(move |j| {
+                    let i = mine[j];
                     let task = &tasks[i / config.samples_per_task];
                     episode(env, actor, chooser, task, i, ctx, config)
                 })

@@ -338,7 +338,10 @@ pub struct ActingSummary {
     /// Whether alignment predicted the gain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rho_predicts_gain: Option<RhoPredictsGain>,
-    /// Requests and tokens of each strategy's runs (actor and scorer), where an LLM served.
+    /// Requests and tokens of each strategy's runs (actor and scorer) in this invocation,
+    /// where an LLM served: not written to `acting.json` (a resumed run asks only what was
+    /// left), shown as each run goes.
+    #[serde(skip)]
     pub usage: BTreeMap<String, (u64, u64)>,
 }
 

@@ -62,7 +62,7 @@ pub trait EnvPlugin: Send + Sync {
         opts: &StageOptions,
     ) -> crate::Result<Vec<Trajectory>>;
     /// Stage 6, acting: `chooser` (told `ctx`) picks among `config.k` candidates that
-    /// `actor` proposes, on `tasks`, checkpointed as `opts` says.
+    /// `actor` proposes, on `tasks`, the episodes of `share`, checkpointed as `opts` says.
     #[allow(clippy::too_many_arguments)]
     async fn act(
         &self,
@@ -72,6 +72,7 @@ pub trait EnvPlugin: Send + Sync {
         ctx: &MethodContext,
         tasks: &[Task],
         config: &qval_core::acting::ActingConfig,
+        share: Share,
         opts: &StageOptions,
     ) -> crate::Result<Vec<qval_core::acting::Episode>>;
     /// An MVMC labeler rolling out `reference`.
@@ -327,10 +328,11 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         ctx: &MethodContext,
         tasks: &[Task],
         config: &qval_core::acting::ActingConfig,
+        share: Share,
         opts: &StageOptions,
     ) -> crate::Result<Vec<qval_core::acting::Episode>> {
         let policy = self.build_policy(actor, services).map_err(SpecProblem::into_error)?;
-        Ok(qval_core::acting::act(&*self.env, &*policy, chooser, tasks, ctx, config, opts).await?)
+        Ok(qval_core::acting::act(&*self.env, &*policy, chooser, tasks, ctx, config, share, opts).await?)
     }
 
     fn labeler(

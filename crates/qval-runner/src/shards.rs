@@ -250,6 +250,12 @@ impl Round<'_> {
                 |p| &p.point_id,
             )?;
         }
+        if let Some(acting) = &plan.acting {
+            let episodes = acting.tasks.len() * acting.config(1).samples_per_task();
+            for name in jsonl_names(&shard0.join("acting"))? {
+                merge_episodes(run_dir, shards, &format!("acting/{name}"), episodes)?;
+            }
+        }
         // Generated code and Eureka rounds of shard 0 (every shard made the same), and the
         // shards' LLM caches, so that a later rerun is served from them.
         copy_tree(&shard0.join("methods"), &run_dir.join("methods"))?;
@@ -353,6 +359,30 @@ fn merge_records<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
         })
         .collect::<Result<_>>()?;
     write_jsonl(&run_dir.join(rel), &meta, &records)?;
+    Ok(())
+}
+
+/// Merges one acting file of every shard into the run's: episodes `0..episodes` in order,
+/// under the metadata every shard wrote (the whole run's).
+fn merge_episodes(run_dir: &Path, shards: &Shards, rel: &str, episodes: usize) -> Result<()> {
+    use qval_core::acting::Episode;
+    let mut meta: Option<Metadata> = None;
+    let mut by_index: HashMap<usize, Episode> = HashMap::new();
+    for (s, _) in &shards.manifests {
+        let (m, records) = read_jsonl::<Episode>(&shard_dir(run_dir, *s).join(rel), Kind::Episodes)?;
+        check_same(&mut meta, m, *s, run_dir)?;
+        for e in records {
+            by_index.insert(e.index, e);
+        }
+    }
+    let records: Vec<Episode> = (0..episodes)
+        .map(|i| {
+            by_index
+                .remove(&i)
+                .ok_or_else(|| RunnerError::Usage(format!("{rel}: no shard has episode {i}")))
+        })
+        .collect::<Result<_>>()?;
+    write_jsonl(&run_dir.join(rel), &meta.expect("at least one shard"), &records)?;
     Ok(())
 }
 

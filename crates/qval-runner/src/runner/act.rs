@@ -27,12 +27,14 @@ struct Ready {
 
 impl Run<'_> {
     /// Stage 6: runs `[acting]` (when planned) and writes its results; `summary` is stage 5's,
-    /// for each guided method's alignment.
-    pub(crate) async fn act(&mut self, inputs: &Inputs<'_>, summary: &Summary) -> Result<()> {
+    /// for each guided method's alignment. A shard runs its share of the episodes alone
+    /// (`summary` is `None` then): `qval merge` merges them and writes the results.
+    pub(crate) async fn act(&mut self, inputs: &Inputs<'_>, summary: Option<&Summary>) -> Result<()> {
         let plan = self.plan;
         let Some(acting) = &plan.acting else {
             return Ok(());
         };
+        let share = plan.options.shard.unwrap_or(qval_core::Share::ALL);
         let ready = self.strategies(acting, inputs).await?;
         let dir = plan.work_dir.join("acting");
         std::fs::create_dir_all(&dir).map_err(|e| RunnerError::io("creating", &dir, e))?;
@@ -69,6 +71,7 @@ impl Run<'_> {
                     &r.ctx,
                     &acting.tasks,
                     acting.config(k),
+                    share,
                     &self.opts(path),
                 )
                 .await?;
@@ -77,14 +80,22 @@ impl Run<'_> {
             u.0 += after.0 - before.0;
             u.1 += after.1 - before.1;
             let ok = got.iter().filter(|e| e.success).count();
+            let llm = if actor_backend.is_some() || r.backend.is_some() {
+                format!(", {} requests, {} tokens", after.0 - before.0, after.1 - before.1)
+            } else {
+                String::new()
+            };
             self.say(&format!(
-                "6. act       {} k={k}: {ok} of {} episodes succeeded, {:.2}s",
+                "6. act       {} k={k}: {ok} of {} episodes succeeded{llm}, {:.2}s",
                 r.name,
                 got.len(),
                 t.elapsed().as_secs_f64()
             ));
             episodes.insert((r.name.clone(), k), got);
         }
+        let Some(summary) = summary else {
+            return Ok(());
+        };
         let result = summarize(acting, &ready, &episodes, summary, usage);
         let text = serde_json::to_string_pretty(&result).map_err(|e| RunnerError::plugin("acting.json", e))?;
         qval_core::io::write_atomic(&plan.run_dir.join("acting.json"), text.as_bytes())?;

@@ -75,6 +75,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     };
     let predictions = run.predict(&inputs).await?;
     if let Some(sh) = plan.options.shard {
+        run.act(&inputs, None).await?;
         run.say(&format!(
             "shard {}/{} finished its labels and predictions; when every shard has, run `qval merge {}`",
             sh.index(),
@@ -87,7 +88,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
     run.evaluate(labels.sets, predictions, trajectories.len(), points.len())
         .await?;
     if let Some(summary) = run.report.summary.clone() {
-        run.act(&inputs, &summary).await?;
+        run.act(&inputs, Some(&summary)).await?;
     }
     run.finished();
     Ok(run.report)
