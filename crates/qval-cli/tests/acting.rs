@@ -150,6 +150,21 @@ fn acting_on_the_shipped_experiment_shows_what_must_hold_and_resumes_after_sigki
     let wilson_row = rate(&a, "baseline", 1);
     assert_eq!(wilson_row.interval, wilson(wilson_row.successes, wilson_row.episodes));
     killed_and_resumed(tmp.path(), &files, server.requests());
+    // The plot draws both intervals; `qval report` relates alignment and gain across runs.
+    let svg = std::fs::read_to_string(clean.join("summary_plots/acting_alignment.svg")).unwrap();
+    assert!(
+        svg.contains("distance-q") && svg.contains("oracle-noise-1-q"),
+        "the plot names its methods"
+    );
+    let report = tmp.path().join("report");
+    succeeded(qval().args(["report", s(&clean), s(&tmp.path().join("killed")), "--out", s(&report)]));
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    let section = md
+        .split("## Alignment against acting gain")
+        .nth(1)
+        .expect("the acting section");
+    assert_eq!(section.matches("| distance-q |").count(), 2, "{section}");
+    assert!(section.contains("all runs together"), "{section}");
 }
 
 /// A run killed with SIGKILL in stage 6 and run again writes the same bytes, and does not

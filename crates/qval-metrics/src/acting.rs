@@ -450,3 +450,49 @@ impl ActingSummary {
         out
     }
 }
+
+/// The cross-run section of `qval report`: every run's guided methods, their alignment and
+/// gain, each run's rank correlation across its methods, and the one across all of them.
+pub fn cross_run_markdown(runs: &[(String, ActingSummary)]) -> String {
+    let mut out = String::from("\n## Alignment against acting gain\n\n");
+    out.push_str("| run | method | rho [95% CI] | gain [95% CI] |\n|---|---|---|---|\n");
+    let (mut rho, mut gain) = (Vec::new(), Vec::new());
+    for (name, a) in runs {
+        for g in &a.alignment {
+            let r = match g.rho_interval {
+                Some(i) => interval_text(g.rho, i),
+                None => format!("{:.3}", g.rho),
+            };
+            out.push_str(&format!(
+                "| {name} | {} | {r} | {:+.3} [{:+.3}, {:+.3}] |\n",
+                g.method, g.gain, g.gain_interval.0, g.gain_interval.1
+            ));
+            rho.push(g.rho);
+            gain.push(g.gain);
+        }
+    }
+    out.push('\n');
+    for (name, a) in runs {
+        if let Some(r) = &a.rho_predicts_gain {
+            let ci = r
+                .interval
+                .map(|(lo, hi)| format!(" [{lo:.3}, {hi:.3}]"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "- {name}: rho across {} methods {:.3}{ci}\n",
+                r.methods, r.rho
+            ));
+        }
+    }
+    let cfg = CorrelationConfig {
+        min_pairs: 3,
+        lengths: LengthPolicy::Error,
+    };
+    let all = spearman(&rho, &gain, &cfg).map(|c| c.value).unwrap_or(f64::NAN);
+    out.push_str(&format!(
+        "- all runs together: rho across {} (run, method) pairs {:.3} (no interval: runs differ in tasks)\n",
+        rho.len(),
+        all
+    ));
+    out
+}

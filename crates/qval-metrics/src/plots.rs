@@ -128,6 +128,58 @@ pub fn interval_chart_svg(title: &str, rows: &[(String, f64, f64, f64)]) -> Resu
     Ok(svg)
 }
 
+/// Each guided method's alignment (x, Spearman's rho) against its acting gain (y), both with
+/// their 95% intervals drawn as error bars, and the method's name beside its point.
+pub fn alignment_gain_svg(title: &str, rows: &[crate::acting::AlignmentGain]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(-1.05..1.05, -1.05..1.05)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("alignment: Spearman rho (95% CI)")
+            .y_desc("gain: success at the largest k minus k = 1 (95% CI)")
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for line in [[(0.0, -1.05), (0.0, 1.05)], [(-1.05, 0.0), (1.05, 0.0)]] {
+            chart
+                .draw_series(LineSeries::new(line, BLACK.mix(0.3)))
+                .map_err(|e| e.to_string())?;
+        }
+        for r in rows.iter().filter(|r| r.rho.is_finite() && r.gain.is_finite()) {
+            if let Some((lo, hi)) = r.rho_interval.filter(|(lo, hi)| lo.is_finite() && hi.is_finite()) {
+                chart
+                    .draw_series(LineSeries::new([(lo, r.gain), (hi, r.gain)], BLUE.stroke_width(1)))
+                    .map_err(|e| e.to_string())?;
+            }
+            let (lo, hi) = r.gain_interval;
+            chart
+                .draw_series(LineSeries::new([(r.rho, lo), (r.rho, hi)], RED.stroke_width(1)))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series([Circle::new((r.rho, r.gain), 4, BLACK.filled())])
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series([Text::new(
+                    r.method.clone(),
+                    (r.rho + 0.02, r.gain + 0.03),
+                    ("sans-serif", 12),
+                )])
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
 /// The font database, loaded once, with the sans-serif family mapped to an installed font.
 fn fonts() -> &'static (std::sync::Arc<resvg::usvg::fontdb::Database>, bool) {
     static DB: OnceLock<(std::sync::Arc<resvg::usvg::fontdb::Database>, bool)> = OnceLock::new();

@@ -29,6 +29,23 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         runs.push((name, summary));
     }
     let written = qval_metrics::write_cross_run_report(&runs, &a.out).map_err(|e| CliError::plugin("report", e))?;
+    // Runs with an acting stage: alignment against gain, across runs.
+    let mut acting = Vec::new();
+    for (dir, (name, _)) in a.runs.iter().zip(&runs) {
+        let path = dir.join("acting.json");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| CliError::io("reading", &path, e))?;
+            let summary: qval_metrics::acting::ActingSummary =
+                serde_json::from_str(&text).map_err(|e| CliError::plugin(format!("{}", path.display()), e))?;
+            acting.push((name.clone(), summary));
+        }
+    }
+    if !acting.is_empty() {
+        let md = a.out.join("report.md");
+        let mut body = std::fs::read_to_string(&md).map_err(|e| CliError::io("reading", &md, e))?;
+        body.push_str(&qval_metrics::acting::cross_run_markdown(&acting));
+        qval_core::io::write_atomic(&md, body.as_bytes())?;
+    }
     out::line(&format!(
         "The report of {} run(s) is in {}/ (choose the folder with --out DIR):",
         runs.len(),

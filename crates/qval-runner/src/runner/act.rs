@@ -99,6 +99,13 @@ impl Run<'_> {
         let result = summarize(acting, &ready, &episodes, summary, usage);
         let text = serde_json::to_string_pretty(&result).map_err(|e| RunnerError::plugin("acting.json", e))?;
         qval_core::io::write_atomic(&plan.run_dir.join("acting.json"), text.as_bytes())?;
+        if !result.alignment.is_empty() {
+            let svg = qval_metrics::plots::alignment_gain_svg("Alignment against acting gain", &result.alignment)
+                .map_err(|e| RunnerError::plugin("the alignment-gain plot", e))?;
+            let plots = plan.run_dir.join("summary_plots");
+            qval_core::io::write_atomic(&plots.join("acting_alignment.svg"), svg.as_bytes())?;
+            qval_metrics::plots::svg_to_png(&svg, &plots.join("acting_alignment.png"))?;
+        }
         let section = result.markdown();
         let md = plan.run_dir.join("summary.md");
         let mut body = std::fs::read_to_string(&md).unwrap_or_default();
