@@ -140,7 +140,7 @@ pub fn alignment_gain_svg(title: &str, rows: &[crate::acting::AlignmentGain]) ->
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(-1.05..1.05, -1.05..1.05)
+            .build_cartesian_2d(-1.05..1.45, -1.05..1.05)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -149,12 +149,21 @@ pub fn alignment_gain_svg(title: &str, rows: &[crate::acting::AlignmentGain]) ->
             .light_line_style(WHITE)
             .draw()
             .map_err(|e| e.to_string())?;
-        for line in [[(0.0, -1.05), (0.0, 1.05)], [(-1.05, 0.0), (1.05, 0.0)]] {
+        for line in [[(0.0, -1.05), (0.0, 1.05)], [(-1.05, 0.0), (1.45, 0.0)]] {
             chart
                 .draw_series(LineSeries::new(line, BLACK.mix(0.3)))
                 .map_err(|e| e.to_string())?;
         }
-        for r in rows.iter().filter(|r| r.rho.is_finite() && r.gain.is_finite()) {
+        let shown: Vec<&crate::acting::AlignmentGain> = rows
+            .iter()
+            .filter(|r| r.rho.is_finite() && r.gain.is_finite())
+            .collect();
+        for (i, r) in shown.iter().enumerate() {
+            // Names of points close together are staggered so they stay readable.
+            let near = shown[..i]
+                .iter()
+                .filter(|o| (o.rho - r.rho).abs() < 0.3 && (o.gain - r.gain).abs() < 0.08)
+                .count();
             if let Some((lo, hi)) = r.rho_interval.filter(|(lo, hi)| lo.is_finite() && hi.is_finite()) {
                 chart
                     .draw_series(LineSeries::new([(lo, r.gain), (hi, r.gain)], BLUE.stroke_width(1)))
@@ -170,7 +179,7 @@ pub fn alignment_gain_svg(title: &str, rows: &[crate::acting::AlignmentGain]) ->
             chart
                 .draw_series([Text::new(
                     r.method.clone(),
-                    (r.rho + 0.02, r.gain + 0.03),
+                    (r.rho + 0.03, r.gain + 0.05 - 0.07 * near as f64),
                     ("sans-serif", 12),
                 )])
                 .map_err(|e| e.to_string())?;
