@@ -210,3 +210,28 @@ fn killed_and_resumed(dir: &Path, clean: &BTreeMap<String, Vec<Episode>>, clean_
     }
     assert_eq!(episodes(&run).len(), clean.len());
 }
+
+#[test]
+fn bad_acting_values_are_refused_before_any_work_at_their_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let head = frozenlake(
+        "bad",
+        1,
+        4,
+        "[[methods]]\ntype = \"heuristic\"\nname = \"distance\"\n[[methods]]\ntype = \"codegen\"\nbackend = \"x\"\n[backends.x]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n[acting]\n",
+    );
+    for (rest, says) in [
+        ("k = [1, 0]\n", "acting.k[1]"),
+        ("k = [300]\n", "acting.k[0]"),
+        ("guided = [\"distanse\"]\n", "did you mean `distance`"),
+        ("guided = [\"codegen\"]\n", "codegen-avg"),
+        ("samples_per_task = 0\n", "samples_per_task"),
+        ("actor = { type = \"greedy\" }\n", "acting.actor.type"),
+        ("usc = { backend = \"y\" }\n", "acting.usc.backend"),
+        ("vot = true\n", "did you mean `vote`"),
+    ] {
+        let (line, _) = refused_experiment(tmp.path(), "bad.toml", &format!("{head}{rest}"));
+        assert!(line.contains(says), "{rest}: {line}");
+        assert!(line.contains("bad.toml:"), "{line}");
+    }
+}

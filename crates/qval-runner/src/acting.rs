@@ -26,82 +26,11 @@
 //! | `seed` | the experiment's | |
 //! | `concurrency` | 16 | 1 to 1,024 episodes at once |
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::acting_spec::{ActingSpec, UscSpec};
 use crate::envs::{EnvPlugin, RunServices};
 use crate::methods::ResolvedMethod;
 use crate::spec::{SpecProblem, Typed, at};
 use qval_core::Task;
-
-/// The `[acting]` section as written.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActingSpec {
-    /// The policy proposing candidates (default: the dataset's collector).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<Typed>,
-    /// Candidates per step: a scaling curve.
-    #[serde(default = "default_ks")]
-    pub k: Vec<usize>,
-    /// Method entries guiding, by name.
-    #[serde(default)]
-    pub guided: Vec<String>,
-    /// Self-consistency by majority vote.
-    #[serde(default)]
-    pub vote: bool,
-    /// A uniform draw among the candidates.
-    #[serde(default = "yes")]
-    pub random: bool,
-    /// Universal self-consistency: a selector model names the most consistent candidate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usc: Option<UscSpec>,
-    /// Which tasks (default: all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tasks: Option<Vec<String>>,
-    /// Episodes per task.
-    #[serde(default = "one")]
-    pub samples_per_task: usize,
-    /// The undiscounted return that counts as a success.
-    #[serde(default = "one_f")]
-    pub success_threshold: f64,
-    /// The root seed of acting (default: the experiment's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// Episodes at once.
-    #[serde(default = "sixteen")]
-    pub concurrency: usize,
-}
-
-/// `usc = { backend = "NAME" }`: the selector.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UscSpec {
-    /// The selector's backend, by name.
-    pub backend: String,
-    /// How much of each candidate it reads (published: 4,000 characters).
-    #[serde(default = "max_candidate_chars")]
-    pub max_candidate_chars: usize,
-}
-
-fn max_candidate_chars() -> usize {
-    qval_methods::prompting::MAX_CANDIDATE_CHARS
-}
-
-fn default_ks() -> Vec<usize> {
-    vec![1, 2, 4, 8]
-}
-fn yes() -> bool {
-    true
-}
-fn one() -> usize {
-    1
-}
-fn one_f() -> f64 {
-    1.0
-}
-fn sixteen() -> usize {
-    16
-}
 
 /// How a strategy chooses.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,12 +102,21 @@ pub fn resolve(
     if spec.k.is_empty() || spec.k.len() > 16 {
         return Err(SpecProblem::at(at!["acting", "k"], "give 1 to 16 values of k"));
     }
+    // Each value at its own place in the list, before they are sorted.
+    for (i, &k) in spec.k.iter().enumerate() {
+        if !(1..=256).contains(&k) {
+            return Err(SpecProblem::at(
+                at!["acting", "k", i],
+                format!("{k}: give 1 to 256 candidates per step"),
+            ));
+        }
+    }
     let mut ks: Vec<usize> = spec.k.iter().copied().filter(|k| *k != 1).collect();
     ks.sort_unstable();
     ks.dedup();
     let seed = spec.seed.unwrap_or(seed);
     let mut configs = Vec::new();
-    for (i, &k) in std::iter::once(&1).chain(&ks).enumerate() {
+    for &k in std::iter::once(&1).chain(&ks) {
         let c = qval_core::acting::ActingConfig::new(
             k,
             spec.samples_per_task,
@@ -191,12 +129,7 @@ pub fn resolve(
                 qval_core::CoreError::InvalidParameter { name, .. } => name.to_string(),
                 _ => "k".into(),
             };
-            let path = if key == "k" {
-                at!["acting", "k", i.saturating_sub(1)]
-            } else {
-                at!["acting", key.as_str()]
-            };
-            SpecProblem::at(path, e.to_string())
+            SpecProblem::at(at!["acting", key.as_str()], e.to_string())
         })?;
         configs.push(c);
     }

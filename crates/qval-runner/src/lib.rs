@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod acting;
+mod acting_spec;
 pub mod catalog;
 pub mod encoders;
 pub mod envs;
@@ -38,6 +39,7 @@ pub mod resume;
 pub mod runner;
 pub mod shards;
 pub mod spec;
+mod typed;
 
 pub use error::{Result, RunnerError};
 pub use runner::{

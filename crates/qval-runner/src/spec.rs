@@ -46,6 +46,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, RunnerError};
+pub use crate::typed::Typed;
 use qval_core::Signal;
 
 /// A whole experiment.
@@ -80,7 +81,7 @@ pub struct Experiment {
     pub evaluate: EvaluateSpec,
     /// Acting (stage 6): methods choosing an agent's actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acting: Option<crate::acting::ActingSpec>,
+    pub acting: Option<crate::acting_spec::ActingSpec>,
 }
 
 fn default_seed() -> u64 {
@@ -89,28 +90,6 @@ fn default_seed() -> u64 {
 
 fn default_labels() -> Vec<LabelSpec> {
     vec![LabelSpec::default()]
-}
-
-/// Something chosen by type with its own parameters: an environment, a collector, a
-/// reference policy.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Typed {
-    /// The registered type name.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The type's parameters.
-    #[serde(flatten)]
-    pub params: toml::Table,
-}
-
-impl Typed {
-    /// A type with no parameters.
-    pub fn named(kind: &str) -> Self {
-        Typed {
-            kind: kind.into(),
-            params: toml::Table::new(),
-        }
-    }
 }
 
 /// Collection and sampling (stages 1 and 2).
