@@ -217,6 +217,18 @@ pub struct AlignmentGain {
     pub gain_interval: (f64, f64),
 }
 
+impl AlignmentGain {
+    /// Its rho and gain as table cells: `0.892 [0.776, 0.986]`, `+0.875 [+0.688, +1.000]`.
+    fn cells(&self) -> (String, String) {
+        let rho = match self.rho_interval {
+            Some(i) => interval_text(self.rho, i),
+            None => format!("{:.3}", self.rho),
+        };
+        let (lo, hi) = self.gain_interval;
+        (rho, format!("{:+.3} [{lo:+.3}, {hi:+.3}]", self.gain))
+    }
+}
+
 /// Whether alignment predicted the gain: Spearman's rho across methods between their
 /// alignment and their gain, with a bootstrap interval.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -422,14 +434,8 @@ impl ActingSummary {
             "| method | rho [95% CI] | gain: success at the largest k minus k = 1 [95% CI] |\n|---|---|---|\n",
         );
         for a in &self.alignment {
-            let rho = match a.rho_interval {
-                Some(i) => interval_text(a.rho, i),
-                None => format!("{:.3}", a.rho),
-            };
-            out.push_str(&format!(
-                "| {} | {rho} | {:+.3} [{:+.3}, {:+.3}] |\n",
-                a.method, a.gain, a.gain_interval.0, a.gain_interval.1
-            ));
+            let (rho, gain) = a.cells();
+            out.push_str(&format!("| {} | {rho} | {gain} |\n", a.method));
         }
         if let Some(r) = &self.rho_predicts_gain {
             let verdict = match r.interval {
@@ -459,14 +465,8 @@ pub fn cross_run_markdown(runs: &[(String, ActingSummary)]) -> String {
     let (mut rho, mut gain) = (Vec::new(), Vec::new());
     for (name, a) in runs {
         for g in &a.alignment {
-            let r = match g.rho_interval {
-                Some(i) => interval_text(g.rho, i),
-                None => format!("{:.3}", g.rho),
-            };
-            out.push_str(&format!(
-                "| {name} | {} | {r} | {:+.3} [{:+.3}, {:+.3}] |\n",
-                g.method, g.gain, g.gain_interval.0, g.gain_interval.1
-            ));
+            let (r, g_text) = g.cells();
+            out.push_str(&format!("| {name} | {} | {r} | {g_text} |\n", g.method));
             rho.push(g.rho);
             gain.push(g.gain);
         }

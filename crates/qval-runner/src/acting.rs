@@ -102,37 +102,27 @@ pub fn resolve(
     if spec.k.is_empty() || spec.k.len() > 16 {
         return Err(SpecProblem::at(at!["acting", "k"], "give 1 to 16 values of k"));
     }
-    // Each value at its own place in the list, before they are sorted.
+    let seed = spec.seed.unwrap_or(seed);
+    // One check of every value (ActingConfig::new), a k reported at its own place in the list.
+    let config = |k: usize, at_k: Vec<crate::spec::Seg>| {
+        qval_core::acting::ActingConfig::new(k, spec.samples_per_task, spec.success_threshold, seed, spec.concurrency)
+            .map_err(|e| {
+                let path = match &e {
+                    qval_core::CoreError::InvalidParameter { name, .. } if *name != "k" => at!["acting", *name],
+                    _ => at_k,
+                };
+                SpecProblem::at(path, e.to_string())
+            })
+    };
+    let mut configs = vec![config(1, at!["acting", "k"])?];
     for (i, &k) in spec.k.iter().enumerate() {
-        if !(1..=256).contains(&k) {
-            return Err(SpecProblem::at(
-                at!["acting", "k", i],
-                format!("{k}: give 1 to 256 candidates per step"),
-            ));
+        let c = config(k, at!["acting", "k", i])?;
+        if !configs.iter().any(|o| o.k() == k) {
+            configs.push(c);
         }
     }
-    let mut ks: Vec<usize> = spec.k.iter().copied().filter(|k| *k != 1).collect();
-    ks.sort_unstable();
-    ks.dedup();
-    let seed = spec.seed.unwrap_or(seed);
-    let mut configs = Vec::new();
-    for &k in std::iter::once(&1).chain(&ks) {
-        let c = qval_core::acting::ActingConfig::new(
-            k,
-            spec.samples_per_task,
-            spec.success_threshold,
-            seed,
-            spec.concurrency,
-        )
-        .map_err(|e| {
-            let key = match &e {
-                qval_core::CoreError::InvalidParameter { name, .. } => name.to_string(),
-                _ => "k".into(),
-            };
-            SpecProblem::at(at!["acting", key.as_str()], e.to_string())
-        })?;
-        configs.push(c);
-    }
+    configs[1..].sort_by_key(|c| c.k());
+    let ks: Vec<usize> = configs[1..].iter().map(|c| c.k()).collect();
     let mut strategies = strategies(spec, methods, &outputs)?;
     if let Some(u) = &spec.usc {
         let entries = services.backend_entries();
