@@ -94,6 +94,8 @@ pub enum Command {
     /// true values, scoring included (vLLM's `/tokenize` and prompt log-probs), for trying
     /// every LLM method offline.
     ServeOracle(ServeArgs),
+    /// List or prune a rollout store (`RUN/rollouts`, or one shared with `--rollout-store`).
+    Rollouts(commands::RolloutsArgs),
 }
 
 /// Where LLM requests go, from the command line.
@@ -153,6 +155,10 @@ pub struct RunArgs {
     /// environments whose steps are expensive.
     #[arg(long)]
     pub skip_env_check: bool,
+    /// The rollout store label sets read and fill, shared across runs (default: the file's
+    /// `rollout_store`, else RUN/rollouts).
+    #[arg(long, value_name = "DIR")]
+    pub rollout_store: Option<PathBuf>,
 }
 
 /// `qval merge`.
@@ -357,6 +363,7 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
                 prepare_only: false,
                 reask_unparsed: a.reask_unparsed,
                 skip_env_check: a.skip_env_check,
+                rollout_store: a.rollout_store,
             };
             let plan = Plan::new(experiment, &source, registry, options)?;
             let report = runner::run(&plan).await?;
@@ -390,6 +397,7 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
         }
         Command::Slurm(a) => slurm(&a, registry),
         Command::ServeOracle(a) => serve_oracle(&a),
+        Command::Rollouts(a) => commands::rollouts::execute(&a),
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::env::Environment;
 use crate::policy::{Policy, PolicyInput};
+use crate::rollout::{Produced, Rollout, RolloutKey, Rollouts, Start};
 use crate::seed::{rng_for, stable_hash};
 use crate::types::{Aggregation, EvaluationPoint, ExpertRollout, Label, Signal, Turn};
 use crate::{CoreError, Result};
@@ -62,6 +63,14 @@ pub trait Labeler: Send + Sync {
     /// Labels several points; one label per point, in order.
     async fn label_batch(&self, points: &[EvaluationPoint]) -> Vec<Label> {
         futures::future::join_all(points.iter().map(|p| self.label(p))).await
+    }
+
+    /// The rollouts behind `point`'s label as raw rewards (what pass@k from the label stage
+    /// reads), read back where the labeler keeps them, run again where it does not. Default:
+    /// `None`, labels not made from rollouts.
+    async fn rollouts_of(&self, point: &EvaluationPoint) -> Result<Option<Vec<Rollout>>> {
+        let _ = point;
+        Ok(None)
     }
 
     /// How many points the label stage may label at once (it labels them one by one, so
@@ -213,23 +222,17 @@ struct Inner<E, P> {
     policy: Arc<P>,
     config: MvmcConfig,
     gamma: f64,
+    rollouts: Arc<Rollouts>,
+    /// The environment's part of every rollout key.
+    env_key: Value,
+    /// The policy's fingerprint.
+    policy_key: String,
 }
 
 /// A point's state (and forced action) turned back into the environment's types.
 struct Restored<E: Environment> {
     state: E::State,
     action: Option<E::Action>,
-}
-
-/// Which value a rollout estimates.
-#[derive(Clone, Copy)]
-enum Start {
-    /// From the state, forcing the action.
-    Forced,
-    /// From the state, no forced action (V(s)).
-    State,
-    /// From the next state, no forced action (V(s')).
-    Next,
 }
 
 impl<E, P> MvmcLabeler<E, P>
@@ -240,14 +243,41 @@ where
     /// A labeler rolling out `policy` in `env`.
     pub fn new(env: Arc<E>, policy: Arc<P>, config: MvmcConfig) -> Self {
         let gamma = config.gamma.unwrap_or(env.spec().gamma);
+        let env_key = serde_json::to_value(env.spec()).unwrap_or(Value::Null);
+        let policy_key = policy.fingerprint();
         MvmcLabeler {
             inner: Arc::new(Inner {
                 env,
                 policy,
                 config,
                 gamma,
+                rollouts: Arc::new(Rollouts::in_memory()),
+                env_key,
+                policy_key,
             }),
         }
+    }
+
+    /// Shares `rollouts` (with other label sets of the run, or a store across runs) instead
+    /// of keeping its own in memory.
+    pub fn with_rollouts(self, rollouts: Arc<Rollouts>) -> Self {
+        let i = &self.inner;
+        MvmcLabeler {
+            inner: Arc::new(Inner {
+                env: i.env.clone(),
+                policy: i.policy.clone(),
+                config: i.config.clone(),
+                gamma: i.gamma,
+                rollouts,
+                env_key: i.env_key.clone(),
+                policy_key: i.policy_key.clone(),
+            }),
+        }
+    }
+
+    /// The rollouts it reads and keeps (with their counts).
+    pub fn rollouts(&self) -> &Arc<Rollouts> {
+        &self.inner.rollouts
     }
 
     /// The configuration.
@@ -262,148 +292,56 @@ where
 }
 
 impl<E: Environment, P: Policy<E>> Inner<E, P> {
-    /// One rollout's discounted return, and what it did.
-    async fn rollout(
-        &self,
-        point: &EvaluationPoint,
-        start: Start,
-        restored: &Restored<E>,
-        r: usize,
-    ) -> Result<(f64, ExpertRollout)> {
-        let env = &*self.env;
-        let spec = env.spec();
-        let kind = match start {
-            Start::Forced => 0,
-            Start::State => 1,
-            Start::Next => 2,
-        };
-        let mut rng = rng_for(self.config.seed, &[stable_hash(&point.id), kind, r as u64]);
-        let mut history: Vec<Turn> = Vec::new();
-        let track = self.policy.uses_history();
-        if track {
-            history.extend(point.history.iter().cloned());
+    /// The first `k` rollouts of `point` from `start`: those already known (to this run, or
+    /// in its store) read back, the rest run and kept.
+    async fn rollouts(&self, point: &EvaluationPoint, start: Start) -> Result<Vec<Rollout>> {
+        let k = self.config.rollouts;
+        let key = RolloutKey::new(&self.env_key, &self.policy_key, self.config.seed, start, point);
+        let mut all = self.rollouts.known(&key);
+        let reused = all.len().min(k);
+        self.rollouts.note_reused(reused);
+        if all.len() >= k {
+            all.truncate(k);
+            return Ok(all);
         }
-        let mut state = restored.state.clone();
-        let mut step = match start {
-            Start::Next => point.step_index + 1,
-            _ => point.step_index,
-        };
-        if step >= spec.max_steps {
-            return Err(CoreError::Empty(format!(
-                "no steps left: step {step} of a {}-step budget",
-                spec.max_steps
-            )));
+        let known = all.len();
+        let restored = restore::<E>(point, start)?;
+        for r in known..k {
+            all.push(rollout(&*self.env, &*self.policy, self.config.seed, point, start, &restored, r).await?);
         }
-        let mut ret = 0.0;
-        let mut discount = 1.0;
-        let mut trace = ExpertRollout {
-            next_action: None,
-            steps: 0,
-            success_step: None,
-            final_reward: 0.0,
+        let produced = Produced {
+            env: self.env.spec().name.clone(),
+            policy: self.policy_key.clone(),
         };
-        let record = |trace: &mut ExpertRollout, reward: f64| {
-            if reward > 0.0 && trace.success_step.is_none() {
-                trace.success_step = Some(trace.steps);
-            }
-            trace.steps += 1;
-            trace.final_reward = reward;
-        };
-        if let Some(action) = &restored.action {
-            let out = env.step(&state, action, &mut rng)?;
-            ret += out.reward - self.config.step_penalty;
-            discount *= self.gamma;
-            record(&mut trace, out.reward);
-            if out.terminated {
-                return Ok((ret, trace));
-            }
-            if track {
-                history.push(Turn {
-                    step,
-                    observation: point.observation.text.clone(),
-                    action: point.action_text.clone(),
-                    reward: out.reward,
-                });
-            }
-            state = out.state;
-            step += 1;
-        }
-        while step < spec.max_steps {
-            let input = PolicyInput {
-                task: &point.task,
-                state: &state,
-                step,
-                max_steps: spec.max_steps,
-                history: &history,
-            };
-            let action = self.policy.act(env, input, &mut rng).await?;
-            let out = env.step(&state, &action, &mut rng)?;
-            ret += discount * (out.reward - self.config.step_penalty);
-            discount *= self.gamma;
-            if trace.steps == 1 && restored.action.is_some() {
-                trace.next_action = Some(env.render_action(&action));
-            }
-            record(&mut trace, out.reward);
-            if out.terminated {
-                break;
-            }
-            if track {
-                history.push(Turn {
-                    step,
-                    observation: env.observe(&state).text,
-                    action: env.render_action(&action),
-                    reward: out.reward,
-                });
-            }
-            state = out.state;
-            step += 1;
-        }
-        Ok((ret, trace))
+        self.rollouts.keep(&key, &produced, all.clone(), &all[known..])?;
+        Ok(all)
     }
 
-    /// The returns of the point's rollouts, and the summary of the best one (the first of the
-    /// highest return).
+    /// The discounted returns of the point's rollouts, and the summary of the best one (the
+    /// first of the highest return).
     async fn returns(&self, point: &EvaluationPoint, start: Start) -> Result<(Vec<f64>, Option<ExpertRollout>)> {
-        // Restore once per point, not once per rollout.
-        let restored = Restored {
-            state: match start {
-                Start::Next => point.next_state_as::<E::State>()?,
-                _ => point.state_as::<E::State>()?,
-            },
-            action: match start {
-                Start::Forced => Some(point.action_as::<E::Action>()?),
-                _ => None,
-            },
-        };
-        // Grows with the rollouts done, not with the count asked for.
-        let mut out = Vec::new();
-        let mut best: Option<ExpertRollout> = None;
+        let rollouts = self.rollouts(point, start).await?;
+        let mut out = Vec::with_capacity(rollouts.len());
+        let mut best: Option<&Rollout> = None;
         let mut best_return = f64::NEG_INFINITY;
-        for r in 0..self.config.rollouts {
-            let (ret, trace) = self.rollout(point, start, &restored, r).await?;
+        for r in &rollouts {
+            let ret = r.discounted(self.gamma, self.config.step_penalty);
             if best.is_none() || ret > best_return {
                 best_return = ret;
-                best = Some(trace);
+                best = Some(r);
             }
             out.push(ret);
         }
-        Ok((out, best))
+        Ok((out, best.map(Rollout::expert)))
     }
+}
 
+#[async_trait]
+impl<E: Environment + 'static, P: Policy<E> + 'static> PointLabeler for Inner<E, P> {
     async fn label_point(&self, point: &EvaluationPoint) -> Label {
         let c = &self.config;
         let result: Result<Label> = async {
-            let mut label = Label {
-                point_id: point.id.clone(),
-                signal: c.signal,
-                value: f64::NAN,
-                aggregation: c.aggregation,
-                returns: Vec::new(),
-                baseline_returns: Vec::new(),
-                aborted: None,
-                candidate_of: None,
-                expert: None,
-            };
+            let mut label = Label::unlabelled(point.id.clone(), c.signal, c.aggregation);
             match c.signal {
                 Signal::Q => {
                     (label.returns, label.expert) = self.returns(point, Start::Forced).await?;
@@ -468,6 +406,15 @@ where
         self.inner.label_point(point).await
     }
 
+    /// Q labels: the forced rollouts; V and advantage: those from the state.
+    async fn rollouts_of(&self, point: &EvaluationPoint) -> Result<Option<Vec<Rollout>>> {
+        let start = match self.inner.config.signal {
+            Signal::Q => Start::Forced,
+            Signal::V | Signal::Advantage => Start::State,
+        };
+        self.inner.rollouts(point, start).await.map(Some)
+    }
+
     fn concurrency(&self) -> usize {
         self.inner.config.concurrency
     }
@@ -477,19 +424,169 @@ where
     /// concurrency.
     async fn label_batch(&self, points: &[EvaluationPoint]) -> Vec<Label> {
         let c = &self.inner.config;
-        futures::stream::iter(points.iter().cloned())
-            .map(|p| {
-                let inner = self.inner.clone();
-                let id = p.id.clone();
-                let handle = tokio::spawn(async move { inner.label_point(&p).await });
-                async move {
-                    handle.await.unwrap_or_else(|e| {
-                        Label::aborted(id, c.signal, c.aggregation, format!("labelling task failed: {e}"))
-                    })
-                }
-            })
-            .buffered(c.concurrency)
-            .collect()
-            .await
+        spawned(&self.inner, points, c.concurrency, c.signal, c.aggregation).await
     }
+}
+
+/// A point's state (and forced action) for rollouts from `start`.
+fn restore<E: Environment>(point: &EvaluationPoint, start: Start) -> Result<Restored<E>> {
+    Ok(Restored {
+        state: match start {
+            Start::Next => point.next_state_as::<E::State>()?,
+            _ => point.state_as::<E::State>()?,
+        },
+        action: match start {
+            Start::Forced => Some(point.action_as::<E::Action>()?),
+            _ => None,
+        },
+    })
+}
+
+/// Rollout `r` of `point` from `start`: the forced step (if any), then `policy` until the
+/// episode ends or the step budget does. Its generator is derived from the root seed, the
+/// point's id, the start and `r` alone.
+async fn rollout<E: Environment, P: Policy<E> + ?Sized>(
+    env: &E,
+    policy: &P,
+    seed: u64,
+    point: &EvaluationPoint,
+    start: Start,
+    restored: &Restored<E>,
+    r: usize,
+) -> Result<Rollout> {
+    let spec = env.spec();
+    let mut rng = rng_for(seed, &[stable_hash(&point.id), start.seed_key(), r as u64]);
+    let mut history: Vec<Turn> = Vec::new();
+    let track = policy.uses_history();
+    if track {
+        history.extend(point.history.iter().cloned());
+    }
+    let mut step = match start {
+        Start::Next => point.step_index + 1,
+        _ => point.step_index,
+    };
+    if step >= spec.max_steps {
+        return Err(CoreError::Empty(format!(
+            "no steps left: step {step} of a {}-step budget",
+            spec.max_steps
+        )));
+    }
+    let Some(action) = &restored.action else {
+        let (rewards, _) = play_out(
+            env,
+            policy,
+            &point.task,
+            restored.state.clone(),
+            step,
+            history,
+            &mut rng,
+        )
+        .await?;
+        return Ok(Rollout {
+            rewards,
+            next_action: None,
+        });
+    };
+    let o = env.step(&restored.state, action, &mut rng)?;
+    if o.terminated {
+        return Ok(Rollout {
+            rewards: vec![o.reward],
+            next_action: None,
+        });
+    }
+    if track {
+        history.push(Turn {
+            step,
+            observation: point.observation.text.clone(),
+            action: point.action_text.clone(),
+            reward: o.reward,
+        });
+    }
+    step += 1;
+    let (mut rest, next_action) = play_out(env, policy, &point.task, o.state, step, history, &mut rng).await?;
+    rest.insert(0, o.reward);
+    Ok(Rollout {
+        rewards: rest,
+        next_action,
+    })
+}
+
+/// `policy` acting from `state` at `step` until the episode ends or the step budget does:
+/// each transition's reward, and its first action rendered. `history` is filled as the
+/// policy goes when it [uses it](Policy::uses_history).
+pub(crate) async fn play_out<E: Environment, P: Policy<E> + ?Sized>(
+    env: &E,
+    policy: &P,
+    task: &crate::types::Task,
+    mut state: E::State,
+    mut step: usize,
+    mut history: Vec<Turn>,
+    rng: &mut crate::seed::QRng,
+) -> Result<(Vec<f64>, Option<String>)> {
+    let max_steps = env.spec().max_steps;
+    let track = policy.uses_history();
+    let mut rewards = Vec::new();
+    let mut first = None;
+    while step < max_steps {
+        let input = PolicyInput {
+            task,
+            state: &state,
+            step,
+            max_steps,
+            history: &history,
+        };
+        let action = policy.act(env, input, rng).await?;
+        let o = env.step(&state, &action, rng)?;
+        if first.is_none() {
+            first = Some(env.render_action(&action));
+        }
+        rewards.push(o.reward);
+        if o.terminated {
+            break;
+        }
+        if track {
+            history.push(Turn {
+                step,
+                observation: env.observe(&state).text,
+                action: env.render_action(&action),
+                reward: o.reward,
+            });
+        }
+        state = o.state;
+        step += 1;
+    }
+    Ok((rewards, first))
+}
+
+/// Labels one point at a time (what [`spawned`] runs as tasks).
+#[async_trait]
+pub(crate) trait PointLabeler: Send + Sync + 'static {
+    /// The point's label (aborted with the reason if it cannot be labelled).
+    async fn label_point(&self, point: &EvaluationPoint) -> Label;
+}
+
+/// Labels `points` as tasks on the runtime (all cores on a multi-threaded runtime), at most
+/// `concurrency` at once, in input order whatever the concurrency; a task that panics
+/// gives an aborted label.
+pub(crate) async fn spawned<T: PointLabeler>(
+    inner: &Arc<T>,
+    points: &[EvaluationPoint],
+    concurrency: usize,
+    signal: Signal,
+    aggregation: Aggregation,
+) -> Vec<Label> {
+    futures::stream::iter(points.iter().cloned())
+        .map(|p| {
+            let inner = inner.clone();
+            let id = p.id.clone();
+            let handle = tokio::spawn(async move { inner.label_point(&p).await });
+            async move {
+                handle
+                    .await
+                    .unwrap_or_else(|e| Label::aborted(id, signal, aggregation, format!("labelling task failed: {e}")))
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await
 }

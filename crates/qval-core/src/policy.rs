@@ -58,6 +58,13 @@ pub trait Policy<E: Environment + ?Sized>: Send + Sync {
     fn uses_history(&self) -> bool {
         false
     }
+
+    /// Everything that decides its actions besides the input and the generator (for an LLM
+    /// agent: the model, where it is served, its sampling and its prompt), part of the
+    /// content address of stored rollouts ([`crate::rollout::RolloutKey`]). Default: the name.
+    fn fingerprint(&self) -> String {
+        self.name()
+    }
 }
 
 macro_rules! forward_policy {
@@ -69,6 +76,7 @@ macro_rules! forward_policy {
                 (**self).act(env, input, rng).await
             }
             fn uses_history(&self) -> bool { (**self).uses_history() }
+            fn fingerprint(&self) -> String { (**self).fingerprint() }
         }
     )*};
 }

@@ -234,6 +234,33 @@ impl EvaluationPoint {
         }
     }
 
+    /// A point at `task`'s start, `state`, with id `task:<task id>` and no action: where a
+    /// rollout from the state (V) begins, such as a fresh episode for pass@k.
+    ///
+    /// # Errors
+    /// A state that does not serialise.
+    pub fn at_start<E: crate::Environment + ?Sized>(env: &E, task: Task, state: &E::State) -> crate::Result<Self> {
+        let state_json = serde_json::to_value(state)
+            .map_err(|e| crate::CoreError::Empty(format!("a state of task `{}` does not serialise: {e}", task.id)))?;
+        let observation = env.observe(state);
+        Ok(EvaluationPoint {
+            id: format!("task:{}", task.id),
+            trajectory_index: 0,
+            step_index: 0,
+            task,
+            history: Vec::new(),
+            state: state_json.clone(),
+            observation: observation.clone(),
+            action: Value::Null,
+            action_text: String::new(),
+            reward: 0.0,
+            next_state: state_json,
+            next_observation: observation,
+            terminated: false,
+            candidate_of: None,
+        })
+    }
+
     /// Deserialises the state into the environment's type.
     pub fn state_as<S: serde::de::DeserializeOwned>(&self) -> crate::Result<S> {
         self.restore(&self.state, "state")
@@ -386,13 +413,21 @@ impl Label {
         reason: impl Into<String>,
     ) -> Self {
         Label {
+            aborted: Some(reason.into()),
+            ..Label::unlabelled(point_id, signal, aggregation)
+        }
+    }
+
+    /// A label not yet given a value: NaN, no returns, not aborted.
+    pub fn unlabelled(point_id: impl Into<String>, signal: Signal, aggregation: Aggregation) -> Self {
+        Label {
             point_id: point_id.into(),
             signal,
             value: f64::NAN,
             aggregation,
             returns: Vec::new(),
             baseline_returns: Vec::new(),
-            aborted: Some(reason.into()),
+            aborted: None,
             candidate_of: None,
             expert: None,
         }

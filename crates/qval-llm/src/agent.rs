@@ -21,6 +21,10 @@ pub struct LlmAgent {
 }
 
 impl LlmAgent {
+    /// The version of the prompt [`messages`](Self::messages) writes, part of the
+    /// fingerprint of stored rollouts: bump it whenever the wording changes.
+    pub const PROMPT_VERSION: u32 = 1;
+
     /// An agent over `backend` with the backend's default sampling, showing the last 40
     /// turns (the reference's history length).
     pub fn new(backend: Arc<dyn Backend>) -> Self {
@@ -89,6 +93,18 @@ impl<E: Environment> Policy<E> for LlmAgent {
 
     fn uses_history(&self) -> bool {
         true
+    }
+
+    /// The backend (model and server), the sampling, the history shown and the prompt's
+    /// version ([`LlmAgent::PROMPT_VERSION`]).
+    fn fingerprint(&self) -> String {
+        format!(
+            "llm-agent({}) sampling={:?} history_turns={} prompt={}",
+            self.backend.name(),
+            self.sampling,
+            self.history_turns,
+            Self::PROMPT_VERSION
+        )
     }
 
     async fn act(&self, env: &E, input: PolicyInput<'_, E::State>, rng: &mut QRng) -> Result<E::Action> {

@@ -42,6 +42,7 @@ pub mod export;
 pub mod group;
 pub mod labelnoise;
 pub mod paired;
+pub mod passk;
 pub mod plots;
 pub mod qvalfiles;
 pub mod rank;

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::spec::{self, SpecProblem, Typed};
+use qval_core::rollout::Rollouts;
 use qval_core::{
-    CollectConfig, DenseSignalMethod, EnvProfile, EnvSpec, Environment, EvaluationPoint, Labeler, MethodContext,
-    MvmcConfig, MvmcLabeler, Policy, Share, Signal, StageOptions, Task, Trajectory,
+    CollectConfig, DenseSignalMethod, EnvProfile, EnvSpec, Environment, EvaluationPoint, Labeler, MctsLabeler,
+    MethodContext, MvmcConfig, MvmcLabeler, Policy, Share, Signal, StageOptions, Task, Trajectory,
 };
 use qval_methods::llm::{Backend, BackendEntry};
 
@@ -75,13 +76,18 @@ pub trait EnvPlugin: Send + Sync {
         share: Share,
         opts: &StageOptions,
     ) -> crate::Result<Vec<qval_core::acting::Episode>>;
-    /// An MVMC labeler rolling out `reference`.
+    /// A labeler rolling out `reference` (MVMC or a tree search), reading and keeping its
+    /// rollouts, and counting its work, in `rollouts`.
     fn labeler(
         &self,
         reference: &Typed,
         services: &dyn RunServices,
-        config: MvmcConfig,
+        config: RolloutLabels,
+        rollouts: Arc<Rollouts>,
     ) -> crate::Result<Arc<dyn Labeler>>;
+    /// One point per task at its start (drawn with `seed`), with id `task:<task id>`: where
+    /// fresh episodes for pass@k begin.
+    fn initial_points(&self, seed: u64) -> crate::Result<Vec<EvaluationPoint>>;
     /// Ranking candidates for each point's state: one per legal action, or sampled as
     /// `spec` says (see [`crate::spec::CandidatesSpec`]).
     async fn expand_candidates(
@@ -137,6 +143,15 @@ pub type PolicyFactory<E> =
 
 /// Builds an environment's heuristic for a signal.
 pub type HeuristicFactory = Arc<dyn Fn(Signal) -> Option<Arc<dyn DenseSignalMethod>> + Send + Sync>;
+
+/// How a rollout label set is made.
+#[derive(Clone, Debug)]
+pub enum RolloutLabels {
+    /// Max-Value Monte Carlo.
+    Mvmc(MvmcConfig),
+    /// A tree search.
+    Mcts(qval_core::MctsConfig),
+}
 
 /// Builds an environment's exact labeler for a signal and discount.
 pub type ExactFactory = Arc<dyn Fn(Signal, Option<f64>) -> Arc<dyn Labeler> + Send + Sync>;
@@ -339,12 +354,30 @@ impl<E: Environment + 'static> EnvPlugin for TypedEnv<E> {
         &self,
         reference: &Typed,
         services: &dyn RunServices,
-        config: MvmcConfig,
+        config: RolloutLabels,
+        rollouts: Arc<Rollouts>,
     ) -> crate::Result<Arc<dyn Labeler>> {
-        let policy = self
-            .build_policy(reference, services)
-            .map_err(SpecProblem::into_error)?;
-        Ok(Arc::new(MvmcLabeler::new(self.env.clone(), Arc::new(policy), config)))
+        let policy = Arc::new(
+            self.build_policy(reference, services)
+                .map_err(SpecProblem::into_error)?,
+        );
+        Ok(match config {
+            RolloutLabels::Mvmc(c) => Arc::new(MvmcLabeler::new(self.env.clone(), policy, c).with_rollouts(rollouts)),
+            RolloutLabels::Mcts(c) => Arc::new(MctsLabeler::new(self.env.clone(), policy, c).with_counts(rollouts)),
+        })
+    }
+
+    fn initial_points(&self, seed: u64) -> crate::Result<Vec<EvaluationPoint>> {
+        let env = &*self.env;
+        env.tasks()
+            .into_iter()
+            .map(|task| {
+                let mut rng =
+                    qval_core::seed::rng_for(seed, &[qval_core::seed::stable_hash(&format!("task:{}", task.id))]);
+                let state = env.reset(&task, &mut rng)?;
+                Ok(EvaluationPoint::at_start(env, task, &state)?)
+            })
+            .collect()
     }
 
     async fn expand_candidates(

@@ -35,6 +35,7 @@ pub mod error;
 pub mod limits;
 pub mod methods;
 mod net;
+pub mod passk_spec;
 pub mod resume;
 pub mod runner;
 pub mod shards;

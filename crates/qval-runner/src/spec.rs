@@ -82,6 +82,13 @@ pub struct Experiment {
     /// Acting (stage 6): methods choosing an agent's actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acting: Option<crate::acting_spec::ActingSpec>,
+    /// The rollout store shared across runs, relative to the experiment file (default: the
+    /// run folder's `rollouts/`; `--rollout-store DIR` overrides both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_store: Option<PathBuf>,
+    /// pass@k of the reference policy (after the labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passk: Option<crate::passk_spec::PasskSpec>,
 }
 
 fn default_seed() -> u64 {
@@ -214,14 +221,17 @@ impl Default for SamplingSpec {
     }
 }
 
-/// One MVMC label set (stage 3).
+/// One label set (stage 3).
 ///
 /// | key | default |
 /// |---|---|
 /// | `name` | `mvmc-q` (`<method>-<signal>[-mean]`) |
-/// | `method` | `mvmc` (`mvmc`, or `exact` where the environment computes exact values) |
+/// | `method` | `mvmc` (`mvmc`; `mcts`; or `exact` where the environment computes exact values) |
 /// | `signal` | `q` (`q`, `v`, `advantage`) |
-/// | `rollouts` | 16 |
+/// | `rollouts` | 16 (MVMC) |
+/// | `mcts_iterations` | 100 (MCTS: simulation returns per value) |
+/// | `mcts_expansion_width` | 5 (MCTS: actions sampled per expansion) |
+/// | `mcts_exploration_constant` | 1.41 (MCTS: UCB1's c) |
 /// | `aggregation` | `max` (`max`, `mean`) |
 /// | `gamma` | the environment's |
 /// | `step_penalty` | 0 |
@@ -234,9 +244,9 @@ pub struct LabelSpec {
     /// The set's name (file `labels/<name>.jsonl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// `mvmc` (Max-Value Monte Carlo rollouts of the reference policy) or `exact` (the
-    /// reference policy's expected return from the environment's transition model, where it
-    /// has one: FrozenLake).
+    /// `mvmc` (Max-Value Monte Carlo rollouts of the reference policy), `mcts` (a tree search
+    /// over the reference policy, [`qval_core::mcts`]) or `exact` (the reference policy's
+    /// expected return from the environment's transition model, where it has one: FrozenLake).
     #[serde(default = "mvmc")]
     pub method: LabelMethod,
     /// The value estimated.
@@ -245,6 +255,15 @@ pub struct LabelSpec {
     /// Rollouts per point (k).
     #[serde(default = "sixteen")]
     pub rollouts: usize,
+    /// MCTS: simulation returns per value (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcts_iterations: Option<usize>,
+    /// MCTS: actions sampled per expansion (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcts_expansion_width: Option<usize>,
+    /// MCTS: UCB1's exploration constant (default 1.41).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcts_exploration_constant: Option<f64>,
     /// `max` (MVMC) or `mean`.
     #[serde(default)]
     pub aggregation: qval_core::Aggregation,
@@ -278,6 +297,8 @@ fn mvmc() -> LabelMethod {
 pub enum LabelMethod {
     /// Max-Value Monte Carlo: rollouts of the reference policy.
     Mvmc,
+    /// Monte Carlo tree search over the reference policy.
+    Mcts,
     /// The reference policy's expected return from the environment's transition model.
     Exact,
 }
@@ -287,6 +308,7 @@ impl LabelMethod {
     pub fn key(self) -> &'static str {
         match self {
             LabelMethod::Mvmc => "mvmc",
+            LabelMethod::Mcts => "mcts",
             LabelMethod::Exact => "exact",
         }
     }
@@ -308,6 +330,9 @@ impl Default for LabelSpec {
             method: mvmc(),
             signal: Signal::Q,
             rollouts: 16,
+            mcts_iterations: None,
+            mcts_expansion_width: None,
+            mcts_exploration_constant: None,
             aggregation: Default::default(),
             gamma: None,
             step_penalty: 0.0,
@@ -319,14 +344,14 @@ impl Default for LabelSpec {
 }
 
 impl LabelSpec {
-    /// The set's name: given, or `<method>-<signal>` (`mvmc-<signal>-mean` for the mean).
+    /// The set's name: given, or `<method>-<signal>` (`<method>-<signal>-mean` for the mean
+    /// of rollouts or searches).
     pub fn resolved_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
-            let s = self.signal.key();
+            let (m, s) = (self.method.key(), self.signal.key());
             match (self.method, self.aggregation) {
-                (LabelMethod::Mvmc, qval_core::Aggregation::Max) => format!("mvmc-{s}"),
-                (LabelMethod::Mvmc, qval_core::Aggregation::Mean) => format!("mvmc-{s}-mean"),
-                (m, _) => format!("{}-{s}", m.key()),
+                (LabelMethod::Exact, _) | (_, qval_core::Aggregation::Max) => format!("{m}-{s}"),
+                (_, qval_core::Aggregation::Mean) => format!("{m}-{s}-mean"),
             }
         })
     }

@@ -3,6 +3,8 @@
 
 pub mod evaluate;
 pub mod report;
+pub mod rollouts;
 
 pub use evaluate::EvaluateArgs;
 pub use report::ReportArgs;
+pub use rollouts::RolloutsArgs;

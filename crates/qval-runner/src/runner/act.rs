@@ -107,12 +107,8 @@ impl Run<'_> {
             qval_metrics::plots::svg_to_png(&svg, &plots.join("acting_alignment.png"))?;
         }
         let section = result.markdown();
-        let md = plan.run_dir.join("summary.md");
-        let mut body = std::fs::read_to_string(&md).unwrap_or_default();
-        body.push_str(&section);
-        qval_core::io::write_atomic(&md, body.as_bytes())?;
+        self.append_summary(&section)?;
         self.say(section.trim_end());
-        self.report.markdown.push_str(&section);
         self.report.acting = Some(result);
         Ok(())
     }

@@ -39,6 +39,9 @@ pub struct StageRecord {
     /// LLM tokens it used (prompt and completion).
     #[serde(default)]
     pub tokens: u64,
+    /// A label stage: the rollouts it ran and reused, and their environment steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollouts: Option<qval_core::rollout::RolloutCounts>,
 }
 
 impl Manifest {

@@ -21,6 +21,7 @@
 //! and methods run alone. An interrupted stage resumes from its checkpoint.
 
 mod act;
+pub(crate) mod label;
 mod manifest;
 mod options;
 mod plan;
@@ -85,8 +86,16 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         run.report.waiting = Some("merge of the labels and predictions".into());
         return Ok(run.report);
     }
+    let passk = match &plan.passk {
+        Some(p) => Some(run.passk(p, &points, &trajectories, &labels).await?),
+        None => None,
+    };
+    let costs = labels.costs;
     run.evaluate(labels.sets, predictions, trajectories.len(), points.len())
         .await?;
+    if run.report.summary.is_some() {
+        run.append_summary(&label::labels_section(&costs, passk.as_deref()))?;
+    }
     if let Some(summary) = run.report.summary.clone() {
         run.act(&inputs, Some(&summary)).await?;
     }

@@ -46,6 +46,9 @@ pub struct RunOptions {
     /// Compute again the points whose prediction is NaN, and let the LLM cache ask again
     /// the requests whose reply did not parse (`--reask-unparsed`).
     pub reask_unparsed: bool,
+    /// The rollout store shared across runs (overrides the file's `rollout_store`; default:
+    /// the run folder's `rollouts/`).
+    pub rollout_store: Option<PathBuf>,
     /// Skip the conformance checks run on the environment before any work
     /// ([`EnvPlugin::check`]), for environments whose steps are expensive.
     pub skip_env_check: bool,

@@ -37,6 +37,10 @@ pub struct Plan {
     pub services: Arc<Services>,
     /// Acting, when the experiment has an `[acting]` section.
     pub acting: Option<crate::acting::ResolvedActing>,
+    /// pass@k, when the experiment has a `[passk]` section.
+    pub passk: Option<crate::passk_spec::ResolvedPassk>,
+    /// The rollout store label sets read and fill.
+    pub rollout_store: PathBuf,
     pub(crate) registry: Registry,
     pub(crate) options: RunOptions,
 }
@@ -123,6 +127,15 @@ impl Plan {
             ),
             None => None,
         };
+        let passk = match &e.passk {
+            Some(p) => Some(crate::passk_spec::resolve(p, &labels, &*env, &*services).map_err(|p| at.err(p))?),
+            None => None,
+        };
+        let rollout_store = match (&options.rollout_store, &e.rollout_store) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(dir)) => services.spec_dir.join(dir),
+            (None, None) => run_dir.join("rollouts"),
+        };
         // Last: the file is valid, so steps (which may fill an environment's snapshot store
         // under the run folder) are taken only for a run that can start.
         if !options.skip_env_check {
@@ -151,6 +164,8 @@ impl Plan {
             work_dir,
             services,
             acting,
+            passk,
+            rollout_store,
             registry: registry.clone(),
             options,
         })
@@ -378,6 +393,22 @@ fn label_sets(e: &Experiment, env: &dyn EnvPlugin, services: &Services, at: &At<
         }
         if !l.step_penalty.is_finite() {
             return Err(err(SpecProblem::at(field("step_penalty"), "give a finite number")));
+        }
+        let mcts_keys = [
+            ("mcts_iterations", l.mcts_iterations.is_some()),
+            ("mcts_expansion_width", l.mcts_expansion_width.is_some()),
+            ("mcts_exploration_constant", l.mcts_exploration_constant.is_some()),
+        ];
+        if l.method == LabelMethod::Mcts {
+            crate::runner::label::mcts_config(l, e.seed).map_err(|p| within(base.clone(), p))?;
+        } else if let Some((key, _)) = mcts_keys.iter().find(|(_, set)| *set) {
+            return Err(err(SpecProblem::at(
+                field(key),
+                format!(
+                    "`{key}` is a setting of `method = \"mcts\"`, not of `{}`",
+                    l.method.key()
+                ),
+            )));
         }
         if l.method == LabelMethod::Exact {
             if env.exact_labeler(l.signal, l.gamma).is_none() {

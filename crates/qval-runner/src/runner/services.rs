@@ -76,6 +76,15 @@ impl Services {
             .and_then(|(_, u)| u.waiting.lock().expect("usage lock").clone())
     }
 
+    /// Requests and tokens of every backend so far.
+    pub(crate) fn total_usage(&self) -> (u64, u64) {
+        let names: Vec<String> = self.built.lock().expect("backend lock").keys().cloned().collect();
+        names
+            .iter()
+            .map(|n| self.usage(n))
+            .fold((0, 0), |a, u| (a.0 + u.0, a.1 + u.1))
+    }
+
     /// Requests and tokens of a backend so far (0 if never built).
     pub(crate) fn usage(&self, name: &str) -> (u64, u64) {
         self.built

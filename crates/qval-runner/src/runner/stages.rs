@@ -12,17 +12,16 @@ use std::time::Instant;
 
 use super::manifest::{Manifest, RunMetadata, StageRecord, first_difference};
 use super::options::RunReport;
-use super::plan::{Plan, ResolvedLabels};
+use super::plan::Plan;
 use super::points::{Candidates, method_points, points_limits, share_of_method};
 use super::stage::Stage;
 use crate::envs::RunServices as _;
 use crate::methods::{BuildInput, PointSet, ResolvedMethod};
-use crate::spec::LabelMethod;
 use crate::{Result, RunnerError};
 use qval_core::stage::{fingerprint, layout};
 use qval_core::{
-    CollectConfig, DenseSignalMethod, EvaluationPoint, LabelConfig, MethodContext, MvmcConfig, SampleConfig, Share,
-    Signal, StageOptions, Trajectory,
+    CollectConfig, DenseSignalMethod, EvaluationPoint, MethodContext, SampleConfig, Share, Signal, StageOptions,
+    Trajectory,
 };
 use qval_metrics::{EvaluateConfig, LabelSet, PredictionSet};
 
@@ -31,6 +30,10 @@ use qval_metrics::{EvaluateConfig, LabelSet, PredictionSet};
 pub(crate) struct Labelled {
     pub(crate) sets: Vec<LabelSet>,
     pub(crate) expert: HashMap<String, qval_core::ExpertRollout>,
+    /// What each set cost, in plan order.
+    pub(crate) costs: Vec<super::label::LabelCost>,
+    /// Each set's labeler, by name (pass@k reads their rollouts).
+    pub(crate) labelers: HashMap<String, Arc<dyn qval_core::Labeler>>,
 }
 
 /// The points and trajectories a method is built and scored on.
@@ -135,7 +138,7 @@ impl<'p> Run<'p> {
     }
 
     /// Marks `stage` started in `run.json`; false when it had finished.
-    fn start(&mut self, stage: &Stage) -> Result<bool> {
+    pub(super) fn start(&mut self, stage: &Stage) -> Result<bool> {
         let key = stage.to_string();
         if self.manifest.finished(&key) {
             return Ok(false);
@@ -153,6 +156,17 @@ impl<'p> Run<'p> {
 
     /// Marks `stage` finished in `run.json`, with its time and LLM usage.
     fn done(&mut self, stage: &Stage, t: Instant, usage: (u64, u64)) -> Result<()> {
+        self.done_with(stage, t, usage, None)
+    }
+
+    /// Marks `stage` finished in `run.json`, with its time, LLM usage and rollouts.
+    pub(super) fn done_with(
+        &mut self,
+        stage: &Stage,
+        t: Instant,
+        usage: (u64, u64),
+        rollouts: Option<qval_core::rollout::RolloutCounts>,
+    ) -> Result<()> {
         self.manifest.stages.insert(
             stage.to_string(),
             StageRecord {
@@ -161,6 +175,7 @@ impl<'p> Run<'p> {
                 seconds: t.elapsed().as_secs_f64(),
                 requests: usage.0,
                 tokens: usage.1,
+                rollouts,
             },
         );
         self.manifest.write(&self.plan.work_dir)?;
@@ -326,102 +341,6 @@ impl<'p> Run<'p> {
         ));
         let dataset = fingerprint(&c);
         Ok(Some(Candidates { points: c, dataset }))
-    }
-
-    /// Stage 3, label every label set (a shard its share of the points).
-    pub(crate) async fn label(
-        &mut self,
-        points: &[EvaluationPoint],
-        dataset: &str,
-        candidates: Option<&Candidates>,
-    ) -> Result<Labelled> {
-        let mut out = Labelled {
-            sets: Vec::new(),
-            expert: HashMap::new(),
-        };
-        for l in &self.plan.labels {
-            self.label_set(l, points, dataset, candidates, &mut out).await?;
-        }
-        Ok(out)
-    }
-
-    async fn label_set(
-        &mut self,
-        l: &ResolvedLabels,
-        points: &[EvaluationPoint],
-        dataset: &str,
-        candidates: Option<&Candidates>,
-        out: &mut Labelled,
-    ) -> Result<()> {
-        let plan = self.plan;
-        let (e, share, work) = (&plan.experiment, plan.options.shard, &plan.work_dir);
-        let stage = Stage::Label(l.name.clone());
-        let t = Instant::now();
-        let fresh = self.start(&stage)?;
-        let mut b = MvmcConfig::builder()
-            .rollouts(l.spec.rollouts)
-            .aggregation(l.spec.aggregation)
-            .signal(l.spec.signal)
-            .step_penalty(l.spec.step_penalty)
-            .seed(e.seed)
-            .concurrency(l.spec.concurrency);
-        if let Some(g) = l.spec.gamma {
-            b = b.gamma(g);
-        }
-        let reference = l.spec.reference.clone().expect("resolved by the plan");
-        let labeler = match l.spec.method {
-            LabelMethod::Exact => plan
-                .env
-                .exact_labeler(l.spec.signal, l.spec.gamma)
-                .expect("checked by the plan"),
-            LabelMethod::Mvmc => plan.env.labeler(&reference, &*plan.services, b.build()?)?,
-        };
-        let config = LabelConfig::new(l.spec.max_aborted_share)?;
-        let mine = match share {
-            Some(sh) => sh.of(points),
-            None => points.to_vec(),
-        };
-        let path = layout::labels(work, &l.name);
-        let opts = self.opts(path.clone()).with_dataset(dataset);
-        let labels = qval_core::label(&*labeler, &mine, &config, &opts).await?;
-        let aborted = labels.iter().filter(|l| l.value.is_nan()).count();
-        let count = labels.len();
-        out.sets.push(label_set(&l.name, l.spec.signal, labels, dataset, path));
-        let mut ranking = String::new();
-        if let Some(c) = candidates
-            && l.spec.signal == Signal::Q
-        {
-            let name = format!("ranking-{}", l.name);
-            let path = layout::labels(work, &name);
-            let mine_c = match share {
-                Some(sh) => share_of_method(sh, &c.points, points),
-                None => c.points.clone(),
-            };
-            let opts = self.opts(path.clone()).with_dataset(&c.dataset);
-            let cl = qval_core::label(&*labeler, &mine_c, &config, &opts).await?;
-            if out.expert.is_empty() {
-                out.expert = cl
-                    .iter()
-                    .filter_map(|l| Some((l.point_id.clone(), l.expert.clone()?)))
-                    .collect();
-            }
-            ranking = format!(" + {} ranking candidates ({name})", cl.len());
-            out.sets.push(label_set(&name, l.spec.signal, cl, &c.dataset, path));
-        }
-        if fresh {
-            self.done(&stage, t, (0, 0))?;
-        }
-        self.say(&format!(
-            "3. label     {}: {count} labels{ranking} ({}), {aborted} aborted{}",
-            l.name,
-            if l.spec.method == LabelMethod::Exact {
-                "exact".to_string()
-            } else {
-                format!("k = {}, {:?}", l.spec.rollouts, l.spec.aggregation)
-            },
-            timing(fresh, t)
-        ));
-        Ok(())
     }
 
     /// Stage 4, predict: every planned method (a finished one's predictions are read back).
@@ -645,6 +564,21 @@ impl<'p> Run<'p> {
     }
 
     /// Says where the run's files are and how long it took.
+    /// Appends `section` to `summary.md` and to the report's Markdown.
+    pub(super) fn append_summary(&mut self, section: &str) -> Result<()> {
+        let md = self.plan.run_dir.join("summary.md");
+        let mut body = std::fs::read_to_string(&md).unwrap_or_default();
+        body.push_str(section);
+        qval_core::io::write_atomic(&md, body.as_bytes())?;
+        self.report.markdown.push_str(section);
+        Ok(())
+    }
+
+    /// What `run.json` records of a finished stage.
+    pub(super) fn record(&self, stage: &Stage) -> Option<&StageRecord> {
+        self.manifest.stages.get(&stage.to_string())
+    }
+
     pub(crate) fn finished(&self) {
         self.say(&format!(
             "\nArtifacts in {}; total {:.2}s",
@@ -655,7 +589,13 @@ impl<'p> Run<'p> {
 }
 
 /// A label set held in memory, as [`LabelSet::read`] would read it back from `path`.
-fn label_set(name: &str, signal: Signal, labels: Vec<qval_core::Label>, dataset: &str, path: PathBuf) -> LabelSet {
+pub(super) fn label_set(
+    name: &str,
+    signal: Signal,
+    labels: Vec<qval_core::Label>,
+    dataset: &str,
+    path: PathBuf,
+) -> LabelSet {
     LabelSet {
         name: name.to_string(),
         signal,
@@ -767,7 +707,7 @@ fn remove(path: &Path) -> Result<()> {
     r.map_err(|e| RunnerError::io("removing", path, e))
 }
 
-fn timing(fresh: bool, t: Instant) -> String {
+pub(super) fn timing(fresh: bool, t: Instant) -> String {
     if fresh {
         format!(", {:.2}s", t.elapsed().as_secs_f64())
     } else {
