@@ -104,7 +104,23 @@ fn max_and_mean_cost_one_set_of_requests_and_a_second_run_reads_the_store() {
     // The summary shows each set's cost and the reference policy's pass@k.
     let md = std::fs::read_to_string(a.join("summary.md")).unwrap();
     assert!(md.contains("## Reference labels"), "{md}");
-    assert!(md.contains("| mvmc-q-mean | k = 3, Mean | "), "{md}");
+    // Its rows read the labels: the mean set rests on as many rollouts as the max set, all
+    // shared with it, and the same steps.
+    let row = |set: &str| -> Vec<String> {
+        let section = &md[md.find("## Reference labels").expect("the section")..];
+        let line = section
+            .lines()
+            .find(|l| l.starts_with(&format!("| {set} | ")))
+            .unwrap_or_else(|| panic!("no row {set}: {md}"));
+        line.split('|').map(|c| c.trim().to_string()).collect()
+    };
+    let (max, mean) = (row("mvmc-q"), row("mvmc-q-mean"));
+    assert_eq!(mean[2], "k = 3, Mean", "{md}");
+    let labels: usize = max[3].parse().unwrap();
+    assert_eq!(max[4], (3 * labels).to_string(), "3 rollouts a label: {md}");
+    assert_eq!((max[5].as_str(), mean[5].as_str()), ("0", max[4].as_str()), "{md}");
+    assert_eq!(max[6], mean[6], "the same rollouts, the same steps: {md}");
+    assert!(max[6].parse::<u64>().unwrap() >= 3 * labels as u64, "{md}");
     assert!(md.contains("Reference policy: pass@1 "), "{md}");
     let passk = json(&a.join("passk.json"));
     assert_eq!(
@@ -128,9 +144,8 @@ fn max_and_mean_cost_one_set_of_requests_and_a_second_run_reads_the_store() {
         "no request: every rollout came from the store"
     );
     assert_eq!(rollouts_run(&b, "mvmc-q").0, 0);
-    for set in ["mvmc-q", "mvmc-q-mean"] {
-        let f = format!("labels/{set}.jsonl");
-        assert_eq!(bytes(&a.join(&f)), bytes(&b.join(&f)), "{set}: the same label bytes");
+    for f in ["labels/mvmc-q.jsonl", "labels/mvmc-q-mean.jsonl", "summary.md"] {
+        assert_eq!(bytes(&a.join(f)), bytes(&b.join(f)), "{f}: the same bytes");
     }
 
     // The run folder moved elsewhere: its own store still hits.

@@ -317,10 +317,11 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
         Ok(all)
     }
 
-    /// The discounted returns of the point's rollouts, and the summary of the best one (the
-    /// first of the highest return).
-    async fn returns(&self, point: &EvaluationPoint, start: Start) -> Result<(Vec<f64>, Option<ExpertRollout>)> {
+    /// The discounted returns of the point's rollouts, the summary of the best one (the
+    /// first of the highest return), and their environment steps.
+    async fn returns(&self, point: &EvaluationPoint, start: Start) -> Result<(Vec<f64>, Option<ExpertRollout>, u64)> {
         let rollouts = self.rollouts(point, start).await?;
+        let steps = rollouts.iter().map(|r| r.rewards.len() as u64).sum();
         let mut out = Vec::with_capacity(rollouts.len());
         let mut best: Option<&Rollout> = None;
         let mut best_return = f64::NEG_INFINITY;
@@ -332,7 +333,7 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
             }
             out.push(ret);
         }
-        Ok((out, best.map(Rollout::expert)))
+        Ok((out, best.map(Rollout::expert), steps))
     }
 }
 
@@ -344,22 +345,31 @@ impl<E: Environment + 'static, P: Policy<E> + 'static> PointLabeler for Inner<E,
             let mut label = Label::unlabelled(point.id.clone(), c.signal, c.aggregation);
             match c.signal {
                 Signal::Q => {
-                    (label.returns, label.expert) = self.returns(point, Start::Forced).await?;
+                    let steps;
+                    (label.returns, label.expert, steps) = self.returns(point, Start::Forced).await?;
                     label.value = c.aggregation.apply(&label.returns);
+                    label.steps = Some(steps);
                 }
                 Signal::V => {
-                    label.returns = self.returns(point, Start::State).await?.0;
+                    let (returns, _, steps) = self.returns(point, Start::State).await?;
+                    label.returns = returns;
                     label.value = c.aggregation.apply(&label.returns);
+                    label.steps = Some(steps);
                 }
                 Signal::Advantage => {
                     // A terminal or budget-exhausting transition leaves nothing to earn.
+                    let mut steps = 0;
                     let next_v = if point.terminated || point.step_index + 1 >= self.env.spec().max_steps {
                         0.0
                     } else {
-                        label.returns = self.returns(point, Start::Next).await?.0;
+                        let next;
+                        (label.returns, _, next) = self.returns(point, Start::Next).await?;
+                        steps += next;
                         c.aggregation.apply(&label.returns)
                     };
-                    label.baseline_returns = self.returns(point, Start::State).await?.0;
+                    let (baseline, _, here) = self.returns(point, Start::State).await?;
+                    label.baseline_returns = baseline;
+                    label.steps = Some(steps + here);
                     label.value = next_v - c.aggregation.apply(&label.baseline_returns);
                 }
             }

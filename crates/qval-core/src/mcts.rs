@@ -257,7 +257,7 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
         step: usize,
         history: Vec<Turn>,
         rng: &mut QRng,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<(Vec<f64>, u64)> {
         let c = &self.config;
         let max_steps = self.env.spec().max_steps;
         let mut nodes = vec![Node {
@@ -315,7 +315,7 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
             }
         }
         self.counts.note_run(simulations, env_steps);
-        Ok(returns)
+        Ok((returns, env_steps))
     }
 
     fn discounted(&self, rewards: &[f64]) -> f64 {
@@ -408,8 +408,9 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
         Ok(())
     }
 
-    /// The returns of a value from `start` (see [`Start`]).
-    async fn returns(&self, point: &EvaluationPoint, start: Start) -> Result<Vec<f64>> {
+    /// The returns of a value from `start` (see [`Start`]), and the environment steps of
+    /// the search.
+    async fn returns(&self, point: &EvaluationPoint, start: Start) -> Result<(Vec<f64>, u64)> {
         let spec = self.env.spec();
         let mut rng = rng_for(self.config.seed, &[stable_hash(&point.id), 3 + start.seed_key()]);
         let track = self.policy.uses_history();
@@ -433,17 +434,18 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
                 let a = point.action_as::<E::Action>()?;
                 let o = self.env.step(&s, &a, &mut rng)?;
                 let r0 = o.reward - self.config.step_penalty;
+                self.counts.note_run(0, 1);
                 if o.terminated || point.step_index + 1 >= spec.max_steps {
-                    return Ok(vec![r0; self.config.iterations]);
+                    return Ok((vec![r0; self.config.iterations], 1));
                 }
                 let mut history = history;
                 if track {
                     history.push(point_turn(point));
                 }
-                let inner = self
+                let (inner, steps) = self
                     .search(&point.task, o.state, point.step_index + 1, history, &mut rng)
                     .await?;
-                Ok(inner.into_iter().map(|r| r0 + self.gamma * r).collect())
+                Ok((inner.into_iter().map(|r| r0 + self.gamma * r).collect(), steps + 1))
             }
         }
     }
@@ -455,21 +457,26 @@ impl<E: Environment + 'static, P: Policy<E> + 'static> PointLabeler for Inner<E,
         let c = &self.config;
         let result: Result<Label> = async {
             let mut label = Label::unlabelled(point.id.clone(), c.signal, c.aggregation);
+            let steps;
             match c.signal {
-                Signal::Q => label.returns = self.returns(point, Start::Forced).await?,
-                Signal::V => label.returns = self.returns(point, Start::State).await?,
+                Signal::Q => (label.returns, steps) = self.returns(point, Start::Forced).await?,
+                Signal::V => (label.returns, steps) = self.returns(point, Start::State).await?,
                 Signal::Advantage => {
                     let done = point.terminated || point.step_index + 1 >= self.env.spec().max_steps;
+                    let mut next = 0;
                     if !done {
-                        label.returns = self.returns(point, Start::Next).await?;
+                        (label.returns, next) = self.returns(point, Start::Next).await?;
                     }
-                    label.baseline_returns = self.returns(point, Start::State).await?;
+                    let here;
+                    (label.baseline_returns, here) = self.returns(point, Start::State).await?;
+                    label.steps = Some(next + here);
                     let next = if done { 0.0 } else { c.aggregation.apply(&label.returns) };
                     label.value = next - c.aggregation.apply(&label.baseline_returns);
                     return Ok(label);
                 }
             }
             label.value = c.aggregation.apply(&label.returns);
+            label.steps = Some(steps);
             Ok(label)
         }
         .await;

@@ -371,6 +371,10 @@ pub struct Label {
     /// privileged evidence an oracle teacher such as sdpo-gt is shown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expert: Option<ExpertRollout>,
+    /// For a label made from rollouts: the environment steps of the rollouts behind it
+    /// (whether run for it or read back), what the label costs to make from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
 }
 
 /// A summary of one reference-policy rollout that starts with a forced action: its
@@ -402,6 +406,7 @@ impl Label {
             aborted: None,
             candidate_of: None,
             expert: None,
+            steps: None,
         }
     }
 
@@ -430,6 +435,7 @@ impl Label {
             aborted: None,
             candidate_of: None,
             expert: None,
+            steps: None,
         }
     }
 }

@@ -219,6 +219,7 @@ mod tests {
             aborted: None,
             candidate_of: None,
             expert: None,
+            steps: None,
         }
     }
 

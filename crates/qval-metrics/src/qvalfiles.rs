@@ -242,6 +242,7 @@ pub fn read_prediction_folder(dir: &Path) -> Result<(Vec<LabelSet>, Vec<Predicti
                     aborted: None,
                     candidate_of,
                     expert: None,
+                    steps: None,
                 })
                 .collect(),
             dataset: f.dataset(),

@@ -34,6 +34,7 @@ fn write_run(dir: &Path) -> (Vec<f64>, Vec<f64>) {
             aborted: (i == 5).then(|| "rollout failed".to_string()),
             candidate_of: None,
             expert: None,
+            steps: None,
         })
         .collect();
     write_jsonl(
@@ -314,6 +315,7 @@ fn label_set(name: &str, signal: Signal, values: &[f64], returns: impl Fn(usize)
                 aborted: None,
                 candidate_of: None,
                 expert: None,
+                steps: None,
             })
             .collect(),
         dataset: Some("d1".into()),

@@ -32,6 +32,7 @@ pub mod catalog;
 pub mod encoders;
 pub mod envs;
 pub mod error;
+mod label_check;
 pub mod limits;
 pub mod methods;
 mod net;

@@ -13,54 +13,15 @@ use super::points::{Candidates, share_of_method};
 use super::stage::Stage;
 use super::stages::{Labelled, Run, label_set, timing};
 use crate::envs::RolloutLabels;
+use crate::label_check::mcts_config;
 use crate::passk_spec::{PasskSource, ResolvedPassk};
-use crate::spec::{LabelMethod, LabelSpec, SpecProblem, at};
+use crate::spec::{LabelMethod, LabelSpec};
 use crate::{Result, RunnerError};
-use qval_core::rollout::{Rollout, RolloutCounts, RolloutStore, Rollouts};
+use qval_core::rollout::{Rollout, RolloutStore, Rollouts};
 use qval_core::stage::layout;
-use qval_core::{EvaluationPoint, LabelConfig, Labeler, MctsConfig, MvmcConfig, Signal, Trajectory};
+use qval_core::{EvaluationPoint, LabelConfig, Labeler, MvmcConfig, Signal, Trajectory};
+use qval_metrics::LabelSet;
 use qval_metrics::passk::{Attempt, PassAtK};
-
-/// The MCTS settings of a label set, checked (a problem at its key in the set).
-pub(crate) fn mcts_config(l: &LabelSpec, seed: u64) -> std::result::Result<MctsConfig, SpecProblem> {
-    let mut b = MctsConfig::builder()
-        .aggregation(l.aggregation)
-        .signal(l.signal)
-        .step_penalty(l.step_penalty)
-        .seed(seed)
-        .concurrency(l.concurrency);
-    if let Some(n) = l.mcts_iterations {
-        b = b.iterations(n);
-    }
-    if let Some(w) = l.mcts_expansion_width {
-        b = b.width(w);
-    }
-    if let Some(c) = l.mcts_exploration_constant {
-        b = b.exploration(c);
-    }
-    if let Some(g) = l.gamma {
-        b = b.gamma(g);
-    }
-    b.build().map_err(|e| match &e {
-        qval_core::CoreError::InvalidParameter { name, value, reason } => {
-            SpecProblem::at(at![*name], format!("{value}: give {reason}"))
-        }
-        _ => SpecProblem::at(vec![], e.to_string()),
-    })
-}
-
-/// What one label set cost: its rollouts (run and reused) and environment steps, and the
-/// LLM requests and tokens of its reference policy. For a set finished by an earlier run,
-/// what `run.json` recorded.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct LabelCost {
-    pub(crate) name: String,
-    pub(crate) how: String,
-    pub(crate) labels: usize,
-    pub(crate) rollouts: RolloutCounts,
-    pub(crate) requests: u64,
-    pub(crate) tokens: u64,
-}
 
 impl Run<'_> {
     /// The run's rollouts, in its store.
@@ -78,7 +39,6 @@ impl Run<'_> {
         let mut out = Labelled {
             sets: Vec::new(),
             expert: HashMap::new(),
-            costs: Vec::new(),
             labelers: HashMap::new(),
         };
         let rollouts = self.rollouts();
@@ -144,19 +104,6 @@ impl Run<'_> {
         if fresh {
             self.done_with(&stage, t, spent, rolled.then_some(counts))?;
         }
-        let record = self.record(&stage).cloned().unwrap_or_default();
-        let cost = LabelCost {
-            name: l.name.clone(),
-            how: describe(&l.spec),
-            labels: count,
-            rollouts: if fresh {
-                counts
-            } else {
-                record.rollouts.unwrap_or_default()
-            },
-            requests: if fresh { spent.0 } else { record.requests },
-            tokens: if fresh { spent.1 } else { record.tokens },
-        };
         let cost_text = if rolled && fresh {
             format!(
                 "; {} rollouts run, {} reused, {} steps{}",
@@ -175,10 +122,9 @@ impl Run<'_> {
         self.say(&format!(
             "3. label     {}: {count} labels{ranking} ({}), {aborted} aborted{cost_text}{}",
             l.name,
-            cost.how,
+            describe(&l.spec),
             timing(fresh, t)
         ));
-        out.costs.push(cost);
         out.labelers.insert(l.name.clone(), labeler);
         Ok(())
     }
@@ -372,18 +318,60 @@ fn describe(l: &LabelSpec) -> String {
     }
 }
 
-/// The summary's section on the reference labels: each set's cost, and pass@k.
-pub(crate) fn labels_section(costs: &[LabelCost], passk: Option<&str>) -> String {
+/// The summary's section on the reference labels: for each set, what its labels rest on
+/// (rollouts, those shared with an earlier set, environment steps), read from the labels
+/// themselves so the section is the same bytes however the run was split, resumed or served
+/// from a store (what this run paid is in `run.json`); then pass@k.
+pub(crate) fn labels_section(plan: &[ResolvedLabels], sets: &[LabelSet], passk: Option<&str>) -> String {
     let mut md = String::from(
-        "\n## Reference labels\n\n| label set | how | labels | rollouts run | reused | env steps | requests | tokens |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|\n",
+        "\n## Reference labels\n\n| label set | how | labels | rollouts | shared with an earlier set | env steps |\n\
+         |---|---|---:|---:|---:|---:|\n",
     );
-    for c in costs {
+    // The most rollouts an earlier MVMC set of the same reference kept from each start.
+    let mut kept: HashMap<(String, u8), usize> = HashMap::new();
+    for l in plan {
+        let Some(set) = sets.iter().find(|s| s.name == l.name) else {
+            continue;
+        };
+        let labels = &set.labels;
+        if l.spec.method == LabelMethod::Exact {
+            md.push_str(&format!("| {} | exact | {} | - | - | - |\n", l.name, labels.len()));
+            continue;
+        }
+        let reference = serde_json::to_string(&l.spec.reference).unwrap_or_default();
+        // Q rollouts start forced, V from the state, advantage from the next state and the state.
+        let (first, second) = match l.spec.signal {
+            Signal::Q => (0, None),
+            Signal::V => (1, None),
+            Signal::Advantage => (2, Some(1)),
+        };
+        let prior = |start: u8| kept.get(&(reference.clone(), start)).copied().unwrap_or(0);
+        let mvmc = l.spec.method == LabelMethod::Mvmc;
+        let (mut rollouts, mut shared, mut steps) = (0usize, 0usize, 0u64);
+        for label in labels {
+            rollouts += label.returns.len() + label.baseline_returns.len();
+            steps += label.steps.unwrap_or(0);
+            if mvmc {
+                shared += label.returns.len().min(prior(first));
+                if let Some(s) = second {
+                    shared += label.baseline_returns.len().min(prior(s));
+                }
+            }
+        }
+        if mvmc {
+            for start in std::iter::once(first).chain(second) {
+                let k = kept.entry((reference.clone(), start)).or_default();
+                *k = (*k).max(l.spec.rollouts);
+            }
+        }
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            c.name, c.how, c.labels, c.rollouts.run, c.rollouts.reused, c.rollouts.steps, c.requests, c.tokens
+            "| {} | {} | {} | {rollouts} | {shared} | {steps} |\n",
+            l.name,
+            describe(&l.spec),
+            labels.len()
         ));
     }
+    md.push_str("\nWhat this run paid for them (rollouts run and read back, requests, tokens) is in `run.json`.\n");
     if let Some(line) = passk {
         md.push_str(&format!("\nReference policy: {line}.\n"));
     }

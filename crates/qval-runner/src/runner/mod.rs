@@ -90,11 +90,11 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         Some(p) => Some(run.passk(p, &points, &trajectories, &labels).await?),
         None => None,
     };
-    let costs = labels.costs;
+    let section = label::labels_section(&plan.labels, &labels.sets, passk.as_deref());
     run.evaluate(labels.sets, predictions, trajectories.len(), points.len())
         .await?;
     if run.report.summary.is_some() {
-        run.append_summary(&label::labels_section(&costs, passk.as_deref()))?;
+        run.append_summary(&section)?;
     }
     if let Some(summary) = run.report.summary.clone() {
         run.act(&inputs, Some(&summary)).await?;

@@ -128,7 +128,10 @@ impl Plan {
             None => None,
         };
         let passk = match &e.passk {
-            Some(p) => Some(crate::passk_spec::resolve(p, &labels, &*env, &*services).map_err(|p| at.err(p))?),
+            Some(p) => {
+                let sets: Vec<(&str, &LabelSpec)> = labels.iter().map(|l| (l.name.as_str(), &l.spec)).collect();
+                Some(crate::label_check::passk(p, &sets, &*env, &*services).map_err(|p| at.err(p))?)
+            }
             None => None,
         };
         let rollout_store = match (&options.rollout_store, &e.rollout_store) {
@@ -400,7 +403,7 @@ fn label_sets(e: &Experiment, env: &dyn EnvPlugin, services: &Services, at: &At<
             ("mcts_exploration_constant", l.mcts_exploration_constant.is_some()),
         ];
         if l.method == LabelMethod::Mcts {
-            crate::runner::label::mcts_config(l, e.seed).map_err(|p| within(base.clone(), p))?;
+            crate::label_check::mcts_config(l, e.seed).map_err(|p| within(base.clone(), p))?;
         } else if let Some((key, _)) = mcts_keys.iter().find(|(_, set)| *set) {
             return Err(err(SpecProblem::at(
                 field(key),

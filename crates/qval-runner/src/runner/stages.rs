@@ -30,8 +30,6 @@ use qval_metrics::{EvaluateConfig, LabelSet, PredictionSet};
 pub(crate) struct Labelled {
     pub(crate) sets: Vec<LabelSet>,
     pub(crate) expert: HashMap<String, qval_core::ExpertRollout>,
-    /// What each set cost, in plan order.
-    pub(crate) costs: Vec<super::label::LabelCost>,
     /// Each set's labeler, by name (pass@k reads their rollouts).
     pub(crate) labelers: HashMap<String, Arc<dyn qval_core::Labeler>>,
 }
@@ -563,22 +561,19 @@ impl<'p> Run<'p> {
         Ok(())
     }
 
-    /// Says where the run's files are and how long it took.
-    /// Appends `section` to `summary.md` and to the report's Markdown.
+    /// Appends `section` to `summary.md` and to the report's Markdown, after one blank line.
     pub(super) fn append_summary(&mut self, section: &str) -> Result<()> {
         let md = self.plan.run_dir.join("summary.md");
-        let mut body = std::fs::read_to_string(&md).unwrap_or_default();
-        body.push_str(section);
+        let body = std::fs::read_to_string(&md).unwrap_or_default();
+        let section = format!("\n{}", section.trim_start());
+        let body = format!("{}\n{section}", body.trim_end());
         qval_core::io::write_atomic(&md, body.as_bytes())?;
-        self.report.markdown.push_str(section);
+        let report = &mut self.report.markdown;
+        *report = format!("{}\n{section}", report.trim_end());
         Ok(())
     }
 
-    /// What `run.json` records of a finished stage.
-    pub(super) fn record(&self, stage: &Stage) -> Option<&StageRecord> {
-        self.manifest.stages.get(&stage.to_string())
-    }
-
+    /// Says where the run's files are and how long it took.
     pub(crate) fn finished(&self) {
         self.say(&format!(
             "\nArtifacts in {}; total {:.2}s",
