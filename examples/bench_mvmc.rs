@@ -1,5 +1,7 @@
-//! MVMC labelling throughput on slippery FrozenLake 8x8: rollouts and environment steps per
-//! second.
+//! Labelling throughput on slippery FrozenLake 8x8: MVMC rollouts and environment steps per
+//! second (rollouts kept in memory), then the same labels with a rollout store on disk (the
+//! first pass writes every rollout, the second reads them all back), then MCTS at the same
+//! number of simulation returns.
 //!
 //! ```text
 //! cargo run --release --example bench_mvmc                 # 10,000 points, k = 32
@@ -13,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use qval::envs::frozenlake::{EpsilonGreedy, FrozenLake, FrozenLakeAction, FrozenLakeState, OptimalPolicy};
+use qval::rollout::{RolloutStore, Rollouts};
 use qval::{
-    CollectConfig, Environment, Labeler, MvmcConfig, MvmcLabeler, Policy, PolicyInput, QRng, SampleConfig,
-    StageOptions, collect, sample_points,
+    CollectConfig, Environment, Labeler, MctsConfig, MctsLabeler, MvmcConfig, MvmcLabeler, Policy, PolicyInput, QRng,
+    SampleConfig, StageOptions, collect, sample_points,
 };
 
 #[derive(Parser)]
@@ -104,5 +107,46 @@ fn run() -> anyhow::Result<()> {
     println!("  rollouts/s      {:.0}", rollouts / secs);
     println!("  env steps/s     {:.0}", steps / secs);
     println!("  steps/rollout   {:.1}", steps / rollouts);
+
+    let dir = tempfile::tempdir()?;
+    for pass in ["writes", "reads back"] {
+        let stored = Arc::new(Rollouts::stored(RolloutStore::new(dir.path())));
+        let labeler = MvmcLabeler::new(
+            env.clone(),
+            policy.clone(),
+            MvmcConfig::builder().rollouts(args.rollouts).seed(7).build()?,
+        )
+        .with_rollouts(stored.clone());
+        let t = Instant::now();
+        let again = rt.block_on(labeler.label_batch(&points));
+        let secs = t.elapsed().as_secs_f64();
+        anyhow::ensure!(again == labels, "the store changed a label");
+        let c = stored.counts();
+        println!(
+            "  with a store, {pass}: {secs:.3} s, {:.0} rollouts/s ({} run, {} read back)",
+            rollouts / secs,
+            c.run,
+            c.reused
+        );
+    }
+
+    let counts = Arc::new(Rollouts::in_memory());
+    let mcts = MctsLabeler::new(
+        env.clone(),
+        Arc::new(OptimalPolicy::for_env(&env)),
+        MctsConfig::builder().iterations(args.rollouts).seed(7).build()?,
+    )
+    .with_counts(counts.clone());
+    let t = Instant::now();
+    let searched = rt.block_on(mcts.label_batch(&points));
+    let secs = t.elapsed().as_secs_f64();
+    let aborted = searched.iter().filter(|l| l.aborted.is_some()).count();
+    let c = counts.counts();
+    println!(
+        "MCTS, {} returns a point (width 5): {secs:.3} s, {:.0} returns/s, {:.0} env steps/s, {aborted} aborted",
+        args.rollouts,
+        rollouts / secs,
+        c.steps as f64 / secs
+    );
     Ok(())
 }
