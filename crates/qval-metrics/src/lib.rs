@@ -51,6 +51,7 @@ pub mod recompute;
 pub mod report;
 pub mod special;
 pub mod summary;
+pub mod transforms;
 
 mod output;
 mod run_info;
@@ -73,7 +74,7 @@ pub use qvalfiles::{
 };
 pub use rank::average_ranks;
 pub use ranking::{PerStateRanking, RankingTies, StateCandidates, per_state_ranking};
-pub use recompute::{Difference, Recomputed, recompute_published};
+pub use recompute::{Difference, NotRecomputed, Recomputed, recompute_published};
 pub use report::stage::{evaluate, evaluate_in, evaluate_run};
 pub use report::{
     CORRELATION_METHODS, EvaluateConfig, LabelSet, PredictionSet, candidate_groups, comparable, parse_signal,

@@ -77,9 +77,19 @@ pub struct Recomputed {
     pub differences: Vec<Difference>,
     /// Figures compared.
     pub compared: usize,
-    /// Entries that could not be recomputed from the summary alone (ranking entries keep no
-    /// values in the published layout).
-    pub not_recomputable: Vec<String>,
+    /// Entries that could not be recomputed from the summary alone, each with the reason
+    /// (ranking entries keep no values in the published layout; potentials of shaped rewards
+    /// need the dataset's trajectories).
+    pub not_recomputable: Vec<NotRecomputed>,
+}
+
+/// An entry of a stored summary that could not be recomputed from it, and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NotRecomputed {
+    /// `estimations.<label set>`.
+    pub what: String,
+    /// Why.
+    pub why: String,
 }
 
 /// Reads a summary in the published layout (the published testbed's or qval's),
@@ -113,14 +123,18 @@ pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<Recomput
     let mut differences = Vec::new();
     let mut compared = 0;
     let mut not_recomputable = Vec::new();
-    let recompute = |gt: &[f64], m: &MethodEstimation| -> Result<MethodEstimation, MetricsError> {
+    // Trajectory entries pair every trajectory; point entries the prefix of the dataset.
+    let recompute = |gt: &[f64], m: &MethodEstimation, g: Granularity| -> Result<MethodEstimation, MetricsError> {
         let preds = m.values();
         let mut n = gt.len().min(preds.len());
-        if let Some(c) = cap {
+        if let Some(c) = cap
+            && g == Granularity::Point
+        {
             n = n.min(c);
         }
         let mut e = point_entry(&gt[..n], &preds[..n], &cfg)?;
         e.predicted_values = m.predicted_values.clone();
+        e.predicted_trajectory_sums = m.predicted_trajectory_sums.clone();
         if m.num_dropped_zero.is_none() {
             e.num_dropped_zero = None;
         }
@@ -140,17 +154,30 @@ pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<Recomput
     ] {
         for (gname, est) in ests {
             let at_gt = format!("{section}.{gname}");
-            if est.granularity != Granularity::Point {
-                not_recomputable.push(at_gt);
+            if est.granularity == Granularity::Ranking {
+                not_recomputable.push(NotRecomputed {
+                    what: at_gt,
+                    why: "the published layout keeps no ranking values".into(),
+                });
                 continue;
             }
+            if est.assumption == "potential" && info.signal_type == "shaped_reward" {
+                not_recomputable.push(NotRecomputed {
+                    what: at_gt,
+                    why: "potentials of shaped rewards are running sums over each trajectory's points, \
+                          which the summary does not record: it keeps the raw values"
+                        .into(),
+                });
+                continue;
+            }
+            let granularity = est.granularity;
             let gt = est.labels();
             let target = new.get_mut(gname).expect("cloned");
             for (mname, entry) in &est.methods {
                 let at = format!("{at_gt}.methods.{mname}");
                 match entry {
                     MethodEntry::Method(m) => {
-                        let e = recompute(&gt, m)?;
+                        let e = recompute(&gt, m, granularity)?;
                         compared += 3 * m.correlations.figures().len();
                         diff_figures(&at, m, &e, &mut differences);
                         target.methods.insert(mname.clone(), MethodEntry::Method(e));
@@ -158,7 +185,7 @@ pub fn recompute_published(path: &Path, cfg: &EvaluateConfig) -> Result<Recomput
                     MethodEntry::Group(g) => {
                         let mut members = Vec::new();
                         for (i, m) in g.per_sample.iter().enumerate() {
-                            let e = recompute(&gt, m)?;
+                            let e = recompute(&gt, m, granularity)?;
                             compared += 3 * m.correlations.figures().len();
                             diff_figures(&format!("{at}.per_sample[{i}]"), m, &e, &mut differences);
                             members.push(e);

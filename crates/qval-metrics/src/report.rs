@@ -214,6 +214,7 @@ pub fn point_entry(
     Ok(MethodEstimation {
         correlations: corr,
         predicted_values: None,
+        predicted_trajectory_sums: None,
         num_dropped_zero: Some(dropped),
         per_point_correlations: None,
         qval: Some(extras),
@@ -252,6 +253,7 @@ pub fn ranking_entry(states: &[StateCandidates], cfg: &EvaluateConfig) -> Method
             ..Default::default()
         },
         predicted_values: None,
+        predicted_trajectory_sums: None,
         num_dropped_zero: None,
         per_point_correlations: Some(opt_all(&r.per_state)),
         qval: Some(extras),

@@ -249,6 +249,10 @@ pub struct MethodEstimation {
     /// The predictions as compared (null = NaN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_values: Option<Vec<Option<f64>>>,
+    /// Trajectory granularity (shaped rewards): the predictions summed per trajectory, as
+    /// compared (null = NaN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_trajectory_sums: Option<Vec<Option<f64>>>,
     /// Pairs dropped by the zero filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_dropped_zero: Option<usize>,
@@ -261,11 +265,12 @@ pub struct MethodEstimation {
 }
 
 impl MethodEstimation {
-    /// The predictions as numbers (NaN for null), from the published key or, for ranking
-    /// entries, qval's.
+    /// The predictions as numbers (NaN for null), from the published key (per trajectory
+    /// for trajectory entries) or, for ranking entries, qval's.
     pub fn values(&self) -> Vec<f64> {
         self.predicted_values
             .as_ref()
+            .or(self.predicted_trajectory_sums.as_ref())
             .or_else(|| self.qval.as_ref().and_then(|q| q.predicted_values.as_ref()))
             .map(|v| unopt_all(v))
             .unwrap_or_default()

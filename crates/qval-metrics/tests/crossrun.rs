@@ -38,6 +38,7 @@ fn method(rho: Option<f64>, ci: Option<[f64; 2]>, n: usize, p: f64) -> MethodEst
             ..Default::default()
         },
         predicted_values: Some((0..8).map(|i| Some(i as f64 * rho.unwrap_or(0.0))).collect()),
+        predicted_trajectory_sums: None,
         num_dropped_zero: Some(0),
         per_point_correlations: None,
         qval: Some(extras),

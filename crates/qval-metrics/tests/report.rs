@@ -204,7 +204,8 @@ fn every_published_summary_fixture_is_reproduced() {
         &cfg(),
     )
     .unwrap();
-    assert_eq!(ranking.not_recomputable, ["estimations.ranking_gt_qv_mc_max"]);
+    let skipped: Vec<&str> = ranking.not_recomputable.iter().map(|n| n.what.as_str()).collect();
+    assert_eq!(skipped, ["estimations.ranking_gt_qv_mc_max"]);
 }
 
 #[test]

@@ -253,9 +253,7 @@ fn recompute_summary(path: &Path, cfg: &EvaluateConfig) -> Result<()> {
     warn(warnings);
     out::line(r.summary.markdown().trim_end());
     for n in &r.not_recomputable {
-        out::line(&format!(
-            "- {n}: not recomputable (the published layout keeps no ranking values); kept as stored"
-        ));
+        out::line(&format!("- {}: not recomputable ({}); kept as stored", n.what, n.why));
     }
     out::line(&format!("{} files written beside {}", written.len(), path.display()));
     if r.compared == 0 {
