@@ -23,8 +23,8 @@ use crate::io::{Kind, Metadata};
 use crate::seed::{derive_seed, stable_hash};
 use crate::stage::{Resume, Share, StageOptions, checkpointed, to_value};
 use crate::{
-    CoreError, DenseSignalMethod, Environment, EvaluationPoint, MethodContext, Policy, PolicyInput, QRng, Result,
-    Signal, Task, Turn,
+    CoreError, DenseSignalMethod, Environment, EvaluationPoint, MethodContext, Policy, PolicyInput, QRng, Result, Task,
+    Turn,
 };
 
 /// Scores the candidates of one decision. The candidates are points stepped from the same
@@ -84,7 +84,7 @@ impl Chooser for Guided {
     }
 
     async fn score(&self, candidates: &[EvaluationPoint], ctx: &MethodContext) -> Vec<f64> {
-        if self.method.signal() != Signal::V {
+        if self.method.signal().has_action() {
             let got = self.method.evaluate_batch(candidates, ctx).await;
             return got.into_iter().map(|r| r.unwrap_or(f64::NAN)).collect();
         }

@@ -170,6 +170,9 @@ impl MvmcConfigBuilder {
     /// (0, 1], or a non-finite step penalty.
     pub fn build(self) -> Result<MvmcConfig> {
         let c = self.0;
+        if c.signal == Signal::ShapedReward {
+            return Err(not_of_rollouts());
+        }
         if c.rollouts == 0 {
             return Err(CoreError::invalid("rollouts", 0, "at least one rollout per point"));
         }
@@ -350,7 +353,8 @@ impl<E: Environment + 'static, P: Policy<E> + 'static> PointLabeler for Inner<E,
                     label.value = c.aggregation.apply(&label.returns);
                     label.steps = Some(steps);
                 }
-                Signal::V => {
+                Signal::ShapedReward => return Err(not_of_rollouts()),
+                Signal::V | Signal::Potential => {
                     let (returns, _, steps) = self.returns(point, Start::State).await?;
                     label.returns = returns;
                     label.value = c.aggregation.apply(&label.returns);
@@ -420,7 +424,8 @@ where
     async fn rollouts_of(&self, point: &EvaluationPoint) -> Result<Option<Vec<Rollout>>> {
         let start = match self.inner.config.signal {
             Signal::Q => Start::Forced,
-            Signal::V | Signal::Advantage => Start::State,
+            Signal::V | Signal::Potential | Signal::Advantage => Start::State,
+            Signal::ShapedReward => return Ok(None),
         };
         self.inner.rollouts(point, start).await.map(Some)
     }
@@ -436,6 +441,15 @@ where
         let c = &self.inner.config;
         spawned(&self.inner, points, c.concurrency, c.signal, c.aggregation).await
     }
+}
+
+/// The error of a rollout labeler asked for shaped-reward labels.
+pub(crate) fn not_of_rollouts() -> CoreError {
+    CoreError::invalid(
+        "signal",
+        "shaped-reward",
+        "a signal labelled by rollouts (shaped-reward labels are the trajectories' returns)",
+    )
 }
 
 /// A point's state (and forced action) for rollouts from `start`.

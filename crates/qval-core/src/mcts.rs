@@ -147,6 +147,9 @@ impl MctsConfigBuilder {
     /// non-finite exploration constant, a gamma outside (0, 1] or a non-finite penalty.
     pub fn build(self) -> Result<MctsConfig> {
         let c = self.0;
+        if c.signal == Signal::ShapedReward {
+            return Err(crate::label::not_of_rollouts());
+        }
         if !(1..=MctsConfig::MAX_ITERATIONS).contains(&c.iterations) {
             return Err(CoreError::invalid(
                 "mcts_iterations",
@@ -460,7 +463,8 @@ impl<E: Environment + 'static, P: Policy<E> + 'static> PointLabeler for Inner<E,
             let steps;
             match c.signal {
                 Signal::Q => (label.returns, steps) = self.returns(point, Start::Forced).await?,
-                Signal::V => (label.returns, steps) = self.returns(point, Start::State).await?,
+                Signal::V | Signal::Potential => (label.returns, steps) = self.returns(point, Start::State).await?,
+                Signal::ShapedReward => return Err(crate::label::not_of_rollouts()),
                 Signal::Advantage => {
                     let done = point.terminated || point.step_index + 1 >= self.env.spec().max_steps;
                     let mut next = 0;

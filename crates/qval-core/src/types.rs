@@ -137,6 +137,23 @@ pub struct Trajectory {
 }
 
 impl Trajectory {
+    /// The id of the label of the trajectory at `index` (its return, for shaped rewards):
+    /// `t<index>`.
+    pub fn label_id(index: usize) -> String {
+        format!("t{index}")
+    }
+
+    /// The return Σ γ^t r_t over every transition from the first (the published trajectory
+    /// return, a step penalty included as the rewards include it); 0.0 for none.
+    pub fn discounted_return(&self, gamma: f64) -> f64 {
+        let (mut total, mut discount) = (0.0, 1.0);
+        for t in &self.transitions {
+            total += discount * t.reward;
+            discount *= gamma;
+        }
+        total
+    }
+
     /// The undiscounted sum of rewards.
     pub fn total_reward(&self) -> f64 {
         self.transitions.iter().map(|t| t.reward).sum()
@@ -295,17 +312,48 @@ pub enum Signal {
     V,
     /// V(s') - V(s).
     Advantage,
+    /// Φ(s): a potential for reward shaping. A method predicts it directly (compared with V
+    /// labels, the optimal potential being V*), or a shaped-reward method's F values become
+    /// potentials by their running sum within each trajectory.
+    Potential,
+    /// F(s, a, s'): a shaped reward for one transition. Labels are the trajectories' returns,
+    /// compared with the method's values summed over each trajectory's points.
+    #[serde(rename = "shaped-reward")]
+    ShapedReward,
 }
 
 impl Signal {
-    /// The signal as it is written in files and names: `q`, `v` or `advantage` (its serde
-    /// name).
+    /// Every signal, in the order above.
+    pub const ALL: [Signal; 5] = [
+        Signal::Q,
+        Signal::V,
+        Signal::Advantage,
+        Signal::Potential,
+        Signal::ShapedReward,
+    ];
+
+    /// The signal as it is written in files and names: `q`, `v`, `advantage`, `potential`
+    /// or `shaped-reward` (its serde name).
     pub fn key(self) -> &'static str {
         match self {
             Signal::Q => "q",
             Signal::V => "v",
             Signal::Advantage => "advantage",
+            Signal::Potential => "potential",
+            Signal::ShapedReward => "shaped-reward",
         }
+    }
+
+    /// Whether the value depends on the action (and the next state): Q, advantage and
+    /// shaped reward; V and potential are of the state alone.
+    pub fn has_action(self) -> bool {
+        !matches!(self, Signal::V | Signal::Potential)
+    }
+
+    /// Whether labels of this signal are values of the state from rollouts started there
+    /// (V, and potential, whose labels are V's).
+    pub fn is_state_value(self) -> bool {
+        matches!(self, Signal::V | Signal::Potential)
     }
 }
 
@@ -315,6 +363,8 @@ impl std::fmt::Display for Signal {
             Signal::Q => "Q",
             Signal::V => "V",
             Signal::Advantage => "A",
+            Signal::Potential => "Phi",
+            Signal::ShapedReward => "F",
         })
     }
 }

@@ -36,19 +36,20 @@ fn goal_for(texts: &GoalTexts, point: &EvaluationPoint) -> String {
         .unwrap_or_else(|| point.task.instruction.trim().to_string())
 }
 
-/// The state image a method scores: the last image of s' for Q (and advantage), of s for V.
+/// The state image a method scores: the last image of s' for the signals of an action, of s
+/// for V and potential.
 fn state_image(point: &EvaluationPoint, signal: Signal) -> Option<&Image> {
-    match signal {
-        Signal::V => point.observation.images.last(),
-        _ => point.next_observation.images.last(),
+    match signal.has_action() {
+        false => point.observation.images.last(),
+        true => point.next_observation.images.last(),
     }
 }
 
-/// The state text a method scores: s' for Q (and advantage), s for V.
+/// The state text a method scores: s' for the signals of an action, s for V and potential.
 fn state_text(point: &EvaluationPoint, signal: Signal) -> String {
-    match signal {
-        Signal::V => point.observation.text.clone(),
-        _ => point.next_observation.text.clone(),
+    match signal.has_action() {
+        false => point.observation.text.clone(),
+        true => point.next_observation.text.clone(),
     }
 }
 

@@ -453,6 +453,63 @@ async fn presets_change_the_guidance_and_the_answer_format_as_published() {
     assert!(!plain.contains("After any reasoning") && plain.contains("Provide your numeric Q-value estimate"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn potential_and_shaped_reward_prompts_say_what_the_published_ones_say() {
+    use qval_methods::llm::prompt::{direct_messages, render};
+    let d = quickstart_data().await;
+    let p = &d.points[3];
+    let mut ctx = d.ctx.clone();
+    ctx.disclose_gamma = true;
+    let text = |ctx: &qval_core::MethodContext, signal| render(&direct_messages(p, ctx, signal, &Default::default()));
+    // The published blocks (bethgelab/qval prompts.py) at gamma 0.95, disclosed.
+    let potential = text(&ctx, Signal::Potential);
+    for block in [
+        "You are an expert at estimating potential functions for reinforcement learning environments.",
+        "The potential Φ(s) represents the long-term desirability of state s for reward shaping. The theoretically \
+         optimal potential equals V*(s), the optimal state-value function — the expected discounted cumulative \
+         reward (discount factor γ=0.95) under optimal play. It depends only on the current state, not on any \
+         specific action.",
+        "You will receive the episode's state-action history (if any) and the current state. Estimate Φ(s) for \
+         the **Current State** — the potential value representing how desirable this state is for eventual \
+         success. The history provides context about how the agent reached the current state.",
+        "Estimate the potential of the **Current State** for the following:",
+        "Now, provide your potential value estimate for the current state as a single number inside <answer> tags, \
+         e.g. <answer>NUMBER</answer>.",
+    ] {
+        assert!(potential.contains(block), "missing:\n{block}\nin:\n{potential}");
+    }
+    assert!(
+        !potential.contains("### Current Action"),
+        "a potential is of the state alone"
+    );
+    let shaped = text(&ctx, Signal::ShapedReward);
+    for block in [
+        "The shaped reward F(s, a, s') provides a dense per-transition reward signal supplementing the sparse \
+         environment reward. A positive value indicates the transition moved toward the goal; negative indicates \
+         regression. It may depend on the current state, the action taken, and the resulting next state.",
+        "You will receive the episode's state-action history (if any), the current state, the action taken, and the \
+         resulting next state. Estimate F(s, a, s') for this transition — a dense reward signal indicating \
+         whether this transition moved toward or away from the goal. Positive means progress, negative means \
+         regression. The history provides context about how the agent reached the current state.",
+        "Estimate the shaped reward for the transition from **Current State** via **Current Action** to **Next \
+         State** for the following:",
+        "### Current Action\n",
+        "### Next State\n",
+        "Now, provide your shaped reward estimate for this transition as a single number inside <answer> tags, e.g. \
+         <answer>NUMBER</answer>.",
+    ] {
+        assert!(shaped.contains(block), "missing:\n{block}\nin:\n{shaped}");
+    }
+    ctx.include_next_state = false;
+    let without_next = text(&ctx, Signal::ShapedReward);
+    assert!(
+        without_next.contains(
+            "Estimate the shaped reward for the **Current Action** in the **Current State** for the following:"
+        )
+    );
+    assert!(!without_next.contains("### Next State"));
+}
+
 /// A backend answering `<answer>0.5</answer>` after a pause, counting the calls it gets.
 struct Counting {
     calls: std::sync::atomic::AtomicU64,

@@ -329,6 +329,8 @@ pub fn parse_signal(name: &str) -> Option<Signal> {
         "q" | "q_value" | "qv" => Some(Signal::Q),
         "v" | "value" | "state_value" | "sv" => Some(Signal::V),
         "a" | "advantage" => Some(Signal::Advantage),
+        "potential" | "phi" => Some(Signal::Potential),
+        "shaped-reward" | "shaped_reward" | "f" => Some(Signal::ShapedReward),
         _ => None,
     }
 }
@@ -392,7 +394,7 @@ impl LabelSet {
         let signal = match declared {
             Some(s) => parse_signal(s).ok_or_else(|| MetricsError::Format {
                 path: path.to_path_buf(),
-                message: format!("the metadata's signal `{s}` is not q, v or advantage"),
+                message: format!("the metadata's signal `{s}` is not q, v, advantage, potential or shaped-reward"),
             })?,
             None => {
                 let first = labels.first().map(|l| l.signal).ok_or_else(|| MetricsError::Format {
@@ -428,12 +430,12 @@ impl PredictionSet {
         let signal = match meta.params.get("signal").and_then(|s| s.as_str()) {
             Some(s) => parse_signal(s).ok_or_else(|| MetricsError::Format {
                 path: path.to_path_buf(),
-                message: format!("the metadata's signal `{s}` is not q, v or advantage"),
+                message: format!("the metadata's signal `{s}` is not q, v, advantage, potential or shaped-reward"),
             })?,
             None => {
                 return Err(MetricsError::Format {
                     path: path.to_path_buf(),
-                    message: "the metadata has no `params.signal` (q, v or advantage)".into(),
+                    message: "the metadata has no `params.signal` (q, v, advantage, potential or shaped-reward)".into(),
                 });
             }
         };
@@ -485,7 +487,8 @@ pub fn candidate_groups(labels: &[Label], predictions: &[f64]) -> Vec<StateCandi
 
 /// Whether two signals may be compared: equal, or Q and V under relabelling.
 pub fn comparable(label: Signal, method: Signal, relabel: bool) -> bool {
-    label == method || (relabel && label != Signal::Advantage && method != Signal::Advantage)
+    let q_or_v = |s| matches!(s, Signal::Q | Signal::V);
+    label == method || (relabel && q_or_v(label) && q_or_v(method))
 }
 
 /// The rho of each method and the comparisons the tiers needed (each pair once, A the

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 use crate::summary::{ExperimentInfo, SummaryExtras};
+use crate::transforms::PointLayout;
 
 /// The run behind an evaluation (published keys: the environment and the dataset's sizes;
 /// qval's: the run's name, environment spec and seed, and each method's `points` limit).
@@ -25,6 +26,9 @@ pub struct RunInfo {
     pub trajectories: usize,
     /// The `points` limit of each prediction set whose method entry sets one.
     pub points_limits: BTreeMap<String, usize>,
+    /// Where each point sits in its trajectory: with it, shaped-reward methods are compared
+    /// with potential labels (their running sums) and with trajectory returns (their sums).
+    pub layout: Option<PointLayout>,
 }
 
 impl RunInfo {

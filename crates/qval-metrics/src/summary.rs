@@ -50,6 +50,8 @@ pub fn assumption_of(signal: Signal) -> &'static str {
         Signal::Q => "q_value",
         Signal::V => "state_value",
         Signal::Advantage => "advantage",
+        Signal::Potential => "potential",
+        Signal::ShapedReward => "shaped_reward",
     }
 }
 

@@ -2,6 +2,12 @@
 //! `src/qval/transforms.py`): potentials from per-step shaping terms, and sums per
 //! trajectory. Both follow the published code to the bit (the same order of additions).
 
+use std::collections::HashMap;
+
+use crate::report::PredictionSet;
+use crate::summary::Granularity;
+use qval_core::{Prediction, Signal, Trajectory};
+
 /// Where a point sits: its trajectory (an index into the dataset's trajectories) and step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrajectoryStep {
@@ -48,6 +54,85 @@ pub fn sum_per_trajectory(predictions: &[f64], points: &[TrajectoryStep], trajec
         }
     }
     sums
+}
+
+/// Where each point of a run sits, by point id, and how many trajectories the run has: what
+/// the evaluation of shaped rewards needs beyond the predictions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PointLayout {
+    at: HashMap<String, TrajectoryStep>,
+    trajectories: usize,
+}
+
+impl PointLayout {
+    /// The layout of points given as `(id, trajectory index, step index)`, among
+    /// `trajectories` trajectories.
+    pub fn new<'a>(points: impl IntoIterator<Item = (&'a str, usize, usize)>, trajectories: usize) -> Self {
+        PointLayout {
+            at: points
+                .into_iter()
+                .map(|(id, trajectory, step)| (id.to_string(), TrajectoryStep { trajectory, step }))
+                .collect(),
+            trajectories,
+        }
+    }
+
+    /// The trajectories of the run.
+    pub fn trajectories(&self) -> usize {
+        self.trajectories
+    }
+
+    /// A shaped-reward method's predictions as the sets the evaluation compares: its
+    /// potentials (signal potential, by point; see [`potentials`]) and its sums per trajectory
+    /// (signal shaped-reward, trajectory granularity, by trajectory id; see
+    /// [`sum_per_trajectory`]). Points of other runs are left out; a point without a
+    /// prediction counts as NaN.
+    pub fn shaped_sets(&self, m: &PredictionSet) -> [PredictionSet; 2] {
+        let mine: Vec<(&Prediction, TrajectoryStep)> = m
+            .predictions
+            .iter()
+            .filter_map(|p| self.at.get(&p.point_id).map(|&at| (p, at)))
+            .collect();
+        let values: Vec<f64> = mine.iter().map(|(p, _)| p.value).collect();
+        let at: Vec<TrajectoryStep> = mine.iter().map(|(_, at)| *at).collect();
+        let potential = PredictionSet {
+            signal: Signal::Potential,
+            predictions: mine
+                .iter()
+                .zip(potentials(&values, &at))
+                .map(|((p, _), v)| Prediction {
+                    value: v,
+                    ..(*p).clone()
+                })
+                .collect(),
+            ..m.clone()
+        };
+        let mut sums = sum_per_trajectory(&values, &at, self.trajectories);
+        // The points of the run without a prediction make their trajectories' sums NaN.
+        let predicted: std::collections::HashSet<&str> = m.predictions.iter().map(|p| p.point_id.as_str()).collect();
+        for (id, a) in &self.at {
+            if !predicted.contains(id.as_str())
+                && let Some(s) = sums.get_mut(a.trajectory)
+            {
+                *s = f64::NAN;
+            }
+        }
+        let shaped = PredictionSet {
+            granularity: Some(Granularity::Trajectory),
+            predictions: sums
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| Prediction {
+                    point_id: Trajectory::label_id(i),
+                    value,
+                    error: None,
+                    transient: false,
+                })
+                .collect(),
+            ..m.clone()
+        };
+        [potential, shaped]
+    }
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ pub(crate) fn passk(
     }
     let rollout_sets: Vec<&str> = labels
         .iter()
-        .filter(|(_, l)| l.method == LabelMethod::Mvmc)
+        .filter(|(_, l)| l.method == LabelMethod::Mvmc && l.signal != qval_core::Signal::ShapedReward)
         .map(|(name, _)| *name)
         .collect();
     let only = |key: &str, source: &str| {

@@ -348,6 +348,9 @@ impl LabelSpec {
     /// of rollouts or searches).
     pub fn resolved_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
+            if self.signal == Signal::ShapedReward {
+                return "trajectory-returns".into();
+            }
             let (m, s) = (self.method.key(), self.signal.key());
             match (self.method, self.aggregation) {
                 (LabelMethod::Exact, _) | (_, qval_core::Aggregation::Max) => format!("{m}-{s}"),

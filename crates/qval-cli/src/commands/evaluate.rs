@@ -34,7 +34,7 @@ pub struct EvaluateArgs {
     /// and not a method the run has.
     #[arg(long, requires = "predictions")]
     pub name: Option<String>,
-    /// The signal of `--predictions`: q or v.
+    /// The signal of `--predictions`: q, v, advantage, potential or shaped-reward.
     #[arg(long, default_value = "q", requires = "predictions")]
     pub signal: String,
     /// Also evaluate Q methods against V labels and the reverse.
@@ -182,8 +182,12 @@ fn user_predictions(
     labels: &[LabelSet],
     methods: &[PredictionSet],
 ) -> Result<(PredictionSet, String)> {
-    let signal = qval_metrics::parse_signal(&a.signal)
-        .ok_or_else(|| CliError::Usage(format!("--signal {}: expected q or v", a.signal)))?;
+    let signal = qval_metrics::parse_signal(&a.signal).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--signal {}: expected q, v, advantage, potential or shaped-reward",
+            a.signal
+        ))
+    })?;
     let name = match &a.name {
         Some(n) => n.clone(),
         None => file

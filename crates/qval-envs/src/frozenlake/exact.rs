@@ -80,7 +80,8 @@ impl ExactLabeler {
         let h = max.saturating_sub(point.step_index);
         let state: FrozenLakeState = point.state_as()?;
         Ok(match self.signal {
-            Signal::V => self.v(&state, h),
+            Signal::V | Signal::Potential => self.v(&state, h),
+            Signal::ShapedReward => return Err(shaped_not_exact()),
             Signal::Q => {
                 if h == 0 || state.tile().is_terminal() {
                     return Ok(0.0);
@@ -102,6 +103,15 @@ impl ExactLabeler {
             }
         })
     }
+}
+
+/// The error of an exact labeler asked for shaped-reward labels (those are trajectory returns).
+fn shaped_not_exact() -> qval_core::CoreError {
+    qval_core::CoreError::invalid(
+        "signal",
+        "shaped-reward",
+        "q, v, advantage or potential (shaped-reward labels are the trajectories' returns)",
+    )
 }
 
 #[async_trait]

@@ -20,12 +20,16 @@ pub struct FrozenLakeDistance {
 }
 
 impl FrozenLakeDistance {
-    /// The heuristic for Q (scores s') or V (scores s).
+    /// The heuristic for Q (scores s'), V or potential (scores s), or a shaped reward (the
+    /// change of score).
     ///
     /// # Panics
     /// For [`Signal::Advantage`], which this heuristic does not estimate.
     pub fn new(signal: Signal) -> Self {
-        assert!(signal != Signal::Advantage, "FrozenLakeDistance estimates Q or V");
+        assert!(
+            signal != Signal::Advantage,
+            "FrozenLakeDistance does not estimate advantages"
+        );
         FrozenLakeDistance { signal }
     }
 
@@ -39,19 +43,24 @@ impl FrozenLakeDistance {
     }
 }
 
-/// The typed state a FrozenLake heuristic scores: the state s for V, the next state s' (where
-/// the action led) for Q.
-fn scored_state(signal: Signal, point: &EvaluationPoint) -> Result<FrozenLakeState> {
-    match signal {
-        Signal::V => point.state_as(),
-        _ => point.next_state_as(),
-    }
+/// A FrozenLake heuristic's value of a point from its score of a state: of the state s for V
+/// and potential, of the next state s' (where the action led) for Q, and for a shaped reward
+/// the change it made, score(s') - score(s) (potential-based shaping with the score as the
+/// potential).
+fn scored(signal: Signal, point: &EvaluationPoint, score: fn(&FrozenLakeState) -> f64) -> Result<f64> {
+    let state = || point.state_as::<FrozenLakeState>();
+    let next = || point.next_state_as::<FrozenLakeState>();
+    Ok(match signal {
+        Signal::V | Signal::Potential => score(&state()?),
+        Signal::ShapedReward => score(&next()?) - score(&state()?),
+        Signal::Q | Signal::Advantage => score(&next()?),
+    })
 }
 
 #[async_trait]
 impl DenseSignalMethod for FrozenLakeDistance {
     fn name(&self) -> String {
-        format!("distance-{}", self.signal).to_lowercase()
+        format!("distance-{}", self.signal.key())
     }
 
     fn signal(&self) -> Signal {
@@ -59,7 +68,7 @@ impl DenseSignalMethod for FrozenLakeDistance {
     }
 
     async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> Result<f64> {
-        Ok(Self::score(&scored_state(self.signal, point)?))
+        scored(self.signal, point, Self::score)
     }
 }
 
@@ -72,12 +81,16 @@ pub struct FrozenLakeManhattan {
 }
 
 impl FrozenLakeManhattan {
-    /// The heuristic for Q (scores s') or V (scores s).
+    /// The heuristic for Q (scores s'), V or potential (scores s), or a shaped reward (the
+    /// change of score).
     ///
     /// # Panics
     /// For [`Signal::Advantage`], which this heuristic does not estimate.
     pub fn new(signal: Signal) -> Self {
-        assert!(signal != Signal::Advantage, "FrozenLakeManhattan estimates Q or V");
+        assert!(
+            signal != Signal::Advantage,
+            "FrozenLakeManhattan does not estimate advantages"
+        );
         FrozenLakeManhattan { signal }
     }
 
@@ -95,7 +108,7 @@ impl FrozenLakeManhattan {
 #[async_trait]
 impl DenseSignalMethod for FrozenLakeManhattan {
     fn name(&self) -> String {
-        format!("manhattan-{}", self.signal).to_lowercase()
+        format!("manhattan-{}", self.signal.key())
     }
 
     fn signal(&self) -> Signal {
@@ -103,7 +116,7 @@ impl DenseSignalMethod for FrozenLakeManhattan {
     }
 
     async fn evaluate(&self, point: &EvaluationPoint, _ctx: &MethodContext) -> Result<f64> {
-        Ok(Self::score(&scored_state(self.signal, point)?))
+        scored(self.signal, point, Self::score)
     }
 }
 

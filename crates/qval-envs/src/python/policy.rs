@@ -119,7 +119,14 @@ impl ExactLabeler {
             self.env.exact_value(s, a, self.gamma, h).map_err(named(&self.env))
         };
         Ok(match self.signal {
-            Signal::V => exact(&state, None, h)?,
+            Signal::V | Signal::Potential => exact(&state, None, h)?,
+            Signal::ShapedReward => {
+                return Err(qval_core::CoreError::invalid(
+                    "signal",
+                    "shaped-reward",
+                    "q, v, advantage or potential (shaped-reward labels are the trajectories' returns)",
+                ));
+            }
             Signal::Q => {
                 let action: Value = point.action_as()?;
                 exact(&state, Some(&action), h)?

@@ -23,7 +23,7 @@ pub const EXAMPLE_SAMPLE: &str = include_str!("frozenlake_distance.py");
 /// the advantage the state, the action and, when next states are shown, the next state).
 pub fn params_for(signal: Signal, next_state: bool) -> &'static [&'static str] {
     match signal {
-        Signal::V => &["state"],
+        _ if !signal.has_action() => &["state"],
         _ if next_state => &["state", "action", "next_state"],
         _ => &["state", "action"],
     }
@@ -32,7 +32,7 @@ pub fn params_for(signal: Signal, next_state: bool) -> &'static [&'static str] {
 /// The arguments for a point: observation texts and the action text.
 pub fn args_for(point: &EvaluationPoint, signal: Signal, next_state: bool) -> Vec<Value> {
     let mut args = vec![Value::from(point.observation.text.clone())];
-    if signal != Signal::V {
+    if signal.has_action() {
         args.push(Value::from(point.action_text.clone()));
         if next_state {
             args.push(Value::from(point.next_observation.text.clone()));
@@ -50,7 +50,7 @@ pub fn codegen_messages(ctx: &MethodContext, signal: Signal, opts: &PromptOption
     system.extend(system_tail(ctx));
     let name = signal_name(signal);
     let (input, receives) = match signal {
-        Signal::V => ("a given state", "a text representation of the state"),
+        _ if !signal.has_action() => ("a given state", "a text representation of the state"),
         _ if ctx.include_next_state => (
             "a given state, action, and next state",
             "text representations of the state, the action taken, and the resulting next state",

@@ -100,7 +100,7 @@ impl Direct {
                 adapt_closing(&closing, opts.thinking),
             ],
         );
-        let header = signal_header(signal).trim_end_matches(" for the following:");
+        let header = signal_header(signal, ctx.include_next_state).trim_end_matches(" for the following:");
         let mut parts = vec![Part::Text {
             text: format!("{header} for each datapoint below. Return one estimate per datapoint in the same order."),
         }];
@@ -162,7 +162,7 @@ impl Direct {
             });
         }
         parts.push(Part::Text {
-            text: signal_header(signal).into(),
+            text: signal_header(signal, ctx.include_next_state).into(),
         });
         parts.extend(fitted_point_parts(point, ctx, signal, opts, 0));
         parts.push(Part::Text {
@@ -362,7 +362,7 @@ impl Gvl {
         extra.push(adapt_closing(&opts.preset.closing_direct(signal), opts.thinking));
         let system = system_prompt(&no_history, opts.preset, Slot::Direct, signal, &[], &extra);
         let mut parts = vec![Part::Text {
-            text: signal_header(signal).into(),
+            text: signal_header(signal, ctx.include_next_state).into(),
         }];
         parts.extend(crate::llm::prompt::task_part(point, ctx));
         // Context steps show state and action only: their rewards and resulting states would
@@ -384,7 +384,7 @@ impl Gvl {
             });
         }
         parts.push(Part::Text {
-            text: if signal == Signal::V {
+            text: if !signal.has_action() {
                 "## Target Datapoint"
             } else {
                 "## Target Transition"
@@ -558,12 +558,12 @@ impl Verifier {
             ],
             &["Return exactly one score tag for the single datapoint.".into()],
         );
-        let header = match signal {
-            Signal::V => "Estimate a verifier score for the **Current State** of each datapoint below.".to_string(),
-            _ => format!(
+        let header = match signal.has_action() {
+            false => "Estimate a verifier score for the **Current State** of each datapoint below.".to_string(),
+            true => format!(
                 "Estimate a verifier score for each datapoint below. {}. Judge the chosen action and resulting next \
                  state using the ordered score bins.",
-                signal_header(signal).trim_end_matches(" for the following:")
+                signal_header(signal, ctx.include_next_state).trim_end_matches(" for the following:")
             ),
         };
         let closing = "Now provide your final scores using one uppercase letter from A through T per datapoint.\n\

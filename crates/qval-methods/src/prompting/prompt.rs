@@ -337,13 +337,15 @@ impl Preset {
 
     /// The last block of a single-value user prompt.
     pub fn user_closing(self, signal: Signal) -> String {
-        let name = signal_name(signal);
+        let what = match signal {
+            Signal::Potential => "potential value estimate for the current state".to_string(),
+            Signal::ShapedReward => "shaped reward estimate for this transition".to_string(),
+            _ => format!("{} estimate", signal_name(signal)),
+        };
         if self.uses_answer_tags() {
-            format!(
-                "Now, provide your {name} estimate as a single number inside <answer> tags, e.g. <answer>NUMBER</answer>."
-            )
+            format!("Now, provide your {what} as a single number inside <answer> tags, e.g. <answer>NUMBER</answer>.")
         } else {
-            format!("Now, provide your {name} estimate as a single number. Do not explain — output ONLY the number.")
+            format!("Now, provide your {what} as a single number. Do not explain — output ONLY the number.")
         }
     }
 }
@@ -361,12 +363,15 @@ pub enum Slot {
     Verifier,
 }
 
-/// The published name of a signal in prompts: `Q-value`, `state-value`, `advantage`.
+/// The published name of a signal in prompts: `Q-value`, `state-value`, `advantage`,
+/// `potential`, `shaped-reward`.
 pub fn signal_name(signal: Signal) -> &'static str {
     match signal {
         Signal::Q => "Q-value",
         Signal::V => "state-value",
         Signal::Advantage => "advantage",
+        Signal::Potential => "potential",
+        Signal::ShapedReward => "shaped-reward",
     }
 }
 
@@ -417,6 +422,16 @@ pub fn signal_fragment(ctx: &MethodContext, signal: Signal) -> String {
              compared to the average action in state s under the optimal policy. Positive values mean the action is \
              better than average; negative values mean worse. A value of 0.0 means no advantage over the average."
             .into(),
+        Signal::Potential => format!(
+            "The potential Φ(s) represents the long-term desirability of state s for reward shaping. The \
+             theoretically optimal potential equals V*(s), the optimal state-value function — the expected {ret} \
+             under optimal play. It depends only on the current state, not on any specific action."
+        ),
+        Signal::ShapedReward => "The shaped reward F(s, a, s') provides a dense per-transition reward signal \
+             supplementing the sparse environment reward. A positive value indicates the transition moved toward the \
+             goal; negative indicates regression. It may depend on the current state, the action taken, and the \
+             resulting next state."
+            .into(),
     }
 }
 
@@ -454,6 +469,17 @@ pub fn eval_instructions(ctx: &MethodContext, signal: Signal, history: bool) -> 
             "You will receive {}{data}. Estimate A(s,a) for the **Current Action** in the **Current State** — how \
              much better or worse this action is compared to the average action, assuming optimal play \
              thereafter.{suffix}",
+            hist(", ")
+        ),
+        Signal::Potential => format!(
+            "You will receive {}the current state. Estimate Φ(s) for the **Current State** — the potential value \
+             representing how desirable this state is for eventual success.{suffix}",
+            hist(" and ")
+        ),
+        Signal::ShapedReward => format!(
+            "You will receive {}{data}. Estimate F(s, a, s') for this transition — a dense reward signal indicating \
+             whether this transition moved toward or away from the goal. Positive means progress, negative means \
+             regression.{suffix}",
             hist(", ")
         ),
     }
@@ -547,13 +573,22 @@ pub fn system_prompt(
     parts.join("\n\n")
 }
 
-/// The published user-prompt header of a single-value prompt.
-pub fn signal_header(signal: Signal) -> &'static str {
+/// The published user-prompt header of a single-value prompt (a shaped reward's names the
+/// next state only when the prompt shows it).
+pub fn signal_header(signal: Signal, include_next_state: bool) -> &'static str {
     match signal {
         Signal::V => "Estimate the state-value of the **Current State** for the following:",
         Signal::Q => "Estimate the Q-value for the **Current Action** in the **Current State** for the following:",
         Signal::Advantage => {
             "Estimate the advantage of the **Current Action** in the **Current State** for the following:"
+        }
+        Signal::Potential => "Estimate the potential of the **Current State** for the following:",
+        Signal::ShapedReward if include_next_state => {
+            "Estimate the shaped reward for the transition from **Current State** via **Current Action** to **Next \
+             State** for the following:"
+        }
+        Signal::ShapedReward => {
+            "Estimate the shaped reward for the **Current Action** in the **Current State** for the following:"
         }
     }
 }
@@ -739,7 +774,7 @@ fn layout_parts(
         opts.modality,
         &layout.current(point, ctx),
     ));
-    if signal != Signal::V {
+    if signal.has_action() {
         parts.push(Part::Text {
             text: format!("{}\n{}", layout.action(), point.action_text),
         });
@@ -855,7 +890,7 @@ pub fn direct_messages(
 ) -> Vec<Message> {
     let closing = adapt_closing(&opts.preset.closing_direct(signal), opts.thinking);
     let system = system_prompt(ctx, opts.preset, Slot::Direct, signal, &[], &[closing]);
-    let header = signal_header(signal).to_string();
+    let header = signal_header(signal, ctx.include_next_state).to_string();
     let question = opts.preset.user_closing(signal);
     let mut parts = vec![Part::Text { text: header.clone() }];
     parts.extend(fitted_point_parts(

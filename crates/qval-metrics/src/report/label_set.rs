@@ -16,6 +16,7 @@ use crate::summary::{
     Comparison, Estimation, EstimationExtras, Granularity, MethodEntry, MethodEstimation, NanReason, assumption_of,
     opt_all,
 };
+use qval_core::Signal;
 
 /// A label set being evaluated, with what every method's comparison needs of it.
 pub(super) struct Reference<'a> {
@@ -48,15 +49,22 @@ impl<'a> Reference<'a> {
         }
     }
 
+    /// Ranking candidates, trajectories (shaped-reward labels: the returns) or points.
+    fn granularity(&self) -> Granularity {
+        if self.is_ranking {
+            Granularity::Ranking
+        } else if self.set.signal == Signal::ShapedReward {
+            Granularity::Trajectory
+        } else {
+            Granularity::Point
+        }
+    }
+
     /// The label set's entry before any method: its assumption and granularity.
     fn estimation(&self) -> Estimation {
         Estimation {
             assumption: assumption_of(self.set.signal).to_string(),
-            granularity: if self.is_ranking {
-                Granularity::Ranking
-            } else {
-                Granularity::Point
-            },
+            granularity: self.granularity(),
             ..Default::default()
         }
     }
@@ -101,12 +109,10 @@ impl<'a> Reference<'a> {
         predictions
             .iter()
             .filter(|m| comparable(self.set.signal, m.signal, cfg.relabel) && same_data(self.set, m))
-            .filter(|m| {
-                if self.is_ranking {
-                    ranks_candidates(m)
-                } else {
-                    m.granularity != Some(Granularity::Ranking)
-                }
+            .filter(|m| match self.granularity() {
+                Granularity::Ranking => ranks_candidates(m),
+                Granularity::Trajectory => m.granularity == Some(Granularity::Trajectory),
+                Granularity::Point => !matches!(m.granularity, Some(Granularity::Ranking | Granularity::Trajectory)),
             })
             .collect()
     }

@@ -47,6 +47,8 @@ pub fn evaluate_in(
     cfg.validate()?;
     check_same_points(labels, predictions)?;
     let mut info = experiment_info(labels, predictions, cfg);
+    let derived = shaped_sets(predictions, run);
+    let predictions = derived.as_deref().unwrap_or(predictions);
     let mut summary = Summary::default();
     for r in labels {
         let est = evaluate_label_set(&Reference::new(r), predictions, cfg, &mut info.comparisons)?;
@@ -69,6 +71,25 @@ pub fn evaluate_in(
     summary.experiment_info = info;
     summary.qval = Some(extras);
     Ok(summary)
+}
+
+/// With the run's point layout, every shaped-reward prediction set in the two forms the
+/// evaluation compares (its potentials and its sums per trajectory) in place of the raw one,
+/// which no label set is compared with; `None` when nothing changes.
+fn shaped_sets(predictions: &[PredictionSet], run: Option<&RunInfo>) -> Option<Vec<PredictionSet>> {
+    let layout = run?.layout.as_ref()?;
+    if !predictions.iter().any(|m| m.signal == Signal::ShapedReward) {
+        return None;
+    }
+    Some(
+        predictions
+            .iter()
+            .flat_map(|m| match m.signal {
+                Signal::ShapedReward => layout.shaped_sets(m).to_vec(),
+                _ => vec![m.clone()],
+            })
+            .collect(),
+    )
 }
 
 /// Refuses a prediction set that has label sets of its signal but none made from its

@@ -424,7 +424,7 @@ where
             MethodInfo {
                 family: self.family,
                 summary: "a method registered in code",
-                signals: vec![Signal::Q, Signal::V, Signal::Advantage],
+                signals: Signal::ALL.to_vec(),
                 needs_backend: false,
                 needs_logprobs: false,
                 needs_scoring: false,

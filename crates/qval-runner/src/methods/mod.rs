@@ -43,7 +43,7 @@ impl MethodType for Random {
         MethodInfo {
             family: "baseline",
             summary: "seeded uniform scores: the floor every method must beat",
-            signals: vec![Signal::Q, Signal::V, Signal::Advantage],
+            signals: Signal::ALL.to_vec(),
             needs_backend: false,
             needs_logprobs: false,
             needs_scoring: false,
@@ -79,7 +79,7 @@ impl MethodType for Heuristic {
         MethodInfo {
             family: "baseline",
             summary: "the environment's hand-written heuristic (FrozenLake: distance to the goal, or `variant = \"manhattan\"` ignoring holes; TerminalBench: shell outcome)",
-            signals: vec![Signal::Q, Signal::V],
+            signals: vec![Signal::Q, Signal::V, Signal::Potential, Signal::ShapedReward],
             needs_backend: false,
             needs_logprobs: false,
             needs_scoring: false,
@@ -160,7 +160,7 @@ impl MethodType for Direct {
         MethodInfo {
             family: "direct",
             summary: "the model is told what the value means and answers a number",
-            signals: vec![Signal::Q, Signal::V, Signal::Advantage],
+            signals: Signal::ALL.to_vec(),
             needs_backend: true,
             needs_logprobs: false,
             needs_scoring: false,

@@ -17,9 +17,10 @@ use crate::label_check::mcts_config;
 use crate::passk_spec::{PasskSource, ResolvedPassk};
 use crate::spec::{LabelMethod, LabelSpec};
 use crate::{Result, RunnerError};
+use qval_core::io::{Kind, Metadata, read_jsonl, write_jsonl};
 use qval_core::rollout::{Rollout, RolloutStore, Rollouts};
 use qval_core::stage::layout;
-use qval_core::{EvaluationPoint, LabelConfig, Labeler, MvmcConfig, Signal, Trajectory};
+use qval_core::{EvaluationPoint, Label, LabelConfig, Labeler, MvmcConfig, Signal, Trajectory};
 use qval_metrics::LabelSet;
 use qval_metrics::passk::{Attempt, PassAtK};
 
@@ -33,6 +34,7 @@ impl Run<'_> {
     pub(crate) async fn label(
         &mut self,
         points: &[EvaluationPoint],
+        trajectories: &[Trajectory],
         dataset: &str,
         candidates: Option<&Candidates>,
     ) -> Result<Labelled> {
@@ -43,6 +45,10 @@ impl Run<'_> {
         };
         let rollouts = self.rollouts();
         for l in &self.plan.labels {
+            if l.spec.signal == Signal::ShapedReward {
+                self.returns_set(l, trajectories, dataset, &mut out)?;
+                continue;
+            }
             self.label_set(l, points, dataset, candidates, &rollouts, &mut out)
                 .await?;
         }
@@ -126,6 +132,61 @@ impl Run<'_> {
             timing(fresh, t)
         ));
         out.labelers.insert(l.name.clone(), labeler);
+        Ok(())
+    }
+
+    /// A shaped-reward label set: each trajectory's discounted return (the set's `gamma`, else
+    /// the environment's), one label per trajectory. Made whole in every process that is not
+    /// a shard (it costs no rollout), and written when missing or different; a shard leaves it
+    /// to the merge.
+    fn returns_set(
+        &mut self,
+        l: &ResolvedLabels,
+        trajectories: &[Trajectory],
+        dataset: &str,
+        out: &mut Labelled,
+    ) -> Result<()> {
+        let plan = self.plan;
+        let stage = Stage::Label(l.name.clone());
+        let t = Instant::now();
+        let fresh = self.start(&stage)?;
+        let path = layout::labels(&plan.work_dir, &l.name);
+        if plan.options.shard.is_some() {
+            if fresh {
+                self.done_with(&stage, t, (0, 0), None)?;
+            }
+            return Ok(());
+        }
+        let gamma = l.spec.gamma.unwrap_or(plan.env.spec().gamma);
+        let labels: Vec<Label> = trajectories
+            .iter()
+            .map(|tr| {
+                Label::exact(
+                    Trajectory::label_id(tr.index),
+                    Signal::ShapedReward,
+                    tr.discounted_return(gamma),
+                )
+            })
+            .collect();
+        let meta = Metadata::new(Kind::Labels, "trajectory-returns").with_params(json!({
+            "labeler": {"method": "returns", "signal": Signal::ShapedReward.key(), "gamma": gamma},
+            "dataset": dataset,
+        }));
+        let same = read_jsonl::<Label>(&path, Kind::Labels).is_ok_and(|(m, old)| m == meta && old == labels);
+        if !same {
+            write_jsonl(&path, &meta, &labels)?;
+        }
+        if fresh {
+            self.done_with(&stage, t, (0, 0), None)?;
+        }
+        self.say(&format!(
+            "3. label     {}: {} trajectory returns (gamma {gamma}){}",
+            l.name,
+            labels.len(),
+            timing(fresh, t)
+        ));
+        out.sets
+            .push(label_set(&l.name, Signal::ShapedReward, labels, dataset, path));
         Ok(())
     }
 
@@ -302,6 +363,9 @@ fn passk_line(p: &PassAtK, warn_below: f64, what: &str) -> String {
 
 /// How a set's labels are made, for the report.
 fn describe(l: &LabelSpec) -> String {
+    if l.signal == Signal::ShapedReward {
+        return "trajectory returns".into();
+    }
     match l.method {
         LabelMethod::Exact => "exact".into(),
         LabelMethod::Mvmc => format!("k = {}, {:?}", l.rollouts, l.aggregation),
@@ -334,15 +398,16 @@ pub(crate) fn labels_section(plan: &[ResolvedLabels], sets: &[LabelSet], passk: 
             continue;
         };
         let labels = &set.labels;
-        if l.spec.method == LabelMethod::Exact {
-            md.push_str(&format!("| {} | exact | {} | - | - | - |\n", l.name, labels.len()));
+        if l.spec.method == LabelMethod::Exact || l.spec.signal == Signal::ShapedReward {
+            let how = describe(&l.spec);
+            md.push_str(&format!("| {} | {how} | {} | - | - | - |\n", l.name, labels.len()));
             continue;
         }
         let reference = serde_json::to_string(&l.spec.reference).unwrap_or_default();
         // Q rollouts start forced, V from the state, advantage from the next state and the state.
         let (first, second) = match l.spec.signal {
             Signal::Q => (0, None),
-            Signal::V => (1, None),
+            Signal::V | Signal::Potential | Signal::ShapedReward => (1, None),
             Signal::Advantage => (2, Some(1)),
         };
         let prior = |start: u8| kept.get(&(reference.clone(), start)).copied().unwrap_or(0);

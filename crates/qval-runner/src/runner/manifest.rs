@@ -123,13 +123,29 @@ pub fn read_run_metadata(run: &Path) -> Result<Option<RunMetadata>> {
         }
         Ok(read_jsonl::<serde::de::IgnoredAny>(&path, kind)?.1.len())
     };
+    /// A point's place, read without the rest of it.
+    #[derive(serde::Deserialize)]
+    struct Place {
+        id: String,
+        trajectory_index: usize,
+        step_index: usize,
+    }
+    let places: Vec<Place> = match layout::points(run) {
+        p if p.exists() => read_jsonl::<Place>(&p, Kind::Points)?.1,
+        _ => Vec::new(),
+    };
+    let trajectories = count(layout::trajectories(run), Kind::Trajectories)?;
     Ok(Some(RunMetadata {
         name: resolved["name"].as_str().unwrap_or_default().to_string(),
         seed: resolved["seed"].as_u64().unwrap_or_default(),
         env_kind: resolved["environment"]["type"].as_str().unwrap_or_default().to_string(),
         environment: manifest.environment.clone(),
-        points: count(layout::points(run), Kind::Points)?,
-        trajectories: count(layout::trajectories(run), Kind::Trajectories)?,
+        points: places.len(),
+        trajectories,
         points_limits: serde_json::from_value(manifest.experiment["points_limits"].clone()).unwrap_or_default(),
+        layout: Some(qval_metrics::transforms::PointLayout::new(
+            places.iter().map(|p| (p.id.as_str(), p.trajectory_index, p.step_index)),
+            trajectories,
+        )),
     }))
 }

@@ -64,7 +64,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         run.report.waiting = Some("the shards' labels and predictions".into());
         return Ok(run.report);
     }
-    let labels = run.label(&points, &dataset, candidates.as_ref()).await?;
+    let labels = run.label(&points, &trajectories, &dataset, candidates.as_ref()).await?;
     let ctx = plan.env.method_context();
     let inputs = Inputs {
         trajectories: &trajectories,
@@ -91,8 +91,11 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         None => None,
     };
     let section = label::labels_section(&plan.labels, &labels.sets, passk.as_deref());
-    run.evaluate(labels.sets, predictions, trajectories.len(), points.len())
-        .await?;
+    let layout = qval_metrics::transforms::PointLayout::new(
+        points.iter().map(|p| (p.id.as_str(), p.trajectory_index, p.step_index)),
+        trajectories.len(),
+    );
+    run.evaluate(labels.sets, predictions, layout, points.len()).await?;
     if run.report.summary.is_some() {
         run.append_summary(&section)?;
     }

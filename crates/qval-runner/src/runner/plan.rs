@@ -397,6 +397,15 @@ fn label_sets(e: &Experiment, env: &dyn EnvPlugin, services: &Services, at: &At<
         if !l.step_penalty.is_finite() {
             return Err(err(SpecProblem::at(field("step_penalty"), "give a finite number")));
         }
+        if l.signal == Signal::ShapedReward && l.method != LabelMethod::Mvmc {
+            return Err(err(SpecProblem::at(
+                field("method"),
+                format!(
+                    "`{}`: shaped-reward labels are the trajectories' returns, made by no method; leave `method` out",
+                    l.method.key()
+                ),
+            )));
+        }
         let mcts_keys = [
             ("mcts_iterations", l.mcts_iterations.is_some()),
             ("mcts_expansion_width", l.mcts_expansion_width.is_some()),

@@ -510,7 +510,7 @@ impl<'p> Run<'p> {
         &mut self,
         label_sets: Vec<LabelSet>,
         prediction_sets: Vec<PredictionSet>,
-        trajectories: usize,
+        layout: qval_metrics::transforms::PointLayout,
         points: usize,
     ) -> Result<()> {
         let plan = self.plan;
@@ -533,8 +533,9 @@ impl<'p> Run<'p> {
             env_kind: e.environment.kind.clone(),
             environment: self.manifest.environment.clone(),
             points,
-            trajectories,
+            trajectories: layout.trajectories(),
             points_limits: points_limits(plan),
+            layout: Some(layout),
         };
         let summary = tokio::task::spawn_blocking(move || {
             qval_metrics::evaluate_in(&label_sets, &prediction_sets, &config, Some(&run))
