@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::Result;
 use crate::profile::EnvProfile;
 use crate::seed::QRng;
-use crate::types::{Observation, Task, Trajectory};
+use crate::types::{EvaluationPoint, Observation, Task, Trajectory};
 
 /// Static facts about an environment that stages and methods need.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -199,3 +199,33 @@ macro_rules! forward_env {
     )*};
 }
 forward_env!(&E, Box<E>, Arc<E>);
+
+/// Points made from an environment's states.
+impl EvaluationPoint {
+    /// A point at `task`'s start, `state`, with id `task:<task id>` and no action: where a
+    /// rollout from the state (V) begins, such as a fresh episode for pass@k.
+    ///
+    /// # Errors
+    /// A state that does not serialise.
+    pub fn at_start<E: Environment + ?Sized>(env: &E, task: Task, state: &E::State) -> crate::Result<Self> {
+        let state_json = serde_json::to_value(state)
+            .map_err(|e| crate::CoreError::Empty(format!("a state of task `{}` does not serialise: {e}", task.id)))?;
+        let observation = env.observe(state);
+        Ok(EvaluationPoint {
+            id: format!("task:{}", task.id),
+            trajectory_index: 0,
+            step_index: 0,
+            task,
+            history: Vec::new(),
+            state: state_json.clone(),
+            observation: observation.clone(),
+            action: serde_json::Value::Null,
+            action_text: String::new(),
+            reward: 0.0,
+            next_state: state_json,
+            next_observation: observation,
+            terminated: false,
+            candidate_of: None,
+        })
+    }
+}

@@ -251,33 +251,6 @@ impl EvaluationPoint {
         }
     }
 
-    /// A point at `task`'s start, `state`, with id `task:<task id>` and no action: where a
-    /// rollout from the state (V) begins, such as a fresh episode for pass@k.
-    ///
-    /// # Errors
-    /// A state that does not serialise.
-    pub fn at_start<E: crate::Environment + ?Sized>(env: &E, task: Task, state: &E::State) -> crate::Result<Self> {
-        let state_json = serde_json::to_value(state)
-            .map_err(|e| crate::CoreError::Empty(format!("a state of task `{}` does not serialise: {e}", task.id)))?;
-        let observation = env.observe(state);
-        Ok(EvaluationPoint {
-            id: format!("task:{}", task.id),
-            trajectory_index: 0,
-            step_index: 0,
-            task,
-            history: Vec::new(),
-            state: state_json.clone(),
-            observation: observation.clone(),
-            action: Value::Null,
-            action_text: String::new(),
-            reward: 0.0,
-            next_state: state_json,
-            next_observation: observation,
-            terminated: false,
-            candidate_of: None,
-        })
-    }
-
     /// Deserialises the state into the environment's type.
     pub fn state_as<S: serde::de::DeserializeOwned>(&self) -> crate::Result<S> {
         self.restore(&self.state, "state")
