@@ -186,17 +186,7 @@ impl MvmcConfigBuilder {
                 ),
             ));
         }
-        if c.concurrency == 0 {
-            return Err(CoreError::invalid("concurrency", 0, "at least 1"));
-        }
-        if let Some(g) = c.gamma
-            && !(g > 0.0 && g <= 1.0)
-        {
-            return Err(CoreError::invalid("gamma", g, "a discount in (0, 1]"));
-        }
-        if !c.step_penalty.is_finite() {
-            return Err(CoreError::invalid("step_penalty", c.step_penalty, "a finite number"));
-        }
+        check_shared(c.concurrency, c.gamma, c.step_penalty)?;
         Ok(c)
     }
 }
@@ -441,6 +431,23 @@ where
         let c = &self.inner.config;
         spawned(&self.inner, points, c.concurrency, c.signal, c.aggregation).await
     }
+}
+
+/// The checks of the settings MVMC and MCTS share: concurrency at least 1, a gamma in
+/// (0, 1] when given, a finite step penalty.
+pub(crate) fn check_shared(concurrency: usize, gamma: Option<f64>, step_penalty: f64) -> Result<()> {
+    if concurrency == 0 {
+        return Err(CoreError::invalid("concurrency", 0, "at least 1"));
+    }
+    if let Some(g) = gamma
+        && !(g > 0.0 && g <= 1.0)
+    {
+        return Err(CoreError::invalid("gamma", g, "a discount in (0, 1]"));
+    }
+    if !step_penalty.is_finite() {
+        return Err(CoreError::invalid("step_penalty", step_penalty, "a finite number"));
+    }
+    Ok(())
 }
 
 /// The error of a rollout labeler asked for shaped-reward labels.

@@ -171,17 +171,7 @@ impl MctsConfigBuilder {
                 "a finite number >= 0",
             ));
         }
-        if c.concurrency == 0 {
-            return Err(CoreError::invalid("concurrency", 0, "at least 1"));
-        }
-        if let Some(g) = c.gamma
-            && !(g > 0.0 && g <= 1.0)
-        {
-            return Err(CoreError::invalid("gamma", g, "a discount in (0, 1]"));
-        }
-        if !c.step_penalty.is_finite() {
-            return Err(CoreError::invalid("step_penalty", c.step_penalty, "a finite number"));
-        }
+        crate::label::check_shared(c.concurrency, c.gamma, c.step_penalty)?;
         Ok(c)
     }
 }
