@@ -171,7 +171,7 @@ impl MvmcConfigBuilder {
     pub fn build(self) -> Result<MvmcConfig> {
         let c = self.0;
         if c.signal == Signal::ShapedReward {
-            return Err(not_of_rollouts());
+            return Err(shaped_reward_not_per_point());
         }
         if c.rollouts == 0 {
             return Err(CoreError::invalid("rollouts", 0, "at least one rollout per point"));
@@ -343,7 +343,7 @@ impl<E: Environment + 'static, P: Policy<E> + 'static> PointLabeler for Inner<E,
                     label.value = c.aggregation.apply(&label.returns);
                     label.steps = Some(steps);
                 }
-                Signal::ShapedReward => return Err(not_of_rollouts()),
+                Signal::ShapedReward => return Err(shaped_reward_not_per_point()),
                 Signal::V | Signal::Potential => {
                     let (returns, _, steps) = self.returns(point, Start::State).await?;
                     label.returns = returns;
@@ -450,12 +450,13 @@ pub(crate) fn check_shared(concurrency: usize, gamma: Option<f64>, step_penalty:
     Ok(())
 }
 
-/// The error of a rollout labeler asked for shaped-reward labels.
-pub(crate) fn not_of_rollouts() -> CoreError {
+/// The error of a labeler of points (rollouts or exact values) asked for shaped-reward
+/// labels, which are the trajectories' returns.
+pub fn shaped_reward_not_per_point() -> CoreError {
     CoreError::invalid(
         "signal",
         "shaped-reward",
-        "a signal labelled by rollouts (shaped-reward labels are the trajectories' returns)",
+        "q, v, advantage or potential (shaped-reward labels are the trajectories' returns)",
     )
 }
 

@@ -148,7 +148,7 @@ impl MctsConfigBuilder {
     pub fn build(self) -> Result<MctsConfig> {
         let c = self.0;
         if c.signal == Signal::ShapedReward {
-            return Err(crate::label::not_of_rollouts());
+            return Err(crate::label::shaped_reward_not_per_point());
         }
         if !(1..=MctsConfig::MAX_ITERATIONS).contains(&c.iterations) {
             return Err(CoreError::invalid(
@@ -454,7 +454,7 @@ impl<E: Environment + 'static, P: Policy<E> + 'static> PointLabeler for Inner<E,
             match c.signal {
                 Signal::Q => (label.returns, steps) = self.returns(point, Start::Forced).await?,
                 Signal::V | Signal::Potential => (label.returns, steps) = self.returns(point, Start::State).await?,
-                Signal::ShapedReward => return Err(crate::label::not_of_rollouts()),
+                Signal::ShapedReward => return Err(crate::label::shaped_reward_not_per_point()),
                 Signal::Advantage => {
                     let done = point.terminated || point.step_index + 1 >= self.env.spec().max_steps;
                     let mut next = 0;

@@ -166,25 +166,17 @@ pub fn compute(attempts: &[Attempt], k_values: &[usize]) -> PassAtK {
     PassAtK { aggregate, per_task }
 }
 
+/// The mean, sample standard deviation (0.0 for one task), min and max of the tasks'
+/// pass@k: the summary of [`group_summary`](crate::group::group_summary), as for sample groups.
 fn k_aggregate(values: &[f64]) -> KAggregate {
-    if values.is_empty() {
-        return KAggregate {
-            mean: None,
-            std: None,
-            min: None,
-            max: None,
-            num_tasks: 0,
-        };
-    }
-    let m = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / m;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1.0).max(1.0);
+    let g = crate::group::group_summary(values);
+    let some = |x: f64| (g.n > 0).then_some(x);
     KAggregate {
-        mean: Some(mean),
-        std: Some(var.sqrt()),
-        min: values.iter().copied().reduce(f64::min),
-        max: values.iter().copied().reduce(f64::max),
-        num_tasks: values.len(),
+        mean: some(g.mean),
+        std: some(g.std),
+        min: some(g.min),
+        max: some(g.max),
+        num_tasks: g.n,
     }
 }
 

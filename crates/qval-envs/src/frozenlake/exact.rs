@@ -81,7 +81,7 @@ impl ExactLabeler {
         let state: FrozenLakeState = point.state_as()?;
         Ok(match self.signal {
             Signal::V | Signal::Potential => self.v(&state, h),
-            Signal::ShapedReward => return Err(shaped_not_exact()),
+            Signal::ShapedReward => return Err(qval_core::label::shaped_reward_not_per_point()),
             Signal::Q => {
                 if h == 0 || state.tile().is_terminal() {
                     return Ok(0.0);
@@ -103,15 +103,6 @@ impl ExactLabeler {
             }
         })
     }
-}
-
-/// The error of an exact labeler asked for shaped-reward labels (those are trajectory returns).
-fn shaped_not_exact() -> qval_core::CoreError {
-    qval_core::CoreError::invalid(
-        "signal",
-        "shaped-reward",
-        "q, v, advantage or potential (shaped-reward labels are the trajectories' returns)",
-    )
 }
 
 #[async_trait]

@@ -120,13 +120,7 @@ impl ExactLabeler {
         };
         Ok(match self.signal {
             Signal::V | Signal::Potential => exact(&state, None, h)?,
-            Signal::ShapedReward => {
-                return Err(qval_core::CoreError::invalid(
-                    "signal",
-                    "shaped-reward",
-                    "q, v, advantage or potential (shaped-reward labels are the trajectories' returns)",
-                ));
-            }
+            Signal::ShapedReward => return Err(qval_core::label::shaped_reward_not_per_point()),
             Signal::Q => {
                 let action: Value = point.action_as()?;
                 exact(&state, Some(&action), h)?
