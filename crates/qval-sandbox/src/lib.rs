@@ -106,6 +106,45 @@ pub fn bubblewrap_works() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Pauses before each new try of a spawn the kernel refused for now (`EAGAIN`: too many
+/// processes of the sandbox user, or of a pid cgroup, at this moment): 10 ms doubling to
+/// 1.28 s, about 2.5 s in all, after which the refusal stands.
+pub const SPAWN_BACKOFF: [Duration; 8] = {
+    let mut d = [Duration::ZERO; 8];
+    let mut i = 0;
+    while i < 8 {
+        d[i] = Duration::from_millis(10 << i);
+        i += 1;
+    }
+    d
+};
+
+/// Whether a failed spawn may succeed when tried again (the kernel's `EAGAIN`: a process
+/// limit reached for now, often while other sandboxes wind down).
+pub fn spawn_is_transient(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EAGAIN)
+}
+
+/// The one-line reason a sandboxed `program` did not start: a missing program names the
+/// package to install; a process limit names the limit.
+pub fn spawn_failure(program: &std::ffi::OsStr, e: &std::io::Error, install: &str) -> String {
+    if spawn_is_transient(e) {
+        let who = if running_as_root() {
+            format!("uid {SANDBOX_UID}, the sandbox user")
+        } else {
+            "this user".to_string()
+        };
+        format!(
+            "cannot start {program:?}: too many processes ({e}) for {who} or this cgroup, still after {:.1} s of retries",
+            SPAWN_BACKOFF.iter().sum::<Duration>().as_secs_f64()
+        )
+    } else if e.kind() == std::io::ErrorKind::NotFound {
+        format!("cannot start {program:?} ({e}); {install}")
+    } else {
+        format!("cannot start {program:?} ({e})")
+    }
+}
+
 /// Whether this process runs as root (sandboxed processes then drop to [`SANDBOX_UID`]).
 pub fn running_as_root() -> bool {
     // SAFETY: getuid has no preconditions.
@@ -491,12 +530,23 @@ pub fn run_captured_watched(
         cmd.pre_exec(limits_hook(*limits));
     }
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| {
-        SandboxError::Unavailable(format!(
-            "cannot start {:?} ({e}); install bubblewrap (apt-get install bubblewrap)",
-            cmd.get_program()
-        ))
-    })?;
+    let mut pauses = SPAWN_BACKOFF.iter();
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(c) => break c,
+            Err(e) if spawn_is_transient(&e) => match pauses.next() {
+                Some(p) => std::thread::sleep(*p),
+                None => {
+                    let why = spawn_failure(cmd.get_program(), &e, "");
+                    return Err(SandboxError::Unavailable(why));
+                }
+            },
+            Err(e) => {
+                let install = "install bubblewrap (apt-get install bubblewrap)";
+                return Err(SandboxError::Unavailable(spawn_failure(cmd.get_program(), &e, install)));
+            }
+        }
+    };
     // Our copies of the write end go with `cmd`'s stdio: drop them so EOF can arrive.
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let pid = child.id() as libc::pid_t;
@@ -563,6 +613,25 @@ mod tests {
     fn free_bytes_answers_for_a_real_folder_only() {
         assert!(free_bytes(Path::new("/")).is_some_and(|b| b > 0));
         assert_eq!(free_bytes(Path::new("/no/such/folder")), None);
+    }
+
+    #[test]
+    fn spawn_failures_say_what_happened() {
+        let busy = std::io::Error::from_raw_os_error(libc::EAGAIN);
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        let install = "install bubblewrap (apt-get install bubblewrap)";
+        let prog = std::ffi::OsStr::new("bwrap");
+        assert!(spawn_is_transient(&busy) && !spawn_is_transient(&missing));
+        let m = spawn_failure(prog, &busy, install);
+        assert!(
+            m.contains("too many processes") && m.contains("2.5 s") && !m.contains("install"),
+            "{m}"
+        );
+        assert!(spawn_failure(prog, &missing, install).ends_with(install));
+        assert!(!spawn_failure(prog, &denied, install).contains("install"));
+        assert_eq!(SPAWN_BACKOFF[0], Duration::from_millis(10));
+        assert_eq!(SPAWN_BACKOFF[7], Duration::from_millis(1280));
     }
 
     #[test]

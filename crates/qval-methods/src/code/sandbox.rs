@@ -338,12 +338,22 @@ impl Sandbox {
         // Failure only means the unprivileged worker cannot write there, which the sample
         // then reports.
         let _ = give_to_sandbox_user(dir.path());
-        let mut child = self.command(dir.path()).spawn().map_err(|e| {
-            Err(SandboxError::Unavailable(format!(
-                "cannot start the sandbox ({}): {e}; install bubblewrap and python3 (apt-get install bubblewrap python3)",
-                self.config.python.display()
-            )))
-        })?;
+        let mut cmd = self.command(dir.path());
+        let mut pauses = qval_sandbox::SPAWN_BACKOFF.iter();
+        let mut child = loop {
+            match cmd.spawn() {
+                Ok(c) => break c,
+                Err(e) if qval_sandbox::spawn_is_transient(&e) && pauses.len() > 0 => {
+                    tokio::time::sleep(*pauses.next().expect("a pause left")).await;
+                }
+                Err(e) => {
+                    let install = "install bubblewrap and python3 (apt-get install bubblewrap python3)";
+                    let program = cmd.as_std().get_program();
+                    let why = qval_sandbox::spawn_failure(program, &e, install);
+                    return Err(Err(SandboxError::Unavailable(why)));
+                }
+            }
+        };
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         self.worker = Some(Worker {
