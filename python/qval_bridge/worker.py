@@ -91,24 +91,74 @@ class Conn:
         return reply["value"]
 
 
-def load_adapter(spec: str):
+def load_class(spec: str, base: type, what: str = "adapter"):
+    """The class ``spec`` names (``module:Class`` or ``path.py:Class``), a subclass of ``base``.
+
+    A module that cannot be found is a :class:`MissingPackage` naming the pip command when a
+    dependency is missing, or a path problem when the module itself is not on the path."""
     if ":" not in spec:
-        raise ValueError(f"adapter `{spec}`: give module:Class or path.py:Class")
+        raise ValueError(f"{what} `{spec}`: give module:Class or path.py:Class")
     where, name = spec.rsplit(":", 1)
-    if where.endswith(".py"):
-        mod_name = "qval_adapter_" + os.path.splitext(os.path.basename(where))[0]
-        s = importlib.util.spec_from_file_location(mod_name, where)
-        if s is None or s.loader is None:
-            raise ImportError(f"cannot load {where}")
-        module = importlib.util.module_from_spec(s)
-        sys.modules[mod_name] = module
-        s.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    cls = getattr(module, name)
-    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise TypeError(f"{spec} is not a subclass of qval_bridge.Adapter")
+    try:
+        if where.endswith(".py"):
+            mod_name = "qval_adapter_" + os.path.splitext(os.path.basename(where))[0]
+            s = importlib.util.spec_from_file_location(mod_name, where)
+            if s is None or s.loader is None:
+                raise ImportError(f"cannot load {where}")
+            module = importlib.util.module_from_spec(s)
+            sys.modules[mod_name] = module
+            s.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if not where.endswith(".py") and (where == missing or where.startswith(missing + ".")):
+            raise ModuleNotFoundError(
+                f"cannot import `{where}`: no module `{missing}` on the path "
+                f"({os.pathsep.join([p for p in sys.path if p][:4])}, ...); put its folder next to the experiment file "
+                "or add it to PYTHONPATH"
+            ) from e
+        top = missing.split(".")[0]
+        raise MissingPackage(top, f"pip install {top}") from e
+    cls = getattr(module, name, None)
+    if cls is None:
+        raise AttributeError(f"module `{where}` has no `{name}`")
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise TypeError(f"{spec} is not a subclass of {base.__module__}.{base.__name__}")
     return cls
+
+
+def load_adapter(spec: str):
+    return load_class(spec, Adapter)
+
+
+def error_reply(rid, e):
+    """The protocol's reply to a request that raised ``e``."""
+    err = {"kind": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
+    if isinstance(e, MissingPackage):
+        err.update(kind="missing_package", pip=e.pip)
+    return {"id": rid, "ok": False, "error": err}
+
+
+def serve(conn, handle):
+    """Answers requests with ``handle(req)`` until stdin closes or ``shutdown`` comes."""
+    while True:
+        req = conn.recv()
+        if req is None or req.get("op") == "shutdown":
+            return
+        rid = req.get("id")
+        try:
+            conn.send({"id": rid, "ok": True, "result": handle(req)})
+        except Exception as e:  # noqa: BLE001 - every user error goes back to qval
+            conn.send(error_reply(rid, e))
+
+
+def protocol_conn():
+    """The protocol's connection: the original stdout; prints go to stderr."""
+    proto_out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return Conn(sys.stdin, proto_out)
 
 
 class Worker:
@@ -184,52 +234,12 @@ class Worker:
             return float(a.exact_value(float(req["gamma"]), int(req["horizon"]), req.get("action")))
         raise ProtocolError(f"unknown op {op!r}")
 
-    def serve(self):
-        while True:
-            req = self.conn.recv()
-            if req is None or req.get("op") == "shutdown":
-                return
-            rid = req.get("id")
-            try:
-                result = self.handle(req)
-                self.conn.send({"id": rid, "ok": True, "result": result})
-            except MissingPackage as e:
-                self.conn.send(
-                    {
-                        "id": rid,
-                        "ok": False,
-                        "error": {
-                            "kind": "missing_package",
-                            "message": str(e),
-                            "pip": e.pip,
-                            "traceback": traceback.format_exc(),
-                        },
-                    }
-                )
-            except Exception as e:  # noqa: BLE001 - every adapter error goes back to qval
-                self.conn.send(
-                    {
-                        "id": rid,
-                        "ok": False,
-                        "error": {
-                            "kind": type(e).__name__,
-                            "message": str(e),
-                            "traceback": traceback.format_exc(),
-                        },
-                    }
-                )
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m qval_bridge.worker")
     p.add_argument("--adapter", required=True, help="module:Class or path.py:Class")
     args = p.parse_args(argv)
-    # The protocol owns the original stdout; prints go to stderr.
-    proto_out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    conn = Conn(sys.stdin, proto_out)
-    Worker(conn, args.adapter).serve()
+    conn = protocol_conn()
+    serve(conn, Worker(conn, args.adapter).handle)
 
 
 if __name__ == "__main__":

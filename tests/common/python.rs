@@ -26,6 +26,12 @@ pub const TEXTWORLD: Package = Package {
     pip: "pip install textworld==1.6.2",
 };
 
+/// The Python methods of the tests and the shipped example (numpy only).
+pub const NUMPY: Package = Package {
+    import: "numpy",
+    pip: "pip install numpy",
+};
+
 /// The stand-alone reader of the published summary layout.
 pub const SCIPY: Package = Package {
     import: "scipy, numpy",

@@ -594,7 +594,7 @@ async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
         let ctx = m.context(&ctx);
         let t = registry.method_types()[&m.kind].clone();
         let n = a.points.min(points.len());
-        let on: Vec<qval_core::EvaluationPoint> = match t.info().on {
+        let on: Vec<qval_core::EvaluationPoint> = match t.point_set(m) {
             methods::PointSet::Points => points[..n].to_vec(),
             methods::PointSet::Candidates => {
                 // The run's own candidates (sampled ones would need a model), else the legal

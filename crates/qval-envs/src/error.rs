@@ -91,3 +91,35 @@ impl From<EnvsError> for CoreError {
         }
     }
 }
+
+impl From<qval_python::PyError> for EnvsError {
+    fn from(e: qval_python::PyError) -> Self {
+        use qval_python::PyError as P;
+        match e {
+            P::Python {
+                adapter,
+                op,
+                message,
+                traceback,
+            } => EnvsError::Python {
+                adapter,
+                op,
+                message,
+                traceback,
+            },
+            P::Worker {
+                adapter,
+                op,
+                first,
+                second,
+            } => EnvsError::Worker {
+                adapter,
+                op,
+                first,
+                second,
+            },
+            P::MissingPackage { message, pip } => EnvsError::MissingPackage { message, pip },
+            P::Bridge(m) => EnvsError::Bridge(m),
+        }
+    }
+}

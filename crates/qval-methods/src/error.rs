@@ -22,6 +22,9 @@ pub enum MethodsError {
         /// What is missing.
         message: String,
     },
+    /// A method written in Python failed (its worker, its module or its class).
+    #[error(transparent)]
+    Python(#[from] qval_python::PyError),
     /// An error from qval-core.
     #[error(transparent)]
     Core(#[from] CoreError),

@@ -19,6 +19,7 @@ pub mod embedding;
 pub mod error;
 pub mod llm;
 pub mod prompting;
+pub mod python;
 pub mod random;
 
 pub use error::MethodsError;

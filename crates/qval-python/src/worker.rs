@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::EnvsError;
+use crate::PyError;
 use qval_core::QRng;
 
 /// One random draw a worker asked for: an integer in `[0, n)` or a float in `[0, 1)`.
@@ -28,14 +28,16 @@ pub enum Draw {
 
 /// Serves a request's draws: first the ones recorded by an earlier attempt (so a retried
 /// request sees the same randomness), then fresh ones from the generator.
-pub(crate) struct Draws<'a> {
+pub struct Draws<'a> {
     rng: Option<&'a mut QRng>,
-    pub(crate) recorded: Vec<Draw>,
+    /// The draws made so far, in order.
+    pub recorded: Vec<Draw>,
     cursor: usize,
 }
 
 impl<'a> Draws<'a> {
-    pub(crate) fn new(rng: Option<&'a mut QRng>) -> Self {
+    /// Draws from `rng`; `None` refuses every draw (requests that must not be random).
+    pub fn new(rng: Option<&'a mut QRng>) -> Self {
         Draws {
             rng,
             recorded: Vec::new(),
@@ -70,48 +72,66 @@ impl<'a> Draws<'a> {
     }
 }
 
-/// How to start a worker.
+/// How to start a worker: `PYTHON -u -m MODULE FLAG SPEC` with the bridge's folder on
+/// `PYTHONPATH`, then `{"op": "hello", "args": ARGS}`.
 #[derive(Clone, Debug)]
-pub(crate) struct Launch {
+pub struct Launch {
+    /// The interpreter.
     pub python: PathBuf,
+    /// The worker module (`qval_bridge.worker`, `qval_bridge.method_worker`).
+    pub module: String,
+    /// The flag naming what it serves (`--adapter`, `--method`).
+    pub flag: String,
+    /// What it serves: `module:Class` or `path.py:Class` (also the name in messages).
     pub adapter: String,
+    /// The folder holding the `qval_bridge` package.
     pub bridge_dir: PathBuf,
+    /// More folders for `PYTHONPATH`, after `bridge_dir` and before the inherited ones.
+    pub path: Vec<PathBuf>,
+    /// The keyword arguments sent with hello.
     pub args: Value,
+    /// The time a worker has for one request before it is killed.
     pub timeout: Duration,
 }
 
 /// Why a request failed.
-pub(crate) enum Failure {
+#[derive(Debug)]
+pub enum Failure {
     /// The adapter raised: the reply carries the error (no retry).
-    Raised(EnvsError),
+    Raised(PyError),
     /// The worker died, hung or broke the protocol (restart and retry once).
     Broken(String),
 }
 
-pub(crate) struct Worker {
+/// One worker process, serving one request at a time.
+pub struct Worker {
     child: Child,
     stdin: ChildStdin,
     lines: Receiver<String>,
     stderr: Arc<Mutex<VecDeque<String>>>,
     next_id: u64,
     /// The key of the state the worker holds after its last reset or step.
-    pub(crate) holds: Option<[u8; 32]>,
+    pub holds: Option<[u8; 32]>,
 }
 
 const STDERR_LINES: usize = 40;
 
 impl Worker {
-    pub(crate) fn spawn(launch: &Launch) -> Result<Worker, EnvsError> {
-        let mut path = launch.bridge_dir.clone().into_os_string();
-        if let Some(old) = std::env::var_os("PYTHONPATH") {
-            path.push(":");
-            path.push(old);
-        }
+    /// Starts the process (no hello yet).
+    ///
+    /// # Errors
+    /// [`PyError::Bridge`] if the interpreter cannot start.
+    pub fn spawn(launch: &Launch) -> Result<Worker, PyError> {
+        let inherited = std::env::var_os("PYTHONPATH");
+        let dirs = std::iter::once(launch.bridge_dir.clone())
+            .chain(launch.path.iter().cloned())
+            .chain(inherited.iter().flat_map(std::env::split_paths));
+        let path = std::env::join_paths(dirs).map_err(|e| PyError::Bridge(format!("PYTHONPATH: {e}")))?;
         let mut child = Command::new(&launch.python)
             .arg("-u")
             .arg("-m")
-            .arg("qval_bridge.worker")
-            .arg("--adapter")
+            .arg(&launch.module)
+            .arg(&launch.flag)
             .arg(&launch.adapter)
             .env("PYTHONPATH", path)
             .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -119,7 +139,7 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| EnvsError::Bridge(format!("cannot start `{}`: {e}", launch.python.display())))?;
+            .map_err(|e| PyError::Bridge(format!("cannot start `{}`: {e}", launch.python.display())))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr_pipe = child.stderr.take().expect("piped stderr");
@@ -155,7 +175,7 @@ impl Worker {
     }
 
     /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -167,7 +187,7 @@ impl Worker {
     }
 
     /// Sends `request` (an object without `id`) and waits for the final reply, serving draws.
-    pub(crate) fn call(
+    pub fn call(
         &mut self,
         mut request: Value,
         draws: &mut Draws<'_>,
@@ -222,12 +242,12 @@ impl Worker {
                     let e = &reply["error"];
                     let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
                     Err(Failure::Raised(if text("kind") == "missing_package" {
-                        EnvsError::MissingPackage {
+                        PyError::MissingPackage {
                             message: text("message"),
                             pip: text("pip"),
                         }
                     } else {
-                        EnvsError::Python {
+                        PyError::Python {
                             adapter: adapter.to_string(),
                             op,
                             message: format!("{}: {}", text("kind"), text("message")),
@@ -262,11 +282,11 @@ impl Drop for Worker {
 }
 
 /// Turns a worker's result (and the draws the request made) into a value and what the
-/// worker holds afterwards.
-pub(crate) type Finish<'a, T> = dyn FnMut(Value, &[Draw]) -> Result<(T, Hold), EnvsError> + 'a;
+/// worker holds afterwards (its error type is the caller's own).
+pub type Finish<'a, T, E = PyError> = dyn FnMut(Value, &[Draw]) -> Result<(T, Hold), E> + 'a;
 
 /// What a worker holds after a request.
-pub(crate) enum Hold {
+pub enum Hold {
     /// What it held before (the request did not change the environment).
     Keep,
     /// The state with this key.
@@ -274,7 +294,7 @@ pub(crate) enum Hold {
 }
 
 /// A fixed number of workers, each serving one request at a time.
-pub(crate) struct Pool {
+pub struct Pool {
     launch: Launch,
     /// The idle workers and how many workers the pool has (idle or busy).
     idle: Mutex<(Vec<Worker>, usize)>,
@@ -286,7 +306,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Starts `n` workers and says hello to each; returns the pool and the first hello.
-    pub(crate) fn start(launch: Launch, n: usize) -> Result<(Pool, Value), EnvsError> {
+    pub fn start(launch: Launch, n: usize) -> Result<(Pool, Value), PyError> {
         let pool = Pool {
             launch,
             idle: Mutex::new((Vec::new(), 0)),
@@ -305,7 +325,7 @@ impl Pool {
         Ok((pool, hello))
     }
 
-    fn fresh(&self) -> Result<(Worker, Value), EnvsError> {
+    fn fresh(&self) -> Result<(Worker, Value), PyError> {
         let mut w = Worker::spawn(&self.launch)?;
         self.pids.lock().expect("pids lock").push(w.pid());
         let req = json!({"op": "hello", "adapter": self.launch.adapter, "args": self.launch.args});
@@ -314,18 +334,20 @@ impl Pool {
         match w.call(req, &mut Draws::new(None), timeout, &self.launch.adapter) {
             Ok(hello) => Ok((w, hello)),
             Err(Failure::Raised(e)) => Err(e),
-            Err(Failure::Broken(m)) => Err(EnvsError::Bridge(format!(
+            Err(Failure::Broken(m)) => Err(PyError::Bridge(format!(
                 "the worker for `{}` failed to start: {m}",
                 self.launch.adapter
             ))),
         }
     }
 
-    pub(crate) fn pids(&self) -> Vec<u32> {
+    /// Every worker process the pool has started (none may outlive it).
+    pub fn pids(&self) -> Vec<u32> {
         self.pids.lock().expect("pids lock").clone()
     }
 
-    pub(crate) fn restarts(&self) -> usize {
+    /// How many workers were replaced after failing.
+    pub fn restarts(&self) -> usize {
         *self.restarts.lock().expect("restarts lock")
     }
 
@@ -334,12 +356,12 @@ impl Pool {
     /// result into a value and says what the worker holds afterwards. A worker that dies,
     /// hangs or breaks the protocol is replaced and the request retried once on the new
     /// worker, with the same draws.
-    pub(crate) fn run<T>(
+    pub fn run<T, E: From<PyError>>(
         &self,
         make: &dyn Fn(Option<[u8; 32]>) -> Value,
         draws: &mut Draws<'_>,
-        finish: &mut Finish<'_, T>,
-    ) -> Result<T, EnvsError> {
+        finish: &mut Finish<'_, T, E>,
+    ) -> Result<T, E> {
         let mut worker = {
             let mut idle = self.idle.lock().expect("pool lock");
             loop {
@@ -347,16 +369,17 @@ impl Pool {
                     break w;
                 }
                 if idle.1 == 0 {
-                    return Err(EnvsError::Bridge(format!(
+                    return Err(PyError::Bridge(format!(
                         "no worker left for `{}`: restarting failed",
                         self.launch.adapter
-                    )));
+                    ))
+                    .into());
                 }
                 idle = self.ready.wait(idle).expect("pool lock");
             }
         };
         let mut first_failure = None;
-        let mut result: Result<T, EnvsError> = Err(EnvsError::Bridge("no attempt".into()));
+        let mut result: Result<T, E> = Err(PyError::Bridge("no attempt".into()).into());
         for attempt in 0..2 {
             let req = make(worker.holds);
             let op = req["op"].as_str().unwrap_or("?").to_string();
@@ -379,7 +402,7 @@ impl Pool {
                 }
                 Err(Failure::Raised(e)) => {
                     worker.holds = None;
-                    result = Err(e);
+                    result = Err(e.into());
                     break;
                 }
                 Err(Failure::Broken(m)) => {
@@ -396,16 +419,17 @@ impl Pool {
                         Err(e) => {
                             self.idle.lock().expect("pool lock").1 -= 1;
                             self.ready.notify_all();
-                            return Err(e);
+                            return Err(e.into());
                         }
                     }
                     if let Some(second) = reason {
-                        result = Err(EnvsError::Worker {
+                        result = Err(PyError::Worker {
                             adapter: self.launch.adapter.clone(),
                             op,
                             first: first_failure.take().unwrap_or_default(),
                             second,
-                        });
+                        }
+                        .into());
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! The bridged environment: a Python adapter's states and steps through a worker.
 
-use super::worker::Draw;
 use base64::Engine as _;
+use qval_python::Draw;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
-use super::worker::{Draws, Finish, Hold, Launch, Pool};
+use qval_python::{Draws, Hold, Launch, Pool};
+/// A finish closure of this crate: its errors are [`EnvsError`]s.
+type Finish<'a, T> = qval_python::Finish<'a, T, EnvsError>;
 use crate::EnvsError;
 use qval_core::{EnvProfile, EnvSpec, Environment, Observation, QRng, Result, StepOutcome, Task};
 
@@ -227,12 +229,7 @@ pub struct PythonEnvBuilder {
     bridge_dir: PathBuf,
 }
 
-/// The folder holding the `qval_bridge` package.
-pub fn default_bridge_dir() -> PathBuf {
-    std::env::var_os("QVAL_BRIDGE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../python")))
-}
+pub use qval_python::default_bridge_dir;
 
 impl PythonEnv {
     /// A builder for the adapter `module:Class` or `path.py:Class`.
@@ -240,9 +237,7 @@ impl PythonEnv {
         PythonEnvBuilder {
             adapter: adapter.into(),
             args: json!({}),
-            python: std::env::var_os("QVAL_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("python3")),
+            python: qval_python::default_python(),
             workers: 1,
             timeout: Duration::from_secs(30),
             bridge_dir: default_bridge_dir(),
@@ -425,23 +420,6 @@ impl PythonEnvBuilder {
             value,
             reason: reason.into(),
         };
-        let Some((module, class)) = self.adapter.rsplit_once(':') else {
-            return Err(invalid(
-                "adapter",
-                self.adapter.clone(),
-                "give `module:Class` or `path/to/file.py:Class`",
-            ));
-        };
-        if module.is_empty() || class.is_empty() {
-            return Err(invalid(
-                "adapter",
-                self.adapter.clone(),
-                "give `module:Class` or `path/to/file.py:Class`",
-            ));
-        }
-        if module.ends_with(".py") && !std::path::Path::new(module).is_file() {
-            return Err(invalid("adapter", self.adapter.clone(), "no such adapter file"));
-        }
         if !self.args.is_object() {
             return Err(invalid(
                 "args",
@@ -459,41 +437,15 @@ impl PythonEnvBuilder {
                 "more than 0 and at most one day",
             ));
         }
-        if !self.bridge_dir.join("qval_bridge").join("__init__.py").is_file() {
-            return Err(invalid(
-                "bridge_dir",
-                self.bridge_dir.display().to_string(),
-                "a folder holding the qval_bridge package",
-            ));
-        }
-        let found = std::process::Command::new(&self.python)
-            .arg("-c")
-            .arg("import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        match found {
-            Ok(s) if s.success() => {}
-            Ok(_) => {
-                return Err(invalid(
-                    "python",
-                    self.python.display().to_string(),
-                    "Python 3.9 or newer",
-                ));
-            }
-            Err(e) => {
-                return Err(invalid(
-                    "python",
-                    self.python.display().to_string(),
-                    &format!("cannot run it: {e}"),
-                ));
-            }
-        }
+        qval_python::check_launch(&self.adapter, &self.bridge_dir, &self.python)
+            .map_err(|(name, value, reason)| invalid(name, value, &reason))?;
         let launch = Launch {
             python: self.python,
+            module: "qval_bridge.worker".into(),
+            flag: "--adapter".into(),
             adapter: self.adapter.clone(),
             bridge_dir: self.bridge_dir,
+            path: Vec::new(),
             args: self.args,
             timeout: self.timeout,
         };
@@ -516,7 +468,7 @@ impl PythonEnvBuilder {
             p => serde_json::from_value(p.clone())
                 .map_err(|e| EnvsError::Bridge(format!("the adapter's profile() is not a valid profile: {e}")))?,
         };
-        let tasks = pool.run(&|_| json!({"op": "tasks"}), &mut Draws::new(None), &mut |v, _| {
+        let tasks = pool.run::<_, EnvsError>(&|_| json!({"op": "tasks"}), &mut Draws::new(None), &mut |v, _| {
             Ok((v, Hold::Keep))
         })?;
         let tasks: Vec<Task> = serde_json::from_value(tasks)
@@ -558,7 +510,7 @@ impl Environment for PythonEnv {
         let task = Arc::new(task.clone());
         let state = self
             .pool
-            .run(&|_| req.clone(), &mut Draws::new(Some(rng)), &mut |r, draws| {
+            .run::<_, EnvsError>(&|_| req.clone(), &mut Draws::new(Some(rng)), &mut |r, draws| {
                 let restore = match self.purity {
                     Purity::Snapshot => Restore::Snapshot(self.snapshot_of(&r)?),
                     Purity::Replay => Restore::Replay(Arc::new(Replay {

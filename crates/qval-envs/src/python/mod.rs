@@ -68,8 +68,7 @@
 //! ```
 
 mod policy;
-mod worker;
 pub use policy::{EpsilonGreedy, ExactLabeler, ReferencePolicy, UniformPolicy};
-pub use worker::Draw;
+pub use qval_python::Draw;
 mod env;
 pub use env::*;

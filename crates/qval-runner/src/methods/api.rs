@@ -341,6 +341,12 @@ pub trait MethodType: Send + Sync + 'static {
         vec![method.name.clone()]
     }
 
+    /// Which points it scores with these parameters (default: [`MethodInfo::on`]).
+    fn point_set(&self, params: &Self::Params) -> PointSet {
+        let _ = params;
+        self.info().on
+    }
+
     /// Builds the methods, one per name of [`MethodType::outputs`], in that order.
     async fn build(&self, params: &Self::Params, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>>;
 }
@@ -363,6 +369,8 @@ pub trait DynMethodType: Send + Sync {
     ) -> std::result::Result<(), SpecProblem>;
     /// [`MethodType::outputs`] with the parsed parameters.
     fn outputs(&self, method: &ResolvedMethod) -> Vec<String>;
+    /// [`MethodType::point_set`] with the parsed parameters.
+    fn point_set(&self, method: &ResolvedMethod) -> PointSet;
     /// [`MethodType::build`] with the parsed parameters.
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>>;
 }
@@ -390,6 +398,12 @@ impl<T: MethodType> DynMethodType for T {
             Ok(p) => MethodType::outputs(self, &p, method),
             // Parameters that do not parse name no outputs: the method is refused when built.
             Err(_) => Vec::new(),
+        }
+    }
+    fn point_set(&self, method: &ResolvedMethod) -> PointSet {
+        match parsed(self, method) {
+            Ok(p) => MethodType::point_set(self, &p),
+            Err(_) => MethodType::info(self).on,
         }
     }
     async fn build(&self, input: BuildInput<'_>) -> Result<Vec<Arc<dyn DenseSignalMethod>>> {

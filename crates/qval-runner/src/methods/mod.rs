@@ -420,6 +420,7 @@ mod code;
 use code::{Codegen, Eureka};
 mod embedding;
 use embedding::{Embedding, EmbeddingKind};
+mod python;
 
 /// The built-in method types, by name.
 pub fn builtin() -> Vec<(&'static str, Arc<dyn DynMethodType>)> {
@@ -451,6 +452,7 @@ pub fn builtin() -> Vec<(&'static str, Arc<dyn DynMethodType>)> {
         ("codegen", Arc::new(Codegen { averaged: false })),
         ("codegen-avg", Arc::new(Codegen { averaged: true })),
         ("eureka", Arc::new(Eureka)),
+        ("python", Arc::new(python::Python)),
         (
             "goal-cosine",
             Arc::new(Embedding {

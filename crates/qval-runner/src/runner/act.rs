@@ -146,7 +146,9 @@ impl Run<'_> {
                     });
                     continue;
                 }
-                StrategyKind::Guided(i) if plan.method_type(&plan.methods[i]).info().on == PointSet::Candidates => {
+                StrategyKind::Guided(i)
+                    if plan.method_type(&plan.methods[i]).point_set(&plan.methods[i]) == PointSet::Candidates =>
+                {
                     let m = &plan.methods[i];
                     let backend = match &m.backend {
                         Some(b) => {

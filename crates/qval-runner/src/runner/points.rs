@@ -53,7 +53,7 @@ pub(crate) fn method_points(
     candidates: Option<&Candidates>,
 ) -> (Vec<EvaluationPoint>, String) {
     let n = m.settings.points.unwrap_or(points.len()).min(points.len());
-    match plan.method_type(m).info().on {
+    match plan.method_type(m).point_set(m) {
         PointSet::Points => (points[..n].to_vec(), dataset.to_string()),
         PointSet::Candidates => {
             let Candidates { points: c, dataset: fp } =

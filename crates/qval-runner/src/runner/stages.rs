@@ -289,7 +289,7 @@ impl<'p> Run<'p> {
         let n = plan
             .methods
             .iter()
-            .filter(|m| plan.method_type(m).info().on == PointSet::Candidates)
+            .filter(|m| plan.method_type(m).point_set(m) == PointSet::Candidates)
             .filter(|m| plan.wanted(m))
             .map(|m| m.settings.points.unwrap_or(points.len()))
             .max();

@@ -1,0 +1,242 @@
+//! Methods written in Python (`[[methods]] type = "python"`), run as a user runs them:
+//! the shipped numpy scorer ranks as the built-in heuristic does; a faulty scorer fails
+//! exactly the points that raise or hang, with the reason; a killed run resumes without
+//! scoring again what it finished and leaves no worker behind; a missing module or package
+//! is refused before any work, at its key, naming the path problem or the pip command.
+//!
+//! Needs Python 3 with numpy (`scripts/test.sh` installs it).
+
+mod common;
+
+use common::python::{NUMPY, need};
+use common::{exit_within, frozenlake, qval_run, refused_experiment, repo, rho, rows, succeeded, summary, wait_for};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A prediction file's rows by point id: the value (NaN as null) and the error.
+fn predictions(run: &Path, method: &str) -> BTreeMap<String, (Option<f64>, Option<String>)> {
+    rows(&run.join("predictions").join(format!("{method}.jsonl")))
+        .into_iter()
+        .map(|v: Value| {
+            (
+                v["point_id"].as_str().unwrap().to_string(),
+                (v["value"].as_f64(), v["error"].as_str().map(str::to_string)),
+            )
+        })
+        .collect()
+}
+
+/// A temp folder holding the test scorers (`faulty.py`) beside the experiment files.
+fn folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("experiments/python/faulty.py"),
+        dir.path().join("faulty.py"),
+    )
+    .unwrap();
+    dir
+}
+
+/// A small FrozenLake experiment with `methods` after its labels.
+fn experiment(dir: &Path, name: &str, trajectories: usize, methods: &str) -> PathBuf {
+    let text = frozenlake(
+        name,
+        3,
+        trajectories,
+        &format!(
+            "sampling = {{ per_trajectory = 4, strategy = \"random\" }}\n\n[[labels]]\nsignal = \"q\"\n\n{methods}"
+        ),
+    );
+    common::write_experiment(dir, &format!("{name}.toml"), &text)
+}
+
+#[test]
+fn the_numpy_distance_scorer_gives_the_builtin_heuristics_scores_and_rho() {
+    need(&NUMPY);
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let stdout = succeeded(qval_run("experiments/python-method.toml", &run).current_dir(repo()));
+    assert!(stdout.contains("| py-distance-q |"), "{stdout}");
+    let s = summary(&run);
+    let (builtin, python) = (rho(&s, "mvmc-q", "distance-q"), rho(&s, "mvmc-q", "py-distance-q"));
+    assert!(builtin > 0.99, "{builtin}");
+    assert_eq!(builtin.to_bits(), python.to_bits(), "{builtin} vs {python}");
+    let (a, b) = (predictions(&run, "distance-q"), predictions(&run, "py-distance-q"));
+    assert_eq!(a.len(), 238);
+    assert_eq!(a, b, "the Python scorer's values differ from the heuristic's");
+}
+
+#[test]
+fn a_faulty_scorer_fails_exactly_the_points_that_raise_or_hang_with_the_reason() {
+    need(&NUMPY);
+    let dir = folder();
+    let run = dir.path().join("run");
+    // The points first (a run with the random baseline only), to choose the faulty ones.
+    let file = experiment(dir.path(), "faulty", 12, "[[methods]]\ntype = \"random\"\n");
+    succeeded(qval_run(&file, &run));
+    let ids: Vec<String> = rows(&run.join("points.jsonl"))
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.len() > 30, "{}", ids.len());
+    let (raise, hang) = (vec![ids[3].clone(), ids[20].clone()], ids[11].clone());
+    let methods = format!(
+        "[[methods]]\ntype = \"random\"\n\n[[methods]]\ntype = \"python\"\nname = \"faulty\"\nmodule = \"faulty.py:Faulty\"\n\
+         batch_size = 8\nworkers = 2\ntimeout_seconds = 1.0\nparams = {{ raise_on = {raise:?}, hang_on = [{hang:?}] }}\n"
+    );
+    let file = experiment(dir.path(), "faulty", 12, &methods);
+    let stdout = succeeded(qval_run(&file, &run));
+    assert!(stdout.contains("3 NaN"), "{stdout}");
+    let got = predictions(&run, "faulty-q");
+    let texts: BTreeMap<String, usize> = rows(&run.join("points.jsonl"))
+        .iter()
+        .map(|p| {
+            let text = p["next_observation"]["text"].as_str().unwrap();
+            (p["id"].as_str().unwrap().to_string(), text.chars().count())
+        })
+        .collect();
+    assert_eq!(got.len(), ids.len());
+    for (id, (value, error)) in &got {
+        if raise.contains(id) {
+            let e = error.as_deref().unwrap_or_default();
+            assert!(value.is_none(), "{id}: {value:?}");
+            assert!(e.contains(&format!("ValueError: cannot score {id}")), "{id}: {e}");
+            assert!(e.contains("Traceback") && e.contains("faulty.py"), "{id}: {e}");
+        } else if *id == hang {
+            let e = error.as_deref().unwrap_or_default();
+            assert!(value.is_none(), "{id}: {value:?}");
+            assert!(e.contains("did not answer `score` within 1.0 s"), "{id}: {e}");
+        } else {
+            assert_eq!(error, &None, "{id}");
+            // Python counts characters, as `chars()` does.
+            assert_eq!(*value, Some(texts[id] as f64), "{id}");
+        }
+    }
+}
+
+/// The ids a scorer's log names, one per line.
+fn logged(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-af", needle])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("pgrep"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_killed_run_resumes_without_scoring_finished_points_again_and_leaves_no_worker() {
+    need(&NUMPY);
+    let dir = folder();
+    let run = dir.path().join("run");
+    let methods = "[[methods]]\ntype = \"python\"\nname = \"slow\"\nmodule = \"faulty.py:Faulty\"\nbatch_size = 4\n\
+                   params = { delay = 0.02 }\n";
+    let file = experiment(dir.path(), "slow", 60, methods);
+    let (first_log, second_log) = (dir.path().join("first.log"), dir.path().join("second.log"));
+    let preds = run.join("predictions/slow-q.jsonl");
+    let partial = run.join("predictions/slow-q.jsonl.partial");
+    let mut child = qval_run(&file, &run)
+        .env("FAULTY_LOG", &first_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed (SIGKILL) once predictions are checkpointed, before the end.
+    wait_for(
+        &mut child,
+        Duration::from_secs(120),
+        "a checkpoint of predictions",
+        || common::line_count(&partial) > 1,
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!preds.exists(), "the run ended before it was killed");
+    let finished: BTreeSet<String> = rows(&partial)
+        .iter()
+        .map(|v| v["point_id"].as_str().unwrap().to_string())
+        .collect();
+    let total = common::line_count(&run.join("points.jsonl")) - 1;
+    assert!(
+        !finished.is_empty() && finished.len() < total,
+        "{} of {total}",
+        finished.len()
+    );
+    // The workers notice that qval is gone (their stdin closes) and end.
+    let needle = dir.path().join("faulty.py");
+    let needle = needle.to_str().unwrap();
+    let t = std::time::Instant::now();
+    while !processes_with(needle).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "workers left: {:?}",
+            processes_with(needle)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut again = qval_run(&file, &run);
+    again.env("FAULTY_LOG", &second_log);
+    let mut child = again.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(exit_within(&mut child, Duration::from_secs(120)).is_some_and(|s| s.success()));
+    let rescored: Vec<String> = logged(&second_log)
+        .into_iter()
+        .filter(|id| finished.contains(id))
+        .collect();
+    assert!(rescored.is_empty(), "scored again after the resume: {rescored:?}");
+    let done = predictions(&run, "slow-q");
+    assert_eq!(done.len(), total);
+    assert!(done.values().all(|(v, e)| v.is_some() && e.is_none()));
+    assert_eq!(logged(&second_log).len(), total - finished.len());
+}
+
+#[test]
+fn a_missing_module_or_package_is_refused_before_work_at_its_key() {
+    need(&NUMPY);
+    let dir = folder();
+    std::fs::write(
+        dir.path().join("needs_dep.py"),
+        "import not_installed_pkg_xyz\nfrom qval_bridge.methods import Method\n\nclass M(Method):\n    pass\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("not_a_method.py"),
+        "class M:\n    def score(self, point, context):\n        return 0.0\n",
+    )
+    .unwrap();
+    for (module, says) in [
+        ("no_such_pkg.scorer:X", "no module `no_such_pkg` on the path"),
+        ("needs_dep.py:M", "install it with `pip install not_installed_pkg_xyz`"),
+        ("not_a_method.py:M", "is not a subclass of qval_bridge.methods.Method"),
+        ("missing.py:M", "no such file"),
+        ("faulty", "give `package.module:Class`"),
+    ] {
+        let text = frozenlake(
+            "refused",
+            3,
+            4,
+            &format!("\n[[labels]]\nsignal = \"q\"\n\n[[methods]]\ntype = \"python\"\nmodule = \"{module}\"\n"),
+        );
+        let (msg, _) = refused_experiment(dir.path(), "refused.toml", &text);
+        // The `module` key's line.
+        assert!(msg.contains("refused.toml:17:"), "{module}: {msg}");
+        assert!(
+            msg.contains("`methods[0].module`") && msg.contains(says),
+            "{module}: {msg}"
+        );
+    }
+}
