@@ -355,6 +355,7 @@ pub async fn execute(command: Command, registry: &Registry) -> Result<()> {
             let shard = a.shard.as_deref().map(parse_shard).transpose()?;
             let options = RunOptions {
                 out: a.out,
+                spec_dir: None,
                 backend: backend_override(&a.backend)?,
                 only: a.only,
                 redo: a.redo,
@@ -568,13 +569,14 @@ async fn preview(a: &PreviewArgs, registry: &Registry) -> Result<()> {
         registry,
         RunOptions {
             out: Some(a.run.clone()),
+            spec_dir: manifest.spec_dir(),
             ..Default::default()
         },
     )?;
     let (_, trajectories) = read_jsonl(&qval_core::stage::layout::trajectories(&a.run), Kind::Trajectories)?;
     let (_, points) =
         read_jsonl::<qval_core::EvaluationPoint>(&qval_core::stage::layout::points(&a.run), Kind::Points)?;
-    let ctx = plan.env.method_context();
+    let ctx = plan.method_context();
     let chosen: Vec<&methods::ResolvedMethod> = plan
         .methods
         .iter()

@@ -56,7 +56,7 @@ pub use env::{EnvSpec, Environment, StepOutcome};
 pub use error::{CoreError, Result};
 pub use label::{Labeler, MvmcConfig, MvmcConfigBuilder, MvmcLabeler};
 pub use mcts::{MctsConfig, MctsConfigBuilder, MctsLabeler};
-pub use method::{DenseSignalMethod, MethodContext};
+pub use method::{DenseSignalMethod, MethodContext, PolicyAssumption};
 pub use policy::{Policy, PolicyInput};
 pub use profile::{EnvProfile, ExpertLabels, GoalTexts, MinChars, ScoringWording};
 pub use sample::{SampleConfig, SampleConfigBuilder, Strategy, sample_points};

@@ -8,6 +8,49 @@ use crate::env::{EnvSpec, Environment};
 use crate::profile::EnvProfile;
 use crate::types::{EvaluationPoint, Signal};
 
+/// Whose future play the value a method estimates assumes (published `policy_assumption`):
+/// prompts say "assuming optimal play thereafter" or "assuming you are the agent making all
+/// future decisions". Potentials and shaped rewards ignore it (as published).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyAssumption {
+    /// The optimal policy (default, as published).
+    #[default]
+    Optimal,
+    /// The model's own policy: it is the agent making all future decisions.
+    #[serde(rename = "self")]
+    Own,
+}
+
+impl PolicyAssumption {
+    /// The name experiment files use: `optimal` or `self`.
+    pub fn key(self) -> &'static str {
+        match self {
+            PolicyAssumption::Optimal => "optimal",
+            PolicyAssumption::Own => "self",
+        }
+    }
+
+    /// The assumption named `key`, if any.
+    pub fn from_key(key: &str) -> Option<Self> {
+        [PolicyAssumption::Optimal, PolicyAssumption::Own]
+            .into_iter()
+            .find(|p| p.key() == key)
+    }
+
+    fn is_optimal(&self) -> bool {
+        *self == PolicyAssumption::Optimal
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 /// What a method knows about the setting beyond the point itself.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MethodContext {
@@ -27,6 +70,20 @@ pub struct MethodContext {
     pub history_limit: usize,
     /// The episode's step budget.
     pub max_steps: usize,
+    /// Whose future play the values assume (default optimal; not written when optimal).
+    #[serde(default, skip_serializing_if = "PolicyAssumption::is_optimal")]
+    pub policy: PolicyAssumption,
+    /// The penalty the labels subtract at every step (0: none; not written when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step_penalty: f64,
+    /// Whether prompts state the step penalty; when false and it is positive, the efficiency
+    /// hint is given instead (published `disclose_step_penalty`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disclose_step_penalty: bool,
+    /// Few-shot example trajectories, rendered as the prompts' `## Example Trajectories`
+    /// section (empty: none; published `example_trajectories_file`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub example_trajectories: String,
     /// What the environment tells methods about itself ([`Environment::profile`]): the
     /// wording of its prompts, its goal texts. Not serialised (a run's `run.json` records the
     /// context without it); [`EnvProfile::default`] when read back.
@@ -48,6 +105,10 @@ impl MethodContext {
             include_next_state: true,
             history_limit: 40,
             max_steps: spec.max_steps,
+            policy: PolicyAssumption::Optimal,
+            step_penalty: 0.0,
+            disclose_step_penalty: false,
+            example_trajectories: String::new(),
             profile: Arc::default(),
         }
     }

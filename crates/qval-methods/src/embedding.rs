@@ -398,6 +398,10 @@ mod tests {
             include_next_state: true,
             history_limit: 40,
             max_steps: 10,
+            policy: Default::default(),
+            step_penalty: 0.0,
+            disclose_step_penalty: false,
+            example_trajectories: String::new(),
             profile: Default::default(),
         }
     }

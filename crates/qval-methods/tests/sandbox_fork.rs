@@ -69,6 +69,10 @@ def signal_function(state, action, next_state):
         include_next_state: true,
         history_limit: 40,
         max_steps: 10,
+        policy: Default::default(),
+        step_penalty: 0.0,
+        disclose_step_penalty: false,
+        example_trajectories: String::new(),
         profile: Default::default(),
     };
     let t = std::time::Instant::now();

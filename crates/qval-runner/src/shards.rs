@@ -98,6 +98,7 @@ fn plan_of(run_dir: &Path, manifest: &Manifest, registry: &Registry, options: Ru
         registry,
         RunOptions {
             out: Some(run_dir.to_path_buf()),
+            spec_dir: manifest.spec_dir(),
             ..options
         },
     )

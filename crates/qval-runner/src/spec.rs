@@ -415,6 +415,19 @@ pub struct MethodSpec {
     /// Earlier turns a prompt shows (published `max_history_turns`; default 40; 0: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_history_turns: Option<usize>,
+    /// Whose future play the values assume: `optimal` (default) or `self` (published
+    /// `policy_assumption`). A list expands into one method per assumption, named `-optimal`,
+    /// `-self`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_assumption: Option<OneOrMany<String>>,
+    /// Whether prompts state the labels' step penalty (published `disclose_step_penalty`;
+    /// default false: the efficiency hint where it is positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclose_step_penalty: Option<bool>,
+    /// A JSON file of example trajectories in the published layout, shown in the prompts'
+    /// `## Example Trajectories` (published `example_trajectories_file`), relative to the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example_trajectories: Option<PathBuf>,
     /// Score only the first N points (published: 100 for LLM methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<usize>,
@@ -431,6 +444,10 @@ impl MethodSpec {
             include_next_state: self.include_next_state,
             max_history_turns: self.max_history_turns,
             points: self.points,
+            policy_assumption: None,
+            disclose_step_penalty: self.disclose_step_penalty,
+            example_trajectories: self.example_trajectories.clone(),
+            examples: Rendered::default(),
         }
     }
 }
@@ -438,7 +455,7 @@ impl MethodSpec {
 /// What a method entry sets for every method it expands into (the keys of [`MethodSpec`]
 /// of the same names, which are read there so that a wrong value is reported at its own
 /// line and column): what an LLM method's prompts show and how many points it scores.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MethodSettings {
     /// Whether prompts state the discount factor (default: no).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,12 +469,44 @@ pub struct MethodSettings {
     /// Only the first N points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<usize>,
+    /// Whose future play the values assume (one of the entry's list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_assumption: Option<qval_core::PolicyAssumption>,
+    /// Whether prompts state the step penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclose_step_penalty: Option<bool>,
+    /// The example trajectories' file, as the entry names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example_trajectories: Option<PathBuf>,
+    /// Their `## Example Trajectories` section, read and rendered when the plan is made.
+    #[serde(skip)]
+    pub examples: Rendered,
+}
+
+/// A section rendered from a file when the plan is made; not written to `run.json` (the
+/// file's name is) and not compared (two plans of one file render the same).
+#[derive(Clone, Debug, Default)]
+pub struct Rendered(pub Option<std::sync::Arc<str>>);
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl MethodSettings {
     /// `base` with the prompt keys set here.
     pub fn apply(&self, base: &qval_core::MethodContext) -> qval_core::MethodContext {
         let mut c = base.clone();
+        if let Some(p) = self.policy_assumption {
+            c.policy = p;
+        }
+        if let Some(d) = self.disclose_step_penalty {
+            c.disclose_step_penalty = d;
+        }
+        if let Some(text) = &self.examples.0 {
+            c.example_trajectories = text.to_string();
+        }
         if let Some(d) = self.disclose_discount_factor {
             c.disclose_gamma = d;
         }

@@ -19,6 +19,7 @@ mod base;
 mod candidates;
 mod criteria;
 mod direct;
+pub mod examples;
 pub mod prompt;
 mod ranking;
 mod scoring;

@@ -6,7 +6,7 @@
 //! and the answer request. [`preview`] shows the exact messages a method would send, without
 //! calling a model.
 
-use qval_core::{EvaluationPoint, MethodContext, Observation, Signal};
+use qval_core::{EvaluationPoint, MethodContext, Observation, PolicyAssumption, Signal};
 use serde::{Deserialize, Serialize};
 
 use qval_llm::{Message, Part, Role};
@@ -297,8 +297,8 @@ impl Preset {
         self.guidance().then_some(APPROXIMATION_GUIDANCE)
     }
 
-    /// The efficiency guidance block, if the preset has it (shown only when gamma < 1 is not
-    /// disclosed).
+    /// The efficiency guidance block, if the preset has it (shown only when gamma < 1 or a
+    /// positive step penalty is not disclosed).
     pub fn efficiency_guidance(self) -> Option<&'static str> {
         self.guidance().then_some(EFFICIENCY_GUIDANCE)
     }
@@ -405,23 +405,43 @@ fn return_phrase(ctx: &MethodContext) -> String {
     }
 }
 
-/// What the value means (the published signal fragment, optimal policy).
+/// The published phrase of the policy assumption: "assuming optimal play thereafter" or
+/// "assuming you are the agent making all future decisions".
+pub fn policy_phrase(ctx: &MethodContext) -> &'static str {
+    match ctx.policy {
+        PolicyAssumption::Optimal => "assuming optimal play thereafter",
+        PolicyAssumption::Own => "assuming you are the agent making all future decisions",
+    }
+}
+
+/// The published noun of the policy assumption: "the optimal policy" or "your own policy".
+pub fn policy_noun(ctx: &MethodContext) -> &'static str {
+    match ctx.policy {
+        PolicyAssumption::Optimal => "the optimal policy",
+        PolicyAssumption::Own => "your own policy",
+    }
+}
+
+/// What the value means (the published signal fragment, with the policy assumption;
+/// potentials and shaped rewards ignore it, as published).
 pub fn signal_fragment(ctx: &MethodContext, signal: Signal) -> String {
     let ret = return_phrase(ctx);
+    let (pol, noun) = (policy_phrase(ctx), policy_noun(ctx));
     match signal {
         Signal::V => format!(
-            "The state-value V(s) represents the expected {ret} starting from state s, assuming optimal play \
-             thereafter. It depends only on the current state, not on any specific action."
+            "The state-value V(s) represents the expected {ret} starting from state s, {pol}. It depends only on \
+             the current state, not on any specific action."
         ),
         Signal::Q => format!(
-            "The Q-value Q(s,a) represents the expected {ret} when taking action a in state s and then following the \
-             optimal policy thereafter. In other words, Q(s,a) is the expected return given that action a is taken \
-             in state s, assuming optimal play thereafter. It depends on both the state and the specific action taken."
+            "The Q-value Q(s,a) represents the expected {ret} when taking action a in state s and then following \
+             {noun} thereafter. In other words, Q(s,a) is the expected return given that action a is taken in state \
+             s, {pol}. It depends on both the state and the specific action taken."
         ),
-        Signal::Advantage => "The advantage A(s,a) = Q(s,a) - V(s) measures how much better or worse action a is \
-             compared to the average action in state s under the optimal policy. Positive values mean the action is \
-             better than average; negative values mean worse. A value of 0.0 means no advantage over the average."
-            .into(),
+        Signal::Advantage => format!(
+            "The advantage A(s,a) = Q(s,a) - V(s) measures how much better or worse action a is compared to the \
+             average action in state s under {noun}. Positive values mean the action is better than average; \
+             negative values mean worse. A value of 0.0 means no advantage over the average."
+        ),
         Signal::Potential => format!(
             "The potential Φ(s) represents the long-term desirability of state s for reward shaping. The \
              theoretically optimal potential equals V*(s), the optimal state-value function — the expected {ret} \
@@ -441,6 +461,7 @@ const HISTORY_SUFFIX: &str = " The history provides context about how the agent 
 /// false drops the mention of the history (GVL, or a history limit of 0).
 pub fn eval_instructions(ctx: &MethodContext, signal: Signal, history: bool) -> String {
     let ret = return_phrase(ctx);
+    let pol = policy_phrase(ctx);
     let suffix = if history { HISTORY_SUFFIX } else { "" };
     let data = if ctx.include_next_state {
         "the current state, the action taken, and the resulting next state"
@@ -457,18 +478,17 @@ pub fn eval_instructions(ctx: &MethodContext, signal: Signal, history: bool) -> 
     match signal {
         Signal::V => format!(
             "You will receive {}the current state. Estimate V(s) for the **Current State** — the expected {ret} from \
-             that state, assuming optimal play thereafter.{suffix}",
+             that state, {pol}.{suffix}",
             hist(" and ")
         ),
         Signal::Q => format!(
             "You will receive {}{data}. Estimate Q(s,a) for the **Current Action** in the **Current State** — the \
-             expected {ret} when taking this action in this state, assuming optimal play thereafter.{suffix}",
+             expected {ret} when taking this action in this state, {pol}.{suffix}",
             hist(", ")
         ),
         Signal::Advantage => format!(
             "You will receive {}{data}. Estimate A(s,a) for the **Current Action** in the **Current State** — how \
-             much better or worse this action is compared to the average action, assuming optimal play \
-             thereafter.{suffix}",
+             much better or worse this action is compared to the average action, {pol}.{suffix}",
             hist(", ")
         ),
         Signal::Potential => format!(
@@ -505,18 +525,22 @@ pub fn ranking_instructions(ctx: &MethodContext) -> String {
 }
 
 /// The opening parts of every system prompt: the role, what the value means, and the
-/// preset's guidance (the efficiency hint only when gamma < 1 is not disclosed).
+/// preset's guidance (the efficiency hint only when gamma < 1 or a positive step penalty is
+/// not disclosed, as published).
 pub fn system_head(ctx: &MethodContext, preset: Preset, slot: Slot, signal: Signal) -> Vec<String> {
     let mut parts = vec![role_opener(slot, signal), signal_fragment(ctx, signal)];
     parts.extend(preset.approximation_guidance().map(String::from));
-    if ctx.gamma < 1.0 && !ctx.disclose_gamma {
+    let hidden_penalty = ctx.step_penalty > 0.0 && !ctx.disclose_step_penalty;
+    if (ctx.gamma < 1.0 && !ctx.disclose_gamma) || hidden_penalty {
         parts.extend(preset.efficiency_guidance().map(String::from));
     }
     parts
 }
 
 /// The environment's parts of every system prompt: `## Task Description` (the environment's
-/// notes), `## Episode Configuration` (the step limit) and `## Reward Functions`.
+/// notes), `## Episode Configuration` (the step limit), `## Reward Functions` (with the
+/// published sentence on the step penalty when it is disclosed) and `## Example
+/// Trajectories` when the method has them.
 pub fn system_tail(ctx: &MethodContext) -> Vec<String> {
     let mut parts = Vec::new();
     if !ctx.notes.trim().is_empty() {
@@ -527,9 +551,22 @@ pub fn system_tail(ctx: &MethodContext) -> Vec<String> {
         ctx.max_steps
     ));
     if !ctx.reward_description.trim().is_empty() {
-        parts.push(format!("## Reward Functions\n{}", ctx.reward_description.trim_end()));
+        let mut rewards = ctx.reward_description.clone();
+        if ctx.disclose_step_penalty && ctx.step_penalty > 0.0 {
+            rewards.push_str(&step_penalty_sentence(ctx.step_penalty));
+        }
+        parts.push(format!("## Reward Functions\n{}", rewards.trim_end()));
+    }
+    if !ctx.example_trajectories.is_empty() {
+        parts.push(ctx.example_trajectories.clone());
     }
     parts
+}
+
+/// The published sentence appended to the reward description when the step penalty is
+/// disclosed (the penalty as Python prints a float).
+pub fn step_penalty_sentence(penalty: f64) -> String {
+    format!("\nAdditionally, a penalty of -{penalty:?} is applied at every step to encourage shorter solutions.")
 }
 
 /// A closing as published for a backend with thinking on; with thinking off the leading

@@ -45,6 +45,15 @@ pub struct StageRecord {
 }
 
 impl Manifest {
+    /// The folder the experiment file's relative paths point to, as the run recorded it
+    /// (`None` for runs made before it was recorded, or when the folder is gone).
+    pub fn spec_dir(&self) -> Option<PathBuf> {
+        self.experiment["spec_dir"]
+            .as_str()
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+    }
+
     /// Reads `run.json` of a run folder (`None` if there is none).
     ///
     /// # Errors

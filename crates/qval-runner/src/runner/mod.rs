@@ -65,7 +65,7 @@ pub async fn run(plan: &Plan) -> Result<RunReport> {
         return Ok(run.report);
     }
     let labels = run.label(&points, &trajectories, &dataset, candidates.as_ref()).await?;
-    let ctx = plan.env.method_context();
+    let ctx = plan.method_context();
     let inputs = Inputs {
         trajectories: &trajectories,
         points: &points,

@@ -30,6 +30,9 @@ pub enum BackendOverride {
 pub struct RunOptions {
     /// The run folder (default `runs/<experiment name>`).
     pub out: Option<PathBuf>,
+    /// The folder the file's relative paths are relative to (default: the file's own; a
+    /// plan made again from `run.json` passes the folder the run recorded).
+    pub spec_dir: Option<PathBuf>,
     /// Overrides the backend of every LLM method.
     pub backend: Option<BackendOverride>,
     /// Only these methods (their names, or their types).

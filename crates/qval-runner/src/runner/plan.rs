@@ -65,6 +65,14 @@ pub fn shard_dir(run_dir: &Path, share: Share) -> PathBuf {
 }
 
 impl Plan {
+    /// What methods are told about the setting: the environment's context with the labels'
+    /// step penalty (the largest of the label sets'), which prompts state or hint at.
+    pub fn method_context(&self) -> qval_core::MethodContext {
+        let mut ctx = self.env.method_context();
+        ctx.step_penalty = self.labels.iter().map(|l| l.spec.step_penalty).fold(0.0, f64::max);
+        ctx
+    }
+
     /// Checks `experiment` (read from `source`) against `registry`: every problem is an error
     /// naming the file, line and column, found before any work starts.
     ///
@@ -80,12 +88,14 @@ impl Plan {
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(&e.name));
-        let spec_dir = source
-            .file
-            .parent()
-            .map(Path::to_path_buf)
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."));
+        let spec_dir = options.spec_dir.clone().unwrap_or_else(|| {
+            source
+                .file
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
         let (entries, forced) = backend_entries(e, &options, &spec_dir, &at)?;
         let work_dir = match options.shard {
             Some(share) => shard_dir(&run_dir, share),
@@ -511,7 +521,7 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
     })?;
     let info = t.info();
     // A misspelt common key (`nmae`) lands among the type's parameters: say so.
-    const COMMON: [&str; 10] = [
+    const COMMON: [&str; 13] = [
         "type",
         "name",
         "signal",
@@ -522,6 +532,9 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
         "include_next_state",
         "max_history_turns",
         "points",
+        "policy_assumption",
+        "disclose_step_penalty",
+        "example_trajectories",
     ];
     for k in m.params.keys() {
         let own = info.params.iter().any(|p| p.name == k);
@@ -566,6 +579,9 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
         ("disclose_discount_factor", m.disclose_discount_factor.is_some()),
         ("include_next_state", m.include_next_state.is_some()),
         ("max_history_turns", m.max_history_turns.is_some()),
+        ("policy_assumption", m.policy_assumption.is_some()),
+        ("disclose_step_penalty", m.disclose_step_penalty.is_some()),
+        ("example_trajectories", m.example_trajectories.is_some()),
     ] {
         if given && !info.needs_backend {
             return Err(err(SpecProblem::at(
@@ -592,6 +608,38 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
             })
             .collect::<std::result::Result<_, _>>()?,
     };
+    let policies: Vec<Option<qval_core::PolicyAssumption>> = match &m.policy_assumption {
+        None => vec![None],
+        Some(p) => p
+            .values()
+            .iter()
+            .map(|v| {
+                qval_core::PolicyAssumption::from_key(v).map(Some).ok_or_else(|| {
+                    err(SpecProblem::at(
+                        field("policy_assumption"),
+                        spec::unknown("policy assumption", v, &["optimal", "self"]),
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let mut settings = m.settings();
+    if let Some(file) = &m.example_trajectories {
+        let path = services.spec_dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            err(SpecProblem::at(
+                field("example_trajectories"),
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
+        let section = qval_methods::prompting::examples::example_trajectories_section(&text).map_err(|e| {
+            err(SpecProblem::at(
+                field("example_trajectories"),
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
+        settings.examples = crate::spec::Rendered(Some(section.into()));
+    }
     if m.points == Some(0) {
         return Err(err(SpecProblem::at(
             field("points"),
@@ -601,7 +649,11 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
     let mut out = Vec::new();
     for s in &signals {
         for b in &backends {
-            for (md, preset) in modalities.iter().flat_map(|md| presets.iter().map(move |p| (*md, *p))) {
+            let variants = modalities
+                .iter()
+                .flat_map(|md| presets.iter().map(move |p| (*md, *p)))
+                .flat_map(|(md, p)| policies.iter().map(move |pol| (md, p, *pol)));
+            for (md, preset, policy) in variants {
                 let mut name = format!("{}-{}", m.name.clone().unwrap_or_else(|| m.kind.clone()), s.key());
                 if backends.len() > 1
                     && let Some(b) = b
@@ -617,6 +669,11 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
                 {
                     name.push_str(&format!("-{p}"));
                 }
+                if policies.len() > 1
+                    && let Some(p) = policy
+                {
+                    name.push_str(&format!("-{}", p.key()));
+                }
                 let mut r = ResolvedMethod {
                     name: name.clone(),
                     kind: m.kind.clone(),
@@ -624,7 +681,10 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
                     backend: b.clone(),
                     modality: md,
                     prompt_preset: preset,
-                    settings: m.settings(),
+                    settings: crate::spec::MethodSettings {
+                        policy_assumption: policy,
+                        ..settings.clone()
+                    },
                     params: m.params.clone(),
                     path: base.clone(),
                     entry: m.name.clone().unwrap_or_else(|| m.kind.clone()),
