@@ -1,5 +1,7 @@
 //! The verifier's passes and criteria as published: `passes x criteria` distinct requests,
-//! each showing its criterion, averaged over the passes that decode.
+//! each showing its criterion, averaged over the passes that decode; several points per
+//! prompt (`prompt_batch_size`) grouped as published (`prompt_grouping`), each through its own
+//! `<score_i>` tag.
 
 mod common;
 
@@ -166,4 +168,77 @@ async fn with_criteria_the_oracle_verifier_still_ranks_as_the_labels_do() {
     assert!(preds.iter().all(|p| p.value.is_finite()));
     let r = rho(&d.labels[..40], &preds);
     assert!(r >= 0.8, "rho {r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_batched_in_prompts_get_the_scores_they_get_alone_under_every_grouping() {
+    use qval_core::{StageOptions, predict};
+    use qval_methods::llm::{OpenAiBackend, OpenAiConfig};
+    use qval_methods::prompting::Grouping;
+    use qval_testkit::{ServerConfig, TestServer};
+    let d = quickstart_data().await;
+    let server = TestServer::start(ServerConfig::default());
+    let mut cfg = OpenAiConfig::new(server.base_url(), "qval-oracle");
+    cfg.capabilities.logprobs = true;
+    let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(cfg).unwrap());
+    let points = &d.points[..30];
+    let alone = predict(
+        &Verifier::new(backend.clone(), Signal::Q, Default::default()),
+        points,
+        &d.ctx,
+        &StageOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.requests(), 30);
+    assert!(alone.iter().all(|p| p.value.is_finite()));
+    for grouping in [Grouping::Random, Grouping::Contiguous, Grouping::Trajectory] {
+        let before = server.requests();
+        let m = Verifier::new(backend.clone(), Signal::Q, Default::default()).with_batch(4, grouping);
+        let batched = predict(&m, points, &d.ctx, &StageOptions::default()).await.unwrap();
+        // The oracle grades each datapoint as it grades it alone: the same score per point,
+        // whichever prompt and position it lands in.
+        for (a, b) in alone.iter().zip(&batched) {
+            assert_eq!((&a.point_id, a.value), (&b.point_id, b.value), "{grouping:?}");
+        }
+        let plan = grouping.plan(points, 4);
+        assert_eq!(
+            server.requests() - before,
+            plan.len(),
+            "{grouping:?}: one request per prompt"
+        );
+        let mut all: Vec<usize> = plan.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..30).collect::<Vec<_>>(), "{grouping:?}: every point once");
+        assert!(plan.iter().all(|g| g.len() <= 4));
+        match grouping {
+            Grouping::Contiguous => assert_eq!(plan[0], vec![0, 1, 2, 3]),
+            Grouping::Trajectory => {
+                for g in &plan {
+                    let t = points[g[0]].trajectory_index;
+                    assert!(g.iter().all(|&i| points[i].trajectory_index == t), "{g:?}");
+                    assert!(g.windows(2).all(|w| points[w[0]].step_index < points[w[1]].step_index));
+                }
+            }
+            Grouping::Random => assert_ne!(plan[0], vec![0, 1, 2, 3], "shuffled"),
+        }
+    }
+    // The prompt of a batch, as published: a datapoint header per point, a tag per point.
+    let m = Verifier::new(backend, Signal::Q, Default::default()).with_batch(3, Grouping::Contiguous);
+    let msgs = m.pass_messages(&[&points[0], &points[1], &points[2]], &d.ctx, 0);
+    let system = match &msgs[0].parts[..] {
+        [qval_methods::llm::Part::Text { text }] => text.clone(),
+        other => panic!("one system text: {other:?}"),
+    };
+    let user = user_text(&msgs);
+    assert!(system.ends_with(
+        "You may receive multiple datapoints in one request. Return one score tag per datapoint in the same order \
+         they appear."
+    ));
+    assert!(user.contains("\n\n## Datapoint 3\n\n") && !user.contains("## Datapoint 4"));
+    assert!(user.ends_with(
+        "Now provide your final scores using one uppercase letter from A through T per datapoint.\nOutput exactly \
+         one tag per datapoint in prompt order:\n<score_1>LETTER</score_1>\n<score_2>LETTER</score_2>\n\
+         <score_3>LETTER</score_3>"
+    ));
 }

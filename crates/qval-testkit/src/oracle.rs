@@ -215,18 +215,43 @@ pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) 
             .collect();
         return (format!("<answer>{}</answer>", values.join(", ")), None);
     }
+    // Verifier: a letter on the A..T scale per datapoint, with log-probabilities around it.
+    if verifier {
+        let blocks: Vec<&str> = if last.contains("## Datapoint 2") {
+            last.split("## Datapoint ").skip(1).collect()
+        } else {
+            vec![last]
+        };
+        let mut values = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            let Some(v) = block_value(b, &all, gamma, slippery) else {
+                return ("I cannot read the state.".into(), None);
+            };
+            values.push(noisy(o, v, b));
+        }
+        return verifier_reply(&values, logprobs);
+    }
     let Some(v) = block_value(last, &all, gamma, slippery) else {
         return ("I cannot read the state.".into(), None);
     };
     let v = noisy(o, v, last);
-    // Verifier: a letter on the A..T scale, with log-probabilities around it.
-    if verifier {
+    (
+        format!("Considering the map, the value is <answer>{v:.6}</answer>"),
+        None,
+    )
+}
+
+/// The verifier's reply to datapoints of `values`: `<score_i>X</score_i>` per datapoint on
+/// its own line, X the letter of the value on the A (1) .. T (0) scale, with log-probabilities
+/// (0.8 on the letter, 0.1 on each neighbour) when asked.
+fn verifier_reply(values: &[f64], logprobs: bool) -> (String, Option<Value>) {
+    let letter = |k: usize| ((b'A' + k as u8) as char).to_string();
+    let mut text = Vec::new();
+    let mut tokens = Vec::new();
+    for (n, v) in values.iter().enumerate() {
         let i = ((1.0 - v.clamp(0.0, 1.0)) * 19.0).round() as usize;
-        let letter = |k: usize| ((b'A' + k as u8) as char).to_string();
-        let text = format!("<score_1>{}</score_1>", letter(i));
-        if !logprobs {
-            return (text, None);
-        }
+        let (open, close) = (format!("<score_{}>", n + 1), format!("</score_{}>", n + 1));
+        text.push(format!("{open}{}{close}", letter(i)));
         let mut top = vec![json!({"token": letter(i), "logprob": 0.8f64.ln()})];
         for k in [i.wrapping_sub(1), i + 1] {
             if k < 20 {
@@ -234,17 +259,14 @@ pub fn oracle_answer(o: &Oracle, messages: &[(String, String)], logprobs: bool) 
             }
         }
         top.push(json!({"token": " ", "logprob": 0.001f64.ln()}));
-        let tokens = json!([
-            {"token": "<score_1>", "logprob": 0.0, "top_logprobs": [{"token": "<score_1>", "logprob": 0.0}]},
-            {"token": letter(i), "logprob": 0.8f64.ln(), "top_logprobs": top},
-            {"token": "</score_1>", "logprob": 0.0, "top_logprobs": [{"token": "</score_1>", "logprob": 0.0}]},
-        ]);
-        return (text, Some(tokens));
+        if n > 0 {
+            tokens.push(json!({"token": "\n", "logprob": 0.0, "top_logprobs": [{"token": "\n", "logprob": 0.0}]}));
+        }
+        tokens.push(json!({"token": open, "logprob": 0.0, "top_logprobs": [{"token": open, "logprob": 0.0}]}));
+        tokens.push(json!({"token": letter(i), "logprob": 0.8f64.ln(), "top_logprobs": top}));
+        tokens.push(json!({"token": close, "logprob": 0.0, "top_logprobs": [{"token": close, "logprob": 0.0}]}));
     }
-    (
-        format!("Considering the map, the value is <answer>{v:.6}</answer>"),
-        None,
-    )
+    (text.join("\n"), logprobs.then_some(Value::Array(tokens)))
 }
 
 /// The log-probability per token the oracle gives `continuation` after `prompt` (a rendered

@@ -24,14 +24,18 @@ pub mod prompt;
 mod ranking;
 mod scoring;
 mod usc;
+mod verifier;
 
 pub use candidates::{
     CandidateProposer, FORMAT_REMINDER, LlmProposer, MAX_ROUNDS, PolicyProposer, avoid_block, sample_candidates,
 };
 pub use criteria::{VERIFIER_CRITERIA, VerifierCriterion};
-pub use direct::{Direct, DirectMode, Gvl, Verifier};
+pub use direct::{Direct, DirectMode, Gvl};
 pub use ranking::{Ranking, expand_candidates, scores_from_answer};
 pub use scoring::{ContinuationScoring, ScoringKind, expert_block};
 pub use usc::{MAX_CANDIDATE_CHARS, Usc, parse_usc};
+pub use verifier::{
+    Grouping, LETTERS, Verifier, verifier_score, verifier_score_at, verifier_text_score, verifier_text_score_at,
+};
 
 pub use base::ReportsUsage;

@@ -270,6 +270,16 @@ struct VerifierParams {
     num_verifications: usize,
     #[serde(default)]
     criteria: Vec<String>,
+    #[serde(default = "one")]
+    prompt_batch_size: usize,
+    #[serde(default)]
+    prompt_grouping: Option<String>,
+    #[serde(skip)]
+    grouping: qval_methods::prompting::Grouping,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[async_trait]
@@ -295,11 +305,42 @@ impl MethodType for Verifier {
                     "[]",
                     "published criteria ids (frozen_lake_correctness, terminal_bench_efficiency, ...), cycled over the passes",
                 ),
+                ParamDoc::new(
+                    "prompt_batch_size",
+                    1,
+                    "points per prompt (published), each `## Datapoint i` scored through its `<score_i>` tag",
+                ),
+                ParamDoc::new(
+                    "prompt_grouping",
+                    "random",
+                    "random | contiguous | trajectory: which points share a prompt (published)",
+                ),
             ],
         }
     }
     fn params(&self, m: &ResolvedMethod) -> std::result::Result<VerifierParams, SpecProblem> {
-        let p: VerifierParams = parse_params(m)?;
+        let mut p: VerifierParams = parse_params(m)?;
+        if p.prompt_batch_size == 0 {
+            return Err(SpecProblem::at(
+                crate::spec::at!["prompt_batch_size"],
+                "0: give at least 1",
+            ));
+        }
+        crate::limits::at_most(
+            crate::spec::at!["prompt_batch_size"],
+            p.prompt_batch_size,
+            64,
+            "each point of a prompt shares its context window",
+        )?;
+        use qval_methods::prompting::Grouping;
+        if let Some(g) = &p.prompt_grouping {
+            p.grouping = Grouping::from_key(g).ok_or_else(|| {
+                SpecProblem::at(
+                    crate::spec::at!["prompt_grouping"],
+                    spec::unknown("prompt grouping", g, &Grouping::KEYS),
+                )
+            })?;
+        }
         if p.num_verifications == 0 {
             return Err(SpecProblem::at(
                 crate::spec::at!["num_verifications"],
@@ -327,6 +368,7 @@ impl MethodType for Verifier {
         let m =
             qval_methods::prompting::Verifier::new(backend_of(&input)?, input.method.signal, input.prompt_options()?)
                 .with_passes(p.num_verifications)
+                .with_batch(p.prompt_batch_size, p.grouping)
                 .with_criteria(&p.criteria)
                 .map_err(|e| RunnerError::Usage(e.to_string()))?;
         Ok(vec![Arc::new(m)])
