@@ -35,6 +35,7 @@ pub fn point_at(env: &FrozenLake, map: usize, pos: usize, action: usize, step: u
         next_observation: Observation::text(FrozenLake::render_text(&next)),
         terminated: next.tile().is_terminal(),
         candidate_of: None,
+        thought: None,
     }
 }
 

@@ -215,6 +215,14 @@ fn prompt_options_are_refused_at_their_key_where_they_cannot_apply() {
             "`methods[0].example_trajectories`: `random` sends no prompts",
         ),
         (
+            "type = \"random\"\ninclude_current_thoughts = true",
+            "`methods[0].include_current_thoughts`: `random` sends no prompts",
+        ),
+        (
+            "type = \"heuristic\"\ninclude_history_thoughts = true",
+            "`methods[0].include_history_thoughts`: `heuristic` sends no prompts",
+        ),
+        (
             "type = \"direct\"\nbackend = \"m\"\npolicy_assumption = [\"optimal\", \"greedy\"]",
             "unknown policy assumption `greedy`",
         ),

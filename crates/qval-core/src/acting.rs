@@ -539,6 +539,7 @@ impl<E: Environment, P: Policy<E> + ?Sized> Walk<'_, E, P> {
                 observation: point.observation.text.clone(),
                 action: point.action_text.clone(),
                 reward: point.reward,
+                thought: None,
             });
         }
         Ok((record, next, point.reward, point.terminated))
@@ -604,6 +605,7 @@ impl<E: Environment, P: Policy<E> + ?Sized> Walk<'_, E, P> {
             next_observation: self.env.observe(&out.state),
             terminated: out.terminated,
             candidate_of: None,
+            thought: None,
         };
         Ok((point, out.state))
     }

@@ -226,6 +226,7 @@ impl EvaluationPoint {
             next_observation: observation,
             terminated: false,
             candidate_of: None,
+            thought: None,
         })
     }
 }

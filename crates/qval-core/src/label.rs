@@ -532,6 +532,7 @@ async fn rollout<E: Environment, P: Policy<E> + ?Sized>(
             observation: point.observation.text.clone(),
             action: point.action_text.clone(),
             reward: o.reward,
+            thought: None,
         });
     }
     step += 1;
@@ -582,6 +583,7 @@ pub(crate) async fn play_out<E: Environment, P: Policy<E> + ?Sized>(
                 observation: env.observe(&state).text,
                 action: env.render_action(&action),
                 reward: o.reward,
+                thought: None,
             });
         }
         state = o.state;

@@ -378,6 +378,7 @@ impl<E: Environment, P: Policy<E>> Inner<E, P> {
                     observation: env.observe(&n.state).text,
                     action: env.render_action(&action),
                     reward: o.reward,
+                    thought: None,
                 });
             }
             let child = Node {
@@ -485,6 +486,7 @@ fn point_turn(point: &EvaluationPoint) -> Turn {
         observation: point.observation.text.clone(),
         action: point.action_text.clone(),
         reward: point.reward,
+        thought: point.thought.clone(),
     }
 }
 

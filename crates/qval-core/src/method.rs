@@ -80,6 +80,14 @@ pub struct MethodContext {
     /// hint is given instead (published `disclose_step_penalty`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub disclose_step_penalty: bool,
+    /// Whether prompts show the acting agent's reasoning for the current action (`## Actor's
+    /// Reasoning`, published `include_current_thoughts`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub include_current_thoughts: bool,
+    /// Whether prompts show the agent's reasoning in the history (`[Turn t/M - Reasoning]`,
+    /// published `include_history_thoughts`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub include_history_thoughts: bool,
     /// Few-shot example trajectories, rendered as the prompts' `## Example Trajectories`
     /// section (empty: none; published `example_trajectories_file`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -108,6 +116,8 @@ impl MethodContext {
             policy: PolicyAssumption::Optimal,
             step_penalty: 0.0,
             disclose_step_penalty: false,
+            include_current_thoughts: false,
+            include_history_thoughts: false,
             example_trajectories: String::new(),
             profile: Arc::default(),
         }

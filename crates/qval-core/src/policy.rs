@@ -54,6 +54,18 @@ pub trait Policy<E: Environment + ?Sized>: Send + Sync {
     /// Picks an action. Errors abort the episode or rollout (the point becomes NaN).
     async fn act(&self, env: &E, input: PolicyInput<'_, E::State>, rng: &mut QRng) -> Result<E::Action>;
 
+    /// Picks an action and says why, if the policy states its reasoning (an LLM agent's
+    /// `<thought>`); the collector keeps it with the step. Default: [`act`](Self::act), no
+    /// reasoning.
+    async fn act_explained(
+        &self,
+        env: &E,
+        input: PolicyInput<'_, E::State>,
+        rng: &mut QRng,
+    ) -> Result<(E::Action, Option<String>)> {
+        Ok((self.act(env, input, rng).await?, None))
+    }
+
     /// Whether [`PolicyInput::history`] must be filled. Default: false.
     fn uses_history(&self) -> bool {
         false
@@ -74,6 +86,14 @@ macro_rules! forward_policy {
             fn name(&self) -> String { (**self).name() }
             async fn act(&self, env: &E, input: PolicyInput<'_, E::State>, rng: &mut QRng) -> Result<E::Action> {
                 (**self).act(env, input, rng).await
+            }
+            async fn act_explained(
+                &self,
+                env: &E,
+                input: PolicyInput<'_, E::State>,
+                rng: &mut QRng,
+            ) -> Result<(E::Action, Option<String>)> {
+                (**self).act_explained(env, input, rng).await
             }
             fn uses_history(&self) -> bool { (**self).uses_history() }
             fn fingerprint(&self) -> String { (**self).fingerprint() }

@@ -325,7 +325,7 @@ pub async fn run_episode<E: Environment, P: Policy<E> + ?Sized>(
             max_steps: spec.max_steps,
             history: if policy.uses_history() { &history } else { &[] },
         };
-        let action = policy.act(env, input, &mut rng).await?;
+        let (action, thought) = policy.act_explained(env, input, &mut rng).await?;
         let out = env.step(&state, &action, &mut rng)?;
         let observation = env.observe(&state);
         let action_text = env.render_action(&action);
@@ -335,6 +335,7 @@ pub async fn run_episode<E: Environment, P: Policy<E> + ?Sized>(
                 observation: observation.text.clone(),
                 action: action_text.clone(),
                 reward: out.reward,
+                thought: thought.clone(),
             });
         }
         let truncated = !out.terminated && step + 1 == spec.max_steps;
@@ -349,6 +350,7 @@ pub async fn run_episode<E: Environment, P: Policy<E> + ?Sized>(
             next_observation: env.observe(&out.state),
             terminated: out.terminated,
             truncated,
+            thought,
         });
         state = out.state;
         if out.terminated {
@@ -402,6 +404,7 @@ impl EvaluationPoint {
             next_observation: env.observe(&next.state),
             terminated: next.terminated,
             candidate_of: None,
+            thought: None,
         })
     }
 }

@@ -94,6 +94,10 @@ pub struct Turn {
     pub action: String,
     /// The reward received.
     pub reward: f64,
+    /// The acting agent's stated reasoning for the action, if it gave any (an LLM agent's
+    /// `<thought>`); not written when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought: Option<String>,
 }
 
 /// One decision point of a trajectory: state, action, result.
@@ -119,6 +123,10 @@ pub struct Transition {
     pub terminated: bool,
     /// The episode was cut by the step budget after this step.
     pub truncated: bool,
+    /// The acting agent's stated reasoning for the action, if it gave any; not written when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought: Option<String>,
 }
 
 /// An episode: a task and the transitions an agent produced on it.
@@ -208,6 +216,10 @@ pub struct EvaluationPoint {
     /// one state are ranked against each other). `None` for an ordinary point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_of: Option<String>,
+    /// The acting agent's stated reasoning for the action, if it gave any (shown by prompts
+    /// that ask for it, `include_current_thoughts`); not written when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought: Option<String>,
 }
 
 // `EvaluationPoint::from_step` (a point made by stepping an Environment) is in stage.rs, so
@@ -231,6 +243,7 @@ impl EvaluationPoint {
                 observation: h.observation.text.clone(),
                 action: h.action_text.clone(),
                 reward: h.reward,
+                thought: h.thought.clone(),
             })
             .collect();
         EvaluationPoint {
@@ -248,6 +261,7 @@ impl EvaluationPoint {
             next_observation: t.next_observation.clone(),
             terminated: t.terminated,
             candidate_of: None,
+            thought: t.thought.clone(),
         }
     }
 

@@ -327,6 +327,7 @@ async fn failing_points_are_aborted_with_the_reason_and_the_others_labelled() {
             next_observation: env.observe(state),
             terminated: false,
             candidate_of: None,
+            thought: None,
         }
     };
     let points = vec![
@@ -403,6 +404,7 @@ async fn a_raising_reference_policy_names_the_environment_and_keeps_the_tracebac
         next_observation: env.observe(&state),
         terminated: false,
         candidate_of: None,
+        thought: None,
     };
     let labeler = MvmcLabeler::new(
         env.clone(),

@@ -108,6 +108,16 @@ impl<E: Environment> Policy<E> for LlmAgent {
     }
 
     async fn act(&self, env: &E, input: PolicyInput<'_, E::State>, rng: &mut QRng) -> Result<E::Action> {
+        Ok(Policy::<E>::act_explained(self, env, input, rng).await?.0)
+    }
+
+    /// The action the reply names and the reasoning it states ([`crate::extract_thought`]).
+    async fn act_explained(
+        &self,
+        env: &E,
+        input: PolicyInput<'_, E::State>,
+        rng: &mut QRng,
+    ) -> Result<(E::Action, Option<String>)> {
         let observation = env.observe(input.state).text;
         let messages = self.messages(
             env.spec(),
@@ -128,6 +138,7 @@ impl<E: Environment> Policy<E> for LlmAgent {
                 policy: Policy::<E>::name(self),
                 message: format!("the model call failed: {e}"),
             })?;
-        Ok(env.parse_action(&extract_action(&reply.text)))
+        let thought = crate::extract_thought(&crate::strip_thinking(&reply.text));
+        Ok((env.parse_action(&extract_action(&reply.text)), thought))
     }
 }

@@ -133,6 +133,25 @@ pub fn extract_action(text: &str) -> String {
         .unwrap_or_else(|| body.trim().to_string())
 }
 
+/// The reasoning an agent's reply states for its action, as published (`extract_thought`):
+/// the last `<thought>...</thought>` (any case), else the last `Thought: ...` up to a line
+/// starting `Action:` or the end; trimmed, `None` when there is none or it is empty.
+///
+/// ```
+/// use qval_llm::extract_thought;
+/// assert_eq!(extract_thought("<thought> go right </thought>\n<action>right</action>").as_deref(), Some("go right"));
+/// assert_eq!(extract_thought("Thought: the hole is left\nAction: down").as_deref(), Some("the hole is left"));
+/// assert_eq!(extract_thought("down"), None);
+/// ```
+pub fn extract_thought(text: &str) -> Option<String> {
+    static TAG: OnceLock<Regex> = OnceLock::new();
+    static CLASSIC: OnceLock<Regex> = OnceLock::new();
+    let tag = TAG.get_or_init(|| Regex::new(r"(?is)<thought>(.*?)</thought>").expect("a valid regex"));
+    let classic = CLASSIC.get_or_init(|| Regex::new(r"(?is)Thought:\s*(.*?)(?:\nAction:|\z)").expect("a valid regex"));
+    let last = |re: &Regex| re.captures_iter(text).last().map(|c| c[1].trim().to_string());
+    last(tag).or_else(|| last(classic)).filter(|t| !t.is_empty())
+}
+
 fn short(s: &str) -> String {
     let s = s.trim();
     if s.chars().count() <= 120 {

@@ -30,7 +30,8 @@ pub use backend::{
 pub use config::{BackendEntry, load_backends};
 pub use embeddings::{HttpEncoder, HttpEncoderBuilder};
 pub use extract::{
-    extract_action, extract_list, extract_number, extract_permutation, last_tag, last_tag_code, strip_thinking,
+    extract_action, extract_list, extract_number, extract_permutation, extract_thought, last_tag, last_tag_code,
+    strip_thinking,
 };
 pub use layers::{
     Cache, ConcurrencyLimit, EARLY_STOPPING_SUFFIX, Metered, QUOTA_SCHEDULE_SECS, QuotaWait, RequestLog, Retry,

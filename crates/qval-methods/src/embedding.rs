@@ -366,6 +366,7 @@ mod tests {
             next_observation: Observation::text(next),
             terminated: false,
             candidate_of: None,
+            thought: None,
         }
     }
 
@@ -401,6 +402,8 @@ mod tests {
             policy: Default::default(),
             step_penalty: 0.0,
             disclose_step_penalty: false,
+            include_current_thoughts: false,
+            include_history_thoughts: false,
             example_trajectories: String::new(),
             profile: Default::default(),
         }

@@ -59,6 +59,7 @@ def signal_function(state, action, next_state):
         next_observation: Observation::text("S @"),
         terminated: false,
         candidate_of: None,
+        thought: None,
     };
     let ctx = MethodContext {
         env_name: "x".into(),
@@ -72,6 +73,8 @@ def signal_function(state, action, next_state):
         policy: Default::default(),
         step_penalty: 0.0,
         disclose_step_penalty: false,
+        include_current_thoughts: false,
+        include_history_thoughts: false,
         example_trajectories: String::new(),
         profile: Default::default(),
     };

@@ -34,6 +34,7 @@ pub mod envs;
 pub mod error;
 mod label_check;
 pub mod limits;
+mod method_settings;
 pub mod methods;
 mod net;
 pub mod passk_spec;

@@ -45,6 +45,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use crate::method_settings::{MethodSettings, Rendered};
+
 use crate::error::{Result, RunnerError};
 pub use crate::typed::Typed;
 use qval_core::Signal;
@@ -428,6 +430,14 @@ pub struct MethodSpec {
     /// `## Example Trajectories` (published `example_trajectories_file`), relative to the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub example_trajectories: Option<PathBuf>,
+    /// Whether prompts show the acting agent's reasoning for the current action (published
+    /// `include_current_thoughts`; default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_current_thoughts: Option<bool>,
+    /// Whether prompts show the agent's reasoning in the history (published
+    /// `include_history_thoughts`; default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_history_thoughts: Option<bool>,
     /// Score only the first N points (published: 100 for LLM methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<usize>,
@@ -448,75 +458,9 @@ impl MethodSpec {
             disclose_step_penalty: self.disclose_step_penalty,
             example_trajectories: self.example_trajectories.clone(),
             examples: Rendered::default(),
+            include_current_thoughts: self.include_current_thoughts,
+            include_history_thoughts: self.include_history_thoughts,
         }
-    }
-}
-
-/// What a method entry sets for every method it expands into (the keys of [`MethodSpec`]
-/// of the same names, which are read there so that a wrong value is reported at its own
-/// line and column): what an LLM method's prompts show and how many points it scores.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MethodSettings {
-    /// Whether prompts state the discount factor (default: no).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disclose_discount_factor: Option<bool>,
-    /// Whether Q prompts and code see the resulting state (default: yes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub include_next_state: Option<bool>,
-    /// Earlier turns a prompt shows (default 40).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_history_turns: Option<usize>,
-    /// Only the first N points.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub points: Option<usize>,
-    /// Whose future play the values assume (one of the entry's list).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_assumption: Option<qval_core::PolicyAssumption>,
-    /// Whether prompts state the step penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disclose_step_penalty: Option<bool>,
-    /// The example trajectories' file, as the entry names it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub example_trajectories: Option<PathBuf>,
-    /// Their `## Example Trajectories` section, read and rendered when the plan is made.
-    #[serde(skip)]
-    pub examples: Rendered,
-}
-
-/// A section rendered from a file when the plan is made; not written to `run.json` (the
-/// file's name is) and not compared (two plans of one file render the same).
-#[derive(Clone, Debug, Default)]
-pub struct Rendered(pub Option<std::sync::Arc<str>>);
-
-impl PartialEq for Rendered {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl MethodSettings {
-    /// `base` with the prompt keys set here.
-    pub fn apply(&self, base: &qval_core::MethodContext) -> qval_core::MethodContext {
-        let mut c = base.clone();
-        if let Some(p) = self.policy_assumption {
-            c.policy = p;
-        }
-        if let Some(d) = self.disclose_step_penalty {
-            c.disclose_step_penalty = d;
-        }
-        if let Some(text) = &self.examples.0 {
-            c.example_trajectories = text.to_string();
-        }
-        if let Some(d) = self.disclose_discount_factor {
-            c.disclose_gamma = d;
-        }
-        if let Some(n) = self.include_next_state {
-            c.include_next_state = n;
-        }
-        if let Some(h) = self.max_history_turns {
-            c.history_limit = h;
-        }
-        c
     }
 }
 

@@ -25,6 +25,7 @@ mod ranking;
 mod scoring;
 mod usc;
 mod verifier;
+mod wording;
 
 pub use candidates::{
     CandidateProposer, FORMAT_REMINDER, LlmProposer, MAX_ROUNDS, PolicyProposer, avoid_block, sample_candidates,

@@ -6,7 +6,7 @@
 //! and the answer request. [`preview`] shows the exact messages a method would send, without
 //! calling a model.
 
-use qval_core::{EvaluationPoint, MethodContext, Observation, PolicyAssumption, Signal};
+use qval_core::{EvaluationPoint, MethodContext, Observation, Signal};
 use serde::{Deserialize, Serialize};
 
 use qval_llm::{Message, Part, Role};
@@ -136,6 +136,7 @@ impl PartialEq for Counter {
     }
 }
 
+pub use super::wording::{actor_reasoning_guidance, policy_noun, policy_phrase, step_penalty_sentence};
 /// The shortest a field may be cut to (characters): the environment's own, from its profile
 /// ([`qval_core::EnvProfile::min_chars`]; TerminalBench: history observations 2048, current
 /// and next state 4096; FrozenLake none: never cut).
@@ -405,23 +406,6 @@ fn return_phrase(ctx: &MethodContext) -> String {
     }
 }
 
-/// The published phrase of the policy assumption: "assuming optimal play thereafter" or
-/// "assuming you are the agent making all future decisions".
-pub fn policy_phrase(ctx: &MethodContext) -> &'static str {
-    match ctx.policy {
-        PolicyAssumption::Optimal => "assuming optimal play thereafter",
-        PolicyAssumption::Own => "assuming you are the agent making all future decisions",
-    }
-}
-
-/// The published noun of the policy assumption: "the optimal policy" or "your own policy".
-pub fn policy_noun(ctx: &MethodContext) -> &'static str {
-    match ctx.policy {
-        PolicyAssumption::Optimal => "the optimal policy",
-        PolicyAssumption::Own => "your own policy",
-    }
-}
-
 /// What the value means (the published signal fragment, with the policy assumption;
 /// potentials and shaped rewards ignore it, as published).
 pub fn signal_fragment(ctx: &MethodContext, signal: Signal) -> String {
@@ -563,12 +547,6 @@ pub fn system_tail(ctx: &MethodContext) -> Vec<String> {
     parts
 }
 
-/// The published sentence appended to the reward description when the step penalty is
-/// disclosed (the penalty as Python prints a float).
-pub fn step_penalty_sentence(penalty: f64) -> String {
-    format!("\nAdditionally, a penalty of -{penalty:?} is applied at every step to encourage shorter solutions.")
-}
-
 /// A closing as published for a backend with thinking on; with thinking off the leading
 /// "After any reasoning, " is dropped (as published).
 pub fn adapt_closing(text: &str, thinking: bool) -> String {
@@ -603,6 +581,7 @@ pub fn system_prompt(
     closing: &[String],
 ) -> String {
     let mut parts = system_head(ctx, preset, slot, signal);
+    parts.extend(actor_reasoning_guidance(ctx).map(String::from));
     parts.push(eval_instructions(ctx, signal, ctx.history_limit > 0));
     parts.extend(method.iter().cloned());
     parts.extend(system_tail(ctx));
@@ -747,8 +726,13 @@ fn history_parts(point: &EvaluationPoint, ctx: &MethodContext, layout: Layout, s
     }];
     for t in shown {
         let label = format!("[Turn {}/{}", t.step + 1, ctx.max_steps);
+        // The turn's reasoning on the lines after its state, as published.
+        let thought = match &t.thought {
+            Some(th) if ctx.include_history_thoughts => format!("\n{label} - Reasoning]\n{th}"),
+            _ => String::new(),
+        };
         parts.push(Part::Text {
-            text: format!("{label} - State]\n{}", t.observation),
+            text: format!("{label} - State]\n{}{thought}", t.observation),
         });
         parts.push(Part::Text {
             text: format!("{label} - Action]\n{}", t.action),
@@ -811,6 +795,14 @@ fn layout_parts(
         opts.modality,
         &layout.current(point, ctx),
     ));
+    if layout == Layout::Evaluator
+        && ctx.include_current_thoughts
+        && let Some(th) = &point.thought
+    {
+        parts.push(Part::Text {
+            text: format!("## Actor's Reasoning\n{th}"),
+        });
+    }
     if signal.has_action() {
         parts.push(Part::Text {
             text: format!("{}\n{}", layout.action(), point.action_text),

@@ -177,6 +177,7 @@ impl Ranking {
         let k = candidates.len();
         let opts = &self.base.options;
         let mut system = system_head(ctx, opts.preset, Slot::Ranking, Signal::Q);
+        system.extend(crate::llm::prompt::actor_reasoning_guidance(ctx).map(String::from));
         system.push(ranking_instructions(ctx));
         system.extend(system_tail(ctx));
         system.push(adapt_closing(opts.preset.closing_ranking(), opts.thinking));

@@ -521,7 +521,7 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
     })?;
     let info = t.info();
     // A misspelt common key (`nmae`) lands among the type's parameters: say so.
-    const COMMON: [&str; 13] = [
+    const COMMON: [&str; 15] = [
         "type",
         "name",
         "signal",
@@ -535,6 +535,8 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
         "policy_assumption",
         "disclose_step_penalty",
         "example_trajectories",
+        "include_current_thoughts",
+        "include_history_thoughts",
     ];
     for k in m.params.keys() {
         let own = info.params.iter().any(|p| p.name == k);
@@ -582,6 +584,8 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
         ("policy_assumption", m.policy_assumption.is_some()),
         ("disclose_step_penalty", m.disclose_step_penalty.is_some()),
         ("example_trajectories", m.example_trajectories.is_some()),
+        ("include_current_thoughts", m.include_current_thoughts.is_some()),
+        ("include_history_thoughts", m.include_history_thoughts.is_some()),
     ] {
         if given && !info.needs_backend {
             return Err(err(SpecProblem::at(
