@@ -52,13 +52,14 @@ import json, sys, time
 sys.path.insert(0, "experiments/python")
 from frozenlake_distance import Distance
 points = [json.loads(l) for l in open(sys.argv[1])]
-m = Distance(seed=0, signal="q")
+ctx = {"signal": "q"}
+m = Distance(seed=0)
 for p in points[:64]:
-    m.score(p, {})
-m = Distance(seed=0, signal="q")
+    m.score(p, ctx)
+m = Distance(seed=0)
 t = time.perf_counter()
 for p in points:
-    m.score(p, {})
+    m.score(p, ctx)
 print(len(points) / (time.perf_counter() - t))
 "#;
     let out = std::process::Command::new(qval_python::default_python())
@@ -80,7 +81,6 @@ async fn main() -> anyhow::Result<()> {
     println!("plain Python loop (one process, no bridge): {plain:>10.0} points/s");
     for (workers, batch) in [(1, 1), (1, 64), (2, 64)] {
         let m = PythonMethod::builder(SCORER, Signal::Q)
-            .params(serde_json::json!({"signal": "q"}))
             .workers(workers)
             .batch_size(batch)
             .build()?;

@@ -40,5 +40,9 @@ class Distance(Method):
         return -float(d) if d >= 0 else -float(len(key) * len(key[0])) - 1.0
 
     def score(self, point, context):
-        signal = self.params.get("signal", "q")
-        return self.value(point["next_state"] if signal == "q" else point["state"])
+        # Q scores where the action led; V (and potentials) the state itself.
+        return self.value(point["next_state"] if context["signal"] in ("q", "advantage") else point["state"])
+
+    def score_batch(self, points, context):
+        # One array for the batch, as a model's forward pass returns it.
+        return np.array([self.score(p, context) for p in points])

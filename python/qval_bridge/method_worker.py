@@ -27,10 +27,16 @@ from qval_bridge.worker import ProtocolError, load_class, protocol_conn, serve
 
 
 def outcomes(values, n):
-    """The protocol's per-point results of a list of ``n`` scores."""
-    if not isinstance(values, (list, tuple)) or len(values) != n:
-        got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
-        raise ProtocolError(f"returned {got} scores for {n} points")
+    """The protocol's per-point results of ``n`` scores (a list, a tuple, a numpy array or a
+    tensor: anything with ``tolist()`` or a length)."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    try:
+        values = list(values)
+    except TypeError:
+        raise ProtocolError(f"returned {type(values).__name__}, not a sequence of {n} scores") from None
+    if len(values) != n:
+        raise ProtocolError(f"returned {len(values)} scores for {n} points")
     out = []
     for v in values:
         x, why = as_score(v)
@@ -39,10 +45,13 @@ def outcomes(values, n):
 
 
 def failed(e):
+    """A point's result when scoring it raised ``e``: the message and Python's traceback."""
     return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
 class MethodWorker:
+    """Serves the ops of a method class."""
+
     def __init__(self, spec):
         self.spec = spec
         self.method = None
@@ -70,7 +79,7 @@ class MethodWorker:
     def handle(self, req):
         op = req.get("op")
         if op == "hello":
-            cls = load_class(self.spec, Method, "method")
+            cls = load_class(self.spec, Method, "method", friendly=True)
             self.method = cls(**(req.get("args") or {}))
             return {"protocol": PROTOCOL, "name": cls.__name__, "ranks": bool(cls.ranks)}
         if self.method is None:

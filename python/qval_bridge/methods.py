@@ -14,8 +14,9 @@ them batches of evaluation points in qval's point format (the dicts of ``points.
 ``action_text``, ``reward``, ``next_state``, ``next_observation``, ``terminated``,
 ``candidate_of``?) plus ``seed``: a per-point seed derived from the experiment's, so a
 random method gives the same scores whatever the batching. ``context`` is what every method
-is told about the setting (``env_name``, ``reward_description``, ``notes``, ``gamma``,
-``max_steps``, ...).
+is told about the setting (``signal``: ``q``, ``v``, ``advantage``, ``potential`` or
+``shaped-reward``; ``env_name``, ``reward_description``, ``notes``, ``gamma``, ``max_steps``,
+...).
 
 A score is a number; ``None`` or NaN means "cannot score this point" (qval records NaN with
 the reason). An exception fails only the points that raise it: qval's worker scores the

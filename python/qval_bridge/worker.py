@@ -91,17 +91,22 @@ class Conn:
         return reply["value"]
 
 
-def load_class(spec: str, base: type, what: str = "adapter"):
+def load_class(spec: str, base: type, what: str = "adapter", friendly: bool = False):
     """The class ``spec`` names (``module:Class`` or ``path.py:Class``), a subclass of ``base``.
 
-    A module that cannot be found is a :class:`MissingPackage` naming the pip command when a
-    dependency is missing, or a path problem when the module itself is not on the path."""
+    A ``path.py`` module's folder goes on ``sys.path`` (so it can import its neighbours). With
+    ``friendly``, a module that cannot be found is a :class:`MissingPackage` naming a likely
+    pip command when a dependency is missing, or a path problem when the module itself is not
+    on the path; otherwise the import error stands as raised."""
     if ":" not in spec:
         raise ValueError(f"{what} `{spec}`: give module:Class or path.py:Class")
     where, name = spec.rsplit(":", 1)
     try:
         if where.endswith(".py"):
-            mod_name = "qval_adapter_" + os.path.splitext(os.path.basename(where))[0]
+            folder = os.path.dirname(os.path.abspath(where))
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            mod_name = f"qval_{what}_" + os.path.splitext(os.path.basename(where))[0]
             s = importlib.util.spec_from_file_location(mod_name, where)
             if s is None or s.loader is None:
                 raise ImportError(f"cannot load {where}")
@@ -111,6 +116,8 @@ def load_class(spec: str, base: type, what: str = "adapter"):
         else:
             module = importlib.import_module(where)
     except ModuleNotFoundError as e:
+        if not friendly:
+            raise
         missing = e.name or ""
         if not where.endswith(".py") and (where == missing or where.startswith(missing + ".")):
             raise ModuleNotFoundError(
@@ -129,6 +136,7 @@ def load_class(spec: str, base: type, what: str = "adapter"):
 
 
 def load_adapter(spec: str):
+    """The adapter class ``spec`` names."""
     return load_class(spec, Adapter)
 
 
@@ -153,12 +161,37 @@ def serve(conn, handle):
             conn.send(error_reply(rid, e))
 
 
+def _exit_with_parent():
+    """Ends this worker when qval is gone (killed without closing our stdin while a long
+    request runs): a daemon thread watching the parent process."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def protocol_conn():
-    """The protocol's connection: the original stdout; prints go to stderr."""
+    """The protocol's connection: the original stdin and stdout, which the user's code
+    cannot reach (its stdin reads /dev/null, its prints go to stderr); the worker ends when
+    qval does."""
     proto_out = os.fdopen(os.dup(1), "w", buffering=1)
+    proto_in = os.fdopen(os.dup(0), "r")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    return Conn(sys.stdin, proto_out)
+    sys.stdin = open(os.devnull)
+    _exit_with_parent()
+    return Conn(proto_in, proto_out)
 
 
 class Worker:

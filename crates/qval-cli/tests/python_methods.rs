@@ -288,3 +288,44 @@ fn a_python_method_guides_the_acting_experiment_as_the_builtin_heuristic_does() 
         scores.len()
     );
 }
+
+#[test]
+fn a_ranking_python_method_gets_every_candidate_of_a_state_together() {
+    need(&NUMPY);
+    let dir = folder();
+    std::fs::copy(
+        repo().join("experiments/python/frozenlake_distance.py"),
+        dir.path().join("frozenlake_distance.py"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ranker.py"),
+        "import os\nfrom frozenlake_distance import Distance\n\n\
+         class Ranker(Distance):\n    ranks = True\n\n    def rank(self, candidates, context):\n        \
+         with open(os.environ['RANK_LOG'], 'a') as f:\n            \
+         f.write(f\"{len(candidates)} {len({c['candidate_of'] for c in candidates})}\\n\")\n        \
+         return [self.value(c['next_state']) for c in candidates]\n",
+    )
+    .unwrap();
+    // 60 states of 4 candidates each: 240 candidates, which the predict stage hands over 64
+    // at a time, so states would be cut if the method did not gather them.
+    let methods = "[[methods]]\ntype = \"python\"\nname = \"ranker\"\nmodule = \"ranker.py:Ranker\"\nranking = true\n\
+                   points = 60\nbatch_size = 64\n";
+    let file = experiment(dir.path(), "ranker", 30, methods);
+    let run = dir.path().join("run");
+    let log = dir.path().join("rank.log");
+    let stdout = succeeded(qval_run(&file, &run).env("RANK_LOG", &log));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let sizes: Vec<(usize, usize)> = calls
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(sizes.len(), 60, "each state ranked once:\n{calls}");
+    assert!(sizes.iter().all(|&(n, states)| n == 4 && states == 1), "{calls}");
+    let s = summary(&run);
+    let r = rho(&s, "ranking-mvmc-q", "ranker-q");
+    assert!(r > 0.8, "per-state rho {r}\n{stdout}");
+}

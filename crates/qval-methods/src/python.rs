@@ -38,6 +38,8 @@ use qval_python::{Draws, Hold, Launch, Pool, PyError};
 pub const MAX_WORKERS: usize = 64;
 /// The most points in one request.
 pub const MAX_BATCH: usize = 4096;
+/// The time [`check_importable`] gives an import.
+pub const IMPORT_LIMIT: Duration = Duration::from_secs(120);
 
 /// Builds a [`PythonMethod`]; [`build`](Self::build) checks every setting, starts the
 /// workers and says hello.
@@ -55,9 +57,25 @@ pub struct PythonMethodBuilder {
     batch_size: usize,
     timeout: Duration,
     ranking: bool,
+    groups: std::collections::HashMap<String, Vec<EvaluationPoint>>,
+}
+
+/// The state a point's candidates share: its `candidate_of`, else its own id.
+fn state_key(p: &EvaluationPoint) -> &str {
+    p.candidate_of.as_deref().unwrap_or(&p.id)
 }
 
 impl PythonMethodBuilder {
+    /// Every candidate the method will rank (a ranking method): a state's candidates are
+    /// always sent together, however the predict stage splits them over its calls.
+    pub fn candidates(mut self, points: &[EvaluationPoint]) -> Self {
+        self.groups.clear();
+        for p in points {
+            self.groups.entry(state_key(p).to_string()).or_default().push(p.clone());
+        }
+        self
+    }
+
     /// The name its predictions are stored under (default: the class's name).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -185,6 +203,9 @@ impl PythonMethodBuilder {
             seed: self.seed,
             batch_size: self.batch_size,
             ranking: self.ranking,
+            workers: self.workers,
+            groups: self.groups,
+            ranked: Default::default(),
             pool: Arc::new(pool),
             turn: tokio::sync::Mutex::new(()),
         })
@@ -200,35 +221,74 @@ pub fn check_importable(
     bridge_dir: &std::path::Path,
     path: &[PathBuf],
 ) -> std::result::Result<(), String> {
-    let inherited = std::env::var_os("PYTHONPATH");
-    let dirs = std::iter::once(bridge_dir.to_path_buf())
-        .chain(path.iter().cloned())
-        .chain(inherited.iter().flat_map(std::env::split_paths));
-    let pythonpath = std::env::join_paths(dirs).map_err(|e| format!("PYTHONPATH: {e}"))?;
-    let script = "import sys\n\
+    let pythonpath = qval_python::python_path(bridge_dir, path).map_err(|e| e.to_string())?;
+    // The module's own prints go to stderr; the verdict alone to stdout. An exception raised
+    // while the module loads names its file and line.
+    let script = "import sys, traceback\n\
+out = sys.stdout\n\
+sys.stdout = sys.stderr\n\
 from qval_bridge import MissingPackage\n\
 from qval_bridge.methods import Method\n\
 from qval_bridge.worker import load_class\n\
-try:\n    load_class(sys.argv[1], Method, 'method')\n\
-except MissingPackage as e:\n    print(f'{e}: install it with `{e.pip}`'); sys.exit(1)\n\
-except Exception as e:\n    print(f'{type(e).__name__}: {e}'.splitlines()[0]); sys.exit(1)\n";
-    let out = std::process::Command::new(python)
+try:\n    load_class(sys.argv[1], Method, 'method', friendly=True)\n\
+except MissingPackage as e:\n    out.write(f'{e}: install it with `{e.pip}`'); sys.exit(1)\n\
+except Exception as e:\n    \
+where = traceback.extract_tb(e.__traceback__)[-1]\n    \
+out.write(f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else \"\"} ({where.filename}:{where.lineno})'); sys.exit(1)\n";
+    let mut child = std::process::Command::new(python)
         .args(["-c", script, spec])
         .env("PYTHONPATH", pythonpath)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run `{}`: {e}", python.display()))?;
-    if out.status.success() {
+    // Read as it comes (a module that prints much must not block on a full pipe).
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    // A module that never finishes importing costs two minutes, not the run.
+    let deadline = std::time::Instant::now() + IMPORT_LIMIT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "importing `{spec}` did not finish within {} s",
+                    IMPORT_LIMIT.as_secs()
+                ));
+            }
+        }
+    };
+    if status.success() {
         return Ok(());
     }
-    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+    let said = out.0.trim().to_string();
     Err(if said.is_empty() {
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .last()
-            .unwrap_or("failed")
-            .to_string()
+        out.1.lines().last().unwrap_or("failed").to_string()
     } else {
         said
     })
@@ -241,6 +301,12 @@ pub struct PythonMethod {
     seed: u64,
     batch_size: usize,
     ranking: bool,
+    workers: usize,
+    /// Every candidate of each state (a ranking method given them).
+    groups: std::collections::HashMap<String, Vec<EvaluationPoint>>,
+    /// A ranking method's scores of the states it has ranked, by point id (a state split
+    /// over two calls is ranked once).
+    ranked: std::sync::Mutex<std::collections::HashMap<String, std::result::Result<f64, String>>>,
     pool: Arc<Pool>,
     /// One call of [`DenseSignalMethod::evaluate_batch`] at a time (a fair lock: first
     /// come, first served), its requests spread over the workers, so that the predict
@@ -265,6 +331,7 @@ impl PythonMethod {
             batch_size: 64,
             timeout: Duration::from_secs(60),
             ranking: false,
+            groups: Default::default(),
         }
     }
 
@@ -292,7 +359,7 @@ impl PythonMethod {
             let mut order: Vec<&str> = Vec::new();
             let mut by: std::collections::HashMap<&str, Vec<usize>> = Default::default();
             for (i, p) in points.iter().enumerate() {
-                let key = p.candidate_of.as_deref().unwrap_or(&p.id);
+                let key = state_key(p);
                 by.entry(key).or_insert_with(|| {
                     order.push(key);
                     Vec::new()
@@ -303,10 +370,13 @@ impl PythonMethod {
         } else {
             (0..points.len()).map(|i| vec![i]).collect()
         };
+        // At most `batch_size` points a request, and enough requests to keep every worker busy.
+        let per_worker = points.len().div_ceil(self.workers.max(1)).max(1);
+        let limit = self.batch_size.min(per_worker);
         let mut out: Vec<Vec<Vec<usize>>> = Vec::new();
         let mut size = 0;
         for g in groups {
-            if out.is_empty() || size + g.len() > self.batch_size {
+            if out.is_empty() || size + g.len() > limit {
                 out.push(Vec::new());
                 size = 0;
             }
@@ -407,10 +477,53 @@ impl DenseSignalMethod for PythonMethod {
         r.pop().unwrap_or_else(|| Err(CoreError::Method("no result".into())))
     }
     async fn evaluate_batch(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
-        let ctx = serde_json::to_value(ctx).unwrap_or(Value::Null);
+        let mut ctx = serde_json::to_value(ctx).unwrap_or(Value::Null);
+        ctx["signal"] = json!(self.signal.key());
         let _turn = self.turn.lock().await;
+        if self.ranking {
+            return self.rank_all(points, &ctx).await;
+        }
+        self.score_all(points, &ctx).await
+    }
+}
+
+impl PythonMethod {
+    /// A ranking method's scores: each state's candidates ranked together, once.
+    async fn rank_all(&self, points: &[EvaluationPoint], ctx: &Value) -> Vec<Result<f64>> {
+        let known = |id: &str| self.ranked.lock().expect("ranked lock").contains_key(id);
+        let mut todo: Vec<EvaluationPoint> = Vec::new();
+        let mut states: std::collections::HashSet<&str> = Default::default();
+        for p in points.iter().filter(|p| !known(&p.id)) {
+            let key = state_key(p);
+            if states.insert(key) {
+                match self.groups.get(key) {
+                    Some(all) => todo.extend(all.iter().cloned()),
+                    None => todo.extend(points.iter().filter(|q| state_key(q) == key).cloned()),
+                }
+            }
+        }
+        let scores = self.score_all(&todo, ctx).await;
+        {
+            let mut ranked = self.ranked.lock().expect("ranked lock");
+            for (p, r) in todo.iter().zip(scores) {
+                ranked.insert(p.id.clone(), r.map_err(|e| e.to_string()));
+            }
+        }
+        let ranked = self.ranked.lock().expect("ranked lock");
+        points
+            .iter()
+            .map(|p| match ranked.get(&p.id) {
+                Some(Ok(v)) => Ok(*v),
+                Some(Err(why)) => Err(CoreError::Method(why.clone().into())),
+                None => Err(CoreError::Method("no result".into())),
+            })
+            .collect()
+    }
+
+    /// Scores `points` in requests spread over the workers, in the order given.
+    async fn score_all(&self, points: &[EvaluationPoint], ctx: &Value) -> Vec<Result<f64>> {
         let batches = self.batches(points);
-        let runs = batches.iter().map(|b| self.run_batch(points, b, &ctx));
+        let runs = batches.iter().map(|b| self.run_batch(points, b, ctx));
         let results: Vec<Vec<Result<f64>>> = futures::future::join_all(runs).await;
         // Back to the order of `points`.
         let mut out: Vec<Option<Result<f64>>> = (0..points.len()).map(|_| None).collect();

@@ -27,7 +27,9 @@
 //! };
 //! let (pool, hello) = Pool::start(launch, 2).unwrap();
 //! let tasks = pool
-//!     .run(&|_| serde_json::json!({"op": "tasks"}), &mut Draws::new(None), &mut |v, _| Ok((v, Hold::Keep)))
+//!     .run::<_, qval_python::PyError>(&|_| serde_json::json!({"op": "tasks"}), &mut Draws::new(None), &mut |v, _| {
+//!         Ok((v, Hold::Keep))
+//!     })
 //!     .unwrap();
 //! println!("{} serves {tasks}", hello["name"]);
 //! ```
@@ -87,6 +89,18 @@ pub fn default_bridge_dir() -> PathBuf {
     std::env::var_os("QVAL_BRIDGE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../python")))
+}
+
+/// `PYTHONPATH` for a worker: `bridge_dir`, then `extra`, then the inherited entries.
+///
+/// # Errors
+/// A folder whose name cannot be part of a path list.
+pub fn python_path(bridge_dir: &Path, extra: &[PathBuf]) -> Result<std::ffi::OsString, PyError> {
+    let inherited = std::env::var_os("PYTHONPATH");
+    let dirs = std::iter::once(bridge_dir.to_path_buf())
+        .chain(extra.iter().cloned())
+        .chain(inherited.iter().flat_map(std::env::split_paths));
+    std::env::join_paths(dirs).map_err(|e| PyError::Bridge(format!("PYTHONPATH: {e}")))
 }
 
 /// The Python interpreter: `$QVAL_PYTHON`, else `python3`.

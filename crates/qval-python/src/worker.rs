@@ -122,11 +122,7 @@ impl Worker {
     /// # Errors
     /// [`PyError::Bridge`] if the interpreter cannot start.
     pub fn spawn(launch: &Launch) -> Result<Worker, PyError> {
-        let inherited = std::env::var_os("PYTHONPATH");
-        let dirs = std::iter::once(launch.bridge_dir.clone())
-            .chain(launch.path.iter().cloned())
-            .chain(inherited.iter().flat_map(std::env::split_paths));
-        let path = std::env::join_paths(dirs).map_err(|e| PyError::Bridge(format!("PYTHONPATH: {e}")))?;
+        let path = crate::python_path(&launch.bridge_dir, &launch.path)?;
         let mut child = Command::new(&launch.python)
             .arg("-u")
             .arg("-m")

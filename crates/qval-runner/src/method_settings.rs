@@ -32,7 +32,11 @@ pub struct MethodSettings {
     pub example_trajectories: Option<PathBuf>,
     /// Their `## Example Trajectories` section, read and rendered when the plan is made.
     #[serde(skip)]
-    pub examples: Rendered,
+    pub examples: Derived<std::sync::Arc<str>>,
+    /// The label sets' step penalty, for a method that sends prompts (set when the plan is
+    /// made; other methods are told none, so their stored context does not change).
+    #[serde(skip)]
+    pub step_penalty: Derived<f64>,
     /// Whether prompts show the agent's reasoning for the current action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_current_thoughts: Option<bool>,
@@ -41,12 +45,19 @@ pub struct MethodSettings {
     pub include_history_thoughts: Option<bool>,
 }
 
-/// A section rendered from a file when the plan is made; not written to `run.json` (the
-/// file's name is) and not compared (two plans of one file render the same).
-#[derive(Clone, Debug, Default)]
-pub struct Rendered(pub Option<std::sync::Arc<str>>);
+/// What the plan derives for a method from elsewhere (a file it names, the label sets): not
+/// written to `run.json` (what it comes from is) and not compared (two plans of one file
+/// derive the same).
+#[derive(Clone, Debug)]
+pub struct Derived<T>(pub Option<T>);
 
-impl PartialEq for Rendered {
+impl<T> Default for Derived<T> {
+    fn default() -> Self {
+        Derived(None)
+    }
+}
+
+impl<T> PartialEq for Derived<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
@@ -67,6 +78,9 @@ impl MethodSettings {
         }
         if let Some(t) = self.include_history_thoughts {
             c.include_history_thoughts = t;
+        }
+        if let Some(p) = self.step_penalty.0 {
+            c.step_penalty = p;
         }
         if let Some(text) = &self.examples.0 {
             c.example_trajectories = text.to_string();

@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-pub use crate::method_settings::{MethodSettings, Rendered};
+pub use crate::method_settings::{Derived, MethodSettings};
 
 use crate::error::{Result, RunnerError};
 pub use crate::typed::Typed;
@@ -457,7 +457,8 @@ impl MethodSpec {
             policy_assumption: None,
             disclose_step_penalty: self.disclose_step_penalty,
             example_trajectories: self.example_trajectories.clone(),
-            examples: Rendered::default(),
+            examples: Derived::default(),
+            step_penalty: Derived::default(),
             include_current_thoughts: self.include_current_thoughts,
             include_history_thoughts: self.include_history_thoughts,
         }

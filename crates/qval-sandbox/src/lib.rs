@@ -529,7 +529,6 @@ pub fn run_captured_watched(
     unsafe {
         cmd.pre_exec(limits_hook(*limits));
     }
-    let start = Instant::now();
     let mut pauses = SPAWN_BACKOFF.iter();
     let mut child = loop {
         match cmd.spawn() {
@@ -547,6 +546,8 @@ pub fn run_captured_watched(
             }
         }
     };
+    // The time limit counts from the start, not from the pauses before it.
+    let start = Instant::now();
     // Our copies of the write end go with `cmd`'s stdio: drop them so EOF can arrive.
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let pid = child.id() as libc::pid_t;

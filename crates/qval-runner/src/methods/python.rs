@@ -181,6 +181,9 @@ impl MethodType for Python {
         if let Some(py) = &p.python {
             b = b.python(py);
         }
+        if p.ranking {
+            b = b.candidates(input.points);
+        }
         let m = tokio::task::spawn_blocking(move || b.build())
             .await
             .map_err(|e| RunnerError::Usage(format!("starting the Python workers: {e}")))?

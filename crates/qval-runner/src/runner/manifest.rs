@@ -19,6 +19,10 @@ pub struct Manifest {
     pub environment: Value,
     /// What methods were told.
     pub context: Value,
+    /// The folder the experiment file's relative paths point to (absolute), so that a plan
+    /// made again from `run.json` (`qval preview`, shard merges) resolves them as the run did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_dir: Option<PathBuf>,
     /// Each stage: its settings and whether it finished.
     pub stages: BTreeMap<String, StageRecord>,
 }
@@ -48,10 +52,7 @@ impl Manifest {
     /// The folder the experiment file's relative paths point to, as the run recorded it
     /// (`None` for runs made before it was recorded, or when the folder is gone).
     pub fn spec_dir(&self) -> Option<PathBuf> {
-        self.experiment["spec_dir"]
-            .as_str()
-            .map(PathBuf::from)
-            .filter(|d| d.is_dir())
+        self.spec_dir.clone().filter(|d| d.is_dir())
     }
 
     /// Reads `run.json` of a run folder (`None` if there is none).

@@ -65,12 +65,10 @@ pub fn shard_dir(run_dir: &Path, share: Share) -> PathBuf {
 }
 
 impl Plan {
-    /// What methods are told about the setting: the environment's context with the labels'
-    /// step penalty (the largest of the label sets'), which prompts state or hint at.
+    /// What methods are told about the setting: the environment's context (each method's
+    /// entry adds its own, [`ResolvedMethod::context`]).
     pub fn method_context(&self) -> qval_core::MethodContext {
-        let mut ctx = self.env.method_context();
-        ctx.step_penalty = self.labels.iter().map(|l| l.spec.step_penalty).fold(0.0, f64::max);
-        ctx
+        self.env.method_context()
     }
 
     /// Checks `experiment` (read from `source`) against `registry`: every problem is an error
@@ -116,6 +114,7 @@ impl Plan {
             services: &services,
             forced: forced.as_deref(),
             endpoint_given: matches!(options.backend, Some(BackendOverride::Endpoint { .. })),
+            step_penalty: labels.iter().map(|l| l.spec.step_penalty).fold(0.0, f64::max),
             at: &at,
         };
         let methods = resolve_methods(e, &scope)?;
@@ -480,6 +479,8 @@ struct MethodScope<'a> {
     forced: Option<&'a str>,
     /// `--base-url/--model`: an LLM method without a backend uses the command line's.
     endpoint_given: bool,
+    /// The largest step penalty of the label sets (what prompts state or hint at).
+    step_penalty: f64,
     at: &'a At<'a>,
 }
 
@@ -628,6 +629,10 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
             .collect::<Result<_>>()?,
     };
     let mut settings = m.settings();
+    if info.needs_backend {
+        // What prompts state or hint at: the largest step penalty of the label sets.
+        settings.step_penalty = crate::spec::Derived(Some(scope.step_penalty));
+    }
     if let Some(file) = &m.example_trajectories {
         let path = services.spec_dir.join(file);
         let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -642,7 +647,7 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
                 format!("{}: {e}", path.display()),
             ))
         })?;
-        settings.examples = crate::spec::Rendered(Some(section.into()));
+        settings.examples = crate::spec::Derived(Some(section.into()));
     }
     if m.points == Some(0) {
         return Err(err(SpecProblem::at(

@@ -100,9 +100,9 @@ impl<'p> Run<'p> {
             "labels": plan.labels,
             "methods": plan.methods,
             "points_limits": points_limits(plan),
-            // Where the file's relative paths point (a plan made again from run.json).
-            "spec_dir": std::path::absolute(&plan.services.spec_dir).unwrap_or_else(|_| plan.services.spec_dir.clone()),
         });
+        manifest.spec_dir =
+            Some(std::path::absolute(&plan.services.spec_dir).unwrap_or_else(|_| plan.services.spec_dir.clone()));
         manifest.environment = serde_json::to_value(plan.env.spec()).unwrap_or(Value::Null);
         manifest.context = serde_json::to_value(plan.method_context()).unwrap_or(Value::Null);
         manifest.write(&plan.work_dir)?;
