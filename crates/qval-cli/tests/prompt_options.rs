@@ -1,7 +1,7 @@
 //! The published prompt options, as `qval preview` shows them, against the published wording
 //! (bethgelab/qval `src/qval/prompts.py` and `method_factory.py`), block by block:
-//! `policy_assumption` (optimal / self, a list expands into named variants),
-//! `disclose_step_penalty` (the sentence after the reward description, or the efficiency
+//! `policy_assumption` (optimal / self; a list expands into named variants, as it does for
+//! the switches), `disclose_step_penalty` (the sentence after the reward description, or the efficiency
 //! guidance when a positive penalty is hidden) and `example_trajectories` (the published
 //! file layout, rendered as `## Example Trajectories` after `## Reward Functions`). Each is
 //! refused, at its key, on a method that sends no prompt.
@@ -62,13 +62,7 @@ policy_assumption = ["optimal", "self"]
 type = "direct"
 name = "told"
 backend = "oracle"
-disclose_step_penalty = true
-disclose_discount_factor = true
-
-[[methods]]
-type = "direct"
-name = "gamma-told"
-backend = "oracle"
+disclose_step_penalty = [true, false]
 disclose_discount_factor = true
 
 [[methods]]
@@ -166,7 +160,7 @@ example_trajectories = "examples.json"
     }
 
     // disclose_step_penalty: the sentence after the reward description; no efficiency hint.
-    let told = preview(&run, "told-q");
+    let told = preview(&run, "told-q-penalty-disclosed");
     let sentence = "\nAdditionally, a penalty of -0.01 is applied at every step to encourage shorter solutions.";
     let rewards = told
         .split("## Reward Functions\n")
@@ -179,7 +173,7 @@ example_trajectories = "examples.json"
         "{told}"
     );
     // Gamma disclosed but the positive penalty hidden: the hint stays (published rule).
-    let gamma_told = preview(&run, "gamma-told-q");
+    let gamma_told = preview(&run, "told-q-penalty-hidden");
     assert!(
         gamma_told.contains(EFFICIENCY) && !gamma_told.contains("Additionally, a penalty"),
         "{gamma_told}"
@@ -193,7 +187,7 @@ example_trajectories = "examples.json"
     let before = &ranking[..at];
     let last = before.rfind("\n\n## ").map(|i| &before[i + 2..]).unwrap_or_default();
     assert!(last.starts_with("## Reward Functions\n"), "{last}");
-    assert!(!preview(&run, "told-q").contains("## Example Trajectories"));
+    assert!(!preview(&run, "told-q-penalty-hidden").contains("## Example Trajectories"));
 }
 
 #[test]

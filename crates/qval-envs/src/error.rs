@@ -32,47 +32,19 @@ pub enum EnvsError {
         /// What is wrong.
         message: String,
     },
-    /// A Python adapter raised (the Python traceback is kept).
-    #[error("python adapter `{adapter}` raised in `{op}`: {message}\n{traceback}")]
-    Python {
-        /// The adapter (`module:Class`).
-        adapter: String,
-        /// The protocol operation.
-        op: String,
-        /// The exception's type and message.
-        message: String,
-        /// Python's traceback.
-        traceback: String,
-    },
-    /// A Python worker died, hung or broke the protocol twice in a row (it was restarted
-    /// and the request retried once).
-    #[error(
-        "python worker for `{adapter}` failed in `{op}` twice (restarted after the first):\nfirst: {first}\nthen: {second}"
-    )]
-    Worker {
-        /// The adapter (`module:Class`).
-        adapter: String,
-        /// The protocol operation.
-        op: String,
-        /// The first failure, with the worker's last stderr lines.
-        first: String,
-        /// The failure of the retry.
-        second: String,
-    },
-    /// A Python package the adapter needs is missing.
-    #[error("{message}: install it with `{pip}`")]
-    MissingPackage {
-        /// What is missing.
-        message: String,
-        /// The pip command that installs it.
-        pip: String,
-    },
-    /// The Python bridge cannot work (a worker cannot start, a malformed reply).
-    #[error("python bridge: {0}")]
-    Bridge(String),
+    /// The Python bridge (`qval_python`): an adapter that raised (with Python's traceback),
+    /// a worker that died, hung or broke the protocol twice (restarted after the first), a
+    /// missing package (with the pip command), a reply qval cannot use.
+    #[error(transparent)]
+    Python(#[from] qval_python::PyError),
 }
 
 impl EnvsError {
+    /// A reply of the Python bridge qval cannot use (or a worker that cannot start).
+    pub(crate) fn bridge(message: impl Into<String>) -> Self {
+        EnvsError::Python(qval_python::PyError::Bridge(message.into()))
+    }
+
     /// The error as the core's environment error of the environment named `env`.
     pub fn in_env(self, env: &str) -> CoreError {
         CoreError::Environment {
@@ -88,38 +60,6 @@ impl From<EnvsError> for CoreError {
         CoreError::Environment {
             env: "qval-envs".into(),
             message: e.to_string(),
-        }
-    }
-}
-
-impl From<qval_python::PyError> for EnvsError {
-    fn from(e: qval_python::PyError) -> Self {
-        use qval_python::PyError as P;
-        match e {
-            P::Python {
-                adapter,
-                op,
-                message,
-                traceback,
-            } => EnvsError::Python {
-                adapter,
-                op,
-                message,
-                traceback,
-            },
-            P::Worker {
-                adapter,
-                op,
-                first,
-                second,
-            } => EnvsError::Worker {
-                adapter,
-                op,
-                first,
-                second,
-            },
-            P::MissingPackage { message, pip } => EnvsError::MissingPackage { message, pip },
-            P::Bridge(m) => EnvsError::Bridge(m),
         }
     }
 }

@@ -498,7 +498,13 @@ fn an_adapter_tells_methods_about_itself_through_its_profile() {
 #[test]
 fn a_missing_package_names_the_pip_command() {
     let err = PythonEnv::builder(faulty("NeedsMissing")).build().unwrap_err();
-    assert!(matches!(err, qval_envs::EnvsError::MissingPackage { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            qval_envs::EnvsError::Python(qval_envs::python::PyError::MissingPackage { .. })
+        ),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("pip install qval-no-such-package==1.0"),
         "{err}"

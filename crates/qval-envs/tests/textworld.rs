@@ -297,6 +297,12 @@ fn a_missing_textworld_names_the_pip_command() {
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&python, perms).unwrap();
     let err = PythonEnv::builder(ADAPTER).python(&python).build().unwrap_err();
-    assert!(matches!(err, qval_envs::EnvsError::MissingPackage { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            qval_envs::EnvsError::Python(qval_envs::python::PyError::MissingPackage { .. })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains(TEXTWORLD.pip), "{err}");
 }

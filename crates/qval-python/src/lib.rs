@@ -37,51 +37,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod error;
 mod worker;
-pub use worker::{Draw, Draws, Failure, Finish, Hold, Launch, Pool, Worker};
-
-/// Why a Python request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PyError {
-    /// The Python code raised (the Python traceback is kept).
-    #[error("python `{adapter}` raised in `{op}`: {message}\n{traceback}")]
-    Python {
-        /// What the worker serves (`module:Class`).
-        adapter: String,
-        /// The protocol operation.
-        op: String,
-        /// The exception's type and message.
-        message: String,
-        /// Python's traceback.
-        traceback: String,
-    },
-    /// A worker died, hung or broke the protocol twice in a row (it was restarted and the
-    /// request retried once).
-    #[error(
-        "python worker for `{adapter}` failed in `{op}` twice (restarted after the first):\nfirst: {first}\nthen: {second}"
-    )]
-    Worker {
-        /// What the worker serves (`module:Class`).
-        adapter: String,
-        /// The protocol operation.
-        op: String,
-        /// The first failure, with the worker's last stderr lines.
-        first: String,
-        /// The failure of the retry.
-        second: String,
-    },
-    /// A Python package the code needs is missing.
-    #[error("{message}: install it with `{pip}`")]
-    MissingPackage {
-        /// What is missing.
-        message: String,
-        /// The pip command that installs it.
-        pip: String,
-    },
-    /// The bridge cannot work (a worker cannot start, a malformed reply).
-    #[error("python bridge: {0}")]
-    Bridge(String),
-}
+pub use error::PyError;
+pub use worker::{Draw, Draws, Failure, Finish, Hold, Launch, Pool, Worker, python_path};
 
 /// The folder holding the `qval_bridge` package: `$QVAL_BRIDGE_DIR`, else this checkout's
 /// `python/` folder.
@@ -89,18 +48,6 @@ pub fn default_bridge_dir() -> PathBuf {
     std::env::var_os("QVAL_BRIDGE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../python")))
-}
-
-/// `PYTHONPATH` for a worker: `bridge_dir`, then `extra`, then the inherited entries.
-///
-/// # Errors
-/// A folder whose name cannot be part of a path list.
-pub fn python_path(bridge_dir: &Path, extra: &[PathBuf]) -> Result<std::ffi::OsString, PyError> {
-    let inherited = std::env::var_os("PYTHONPATH");
-    let dirs = std::iter::once(bridge_dir.to_path_buf())
-        .chain(extra.iter().cloned())
-        .chain(inherited.iter().flat_map(std::env::split_paths));
-    std::env::join_paths(dirs).map_err(|e| PyError::Bridge(format!("PYTHONPATH: {e}")))
 }
 
 /// The Python interpreter: `$QVAL_PYTHON`, else `python3`.

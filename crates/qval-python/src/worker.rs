@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::PyError;
+use crate::error::PyError;
 use qval_core::QRng;
 
 /// One random draw a worker asked for: an integer in `[0, n)` or a float in `[0, 1)`.
@@ -122,7 +122,7 @@ impl Worker {
     /// # Errors
     /// [`PyError::Bridge`] if the interpreter cannot start.
     pub fn spawn(launch: &Launch) -> Result<Worker, PyError> {
-        let path = crate::python_path(&launch.bridge_dir, &launch.path)?;
+        let path = python_path(&launch.bridge_dir, &launch.path)?;
         let mut child = Command::new(&launch.python)
             .arg("-u")
             .arg("-m")
@@ -434,4 +434,16 @@ impl Pool {
         self.ready.notify_one();
         result
     }
+}
+
+/// `PYTHONPATH` for a worker: `bridge_dir`, then `extra`, then the inherited entries.
+///
+/// # Errors
+/// A folder whose name cannot be part of a path list.
+pub fn python_path(bridge_dir: &Path, extra: &[PathBuf]) -> Result<std::ffi::OsString, PyError> {
+    let inherited = std::env::var_os("PYTHONPATH");
+    let dirs = std::iter::once(bridge_dir.to_path_buf())
+        .chain(extra.iter().cloned())
+        .chain(inherited.iter().flat_map(std::env::split_paths));
+    std::env::join_paths(dirs).map_err(|e| PyError::Bridge(format!("PYTHONPATH: {e}")))
 }

@@ -423,21 +423,24 @@ pub struct MethodSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_assumption: Option<OneOrMany<String>>,
     /// Whether prompts state the labels' step penalty (published `disclose_step_penalty`;
-    /// default false: the efficiency hint where it is positive).
+    /// default false: the efficiency hint where it is positive). `[true, false]` expands into
+    /// `-penalty-disclosed` / `-penalty-hidden` methods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disclose_step_penalty: Option<bool>,
+    pub disclose_step_penalty: Option<OneOrMany<bool>>,
     /// A JSON file of example trajectories in the published layout, shown in the prompts'
     /// `## Example Trajectories` (published `example_trajectories_file`), relative to the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub example_trajectories: Option<PathBuf>,
     /// Whether prompts show the acting agent's reasoning for the current action (published
-    /// `include_current_thoughts`; default false).
+    /// `include_current_thoughts`; default false). A list expands into `-thoughts` /
+    /// `-no-thoughts` methods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub include_current_thoughts: Option<bool>,
+    pub include_current_thoughts: Option<OneOrMany<bool>>,
     /// Whether prompts show the agent's reasoning in the history (published
-    /// `include_history_thoughts`; default false).
+    /// `include_history_thoughts`; default false). A list expands into `-history-thoughts` /
+    /// `-no-history-thoughts` methods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub include_history_thoughts: Option<bool>,
+    pub include_history_thoughts: Option<OneOrMany<bool>>,
     /// Score only the first N points (published: 100 for LLM methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<usize>,
@@ -455,12 +458,12 @@ impl MethodSpec {
             max_history_turns: self.max_history_turns,
             points: self.points,
             policy_assumption: None,
-            disclose_step_penalty: self.disclose_step_penalty,
+            disclose_step_penalty: None,
             example_trajectories: self.example_trajectories.clone(),
             examples: Derived::default(),
             step_penalty: Derived::default(),
-            include_current_thoughts: self.include_current_thoughts,
-            include_history_thoughts: self.include_history_thoughts,
+            include_current_thoughts: None,
+            include_history_thoughts: None,
         }
     }
 }

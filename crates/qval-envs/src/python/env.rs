@@ -334,24 +334,24 @@ impl PythonEnv {
             &mut |v, _| Ok((v, Hold::Key(key))),
         )?;
         v.as_f64()
-            .ok_or_else(|| EnvsError::Bridge(format!("exact_value returned {v}, not a number")))
+            .ok_or_else(|| EnvsError::bridge(format!("exact_value returned {v}, not a number")))
     }
 
     fn state_from(&self, task: Arc<Task>, restore: Restore, r: &Value) -> std::result::Result<PythonState, EnvsError> {
         let observation = r["observation"]
             .as_str()
-            .ok_or_else(|| EnvsError::Bridge(format!("observe() gave no text: {}", r["observation"])))?
+            .ok_or_else(|| EnvsError::bridge(format!("observe() gave no text: {}", r["observation"])))?
             .to_string();
         let legal = match &r["legal"] {
             Value::Null => None,
             Value::Array(a) => Some(Arc::new(a.clone())),
-            other => return Err(EnvsError::Bridge(format!("legal_actions() gave {other}, not a list"))),
+            other => return Err(EnvsError::bridge(format!("legal_actions() gave {other}, not a list"))),
         };
         let success = match &r["success"] {
             Value::Null => None,
             Value::Bool(b) => Some(*b),
             other => {
-                return Err(EnvsError::Bridge(format!(
+                return Err(EnvsError::bridge(format!(
                     "succeeded() gave {other}, not a bool or None"
                 )));
             }
@@ -368,10 +368,10 @@ impl PythonEnv {
     fn snapshot_of(&self, r: &Value) -> std::result::Result<Snapshot, EnvsError> {
         let b64 = r["snapshot"]
             .as_str()
-            .ok_or_else(|| EnvsError::Bridge("a snapshot adapter sent no snapshot".into()))?;
+            .ok_or_else(|| EnvsError::bridge("a snapshot adapter sent no snapshot"))?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.as_bytes())
-            .map_err(|e| EnvsError::Bridge(format!("a snapshot is not base64: {e}")))?;
+            .map_err(|e| EnvsError::bridge(format!("a snapshot is not base64: {e}")))?;
         Ok(Snapshot::intern(bytes))
     }
 }
@@ -411,9 +411,9 @@ impl PythonEnvBuilder {
     ///
     /// # Errors
     /// [`EnvsError::InvalidParameter`] naming the setting (adapter, args, workers, timeout,
-    /// bridge_dir, python); [`EnvsError::MissingPackage`] with the pip command;
-    /// [`EnvsError::Python`] if the adapter raised; [`EnvsError::Bridge`] if a worker cannot
-    /// start or its hello is malformed.
+    /// bridge_dir, python); [`EnvsError::Python`] with [`qval_python::PyError::MissingPackage`]
+    /// (the pip command), [`qval_python::PyError::Python`] if the adapter raised, or
+    /// [`qval_python::PyError::Bridge`] if a worker cannot start or its hello is malformed.
     pub fn build(self) -> std::result::Result<PythonEnv, EnvsError> {
         let invalid = |name, value: String, reason: &str| EnvsError::InvalidParameter {
             name,
@@ -450,7 +450,7 @@ impl PythonEnvBuilder {
             timeout: self.timeout,
         };
         let (pool, hello) = Pool::start(launch, self.workers)?;
-        let bad = |what: &str| EnvsError::Bridge(format!("the adapter's hello has no valid `{what}`: {hello}"));
+        let bad = |what: &str| EnvsError::bridge(format!("the adapter's hello has no valid `{what}`: {hello}"));
         if hello["protocol"].as_u64() != Some(1) {
             return Err(bad("protocol (1)"));
         }
@@ -466,13 +466,13 @@ impl PythonEnvBuilder {
         let profile = match &hello["profile"] {
             Value::Null => EnvProfile::default(),
             p => serde_json::from_value(p.clone())
-                .map_err(|e| EnvsError::Bridge(format!("the adapter's profile() is not a valid profile: {e}")))?,
+                .map_err(|e| EnvsError::bridge(format!("the adapter's profile() is not a valid profile: {e}")))?,
         };
         let tasks = pool.run::<_, EnvsError>(&|_| json!({"op": "tasks"}), &mut Draws::new(None), &mut |v, _| {
             Ok((v, Hold::Keep))
         })?;
         let tasks: Vec<Task> = serde_json::from_value(tasks)
-            .map_err(|e| EnvsError::Bridge(format!("tasks() is not a list of tasks: {e}")))?;
+            .map_err(|e| EnvsError::bridge(format!("tasks() is not a list of tasks: {e}")))?;
         Ok(PythonEnv {
             adapter: self.adapter,
             spec,
@@ -543,7 +543,7 @@ impl Environment for PythonEnv {
                 };
                 let next = self.state_from(state.task.clone(), restore, &r)?;
                 let reward = r["reward"].as_f64().ok_or_else(|| {
-                    EnvsError::Bridge(format!("step() gave a reward that is not a number: {}", r["reward"]))
+                    EnvsError::bridge(format!("step() gave a reward that is not a number: {}", r["reward"]))
                 })?;
                 let terminated = r["terminated"].as_bool().unwrap_or(false);
                 let key = next.key();

@@ -49,11 +49,11 @@
 //! worker's stderr.
 //!
 //! ## Failures
-//! An adapter that raises gives [`EnvsError::Python`](crate::EnvsError::Python) with the Python traceback. A worker that
+//! An adapter that raises gives [`PyError::Python`] with the Python traceback. A worker that
 //! exits, hangs past the time limit (it is killed) or breaks the protocol is replaced by a new
 //! one and the request retried once with the same random draws; a second failure gives
-//! [`EnvsError::Worker`](crate::EnvsError::Worker) with both reasons (and the worker's last stderr lines, which hold
-//! the traceback of a crash). A missing Python package gives [`EnvsError::MissingPackage`](crate::EnvsError::MissingPackage)
+//! [`PyError::Worker`] with both reasons (and the worker's last stderr lines, which hold
+//! the traceback of a crash). A missing Python package gives [`PyError::MissingPackage`]
 //! naming the pip command. Workers are killed and reaped when the [`PythonEnv`] drops.
 //!
 //! ```no_run
@@ -69,6 +69,6 @@
 
 mod policy;
 pub use policy::{EpsilonGreedy, ExactLabeler, ReferencePolicy, UniformPolicy};
-pub use qval_python::Draw;
+pub use qval_python::{Draw, PyError};
 mod env;
 pub use env::*;

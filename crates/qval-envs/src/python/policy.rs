@@ -18,7 +18,7 @@ fn named(env: &PythonEnv) -> impl Fn(EnvsError) -> qval_core::CoreError + '_ {
 fn legal(env: &PythonEnv, state: &PythonState) -> Result<Vec<Value>> {
     match env.legal_actions(state) {
         Some(a) if !a.is_empty() => Ok(a),
-        _ => Err(named(env)(EnvsError::Bridge(format!(
+        _ => Err(named(env)(EnvsError::bridge(format!(
             "`{}` has no closed action set here: a uniform choice needs legal_actions()",
             env.adapter()
         )))),

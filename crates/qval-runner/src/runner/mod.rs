@@ -30,6 +30,7 @@ mod registry;
 mod services;
 mod stage;
 mod stages;
+mod variants;
 
 pub use crate::net::reachable;
 pub use manifest::{Manifest, RunMetadata, StageRecord, read_run_metadata};

@@ -10,7 +10,7 @@ use super::registry::Registry;
 use super::services::{COMMAND_LINE, Services};
 use super::stage::{Redo, Stage};
 use crate::envs::EnvPlugin;
-use crate::methods::{DynMethodType, MethodInfo, Modality, ResolvedMethod};
+use crate::methods::{DynMethodType, MethodInfo, ResolvedMethod};
 use crate::spec::{self, Experiment, LabelMethod, LabelSpec, MethodSpec, Seg, Source, SpecProblem, Typed, at};
 use crate::{Result, RunnerError};
 use qval_core::{Share, Signal};
@@ -563,92 +563,14 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
             )));
         }
     }
-    let modalities: Vec<Modality> = match &m.modality {
-        None => vec![Modality::Text],
-        Some(given) => given
-            .values()
-            .iter()
-            .map(|md| {
-                Modality::from_key(md).ok_or_else(|| {
-                    err(SpecProblem::at(
-                        field("modality"),
-                        spec::unknown("modality", md, &Modality::KEYS),
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?,
-    };
-    for (key, given) in [
-        ("disclose_discount_factor", m.disclose_discount_factor.is_some()),
-        ("include_next_state", m.include_next_state.is_some()),
-        ("max_history_turns", m.max_history_turns.is_some()),
-        ("policy_assumption", m.policy_assumption.is_some()),
-        ("disclose_step_penalty", m.disclose_step_penalty.is_some()),
-        ("example_trajectories", m.example_trajectories.is_some()),
-        ("include_current_thoughts", m.include_current_thoughts.is_some()),
-        ("include_history_thoughts", m.include_history_thoughts.is_some()),
-    ] {
-        if given && !info.needs_backend {
-            return Err(err(SpecProblem::at(
-                field(key),
-                format!("`{}` sends no prompts", m.kind),
-            )));
-        }
-    }
-    let presets: Vec<Option<qval_methods::llm::Preset>> = match &m.prompt_preset {
-        None => vec![None],
-        Some(_) if !info.needs_backend => {
-            return Err(err(SpecProblem::at(
-                field("prompt_preset"),
-                format!("`{}` sends no prompts", m.kind),
-            )));
-        }
-        Some(p) => p
-            .values()
-            .iter()
-            .map(|v| {
-                v.parse()
-                    .map(Some)
-                    .map_err(|e: String| err(SpecProblem::at(field("prompt_preset"), e)))
-            })
-            .collect::<std::result::Result<_, _>>()?,
-    };
-    let policies: Vec<Option<qval_core::PolicyAssumption>> = match &m.policy_assumption {
-        None => vec![None],
-        Some(p) => p
-            .values()
-            .iter()
-            .map(|v| {
-                qval_core::PolicyAssumption::from_key(v).map(Some).ok_or_else(|| {
-                    err(SpecProblem::at(
-                        field("policy_assumption"),
-                        spec::unknown("policy assumption", v, &["optimal", "self"]),
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?,
-    };
+    let variants = super::variants::prompt_variants(m, &info, &field).map_err(err)?;
     let mut settings = m.settings();
     if info.needs_backend {
         // What prompts state or hint at: the largest step penalty of the label sets.
         settings.step_penalty = crate::spec::Derived(Some(scope.step_penalty));
     }
-    if let Some(file) = &m.example_trajectories {
-        let path = services.spec_dir.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            err(SpecProblem::at(
-                field("example_trajectories"),
-                format!("{}: {e}", path.display()),
-            ))
-        })?;
-        let section = qval_methods::prompting::examples::example_trajectories_section(&text).map_err(|e| {
-            err(SpecProblem::at(
-                field("example_trajectories"),
-                format!("{}: {e}", path.display()),
-            ))
-        })?;
-        settings.examples = crate::spec::Derived(Some(section.into()));
-    }
+    settings.examples =
+        crate::spec::Derived(super::variants::examples_section(m, &services.spec_dir, &field).map_err(err)?);
     if m.points == Some(0) {
         return Err(err(SpecProblem::at(
             field("points"),
@@ -658,11 +580,7 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
     let mut out = Vec::new();
     for s in &signals {
         for b in &backends {
-            let variants = modalities
-                .iter()
-                .flat_map(|md| presets.iter().map(move |p| (*md, *p)))
-                .flat_map(|(md, p)| policies.iter().map(move |pol| (md, p, *pol)));
-            for (md, preset, policy) in variants {
+            for v in &variants {
                 let mut name = format!("{}-{}", m.name.clone().unwrap_or_else(|| m.kind.clone()), s.key());
                 if backends.len() > 1
                     && let Some(b) = b
@@ -670,28 +588,19 @@ fn resolve_method(i: usize, m: &MethodSpec, scope: &MethodScope<'_>) -> Result<V
                     name.push('@');
                     name.push_str(b);
                 }
-                if md == Modality::Image {
-                    name.push_str("-image");
-                }
-                if presets.len() > 1
-                    && let Some(p) = preset
-                {
-                    name.push_str(&format!("-{p}"));
-                }
-                if policies.len() > 1
-                    && let Some(p) = policy
-                {
-                    name.push_str(&format!("-{}", p.key()));
-                }
+                name.push_str(&v.suffix);
                 let mut r = ResolvedMethod {
                     name: name.clone(),
                     kind: m.kind.clone(),
                     signal: *s,
                     backend: b.clone(),
-                    modality: md,
-                    prompt_preset: preset,
+                    modality: v.modality,
+                    prompt_preset: v.preset,
                     settings: crate::spec::MethodSettings {
-                        policy_assumption: policy,
+                        policy_assumption: v.policy,
+                        disclose_step_penalty: v.disclose_step_penalty,
+                        include_current_thoughts: v.current_thoughts,
+                        include_history_thoughts: v.history_thoughts,
                         ..settings.clone()
                     },
                     params: m.params.clone(),
