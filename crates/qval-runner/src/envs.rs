@@ -754,9 +754,22 @@ pub fn python(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TerminalBenchParams {
-    /// A folder of tasks in the Terminal-Bench layout (default: the shipped tasks).
-    #[serde(default)]
+    /// A folder of tasks, Harbor's or the Terminal-Bench layout (default: the shipped tasks).
+    #[serde(default, alias = "tasks")]
     tasks_dir: Option<PathBuf>,
+    /// `auto` (bubblewrap where it can, containers where a task needs them),
+    /// `bubblewrap`, or `container`.
+    #[serde(default)]
+    runtime: Option<RuntimeParam>,
+    /// The image the tasks' Dockerfiles build from (`QVAL_BASE_IMAGE`).
+    #[serde(default)]
+    base_image: Option<String>,
+    /// Whether tasks that ask for the network get it (default false).
+    #[serde(default)]
+    allow_internet: Option<bool>,
+    /// The largest fraction of tasks that may be left out because they cannot run.
+    #[serde(default)]
+    max_unrunnable: Option<f64>,
     /// Only these task ids.
     #[serde(default)]
     only: Option<Vec<String>>,
@@ -769,6 +782,15 @@ struct TerminalBenchParams {
     command_timeout: Option<f64>,
 }
 
+/// `runtime` of a TerminalBench experiment.
+#[derive(serde::Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RuntimeParam {
+    Auto,
+    Bubblewrap,
+    Container,
+}
+
 /// TerminalBench: `terminalbench` in experiment files. Policies `noisy` (default collector,
 /// `epsilon` 0.1), `oracle` (default reference: `solution.sh`, then SUBMIT), `llm`;
 /// heuristic: the shell heuristic (Q). Snapshots are stored under the run folder.
@@ -776,7 +798,7 @@ pub fn terminalbench(
     params: &toml::Table,
     services: &dyn RunServices,
 ) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
-    use qval_envs::terminalbench::{NoisyScripted, OracleSolution, ShellHeuristic, TerminalBench};
+    use qval_envs::terminalbench::{NoisyScripted, OracleSolution, RuntimeChoice, ShellHeuristic, TerminalBench};
     let p: TerminalBenchParams = spec::params(params, &[])?;
     let mut b = TerminalBench::builder().store_dir(services.run_dir().join("store"));
     if let Some(dir) = &p.tasks_dir {
@@ -791,6 +813,28 @@ pub fn terminalbench(
     }
     if let Some(only) = &p.only {
         b = b.only(only.iter().cloned());
+    }
+    if let Some(r) = p.runtime {
+        b = b.runtime(match r {
+            RuntimeParam::Auto => RuntimeChoice::Auto,
+            RuntimeParam::Bubblewrap => RuntimeChoice::Bubblewrap,
+            RuntimeParam::Container => RuntimeChoice::Container,
+        });
+    }
+    if let Some(image) = p.base_image.or_else(|| std::env::var("QVAL_BASE_IMAGE").ok()) {
+        b = b.base_image(image);
+    }
+    if let Some(yes) = p.allow_internet {
+        b = b.allow_internet(yes);
+    }
+    if let Some(f) = p.max_unrunnable {
+        if !(0.0..=1.0).contains(&f) {
+            return Err(SpecProblem::at(
+                crate::spec::at!["max_unrunnable"],
+                format!("{f}: give a fraction of the tasks in [0, 1]"),
+            ));
+        }
+        b = b.max_unrunnable(f);
     }
     if let Some(n) = p.max_steps {
         crate::limits::at_most(
@@ -814,6 +858,9 @@ pub fn terminalbench(
         b = b.command_timeout(std::time::Duration::from_secs_f64(t));
     }
     let env = Arc::new(b.build().map_err(env_problem)?);
+    for (id, why) in env.unrunnable() {
+        eprintln!("terminalbench: task {id} left out: {why}");
+    }
     let plugin = TypedEnv::new(env)
         .policy("oracle", |params, _| {
             let _: NoParams = spec::params(params, &[])?;

@@ -33,11 +33,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod container;
 mod root;
 pub use root::{fixed_root, set_times};
 
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -58,6 +58,9 @@ pub enum SandboxError {
     /// An I/O error around the sandboxed process (pipes, waiting).
     #[error("sandbox I/O: {0}")]
     Io(String),
+    /// A container image could not be built.
+    #[error("{0}")]
+    Build(String),
 }
 
 /// Size of the sandbox's `/dev/shm` (a tmpfs; the rest of `/dev` is read-only).
@@ -519,15 +522,40 @@ pub fn run_captured_watched(
     cap: usize,
     watch: Option<TreeLimit>,
 ) -> Result<Captured, SandboxError> {
+    let install = "install bubblewrap (apt-get install bubblewrap)";
+    capture(cmd, Some(limits), timeout, cap, watch, || {}, install)
+}
+
+/// Runs `cmd` (with `limits` and the drop to [`SANDBOX_UID`] when given) and captures its
+/// merged output; on time-out or a [`TreeLimit`] breach kills its process group and calls
+/// `kill_extra` (a container engine's own kill). `install` says how to get a missing program.
+pub(crate) fn capture(
+    cmd: &mut Command,
+    limits: Option<&Limits>,
+    timeout: Duration,
+    cap: usize,
+    watch: Option<TreeLimit>,
+    kill_extra: impl Fn() + Send + 'static,
+    install: &str,
+) -> Result<Captured, SandboxError> {
     use std::os::unix::process::CommandExt;
     let (mut reader, writer) = std::io::pipe().map_err(|e| SandboxError::Io(format!("a pipe: {e}")))?;
     let writer2 = writer
         .try_clone()
         .map_err(|e| SandboxError::Io(format!("a pipe: {e}")))?;
     cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2);
-    // SAFETY: the hook only makes async-signal-safe calls.
-    unsafe {
-        cmd.pre_exec(limits_hook(*limits));
+    match limits {
+        // SAFETY: the hook only makes async-signal-safe calls.
+        Some(limits) => unsafe {
+            cmd.pre_exec(limits_hook(*limits));
+        },
+        // SAFETY: setsid is async-signal-safe.
+        None => unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        },
     }
     let mut pauses = SPAWN_BACKOFF.iter();
     let mut child = loop {
@@ -541,7 +569,6 @@ pub fn run_captured_watched(
                 }
             },
             Err(e) => {
-                let install = "install bubblewrap (apt-get install bubblewrap)";
                 return Err(SandboxError::Unavailable(spawn_failure(cmd.get_program(), &e, install)));
             }
         }
@@ -555,6 +582,7 @@ pub fn run_captured_watched(
     // The watchdog: (timed out, over size).
     let watchdog = std::thread::spawn(move || {
         let kill = || {
+            kill_extra();
             // SAFETY: kill on the group the child leads (setsid in the hook) and the child.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
@@ -582,16 +610,7 @@ pub fn run_captured_watched(
             }
         }
     });
-    let mut screen = Screen::new(cap);
-    let mut buf = [0u8; 16384];
-    let read_result = loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => screen.push(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
+    let (screen, read_result) = container::read_screen(&mut reader, cap);
     let status = child.wait();
     let _ = done_tx.send(());
     let (timed_out, over_size) = watchdog.join().unwrap_or((false, None));

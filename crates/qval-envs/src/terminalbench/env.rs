@@ -1,7 +1,9 @@
 //! The TerminalBench environment: shell states, actions and sandboxed steps.
 
+use super::builder::TerminalBenchBuilder;
+use super::container::ContainerRuntime;
 use super::store::Store;
-use super::task::{ShellTask, split_commands};
+use super::task::ShellTask;
 use qval_core::{CoreError, EnvProfile, EnvSpec, Environment, Observation, QRng, StepOutcome, Task};
 use qval_sandbox::{Bwrap, Limits, TreeLimit, run_captured_watched};
 use serde::{Deserialize, Serialize};
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::EnvsError;
 
-const WRAPPER: &str = include_str!("wrapper.sh");
-const RUNNER: &str = include_str!("runner.py");
+pub(super) const WRAPPER: &str = include_str!("wrapper.sh");
+pub(super) const RUNNER: &str = include_str!("runner.py");
 
 /// Variables every shell starts with.
 pub const BASE_ENV: [(&str, &str); 4] = [
@@ -26,12 +28,12 @@ pub const BASE_ENV: [(&str, &str); 4] = [
 ];
 
 /// [`BASE_ENV`] as a state's variables.
-fn base_env() -> BTreeMap<String, String> {
+pub(super) fn base_env() -> BTreeMap<String, String> {
     BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Variables bash maintains itself; not part of a state.
-const VOLATILE_ENV: [&str; 4] = ["OLDPWD", "PWD", "SHLVL", "_"];
+pub(super) const VOLATILE_ENV: [&str; 4] = ["OLDPWD", "PWD", "SHLVL", "_"];
 
 /// An agent's action: one bash command (possibly several lines), or `SUBMIT`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,16 +80,20 @@ pub struct LastRun {
 }
 
 /// The tests' verdict at the end of an episode.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TestRun {
-    /// Whether they passed.
+    /// Whether they passed (a Harbor verifier: its reward is positive).
     pub passed: bool,
     /// Their output (head and tail).
     pub output: String,
+    /// A Harbor verifier's reward (`/logs/verifier/reward.txt` or `reward.json`), which
+    /// need not be 0 or 1; `None` for tests whose exit status decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<f64>,
 }
 
 /// A TerminalBench state; small (the files live in the [`Store`] under `tree`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShellState {
     /// The task id.
     pub task: String,
@@ -123,230 +129,43 @@ pub struct Timings {
 }
 
 #[derive(Default)]
-struct Counters {
-    runs: AtomicU64,
-    restore_ns: AtomicU64,
-    sandbox_ns: AtomicU64,
-    snapshot_ns: AtomicU64,
+pub(super) struct Counters {
+    pub(super) runs: AtomicU64,
+    pub(super) restore_ns: AtomicU64,
+    pub(super) sandbox_ns: AtomicU64,
+    pub(super) snapshot_ns: AtomicU64,
     restored_bytes: AtomicU64,
     restored_entries: AtomicU64,
 }
 
-struct TaskEntry {
-    task: ShellTask,
-    initial: String,
-    files: Vec<String>,
-    steps: Vec<String>,
-}
-
-/// Builder of [`TerminalBench`].
-///
-/// | parameter | default |
-/// |---|---|
-/// | `tasks_dir` | [`TerminalBench::shipped_tasks_dir`] |
-/// | `only` | all tasks |
-/// | `store_dir` | a temporary folder (give one to keep states usable across runs) |
-/// | `max_steps` | 40 (the reference) |
-/// | `gamma` | 0.95 |
-/// | `command_timeout` | 10 s (capped by a task's `max_agent_timeout_sec`) |
-/// | `screen_cap` | 4096 bytes |
-/// | `limits` | 1 GiB memory, 256 processes, 60 CPU s, 16 MiB files |
-/// | `max_tree_bytes` | 64 MiB in `/app` |
-/// | `work_dir` | `/dev/shm` when it is writable with 1 GiB free (memory: restoring is several times faster than on disk), else the system temporary folder |
-#[derive(Clone, Debug)]
-pub struct TerminalBenchBuilder {
-    tasks_dir: PathBuf,
-    only: Option<Vec<String>>,
-    store_dir: Option<PathBuf>,
-    max_steps: usize,
-    gamma: f64,
-    command_timeout: Duration,
-    screen_cap: usize,
-    limits: Limits,
-    max_tree_bytes: u64,
-    work_dir: Option<PathBuf>,
-}
-
-impl TerminalBenchBuilder {
-    /// Where each step's fresh folder is made (restored, bound into the sandbox, removed).
-    pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.work_dir = Some(dir.into());
-        self
-    }
-    /// The folder of task folders.
-    pub fn tasks_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tasks_dir = dir.into();
-        self
-    }
-    /// Only these task ids (in this order).
-    pub fn only<I: IntoIterator<Item = S>, S: Into<String>>(mut self, ids: I) -> Self {
-        self.only = Some(ids.into_iter().map(Into::into).collect());
-        self
-    }
-    /// Where snapshots are stored; reused across runs (content-addressed).
-    pub fn store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.store_dir = Some(dir.into());
-        self
-    }
-    /// The step budget of an episode.
-    pub fn max_steps(mut self, n: usize) -> Self {
-        self.max_steps = n;
-        self
-    }
-    /// The discount.
-    pub fn gamma(mut self, g: f64) -> Self {
-        self.gamma = g;
-        self
-    }
-    /// The wall-clock limit of one command.
-    pub fn command_timeout(mut self, d: Duration) -> Self {
-        self.command_timeout = d;
-        self
-    }
-    /// Screen bytes kept per command (head and tail).
-    pub fn screen_cap(mut self, bytes: usize) -> Self {
-        self.screen_cap = bytes;
-        self
-    }
-    /// Resource limits of sandboxed processes.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-    /// The most bytes `/app` may hold after a command.
-    pub fn max_tree_bytes(mut self, bytes: u64) -> Self {
-        self.max_tree_bytes = bytes;
-        self
-    }
-
-    /// Checks bubblewrap, validates, loads the tasks and stores their starting files.
-    ///
-    /// # Errors
-    /// [`EnvsError::Sandbox`] when bubblewrap cannot run (nothing runs unconfined);
-    /// [`EnvsError::InvalidParameter`]; [`EnvsError::Task`] for a malformed or unknown task.
-    pub fn build(self) -> Result<TerminalBench, EnvsError> {
-        let invalid = |name, value: String, reason: &str| EnvsError::InvalidParameter {
-            name,
-            value,
-            reason: reason.into(),
-        };
-        if self.max_steps < 2 {
-            return Err(invalid("max_steps", self.max_steps.to_string(), "at least 2"));
-        }
-        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
-            return Err(invalid("gamma", self.gamma.to_string(), "a discount in (0, 1]"));
-        }
-        if self.command_timeout.is_zero() {
-            return Err(invalid("command_timeout", "0".into(), "a positive duration"));
-        }
-        if self.screen_cap < 64 {
-            return Err(invalid("screen_cap", self.screen_cap.to_string(), "at least 64 bytes"));
-        }
-        if self.limits.memory < 64 << 20 || self.limits.processes < 4 {
-            return Err(invalid(
-                "limits",
-                format!("{:?}", self.limits),
-                "at least 64 MiB of memory and 4 processes",
-            ));
-        }
-        qval_sandbox::bubblewrap_works().map_err(|e| {
-            EnvsError::Sandbox(format!(
-                "TerminalBench runs commands only inside bubblewrap, which cannot run here: {e}"
-            ))
-        })?;
-        let mut all = ShellTask::load_all(&self.tasks_dir)?;
-        if let Some(only) = &self.only {
-            let mut picked = Vec::new();
-            for id in only {
-                let i = all.iter().position(|t| &t.id == id).ok_or_else(|| EnvsError::Task {
-                    task: id.clone(),
-                    message: format!(
-                        "no such task in {} (it has: {})",
-                        self.tasks_dir.display(),
-                        all.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                })?;
-                picked.push(all[i].clone());
-            }
-            all = picked;
-        }
-        let store = Arc::new(match &self.store_dir {
-            Some(d) => Store::open(d)?,
-            None => Store::temporary()?,
-        });
-        let mut tasks = Vec::with_capacity(all.len());
-        for task in all {
-            let (initial, _) = store.snapshot(&task.dir, &super::task::RESERVED, self.max_tree_bytes)?;
-            let files = store
-                .tree(&initial)?
-                .into_iter()
-                .filter(|e| matches!(e.kind, super::store::EntryKind::File { .. }))
-                .map(|e| e.path)
-                .collect();
-            let steps = split_commands(&task.solution).map_err(|e| EnvsError::Task {
-                task: task.id.clone(),
-                message: format!("solution.sh: {e}"),
-            })?;
-            tasks.push(TaskEntry {
-                task,
-                initial,
-                files,
-                steps,
-            });
-        }
-        let index = tasks.iter().enumerate().map(|(i, t)| (t.task.id.clone(), i)).collect();
-        let spec = EnvSpec {
-            name: "terminal-bench".into(),
-            max_steps: self.max_steps,
-            gamma: self.gamma,
-            reward_description: "1.0 when the task's tests pass at the end of the episode (after SUBMIT or \
-                                 the last allowed command), 0.0 otherwise; no reward before the end."
-                .into(),
-            notes: format!(
-                "Each action is one bash command, run in a fresh shell that starts in the previous \
-                 command's working folder with its exported variables. Files persist only under /app; \
-                 /tmp and background processes do not survive a command. There is no network. A command \
-                 is killed after {} s and the screen shows at most {} bytes of its output. Reply SUBMIT \
-                 when the task is done: the episode ends and the tests run.",
-                self.command_timeout.as_secs_f64(),
-                self.screen_cap
-            ),
-        };
-        Ok(TerminalBench {
-            spec,
-            tasks,
-            index,
-            store,
-            command_timeout: self.command_timeout,
-            screen_cap: self.screen_cap,
-            limits: self.limits,
-            max_tree_bytes: self.max_tree_bytes,
-            work_dir: match self.work_dir {
-                Some(d) => d,
-                None => default_work_dir(),
-            },
-            counters: Counters::default(),
-        })
-    }
+pub(super) struct TaskEntry {
+    pub(super) task: ShellTask,
+    pub(super) initial: String,
+    pub(super) files: Vec<String>,
+    pub(super) steps: Vec<String>,
+    /// The container image (container runtime only).
+    pub(super) image: Option<String>,
 }
 
 /// The TerminalBench environment. Build with [`TerminalBench::builder`].
 pub struct TerminalBench {
-    spec: EnvSpec,
-    tasks: Vec<TaskEntry>,
-    index: HashMap<String, usize>,
-    store: Arc<Store>,
-    command_timeout: Duration,
-    screen_cap: usize,
-    limits: Limits,
-    max_tree_bytes: u64,
-    work_dir: PathBuf,
-    counters: Counters,
+    pub(super) spec: EnvSpec,
+    pub(super) tasks: Vec<TaskEntry>,
+    pub(super) index: HashMap<String, usize>,
+    pub(super) store: Arc<Store>,
+    pub(super) command_timeout: Duration,
+    pub(super) screen_cap: usize,
+    pub(super) limits: Limits,
+    pub(super) max_tree_bytes: u64,
+    pub(super) work_dir: PathBuf,
+    pub(super) counters: Counters,
+    pub(super) runtime: Option<ContainerRuntime>,
+    pub(super) unrunnable: Vec<(String, String)>,
 }
 
 /// `/dev/shm` when this process can make folders there and it has 1 GiB free (containers
 /// often give it 64 MiB), else the temporary folder.
-fn default_work_dir() -> PathBuf {
+pub(super) fn default_work_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
     if shm.is_dir()
         && qval_sandbox::free_bytes(shm).is_some_and(|b| b >= 1 << 30)
@@ -422,25 +241,14 @@ fn restored_time() -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_secs(super::store::RESTORED_MTIME)
 }
 
-fn add(counter: &AtomicU64, d: Duration) {
+pub(super) fn add(counter: &AtomicU64, d: Duration) {
     counter.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
 }
 
 impl TerminalBench {
     /// A builder with the defaults.
     pub fn builder() -> TerminalBenchBuilder {
-        TerminalBenchBuilder {
-            tasks_dir: Self::shipped_tasks_dir(),
-            only: None,
-            store_dir: None,
-            max_steps: 40,
-            gamma: 0.95,
-            command_timeout: Duration::from_secs(10),
-            screen_cap: 4096,
-            limits: Limits::default(),
-            max_tree_bytes: 64 << 20,
-            work_dir: None,
-        }
+        TerminalBenchBuilder::new()
     }
 
     /// The tasks shipped with qval.
@@ -462,6 +270,17 @@ impl TerminalBench {
                 message: "not loaded in this environment".into(),
             })
         })
+    }
+
+    /// Tasks of the folder left out because they cannot run here, with the reason (a
+    /// build that failed, a missing runtime).
+    pub fn unrunnable(&self) -> &[(String, String)] {
+        &self.unrunnable
+    }
+
+    /// The container image task `id` runs in, when it runs in a container.
+    pub fn image(&self, id: &str) -> Option<&str> {
+        self.index.get(id).and_then(|&i| self.tasks[i].image.as_deref())
     }
 
     /// The task's `solution.sh` split into top-level commands ([`split_commands`]).
@@ -527,6 +346,9 @@ impl TerminalBench {
     /// Runs `command` from `state` in a fresh sandbox: the new working folder, variables,
     /// snapshot and screen.
     fn run_command(&self, state: &ShellState, command: &str) -> Result<ShellState, EnvsError> {
+        if let Some(image) = self.image(&state.task) {
+            return self.run_command_in(image, state, command);
+        }
         let ws = Workspace::new(&self.work_dir, &[])?;
         self.restore_into(&state.tree, &ws)?;
         ws.write_ctl("wrapper.sh", WRAPPER)?;
@@ -600,7 +422,7 @@ impl TerminalBench {
     }
 
     /// The command time limit: the builder's, capped by the task's `max_agent_timeout_sec`.
-    fn timeout(&self, state: &ShellState) -> Duration {
+    pub(super) fn timeout(&self, state: &ShellState) -> Duration {
         let agent = self
             .index
             .get(&state.task)
@@ -615,8 +437,16 @@ impl TerminalBench {
     /// The sandbox cannot run, or the snapshot is not in the store.
     pub fn run_tests(&self, task_id: &str, tree: &str) -> Result<TestRun, CoreError> {
         let entry = self.entry(task_id)?;
+        if let Some(image) = &entry.image {
+            return Ok(self.run_tests_in(image, entry, tree)?);
+        }
         let task = &entry.task;
-        let extra: &[&str] = if task.tests_dir.is_some() { &["tests"] } else { &[] };
+        let harbor = task.environment.is_some();
+        let extra: &[&str] = match (task.tests_dir.is_some(), harbor) {
+            (true, true) => &["tests", "logs"],
+            (true, false) => &["tests"],
+            _ => &[],
+        };
         let ws = Workspace::new(&self.work_dir, extra)?;
         self.restore_into(tree, &ws)?;
         let mut env = base_env();
@@ -624,6 +454,15 @@ impl TerminalBench {
         let mut b = self.sandbox(&ws, &env);
         if let Some(dir) = &task.tests_dir {
             b = b.ro_bind(dir, "/tests");
+        }
+        if harbor {
+            // A Harbor verifier writes its reward under /logs/verifier.
+            let logs = ws.ctl().join("logs");
+            std::fs::create_dir_all(logs.join("verifier"))
+                .and_then(|()| qval_sandbox::give_to_sandbox_user(&logs))
+                .and_then(|()| qval_sandbox::give_to_sandbox_user(&logs.join("verifier")))
+                .map_err(|e| EnvsError::Sandbox(format!("the verifier's logs folder: {e}")))?;
+            b = b.bind(logs, "/logs");
         }
         let argv: Vec<&str> = match &task.run_tests {
             Some(script) => {
@@ -655,9 +494,18 @@ impl TerminalBench {
         if out.timed_out {
             output.push_str(&format!("\n[the tests were killed after {:?}]", task.test_timeout));
         }
+        if harbor {
+            let reward = super::container_steps::verifier_reward(&ws.ctl(), &mut output);
+            return Ok(TestRun {
+                passed: reward.is_some_and(|r| r > 0.0),
+                output,
+                reward: Some(reward.unwrap_or(0.0)),
+            });
+        }
         Ok(TestRun {
             passed: !out.timed_out && out.status.success(),
             output,
+            reward: None,
         })
     }
 }
@@ -679,7 +527,7 @@ impl TerminalBench {
         let last_step = next.commands.len() >= self.spec.max_steps;
         if *action == ShellAction::Submit || last_step {
             let tests = self.run_tests(&state.task, &next.tree)?;
-            let reward = if tests.passed { 1.0 } else { 0.0 };
+            let reward = tests.reward.unwrap_or(if tests.passed { 1.0 } else { 0.0 });
             next.tests = Some(tests);
             return Ok(StepOutcome {
                 state: next,

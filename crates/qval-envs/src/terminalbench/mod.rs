@@ -44,11 +44,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod builder;
+pub mod container;
+mod container_steps;
+pub mod harbor;
 pub mod heuristic;
 pub mod policy;
 mod profile;
 pub mod store;
 pub mod task;
+pub use builder::TerminalBenchBuilder;
+pub use container::RuntimeChoice;
 pub use heuristic::ShellHeuristic;
 pub use policy::{NoisyScripted, OracleSolution};
 pub use profile::{min_chars, scoring_wording};

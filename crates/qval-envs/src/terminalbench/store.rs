@@ -52,6 +52,10 @@ pub enum EntryKind {
         /// The link's target.
         target: String,
     },
+    /// A container layer's removal of what the image has at the path (overlay whiteout).
+    Removed,
+    /// A container layer's folder that replaces the image's folder and its contents.
+    Replaced,
 }
 
 /// What restoring or taking a snapshot did.
@@ -75,7 +79,16 @@ pub struct Store {
     memory: Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
-fn io_err(op: &str, path: &Path, e: std::io::Error) -> EnvsError {
+/// What one snapshot walk keeps and how.
+struct Walk<'a> {
+    exclude: &'a [&'a str],
+    max_bytes: u64,
+    layer: bool,
+    entries: &'a mut Vec<Entry>,
+    stats: &'a mut TreeStats,
+}
+
+pub(super) fn io_err(op: &str, path: &Path, e: std::io::Error) -> EnvsError {
     EnvsError::Store(format!("{op} {}: {e}", path.display()))
 }
 
@@ -219,9 +232,41 @@ impl Store {
     /// # Errors
     /// Unreadable files, the size limit, or a store that cannot be written.
     pub fn snapshot(&self, root: &Path, exclude: &[&str], max_bytes: u64) -> Result<(String, TreeStats), EnvsError> {
+        self.snapshot_walk(root, exclude, max_bytes, false)
+    }
+
+    /// Stores a container's writable layer (overlay's upper folder): as
+    /// [`Store::snapshot`], with whiteouts as [`EntryKind::Removed`] and opaque folders as
+    /// [`EntryKind::Replaced`]; `exclude` names paths (relative to the root) left out.
+    ///
+    /// # Errors
+    /// As [`Store::snapshot`].
+    pub fn snapshot_layer(
+        &self,
+        upper: &Path,
+        exclude: &[&str],
+        max_bytes: u64,
+    ) -> Result<(String, TreeStats), EnvsError> {
+        self.snapshot_walk(upper, exclude, max_bytes, true)
+    }
+
+    fn snapshot_walk(
+        &self,
+        root: &Path,
+        exclude: &[&str],
+        max_bytes: u64,
+        layer: bool,
+    ) -> Result<(String, TreeStats), EnvsError> {
         let mut entries = Vec::new();
         let mut stats = TreeStats::default();
-        self.walk(root, "", exclude, max_bytes, &mut entries, &mut stats)?;
+        let mut walk = Walk {
+            exclude,
+            max_bytes,
+            layer,
+            entries: &mut entries,
+            stats: &mut stats,
+        };
+        self.walk(root, "", &mut walk)?;
         stats.entries = entries.len();
         let bytes = serde_json::to_vec(&entries).expect("entries serialize");
         let (hash, new) = self.put(&bytes)?;
@@ -229,15 +274,7 @@ impl Store {
         Ok((hash, stats))
     }
 
-    fn walk(
-        &self,
-        dir: &Path,
-        prefix: &str,
-        exclude: &[&str],
-        max_bytes: u64,
-        entries: &mut Vec<Entry>,
-        stats: &mut TreeStats,
-    ) -> Result<(), EnvsError> {
+    fn walk(&self, dir: &Path, prefix: &str, w: &mut Walk<'_>) -> Result<(), EnvsError> {
         let root = qval_sandbox::running_as_root();
         let list = match fs::read_dir(dir) {
             Err(e) if e.kind() == ErrorKind::PermissionDenied && !root => {
@@ -257,29 +294,37 @@ impl Store {
         names.sort();
         for name in names {
             let name_s = name.to_string_lossy().into_owned();
-            if prefix.is_empty() && exclude.contains(&name_s.as_str()) {
-                continue;
-            }
             let path = dir.join(&name);
             let rel = if prefix.is_empty() {
                 name_s
             } else {
                 format!("{prefix}/{name_s}")
             };
+            if w.exclude.contains(&rel.as_str()) {
+                continue;
+            }
+            let (entries, stats, max_bytes) = (&mut *w.entries, &mut *w.stats, w.max_bytes);
             let meta = fs::symlink_metadata(&path).map_err(|e| io_err("read", &path, e))?;
             let mode = meta.permissions().mode() & 0o7777;
             let ft = meta.file_type();
-            if ft.is_dir() {
+            if w.layer && qval_sandbox::container::is_whiteout(&meta) {
+                entries.push(Entry {
+                    path: rel,
+                    mode: 0,
+                    kind: EntryKind::Removed,
+                });
+            } else if ft.is_dir() {
+                let replaced = w.layer && qval_sandbox::container::is_opaque(&path);
                 entries.push(Entry {
                     path: rel.clone(),
                     mode,
-                    kind: EntryKind::Dir,
+                    kind: if replaced { EntryKind::Replaced } else { EntryKind::Dir },
                 });
                 if !root && mode & 0o500 != 0o500 {
                     fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
                         .map_err(|e| io_err("read", &path, e))?;
                 }
-                self.walk(&path, &rel, exclude, max_bytes, entries, stats)?;
+                self.walk(&path, &rel, w)?;
             } else if ft.is_symlink() {
                 let target = fs::read_link(&path).map_err(|e| io_err("read", &path, e))?;
                 entries.push(Entry {
@@ -348,10 +393,11 @@ impl Store {
             }
             let path = dest.join(&e.path);
             match &e.kind {
-                EntryKind::Dir => {
+                EntryKind::Dir | EntryKind::Replaced => {
                     fs::create_dir(&path).map_err(|er| io_err("create", &path, er))?;
                     dirs.push((path.clone(), e.mode));
                 }
+                EntryKind::Removed => continue,
                 EntryKind::Symlink { target } => {
                     symlink(target, &path).map_err(|er| io_err("link", &path, er))?;
                 }

@@ -58,6 +58,9 @@ pub struct ShellTask {
     pub run_tests: Option<PathBuf>,
     /// `tests/`, when present.
     pub tests_dir: Option<PathBuf>,
+    /// A Harbor task's `[environment]` and Dockerfile (`None` in the Terminal-Bench layout,
+    /// whose tasks start from their folder's files on the base image).
+    pub environment: Option<super::harbor::TaskEnvironment>,
 }
 
 fn field_err(id: &str, file: &Path, field: &str, message: impl std::fmt::Display) -> EnvsError {
@@ -91,7 +94,8 @@ fn opt_string(id: &str, file: &Path, y: &Yaml, field: &str) -> Result<Option<Str
 }
 
 impl ShellTask {
-    /// Loads the task in `dir`.
+    /// Loads the task in `dir`: Harbor's layout when it holds `task.toml`
+    /// ([`super::harbor`]), else Terminal-Bench's (`task.yaml`).
     ///
     /// # Errors
     /// [`EnvsError::Task`] naming the task and, for `task.yaml`, the line or the field at fault;
@@ -101,6 +105,9 @@ impl ShellTask {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| dir.display().to_string());
+        if dir.join("task.toml").is_file() {
+            return super::harbor::load(dir, &id);
+        }
         let err = |message: String| EnvsError::Task {
             task: id.clone(),
             message,
@@ -189,12 +196,14 @@ impl ShellTask {
             solution,
             run_tests,
             tests_dir,
+            environment: None,
             dir: dir.to_path_buf(),
             id,
         })
     }
 
-    /// Loads every task folder (a sub-folder holding `task.yaml`) of `dir`, sorted by name.
+    /// Loads every task folder (a sub-folder holding `task.toml` or `task.yaml`) of `dir`,
+    /// sorted by name.
     ///
     /// # Errors
     /// The first task that does not load, or a folder without tasks.
@@ -206,13 +215,13 @@ impl ShellTask {
         let mut dirs: Vec<PathBuf> = list
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.join("task.yaml").is_file())
+            .filter(|p| p.join("task.yaml").is_file() || p.join("task.toml").is_file())
             .collect();
         dirs.sort();
         if dirs.is_empty() {
             return Err(EnvsError::Task {
                 task: dir.display().to_string(),
-                message: "no task folders (sub-folders with a task.yaml) here".into(),
+                message: "no task folders (sub-folders with a task.toml or a task.yaml) here".into(),
             });
         }
         dirs.iter().map(|d| ShellTask::load(d)).collect()

@@ -1,0 +1,306 @@
+//! TerminalBench in real containers: each task's image is built once from its Dockerfile
+//! (cached by the content of its build context), and a state is the task's image plus a
+//! content-addressed snapshot of a container's writable layer (changed files, removals),
+//! so a step is pure as in bubblewrap: a fresh container from the image, the state's layer
+//! written in through the engine's mount, the command, then the new layer read back.
+//!
+//! The tests folder is copied in only for the verifier's run, in a container of its own.
+
+use super::harbor::TaskEnvironment;
+use super::store::{Entry, EntryKind, RESTORED_MTIME, Store, io_err};
+use crate::EnvsError;
+use qval_sandbox::container::{BuildRequest, Container, ContainerSpec, Engine};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// The local base image qval's tasks build `FROM` (made by `scripts/base_image.sh`); a
+/// task's Dockerfile reads it as the build argument `QVAL_BASE_IMAGE`.
+pub const DEFAULT_BASE_IMAGE: &str = "localhost/qval-base:bookworm";
+
+/// Paths of a container's writable layer that are not part of a state: qval's control
+/// folder, the engine's own files and the tests' logs.
+pub const LAYER_EXCLUDE: [&str; 6] = [
+    ".qval",
+    "run/.containerenv",
+    "etc/hostname",
+    "etc/hosts",
+    "etc/resolv.conf",
+    "logs",
+];
+
+/// The container side of a TerminalBench environment.
+#[derive(Debug)]
+pub struct ContainerRuntime {
+    engine: Engine,
+    base_image: String,
+    allow_internet: bool,
+    log_dir: PathBuf,
+}
+
+/// Which runtime runs a TerminalBench's commands.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// Containers when an engine answers, else bubblewrap.
+    #[default]
+    Auto,
+    /// bubblewrap over the host's `/usr`.
+    Bubblewrap,
+    /// Containers (podman).
+    Container,
+}
+
+/// One image build's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Built {
+    /// The image tag (content-addressed).
+    pub tag: String,
+    /// Whether it was built now (false: found in the engine's cache).
+    pub fresh: bool,
+    /// Wall time of the build or of the cache check.
+    pub seconds: f64,
+}
+
+impl ContainerRuntime {
+    /// The runtime on `engine`, with `base_image` for `FROM` and build logs in `log_dir`.
+    pub fn new(engine: Engine, base_image: String, allow_internet: bool, log_dir: PathBuf) -> Self {
+        ContainerRuntime {
+            engine,
+            base_image,
+            allow_internet,
+            log_dir,
+        }
+    }
+
+    /// The base image.
+    pub fn base_image(&self) -> &str {
+        &self.base_image
+    }
+
+    /// The image a task runs in: its Dockerfile's build (tag = hash of the build context,
+    /// the Dockerfile and the base image), or the base image for a task without one.
+    ///
+    /// # Errors
+    /// The build failed (naming the step) or the base image is missing.
+    pub fn image(&self, id: &str, env: Option<&TaskEnvironment>) -> Result<Built, EnvsError> {
+        let t = std::time::Instant::now();
+        let Some(env) = env else {
+            if !self.engine.image_exists(&self.base_image) {
+                return Err(missing_base(&self.base_image));
+            }
+            return Ok(Built {
+                tag: self.base_image.clone(),
+                fresh: false,
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        };
+        let hash = context_hash(&env.context, &self.base_image).map_err(|e| EnvsError::Task {
+            task: id.into(),
+            message: format!("the build context: {e}"),
+        })?;
+        let tag = format!("localhost/qval-task-{}:{}", sanitize(id), &hash[..16]);
+        let log = self.log_dir.join(format!("{}-{}.log", sanitize(id), &hash[..16]));
+        let args = vec![("QVAL_BASE_IMAGE".to_string(), self.base_image.clone())];
+        let fresh = self
+            .engine
+            .build(&BuildRequest {
+                tag: &tag,
+                context: &env.context,
+                dockerfile: &env.dockerfile,
+                args: &args,
+                log: &log,
+                network: env.allow_internet && self.allow_internet,
+                timeout: env.build_timeout,
+            })
+            .map_err(|e| {
+                let mut message = e.to_string();
+                if message.contains(&self.base_image) && !self.engine.image_exists(&self.base_image) {
+                    message = missing_base(&self.base_image).to_string();
+                }
+                EnvsError::Task {
+                    task: id.into(),
+                    message,
+                }
+            })?;
+        Ok(Built {
+            tag,
+            fresh,
+            seconds: t.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// A container of `image` that will run `argv` with `env`, the task's limits applied.
+    ///
+    /// # Errors
+    /// The engine refuses.
+    pub fn container(
+        &self,
+        image: &str,
+        argv: &[&str],
+        env: &[(String, String)],
+        task: Option<&TaskEnvironment>,
+        memory_cap: u64,
+    ) -> Result<Container, EnvsError> {
+        let mut spec = ContainerSpec::new(image, argv.iter().copied()).workdir("/");
+        for (k, v) in env {
+            spec = spec.env(k, v);
+        }
+        if let Some(t) = task {
+            spec.cpus = t.cpus;
+            spec.memory = (t.memory_mb << 20).min(memory_cap);
+            spec.network = t.allow_internet && self.allow_internet;
+        } else {
+            spec.memory = memory_cap;
+        }
+        self.engine.create(&spec).map_err(|e| EnvsError::Sandbox(e.to_string()))
+    }
+}
+
+fn missing_base(base: &str) -> EnvsError {
+    EnvsError::Sandbox(format!(
+        "the base image {base} is not in the container engine: make it with `bash scripts/base_image.sh` (debootstrap, offline after the Debian packages), or name a base you have (QVAL_BASE_IMAGE)"
+    ))
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// SHA-256 over the build context's paths, modes and bytes, and the base image's name.
+pub fn context_hash(context: &Path, base: &str) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(base.as_bytes());
+    h.update([0]);
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = context.join(&rel);
+        let mut names: Vec<_> = fs::read_dir(&dir)?.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for name in names.into_iter().rev() {
+            let r = rel.join(&name);
+            let p = context.join(&r);
+            let m = fs::symlink_metadata(&p)?;
+            h.update(r.to_string_lossy().as_bytes());
+            // Whether it is executable: the rest of the mode follows the checkout's umask.
+            h.update([u8::from(m.permissions().mode() & 0o111 != 0)]);
+            if m.is_dir() {
+                stack.push(r);
+            } else if m.file_type().is_symlink() {
+                h.update(fs::read_link(&p)?.to_string_lossy().as_bytes());
+            } else {
+                h.update(fs::read(&p)?);
+            }
+            h.update([0]);
+        }
+    }
+    Ok(super::store::hash_bytes(&h.finalize()))
+}
+
+/// `path` under `root`, refusing any component that is a link (the root is a host path:
+/// a link planted inside the container must not lead qval outside it).
+pub fn inside(root: &Path, rel: &str) -> Result<PathBuf, EnvsError> {
+    let mut p = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, c) in parts.iter().enumerate() {
+        if Path::new(c).components().any(|k| !matches!(k, Component::Normal(_))) {
+            return Err(EnvsError::Store(format!("`{rel}` leaves the container")));
+        }
+        p.push(c);
+        if i + 1 < parts.len()
+            && let Ok(m) = fs::symlink_metadata(&p)
+            && m.file_type().is_symlink()
+        {
+            return Err(EnvsError::Store(format!(
+                "`{rel}` passes through a link inside the container"
+            )));
+        }
+    }
+    Ok(p)
+}
+
+/// Reads a small regular file inside the container (not through a link), at most `max`
+/// bytes; `None` when it is missing, not a file, or larger.
+pub fn read_inside(root: &Path, rel: &str, max: u64) -> Option<Vec<u8>> {
+    let p = inside(root, rel).ok()?;
+    let m = fs::symlink_metadata(&p).ok()?;
+    (m.is_file() && m.len() <= max).then(|| fs::read(&p).ok()).flatten()
+}
+
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the layer `tree` over a container's root (its mount): files, folders and links,
+/// removals and replaced folders, with the fixed modification time.
+///
+/// # Errors
+/// An unknown tree, an entry through a link, or a write failure.
+pub fn apply_layer(store: &Store, tree: &str, root: &Path) -> Result<(), EnvsError> {
+    let entries: Vec<Entry> = store.tree(tree)?;
+    let time = UNIX_EPOCH + Duration::from_secs(RESTORED_MTIME);
+    let mut dirs = Vec::new();
+    for e in &entries {
+        let p = inside(root, &e.path)?;
+        let io = |op: &str, er| io_err(op, &p, er);
+        match &e.kind {
+            EntryKind::Removed => remove_any(&p).map_err(|er| io("remove", er))?,
+            EntryKind::Replaced => {
+                remove_any(&p).map_err(|er| io("remove", er))?;
+                fs::create_dir(&p).map_err(|er| io("create", er))?;
+                dirs.push((p, e.mode));
+            }
+            EntryKind::Dir => {
+                if !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                    remove_any(&p).map_err(|er| io("remove", er))?;
+                    fs::create_dir(&p).map_err(|er| io("create", er))?;
+                }
+                dirs.push((p, e.mode));
+            }
+            EntryKind::Symlink { target } => {
+                remove_any(&p).map_err(|er| io("remove", er))?;
+                std::os::unix::fs::symlink(target, &p).map_err(|er| io("link", er))?;
+            }
+            EntryKind::File { hash, .. } => {
+                remove_any(&p).map_err(|er| io("remove", er))?;
+                fs::write(&p, &*store.get(hash)?).map_err(|er| io("write", er))?;
+                fs::set_permissions(&p, fs::Permissions::from_mode(e.mode)).map_err(|er| io("write", er))?;
+                qval_sandbox::set_times(&p, time).map_err(|er| io("date", er))?;
+            }
+        }
+    }
+    for (p, mode) in dirs.iter().rev() {
+        fs::set_permissions(p, fs::Permissions::from_mode(*mode)).map_err(|er| io_err("write", p, er))?;
+        qval_sandbox::set_times(p, time).map_err(|er| io_err("date", p, er))?;
+    }
+    Ok(())
+}
+
+/// A layer holding the Terminal-Bench layout's starting files under `app/` (its image is
+/// the base, which has no `/app`).
+///
+/// # Errors
+/// The folder cannot be read or the store written.
+pub fn starting_layer(store: &Store, task_dir: &Path, reserved: &[&str], max_bytes: u64) -> Result<String, EnvsError> {
+    let tmp = tempfile::tempdir().map_err(|e| EnvsError::Store(format!("a temporary folder: {e}")))?;
+    let app = tmp.path().join("app");
+    fs::create_dir(&app).map_err(|e| io_err("create", &app, e))?;
+    let (files, _) = store.snapshot(task_dir, reserved, max_bytes)?;
+    store.restore(&files, &app)?;
+    fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).map_err(|e| io_err("write", &app, e))?;
+    Ok(store.snapshot_layer(tmp.path(), &[], max_bytes)?.0)
+}

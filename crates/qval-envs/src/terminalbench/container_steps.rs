@@ -1,0 +1,222 @@
+//! A TerminalBench step and a test run in a container: the state's layer written over a
+//! fresh container of the task's image, the command run by the same wrapper as in
+//! bubblewrap, and the new layer read back from the container's writable layer.
+
+use super::container::{LAYER_EXCLUDE, apply_layer, read_inside};
+use super::env::{
+    LastRun, RUNNER, ShellState, TaskEntry, TerminalBench, TestRun, VOLATILE_ENV, WRAPPER, add, base_env,
+};
+use super::store::io_err;
+use crate::EnvsError;
+use qval_sandbox::TreeLimit;
+use qval_sandbox::container::Container;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// The most bytes of a verifier's reward file qval reads.
+const REWARD_BYTES: u64 = 4096;
+
+fn write(root: &Path, rel: &str, body: &str) -> Result<(), EnvsError> {
+    let p = super::container::inside(root, rel)?;
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
+    }
+    std::fs::write(&p, body).map_err(|e| io_err("write", &p, e))
+}
+
+impl TerminalBench {
+    fn runtime_or_err(&self) -> Result<&super::container::ContainerRuntime, EnvsError> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| EnvsError::Sandbox("a task has an image but no container engine was found".into()))
+    }
+
+    /// A container of `image` with the state's layer written in and `files` added (control
+    /// files, tests), ready to run `argv` with `env`.
+    fn prepared(
+        &self,
+        image: &str,
+        task: &str,
+        tree: &str,
+        argv: &[&str],
+        env: &BTreeMap<String, String>,
+        files: &[(&str, &str)],
+    ) -> Result<Container, EnvsError> {
+        let rt = self.runtime_or_err()?;
+        let entry = self.index.get(task).map(|&i| &self.tasks[i]);
+        let environment = entry.and_then(|e| e.task.environment.as_ref());
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let c = rt.container(image, argv, &env, environment, self.limits.memory)?;
+        let t = Instant::now();
+        let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        apply_layer(&self.store, tree, root)?;
+        for (rel, body) in files {
+            write(root, rel, body)?;
+        }
+        add(&self.counters.restore_ns, t.elapsed());
+        self.counters.runs.fetch_add(1, Ordering::Relaxed);
+        Ok(c)
+    }
+
+    /// The watchdog on the container's writable layer (the storage limit: the smaller of
+    /// the task's `storage_mb` and twice `max_tree_bytes` plus 16 MiB).
+    fn layer_limit(&self, c: &Container, task: &str) -> Result<TreeLimit, EnvsError> {
+        let storage = self
+            .index
+            .get(task)
+            .and_then(|&i| self.tasks[i].task.environment.as_ref())
+            .map_or(u64::MAX, |e| e.storage_mb << 20);
+        Ok(TreeLimit {
+            roots: vec![c.upper().map_err(|e| EnvsError::Sandbox(e.to_string()))?],
+            max_bytes: storage.min(self.max_tree_bytes.saturating_mul(2).saturating_add(16 << 20)),
+            max_entries: 100_000,
+        })
+    }
+
+    /// [`TerminalBench::run_command`] in a container of `image`.
+    pub(super) fn run_command_in(
+        &self,
+        image: &str,
+        state: &ShellState,
+        command: &str,
+    ) -> Result<ShellState, EnvsError> {
+        let mut env = state.env.clone();
+        env.insert("QVAL_CWD".into(), state.cwd.clone());
+        let files = [(".qval/wrapper.sh", WRAPPER), (".qval/command", command)];
+        let c = self.prepared(
+            image,
+            &state.task,
+            &state.tree,
+            &["/bin/bash", "/.qval/wrapper.sh"],
+            &env,
+            &files,
+        )?;
+        let watch = self.layer_limit(&c, &state.task)?;
+        let timeout = self.timeout(state);
+        let t = Instant::now();
+        let out = c
+            .run(timeout, self.screen_cap, Some(watch))
+            .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        add(&self.counters.sandbox_ns, t.elapsed());
+        let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        let mut next = state.clone();
+        if let Some(cwd) = read_inside(root, ".qval/cwd", 4096) {
+            let cwd = String::from_utf8_lossy(&cwd);
+            let cwd = cwd.trim_end_matches('\n');
+            if cwd.starts_with('/') {
+                next.cwd = cwd.to_string();
+            }
+        }
+        if let Some(bytes) = read_inside(root, ".qval/env", 1 << 20) {
+            next.env = bytes
+                .split(|b| *b == 0)
+                .filter_map(|kv| {
+                    let kv = String::from_utf8_lossy(kv);
+                    let (k, v) = kv.split_once('=')?;
+                    (!k.is_empty() && !VOLATILE_ENV.contains(&k) && k != "container" && k != "HOSTNAME")
+                        .then(|| (k.to_string(), v.to_string()))
+                })
+                .collect();
+        }
+        let t = Instant::now();
+        let upper = c.upper().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        let (tree, _) = self.store.snapshot_layer(&upper, &LAYER_EXCLUDE, self.max_tree_bytes)?;
+        add(&self.counters.snapshot_ns, t.elapsed());
+        next.tree = tree;
+        let mut screen = out.screen.text();
+        if out.timed_out {
+            screen.push_str(&format!(
+                "\n[the command was killed after {:.0} s]",
+                timeout.as_secs_f64()
+            ));
+        }
+        if let Some(why) = &out.over_size {
+            screen.push_str(&format!("\n[the command was killed: {why}]"));
+        }
+        next.last = Some(LastRun {
+            cwd: state.cwd.clone(),
+            command: command.to_string(),
+            screen,
+            exit_code: if out.timed_out { None } else { out.status.code() },
+            timed_out: out.timed_out,
+        });
+        Ok(next)
+    }
+
+    /// [`TerminalBench::run_tests`] in a container of `image`: the tests folder copied to
+    /// `/tests` (only now), then `tests/test.sh` (Harbor: the reward is what it writes to
+    /// `/logs/verifier/reward.txt` or `reward.json`), `run-tests.sh`, or qval's runner.
+    pub(super) fn run_tests_in(&self, image: &str, entry: &TaskEntry, tree: &str) -> Result<TestRun, EnvsError> {
+        let task = &entry.task;
+        let mut env = base_env();
+        env.insert("TEST_DIR".into(), "/tests".into());
+        let mut bodies: Vec<(String, String)> = Vec::new();
+        let harbor = task.environment.is_some();
+        let argv: Vec<&str> = match (&task.run_tests, harbor) {
+            (Some(_), true) => vec!["/bin/bash", "/tests/test.sh"],
+            (Some(script), false) => {
+                let body = std::fs::read_to_string(script).map_err(|e| io_err("read", script, e))?;
+                bodies.push((".qval/run-tests.sh".into(), body));
+                vec!["/bin/bash", "/.qval/run-tests.sh"]
+            }
+            (None, _) => {
+                bodies.push((".qval/runner.py".into(), RUNNER.into()));
+                vec!["/usr/bin/python3", "-B", "/.qval/runner.py", "/tests"]
+            }
+        };
+        bodies.push(("logs/verifier/.keep".into(), String::new()));
+        let files: Vec<(&str, &str)> = bodies.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let c = self.prepared(image, &task.id, tree, &argv, &env, &files)?;
+        let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        if let Some(dir) = &task.tests_dir {
+            let to = super::container::inside(root, "tests")?;
+            super::harbor::copy_tree(dir, &to).map_err(|e| io_err("copy", dir, e))?;
+        }
+        let watch = self.layer_limit(&c, &task.id)?;
+        let t = Instant::now();
+        let out = c
+            .run(task.test_timeout, self.screen_cap, Some(watch))
+            .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        add(&self.counters.sandbox_ns, t.elapsed());
+        let mut output = out.screen.text();
+        if out.timed_out {
+            output.push_str(&format!("\n[the tests were killed after {:?}]", task.test_timeout));
+        }
+        if !harbor {
+            return Ok(TestRun {
+                passed: !out.timed_out && out.status.success(),
+                output,
+                reward: None,
+            });
+        }
+        let reward = verifier_reward(root, &mut output);
+        Ok(TestRun {
+            passed: reward.is_some_and(|r| r > 0.0),
+            output,
+            reward: Some(reward.unwrap_or(0.0)),
+        })
+    }
+}
+
+/// The reward a Harbor verifier wrote (`reward.txt`: one number; `reward.json`: its
+/// `reward`), noting in `output` why there is none.
+pub(super) fn verifier_reward(root: &Path, output: &mut String) -> Option<f64> {
+    let txt = read_inside(root, "logs/verifier/reward.txt", REWARD_BYTES);
+    let json = read_inside(root, "logs/verifier/reward.json", REWARD_BYTES);
+    let r = match (txt, json) {
+        (Some(t), _) => String::from_utf8_lossy(&t).trim().parse::<f64>().ok(),
+        (None, Some(j)) => serde_json::from_slice::<serde_json::Value>(&j)
+            .ok()
+            .and_then(|v| v.get("reward")?.as_f64()),
+        (None, None) => None,
+    };
+    match r {
+        Some(r) if r.is_finite() => Some(r),
+        _ => {
+            output.push_str("\n[the verifier wrote no readable reward to /logs/verifier/reward.txt or reward.json: 0]");
+            None
+        }
+    }
+}

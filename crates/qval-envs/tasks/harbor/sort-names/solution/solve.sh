@@ -1,0 +1,3 @@
+#!/bin/bash
+cd /app
+sort names.txt > sorted.txt

@@ -1,0 +1,3 @@
+#!/bin/bash
+cd /app/notes
+dos2unix -q a.txt b.txt

@@ -1,0 +1,269 @@
+//! TerminalBench in real containers (podman): Harbor tasks built from their Dockerfiles,
+//! states as snapshots of the writable layer, hidden tests, containment from inside, and
+//! the same rewards and labels as bubblewrap where both run.
+//! Needs root, podman, runc and qval's base image: `bash scripts/test.sh` installs them
+//! (`apt-get install podman runc debootstrap dpkg-dev && bash scripts/base_image.sh`).
+
+use qval_core::{Environment, EvaluationPoint, Labeler, MvmcConfig, MvmcLabeler, QRng, Task};
+use qval_envs::terminalbench::{OracleSolution, RuntimeChoice, ShellAction, ShellState, TerminalBench};
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+const NEEDS: &str = "these tests need root, podman, runc and qval's base image: \
+                     apt-get install podman runc debootstrap dpkg-dev && bash scripts/base_image.sh \
+                     (scripts/test.sh does both)";
+
+fn harbor_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks").join("harbor")
+}
+
+fn store(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+fn build(tasks: &Path, runtime: RuntimeChoice, only: &[&str], store_name: &str) -> TerminalBench {
+    let mut b = TerminalBench::builder()
+        .tasks_dir(tasks)
+        .runtime(runtime)
+        .command_timeout(Duration::from_secs(5))
+        .store_dir(store(store_name));
+    if !only.is_empty() {
+        b = b.only(only.iter().copied());
+    }
+    b.build().unwrap_or_else(|e| panic!("{e}\n{NEEDS}"))
+}
+
+/// The Harbor tasks, all in containers.
+fn harbor() -> &'static TerminalBench {
+    static ENV: OnceLock<TerminalBench> = OnceLock::new();
+    ENV.get_or_init(|| build(&harbor_dir(), RuntimeChoice::Container, &[], "harbor-store"))
+}
+
+fn rng() -> QRng {
+    QRng::seed_from_u64(0)
+}
+
+fn task(env: &TerminalBench, id: &str) -> Task {
+    env.tasks().into_iter().find(|t| t.id == id).unwrap()
+}
+
+fn run(env: &TerminalBench, state: &ShellState, cmd: &str) -> ShellState {
+    let out = env.step(state, &env.parse_action(cmd), &mut rng()).unwrap();
+    assert!(!out.terminated);
+    out.state
+}
+
+fn submit(env: &TerminalBench, state: &ShellState) -> f64 {
+    let out = env.step(state, &ShellAction::Submit, &mut rng()).unwrap();
+    assert!(out.terminated);
+    out.reward
+}
+
+fn screen(s: &ShellState) -> &str {
+    &s.last.as_ref().unwrap().screen
+}
+
+fn solved(env: &TerminalBench, id: &str) -> ShellState {
+    let mut s = env.reset(&task(env, id), &mut rng()).unwrap();
+    for cmd in env.solution_steps(id).unwrap().to_vec() {
+        s = run(env, &s, &cmd);
+    }
+    s
+}
+
+#[test]
+fn every_harbor_task_scores_its_full_reward_with_its_oracle_and_not_without() {
+    let env = harbor();
+    let ids: Vec<String> = env.tasks().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["score-stats", "sort-names", "tree-listing", "unix-endings"]);
+    assert!(env.unrunnable().is_empty(), "{:?}", env.unrunnable());
+    for id in &ids {
+        assert!(env.image(id).unwrap().starts_with("localhost/qval-task-"), "{id}");
+        let s0 = env.reset(&task(env, id), &mut rng()).unwrap();
+        assert_eq!(submit(env, &s0), 0.0, "{id}: submitting at once");
+        assert_eq!(submit(env, &solved(env, id)), 1.0, "{id}: its oracle solution");
+    }
+    // Rewards need not be binary: one of the two numbers right is half the reward.
+    let s0 = env.reset(&task(env, "score-stats"), &mut rng()).unwrap();
+    let s1 = run(env, &s0, "datamash --header-in sum 2 < scores.tsv > sum.txt");
+    assert_eq!(submit(env, &s1), 0.5);
+    // The package the Dockerfile installed is there, and not on the host.
+    let t0 = env.reset(&task(env, "tree-listing"), &mut rng()).unwrap();
+    assert!(screen(&run(env, &t0, "tree --version")).starts_with("tree v"));
+    assert!(
+        !Path::new("/usr/bin/tree").exists(),
+        "the host has tree: pick another package"
+    );
+}
+
+#[test]
+fn a_restored_state_continues_as_the_live_container_does() {
+    let env = harbor();
+    let s0 = env.reset(&task(env, "sort-names"), &mut rng()).unwrap();
+    let c1 = "echo kept > /root/note && rm /app/names.txt && mkdir -p /srv/x && ln -s /srv/x /app/link";
+    let c2 = "cat /root/note; ls /app; ls -l /app/link | cut -c1; cat /app/names.txt";
+    let s1 = run(env, &s0, c1);
+    let a = run(env, &s1, c2);
+    let b = run(env, &s1, c2);
+    assert_eq!(a, b, "the same step from the same stored state");
+    assert_eq!(
+        screen(&a),
+        "kept\nlink\nl\ncat: /app/names.txt: No such file or directory\n"
+    );
+    // One container running both commands leaves the same files as a restore between them.
+    let live = run(env, &s0, &format!("{c1}\n{c2}"));
+    assert_eq!(live.tree, a.tree);
+    // A removal of an image file is part of the state (a whiteout), not lost on restore.
+    let entries = env.store().tree(&s1.tree).unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.path == "app/names.txt" && e.kind == qval_envs::terminalbench::store::EntryKind::Removed)
+    );
+}
+
+#[test]
+fn the_tests_folder_is_not_visible_to_the_agent() {
+    let env = harbor();
+    let s0 = env.reset(&task(env, "sort-names"), &mut rng()).unwrap();
+    let s1 = run(
+        env,
+        &s0,
+        "ls /tests /logs/verifier; find / -name test.sh -not -path '/proc/*' 2>/dev/null | wc -l",
+    );
+    assert!(
+        screen(&s1).contains("ls: cannot access '/tests': No such file or directory"),
+        "{}",
+        screen(&s1)
+    );
+    assert!(screen(&s1).ends_with("0\n"), "{}", screen(&s1));
+}
+
+#[test]
+fn escapes_from_inside_leave_the_host_untouched_and_end_the_step_with_a_reason() {
+    let env = harbor();
+    let marker = std::env::temp_dir().join(format!("qval-host-marker-{}", std::process::id()));
+    std::fs::write(&marker, "host secret").unwrap();
+    let s0 = env.reset(&task(env, "sort-names"), &mut rng()).unwrap();
+    // Host files are not there; writes land in the container's layer only.
+    let m = marker.display();
+    let s = run(
+        env,
+        &s0,
+        &format!("cat {m}; echo owned > {m}; echo owned > /qval-escape-probe; echo $?"),
+    );
+    assert!(screen(&s).contains("No such file or directory"), "{}", screen(&s));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "host secret");
+    assert!(!Path::new("/qval-escape-probe").exists());
+    // No network.
+    let s = run(
+        env,
+        &s0,
+        "python3 -c \"import socket; socket.create_connection(('10.0.2.2', 80), 2)\" 2>&1 | tail -1",
+    );
+    assert!(
+        screen(&s).contains("Network is unreachable") || screen(&s).contains("OSError"),
+        "{}",
+        screen(&s)
+    );
+    // A fork bomb costs its time limit, then the step ends with the reason.
+    let s = run(env, &s0, "bomb() { bomb | bomb & }; bomb; sleep 30");
+    let last = s.last.as_ref().unwrap();
+    assert!(last.timed_out && last.screen.contains("killed after 5 s"), "{last:?}");
+    // Filling the disk is stopped at the storage limit.
+    // (killed by the watchdog, or the layer refused as a state: either way with the reason).
+    let fill = env.parse_action("dd if=/dev/zero of=/app/big bs=1M count=4000 status=none; echo done");
+    match env.step(&s0, &fill, &mut rng()) {
+        Ok(o) => assert!(screen(&o.state).contains("grew past"), "{}", screen(&o.state)),
+        Err(e) => assert!(e.to_string().contains("more than 67108864 bytes"), "{e}"),
+    }
+    // Memory beyond the task's 512 MB is refused.
+    let s = run(env, &s0, "python3 -c \"b = bytearray(1536 << 20)\"; echo status $?");
+    assert!(!screen(&s).contains("status 0"), "{}", screen(&s));
+    std::fs::remove_file(&marker).unwrap();
+}
+
+fn point(env: &TerminalBench, state: &ShellState, action: &str, index: usize) -> EvaluationPoint {
+    let action = env.parse_action(action);
+    EvaluationPoint::from_step(env, &task(env, &state.task), 0, index, state, &action, &mut rng()).unwrap()
+}
+
+/// The shipped Terminal-Bench-layout tasks both runtimes can run: their rewards and their
+/// MVMC labels (oracle reference) agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mvmc_labels_in_containers_equal_those_in_bubblewrap() {
+    let shipped = TerminalBench::shipped_tasks_dir();
+    let ids = ["count-errors", "csv-sum", "permissions", "symlink-release"];
+    let mut all = Vec::new();
+    for (runtime, name) in [
+        (RuntimeChoice::Bubblewrap, "tb-bwrap"),
+        (RuntimeChoice::Container, "tb-podman"),
+    ] {
+        let env = Arc::new(build(&shipped, runtime.clone(), &ids, name));
+        let mut points = Vec::new();
+        for id in ids {
+            let s0 = env.reset(&task(&env, id), &mut rng()).unwrap();
+            let first = env.solution_steps(id).unwrap()[0].clone();
+            for (i, a) in [first.as_str(), "ls -la", "rm -rf /app/*", "SUBMIT"]
+                .into_iter()
+                .enumerate()
+            {
+                points.push(point(&env, &s0, a, i));
+            }
+            assert_eq!(submit(&env, &solved(&env, id)), 1.0, "{id} in {runtime:?}");
+        }
+        let labeler = MvmcLabeler::new(
+            env.clone(),
+            Arc::new(OracleSolution),
+            MvmcConfig::builder().rollouts(1).concurrency(2).build().unwrap(),
+        );
+        let values: Vec<f64> = labeler.label_batch(&points).await.iter().map(|l| l.value).collect();
+        assert!(values.iter().any(|v| *v > 0.0) && values.contains(&0.0), "{values:?}");
+        all.push(values);
+    }
+    assert_eq!(all[0], all[1], "bubblewrap against containers");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_task_whose_image_does_not_build_is_listed_and_left_out_up_to_the_threshold() {
+    let root = tempfile::tempdir().unwrap();
+    copy_dir(&harbor_dir().join("sort-names"), &root.path().join("good"));
+    copy_dir(&harbor_dir().join("sort-names"), &root.path().join("broken"));
+    let dockerfile = root.path().join("broken/environment/Dockerfile");
+    let mut text = std::fs::read_to_string(&dockerfile).unwrap();
+    text.push_str("RUN apt-get install -y -qq no-such-package-qval\n");
+    std::fs::write(&dockerfile, text).unwrap();
+    let env = build(root.path(), RuntimeChoice::Container, &[], "threshold-store");
+    let ids: Vec<String> = env.tasks().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["good"]);
+    let (id, why) = &env.unrunnable()[0];
+    assert_eq!(id, "broken");
+    assert!(
+        why.contains("the build failed at STEP") && why.contains("RUN apt-get install -y -qq no-such-package-qval"),
+        "{why}"
+    );
+    assert!(why.contains(".log)"), "the log is named: {why}");
+    let err = TerminalBench::builder()
+        .tasks_dir(root.path())
+        .runtime(RuntimeChoice::Container)
+        .max_unrunnable(0.0)
+        .store_dir(store("threshold-store"))
+        .build()
+        .err()
+        .expect("over the threshold");
+    assert!(err.to_string().contains("1 of 2 tasks cannot run here, more than max_unrunnable = 0: broken: "), "{err}");
+}

@@ -1,0 +1,543 @@
+//! Containers through a Docker-compatible engine (podman): images built once per build
+//! context and cached by content, and one short-lived container per step whose writable
+//! layer the caller reads and writes through the engine's mount.
+//!
+//! Every container is created with no network (unless asked), all capabilities dropped but
+//! the few a root shell needs to manage its own files, `no-new-privileges`, a pid, memory
+//! and CPU limit from the cgroup, `nofile`/`nproc` limits at or below the host's hard
+//! limits, a 16 MiB `/dev/shm`, nothing of the host mounted, and the label
+//! `qval.owner=<pid>`. A [`Container`] is removed (killed first) when dropped; a reaper
+//! process removes what a killed qval left behind within a second of its end
+//! ([`Engine::start_reaper`]).
+//!
+//! ```no_run
+//! use qval_sandbox::container::{ContainerSpec, Engine};
+//! use std::time::Duration;
+//!
+//! let engine = Engine::detect(None)?;
+//! let spec = ContainerSpec::new("localhost/qval-base:bookworm", ["echo", "hi"]);
+//! let c = engine.create(&spec)?;
+//! let out = c.run(Duration::from_secs(10), 4096, None)?;
+//! assert_eq!(out.screen.text(), "hi\n");
+//! # Ok::<(), qval_sandbox::SandboxError>(())
+//! ```
+
+use crate::{Captured, SandboxError, Screen, TreeLimit};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Which engine runs the containers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// podman (daemonless; Debian package `podman`).
+    Podman,
+    /// docker.
+    Docker,
+}
+
+impl EngineKind {
+    /// The program's name.
+    pub fn program(self) -> &'static str {
+        match self {
+            EngineKind::Podman => "podman",
+            EngineKind::Docker => "docker",
+        }
+    }
+}
+
+/// A container engine that answers.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    kind: EngineKind,
+    global: Vec<String>,
+}
+
+/// Resource limits and settings of one container.
+#[derive(Clone, Debug)]
+pub struct ContainerSpec {
+    image: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    workdir: Option<String>,
+    /// Whether the container may reach the network.
+    pub network: bool,
+    /// CPUs (fractional allowed).
+    pub cpus: f64,
+    /// Memory in bytes (swap included).
+    pub memory: u64,
+    /// Processes and threads in the container (cgroup pids limit).
+    pub pids: u64,
+}
+
+impl ContainerSpec {
+    /// A container of `image` running `argv`, with the defaults: no network, 1 CPU, 1 GiB,
+    /// 256 processes.
+    pub fn new<I, S>(image: impl Into<String>, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ContainerSpec {
+            image: image.into(),
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            workdir: None,
+            network: false,
+            cpus: 1.0,
+            memory: 1 << 30,
+            pids: 256,
+        }
+    }
+
+    /// Sets a variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The folder the command starts in (default: the image's `WORKDIR`).
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+}
+
+/// The label every qval container carries: the pid of the qval process that made it.
+pub const OWNER_LABEL: &str = "qval.owner";
+
+fn engine_err(what: &str, out: &std::process::Output) -> SandboxError {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    SandboxError::Unavailable(format!("{what}: {last}"))
+}
+
+/// The host's hard limit of a resource, capped at `cap`.
+fn host_hard(resource: libc::__rlimit_resource_t, cap: u64) -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid pointer to a local.
+    if unsafe { libc::getrlimit(resource, &mut r) } != 0 {
+        return cap;
+    }
+    // The field's type differs between targets.
+    #[allow(clippy::unnecessary_cast)]
+    let max = r.rlim_max as u64;
+    max.min(cap)
+}
+
+impl Engine {
+    /// The engine `prefer` names, or else podman, then docker, whichever answers.
+    ///
+    /// # Errors
+    /// [`SandboxError::Unavailable`] saying what to install, or quoting the engine that
+    /// does not answer. docker is found but refused for now: qval reads a container's
+    /// writable layer through `podman mount`, which docker lacks.
+    pub fn detect(prefer: Option<EngineKind>) -> Result<Engine, SandboxError> {
+        let order: Vec<EngineKind> = match prefer {
+            Some(k) => vec![k],
+            None => vec![EngineKind::Podman, EngineKind::Docker],
+        };
+        let mut tried = Vec::new();
+        for kind in order {
+            let global: Vec<String> = match kind {
+                // crun refuses hybrid cgroups on these machines; runc with cgroupfs works.
+                EngineKind::Podman if which("runc") => ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+                    .map(String::from)
+                    .to_vec(),
+                EngineKind::Podman => ["--cgroup-manager", "cgroupfs"].map(String::from).to_vec(),
+                EngineKind::Docker => Vec::new(),
+            };
+            let engine = Engine { kind, global };
+            match engine
+                .cmd()
+                .args(["version", "--format", "{{.Client.Version}}"])
+                .output()
+            {
+                Err(e) => tried.push(format!("{} ({e})", kind.program())),
+                Ok(out) if !out.status.success() => {
+                    tried.push(format!("{}: {}", kind.program(), engine_err("", &out)));
+                }
+                Ok(_) if kind == EngineKind::Docker => {
+                    return Err(SandboxError::Unavailable(
+                        "docker is installed but qval's container runtime needs podman (it reads each container's writable layer through `podman mount`): apt-get install podman runc".into(),
+                    ));
+                }
+                Ok(_) if !crate::running_as_root() => {
+                    return Err(SandboxError::Unavailable(
+                        "qval's container runtime needs rootful podman (run qval as root) for now: `podman mount` of a rootless container needs `podman unshare`".into(),
+                    ));
+                }
+                Ok(_) => return Ok(engine),
+            }
+        }
+        Err(SandboxError::Unavailable(format!(
+            "no container engine answers ({}): apt-get install podman runc",
+            tried.join("; ")
+        )))
+    }
+
+    /// Which engine this is.
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// A command line of the engine with its global options.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(self.kind.program());
+        c.args(&self.global).stdin(Stdio::null());
+        c
+    }
+
+    fn output(&self, what: &str, args: &[&str]) -> Result<String, SandboxError> {
+        let out =
+            self.cmd().args(args).output().map_err(|e| {
+                SandboxError::Unavailable(format!("{what}: cannot start {} ({e})", self.kind.program()))
+            })?;
+        if !out.status.success() {
+            return Err(engine_err(what, &out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Whether the image `tag` is present locally.
+    pub fn image_exists(&self, tag: &str) -> bool {
+        self.cmd()
+            .args(["image", "exists", tag])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Builds `tag` from `dockerfile` in `context` with `args` (build arguments) unless it
+    /// exists; the build's output goes to `log`. Never pulls; no network unless `network`.
+    /// Returns whether it built (false: cached).
+    ///
+    /// # Errors
+    /// [`SandboxError::Build`] with the step that failed and the engine's last error line.
+    pub fn build(&self, req: &BuildRequest<'_>) -> Result<bool, SandboxError> {
+        if self.image_exists(req.tag) {
+            return Ok(false);
+        }
+        if let Some(dir) = req.log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| SandboxError::Io(format!("{}: {e}", dir.display())))?;
+        }
+        let log =
+            std::fs::File::create(req.log).map_err(|e| SandboxError::Io(format!("{}: {e}", req.log.display())))?;
+        let log2 = log.try_clone().map_err(|e| SandboxError::Io(e.to_string()))?;
+        let mut c = self.cmd();
+        c.args(["build", "--pull=never", "--force-rm", "-t", req.tag, "-f"])
+            .arg(req.dockerfile)
+            .args(["--network", if req.network { "host" } else { "none" }]);
+        for (k, v) in req.args {
+            c.arg("--build-arg").arg(format!("{k}={v}"));
+        }
+        c.arg(req.context).stdout(log).stderr(log2);
+        let mut child = c
+            .spawn()
+            .map_err(|e| SandboxError::Unavailable(format!("cannot start {} ({e})", self.kind.program())))?;
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().map_err(|e| SandboxError::Io(e.to_string()))? {
+                break Some(s);
+            }
+            if start.elapsed() > req.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = std::fs::read_to_string(req.log).unwrap_or_default();
+        match status {
+            Some(s) if s.success() => Ok(true),
+            Some(_) => Err(SandboxError::Build(build_failure(&text, req.log))),
+            None => Err(SandboxError::Build(format!(
+                "the build took longer than {:.0} s (log: {})",
+                req.timeout.as_secs_f64(),
+                req.log.display()
+            ))),
+        }
+    }
+
+    /// Creates (does not start) a container of `spec`.
+    ///
+    /// # Errors
+    /// The engine refuses (an unknown image, a bad limit).
+    pub fn create(&self, spec: &ContainerSpec) -> Result<Container, SandboxError> {
+        self.start_reaper();
+        let nofile = host_hard(libc::RLIMIT_NOFILE, 1024);
+        let nproc = host_hard(libc::RLIMIT_NPROC, 4096);
+        let owner = format!("{OWNER_LABEL}={}", std::process::id());
+        let mut args: Vec<String> = [
+            "create",
+            "--label",
+            &owner,
+            "--pull=never",
+            "--network",
+            if spec.network { "bridge" } else { "none" },
+            "--cap-drop=ALL",
+            "--cap-add=CHOWN,DAC_OVERRIDE,FOWNER,FSETID,KILL,SETGID,SETUID",
+            "--security-opt=no-new-privileges",
+            "--shm-size=16m",
+            "--hostname=qval",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--pids-limit={}", spec.pids));
+        args.push(format!("--memory={}", spec.memory));
+        args.push(format!("--memory-swap={}", spec.memory));
+        args.push(format!("--cpus={}", spec.cpus));
+        args.push(format!("--ulimit=nofile={nofile}:{nofile}"));
+        args.push(format!("--ulimit=nproc={nproc}:{nproc}"));
+        if let Some(w) = &spec.workdir {
+            args.push(format!("--workdir={w}"));
+        }
+        for (k, v) in &spec.env {
+            args.push(format!("--env={k}={v}"));
+        }
+        args.push(spec.image.clone());
+        args.extend(spec.argv.iter().cloned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let id = self.output("create a container", &refs)?;
+        Ok(Container {
+            engine: self.clone(),
+            id,
+            mounted: OnceLock::new(),
+        })
+    }
+
+    /// Removes every container a qval process that has ended left behind.
+    pub fn sweep(&self) {
+        let Ok(list) = self.output(
+            "list containers",
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label={OWNER_LABEL}"),
+                "--format",
+                "{{.ID}} {{.Labels}}",
+            ],
+        ) else {
+            return;
+        };
+        for line in list.lines() {
+            let Some((id, labels)) = line.split_once(' ') else {
+                continue;
+            };
+            let pid = labels
+                .split(|c: char| !c.is_ascii_digit() && c != ':' && c != '.' && !c.is_alphabetic())
+                .find_map(|kv| kv.strip_prefix(&format!("{OWNER_LABEL}:")))
+                .and_then(|p| p.parse::<i32>().ok());
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            if pid.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0) {
+                let _ = self.output("remove a container", &["rm", "-f", id]);
+            }
+        }
+    }
+
+    /// Starts, once per process, a detached watcher that removes this process's containers
+    /// when it ends, however it ends (SIGKILL included).
+    pub fn start_reaper(&self) {
+        static STARTED: OnceLock<()> = OnceLock::new();
+        STARTED.get_or_init(|| {
+            self.sweep();
+            let me = std::process::id();
+            let engine = format!("{} {}", self.kind.program(), self.global.join(" "));
+            let script = format!(
+                "while kill -0 {me} 2>/dev/null; do sleep 0.2; done; \
+                 ids=$({engine} ps -aq --filter label={OWNER_LABEL}={me}); \
+                 [ -z \"$ids\" ] || {engine} rm -f $ids >/dev/null 2>&1"
+            );
+            let mut c = Command::new("sh");
+            c.args(["-c", &script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setsid is async-signal-safe; the reaper outlives our process group.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::setsid();
+                    Ok(())
+                });
+            }
+            if let Ok(mut child) = c.spawn() {
+                // Reap it when it ends if we are still here (no zombie); it ends after us.
+                std::thread::spawn(move || child.wait());
+            }
+        });
+    }
+}
+
+/// What [`Engine::build`] builds.
+#[derive(Clone, Debug)]
+pub struct BuildRequest<'a> {
+    /// The image's tag.
+    pub tag: &'a str,
+    /// The build context.
+    pub context: &'a Path,
+    /// The Dockerfile.
+    pub dockerfile: &'a Path,
+    /// Build arguments.
+    pub args: &'a [(String, String)],
+    /// Where the build's output goes.
+    pub log: &'a Path,
+    /// Whether the build may reach the network.
+    pub network: bool,
+    /// The longest the build may take.
+    pub timeout: Duration,
+}
+
+/// The failing step and the last error line of a build's output.
+fn build_failure(text: &str, log: &Path) -> String {
+    let step = text.lines().rev().find(|l| l.starts_with("STEP ")).unwrap_or("").trim();
+    let error = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("Error") || l.contains("error"))
+        .unwrap_or("")
+        .trim();
+    format!("the build failed at {step}: {error} (log: {})", log.display())
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// A created container, removed with everything in it when dropped.
+#[derive(Debug)]
+pub struct Container {
+    engine: Engine,
+    id: String,
+    mounted: OnceLock<PathBuf>,
+}
+
+impl Container {
+    /// The engine's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The container's file system as seen from the host (the image's layers under its
+    /// writable layer): writes here land in the writable layer, removals leave whiteouts.
+    ///
+    /// # Errors
+    /// The engine cannot mount it.
+    pub fn root(&self) -> Result<&Path, SandboxError> {
+        if let Some(p) = self.mounted.get() {
+            return Ok(p);
+        }
+        let p = PathBuf::from(self.engine.output("mount the container", &["mount", &self.id])?);
+        Ok(self.mounted.get_or_init(|| p))
+    }
+
+    /// The writable layer itself (overlay's upper folder: changed files, and whiteouts for
+    /// removed ones). Mounts the container first.
+    ///
+    /// # Errors
+    /// The engine cannot mount it or does not use overlay.
+    pub fn upper(&self) -> Result<PathBuf, SandboxError> {
+        self.root()?;
+        let p = self.engine.output(
+            "inspect the container",
+            &["inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", &self.id],
+        )?;
+        if p.is_empty() || p.contains("no value") {
+            return Err(SandboxError::Unavailable(
+                "the container engine does not use the overlay storage driver".into(),
+            ));
+        }
+        Ok(PathBuf::from(p))
+    }
+
+    /// Starts the container and waits for its command: merged output kept as a capped
+    /// [`Screen`], killed after `timeout` or when `watch` grows past its limit.
+    ///
+    /// # Errors
+    /// The engine cannot start it.
+    pub fn run(&self, timeout: Duration, cap: usize, watch: Option<TreeLimit>) -> Result<Captured, SandboxError> {
+        let mut c = self.engine.cmd();
+        c.args(["start", "--attach", &self.id]);
+        let kill = {
+            let engine = self.engine.clone();
+            let id = self.id.clone();
+            move || {
+                let _ = engine
+                    .cmd()
+                    .args(["kill", &id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        };
+        crate::capture(&mut c, None, timeout, cap, watch, kill, "apt-get install podman runc")
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.mounted.get().is_some() {
+            let _ = self
+                .engine
+                .cmd()
+                .args(["unmount", &self.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self
+            .engine
+            .cmd()
+            .args(["rm", "-f", "-t", "0", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Whether `path` is an overlay whiteout (a character device 0/0: a removed file).
+pub fn is_whiteout(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// Whether the folder `path` is overlay-opaque (it replaced the lower folder's contents).
+pub fn is_opaque(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut buf = [0u8; 4];
+    // SAFETY: NUL-terminated strings and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
+/// Reads `reader` into a capped screen (used by [`Container::run`]).
+pub(crate) fn read_screen(reader: &mut impl Read, cap: usize) -> (Screen, std::io::Result<()>) {
+    let mut screen = Screen::new(cap);
+    let mut buf = [0u8; 16384];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return (screen, Ok(())),
+            Ok(n) => screen.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (screen, Err(e)),
+        }
+    }
+}
