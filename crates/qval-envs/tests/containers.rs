@@ -112,6 +112,17 @@ fn a_restored_state_continues_as_the_live_container_does() {
         screen(&a),
         "kept\nlink\nl\ncat: /app/names.txt: No such file or directory\n"
     );
+    // Listings show the same bytes at any time (not of `/` itself: the engine mounts /dev,
+    // /proc, /sys and /run when the container starts, and /proc counts the host's processes).
+    let listing = "ls -la /app /root /srv";
+    let first = run(env, &s1, listing);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(screen(&first), screen(&run(env, &s1, listing)));
+    assert!(
+        !screen(&first).contains("2026"),
+        "a wall-clock time in {}",
+        screen(&first)
+    );
     // One container running both commands leaves the same files as a restore between them.
     let live = run(env, &s0, &format!("{c1}\n{c2}"));
     assert_eq!(live.tree, a.tree);
@@ -265,5 +276,70 @@ fn a_task_whose_image_does_not_build_is_listed_and_left_out_up_to_the_threshold(
         .build()
         .err()
         .expect("over the threshold");
-    assert!(err.to_string().contains("1 of 2 tasks cannot run here, more than max_unrunnable = 0: broken: "), "{err}");
+    assert!(
+        err.to_string()
+            .contains("1 of 2 tasks cannot run here, more than max_unrunnable = 0: broken: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn auto_runs_copy_only_harbor_tasks_in_bubblewrap_and_the_others_in_containers() {
+    let env = build(&harbor_dir(), RuntimeChoice::Auto, &[], "harbor-auto-store");
+    assert_eq!(
+        env.image("sort-names"),
+        None,
+        "a Dockerfile that only copies runs in bubblewrap"
+    );
+    for id in ["score-stats", "tree-listing", "unix-endings"] {
+        assert!(env.image(id).is_some(), "{id} installs a package: a container");
+    }
+    // The Harbor verifier runs in bubblewrap too: its reward file is read.
+    assert_eq!(env.starting_files("sort-names").unwrap(), ["names.txt"]);
+    let s0 = env.reset(&task(&env, "sort-names"), &mut rng()).unwrap();
+    assert_eq!(submit(&env, &s0), 0.0);
+    assert_eq!(submit(&env, &solved(&env, "sort-names")), 1.0);
+    let out = env
+        .step(&solved(&env, "sort-names"), &ShellAction::Submit, &mut rng())
+        .unwrap();
+    assert_eq!(out.state.tests.unwrap().reward, Some(1.0));
+}
+
+#[test]
+fn with_the_tmux_shell_commands_see_a_terminal_and_the_oracles_still_pass() {
+    let env = TerminalBench::builder()
+        .tasks_dir(harbor_dir())
+        .runtime(RuntimeChoice::Container)
+        .shell(qval_envs::terminalbench::Shell::Tmux)
+        .only(["sort-names", "score-stats"])
+        .command_timeout(Duration::from_secs(5))
+        .store_dir(store("harbor-tmux-store"))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}\n{NEEDS}"));
+    let s0 = env.reset(&task(&env, "sort-names"), &mut rng()).unwrap();
+    let s1 = run(
+        &env,
+        &s0,
+        "[ -t 1 ] && echo terminal || echo pipe; cd /tmp; export SEEN=1; false",
+    );
+    assert_eq!(screen(&s1), "terminal\n");
+    let last = s1.last.as_ref().unwrap();
+    assert_eq!(last.exit_code, Some(1));
+    assert_eq!(
+        (s1.cwd.as_str(), s1.env.get("SEEN").map(String::as_str)),
+        ("/tmp", Some("1"))
+    );
+    assert!(
+        !s1.env.contains_key("TMUX") && s1.env.get("TERM") == s0.env.get("TERM"),
+        "{:?}",
+        s1.env
+    );
+    // The exec shell of the same image writes to a pipe.
+    assert_eq!(
+        screen(&run(harbor(), &s0, "[ -t 1 ] && echo terminal || echo pipe")),
+        "pipe\n"
+    );
+    for id in ["sort-names", "score-stats"] {
+        assert_eq!(submit(&env, &solved(&env, id)), 1.0, "{id} under tmux");
+    }
 }

@@ -770,6 +770,9 @@ struct TerminalBenchParams {
     /// The largest fraction of tasks that may be left out because they cannot run.
     #[serde(default)]
     max_unrunnable: Option<f64>,
+    /// How container steps reach bash: `exec` (default) or `tmux`.
+    #[serde(default)]
+    shell: Option<ShellParam>,
     /// Only these task ids.
     #[serde(default)]
     only: Option<Vec<String>>,
@@ -791,6 +794,14 @@ enum RuntimeParam {
     Container,
 }
 
+/// `shell` of a TerminalBench experiment.
+#[derive(serde::Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ShellParam {
+    Exec,
+    Tmux,
+}
+
 /// TerminalBench: `terminalbench` in experiment files. Policies `noisy` (default collector,
 /// `epsilon` 0.1), `oracle` (default reference: `solution.sh`, then SUBMIT), `llm`;
 /// heuristic: the shell heuristic (Q). Snapshots are stored under the run folder.
@@ -798,7 +809,9 @@ pub fn terminalbench(
     params: &toml::Table,
     services: &dyn RunServices,
 ) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
-    use qval_envs::terminalbench::{NoisyScripted, OracleSolution, RuntimeChoice, ShellHeuristic, TerminalBench};
+    use qval_envs::terminalbench::{
+        NoisyScripted, OracleSolution, RuntimeChoice, Shell, ShellHeuristic, TerminalBench,
+    };
     let p: TerminalBenchParams = spec::params(params, &[])?;
     let mut b = TerminalBench::builder().store_dir(services.run_dir().join("store"));
     if let Some(dir) = &p.tasks_dir {
@@ -823,6 +836,12 @@ pub fn terminalbench(
     }
     if let Some(image) = p.base_image.or_else(|| std::env::var("QVAL_BASE_IMAGE").ok()) {
         b = b.base_image(image);
+    }
+    if let Some(shell) = p.shell {
+        b = b.shell(match shell {
+            ShellParam::Exec => Shell::Exec,
+            ShellParam::Tmux => Shell::Tmux,
+        });
     }
     if let Some(yes) = p.allow_internet {
         b = b.allow_internet(yes);
@@ -860,6 +879,20 @@ pub fn terminalbench(
     let env = Arc::new(b.build().map_err(env_problem)?);
     for (id, why) in env.unrunnable() {
         eprintln!("terminalbench: task {id} left out: {why}");
+    }
+    let builds = env.image_builds();
+    if !builds.is_empty() {
+        let (fresh, cached): (Vec<_>, Vec<_>) = builds.iter().partition(|(_, b)| b.fresh);
+        let secs =
+            |v: &[&(&str, &qval_envs::terminalbench::container::Built)]| v.iter().fold(0.0, |a, (_, b)| a + b.seconds);
+        eprintln!(
+            "terminalbench: {} task images: {} built ({:.1} s), {} cached ({:.2} s)",
+            builds.len(),
+            fresh.len(),
+            secs(&fresh),
+            cached.len(),
+            secs(&cached)
+        );
     }
     let plugin = TypedEnv::new(env)
         .policy("oracle", |params, _| {

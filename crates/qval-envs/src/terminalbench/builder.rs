@@ -1,6 +1,6 @@
 //! The builder of [`TerminalBench`]: parameters, tasks, and each task's runtime.
 
-use super::container::{ContainerRuntime, DEFAULT_BASE_IMAGE, RuntimeChoice, starting_layer};
+use super::container::{ContainerRuntime, DEFAULT_BASE_IMAGE, RuntimeChoice, Shell, starting_layer};
 use super::env::{Counters, TaskEntry, TerminalBench, default_work_dir};
 use super::harbor::StartingFiles;
 use super::store::Store;
@@ -29,6 +29,7 @@ use std::time::Duration;
 /// | `base_image` | [`DEFAULT_BASE_IMAGE`] (`QVAL_BASE_IMAGE` in the Dockerfiles) |
 /// | `allow_internet` | false: no task gets the network, whatever it asks |
 /// | `max_unrunnable` | 0.5: the most tasks (a fraction) that may be left out because they cannot run |
+/// | `shell` | [`Shell::Exec`]; [`Shell::Tmux`] types each command into a tmux session |
 /// | `build_logs` | `<store_dir>/builds`, else the system temporary folder |
 /// | `work_dir` | `/dev/shm` when it is writable with 1 GiB free (memory: restoring is several times faster than on disk), else the system temporary folder |
 #[derive(Clone, Debug)]
@@ -48,6 +49,7 @@ pub struct TerminalBenchBuilder {
     allow_internet: bool,
     max_unrunnable: f64,
     build_logs: Option<PathBuf>,
+    shell: Shell,
 }
 
 impl TerminalBenchBuilder {
@@ -68,7 +70,13 @@ impl TerminalBenchBuilder {
             allow_internet: false,
             max_unrunnable: 0.5,
             build_logs: None,
+            shell: Shell::Exec,
         }
+    }
+    /// How container steps reach bash: [`Shell::Exec`] (the default) or [`Shell::Tmux`].
+    pub fn shell(mut self, shell: Shell) -> Self {
+        self.shell = shell;
+        self
     }
     /// Which runtime runs the commands.
     pub fn runtime(mut self, r: RuntimeChoice) -> Self {
@@ -302,7 +310,7 @@ impl<'a> Prepare<'a> {
                         Some(d) => d.join("builds"),
                         None => std::env::temp_dir().join("qval-builds"),
                     });
-                    let rt = ContainerRuntime::new(engine, b.base_image.clone(), b.allow_internet, logs);
+                    let rt = ContainerRuntime::new(engine, b.base_image.clone(), b.allow_internet, logs, b.shell);
                     (Some(rt), None)
                 }
                 Err(e) if b.runtime == RuntimeChoice::Container => {
@@ -367,7 +375,7 @@ impl<'a> Prepare<'a> {
                     self.store.snapshot_layer(empty.path(), &[], 0).map_err(fail)?.0
                 }
             };
-            (initial, Some(built.tag))
+            (initial, Some(built))
         } else {
             let initial = match task.environment.as_ref().map(|e| (&e.starting, &e.context)) {
                 Some((StartingFiles::Copies(copies), context)) => {
@@ -394,17 +402,20 @@ impl<'a> Prepare<'a> {
             .map_err(fail)?
             .into_iter()
             .filter(|e| matches!(e.kind, super::store::EntryKind::File { .. }))
-            .filter_map(|e| match image {
+            .filter_map(|e| match &image {
                 Some(_) => e.path.strip_prefix("app/").map(str::to_string),
                 None => Some(e.path),
             })
             .collect();
+        let own_image = task.environment.is_some();
         Ok(TaskEntry {
             task,
             initial,
             files,
             steps,
-            image,
+            image: image.as_ref().map(|b| b.tag.clone()),
+            // Only a task's own Dockerfile is a build (the others run on the base image).
+            build: image.filter(|_| own_image),
         })
     }
 }

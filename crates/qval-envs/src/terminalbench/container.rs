@@ -37,6 +37,20 @@ pub struct ContainerRuntime {
     base_image: String,
     allow_internet: bool,
     log_dir: PathBuf,
+    shell: Shell,
+}
+
+/// How a container step's command reaches bash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shell {
+    /// bash reads the command from a file, its output a pipe (as in bubblewrap: the same
+    /// screens, so labels agree across runtimes).
+    #[default]
+    Exec,
+    /// The command is run in a tmux session 200 columns wide, as Harbor's agents and the
+    /// published testbed type it (programs see a terminal), and the screen is the pane.
+    /// Needs tmux in the image (qval's base image has it).
+    Tmux,
 }
 
 /// Which runtime runs a TerminalBench's commands.
@@ -64,13 +78,19 @@ pub struct Built {
 
 impl ContainerRuntime {
     /// The runtime on `engine`, with `base_image` for `FROM` and build logs in `log_dir`.
-    pub fn new(engine: Engine, base_image: String, allow_internet: bool, log_dir: PathBuf) -> Self {
+    pub fn new(engine: Engine, base_image: String, allow_internet: bool, log_dir: PathBuf, shell: Shell) -> Self {
         ContainerRuntime {
             engine,
             base_image,
             allow_internet,
             log_dir,
+            shell,
         }
+    }
+
+    /// How commands reach bash.
+    pub fn shell(&self) -> Shell {
+        self.shell
     }
 
     /// The base image.
@@ -274,6 +294,7 @@ pub fn apply_layer(store: &Store, tree: &str, root: &Path) -> Result<(), EnvsErr
             EntryKind::Symlink { target } => {
                 remove_any(&p).map_err(|er| io("remove", er))?;
                 std::os::unix::fs::symlink(target, &p).map_err(|er| io("link", er))?;
+                qval_sandbox::set_times(&p, time).map_err(|er| io("date", er))?;
             }
             EntryKind::File { hash, .. } => {
                 remove_any(&p).map_err(|er| io("remove", er))?;

@@ -2,7 +2,7 @@
 //! fresh container of the task's image, the command run by the same wrapper as in
 //! bubblewrap, and the new layer read back from the container's writable layer.
 
-use super::container::{LAYER_EXCLUDE, apply_layer, read_inside};
+use super::container::{LAYER_EXCLUDE, Shell, apply_layer, read_inside};
 use super::env::{
     LastRun, RUNNER, ShellState, TaskEntry, TerminalBench, TestRun, VOLATILE_ENV, WRAPPER, add, base_env,
 };
@@ -14,6 +14,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+/// The tmux wrapper ([`Shell::Tmux`]).
+const WRAPPER_TMUX: &str = include_str!("wrapper_tmux.sh");
+
+/// Variables the container engine sets: not part of a state.
+const ENGINE_ENV: [&str; 2] = ["container", "HOSTNAME"];
 
 /// The most bytes of a verifier's reward file qval reads.
 const REWARD_BYTES: u64 = 4096;
@@ -55,6 +61,14 @@ impl TerminalBench {
         for (rel, body) in files {
             write(root, rel, body)?;
         }
+        // The root and the control folder get the fixed time too: `ls -la /` must not show
+        // when the step ran.
+        let fixed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(super::store::RESTORED_MTIME);
+        for p in [root.join(".qval"), root.to_path_buf()] {
+            if p.exists() {
+                qval_sandbox::set_times(&p, fixed).map_err(|e| io_err("date", &p, e))?;
+            }
+        }
         add(&self.counters.restore_ns, t.elapsed());
         self.counters.runs.fetch_add(1, Ordering::Relaxed);
         Ok(c)
@@ -84,15 +98,14 @@ impl TerminalBench {
     ) -> Result<ShellState, EnvsError> {
         let mut env = state.env.clone();
         env.insert("QVAL_CWD".into(), state.cwd.clone());
-        let files = [(".qval/wrapper.sh", WRAPPER), (".qval/command", command)];
-        let c = self.prepared(
-            image,
-            &state.task,
-            &state.tree,
-            &["/bin/bash", "/.qval/wrapper.sh"],
-            &env,
-            &files,
-        )?;
+        let tmux = self.runtime_or_err()?.shell() == Shell::Tmux;
+        let files = [
+            (".qval/wrapper.sh", WRAPPER),
+            (".qval/command", command),
+            (".qval/tmux.sh", WRAPPER_TMUX),
+        ];
+        let script = if tmux { "/.qval/tmux.sh" } else { "/.qval/wrapper.sh" };
+        let c = self.prepared(image, &state.task, &state.tree, &["/bin/bash", script], &env, &files)?;
         let watch = self.layer_limit(&c, &state.task)?;
         let timeout = self.timeout(state);
         let t = Instant::now();
@@ -115,10 +128,17 @@ impl TerminalBench {
                 .filter_map(|kv| {
                     let kv = String::from_utf8_lossy(kv);
                     let (k, v) = kv.split_once('=')?;
-                    (!k.is_empty() && !VOLATILE_ENV.contains(&k) && k != "container" && k != "HOSTNAME")
+                    (!k.is_empty() && !VOLATILE_ENV.contains(&k) && !ENGINE_ENV.contains(&k))
                         .then(|| (k.to_string(), v.to_string()))
                 })
                 .collect();
+            if tmux {
+                // tmux's own variables are the session's, not the agent's.
+                next.env.retain(|k, _| k != "TMUX" && k != "TMUX_PANE" && k != "TERM");
+                if let Some(term) = state.env.get("TERM") {
+                    next.env.insert("TERM".into(), term.clone());
+                }
+            }
         }
         let t = Instant::now();
         let upper = c.upper().map_err(|e| EnvsError::Sandbox(e.to_string()))?;

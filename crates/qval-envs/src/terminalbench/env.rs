@@ -145,6 +145,8 @@ pub(super) struct TaskEntry {
     pub(super) steps: Vec<String>,
     /// The container image (container runtime only).
     pub(super) image: Option<String>,
+    /// How the image was had: built now or found cached.
+    pub(super) build: Option<super::container::Built>,
 }
 
 /// The TerminalBench environment. Build with [`TerminalBench::builder`].
@@ -276,6 +278,15 @@ impl TerminalBench {
     /// build that failed, a missing runtime).
     pub fn unrunnable(&self) -> &[(String, String)] {
         &self.unrunnable
+    }
+
+    /// Each task image and how it was had (built now, or found in the engine's cache), in
+    /// task order.
+    pub fn image_builds(&self) -> Vec<(&str, &super::container::Built)> {
+        self.tasks
+            .iter()
+            .filter_map(|t| t.build.as_ref().map(|b| (t.task.id.as_str(), b)))
+            .collect()
     }
 
     /// The container image task `id` runs in, when it runs in a container.

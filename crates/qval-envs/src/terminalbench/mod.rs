@@ -1,7 +1,16 @@
 //! TerminalBench: an agent types shell commands to solve a task; the task's tests decide.
 //!
-//! Tasks come in the Terminal-Bench layout ([`task`]); [`TerminalBench::shipped_tasks_dir`]
-//! holds the tasks written for qval (bash, coreutils and python3 only).
+//! Tasks come in the Terminal-Bench layout ([`task`]) or in Harbor's ([`harbor`]: `task.toml`,
+//! `instruction.md`, `environment/Dockerfile`, `tests/test.sh`, `solution/solve.sh`);
+//! [`TerminalBench::shipped_tasks_dir`] holds the tasks written for qval (bash, coreutils and
+//! python3 only), `tasks/harbor` four Harbor tasks, three of which install a package.
+//!
+//! **Runtimes** ([`RuntimeChoice`]): bubblewrap over the host's `/usr` (below), or real
+//! containers ([`container`]: podman; each task's image built once from its Dockerfile and
+//! cached by content; a state's files are a snapshot of the container's writable layer,
+//! removals included). `auto` runs in bubblewrap what needs nothing beyond the host and the
+//! rest in containers; a task that cannot run is left out and listed
+//! ([`TerminalBench::unrunnable`]) up to a threshold.
 //!
 //! **Pure steps.** A [`ShellState`] is the task, the command history, the shell's working
 //! folder and exported variables, and the hash of a content-addressed snapshot of `/app`
@@ -54,7 +63,7 @@ mod profile;
 pub mod store;
 pub mod task;
 pub use builder::TerminalBenchBuilder;
-pub use container::RuntimeChoice;
+pub use container::{RuntimeChoice, Shell};
 pub use heuristic::ShellHeuristic;
 pub use policy::{NoisyScripted, OracleSolution};
 pub use profile::{min_chars, scoring_wording};

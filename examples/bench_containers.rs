@@ -1,0 +1,150 @@
+//! TerminalBench in containers against bubblewrap, on the same tasks, in one go.
+//!
+//! ```text
+//! cargo run --release --example bench_containers
+//! ```
+//! Needs root, podman, runc and the base image (`bash scripts/base_image.sh`). Prints the
+//! image build time per Harbor task (cold: the task's image and its build cache removed
+//! first; cached: built again), a container step's parts (restore of the state's layer,
+//! the container's run, the snapshot of its writable layer) and steps per second for the
+//! container and the bubblewrap runtimes on four shipped tasks (sequential and on two
+//! threads), and the ratio; then the same at depth (a state 12 commands deep).
+
+use qval::envs::terminalbench::{RuntimeChoice, ShellState, TerminalBench};
+use qval::{Environment, QRng};
+use rand::SeedableRng;
+use std::time::{Duration, Instant};
+
+const TASKS: [&str; 4] = ["count-errors", "csv-sum", "permissions", "symlink-release"];
+
+fn main() {
+    qval::cli::exit_on_error(run());
+}
+
+fn run() -> anyhow::Result<()> {
+    builds()?;
+    let tmp = tempfile::tempdir()?;
+    let make = |r: RuntimeChoice, name: &str| {
+        TerminalBench::builder()
+            .runtime(r)
+            .only(TASKS)
+            .store_dir(tmp.path().join(name))
+            .build()
+    };
+    let bwrap = make(RuntimeChoice::Bubblewrap, "bwrap")?;
+    let podman = make(RuntimeChoice::Container, "podman")?;
+    println!("\nSteps per second (each task's first solution command from its start, round robin):");
+    println!("| runtime | threads | steps | seconds | steps/s | steps/s per core |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut rates = Vec::new();
+    for (name, env) in [("bubblewrap", &bwrap), ("container", &podman)] {
+        for threads in [1usize, 2] {
+            let n = if name == "container" { 24 } else { 200 };
+            let rate = steps(env, threads, n, 0)?;
+            println!(
+                "| {name} | {threads} | {n} | {:.2} | {rate:.1} | {:.1} |",
+                n as f64 / rate,
+                rate / 2.0
+            );
+            rates.push(rate);
+        }
+    }
+    println!(
+        "\nratio bubblewrap / container: {:.1}x sequential, {:.1}x on 2 threads",
+        rates[0] / rates[2],
+        rates[1] / rates[3]
+    );
+    let before = podman.timings();
+    let rate = steps(&podman, 1, 12, 12)?;
+    let t = podman.timings();
+    let runs = (t.runs - before.runs).max(1) as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / runs;
+    println!(
+        "\nContainer steps from a state 12 commands deep: {rate:.1} steps/s; per step: restore {:.1} ms, run {:.1} ms, snapshot {:.1} ms",
+        ms(t.restore - before.restore),
+        ms(t.sandbox - before.sandbox),
+        ms(t.snapshot - before.snapshot)
+    );
+    Ok(())
+}
+
+/// Image builds of the Harbor tasks, cold and cached.
+fn builds() -> anyhow::Result<()> {
+    let harbor = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/qval-envs/tasks/harbor");
+    let tmp = tempfile::tempdir()?;
+    let env = TerminalBench::builder()
+        .tasks_dir(&harbor)
+        .runtime(RuntimeChoice::Container)
+        .store_dir(tmp.path().join("a"))
+        .build()?;
+    let podman = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"];
+    for (_, b) in env.image_builds() {
+        std::process::Command::new("podman")
+            .args(podman)
+            .args(["rmi", "-f", &b.tag])
+            .output()?;
+    }
+    std::process::Command::new("podman")
+        .args(podman)
+        .args(["builder", "prune", "-f"])
+        .output()
+        .ok();
+    std::process::Command::new("podman")
+        .args(podman)
+        .args(["image", "prune", "-f"])
+        .output()?;
+    let cold = TerminalBench::builder()
+        .tasks_dir(&harbor)
+        .runtime(RuntimeChoice::Container)
+        .store_dir(tmp.path().join("b"))
+        .build()?;
+    let warm = TerminalBench::builder()
+        .tasks_dir(&harbor)
+        .runtime(RuntimeChoice::Container)
+        .store_dir(tmp.path().join("c"))
+        .build()?;
+    println!("Image builds of the Harbor tasks (seconds):");
+    println!("| task | cold | cached |");
+    println!("|---|---:|---:|");
+    for ((id, c), (_, w)) in cold.image_builds().into_iter().zip(warm.image_builds()) {
+        println!(
+            "| {id} | {:.2}{} | {:.3}{} |",
+            c.seconds,
+            if c.fresh { "" } else { " (cached)" },
+            w.seconds,
+            if w.fresh { " (built)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// Steps per second: `n` steps on `threads` threads, from each task's state `depth`
+/// commands deep (its solution's first command over and over, then the first command).
+fn steps(env: &TerminalBench, threads: usize, n: usize, depth: usize) -> anyhow::Result<f64> {
+    let mut rng = QRng::seed_from_u64(0);
+    let mut starts: Vec<(ShellState, String)> = Vec::new();
+    for id in TASKS {
+        let task = env.tasks().into_iter().find(|t| t.id == id).expect("task");
+        let mut s = env.reset(&task, &mut rng)?;
+        for i in 0..depth {
+            s = env
+                .step(&s, &env.parse_action(&format!("echo {i} >> /app/depth.log")), &mut rng)?
+                .state;
+        }
+        starts.push((s, env.solution_steps(id).expect("steps")[0].clone()));
+    }
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for w in 0..threads {
+            let starts = &starts;
+            scope.spawn(move || {
+                let mut rng = QRng::seed_from_u64(w as u64);
+                for i in (w..n).step_by(threads) {
+                    let (s, cmd) = &starts[i % starts.len()];
+                    env.step(s, &env.parse_action(cmd), &mut rng).expect("step");
+                }
+            });
+        }
+    });
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
