@@ -103,8 +103,9 @@ pub fn check_environment_on<E: Environment>(
                         return Err(fail(
                             name,
                             format!(
-                                "step is not pure: {what} gave another outcome for action {action:?} at step {step} of task `{}`",
-                                task.id
+                                "step is not pure: {what} gave another outcome for action {action:?} at step {step} of task `{}`{}",
+                                task.id,
+                                first_difference(&to_json(&a.state), &to_json(&other.state))
                             ),
                         ));
                     }
@@ -122,4 +123,32 @@ pub fn check_environment_on<E: Environment>(
 /// Serialises to JSON (`Null` if serialisation fails, which the comparisons then expose).
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Where two outcomes' states first differ (a path of keys and both values, shortened), for
+/// the message of an impure step; empty when only the reward or the end differs.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
+    use serde_json::Value;
+    fn walk(a: &Value, b: &Value, path: &mut Vec<String>) -> Option<String> {
+        if a == b {
+            return None;
+        }
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for (k, v) in x {
+                    path.push(k.clone());
+                    if let Some(d) = walk(v, y.get(k).unwrap_or(&Value::Null), path) {
+                        return Some(d);
+                    }
+                    path.pop();
+                }
+                None
+            }
+            _ => {
+                let short = |v: &Value| v.to_string().chars().take(300).collect::<String>();
+                Some(format!(": `{}` was {} then {}", path.join("."), short(a), short(b)))
+            }
+        }
+    }
+    walk(a, b, &mut Vec::new()).unwrap_or_default()
 }

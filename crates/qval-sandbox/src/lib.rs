@@ -34,7 +34,9 @@
 #![deny(missing_docs)]
 
 pub mod container;
+mod pids;
 mod root;
+pub use pids::PidsGroup;
 pub use root::{fixed_root, set_times};
 
 use std::ffi::{OsStr, OsString};
@@ -321,13 +323,14 @@ impl Bwrap {
     }
 }
 
-/// Resource limits of a sandboxed process (each applies per process; `processes` counts all
+/// Resource limits of a sandboxed process (each applies per process; `processes` counts the
+/// run's own processes where qval, as root, gives it a pids cgroup ([`PidsGroup`]), else all
 /// processes of the sandbox user).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Address space in bytes (default 1 GiB).
     pub memory: u64,
-    /// Processes of the sandbox user (default 256).
+    /// Processes of the run (its pids cgroup), else of the sandbox user (default 256).
     pub processes: u64,
     /// CPU seconds (default 60).
     pub cpu_seconds: u64,
@@ -351,6 +354,18 @@ impl Default for Limits {
 /// `unsafe { cmd.pre_exec(limits_hook(limits)) }`; it only makes async-signal-safe calls
 /// (setrlimit, setsid, setgroups, setgid, setuid).
 pub fn limits_hook(limits: Limits) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
+    limits_hook_in(limits, None)
+}
+
+/// [`limits_hook`] that first moves the process into `group` (a pids cgroup of its own:
+/// then `limits.processes` is the group's limit, and `RLIMIT_NPROC`, shared by every
+/// sandbox of the same user, is left alone); without a group, or if joining it fails,
+/// `RLIMIT_NPROC` is set as [`limits_hook`] does.
+pub fn limits_hook_in(
+    limits: Limits,
+    group: Option<&PidsGroup>,
+) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
+    let procs = group.map(|g| g.procs().clone());
     move || {
         let lim = |res, v: u64| {
             let r = libc::rlimit {
@@ -363,8 +378,11 @@ pub fn limits_hook(limits: Limits) -> impl FnMut() -> std::io::Result<()> + Send
             }
             Ok(())
         };
+        let grouped = procs.as_ref().is_some_and(pids::join);
         lim(libc::RLIMIT_AS, limits.memory)?;
-        lim(libc::RLIMIT_NPROC, limits.processes)?;
+        if !grouped {
+            lim(libc::RLIMIT_NPROC, limits.processes)?;
+        }
         lim(libc::RLIMIT_CPU, limits.cpu_seconds)?;
         lim(libc::RLIMIT_FSIZE, limits.file_size)?;
         lim(libc::RLIMIT_CORE, 0)?;
@@ -544,10 +562,12 @@ pub(crate) fn capture(
         .try_clone()
         .map_err(|e| SandboxError::Io(format!("a pipe: {e}")))?;
     cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2);
+    // Each run's processes in a pids group of their own, where the machine allows one.
+    let group = limits.and_then(|l| PidsGroup::new(l.processes));
     match limits {
         // SAFETY: the hook only makes async-signal-safe calls.
         Some(limits) => unsafe {
-            cmd.pre_exec(limits_hook(*limits));
+            cmd.pre_exec(limits_hook_in(*limits, group.as_ref()));
         },
         // SAFETY: setsid is async-signal-safe.
         None => unsafe {
