@@ -135,9 +135,11 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
         }
         match (a, b) {
             (Value::Object(x), Value::Object(y)) => {
-                for (k, v) in x {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
                     path.push(k.clone());
-                    if let Some(d) = walk(v, y.get(k).unwrap_or(&Value::Null), path) {
+                    let (v, w) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                    if let Some(d) = walk(v, w, path) {
                         return Some(d);
                     }
                     path.pop();

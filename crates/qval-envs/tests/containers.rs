@@ -343,3 +343,33 @@ fn with_the_tmux_shell_commands_see_a_terminal_and_the_oracles_still_pass() {
         assert_eq!(submit(&env, &solved(&env, id)), 1.0, "{id} under tmux");
     }
 }
+
+#[test]
+fn links_planted_for_the_verifier_do_not_reach_the_host_or_fake_a_pass() {
+    let env = harbor();
+    let s0 = env.reset(&task(env, "sort-names"), &mut rng()).unwrap();
+    let probe = std::env::temp_dir().join(format!("qval-tests-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&probe).unwrap();
+    // /tests as a link to a host-looking folder, then a fake passing verifier inside /tests.
+    let s1 = run(env, &s0, &format!("ln -s {} /tests", probe.display()));
+    assert_eq!(submit(env, &s1), 0.0);
+    assert_eq!(
+        std::fs::read_dir(&probe).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+    let s2 = run(
+        env,
+        &s0,
+        "mkdir -p /tests && printf 'echo 1 > /logs/verifier/reward.txt\\n' > /tests/test.sh",
+    );
+    assert_eq!(submit(env, &s2), 0.0, "the task's own verifier runs");
+    // A link at the reward file is not read.
+    let s3 = run(
+        env,
+        &s0,
+        "mkdir -p /logs/verifier && ln -s /etc/hostname /logs/verifier/reward.txt",
+    );
+    assert_eq!(submit(env, &s3), 0.0);
+    std::fs::remove_dir_all(&probe).unwrap();
+}

@@ -189,8 +189,18 @@ impl Engine {
     /// A command line of the engine with its global options.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(self.kind.program());
-        c.args(&self.global).stdin(Stdio::null());
+        // Not the user's folder: conmon writes an `oom` file into its working folder when a
+        // container runs out of memory.
+        c.args(&self.global)
+            .stdin(Stdio::null())
+            .current_dir(std::env::temp_dir());
         c
+    }
+
+    /// The engine's id of image `tag` (its content), if present.
+    pub fn image_id(&self, tag: &str) -> Option<String> {
+        self.output("inspect an image", &["image", "inspect", "--format", "{{.Id}}", tag])
+            .ok()
     }
 
     fn output(&self, what: &str, args: &[&str]) -> Result<String, SandboxError> {
@@ -233,7 +243,12 @@ impl Engine {
         let mut c = self.cmd();
         c.args(["build", "--pull=never", "--force-rm", "-t", req.tag, "-f"])
             .arg(req.dockerfile)
-            .args(["--network", if req.network { "host" } else { "none" }]);
+            // The engine's own network when the task may reach the internet (never the host's).
+            .args(if req.network {
+                &[][..]
+            } else {
+                &["--network", "none"][..]
+            });
         for (k, v) in req.args {
             c.arg("--build-arg").arg(format!("{k}={v}"));
         }
@@ -397,7 +412,11 @@ pub struct BuildRequest<'a> {
 
 /// The failing step and the last error line of a build's output.
 fn build_failure(text: &str, log: &Path) -> String {
-    let step = text.lines().rev().find(|l| l.starts_with("STEP ")).unwrap_or("").trim();
+    let step = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("STEP "))
+        .map_or("its start".to_string(), |l| l.trim().to_string());
     let error = text
         .lines()
         .rev()
@@ -479,7 +498,16 @@ impl Container {
                     .status();
             }
         };
-        crate::capture(&mut c, None, timeout, cap, watch, kill, "apt-get install podman runc")
+        let out = crate::capture(&mut c, None, timeout, cap, watch, kill, "apt-get install podman runc")?;
+        // Stopped for sure before anyone reads its files.
+        let _ = self
+            .engine
+            .cmd()
+            .args(["stop", "-t", "0", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        Ok(out)
     }
 }
 
@@ -504,7 +532,7 @@ impl Drop for Container {
     }
 }
 
-/// Whether `path` is an overlay whiteout (a character device 0/0: a removed file).
+/// Whether `meta` is an overlay whiteout (a character device 0/0: a removed file).
 pub fn is_whiteout(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     meta.file_type().is_char_device() && meta.rdev() == 0
@@ -512,20 +540,22 @@ pub fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 
 /// Whether the folder `path` is overlay-opaque (it replaced the lower folder's contents).
 pub fn is_opaque(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut buf = [0u8; 4];
+    xattr(path, c"trusted.overlay.opaque").as_deref() == Some(b"y")
+}
+
+/// Whether `path` carries overlay's metacopy or redirect attribute (its data or its name
+/// live in a lower layer), which a snapshot of the writable layer alone cannot hold.
+pub fn is_indirect(path: &Path) -> bool {
+    xattr(path, c"trusted.overlay.metacopy").is_some() || xattr(path, c"trusted.overlay.redirect").is_some()
+}
+
+/// The value of the extended attribute `name` of `path` (not following links), up to 256 bytes.
+fn xattr(path: &Path, name: &std::ffi::CStr) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut buf = [0u8; 256];
     // SAFETY: NUL-terminated strings and a buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
+    let n = unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
 }
 
 /// Reads `reader` into a capped screen (used by [`Container::run`]).

@@ -6,8 +6,9 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A pids cgroup of its own (root, cgroup v1 `pids` or v2 with the pids controller),
-/// removed with its processes when dropped.
+/// A pids cgroup of its own (root, cgroup v1 `pids`), removed with its processes when
+/// dropped. Under cgroup v2 qval makes none (a group outside qval's own cgroup would take
+/// sandboxes out of the limits a service manager or a SLURM job puts on qval).
 #[derive(Debug)]
 pub struct PidsGroup {
     dir: PathBuf,

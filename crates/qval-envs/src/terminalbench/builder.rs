@@ -261,6 +261,17 @@ impl TerminalBenchBuilder {
                 self.screen_cap
             ),
         };
+        let mut spec = spec;
+        if tasks.iter().any(|t| t.image.is_some()) {
+            spec.notes.push_str(
+                " Tasks that run in a container keep every file of the container between commands, \
+                 not only /app (background processes still end with the command).",
+            );
+        }
+        if tasks.iter().any(|t| t.task.environment.is_some()) {
+            spec.reward_description
+                .push_str(" A Harbor task's verifier may give a reward between 0 and 1 (partial credit).");
+        }
         Ok(TerminalBench {
             spec,
             tasks,

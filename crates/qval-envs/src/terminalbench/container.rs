@@ -115,7 +115,12 @@ impl ContainerRuntime {
                 seconds: t.elapsed().as_secs_f64(),
             });
         };
-        let hash = context_hash(&env.context, &self.base_image).map_err(|e| EnvsError::Task {
+        // The base image's content, not only its name: a remade base rebuilds the tasks.
+        let base = self
+            .engine
+            .image_id(&self.base_image)
+            .unwrap_or_else(|| self.base_image.clone());
+        let hash = context_hash(&env.context, &base).map_err(|e| EnvsError::Task {
             task: id.into(),
             message: format!("the build context: {e}"),
         })?;
@@ -256,7 +261,8 @@ pub fn read_inside(root: &Path, rel: &str, max: u64) -> Option<Vec<u8>> {
     (m.is_file() && m.len() <= max).then(|| fs::read(&p).ok()).flatten()
 }
 
-fn remove_any(p: &Path) -> std::io::Result<()> {
+/// Removes a file, link or folder (recursively, not following links); nothing there is fine.
+pub(super) fn remove_any(p: &Path) -> std::io::Result<()> {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(p),
         Ok(_) => fs::remove_file(p),
@@ -324,4 +330,50 @@ pub fn starting_layer(store: &Store, task_dir: &Path, reserved: &[&str], max_byt
     store.restore(&files, &app)?;
     fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).map_err(|e| io_err("write", &app, e))?;
     Ok(store.snapshot_layer(tmp.path(), &[], max_bytes)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_inside_a_container_never_pass_through_its_links() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::os::unix::fs::symlink("/etc", r.join("app")).unwrap();
+        std::fs::create_dir(r.join("srv")).unwrap();
+        std::fs::write(r.join("srv/ok"), "fine").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", r.join("srv/link")).unwrap();
+        assert!(inside(r, "app/passwd").is_err(), "through a link");
+        assert!(inside(r, "../etc/passwd").is_err() && inside(r, "srv/../../x").is_err());
+        assert_eq!(inside(r, "srv/ok").unwrap(), r.join("srv/ok"));
+        assert_eq!(read_inside(r, "srv/ok", 16).as_deref(), Some(&b"fine"[..]));
+        assert_eq!(read_inside(r, "srv/link", 4096), None, "a link is not read");
+        assert_eq!(read_inside(r, "srv/ok", 2), None, "too large");
+        // A layer whose entry would pass through the link is refused, and nothing is written.
+        let store = Store::temporary().unwrap();
+        let (hash, _) = store.put(b"owned").unwrap();
+        let entries = vec![Entry {
+            path: "app/passwd".into(),
+            mode: 0o644,
+            kind: EntryKind::File { hash, size: 5 },
+        }];
+        let (tree, _) = store.put(&serde_json::to_vec(&entries).unwrap()).unwrap();
+        let e = apply_layer(&store, &tree, r).unwrap_err();
+        assert!(e.to_string().contains("passes through a link"), "{e}");
+        // A layer that makes the path a folder replaces the link, inside the root.
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("app")).unwrap();
+        std::fs::write(src.path().join("app/passwd"), "owned").unwrap();
+        let (tree, _) = store.snapshot_layer(src.path(), &[], 1 << 20).unwrap();
+        apply_layer(&store, &tree, r).unwrap();
+        assert_eq!(std::fs::read_to_string(r.join("app/passwd")).unwrap(), "owned");
+        assert!(
+            !std::fs::symlink_metadata(r.join("app"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_ne!(std::fs::read_to_string("/etc/passwd").unwrap_or_default(), "owned");
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::container::{LAYER_EXCLUDE, Shell, apply_layer, read_inside};
 use super::env::{
-    LastRun, RUNNER, ShellState, TaskEntry, TerminalBench, TestRun, VOLATILE_ENV, WRAPPER, add, base_env,
+    RUNNER, ShellFiles, ShellState, TaskEntry, TerminalBench, TestRun, WRAPPER, add, after_command, base_env,
 };
 use super::store::io_err;
 use crate::EnvsError;
@@ -24,11 +24,14 @@ const ENGINE_ENV: [&str; 2] = ["container", "HOSTNAME"];
 /// The most bytes of a verifier's reward file qval reads.
 const REWARD_BYTES: u64 = 4096;
 
+/// Writes a file of qval's inside the container (created, not started): whatever the image
+/// or the state has at the path is removed first, so a planted link is never followed.
 fn write(root: &Path, rel: &str, body: &str) -> Result<(), EnvsError> {
     let p = super::container::inside(root, rel)?;
     if let Some(dir) = p.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
     }
+    super::container::remove_any(&p).map_err(|e| io_err("remove", &p, e))?;
     std::fs::write(&p, body).map_err(|e| io_err("write", &p, e))
 }
 
@@ -103,8 +106,10 @@ impl TerminalBench {
             (".qval/wrapper.sh", WRAPPER),
             (".qval/command", command),
             (".qval/tmux.sh", WRAPPER_TMUX),
+            (".qval/entry.sh", "exec 2>&1\nexec /bin/bash /.qval/wrapper.sh\n"),
         ];
-        let script = if tmux { "/.qval/tmux.sh" } else { "/.qval/wrapper.sh" };
+        // stdout and stderr are one stream, as in bubblewrap (podman carries them apart).
+        let script = if tmux { "/.qval/tmux.sh" } else { "/.qval/entry.sh" };
         let c = self.prepared(image, &state.task, &state.tree, &["/bin/bash", script], &env, &files)?;
         let watch = self.layer_limit(&c, &state.task)?;
         let timeout = self.timeout(state);
@@ -114,54 +119,24 @@ impl TerminalBench {
             .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         add(&self.counters.sandbox_ns, t.elapsed());
         let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
-        let mut next = state.clone();
-        if let Some(cwd) = read_inside(root, ".qval/cwd", 4096) {
-            let cwd = String::from_utf8_lossy(&cwd);
-            let cwd = cwd.trim_end_matches('\n');
-            if cwd.starts_with('/') {
-                next.cwd = cwd.to_string();
-            }
-        }
-        if let Some(bytes) = read_inside(root, ".qval/env", 1 << 20) {
-            next.env = bytes
-                .split(|b| *b == 0)
-                .filter_map(|kv| {
-                    let kv = String::from_utf8_lossy(kv);
-                    let (k, v) = kv.split_once('=')?;
-                    (!k.is_empty() && !VOLATILE_ENV.contains(&k) && !ENGINE_ENV.contains(&k))
-                        .then(|| (k.to_string(), v.to_string()))
-                })
-                .collect();
-            if tmux {
-                // tmux's own variables are the session's, not the agent's.
-                next.env.retain(|k, _| k != "TMUX" && k != "TMUX_PANE" && k != "TERM");
-                if let Some(term) = state.env.get("TERM") {
-                    next.env.insert("TERM".into(), term.clone());
-                }
-            }
-        }
         let t = Instant::now();
         let upper = c.upper().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         let (tree, _) = self.store.snapshot_layer(&upper, &LAYER_EXCLUDE, self.max_tree_bytes)?;
         add(&self.counters.snapshot_ns, t.elapsed());
-        next.tree = tree;
-        let mut screen = out.screen.text();
-        if out.timed_out {
-            screen.push_str(&format!(
-                "\n[the command was killed after {:.0} s]",
-                timeout.as_secs_f64()
-            ));
+        let files = ShellFiles {
+            root,
+            cwd: ".qval/cwd",
+            env: ".qval/env",
+            ignore: &ENGINE_ENV,
+        };
+        let mut next = after_command(state, command, &files, &out, timeout, tree);
+        if tmux {
+            // tmux's own variables are the session's, not the agent's.
+            next.env.retain(|k, _| k != "TMUX" && k != "TMUX_PANE" && k != "TERM");
+            if let Some(term) = state.env.get("TERM") {
+                next.env.insert("TERM".into(), term.clone());
+            }
         }
-        if let Some(why) = &out.over_size {
-            screen.push_str(&format!("\n[the command was killed: {why}]"));
-        }
-        next.last = Some(LastRun {
-            cwd: state.cwd.clone(),
-            command: command.to_string(),
-            screen,
-            exit_code: if out.timed_out { None } else { out.status.code() },
-            timed_out: out.timed_out,
-        });
         Ok(next)
     }
 
@@ -188,10 +163,17 @@ impl TerminalBench {
         };
         bodies.push(("logs/verifier/.keep".into(), String::new()));
         let files: Vec<(&str, &str)> = bodies.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        // stdout and stderr as one stream, as in bubblewrap.
+        let argv: Vec<&str> = ["/bin/bash", "-c", "exec 2>&1; exec \"$0\" \"$@\""]
+            .into_iter()
+            .chain(argv)
+            .collect();
         let c = self.prepared(image, &task.id, tree, &argv, &env, &files)?;
         let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         if let Some(dir) = &task.tests_dir {
+            // A fresh folder: whatever the agent left at /tests (a link, a conftest.py) goes.
             let to = super::container::inside(root, "tests")?;
+            super::container::remove_any(&to).map_err(|e| io_err("remove", &to, e))?;
             super::harbor::copy_tree(dir, &to).map_err(|e| io_err("copy", dir, e))?;
         }
         let watch = self.layer_limit(&c, &task.id)?;

@@ -35,6 +35,69 @@ pub(super) fn base_env() -> BTreeMap<String, String> {
 /// Variables bash maintains itself; not part of a state.
 pub(super) const VOLATILE_ENV: [&str; 4] = ["OLDPWD", "PWD", "SHLVL", "_"];
 
+/// Where the step wrapper left the shell's folder and variables.
+pub(super) struct ShellFiles<'a> {
+    /// The folder the two paths are under (a host path).
+    pub(super) root: &'a Path,
+    /// The working folder's file.
+    pub(super) cwd: &'a str,
+    /// The variables' file (`env -0`).
+    pub(super) env: &'a str,
+    /// Variables that are not the agent's (the runtime's own).
+    pub(super) ignore: &'a [&'a str],
+}
+
+/// The state after `command` ran from `state`: the shell's folder and variables as the
+/// wrapper wrote them (read without following a link, at most 4 KiB and 1 MiB: the
+/// sandbox can write there), the new `tree`, and the screen with the reason it was cut.
+pub(super) fn after_command(
+    state: &ShellState,
+    command: &str,
+    files: &ShellFiles<'_>,
+    out: &qval_sandbox::Captured,
+    timeout: Duration,
+    tree: String,
+) -> ShellState {
+    let mut next = state.clone();
+    if let Some(cwd) = super::container::read_inside(files.root, files.cwd, 4096) {
+        let cwd = String::from_utf8_lossy(&cwd);
+        let cwd = cwd.trim_end_matches('\n');
+        if cwd.starts_with('/') {
+            next.cwd = cwd.to_string();
+        }
+    }
+    if let Some(bytes) = super::container::read_inside(files.root, files.env, 1 << 20) {
+        next.env = bytes
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                let (k, v) = kv.split_once('=')?;
+                (!k.is_empty() && !VOLATILE_ENV.contains(&k) && !files.ignore.contains(&k))
+                    .then(|| (k.to_string(), v.to_string()))
+            })
+            .collect();
+    }
+    next.tree = tree;
+    let mut screen = out.screen.text();
+    if out.timed_out {
+        screen.push_str(&format!(
+            "\n[the command was killed after {:.0} s]",
+            timeout.as_secs_f64()
+        ));
+    }
+    if let Some(why) = &out.over_size {
+        screen.push_str(&format!("\n[the command was killed: {why}]"));
+    }
+    next.last = Some(LastRun {
+        cwd: state.cwd.clone(),
+        command: command.to_string(),
+        screen,
+        exit_code: if out.timed_out { None } else { out.status.code() },
+        timed_out: out.timed_out,
+    });
+    next
+}
+
 /// An agent's action: one bash command (possibly several lines), or `SUBMIT`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
@@ -380,45 +443,16 @@ impl TerminalBench {
         )
         .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         add(&self.counters.sandbox_ns, t.elapsed());
-        let mut next = state.clone();
-        if let Ok(cwd) = std::fs::read_to_string(ws.ctl().join("cwd")) {
-            let cwd = cwd.trim_end_matches('\n');
-            if cwd.starts_with('/') {
-                next.cwd = cwd.to_string();
-            }
-        }
-        if let Ok(bytes) = std::fs::read(ws.ctl().join("env")) {
-            next.env = bytes
-                .split(|b| *b == 0)
-                .filter_map(|kv| {
-                    let kv = String::from_utf8_lossy(kv);
-                    let (k, v) = kv.split_once('=')?;
-                    (!k.is_empty() && !VOLATILE_ENV.contains(&k)).then(|| (k.to_string(), v.to_string()))
-                })
-                .collect();
-        }
         let t = Instant::now();
         let (tree, _) = self.store.snapshot(&ws.app(), &[], self.max_tree_bytes)?;
         add(&self.counters.snapshot_ns, t.elapsed());
-        next.tree = tree;
-        let mut screen = out.screen.text();
-        if out.timed_out {
-            screen.push_str(&format!(
-                "\n[the command was killed after {:.0} s]",
-                timeout.as_secs_f64()
-            ));
-        }
-        if let Some(why) = &out.over_size {
-            screen.push_str(&format!("\n[the command was killed: {why}]"));
-        }
-        next.last = Some(LastRun {
-            cwd: state.cwd.clone(),
-            command: command.to_string(),
-            screen,
-            exit_code: if out.timed_out { None } else { out.status.code() },
-            timed_out: out.timed_out,
-        });
-        Ok(next)
+        let shell = ShellFiles {
+            root: &ws.ctl(),
+            cwd: "cwd",
+            env: "env",
+            ignore: &[],
+        };
+        Ok(after_command(state, command, &shell, &out, timeout, tree))
     }
 
     /// The watchdog on the host folders bound writable (`/app`, `/.qval`), which bubblewrap

@@ -254,9 +254,15 @@ pub fn starting_files(dockerfile: &str) -> StartingFiles {
         let words: Vec<&str> = logical.split_whitespace().collect();
         let needs = || StartingFiles::NeedsContainer(format!("Dockerfile line {}: {}", n + 1, logical.trim()));
         match words.first().map(|w| w.to_ascii_uppercase()).as_deref() {
-            Some("FROM" | "ARG" | "LABEL" | "CMD" | "ENTRYPOINT") => {}
+            // Only the base qval's tasks build from (or plain Debian) is the host's /usr.
+            Some("FROM")
+                if words.get(1).is_some_and(|b| {
+                    b.contains("QVAL_BASE_IMAGE") || b.starts_with("debian:") || b.starts_with("localhost/qval-base")
+                }) => {}
+            Some("ARG" | "LABEL" | "CMD" | "ENTRYPOINT") => {}
             Some("WORKDIR") if words.get(1) == Some(&"/app") => {}
-            Some("COPY" | "ADD") if words.len() == 3 && !words[1].starts_with("--") && !words[1].contains("://") => {
+            // ADD extracts archives and fetches URLs: a container's job.
+            Some("COPY") if words.len() == 3 && !words[1].starts_with("--") && !words[1].starts_with('/') => {
                 let dest = words[2].trim_end_matches('/');
                 let rel = if dest == "/app" || dest == "." {
                     ""
@@ -283,8 +289,16 @@ pub fn starting_files(dockerfile: &str) -> StartingFiles {
 /// # Errors
 /// A source missing from the context, or a write failure.
 pub fn materialize(id: &str, context: &Path, copies: &[(String, String)], app: &Path) -> Result<(), EnvsError> {
+    let base = context
+        .canonicalize()
+        .map_err(|e| err(id, format!("{}: {e}", context.display())))?;
     for (src, dest) in copies {
         let from = context.join(src);
+        // Inside the build context, links resolved: a copy never reaches the host's files.
+        let real = from.canonicalize().map_err(|e| err(id, format!("COPY {src}: {e}")))?;
+        if !real.starts_with(&base) {
+            return Err(err(id, format!("COPY {src}: leaves the build context")));
+        }
         let to = if dest.is_empty() {
             app.to_path_buf()
         } else {
@@ -330,15 +344,35 @@ mod tests {
                 ("notes.txt".into(), "docs/notes.txt".into())
             ])
         );
-        let f = "FROM x\nRUN apt-get install -y \\\n  tree\nWORKDIR /app\n";
+        let f = "FROM debian:12\nRUN apt-get install -y \\\n  tree\nWORKDIR /app\n";
         assert_eq!(
             starting_files(f),
             StartingFiles::NeedsContainer("Dockerfile line 3: RUN apt-get install -y  tree".into())
         );
-        assert!(matches!(
-            starting_files("FROM x\nCOPY a /etc/a\n"),
-            StartingFiles::NeedsContainer(_)
-        ));
+        for needs in [
+            "FROM debian:12\nCOPY a /etc/a\n",
+            "FROM node:20\nCOPY a /app/a\n",
+            "FROM debian:12\nADD a.tar.gz /app/\n",
+            "FROM debian:12\nCOPY /etc/shadow /app/x\n",
+        ] {
+            assert!(
+                matches!(starting_files(needs), StartingFiles::NeedsContainer(_)),
+                "{needs}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_copy_cannot_leave_the_build_context_through_a_link() {
+        let root = tempfile::tempdir().unwrap();
+        let context = root.path().join("environment");
+        std::fs::create_dir_all(&context).unwrap();
+        std::os::unix::fs::symlink("/etc", context.join("files")).unwrap();
+        let app = root.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        let e = materialize("t", &context, &[("files/hostname".into(), "x".into())], &app).unwrap_err();
+        assert!(e.to_string().contains("leaves the build context"), "{e}");
+        assert!(!app.join("x").exists());
     }
 
     #[test]

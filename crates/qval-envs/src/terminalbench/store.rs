@@ -307,6 +307,11 @@ impl Store {
             let meta = fs::symlink_metadata(&path).map_err(|e| io_err("read", &path, e))?;
             let mode = meta.permissions().mode() & 0o7777;
             let ft = meta.file_type();
+            if w.layer && qval_sandbox::container::is_indirect(&path) {
+                return Err(EnvsError::Store(format!(
+                    "{rel}: the overlay file system keeps part of it in a lower layer (metacopy or redirect_dir is on); turn both off for qval's container runtime"
+                )));
+            }
             if w.layer && qval_sandbox::container::is_whiteout(&meta) {
                 entries.push(Entry {
                     path: rel,
