@@ -22,8 +22,7 @@
 //! # Ok::<(), qval_sandbox::SandboxError>(())
 //! ```
 
-use crate::{Captured, SandboxError, Screen, TreeLimit};
-use std::io::Read;
+use crate::{Captured, SandboxError, TreeLimit};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -556,18 +555,4 @@ fn xattr(path: &Path, name: &std::ffi::CStr) -> Option<Vec<u8>> {
     // SAFETY: NUL-terminated strings and a buffer of the given length.
     let n = unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (n >= 0).then(|| buf[..n as usize].to_vec())
-}
-
-/// Reads `reader` into a capped screen (used by [`Container::run`]).
-pub(crate) fn read_screen(reader: &mut impl Read, cap: usize) -> (Screen, std::io::Result<()>) {
-    let mut screen = Screen::new(cap);
-    let mut buf = [0u8; 16384];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return (screen, Ok(())),
-            Ok(n) => screen.push(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return (screen, Err(e)),
-        }
-    }
 }

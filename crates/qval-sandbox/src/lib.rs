@@ -401,6 +401,20 @@ pub fn limits_hook_in(
     }
 }
 
+/// Reads `reader` into a capped screen (the output of [`capture`]).
+fn read_screen(reader: &mut impl std::io::Read, cap: usize) -> (Screen, std::io::Result<()>) {
+    let mut screen = Screen::new(cap);
+    let mut buf = [0u8; 16384];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return (screen, Ok(())),
+            Ok(n) => screen.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (screen, Err(e)),
+        }
+    }
+}
+
 /// Captured terminal output: the first and last `cap / 2` bytes of a long stream, with the
 /// count of bytes left out between them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -630,7 +644,7 @@ pub(crate) fn capture(
             }
         }
     });
-    let (screen, read_result) = container::read_screen(&mut reader, cap);
+    let (screen, read_result) = read_screen(&mut reader, cap);
     let status = child.wait();
     let _ = done_tx.send(());
     let (timed_out, over_size) = watchdog.join().unwrap_or((false, None));

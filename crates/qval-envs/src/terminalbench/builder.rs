@@ -52,6 +52,13 @@ pub struct TerminalBenchBuilder {
     shell: Shell,
 }
 
+impl TerminalBench {
+    /// A builder with the defaults.
+    pub fn builder() -> TerminalBenchBuilder {
+        TerminalBenchBuilder::new()
+    }
+}
+
 impl TerminalBenchBuilder {
     pub(super) fn new() -> Self {
         TerminalBenchBuilder {

@@ -332,6 +332,30 @@ pub fn starting_layer(store: &Store, task_dir: &Path, reserved: &[&str], max_byt
     Ok(store.snapshot_layer(tmp.path(), &[], max_bytes)?.0)
 }
 
+/// The most bytes of a verifier's reward file qval reads.
+const REWARD_BYTES: u64 = 4096;
+
+/// The reward a Harbor verifier wrote (`reward.txt`: one number; `reward.json`: its
+/// `reward`), noting in `output` why there is none.
+pub fn verifier_reward(root: &Path, output: &mut String) -> Option<f64> {
+    let txt = read_inside(root, "logs/verifier/reward.txt", REWARD_BYTES);
+    let json = read_inside(root, "logs/verifier/reward.json", REWARD_BYTES);
+    let r = match (txt, json) {
+        (Some(t), _) => String::from_utf8_lossy(&t).trim().parse::<f64>().ok(),
+        (None, Some(j)) => serde_json::from_slice::<serde_json::Value>(&j)
+            .ok()
+            .and_then(|v| v.get("reward")?.as_f64()),
+        (None, None) => None,
+    };
+    match r {
+        Some(r) if r.is_finite() => Some(r),
+        _ => {
+            output.push_str("\n[the verifier wrote no readable reward to /logs/verifier/reward.txt or reward.json: 0]");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! fresh container of the task's image, the command run by the same wrapper as in
 //! bubblewrap, and the new layer read back from the container's writable layer.
 
-use super::container::{LAYER_EXCLUDE, Shell, apply_layer, read_inside};
+use super::container::{LAYER_EXCLUDE, Shell, apply_layer, verifier_reward};
 use super::env::{
     RUNNER, ShellFiles, ShellState, TaskEntry, TerminalBench, TestRun, WRAPPER, add, after_command, base_env,
 };
@@ -20,9 +20,6 @@ const WRAPPER_TMUX: &str = include_str!("wrapper_tmux.sh");
 
 /// Variables the container engine sets: not part of a state.
 const ENGINE_ENV: [&str; 2] = ["container", "HOSTNAME"];
-
-/// The most bytes of a verifier's reward file qval reads.
-const REWARD_BYTES: u64 = 4096;
 
 /// Writes a file of qval's inside the container (created, not started): whatever the image
 /// or the state has at the path is removed first, so a planted link is never followed.
@@ -199,26 +196,5 @@ impl TerminalBench {
             output,
             reward: Some(reward.unwrap_or(0.0)),
         })
-    }
-}
-
-/// The reward a Harbor verifier wrote (`reward.txt`: one number; `reward.json`: its
-/// `reward`), noting in `output` why there is none.
-pub(super) fn verifier_reward(root: &Path, output: &mut String) -> Option<f64> {
-    let txt = read_inside(root, "logs/verifier/reward.txt", REWARD_BYTES);
-    let json = read_inside(root, "logs/verifier/reward.json", REWARD_BYTES);
-    let r = match (txt, json) {
-        (Some(t), _) => String::from_utf8_lossy(&t).trim().parse::<f64>().ok(),
-        (None, Some(j)) => serde_json::from_slice::<serde_json::Value>(&j)
-            .ok()
-            .and_then(|v| v.get("reward")?.as_f64()),
-        (None, None) => None,
-    };
-    match r {
-        Some(r) if r.is_finite() => Some(r),
-        _ => {
-            output.push_str("\n[the verifier wrote no readable reward to /logs/verifier/reward.txt or reward.json: 0]");
-            None
-        }
     }
 }

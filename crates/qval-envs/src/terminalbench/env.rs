@@ -1,6 +1,5 @@
 //! The TerminalBench environment: shell states, actions and sandboxed steps.
 
-use super::builder::TerminalBenchBuilder;
 use super::container::ContainerRuntime;
 use super::store::Store;
 use super::task::ShellTask;
@@ -311,11 +310,6 @@ pub(super) fn add(counter: &AtomicU64, d: Duration) {
 }
 
 impl TerminalBench {
-    /// A builder with the defaults.
-    pub fn builder() -> TerminalBenchBuilder {
-        TerminalBenchBuilder::new()
-    }
-
     /// The tasks shipped with qval.
     pub fn shipped_tasks_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -540,7 +534,7 @@ impl TerminalBench {
             output.push_str(&format!("\n[the tests were killed after {:?}]", task.test_timeout));
         }
         if harbor {
-            let reward = super::container_steps::verifier_reward(&ws.ctl(), &mut output);
+            let reward = super::container::verifier_reward(&ws.ctl(), &mut output);
             return Ok(TestRun {
                 passed: reward.is_some_and(|r| r > 0.0),
                 output,

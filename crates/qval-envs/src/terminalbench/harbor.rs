@@ -12,10 +12,34 @@
 //! the base (`FROM`, `ARG`), `WORKDIR /app` and copies files into `/app`; any other
 //! instruction needs a container ([`StartingFiles::NeedsContainer`] says which line).
 
-use super::task::ShellTask;
 use crate::EnvsError;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// A Harbor task as read (the task loader adds its id and folder).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HarborTask {
+    /// `instruction.md`, trimmed.
+    pub instruction: String,
+    /// `[metadata] difficulty`.
+    pub difficulty: Option<String>,
+    /// `[metadata] category`.
+    pub category: Option<String>,
+    /// `[metadata] tags`.
+    pub tags: Vec<String>,
+    /// `[agent] timeout_sec`.
+    pub agent_timeout: Option<Duration>,
+    /// `[verifier] timeout_sec` (600 s).
+    pub test_timeout: Duration,
+    /// `solution/solve.sh`.
+    pub solution: String,
+    /// `tests/test.sh`.
+    pub run_tests: PathBuf,
+    /// `tests/`.
+    pub tests_dir: PathBuf,
+    /// `[environment]` and the Dockerfile.
+    pub environment: TaskEnvironment,
+}
 
 /// The `[environment]` of a Harbor task (and its Dockerfile).
 #[derive(Clone, Debug, PartialEq)]
@@ -116,7 +140,7 @@ fn read(id: &str, path: &Path) -> Result<String, EnvsError> {
 ///
 /// # Errors
 /// [`EnvsError::Task`] naming the task and the file, line or key at fault.
-pub fn load(dir: &Path, id: &str) -> Result<ShellTask, EnvsError> {
+pub fn load(dir: &Path, id: &str) -> Result<HarborTask, EnvsError> {
     let file = dir.join("task.toml");
     let text = read(id, &file)?;
     let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
@@ -207,9 +231,7 @@ pub fn load(dir: &Path, id: &str) -> Result<ShellTask, EnvsError> {
         },
     };
     let starting = starting_files(&read(id, &dockerfile)?);
-    Ok(ShellTask {
-        id: id.to_string(),
-        dir: dir.to_path_buf(),
+    Ok(HarborTask {
         instruction: instruction.trim().to_string(),
         difficulty: meta_str("difficulty"),
         category: meta_str("category"),
@@ -220,9 +242,9 @@ pub fn load(dir: &Path, id: &str) -> Result<ShellTask, EnvsError> {
         },
         test_timeout: secs(id, &file, verifier, "timeout_sec", 600.0)?,
         solution,
-        run_tests: Some(test_sh),
-        tests_dir: Some(dir.join("tests")),
-        environment: Some(TaskEnvironment {
+        run_tests: test_sh,
+        tests_dir: dir.join("tests"),
+        environment: TaskEnvironment {
             build_timeout: secs(id, &file, env, "build_timeout_sec", 600.0)?,
             cpus,
             memory_mb: megabytes(id, &file, env, "memory", 2048)?,
@@ -231,7 +253,7 @@ pub fn load(dir: &Path, id: &str) -> Result<ShellTask, EnvsError> {
             starting,
             dockerfile,
             context,
-        }),
+        },
     })
 }
 
@@ -406,7 +428,7 @@ mod tests {
         )
         .unwrap();
         let task = load(t, "x").unwrap();
-        let env = task.environment.unwrap();
+        let env = task.environment;
         assert_eq!(
             (env.memory_mb, env.storage_mb, env.cpus, env.allow_internet),
             (1024, 500, 1.0, false)

@@ -106,7 +106,21 @@ impl ShellTask {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| dir.display().to_string());
         if dir.join("task.toml").is_file() {
-            return super::harbor::load(dir, &id);
+            let h = super::harbor::load(dir, &id)?;
+            return Ok(ShellTask {
+                id,
+                dir: dir.to_path_buf(),
+                instruction: h.instruction,
+                difficulty: h.difficulty,
+                category: h.category,
+                tags: h.tags,
+                agent_timeout: h.agent_timeout,
+                test_timeout: h.test_timeout,
+                solution: h.solution,
+                run_tests: Some(h.run_tests),
+                tests_dir: Some(h.tests_dir),
+                environment: Some(h.environment),
+            });
         }
         let err = |message: String| EnvsError::Task {
             task: id.clone(),
