@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::base::{Base, ReportsUsage};
 use crate::llm::prompt::{
-    Layout, Slot, adapt_closing, direct_messages, fitted_layout_parts, fitted_point_parts, merge_text, signal_header,
-    signal_name, system_prompt,
+    Layout, Slot, adapt_closing, direct_messages, fitted_layout_parts, fitted_point_parts, signal_header, signal_name,
+    system_and_user, system_prompt, user_message,
 };
 use crate::llm::{Backend, Message, Part, PromptOptions, Role, Sampling, extract_list, extract_number};
 use qval_core::seed::rng_for;
@@ -122,13 +122,7 @@ impl Direct {
                 )
             },
         });
-        vec![
-            Message::text(Role::System, system),
-            Message {
-                role: Role::User,
-                parts: merge_text(parts),
-            },
-        ]
+        system_and_user(system, parts)
     }
 
     async fn batched(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
@@ -167,10 +161,7 @@ impl Direct {
         parts.push(Part::Text {
             text: opts.preset.user_closing(signal),
         });
-        Message {
-            role: Role::User,
-            parts: merge_text(parts),
-        }
+        user_message(parts)
     }
 
     async fn sequential(&self, points: &[EvaluationPoint], ctx: &MethodContext) -> Vec<Result<f64>> {
@@ -400,13 +391,7 @@ impl Gvl {
             Layout::GvlTarget,
         ));
         parts.push(Part::Text { text: closing });
-        Ok(vec![
-            Message::text(Role::System, system),
-            Message {
-                role: Role::User,
-                parts: merge_text(parts),
-            },
-        ])
+        Ok(system_and_user(system, parts))
     }
 }
 

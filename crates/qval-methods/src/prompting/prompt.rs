@@ -894,6 +894,19 @@ pub(crate) fn fitted_layout_parts(
     }
 }
 
+/// A user message of `parts`, consecutive texts joined ([`merge_text`]).
+pub fn user_message(parts: Vec<Part>) -> Message {
+    Message {
+        role: Role::User,
+        parts: merge_text(parts),
+    }
+}
+
+/// The system prompt then one user message of `parts`: the shape of every single-turn prompt.
+pub fn system_and_user(system: impl Into<String>, parts: Vec<Part>) -> Vec<Message> {
+    vec![Message::text(Role::System, system.into()), user_message(parts)]
+}
+
 /// Joins consecutive text parts so that messages stay readable.
 pub fn merge_text(parts: Vec<Part>) -> Vec<Part> {
     let mut out: Vec<Part> = Vec::new();
@@ -930,13 +943,7 @@ pub fn direct_messages(
         system.len() + header.len() + question.len(),
     ));
     parts.push(Part::Text { text: question });
-    vec![
-        Message::text(Role::System, system),
-        Message {
-            role: Role::User,
-            parts: merge_text(parts),
-        },
-    ]
+    system_and_user(system, parts)
 }
 
 /// The exact messages a direct prompt would send for `point`: for reading what the model

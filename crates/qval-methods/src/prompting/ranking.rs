@@ -9,10 +9,10 @@ use tokio::sync::OnceCell;
 
 use super::base::{Base, ReportsUsage};
 use crate::llm::prompt::{
-    Layout, Slot, adapt_closing, fitted_layout_parts, merge_text, ranking_instructions, system_head, system_tail,
+    Layout, Slot, adapt_closing, fitted_layout_parts, ranking_instructions, system_and_user, system_head, system_tail,
     text_len,
 };
-use crate::llm::{Backend, Message, Part, PromptOptions, Role, extract_permutation};
+use crate::llm::{Backend, Message, Part, PromptOptions, extract_permutation};
 use qval_core::seed::{rng_for, stable_hash};
 use qval_core::{CoreError, DenseSignalMethod, Environment, EvaluationPoint, MethodContext, Result, Signal};
 
@@ -235,13 +235,7 @@ impl Ranking {
         ));
         parts.extend(candidate_parts);
         parts.push(Part::Text { text: closing });
-        vec![
-            Message::text(Role::System, system),
-            Message {
-                role: Role::User,
-                parts: merge_text(parts),
-            },
-        ]
+        system_and_user(system, parts)
     }
 
     async fn scores_of(&self, parent: &str, ctx: &MethodContext) -> Result<Vec<f64>> {

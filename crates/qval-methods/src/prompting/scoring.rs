@@ -26,8 +26,8 @@ use tokio::sync::OnceCell;
 
 use super::base::{Base, ReportsUsage};
 use crate::MethodsError;
-use crate::llm::prompt::{Layout, Slot, fitted_layout_parts, merge_text, system_head, system_tail};
-use crate::llm::{Backend, LlmError, Message, Part, PromptOptions, Role, SCORING_CAPABILITY, ScoreRequest};
+use crate::llm::prompt::{Layout, Slot, fitted_layout_parts, system_and_user, system_head, system_tail};
+use crate::llm::{Backend, LlmError, Message, Part, PromptOptions, SCORING_CAPABILITY, ScoreRequest};
 use qval_core::{
     CoreError, DenseSignalMethod, EvaluationPoint, ExpertLabels, ExpertRollout, MethodContext, Result, Signal,
 };
@@ -214,16 +214,6 @@ impl ContinuationScoring {
         parts.join("\n\n")
     }
 
-    fn messages(system: &str, parts: Vec<Part>) -> Vec<Message> {
-        vec![
-            Message::text(Role::System, system.to_string()),
-            Message {
-                role: Role::User,
-                parts: merge_text(parts),
-            },
-        ]
-    }
-
     fn text(t: impl Into<String>) -> Part {
         Part::Text { text: t.into() }
     }
@@ -254,7 +244,7 @@ impl ContinuationScoring {
             )));
         }
         teacher.push(Self::text(if gt { &*f.expert_closing } else { &*f.teacher_closing }));
-        (Self::messages(&system, student), Self::messages(&system, teacher))
+        (system_and_user(&system, student), system_and_user(&system, teacher))
     }
 
     /// Δbelief's messages: before any outcome (`None`), or after `point`'s candidate.
@@ -276,7 +266,7 @@ impl ContinuationScoring {
         }
         parts.push(Self::text(ANSWER_NOT_DIRECTLY));
         parts.push(Self::text(SUCCESS_QUESTION));
-        Self::messages(&system, parts)
+        system_and_user(&system, parts)
     }
 
     async fn log_success(&self, messages: Vec<Message>) -> Result<f64, CoreError> {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::base::{Base, ReportsUsage};
 use super::criteria::VerifierCriterion;
 use super::direct::mean_of_passes;
-use crate::llm::prompt::{Budget, Slot, fitted_point_parts, merge_text, signal_header, system_prompt};
-use crate::llm::{Backend, Message, Part, PromptOptions, Role, Sampling};
+use crate::llm::prompt::{Budget, Slot, fitted_point_parts, signal_header, system_and_user, system_prompt};
+use crate::llm::{Backend, Message, Part, PromptOptions, Sampling};
 use qval_core::{CoreError, DenseSignalMethod, EvaluationPoint, MethodContext, Result, Signal};
 
 /// How the verifier puts points into prompts of [`Verifier::with_batch`]'s size (published
@@ -264,13 +264,7 @@ impl Verifier {
             parts.extend(fitted_point_parts(point, ctx, signal, &share, reserved / n));
         }
         parts.push(Part::Text { text: closing });
-        vec![
-            Message::text(Role::System, system),
-            Message {
-                role: Role::User,
-                parts: merge_text(parts),
-            },
-        ]
+        system_and_user(system, parts)
     }
 
     /// One pass over the points of one prompt: a score per point, in order.
