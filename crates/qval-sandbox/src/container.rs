@@ -328,27 +328,19 @@ impl Engine {
 
     /// Removes every container a qval process that has ended left behind.
     pub fn sweep(&self) {
+        let owner = format!("{{{{.ID}}}} {{{{index .Labels \"{OWNER_LABEL}\"}}}}");
+        let filter = format!("label={OWNER_LABEL}");
         let Ok(list) = self.output(
             "list containers",
-            &[
-                "ps",
-                "-a",
-                "--filter",
-                &format!("label={OWNER_LABEL}"),
-                "--format",
-                "{{.ID}} {{.Labels}}",
-            ],
+            &["ps", "-a", "--filter", &filter, "--format", &owner],
         ) else {
             return;
         };
         for line in list.lines() {
-            let Some((id, labels)) = line.split_once(' ') else {
+            let Some((id, pid)) = line.split_once(' ') else {
                 continue;
             };
-            let pid = labels
-                .split(|c: char| !c.is_ascii_digit() && c != ':' && c != '.' && !c.is_alphabetic())
-                .find_map(|kv| kv.strip_prefix(&format!("{OWNER_LABEL}:")))
-                .and_then(|p| p.parse::<i32>().ok());
+            let pid = pid.trim().parse::<i32>().ok();
             // SAFETY: kill with signal 0 only checks that the process exists.
             if pid.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0) {
                 let _ = self.output("remove a container", &["rm", "-f", id]);
@@ -498,14 +490,17 @@ impl Container {
             }
         };
         let out = crate::capture(&mut c, None, timeout, cap, watch, kill, "apt-get install podman runc")?;
-        // Stopped for sure before anyone reads its files.
-        let _ = self
-            .engine
-            .cmd()
-            .args(["stop", "-t", "0", &self.id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        if out.timed_out || out.over_size.is_some() {
+            // Killed, not ended: stopped for sure before anyone reads its files (a container
+            // whose command ended has stopped when `start --attach` returns).
+            let _ = self
+                .engine
+                .cmd()
+                .args(["stop", "-t", "0", &self.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         Ok(out)
     }
 }

@@ -99,15 +99,20 @@ impl TerminalBench {
         let mut env = state.env.clone();
         env.insert("QVAL_CWD".into(), state.cwd.clone());
         let tmux = self.runtime_or_err()?.shell() == Shell::Tmux;
+        // The entry script: tmux's, or one making stdout and stderr one stream, as in
+        // bubblewrap (podman carries them apart).
+        let (script, entry) = if tmux {
+            (".qval/tmux.sh", WRAPPER_TMUX)
+        } else {
+            (".qval/entry.sh", "exec 2>&1\nexec /bin/bash /.qval/wrapper.sh\n")
+        };
         let files = [
             (".qval/wrapper.sh", WRAPPER),
             (".qval/command", command),
-            (".qval/tmux.sh", WRAPPER_TMUX),
-            (".qval/entry.sh", "exec 2>&1\nexec /bin/bash /.qval/wrapper.sh\n"),
+            (script, entry),
         ];
-        // stdout and stderr are one stream, as in bubblewrap (podman carries them apart).
-        let script = if tmux { "/.qval/tmux.sh" } else { "/.qval/entry.sh" };
-        let c = self.prepared(image, &state.task, &state.tree, &["/bin/bash", script], &env, &files)?;
+        let script = format!("/{script}");
+        let c = self.prepared(image, &state.task, &state.tree, &["/bin/bash", &script], &env, &files)?;
         let watch = self.layer_limit(&c, &state.task)?;
         let timeout = self.timeout(state);
         let t = Instant::now();
