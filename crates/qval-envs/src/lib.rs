@@ -7,8 +7,9 @@
 //!   iteration (infinite and finite horizon) and the published reference policy.
 //! - [`python`]: environments written in Python (gymnasium and others) through a pool of
 //!   worker processes and a line protocol, with snapshot or replay purity.
-//! - [`terminalbench`]: shell tasks in the Terminal-Bench layout, run in a bubblewrap
-//!   sandbox with content-addressed snapshots, so steps are pure and states can be branched.
+//! - [`terminalbench`]: shell tasks in Harbor's or the Terminal-Bench layout, run in a
+//!   bubblewrap sandbox or a podman container with content-addressed snapshots, so steps are
+//!   pure and states can be branched.
 //!
 //! Each environment owns what it knows: its hand-written heuristics
 //! ([`frozenlake::FrozenLakeDistance`], [`terminalbench::ShellHeuristic`]) and its

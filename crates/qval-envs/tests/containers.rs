@@ -98,6 +98,28 @@ fn every_harbor_task_scores_its_full_reward_with_its_oracle_and_not_without() {
     );
 }
 
+/// qval's 17 own tasks, Harbor folders whose Dockerfiles copy their files onto the base
+/// image: built and run in containers, each oracle passes and submitting at once fails.
+#[test]
+fn every_shipped_task_scores_its_full_reward_in_a_container_with_its_oracle_and_not_without() {
+    let env = build(
+        &TerminalBench::shipped_tasks_dir(),
+        RuntimeChoice::Container,
+        &[],
+        "shipped-podman",
+    );
+    let ids: Vec<String> = env.tasks().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids.len(), 17, "{ids:?}");
+    assert!(env.unrunnable().is_empty(), "{:?}", env.unrunnable());
+    for id in &ids {
+        assert!(env.image(id).unwrap().starts_with("localhost/qval-task-"), "{id}");
+        let s0 = env.reset(&task(&env, id), &mut rng()).unwrap();
+        assert_eq!(submit(&env, &s0), 0.0, "{id}: submitting at once");
+        let whole = env.task(id).unwrap().solution.trim_end().to_string();
+        assert_eq!(submit(&env, &run(&env, &s0, &whole)), 1.0, "{id}: its oracle solution");
+    }
+}
+
 #[test]
 fn a_restored_state_continues_as_the_live_container_does() {
     let env = harbor();
@@ -201,8 +223,8 @@ fn point(env: &TerminalBench, state: &ShellState, action: &str, index: usize) ->
     EvaluationPoint::from_step(env, &task(env, &state.task), 0, index, state, &action, &mut rng()).unwrap()
 }
 
-/// The shipped Terminal-Bench-layout tasks both runtimes can run: their rewards and their
-/// MVMC labels (oracle reference) agree.
+/// Shipped tasks in both runtimes (bubblewrap from their copied files, podman from their
+/// Dockerfiles): their rewards and their MVMC labels (oracle reference) agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mvmc_labels_in_containers_equal_those_in_bubblewrap() {
     let shipped = TerminalBench::shipped_tasks_dir();

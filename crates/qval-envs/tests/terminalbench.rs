@@ -61,7 +61,7 @@ fn at_least_twelve_tasks_each_failing_before_and_passing_after_its_solution() {
         let (after, end) = submit(&s1);
         assert_eq!(
             after, 1.0,
-            "{}: the tests fail after solution.sh:\n{:?}\n{:?}",
+            "{}: the tests fail after the solution:\n{:?}\n{:?}",
             t.id, s1.last, end.tests
         );
         // Command by command (the noisy collector at epsilon 0), and after each prefix the
@@ -453,5 +453,52 @@ fn a_command_filling_app_is_stopped_and_the_host_keeps_its_space() {
     for ((b, l), r) in before.iter().zip(&least).zip(&roots) {
         let drop = b.saturating_sub(*l);
         assert!(drop < 600 << 20, "{}: free space dropped by {} MiB", r, drop >> 20);
+    }
+}
+
+/// The older Terminal-Bench layout is still read: three tasks kept in it
+/// (`tests/fixtures/terminal-bench-layout`: a `run-tests.sh`, and `tests/` run by qval's
+/// runner) behave as their shipped Harbor rewrites do, screen for screen and reward for reward.
+#[test]
+fn the_terminal_bench_layout_and_its_harbor_rewrite_agree() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/terminal-bench-layout");
+    let old = TerminalBench::builder()
+        .tasks_dir(&fixtures)
+        .command_timeout(Duration::from_secs(5))
+        .store_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("terminal-bench-layout-store"))
+        .build()
+        .unwrap();
+    let ids: Vec<String> = old.tasks().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["csv-sum", "greet-script", "hello-file"]);
+    for id in &ids {
+        let (a, b) = (old.task(id).unwrap(), env().task(id).unwrap());
+        assert!(a.environment.is_none() && b.environment.is_some(), "{id}: the layouts");
+        assert_eq!((&a.instruction, &a.solution), (&b.instruction, &b.solution), "{id}");
+        let t = old.tasks().into_iter().find(|t| &t.id == id).unwrap();
+        let s_old = old.reset(&t, &mut rng()).unwrap();
+        let s_new = env().reset(&task(id), &mut rng()).unwrap();
+        assert_eq!(s_old.tree, s_new.tree, "{id}: the starting files");
+        let step = |e: &TerminalBench, s: &ShellState, a: &ShellAction| e.step(s, a, &mut rng()).unwrap();
+        for cmds in [vec!["ls -la"], vec!["ls -la", a.solution.trim_end()]] {
+            let (mut x, mut y) = (s_old.clone(), s_new.clone());
+            for c in &cmds {
+                x = step(&old, &x, &old.parse_action(c)).state;
+                y = step(env(), &y, &env().parse_action(c)).state;
+                assert_eq!(x.last, y.last, "{id}: `{c}`");
+            }
+            let (ex, ey) = (
+                step(&old, &x, &ShellAction::Submit),
+                step(env(), &y, &ShellAction::Submit),
+            );
+            assert_eq!(ex.reward, ey.reward, "{id} after {cmds:?}");
+            assert_eq!(
+                ex.reward,
+                if cmds.len() == 2 { 1.0 } else { 0.0 },
+                "{id} after {cmds:?}"
+            );
+            // The Harbor verifier wrote its reward; the old layout's came from the exit status.
+            assert_eq!(ey.state.tests.as_ref().unwrap().reward, Some(ex.reward), "{id}");
+            assert_eq!(ex.state.tests.as_ref().unwrap().reward, None, "{id}");
+        }
     }
 }

@@ -803,7 +803,7 @@ enum ShellParam {
 }
 
 /// TerminalBench: `terminalbench` in experiment files. Policies `noisy` (default collector,
-/// `epsilon` 0.1), `oracle` (default reference: `solution.sh`, then SUBMIT), `llm`;
+/// `epsilon` 0.1), `oracle` (default reference: the task's solution script, then SUBMIT), `llm`;
 /// heuristic: the shell heuristic (Q). Snapshots are stored under the run folder.
 pub fn terminalbench(
     params: &toml::Table,

@@ -351,7 +351,7 @@ impl TerminalBench {
         self.index.get(id).and_then(|&i| self.tasks[i].image.as_deref())
     }
 
-    /// The task's `solution.sh` split into top-level commands ([`split_commands`]).
+    /// The task's solution script split into top-level commands ([`split_commands`]).
     pub fn solution_steps(&self, id: &str) -> Option<&[String]> {
         self.index.get(id).map(|&i| self.tasks[i].steps.as_slice())
     }

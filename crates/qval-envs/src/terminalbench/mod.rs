@@ -2,8 +2,10 @@
 //!
 //! Tasks come in the Terminal-Bench layout ([`task`]) or in Harbor's ([`harbor`]: `task.toml`,
 //! `instruction.md`, `environment/Dockerfile`, `tests/test.sh`, `solution/solve.sh`);
-//! [`TerminalBench::shipped_tasks_dir`] holds the tasks written for qval (bash, coreutils and
-//! python3 only), `tasks/harbor` four Harbor tasks, three of which install a package.
+//! [`TerminalBench::shipped_tasks_dir`] holds the 17 tasks written for qval, in Harbor's layout
+//! (bash, coreutils and python3 only; their Dockerfiles only copy files into `/app`, so they
+//! run in bubblewrap or a container), `tasks/harbor` four more, three of which install a
+//! package the host lacks and so run only in a container.
 //!
 //! **Runtimes** ([`RuntimeChoice`]): bubblewrap over the host's `/usr` (below), or real
 //! containers ([`container`]: podman; each task's image built once from its Dockerfile and

@@ -7,7 +7,7 @@ use rand::Rng as _;
 use super::{ShellAction, ShellState, TerminalBench};
 use qval_core::{CoreError, Policy, PolicyInput, QRng, Result};
 
-/// The reference policy: runs the task's whole `solution.sh` (from the current state, as one
+/// The reference policy: runs the task's whole solution script (`solution/solve.sh`, or `solution.sh`) (from the current state, as one
 /// command), then submits. Deterministic, so one MVMC rollout per point is exact; the
 /// shipped solutions are idempotent, so a state on the way to the solution keeps Q high and
 /// a state that lost its inputs drops to 0.
