@@ -8,9 +8,10 @@
 //! first; cached: built again), a container step's parts (restore of the state's layer,
 //! the container's run, the snapshot of its writable layer) and steps per second for the
 //! container and the bubblewrap runtimes on four shipped tasks (sequential and on two
-//! threads), and the ratio; then the same at depth (a state 12 commands deep).
+//! threads), and the ratio; then the same at depth (a state 12 commands deep), and with
+//! `restore = replay` at depth 0 and 12.
 
-use qval::envs::terminalbench::{RuntimeChoice, ShellState, TerminalBench};
+use qval::envs::terminalbench::{Restore, RuntimeChoice, ShellState, TerminalBench};
 use qval::{Environment, QRng};
 use rand::SeedableRng;
 use std::time::{Duration, Instant};
@@ -65,6 +66,20 @@ fn run() -> anyhow::Result<()> {
         ms(t.sandbox - before.sandbox),
         ms(t.snapshot - before.snapshot)
     );
+    // restore = replay: the state's commands run again before each step.
+    let replay = TerminalBench::builder()
+        .runtime(RuntimeChoice::Container)
+        .restore(Restore::Replay)
+        .only(TASKS)
+        .store_dir(tmp.path().join("replay"))
+        .build()?;
+    println!("\nContainer steps with restore = replay (the state's commands run again first):");
+    for depth in [0, 12] {
+        println!(
+            "  from a state {depth} commands deep: {:.1} steps/s",
+            steps(&replay, 1, 12, depth)?
+        );
+    }
     Ok(())
 }
 

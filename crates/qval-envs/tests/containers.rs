@@ -5,7 +5,7 @@
 //! (`apt-get install podman runc debootstrap dpkg-dev && bash scripts/base_image.sh`).
 
 use qval_core::{Environment, EvaluationPoint, Labeler, MvmcConfig, MvmcLabeler, QRng, Task};
-use qval_envs::terminalbench::{OracleSolution, RuntimeChoice, ShellAction, ShellState, TerminalBench};
+use qval_envs::terminalbench::{OracleSolution, Restore, RuntimeChoice, ShellAction, ShellState, TerminalBench};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -394,4 +394,69 @@ fn links_planted_for_the_verifier_do_not_reach_the_host_or_fake_a_pass() {
     );
     assert_eq!(submit(env, &s3), 0.0);
     std::fs::remove_dir_all(&probe).unwrap();
+}
+
+/// `restore = replay`, for state outside the files: a server started by one command still
+/// answers the next command and the verifier, which a snapshot restore cannot give; the
+/// shell's folder and variables carry over as in a snapshot step; a replayed step is as
+/// repeatable as a snapshot one; the step's own command keeps its time limit.
+#[test]
+fn replaying_the_history_keeps_a_server_running_for_the_next_command_and_the_verifier() {
+    let err = TerminalBench::builder().restore(Restore::Replay).build().err().unwrap();
+    assert!(err.to_string().contains("runtime = \"container\""), "{err}");
+    let root = tempfile::tempdir().unwrap();
+    copy_dir(&harbor_dir().join("sort-names"), &root.path().join("service"));
+    let fetch = "python3 -c 'import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:8123/names.txt\").read().decode())'";
+    std::fs::write(
+        root.path().join("service/tests/test.sh"),
+        format!(
+            "mkdir -p /logs/verifier\necho 0 > /logs/verifier/reward.txt\n\
+             for i in $(seq 50); do {fetch} && echo 1 > /logs/verifier/reward.txt && break; sleep 0.1; done\n"
+        ),
+    )
+    .unwrap();
+    let env_with = |restore: Restore, name: &str| {
+        TerminalBench::builder()
+            .tasks_dir(root.path())
+            .runtime(RuntimeChoice::Container)
+            .restore(restore)
+            .command_timeout(Duration::from_secs(5))
+            .store_dir(store(name))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}\n{NEEDS}"))
+    };
+    let (replay, snapshot) = (
+        env_with(Restore::Replay, "replay"),
+        env_with(Restore::Snapshot, "no-replay"),
+    );
+    let start = "mkdir -p /srv && cd /srv && export GREETING=hi && \
+                 (python3 -m http.server 8123 --bind 127.0.0.1 --directory /app >/dev/null 2>&1 &)";
+    let ask = format!("for i in $(seq 15); do {fetch} 2>/dev/null && break; sleep 0.1; done; echo \"$GREETING $PWD\"");
+    let mut screens = Vec::new();
+    for env in [&replay, &snapshot] {
+        let s0 = env.reset(&task(env, "service"), &mut rng()).unwrap();
+        let s1 = run(env, &s0, start);
+        let (a, b) = (run(env, &s1, &ask), run(env, &s1, &ask));
+        assert_eq!(a, b, "the same step twice");
+        screens.push(screen(&a).to_string());
+        screens.push(submit(env, &s1).to_string());
+    }
+    assert!(
+        screens[0].contains("alice") && screens[0].ends_with("hi /srv\n"),
+        "{}",
+        screens[0]
+    );
+    assert_eq!(screens[1], "1", "the verifier sees the server");
+    assert!(
+        !screens[2].contains("alice") && screens[2].ends_with("hi /srv\n"),
+        "{}",
+        screens[2]
+    );
+    assert_eq!(screens[3], "0", "without replay the server is gone");
+    // The step's command keeps its own limit behind a replayed history.
+    let s0 = replay.reset(&task(&replay, "service"), &mut rng()).unwrap();
+    let t = std::time::Instant::now();
+    let slow = run(&replay, &run(&replay, &s0, start), "sleep 30");
+    assert!(screen(&slow).contains("killed after 5 s"), "{}", screen(&slow));
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }

@@ -773,6 +773,9 @@ struct TerminalBenchParams {
     /// How container steps reach bash: `exec` (default) or `tmux`.
     #[serde(default)]
     shell: Option<ShellParam>,
+    /// How container steps restore a state: `snapshot` (default) or `replay`.
+    #[serde(default)]
+    restore: Option<RestoreParam>,
     /// Only these task ids.
     #[serde(default)]
     only: Option<Vec<String>>,
@@ -802,6 +805,14 @@ enum ShellParam {
     Tmux,
 }
 
+/// `restore` of a TerminalBench experiment.
+#[derive(serde::Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum RestoreParam {
+    Snapshot,
+    Replay,
+}
+
 /// TerminalBench: `terminalbench` in experiment files. Policies `noisy` (default collector,
 /// `epsilon` 0.1), `oracle` (default reference: the task's solution script, then SUBMIT), `llm`;
 /// heuristic: the shell heuristic (Q). Snapshots are stored under the run folder.
@@ -810,7 +821,7 @@ pub fn terminalbench(
     services: &dyn RunServices,
 ) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
     use qval_envs::terminalbench::{
-        NoisyScripted, OracleSolution, RuntimeChoice, Shell, ShellHeuristic, TerminalBench,
+        NoisyScripted, OracleSolution, Restore, RuntimeChoice, Shell, ShellHeuristic, TerminalBench,
     };
     let p: TerminalBenchParams = spec::params(params, &[])?;
     let mut b = TerminalBench::builder().store_dir(services.run_dir().join("store"));
@@ -841,6 +852,18 @@ pub fn terminalbench(
         b = b.shell(match shell {
             ShellParam::Exec => Shell::Exec,
             ShellParam::Tmux => Shell::Tmux,
+        });
+    }
+    if let Some(restore) = p.restore {
+        if restore == RestoreParam::Replay && !matches!(p.runtime, Some(RuntimeParam::Container)) {
+            return Err(SpecProblem::at(
+                crate::spec::at!["restore"],
+                "replaying commands needs runtime = \"container\"",
+            ));
+        }
+        b = b.restore(match restore {
+            RestoreParam::Snapshot => Restore::Snapshot,
+            RestoreParam::Replay => Restore::Replay,
         });
     }
     if let Some(yes) = p.allow_internet {

@@ -1,6 +1,6 @@
 //! The builder of [`TerminalBench`]: parameters, tasks, and each task's runtime.
 
-use super::container::{ContainerRuntime, DEFAULT_BASE_IMAGE, RuntimeChoice, Shell, starting_layer};
+use super::container::{ContainerRuntime, DEFAULT_BASE_IMAGE, Restore, RuntimeChoice, Shell, starting_layer};
 use super::env::{Counters, TaskEntry, TerminalBench, default_work_dir};
 use super::harbor::StartingFiles;
 use super::store::Store;
@@ -30,6 +30,7 @@ use std::time::Duration;
 /// | `allow_internet` | false: no task gets the network, whatever it asks |
 /// | `max_unrunnable` | 0.5: the most tasks (a fraction) that may be left out because they cannot run |
 /// | `shell` | [`Shell::Exec`]; [`Shell::Tmux`] types each command into a tmux session |
+/// | `restore` | [`Restore::Snapshot`]; [`Restore::Replay`] runs a state's commands again, so its processes run |
 /// | `build_logs` | `<store_dir>/builds`, else the system temporary folder |
 /// | `work_dir` | `/dev/shm` when it is writable with 1 GiB free (memory: restoring is several times faster than on disk), else the system temporary folder |
 #[derive(Clone, Debug)]
@@ -50,6 +51,7 @@ pub struct TerminalBenchBuilder {
     max_unrunnable: f64,
     build_logs: Option<PathBuf>,
     shell: Shell,
+    restore: Restore,
 }
 
 impl TerminalBench {
@@ -78,7 +80,14 @@ impl TerminalBenchBuilder {
             max_unrunnable: 0.5,
             build_logs: None,
             shell: Shell::Exec,
+            restore: Restore::Snapshot,
         }
+    }
+    /// How container steps restore a state: [`Restore::Snapshot`] (the default) or
+    /// [`Restore::Replay`] (needs [`RuntimeChoice::Container`]).
+    pub fn restore(mut self, restore: Restore) -> Self {
+        self.restore = restore;
+        self
     }
     /// How container steps reach bash: [`Shell::Exec`] (the default) or [`Shell::Tmux`].
     pub fn shell(mut self, shell: Shell) -> Self {
@@ -201,6 +210,13 @@ impl TerminalBenchBuilder {
                 "a fraction in [0, 1]",
             ));
         }
+        if self.restore == Restore::Replay && self.runtime != RuntimeChoice::Container {
+            return Err(invalid(
+                "restore",
+                "replay".into(),
+                "replaying commands needs runtime = \"container\"",
+            ));
+        }
         let mut all = ShellTask::load_all(&self.tasks_dir)?;
         if let Some(only) = &self.only {
             let mut picked = Vec::new();
@@ -269,7 +285,13 @@ impl TerminalBenchBuilder {
             ),
         };
         let mut spec = spec;
-        if tasks.iter().any(|t| t.image.is_some()) {
+        if self.restore == Restore::Replay {
+            spec.notes.push_str(
+                " Tasks run in a container that keeps every file between commands, not only /app, and \
+                 each step first runs the earlier commands again, so processes they started (a server) \
+                 keep running.",
+            );
+        } else if tasks.iter().any(|t| t.image.is_some()) {
             spec.notes.push_str(
                 " Tasks that run in a container keep every file of the container between commands, \
                  not only /app (background processes still end with the command).",
@@ -328,7 +350,8 @@ impl<'a> Prepare<'a> {
                         Some(d) => d.join("builds"),
                         None => std::env::temp_dir().join("qval-builds"),
                     });
-                    let rt = ContainerRuntime::new(engine, b.base_image.clone(), b.allow_internet, logs, b.shell);
+                    let rt = ContainerRuntime::new(engine, b.base_image.clone(), b.allow_internet, logs, b.shell)
+                        .with_restore(b.restore);
                     (Some(rt), None)
                 }
                 Err(e) if b.runtime == RuntimeChoice::Container => {

@@ -38,6 +38,20 @@ pub struct ContainerRuntime {
     allow_internet: bool,
     log_dir: PathBuf,
     shell: Shell,
+    restore: Restore,
+}
+
+/// How a container step restores its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Restore {
+    /// The task's image plus the state's snapshot of the writable layer: one command per
+    /// step, and nothing but files carries over (background processes end with the step).
+    #[default]
+    Snapshot,
+    /// The state's commands run again in one container before the step's (and before the
+    /// verifier), so processes they started, a server or a daemon, still run: for tasks
+    /// whose state lives outside the files. A step costs its whole history.
+    Replay,
 }
 
 /// How a container step's command reaches bash.
@@ -85,7 +99,19 @@ impl ContainerRuntime {
             allow_internet,
             log_dir,
             shell,
+            restore: Restore::Snapshot,
         }
+    }
+
+    /// The runtime restoring states by `restore`.
+    pub fn with_restore(mut self, restore: Restore) -> Self {
+        self.restore = restore;
+        self
+    }
+
+    /// How states are restored.
+    pub fn restore(&self) -> Restore {
+        self.restore
     }
 
     /// How commands reach bash.

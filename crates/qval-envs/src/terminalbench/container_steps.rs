@@ -2,9 +2,10 @@
 //! fresh container of the task's image, the command run by the same wrapper as in
 //! bubblewrap, and the new layer read back from the container's writable layer.
 
-use super::container::{LAYER_EXCLUDE, Shell, apply_layer, verifier_reward};
+use super::container::{LAYER_EXCLUDE, Restore, Shell, apply_layer, verifier_reward};
 use super::env::{
-    RUNNER, ShellFiles, ShellState, TaskEntry, TerminalBench, TestRun, WRAPPER, add, after_command, base_env,
+    RUNNER, START_CWD, ShellFiles, ShellState, TaskEntry, TerminalBench, TestRun, VOLATILE_ENV, WRAPPER, add,
+    after_command, base_env,
 };
 use super::store::io_err;
 use crate::EnvsError;
@@ -13,10 +14,17 @@ use qval_sandbox::container::Container;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The tmux wrapper ([`Shell::Tmux`]).
 const WRAPPER_TMUX: &str = include_str!("wrapper_tmux.sh");
+
+/// The entry script of a replayed step ([`Restore::Replay`]).
+const REPLAY: &str = include_str!("replay.sh");
+
+/// What a replayed run's whole limit allows beyond its commands' own (replay.sh's `timeout`
+/// ends each of them first).
+const REPLAY_SLACK: Duration = Duration::from_secs(5);
 
 /// Variables the container engine sets: not part of a state.
 const ENGINE_ENV: [&str; 2] = ["container", "HOSTNAME"];
@@ -74,6 +82,45 @@ impl TerminalBench {
         Ok(c)
     }
 
+    /// A container for a replayed step or verifier ([`Restore::Replay`]): the task's starting
+    /// files, the `commands` so far (SUBMIT aside) under `.qval/replay`, `files`, and replay.sh
+    /// (with wrapper.sh) to run them and then `last` (a script, or `verify`) with its time limit. Returns it with
+    /// the time its replays may take on top of that limit.
+    fn replaying(
+        &self,
+        image: &str,
+        task: &str,
+        commands: &[String],
+        last: (&str, Duration),
+        files: &[(&str, &str)],
+    ) -> Result<(Container, Duration), EnvsError> {
+        let initial = self
+            .index
+            .get(task)
+            .map(|&i| self.tasks[i].initial.as_str())
+            .ok_or_else(|| EnvsError::Task {
+                task: task.to_string(),
+                message: "not loaded in this environment".into(),
+            })?;
+        let submit = String::from(super::ShellAction::Submit);
+        let history: Vec<&str> = commands.iter().map(String::as_str).filter(|c| *c != submit).collect();
+        let names: Vec<String> = (0..history.len()).map(|i| format!(".qval/replay/{i:05}")).collect();
+        let mut all: Vec<(&str, &str)> = names.iter().map(String::as_str).zip(history.iter().copied()).collect();
+        all.extend_from_slice(files);
+        all.extend([(".qval/replay.sh", REPLAY), (".qval/wrapper.sh", WRAPPER)]);
+        let mut env = base_env();
+        env.insert("QVAL_CWD".into(), START_CWD.into());
+        env.insert("QVAL_LIMIT".into(), last.1.as_secs_f64().to_string());
+        env.insert("QVAL_LAST".into(), last.0.into());
+        env.insert("QVAL_VOLATILE".into(), VOLATILE_ENV.join(" "));
+        let argv = ["/bin/bash", "/.qval/replay.sh"];
+        let c = self.prepared(image, task, initial, &argv, &env, &all)?;
+        Ok((
+            c,
+            self.timeout(task).saturating_mul(history.len() as u32) + REPLAY_SLACK,
+        ))
+    }
+
     /// The watchdog on the container's writable layer (the storage limit: the smaller of
     /// the task's `storage_mb` and twice `max_tree_bytes` plus 16 MiB).
     fn layer_limit(&self, c: &Container, task: &str) -> Result<TreeLimit, EnvsError> {
@@ -106,19 +153,32 @@ impl TerminalBench {
         } else {
             (".qval/entry.sh", "exec 2>&1\nexec /bin/bash /.qval/wrapper.sh\n")
         };
-        let files = [
-            (".qval/wrapper.sh", WRAPPER),
-            (".qval/command", command),
-            (script, entry),
-        ];
-        let script = format!("/{script}");
-        let c = self.prepared(image, &state.task, &state.tree, &["/bin/bash", &script], &env, &files)?;
+        let timeout = self.timeout(&state.task);
+        let (c, replays) = if self.runtime_or_err()?.restore() == Restore::Replay {
+            let step = [(".qval/step", command), (script, entry)];
+            let last = format!("/{script}");
+            self.replaying(image, &state.task, &state.commands, (&last, timeout), &step)?
+        } else {
+            let files = [
+                (".qval/wrapper.sh", WRAPPER),
+                (".qval/command", command),
+                (script, entry),
+            ];
+            let script = format!("/{script}");
+            let argv = ["/bin/bash", script.as_str()];
+            let c = self.prepared(image, &state.task, &state.tree, &argv, &env, &files)?;
+            (c, Duration::ZERO)
+        };
         let watch = self.layer_limit(&c, &state.task)?;
-        let timeout = self.timeout(state);
         let t = Instant::now();
-        let out = c
-            .run(timeout, self.screen_cap, Some(watch))
+        let mut out = c
+            .run(timeout + replays, self.screen_cap, Some(watch))
             .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        if !replays.is_zero() {
+            // The step's own command's limit (replay.sh's `timeout`), not the whole run's.
+            let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+            out.timed_out |= super::container::inside(root, ".qval/timed-out")?.exists();
+        }
         add(&self.counters.sandbox_ns, t.elapsed());
         let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         let t = Instant::now();
@@ -145,7 +205,15 @@ impl TerminalBench {
     /// [`TerminalBench::run_tests`] in a container of `image`: the tests folder copied to
     /// `/tests` (only now), then `tests/test.sh` (Harbor: the reward is what it writes to
     /// `/logs/verifier/reward.txt` or `reward.json`), `run-tests.sh`, or qval's runner.
-    pub(super) fn run_tests_in(&self, image: &str, entry: &TaskEntry, tree: &str) -> Result<TestRun, EnvsError> {
+    /// With [`Restore::Replay`], `commands` run again first (from the task's start; `tree` is
+    /// then what they leave).
+    pub(super) fn run_tests_in(
+        &self,
+        image: &str,
+        entry: &TaskEntry,
+        tree: &str,
+        commands: &[String],
+    ) -> Result<TestRun, EnvsError> {
         let task = &entry.task;
         let mut env = base_env();
         env.insert("TEST_DIR".into(), "/tests".into());
@@ -170,7 +238,22 @@ impl TerminalBench {
             .into_iter()
             .chain(argv)
             .collect();
-        let c = self.prepared(image, &task.id, tree, &argv, &env, &files)?;
+        let (c, replays) = if self.runtime_or_err()?.restore() == Restore::Replay {
+            let nul = |items: Vec<String>| items.into_iter().map(|i| i + "\0").collect::<String>();
+            let argv = nul(argv.iter().map(|a| a.to_string()).collect());
+            let venv = nul(env.iter().map(|(k, v)| format!("{k}={v}")).collect());
+            let mut files = files.clone();
+            files.extend([
+                (".qval/verify.argv", argv.as_str()),
+                (".qval/verify.env", venv.as_str()),
+            ]);
+            self.replaying(image, &task.id, commands, ("verify", task.test_timeout), &files)?
+        } else {
+            (
+                self.prepared(image, &task.id, tree, &argv, &env, &files)?,
+                Duration::ZERO,
+            )
+        };
         let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         if let Some(dir) = &task.tests_dir {
             // A fresh folder: whatever the agent left at /tests (a link, a conftest.py) goes.
@@ -181,7 +264,7 @@ impl TerminalBench {
         let watch = self.layer_limit(&c, &task.id)?;
         let t = Instant::now();
         let out = c
-            .run(task.test_timeout, self.screen_cap, Some(watch))
+            .run(task.test_timeout + replays, self.screen_cap, Some(watch))
             .map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         add(&self.counters.sandbox_ns, t.elapsed());
         let mut output = out.screen.text();

@@ -32,6 +32,9 @@ pub(super) fn base_env() -> BTreeMap<String, String> {
 }
 
 /// Variables bash maintains itself; not part of a state.
+/// The folder a task's shell starts in.
+pub(super) const START_CWD: &str = "/app";
+
 pub(super) const VOLATILE_ENV: [&str; 4] = ["OLDPWD", "PWD", "SHLVL", "_"];
 
 /// Where the step wrapper left the shell's folder and variables.
@@ -427,7 +430,7 @@ impl TerminalBench {
             .env("QVAL_CWD", &state.cwd)
             .command(["/usr/bin/bash", "/.qval/wrapper.sh"]);
         let t = Instant::now();
-        let timeout = self.timeout(state);
+        let timeout = self.timeout(&state.task);
         let out = run_captured_watched(
             &mut cmd,
             &self.limits,
@@ -461,23 +464,29 @@ impl TerminalBench {
     }
 
     /// The command time limit: the builder's, capped by the task's `max_agent_timeout_sec`.
-    pub(super) fn timeout(&self, state: &ShellState) -> Duration {
+    pub(super) fn timeout(&self, task: &str) -> Duration {
         let agent = self
             .index
-            .get(&state.task)
+            .get(task)
             .and_then(|&i| self.tasks[i].task.agent_timeout)
             .unwrap_or(Duration::MAX);
         self.command_timeout.min(agent)
     }
 
-    /// Runs the task's tests on the snapshot `tree` in a fresh sandbox.
+    /// Runs the task's tests on the snapshot `tree` in a fresh sandbox (files only: with
+    /// [`Restore::Replay`](super::Restore::Replay) no command runs again first).
     ///
     /// # Errors
     /// The sandbox cannot run, or the snapshot is not in the store.
     pub fn run_tests(&self, task_id: &str, tree: &str) -> Result<TestRun, CoreError> {
+        self.tests_after(task_id, tree, &[])
+    }
+
+    /// [`TerminalBench::run_tests`] after `commands` (replayed first with [`Restore::Replay`](super::Restore::Replay)).
+    fn tests_after(&self, task_id: &str, tree: &str, commands: &[String]) -> Result<TestRun, CoreError> {
         let entry = self.entry(task_id)?;
         if let Some(image) = &entry.image {
-            return Ok(self.run_tests_in(image, entry, tree)?);
+            return Ok(self.run_tests_in(image, entry, tree, commands)?);
         }
         let task = &entry.task;
         let harbor = task.environment.is_some();
@@ -565,7 +574,7 @@ impl TerminalBench {
         next.commands.push(self.render_action(action));
         let last_step = next.commands.len() >= self.spec.max_steps;
         if *action == ShellAction::Submit || last_step {
-            let tests = self.run_tests(&state.task, &next.tree)?;
+            let tests = self.tests_after(&state.task, &next.tree, &next.commands)?;
             let reward = tests.reward.unwrap_or(if tests.passed { 1.0 } else { 0.0 });
             next.tests = Some(tests);
             return Ok(StepOutcome {
@@ -610,7 +619,7 @@ impl Environment for TerminalBench {
         Ok(ShellState {
             task: task.id.clone(),
             commands: Vec::new(),
-            cwd: "/app".into(),
+            cwd: START_CWD.into(),
             env: base_env(),
             tree: entry.initial.clone(),
             last: None,

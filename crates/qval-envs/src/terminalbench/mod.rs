@@ -65,7 +65,7 @@ mod profile;
 pub mod store;
 pub mod task;
 pub use builder::TerminalBenchBuilder;
-pub use container::{RuntimeChoice, Shell};
+pub use container::{Restore, RuntimeChoice, Shell};
 pub use heuristic::ShellHeuristic;
 pub use policy::{NoisyScripted, OracleSolution};
 pub use profile::{min_chars, scoring_wording};
