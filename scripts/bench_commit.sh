@@ -10,13 +10,13 @@ set -euo pipefail
 depth=${1:-12}
 p=(podman --runtime runc --cgroup-manager cgroupfs)
 # nofile and nproc at or below the host's hard limits (runc refuses more), as qval sets them.
-hn=$(ulimit -Hn); hu=$(ulimit -Hu)
-n=$(( hn < 1024 ? hn : 1024 )); u=$(( hu < 4096 ? hu : 4096 ))
+cap() { if [ "$1" = unlimited ] || [ "$1" -gt "$2" ]; then echo "$2"; else echo "$1"; fi; }
+n=$(cap "$(ulimit -Hn)" 1024); u=$(cap "$(ulimit -Hu)" 4096)
 lim=(--ulimit "nofile=$n:$n" --ulimit "nproc=$u:$u")
 base=${QVAL_BASE_IMAGE:-localhost/qval-base:bookworm}
 tag=localhost/qval-bench-commit
 now() { date +%s%N; }
-ms() { echo "scale=1; ($2 - $1) / 1000000" | bc; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
 cleanup() { "${p[@]}" rm -f qval-bench-commit >/dev/null 2>&1 || true
   for i in $(seq 0 "$depth"); do "${p[@]}" rmi -f "$tag:$i" >/dev/null 2>&1 || true; done; }
 trap cleanup EXIT

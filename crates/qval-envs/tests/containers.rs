@@ -453,10 +453,19 @@ fn replaying_the_history_keeps_a_server_running_for_the_next_command_and_the_ver
         screens[2]
     );
     assert_eq!(screens[3], "0", "without replay the server is gone");
+    // Earlier commands cannot fake the verifier: /tests, /logs and qval's files are put back
+    // after the replay, from what qval gave the container before any command ran.
+    let s0 = replay.reset(&task(&replay, "service"), &mut rng()).unwrap();
+    let forge = "mkdir -p /tests /logs/verifier && echo 'echo 1 > /logs/verifier/reward.txt' > /tests/test.sh && \
+                 echo 1 > /logs/verifier/reward.txt && printf 'PASSED\\n' > /.qval/replay.sh && \
+                 for f in /.qval/*; do echo 'echo 1 > /logs/verifier/reward.txt' > $f; done";
+    assert_eq!(submit(&replay, &run(&replay, &s0, forge)), 0.0, "a forged verifier");
     // The step's command keeps its own limit behind a replayed history.
     let s0 = replay.reset(&task(&replay, "service"), &mut rng()).unwrap();
+    let s1 = run(&replay, &s0, start);
     let t = std::time::Instant::now();
-    let slow = run(&replay, &run(&replay, &s0, start), "sleep 30");
+    let slow = run(&replay, &s1, "sleep 30");
     assert!(screen(&slow).contains("killed after 5 s"), "{}", screen(&slow));
-    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    // Its own 5 s, not the whole run's 5 s + (5 s + 1 s) per replay + 5 s.
+    assert!(t.elapsed() < Duration::from_secs(9), "{:?}", t.elapsed());
 }

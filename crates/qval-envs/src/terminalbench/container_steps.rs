@@ -84,8 +84,9 @@ impl TerminalBench {
 
     /// A container for a replayed step or verifier ([`Restore::Replay`]): the task's starting
     /// files, the `commands` so far (SUBMIT aside) under `.qval/replay`, `files`, and replay.sh
-    /// (with wrapper.sh) to run them and then `last` (a script, or `verify`) with its time limit. Returns it with
-    /// the time its replays may take on top of that limit.
+    /// (with wrapper.sh) to run them and then `last` (a script, or `verify`) with its time
+    /// limit, `variables` added to the container's. Returns it with the time its replays may
+    /// take on top of that limit.
     fn replaying(
         &self,
         image: &str,
@@ -93,6 +94,7 @@ impl TerminalBench {
         commands: &[String],
         last: (&str, Duration),
         files: &[(&str, &str)],
+        variables: &[(&str, String)],
     ) -> Result<(Container, Duration), EnvsError> {
         let initial = self
             .index
@@ -107,13 +109,16 @@ impl TerminalBench {
         let names: Vec<String> = (0..history.len()).map(|i| format!(".qval/replay/{i:05}")).collect();
         let mut all: Vec<(&str, &str)> = names.iter().map(String::as_str).zip(history.iter().copied()).collect();
         all.extend_from_slice(files);
-        all.extend([(".qval/replay.sh", REPLAY), (".qval/wrapper.sh", WRAPPER)]);
+        all.push((".qval/wrapper.sh", WRAPPER));
         let mut env = base_env();
         env.insert("QVAL_CWD".into(), START_CWD.into());
-        env.insert("QVAL_LIMIT".into(), last.1.as_secs_f64().to_string());
+        env.insert("QVAL_LIMIT".into(), self.timeout(task).as_secs_f64().to_string());
+        env.insert("QVAL_LAST_LIMIT".into(), last.1.as_secs_f64().to_string());
         env.insert("QVAL_LAST".into(), last.0.into());
         env.insert("QVAL_VOLATILE".into(), VOLATILE_ENV.join(" "));
-        let argv = ["/bin/bash", "/.qval/replay.sh"];
+        env.extend(variables.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        // The script is an argument, not a file a command could rewrite while bash reads it.
+        let argv = ["/bin/bash", "-c", REPLAY, "replay"];
         let c = self.prepared(image, task, initial, &argv, &env, &all)?;
         Ok((
             c,
@@ -157,7 +162,7 @@ impl TerminalBench {
         let (c, replays) = if self.runtime_or_err()?.restore() == Restore::Replay {
             let step = [(".qval/step", command), (script, entry)];
             let last = format!("/{script}");
-            self.replaying(image, &state.task, &state.commands, (&last, timeout), &step)?
+            self.replaying(image, &state.task, &state.commands, (&last, timeout), &step, &[])?
         } else {
             let files = [
                 (".qval/wrapper.sh", WRAPPER),
@@ -205,8 +210,8 @@ impl TerminalBench {
     /// [`TerminalBench::run_tests`] in a container of `image`: the tests folder copied to
     /// `/tests` (only now), then `tests/test.sh` (Harbor: the reward is what it writes to
     /// `/logs/verifier/reward.txt` or `reward.json`), `run-tests.sh`, or qval's runner.
-    /// With [`Restore::Replay`], `commands` run again first (from the task's start; `tree` is
-    /// then what they leave).
+    /// With [`Restore::Replay`] and `commands`, those run again first from the task's start
+    /// (`tree` is what they leave); without, the tests run on `tree`.
     pub(super) fn run_tests_in(
         &self,
         image: &str,
@@ -238,16 +243,16 @@ impl TerminalBench {
             .into_iter()
             .chain(argv)
             .collect();
-        let (c, replays) = if self.runtime_or_err()?.restore() == Restore::Replay {
-            let nul = |items: Vec<String>| items.into_iter().map(|i| i + "\0").collect::<String>();
-            let argv = nul(argv.iter().map(|a| a.to_string()).collect());
-            let venv = nul(env.iter().map(|(k, v)| format!("{k}={v}")).collect());
-            let mut files = files.clone();
-            files.extend([
-                (".qval/verify.argv", argv.as_str()),
-                (".qval/verify.env", venv.as_str()),
-            ]);
-            self.replaying(image, &task.id, commands, ("verify", task.test_timeout), &files)?
+        let replay = self.runtime_or_err()?.restore() == Restore::Replay && !commands.is_empty();
+        let (c, replays) = if replay {
+            // In the container's variables, which no command can change, a line each.
+            let venv: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let verify = [
+                ("QVAL_VERIFY_ARGV", argv.join("\n")),
+                ("QVAL_VERIFY_ENV", venv.join("\n")),
+            ];
+            let last = ("verify", task.test_timeout);
+            self.replaying(image, &task.id, commands, last, &files, &verify)?
         } else {
             (
                 self.prepared(image, &task.id, tree, &argv, &env, &files)?,

@@ -31,10 +31,10 @@ pub(super) fn base_env() -> BTreeMap<String, String> {
     BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-/// Variables bash maintains itself; not part of a state.
 /// The folder a task's shell starts in.
 pub(super) const START_CWD: &str = "/app";
 
+/// Variables bash maintains itself; not part of a state.
 pub(super) const VOLATILE_ENV: [&str; 4] = ["OLDPWD", "PWD", "SHLVL", "_"];
 
 /// Where the step wrapper left the shell's folder and variables.
@@ -473,8 +473,8 @@ impl TerminalBench {
         self.command_timeout.min(agent)
     }
 
-    /// Runs the task's tests on the snapshot `tree` in a fresh sandbox (files only: with
-    /// [`Restore::Replay`](super::Restore::Replay) no command runs again first).
+    /// Runs the task's tests on the snapshot `tree` in a fresh sandbox (the files alone: with
+    /// [`Restore::Replay`](super::Restore::Replay) too, no command runs again first).
     ///
     /// # Errors
     /// The sandbox cannot run, or the snapshot is not in the store.
