@@ -9,7 +9,7 @@
 //! the container's run, the snapshot of its writable layer) and steps per second for the
 //! container and the bubblewrap runtimes on four shipped tasks (sequential and on two
 //! threads), and the ratio; then the same at depth (a state 12 commands deep), and with
-//! `restore = replay` at depth 0 and 12.
+//! `restore = replay` at depth 0 and 8.
 
 use qval::envs::terminalbench::{Restore, RuntimeChoice, ShellState, TerminalBench};
 use qval::{Environment, QRng};
@@ -40,7 +40,7 @@ fn run() -> anyhow::Result<()> {
     let mut rates = Vec::new();
     for (name, env) in [("bubblewrap", &bwrap), ("container", &podman)] {
         for threads in [1usize, 2] {
-            let n = if name == "container" { 24 } else { 200 };
+            let n = if name == "container" { 16 } else { 200 };
             let rate = steps(env, threads, n, 0)?;
             println!(
                 "| {name} | {threads} | {n} | {:.2} | {rate:.1} | {:.1} |",

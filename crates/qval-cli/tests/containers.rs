@@ -70,6 +70,6 @@ fn a_killed_container_run_leaves_no_container_and_resumes() {
     assert_eq!(processes_naming("/.qval/wrapper.sh"), 0);
     // The rerun finishes what was left.
     let out = succeeded(qval_run(&file, &run));
-    assert!(out.contains("| shell-heuristic-q | 16 |"), "{out}");
+    assert!(out.contains("| shell-heuristic-q | 8 |"), "{out}");
     assert!(containers_of(std::process::id()).is_empty());
 }

@@ -502,3 +502,37 @@ fn the_terminal_bench_layout_and_its_harbor_rewrite_agree() {
         }
     }
 }
+
+/// A task's starting files are the same tree whatever umask its checkout was made with
+/// (git keeps only whether a file is executable): copies made group-writable, as a
+/// checkout under umask 002 is, in either layout, start from the shipped task's tree.
+#[test]
+fn starting_files_do_not_depend_on_the_checkouts_umask() {
+    let root = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/terminal-bench-layout");
+    for (from, folder) in [(TerminalBench::shipped_tasks_dir(), "harbor"), (fixtures, "old")] {
+        let to = root.path().join(folder);
+        std::fs::create_dir(&to).unwrap();
+        let copy = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from.join("greet-script"))
+            .arg(&to)
+            .status()
+            .unwrap();
+        let chmod = std::process::Command::new("chmod")
+            .args(["-R", "g+w"])
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(copy.success() && chmod.success());
+        let copied = TerminalBench::builder()
+            .tasks_dir(&to)
+            .store_dir(root.path().join(format!("{folder}-store")))
+            .build()
+            .unwrap();
+        let t = copied.tasks().into_iter().next().unwrap();
+        let s = copied.reset(&t, &mut rng()).unwrap();
+        let shipped = env().reset(&task("greet-script"), &mut rng()).unwrap();
+        assert_eq!(s.tree, shipped.tree, "{folder}");
+    }
+}

@@ -423,13 +423,13 @@ impl<'a> Prepare<'a> {
                     let tmp = tempfile::tempdir().map_err(|e| (id.clone(), e.to_string()))?;
                     super::harbor::materialize(&id, context, copies, tmp.path()).map_err(fail)?;
                     self.store
-                        .snapshot(tmp.path(), &[], self.max_tree_bytes)
+                        .snapshot_checkout(tmp.path(), &[], self.max_tree_bytes)
                         .map_err(fail)?
                         .0
                 }
                 _ => {
                     self.store
-                        .snapshot(&task.dir, &RESERVED, self.max_tree_bytes)
+                        .snapshot_checkout(&task.dir, &RESERVED, self.max_tree_bytes)
                         .map_err(fail)?
                         .0
                 }

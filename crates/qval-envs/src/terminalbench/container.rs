@@ -153,12 +153,31 @@ impl ContainerRuntime {
         let tag = format!("localhost/qval-task-{}:{}", sanitize(id), &hash[..16]);
         let log = self.log_dir.join(format!("{}-{}.log", sanitize(id), &hash[..16]));
         let args = vec![("QVAL_BASE_IMAGE".to_string(), self.base_image.clone())];
+        // A build reads a copy of the context with the modes git keeps: the image is the same
+        // whatever umask the checkout was made with.
+        let staged = tempfile::tempdir().map_err(|e| EnvsError::Store(format!("a temporary folder: {e}")))?;
+        let (context, dockerfile) = if self.engine.image_exists(&tag) {
+            (env.context.clone(), env.dockerfile.clone())
+        } else {
+            let context = staged.path().join("context");
+            super::harbor::copy_tree(&env.context, &context)
+                .and_then(|()| super::harbor::git_modes(&context))
+                .map_err(|e| EnvsError::Task {
+                    task: id.into(),
+                    message: format!("copying the build context: {e}"),
+                })?;
+            let dockerfile = match env.dockerfile.strip_prefix(&env.context) {
+                Ok(rel) => context.join(rel),
+                Err(_) => env.dockerfile.clone(),
+            };
+            (context, dockerfile)
+        };
         let fresh = self
             .engine
             .build(&BuildRequest {
                 tag: &tag,
-                context: &env.context,
-                dockerfile: &env.dockerfile,
+                context: &context,
+                dockerfile: &dockerfile,
                 args: &args,
                 log: &log,
                 network: env.allow_internet && self.allow_internet,
@@ -242,8 +261,8 @@ pub fn context_hash(context: &Path, base: &str) -> std::io::Result<String> {
             let p = context.join(&r);
             let m = fs::symlink_metadata(&p)?;
             h.update(r.to_string_lossy().as_bytes());
-            // Whether it is executable: the rest of the mode follows the checkout's umask.
-            h.update([u8::from(m.permissions().mode() & 0o111 != 0)]);
+            // Whether its owner may run it: the build sees only that of the mode (git_modes).
+            h.update([u8::from(m.permissions().mode() & 0o100 != 0)]);
             if m.is_dir() {
                 stack.push(r);
             } else if m.file_type().is_symlink() {
@@ -352,7 +371,7 @@ pub fn starting_layer(store: &Store, task_dir: &Path, reserved: &[&str], max_byt
     let tmp = tempfile::tempdir().map_err(|e| EnvsError::Store(format!("a temporary folder: {e}")))?;
     let app = tmp.path().join("app");
     fs::create_dir(&app).map_err(|e| io_err("create", &app, e))?;
-    let (files, _) = store.snapshot(task_dir, reserved, max_bytes)?;
+    let (files, _) = store.snapshot_checkout(task_dir, reserved, max_bytes)?;
     store.restore(&files, &app)?;
     fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).map_err(|e| io_err("write", &app, e))?;
     Ok(store.snapshot_layer(tmp.path(), &[], max_bytes)?.0)

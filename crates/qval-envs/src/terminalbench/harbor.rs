@@ -352,6 +352,28 @@ pub(super) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Gives `path` and everything under it (links aside) the modes git keeps: 0755 for folders
+/// and for files their owner may run, 0644 for the other files.
+pub(super) fn git_modes(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = if meta.is_dir() || meta.permissions().mode() & 0o100 != 0 {
+        0o755
+    } else {
+        0o644
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            git_modes(&e?.path())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

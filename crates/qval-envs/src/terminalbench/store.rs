@@ -80,10 +80,21 @@ pub struct Store {
 }
 
 /// What one snapshot walk keeps and how.
+/// What a walk stores.
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    /// A sandbox's files, modes as they are.
+    Live,
+    /// A container's writable layer: whiteouts and opaque folders too.
+    Layer,
+    /// A task's files from a checkout: modes as git keeps them.
+    Checkout,
+}
+
 struct Walk<'a> {
     exclude: &'a [&'a str],
     max_bytes: u64,
-    layer: bool,
+    source: Source,
     entries: &'a mut Vec<Entry>,
     stats: &'a mut TreeStats,
 }
@@ -232,7 +243,22 @@ impl Store {
     /// # Errors
     /// Unreadable files, the size limit, or a store that cannot be written.
     pub fn snapshot(&self, root: &Path, exclude: &[&str], max_bytes: u64) -> Result<(String, TreeStats), EnvsError> {
-        self.snapshot_walk(root, exclude, max_bytes, false)
+        self.snapshot_walk(root, exclude, max_bytes, Source::Live)
+    }
+
+    /// A task's starting files, as [`Store::snapshot`] with the modes git keeps (0755 for
+    /// folders and for files their owner may run, else 0644): the same tree whatever umask
+    /// the checkout was made with.
+    ///
+    /// # Errors
+    /// As [`Store::snapshot`].
+    pub fn snapshot_checkout(
+        &self,
+        root: &Path,
+        exclude: &[&str],
+        max_bytes: u64,
+    ) -> Result<(String, TreeStats), EnvsError> {
+        self.snapshot_walk(root, exclude, max_bytes, Source::Checkout)
     }
 
     /// Stores a container's writable layer (overlay's upper folder): as
@@ -247,7 +273,7 @@ impl Store {
         exclude: &[&str],
         max_bytes: u64,
     ) -> Result<(String, TreeStats), EnvsError> {
-        self.snapshot_walk(upper, exclude, max_bytes, true)
+        self.snapshot_walk(upper, exclude, max_bytes, Source::Layer)
     }
 
     fn snapshot_walk(
@@ -255,14 +281,14 @@ impl Store {
         root: &Path,
         exclude: &[&str],
         max_bytes: u64,
-        layer: bool,
+        source: Source,
     ) -> Result<(String, TreeStats), EnvsError> {
         let mut entries = Vec::new();
         let mut stats = TreeStats::default();
         let mut walk = Walk {
             exclude,
             max_bytes,
-            layer,
+            source,
             entries: &mut entries,
             stats: &mut stats,
         };
@@ -307,22 +333,23 @@ impl Store {
             let meta = fs::symlink_metadata(&path).map_err(|e| io_err("read", &path, e))?;
             let mode = meta.permissions().mode() & 0o7777;
             let ft = meta.file_type();
-            if w.layer && qval_sandbox::container::is_indirect(&path) {
+            let layer = w.source == Source::Layer;
+            if layer && qval_sandbox::container::is_indirect(&path) {
                 return Err(EnvsError::Store(format!(
                     "{rel}: the overlay file system keeps part of it in a lower layer (metacopy or redirect_dir is on); turn both off for qval's container runtime"
                 )));
             }
-            if w.layer && qval_sandbox::container::is_whiteout(&meta) {
+            if layer && qval_sandbox::container::is_whiteout(&meta) {
                 entries.push(Entry {
                     path: rel,
                     mode: 0,
                     kind: EntryKind::Removed,
                 });
             } else if ft.is_dir() {
-                let replaced = w.layer && qval_sandbox::container::is_opaque(&path);
+                let replaced = layer && qval_sandbox::container::is_opaque(&path);
                 entries.push(Entry {
                     path: rel.clone(),
-                    mode,
+                    mode: if w.source == Source::Checkout { 0o755 } else { mode },
                     kind: if replaced { EntryKind::Replaced } else { EntryKind::Dir },
                 });
                 if !root && mode & 0o500 != 0o500 {
@@ -357,9 +384,10 @@ impl Store {
                 .map_err(|e| io_err("read", &path, e))?;
                 let (hash, new) = self.put(&body)?;
                 stats.new_blobs += usize::from(new);
+                let git = if mode & 0o100 != 0 { 0o755 } else { 0o644 };
                 entries.push(Entry {
                     path: rel,
-                    mode,
+                    mode: if w.source == Source::Checkout { git } else { mode },
                     kind: EntryKind::File {
                         hash,
                         size: body.len() as u64,
