@@ -120,10 +120,9 @@ impl TerminalBench {
         // The script is an argument, not a file a command could rewrite while bash reads it.
         let argv = ["/bin/bash", "-c", REPLAY, "replay"];
         let c = self.prepared(image, task, initial, &argv, &env, &all)?;
-        Ok((
-            c,
-            self.timeout(task).saturating_mul(history.len() as u32) + REPLAY_SLACK,
-        ))
+        // Each replay's limit, and the second its `timeout -k 1` may add.
+        let each = self.timeout(task) + Duration::from_secs(1);
+        Ok((c, each.saturating_mul(history.len() as u32) + REPLAY_SLACK))
     }
 
     /// The watchdog on the container's writable layer (the storage limit: the smaller of
