@@ -153,24 +153,26 @@ impl ContainerRuntime {
         let tag = format!("localhost/qval-task-{}:{}", sanitize(id), &hash[..16]);
         let log = self.log_dir.join(format!("{}-{}.log", sanitize(id), &hash[..16]));
         let args = vec![("QVAL_BASE_IMAGE".to_string(), self.base_image.clone())];
+        if self.engine.image_exists(&tag) {
+            return Ok(Built {
+                tag,
+                fresh: false,
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        }
         // A build reads a copy of the context with the modes git keeps: the image is the same
         // whatever umask the checkout was made with.
         let staged = tempfile::tempdir().map_err(|e| EnvsError::Store(format!("a temporary folder: {e}")))?;
-        let (context, dockerfile) = if self.engine.image_exists(&tag) {
-            (env.context.clone(), env.dockerfile.clone())
-        } else {
-            let context = staged.path().join("context");
-            super::harbor::copy_tree(&env.context, &context)
-                .and_then(|()| super::harbor::git_modes(&context))
-                .map_err(|e| EnvsError::Task {
-                    task: id.into(),
-                    message: format!("copying the build context: {e}"),
-                })?;
-            let dockerfile = match env.dockerfile.strip_prefix(&env.context) {
-                Ok(rel) => context.join(rel),
-                Err(_) => env.dockerfile.clone(),
-            };
-            (context, dockerfile)
+        let context = staged.path().join("context");
+        super::harbor::copy_tree(&env.context, &context)
+            .and_then(|()| super::harbor::git_modes(&context))
+            .map_err(|e| EnvsError::Task {
+                task: id.into(),
+                message: format!("copying the build context: {e}"),
+            })?;
+        let dockerfile = match env.dockerfile.strip_prefix(&env.context) {
+            Ok(rel) => context.join(rel),
+            Err(_) => env.dockerfile.clone(),
         };
         let fresh = self
             .engine

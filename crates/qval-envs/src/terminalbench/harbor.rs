@@ -360,11 +360,7 @@ pub(super) fn git_modes(path: &Path) -> std::io::Result<()> {
     if meta.file_type().is_symlink() {
         return Ok(());
     }
-    let mode = if meta.is_dir() || meta.permissions().mode() & 0o100 != 0 {
-        0o755
-    } else {
-        0o644
-    };
+    let mode = super::store::git_mode(meta.is_dir(), meta.permissions().mode());
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     if meta.is_dir() {
         for e in std::fs::read_dir(path)? {

@@ -80,6 +80,12 @@ pub struct Store {
 }
 
 /// What one snapshot walk keeps and how.
+/// The mode git keeps for a path whose mode is `mode`: 0755 for folders and for files their
+/// owner may run, else 0644.
+pub(super) fn git_mode(is_dir: bool, mode: u32) -> u32 {
+    if is_dir || mode & 0o100 != 0 { 0o755 } else { 0o644 }
+}
+
 /// What a walk stores.
 #[derive(Clone, Copy, PartialEq)]
 enum Source {
@@ -349,7 +355,11 @@ impl Store {
                 let replaced = layer && qval_sandbox::container::is_opaque(&path);
                 entries.push(Entry {
                     path: rel.clone(),
-                    mode: if w.source == Source::Checkout { 0o755 } else { mode },
+                    mode: if w.source == Source::Checkout {
+                        git_mode(true, mode)
+                    } else {
+                        mode
+                    },
                     kind: if replaced { EntryKind::Replaced } else { EntryKind::Dir },
                 });
                 if !root && mode & 0o500 != 0o500 {
@@ -384,10 +394,13 @@ impl Store {
                 .map_err(|e| io_err("read", &path, e))?;
                 let (hash, new) = self.put(&body)?;
                 stats.new_blobs += usize::from(new);
-                let git = if mode & 0o100 != 0 { 0o755 } else { 0o644 };
                 entries.push(Entry {
                     path: rel,
-                    mode: if w.source == Source::Checkout { git } else { mode },
+                    mode: if w.source == Source::Checkout {
+                        git_mode(false, mode)
+                    } else {
+                        mode
+                    },
                     kind: EntryKind::File {
                         hash,
                         size: body.len() as u64,
