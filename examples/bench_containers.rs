@@ -3,15 +3,15 @@
 //! ```text
 //! cargo run --release --example bench_containers
 //! ```
-//! Needs root, podman, runc and the base image (`bash scripts/base_image.sh`). Prints the
-//! image build time per Harbor task (cold: the task's image and its build cache removed
-//! first; cached: built again), a container step's parts (restore of the state's layer,
-//! the container's run, the snapshot of its writable layer) and steps per second for the
-//! container and the bubblewrap runtimes on four shipped tasks (sequential and on two
-//! threads), and the ratio; then the same at depth (a state 12 commands deep), and with
-//! `restore = replay` at depth 0 and 8.
+//! Needs root, podman, runc, a running dockerd and the base image in both (`bash
+//! scripts/base_image.sh && bash scripts/docker_local.sh`). Prints the image build time per
+//! Harbor task in podman and in docker (cold: the task's image and its build cache removed
+//! first; cached: built again), steps per second for bubblewrap, podman and docker on four
+//! shipped tasks (sequential and on two threads) and the ratios; then a podman step's parts
+//! (restore of the state's layer, the container's run, the snapshot of its writable layer)
+//! from a state 12 commands deep, and `restore = replay` at depth 0 and 12.
 
-use qval::envs::terminalbench::{Restore, RuntimeChoice, ShellState, TerminalBench};
+use qval::envs::terminalbench::{EngineKind, Restore, RuntimeChoice, ShellState, TerminalBench};
 use qval::{Environment, QRng};
 use rand::SeedableRng;
 use std::time::{Duration, Instant};
@@ -23,24 +23,28 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    builds()?;
+    for engine in [EngineKind::Podman, EngineKind::Docker] {
+        builds(engine)?;
+    }
     let tmp = tempfile::tempdir()?;
-    let make = |r: RuntimeChoice, name: &str| {
+    let make = |r: RuntimeChoice, engine: EngineKind, name: &str| {
         TerminalBench::builder()
             .runtime(r)
+            .engine(engine)
             .only(TASKS)
             .store_dir(tmp.path().join(name))
             .build()
     };
-    let bwrap = make(RuntimeChoice::Bubblewrap, "bwrap")?;
-    let podman = make(RuntimeChoice::Container, "podman")?;
+    let bwrap = make(RuntimeChoice::Bubblewrap, EngineKind::Podman, "bwrap")?;
+    let podman = make(RuntimeChoice::Container, EngineKind::Podman, "podman")?;
+    let docker = make(RuntimeChoice::Container, EngineKind::Docker, "docker")?;
     println!("\nSteps per second (each task's first solution command from its start, round robin):");
     println!("| runtime | threads | steps | seconds | steps/s | steps/s per core |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut rates = Vec::new();
-    for (name, env) in [("bubblewrap", &bwrap), ("container", &podman)] {
+    for (name, env) in [("bubblewrap", &bwrap), ("podman", &podman), ("docker", &docker)] {
         for threads in [1usize, 2] {
-            let n = if name == "container" { 16 } else { 200 };
+            let n = if name == "bubblewrap" { 200 } else { 16 };
             let rate = steps(env, threads, n, 0)?;
             println!(
                 "| {name} | {threads} | {n} | {:.2} | {rate:.1} | {:.1} |",
@@ -50,11 +54,13 @@ fn run() -> anyhow::Result<()> {
             rates.push(rate);
         }
     }
-    println!(
-        "\nratio bubblewrap / container: {:.1}x sequential, {:.1}x on 2 threads",
-        rates[0] / rates[2],
-        rates[1] / rates[3]
-    );
+    for (name, i) in [("podman", 2), ("docker", 4)] {
+        println!(
+            "ratio bubblewrap / {name}: {:.1}x sequential, {:.1}x on 2 threads",
+            rates[0] / rates[i],
+            rates[1] / rates[i + 1]
+        );
+    }
     let before = podman.timings();
     let rate = steps(&podman, 1, 12, 12)?;
     let t = podman.timings();
@@ -83,42 +89,37 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Image builds of the Harbor tasks, cold and cached.
-fn builds() -> anyhow::Result<()> {
+/// Image builds of the Harbor tasks in `engine`, cold and cached.
+fn builds(engine: EngineKind) -> anyhow::Result<()> {
     let harbor = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/qval-envs/tasks/harbor");
     let tmp = tempfile::tempdir()?;
-    let env = TerminalBench::builder()
-        .tasks_dir(&harbor)
-        .runtime(RuntimeChoice::Container)
-        .store_dir(tmp.path().join("a"))
-        .build()?;
-    let podman = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"];
+    let make = |name: &str| {
+        TerminalBench::builder()
+            .tasks_dir(&harbor)
+            .runtime(RuntimeChoice::Container)
+            .engine(engine)
+            .store_dir(tmp.path().join(name))
+            .build()
+    };
+    let env = make("a")?;
+    let global: &[&str] = match engine {
+        EngineKind::Podman => &["--runtime", "runc", "--cgroup-manager", "cgroupfs"],
+        EngineKind::Docker => &[],
+    };
+    let engine_cmd = |args: &[&str]| {
+        std::process::Command::new(engine.program())
+            .args(global)
+            .args(args)
+            .output()
+    };
     for (_, b) in env.image_builds() {
-        std::process::Command::new("podman")
-            .args(podman)
-            .args(["rmi", "-f", &b.tag])
-            .output()?;
+        engine_cmd(&["rmi", "-f", &b.tag])?;
     }
-    std::process::Command::new("podman")
-        .args(podman)
-        .args(["builder", "prune", "-f"])
-        .output()
-        .ok();
-    std::process::Command::new("podman")
-        .args(podman)
-        .args(["image", "prune", "-f"])
-        .output()?;
-    let cold = TerminalBench::builder()
-        .tasks_dir(&harbor)
-        .runtime(RuntimeChoice::Container)
-        .store_dir(tmp.path().join("b"))
-        .build()?;
-    let warm = TerminalBench::builder()
-        .tasks_dir(&harbor)
-        .runtime(RuntimeChoice::Container)
-        .store_dir(tmp.path().join("c"))
-        .build()?;
-    println!("Image builds of the Harbor tasks (seconds):");
+    engine_cmd(&["builder", "prune", "-f"]).ok();
+    engine_cmd(&["image", "prune", "-f"])?;
+    let cold = make("b")?;
+    let warm = make("c")?;
+    println!("\nImage builds of the Harbor tasks in {} (seconds):", engine.program());
     println!("| task | cold | cached |");
     println!("|---|---:|---:|");
     for ((id, c), (_, w)) in cold.image_builds().into_iter().zip(warm.image_builds()) {

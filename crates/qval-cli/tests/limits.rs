@@ -122,6 +122,17 @@ fn every_oversized_count_is_refused_at_once_with_its_bound_and_reason() {
             "bad.toml:4:1",
             vec!["`environment.max_steps`", "above the limit 10000"],
         ),
+        (
+            "name = \"bad\"\n[environment]\ntype = \"terminalbench\"\nruntime = \"bubblewrap\"\nengine = \"docker\"\n"
+                .to_string(),
+            "bad.toml:5:1",
+            vec!["`environment.engine`", "give runtime = \"container\" or \"auto\""],
+        ),
+        (
+            "name = \"bad\"\n[environment]\ntype = \"terminalbench\"\nengine = \"lxc\"\n".to_string(),
+            "bad.toml:4:",
+            vec!["lxc", "podman", "docker"],
+        ),
     ];
     for (text, at, words) in cases {
         let (err, took) = refused_experiment(dir.path(), "bad.toml", &text);

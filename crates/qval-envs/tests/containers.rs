@@ -1,11 +1,14 @@
-//! TerminalBench in real containers (podman): Harbor tasks built from their Dockerfiles,
-//! states as snapshots of the writable layer, hidden tests, containment from inside, and
-//! the same rewards and labels as bubblewrap where both run.
-//! Needs root, podman, runc and qval's base image: `bash scripts/test.sh` installs them
-//! (`apt-get install podman runc debootstrap dpkg-dev && bash scripts/base_image.sh`).
+//! TerminalBench in real containers (podman and docker): Harbor tasks built from their
+//! Dockerfiles, states as snapshots of the writable layer, hidden tests, containment from
+//! inside, and the same rewards and labels as bubblewrap where both run.
+//! Needs root, podman, runc, a running dockerd and qval's base image in both:
+//! `bash scripts/test.sh` installs and starts them (`apt-get install podman runc debootstrap
+//! dpkg-dev docker.io && bash scripts/base_image.sh && bash scripts/docker_local.sh`).
 
 use qval_core::{Environment, EvaluationPoint, Labeler, MvmcConfig, MvmcLabeler, QRng, Task};
-use qval_envs::terminalbench::{OracleSolution, Restore, RuntimeChoice, ShellAction, ShellState, TerminalBench};
+use qval_envs::terminalbench::{
+    EngineKind, OracleSolution, Restore, RuntimeChoice, ShellAction, ShellState, TerminalBench,
+};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -14,6 +17,10 @@ use std::time::Duration;
 const NEEDS: &str = "these tests need root, podman, runc and qval's base image: \
                      apt-get install podman runc debootstrap dpkg-dev && bash scripts/base_image.sh \
                      (scripts/test.sh does both)";
+
+const NEEDS_DOCKER: &str = "these tests need root, a running dockerd and qval's base image in it: \
+                            apt-get install docker.io && bash scripts/base_image.sh && bash scripts/docker_local.sh \
+                            (scripts/test.sh does all three)";
 
 fn harbor_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks").join("harbor")
@@ -24,6 +31,17 @@ fn store(name: &str) -> PathBuf {
 }
 
 fn build(tasks: &Path, runtime: RuntimeChoice, only: &[&str], store_name: &str) -> TerminalBench {
+    build_on(None, tasks, runtime, only, store_name)
+}
+
+/// [`build`] on `engine` (default: the first that answers, podman here).
+fn build_on(
+    engine: Option<EngineKind>,
+    tasks: &Path,
+    runtime: RuntimeChoice,
+    only: &[&str],
+    store_name: &str,
+) -> TerminalBench {
     let mut b = TerminalBench::builder()
         .tasks_dir(tasks)
         .runtime(runtime)
@@ -32,13 +50,35 @@ fn build(tasks: &Path, runtime: RuntimeChoice, only: &[&str], store_name: &str) 
     if !only.is_empty() {
         b = b.only(only.iter().copied());
     }
-    b.build().unwrap_or_else(|e| panic!("{e}\n{NEEDS}"))
+    if let Some(e) = engine {
+        b = b.engine(e);
+    }
+    let needs = if engine == Some(EngineKind::Docker) {
+        NEEDS_DOCKER
+    } else {
+        NEEDS
+    };
+    b.build().unwrap_or_else(|e| panic!("{e}\n{needs}"))
 }
 
 /// The Harbor tasks, all in containers.
 fn harbor() -> &'static TerminalBench {
     static ENV: OnceLock<TerminalBench> = OnceLock::new();
     ENV.get_or_init(|| build(&harbor_dir(), RuntimeChoice::Container, &[], "harbor-store"))
+}
+
+/// The Harbor tasks, all in docker containers.
+fn docker_harbor() -> &'static TerminalBench {
+    static ENV: OnceLock<TerminalBench> = OnceLock::new();
+    ENV.get_or_init(|| {
+        build_on(
+            Some(EngineKind::Docker),
+            &harbor_dir(),
+            RuntimeChoice::Container,
+            &[],
+            "docker-harbor-store",
+        )
+    })
 }
 
 fn rng() -> QRng {
@@ -75,7 +115,15 @@ fn solved(env: &TerminalBench, id: &str) -> ShellState {
 
 #[test]
 fn every_harbor_task_scores_its_full_reward_with_its_oracle_and_not_without() {
-    let env = harbor();
+    harbor_tasks_score(harbor());
+}
+
+#[test]
+fn on_docker_every_harbor_task_scores_its_full_reward_with_its_oracle_and_not_without() {
+    harbor_tasks_score(docker_harbor());
+}
+
+fn harbor_tasks_score(env: &TerminalBench) {
     let ids: Vec<String> = env.tasks().into_iter().map(|t| t.id).collect();
     assert_eq!(ids, ["score-stats", "sort-names", "tree-listing", "unix-endings"]);
     assert!(env.unrunnable().is_empty(), "{:?}", env.unrunnable());
@@ -122,7 +170,18 @@ fn every_shipped_task_scores_its_full_reward_in_a_container_with_its_oracle_and_
 
 #[test]
 fn a_restored_state_continues_as_the_live_container_does() {
-    let env = harbor();
+    restored_continues(harbor());
+}
+
+/// docker's containers give the same states as podman's: the same screens, the same
+/// snapshots of the writable layer (tree hashes), folders and variables.
+#[test]
+fn on_docker_a_restored_state_continues_as_the_live_container_does_and_as_on_podman() {
+    assert_eq!(restored_continues(docker_harbor()), restored_continues(harbor()));
+}
+
+/// The states a restore test goes through.
+fn restored_continues(env: &TerminalBench) -> Vec<ShellState> {
     let s0 = env.reset(&task(env, "sort-names"), &mut rng()).unwrap();
     let c1 = "echo kept > /root/note && rm /app/names.txt && mkdir -p /srv/x && ln -s /srv/x /app/link";
     let c2 = "cat /root/note; ls /app; ls -l /app/link | cut -c1; cat /app/names.txt";
@@ -155,6 +214,7 @@ fn a_restored_state_continues_as_the_live_container_does() {
             .iter()
             .any(|e| e.path == "app/names.txt" && e.kind == qval_envs::terminalbench::store::EntryKind::Removed)
     );
+    vec![s1, a, first, live]
 }
 
 #[test]
@@ -176,7 +236,15 @@ fn the_tests_folder_is_not_visible_to_the_agent() {
 
 #[test]
 fn escapes_from_inside_leave_the_host_untouched_and_end_the_step_with_a_reason() {
-    let env = harbor();
+    escapes(harbor());
+}
+
+#[test]
+fn on_docker_escapes_from_inside_leave_the_host_untouched_and_end_the_step_with_a_reason() {
+    escapes(docker_harbor());
+}
+
+fn escapes(env: &TerminalBench) {
     let marker = std::env::temp_dir().join(format!("qval-host-marker-{}", std::process::id()));
     std::fs::write(&marker, "host secret").unwrap();
     let s0 = env.reset(&task(env, "sort-names"), &mut rng()).unwrap();
@@ -223,18 +291,19 @@ fn point(env: &TerminalBench, state: &ShellState, action: &str, index: usize) ->
     EvaluationPoint::from_step(env, &task(env, &state.task), 0, index, state, &action, &mut rng()).unwrap()
 }
 
-/// Shipped tasks in both runtimes (bubblewrap from their copied files, podman from their
-/// Dockerfiles): their rewards and their MVMC labels (oracle reference) agree.
+/// Shipped tasks in both runtimes (bubblewrap from their copied files, podman and docker
+/// from their Dockerfiles): their rewards and their MVMC labels (oracle reference) agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mvmc_labels_in_containers_equal_those_in_bubblewrap() {
     let shipped = TerminalBench::shipped_tasks_dir();
     let ids = ["count-errors", "csv-sum", "permissions", "symlink-release"];
     let mut all = Vec::new();
-    for (runtime, name) in [
-        (RuntimeChoice::Bubblewrap, "tb-bwrap"),
-        (RuntimeChoice::Container, "tb-podman"),
+    for (runtime, engine, name) in [
+        (RuntimeChoice::Bubblewrap, None, "tb-bwrap"),
+        (RuntimeChoice::Container, Some(EngineKind::Podman), "tb-podman"),
+        (RuntimeChoice::Container, Some(EngineKind::Docker), "tb-docker"),
     ] {
-        let env = Arc::new(build(&shipped, runtime.clone(), &ids, name));
+        let env = Arc::new(build_on(engine, &shipped, runtime.clone(), &ids, name));
         let mut points = Vec::new();
         for id in ids {
             let s0 = env.reset(&task(&env, id), &mut rng()).unwrap();
@@ -256,7 +325,8 @@ async fn mvmc_labels_in_containers_equal_those_in_bubblewrap() {
         assert!(values.iter().any(|v| *v > 0.0) && values.contains(&0.0), "{values:?}");
         all.push(values);
     }
-    assert_eq!(all[0], all[1], "bubblewrap against containers");
+    assert_eq!(all[0], all[1], "bubblewrap against podman");
+    assert_eq!(all[0], all[2], "bubblewrap against docker");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -776,6 +776,9 @@ struct TerminalBenchParams {
     /// How container steps restore a state: `snapshot` (default) or `replay`.
     #[serde(default)]
     restore: Option<RestoreParam>,
+    /// The container engine: `podman` or `docker` (default: whichever answers, podman first).
+    #[serde(default)]
+    engine: Option<EngineParam>,
     /// Only these task ids.
     #[serde(default)]
     only: Option<Vec<String>>,
@@ -805,6 +808,14 @@ enum ShellParam {
     Tmux,
 }
 
+/// `engine` of a TerminalBench experiment.
+#[derive(serde::Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum EngineParam {
+    Podman,
+    Docker,
+}
+
 /// `restore` of a TerminalBench experiment.
 #[derive(serde::Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -821,7 +832,7 @@ pub fn terminalbench(
     services: &dyn RunServices,
 ) -> std::result::Result<Arc<dyn EnvPlugin>, SpecProblem> {
     use qval_envs::terminalbench::{
-        NoisyScripted, OracleSolution, Restore, RuntimeChoice, Shell, ShellHeuristic, TerminalBench,
+        EngineKind, NoisyScripted, OracleSolution, Restore, RuntimeChoice, Shell, ShellHeuristic, TerminalBench,
     };
     let p: TerminalBenchParams = spec::params(params, &[])?;
     let mut b = TerminalBench::builder().store_dir(services.run_dir().join("store"));
@@ -864,6 +875,18 @@ pub fn terminalbench(
         b = b.restore(match restore {
             RestoreParam::Snapshot => Restore::Snapshot,
             RestoreParam::Replay => Restore::Replay,
+        });
+    }
+    if let Some(engine) = p.engine {
+        if matches!(p.runtime, Some(RuntimeParam::Bubblewrap)) {
+            return Err(SpecProblem::at(
+                crate::spec::at!["engine"],
+                "a container engine with runtime = \"bubblewrap\": give runtime = \"container\" or \"auto\"",
+            ));
+        }
+        b = b.engine(match engine {
+            EngineParam::Podman => EngineKind::Podman,
+            EngineParam::Docker => EngineKind::Docker,
         });
     }
     if let Some(yes) = p.allow_internet {

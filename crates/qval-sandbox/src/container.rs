@@ -1,6 +1,7 @@
-//! Containers through a Docker-compatible engine (podman): images built once per build
-//! context and cached by content, and one short-lived container per step whose writable
-//! layer the caller reads and writes through the engine's mount.
+//! Containers through a Docker-compatible engine (podman or docker): images built once per
+//! build context and cached by content, and one short-lived container per step whose
+//! writable layer the caller reads and writes through a mount of the container's file
+//! system (`podman mount`; for docker, qval's own mount of its overlay2 layers).
 //!
 //! Every container is created with no network (unless asked), all capabilities dropped but
 //! the few a root shell needs to manage its own files, `no-new-privileges`, a pid, memory
@@ -25,7 +26,7 @@
 use crate::{Captured, SandboxError, TreeLimit};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Which engine runs the containers.
@@ -33,7 +34,8 @@ use std::time::{Duration, Instant};
 pub enum EngineKind {
     /// podman (daemonless; Debian package `podman`).
     Podman,
-    /// docker.
+    /// docker (a running `dockerd` with the `overlay2` storage driver; Debian package
+    /// `docker.io`).
     Docker,
 }
 
@@ -130,12 +132,13 @@ fn host_hard(resource: libc::__rlimit_resource_t, cap: u64) -> u64 {
 }
 
 impl Engine {
-    /// The engine `prefer` names, or else podman, then docker, whichever answers.
+    /// The engine `prefer` names, or else podman, then docker, whichever answers (docker:
+    /// whose daemon answers).
     ///
     /// # Errors
     /// [`SandboxError::Unavailable`] saying what to install, or quoting the engine that
-    /// does not answer. docker is found but refused for now: qval reads a container's
-    /// writable layer through `podman mount`, which docker lacks.
+    /// does not answer; also when qval does not run as root (it mounts containers' file
+    /// systems: `podman mount` of a rootless container would need `podman unshare`).
     pub fn detect(prefer: Option<EngineKind>) -> Result<Engine, SandboxError> {
         let order: Vec<EngineKind> = match prefer {
             Some(k) => vec![k],
@@ -152,30 +155,27 @@ impl Engine {
                 EngineKind::Docker => Vec::new(),
             };
             let engine = Engine { kind, global };
-            match engine
-                .cmd()
-                .args(["version", "--format", "{{.Client.Version}}"])
-                .output()
-            {
+            // docker's client answers without its daemon: ask the daemon's version.
+            let version = match kind {
+                EngineKind::Podman => "{{.Client.Version}}",
+                EngineKind::Docker => "{{.Server.Version}}",
+            };
+            match engine.cmd().args(["version", "--format", version]).output() {
                 Err(e) => tried.push(format!("{} ({e})", kind.program())),
                 Ok(out) if !out.status.success() => {
                     tried.push(format!("{}: {}", kind.program(), engine_err("", &out)));
                 }
-                Ok(_) if kind == EngineKind::Docker => {
-                    return Err(SandboxError::Unavailable(
-                        "docker is installed but qval's container runtime needs podman (it reads each container's writable layer through `podman mount`): apt-get install podman runc".into(),
-                    ));
-                }
                 Ok(_) if !crate::running_as_root() => {
-                    return Err(SandboxError::Unavailable(
-                        "qval's container runtime needs rootful podman (run qval as root) for now: `podman mount` of a rootless container needs `podman unshare`".into(),
-                    ));
+                    return Err(SandboxError::Unavailable(format!(
+                        "qval's container runtime needs root with {} (run qval as root) for now: it mounts each container's file system",
+                        kind.program()
+                    )));
                 }
                 Ok(_) => return Ok(engine),
             }
         }
         Err(SandboxError::Unavailable(format!(
-            "no container engine answers ({}): apt-get install podman runc",
+            "no container engine answers ({}): apt-get install podman runc (or docker.io, with dockerd running)",
             tried.join("; ")
         )))
     }
@@ -216,7 +216,7 @@ impl Engine {
     /// Whether the image `tag` is present locally.
     pub fn image_exists(&self, tag: &str) -> bool {
         self.cmd()
-            .args(["image", "exists", tag])
+            .args(["image", "inspect", "--format", "{{.Id}}", tag])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -240,7 +240,18 @@ impl Engine {
             std::fs::File::create(req.log).map_err(|e| SandboxError::Io(format!("{}: {e}", req.log.display())))?;
         let log2 = log.try_clone().map_err(|e| SandboxError::Io(e.to_string()))?;
         let mut c = self.cmd();
-        c.args(["build", "--pull=never", "--force-rm", "-t", req.tag, "-f"])
+        c.arg("build");
+        match self.kind {
+            EngineKind::Podman => {
+                c.arg("--pull=never");
+            }
+            // docker's `--pull` only says whether to pull newer images; it never pulls one
+            // that is present. BuildKit would need the buildx plugin: the classic builder.
+            EngineKind::Docker => {
+                c.env("DOCKER_BUILDKIT", "0");
+            }
+        }
+        c.args(["--force-rm", "-t", req.tag, "-f"])
             .arg(req.dockerfile)
             // The engine's own network when the task may reach the internet (never the host's).
             .args(if req.network {
@@ -296,13 +307,16 @@ impl Engine {
             "--network",
             if spec.network { "bridge" } else { "none" },
             "--cap-drop=ALL",
-            "--cap-add=CHOWN,DAC_OVERRIDE,FOWNER,FSETID,KILL,SETGID,SETUID",
             "--security-opt=no-new-privileges",
             "--shm-size=16m",
             "--hostname=qval",
         ]
         .map(String::from)
         .to_vec();
+        // One option per capability: docker does not split a list.
+        for cap in ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"] {
+            args.push(format!("--cap-add={cap}"));
+        }
         args.push(format!("--pids-limit={}", spec.pids));
         args.push(format!("--memory={}", spec.memory));
         args.push(format!("--memory-swap={}", spec.memory));
@@ -323,16 +337,21 @@ impl Engine {
             engine: self.clone(),
             id,
             mounted: OnceLock::new(),
+            layers: OnceLock::new(),
+            live: Mutex::new(false),
         })
     }
 
     /// Removes every container a qval process that has ended left behind.
     pub fn sweep(&self) {
-        let owner = format!("{{{{.ID}}}} {{{{index .Labels \"{OWNER_LABEL}\"}}}}");
+        let owner = match self.kind {
+            EngineKind::Podman => format!("{{{{.ID}}}} {{{{index .Labels \"{OWNER_LABEL}\"}}}}"),
+            EngineKind::Docker => format!("{{{{.ID}}}} {{{{.Label \"{OWNER_LABEL}\"}}}}"),
+        };
         let filter = format!("label={OWNER_LABEL}");
         let Ok(list) = self.output(
             "list containers",
-            &["ps", "-a", "--filter", &filter, "--format", &owner],
+            &["ps", "-a", "--no-trunc", "--filter", &filter, "--format", &owner],
         ) else {
             return;
         };
@@ -343,6 +362,11 @@ impl Engine {
             let pid = pid.trim().parse::<i32>().ok();
             // SAFETY: kill with signal 0 only checks that the process exists.
             if pid.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0) {
+                if let Some(p) = pid {
+                    let at = crate::overlay::mounts_dir(p as u32).join(id);
+                    let _ = crate::overlay::unmount(&at);
+                    let _ = std::fs::remove_dir(&at);
+                }
                 let _ = self.output("remove a container", &["rm", "-f", id]);
             }
         }
@@ -356,10 +380,15 @@ impl Engine {
             self.sweep();
             let me = std::process::id();
             let engine = format!("{} {}", self.kind.program(), self.global.join(" "));
+            // The mounts of docker containers (qval's own) go first, then the containers.
+            let mounts = crate::overlay::mounts_dir(me);
             let script = format!(
                 "while kill -0 {me} 2>/dev/null; do sleep 0.2; done; \
-                 ids=$({engine} ps -aq --filter label={OWNER_LABEL}={me}); \
-                 [ -z \"$ids\" ] || {engine} rm -f $ids >/dev/null 2>&1"
+                 for m in '{mounts}'/*; do [ -d \"$m\" ] && umount -l \"$m\" 2>/dev/null; rmdir \"$m\" 2>/dev/null; done; \
+                 rmdir '{mounts}' 2>/dev/null; \
+                 ids=$({engine} ps -aq --no-trunc --filter label={OWNER_LABEL}={me}); \
+                 [ -z \"$ids\" ] || {engine} rm -f $ids >/dev/null 2>&1",
+                mounts = mounts.display()
             );
             let mut c = Command::new("sh");
             c.args(["-c", &script])
@@ -401,20 +430,42 @@ pub struct BuildRequest<'a> {
     pub timeout: Duration,
 }
 
-/// The failing step and the last error line of a build's output.
+/// The failing step and the last error line of a build's output (podman's `STEP 2/3:` or
+/// docker's `Step 2/3 :`), with terminal colour codes taken out.
 fn build_failure(text: &str, log: &Path) -> String {
+    let text = strip_colours(text);
     let step = text
         .lines()
         .rev()
-        .find(|l| l.starts_with("STEP "))
+        .find(|l| l.starts_with("STEP ") || l.starts_with("Step "))
         .map_or("its start".to_string(), |l| l.trim().to_string());
     let error = text
         .lines()
         .rev()
-        .find(|l| l.starts_with("Error") || l.contains("error"))
+        .find(|l| l.starts_with("Error") || l.contains("error") || l.contains("returned a non-zero code"))
         .unwrap_or("")
         .trim();
     format!("the build failed at {step}: {error} (log: {})", log.display())
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`).
+fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn which(program: &str) -> bool {
@@ -428,7 +479,12 @@ fn which(program: &str) -> bool {
 pub struct Container {
     engine: Engine,
     id: String,
+    /// Where its file system is seen from the host.
     mounted: OnceLock<PathBuf>,
+    /// The overlay's layers, read once.
+    layers: OnceLock<crate::overlay::Layers>,
+    /// docker: whether qval's mount is in place now (not while the container runs).
+    live: Mutex<bool>,
 }
 
 impl Container {
@@ -443,11 +499,49 @@ impl Container {
     /// # Errors
     /// The engine cannot mount it.
     pub fn root(&self) -> Result<&Path, SandboxError> {
+        if self.engine.kind == EngineKind::Docker {
+            let at = self
+                .mounted
+                .get_or_init(|| crate::overlay::mounts_dir(std::process::id()).join(&self.id));
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            if !*live {
+                crate::overlay::mount(self.layers()?, at)?;
+                *live = true;
+            }
+            return Ok(at);
+        }
         if let Some(p) = self.mounted.get() {
             return Ok(p);
         }
         let p = PathBuf::from(self.engine.output("mount the container", &["mount", &self.id])?);
         Ok(self.mounted.get_or_init(|| p))
+    }
+
+    /// The container's overlay layers.
+    fn layers(&self) -> Result<&crate::overlay::Layers, SandboxError> {
+        if let Some(l) = self.layers.get() {
+            return Ok(l);
+        }
+        let format = "{{.GraphDriver.Data.LowerDir}}\n{{.GraphDriver.Data.UpperDir}}\n{{.GraphDriver.Data.WorkDir}}";
+        let text = self
+            .engine
+            .output("inspect the container", &["inspect", "--format", format, &self.id])?;
+        let l = crate::overlay::Layers::parse(&text)?;
+        Ok(self.layers.get_or_init(|| l))
+    }
+
+    /// docker: takes qval's mount away while the container runs (docker mounts the same
+    /// layers itself); returns whether it was there.
+    fn unmount_for_run(&self) -> Result<bool, SandboxError> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        match (self.engine.kind, self.mounted.get()) {
+            (EngineKind::Docker, Some(at)) if *live => {
+                crate::overlay::unmount(at)?;
+                *live = false;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// The writable layer itself (overlay's upper folder: changed files, and whiteouts for
@@ -457,16 +551,16 @@ impl Container {
     /// The engine cannot mount it or does not use overlay.
     pub fn upper(&self) -> Result<PathBuf, SandboxError> {
         self.root()?;
-        let p = self.engine.output(
-            "inspect the container",
-            &["inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", &self.id],
-        )?;
-        if p.is_empty() || p.contains("no value") {
-            return Err(SandboxError::Unavailable(
-                "the container engine does not use the overlay storage driver".into(),
-            ));
-        }
-        Ok(PathBuf::from(p))
+        Ok(self.layers()?.upper().to_path_buf())
+    }
+
+    /// The image's layers under the writable one (overlay's lower folders), the top one
+    /// first: where a path of the writable layer was before the container changed it.
+    ///
+    /// # Errors
+    /// The engine does not use overlay.
+    pub fn lower(&self) -> Result<Vec<PathBuf>, SandboxError> {
+        Ok(self.layers()?.lower())
     }
 
     /// Starts the container and waits for its command: merged output kept as a capped
@@ -475,6 +569,7 @@ impl Container {
     /// # Errors
     /// The engine cannot start it.
     pub fn run(&self, timeout: Duration, cap: usize, watch: Option<TreeLimit>) -> Result<Captured, SandboxError> {
+        let remount = self.unmount_for_run()?;
         let mut c = self.engine.cmd();
         c.args(["start", "--attach", &self.id]);
         let kill = {
@@ -501,25 +596,43 @@ impl Container {
                 .stderr(Stdio::null())
                 .status();
         }
+        if remount {
+            // The files as the command left them, at the same place as before.
+            self.root()?;
+        }
         Ok(out)
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        if self.mounted.get().is_some() {
-            let _ = self
-                .engine
-                .cmd()
-                .args(["unmount", &self.id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        let rm: &[&str] = match (self.engine.kind, self.mounted.get()) {
+            (EngineKind::Podman, Some(_)) => {
+                let _ = self
+                    .engine
+                    .cmd()
+                    .args(["unmount", &self.id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                &["rm", "-f", "-t", "0"]
+            }
+            (EngineKind::Podman, None) => &["rm", "-f", "-t", "0"],
+            (EngineKind::Docker, at) => {
+                if let Some(at) = at {
+                    if *self.live.get_mut().unwrap_or_else(|e| e.into_inner()) {
+                        let _ = crate::overlay::unmount(at);
+                    }
+                    let _ = std::fs::remove_dir(at);
+                }
+                &["rm", "-f"]
+            }
+        };
         let _ = self
             .engine
             .cmd()
-            .args(["rm", "-f", "-t", "0", &self.id])
+            .args(rm)
+            .arg(&self.id)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -550,4 +663,26 @@ fn xattr(path: &Path, name: &std::ffi::CStr) -> Option<Vec<u8>> {
     // SAFETY: NUL-terminated strings and a buffer of the given length.
     let n = unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_build_names_its_step_and_error_in_either_engine() {
+        let log = Path::new("/l.log");
+        let podman = "STEP 1/2: FROM base\nSTEP 2/2: RUN apt-get install -y nope\nE: Unable to locate package nope\n\
+                      Error: building at STEP \"RUN apt-get install -y nope\": while running runtime: exit status 100\n";
+        assert_eq!(
+            build_failure(podman, log),
+            "the build failed at STEP 2/2: RUN apt-get install -y nope: Error: building at STEP \"RUN apt-get install -y nope\": while running runtime: exit status 100 (log: /l.log)"
+        );
+        let docker = "Step 1/2 : FROM base\n ---> a0a05daaa453\nStep 2/2 : RUN apt-get install -y nope\n\
+                      \u{1b}[91mE: Unable to locate package nope\n\u{1b}[0mThe command '/bin/sh -c apt-get install -y nope' returned a non-zero code: 100\n";
+        assert_eq!(
+            build_failure(docker, log),
+            "the build failed at Step 2/2 : RUN apt-get install -y nope: The command '/bin/sh -c apt-get install -y nope' returned a non-zero code: 100 (log: /l.log)"
+        );
+    }
 }

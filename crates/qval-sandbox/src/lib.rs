@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 pub mod container;
+mod overlay;
 mod pids;
 mod root;
 pub use pids::PidsGroup;

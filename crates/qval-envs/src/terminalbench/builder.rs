@@ -8,6 +8,7 @@ use super::task::{RESERVED, ShellTask, split_commands};
 use crate::EnvsError;
 use qval_core::EnvSpec;
 use qval_sandbox::Limits;
+use qval_sandbox::container::EngineKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,7 @@ pub struct TerminalBenchBuilder {
     build_logs: Option<PathBuf>,
     shell: Shell,
     restore: Restore,
+    engine: Option<EngineKind>,
 }
 
 impl TerminalBench {
@@ -81,7 +83,14 @@ impl TerminalBenchBuilder {
             build_logs: None,
             shell: Shell::Exec,
             restore: Restore::Snapshot,
+            engine: None,
         }
+    }
+    /// The container engine: podman or docker (default: podman, else docker, whichever
+    /// answers).
+    pub fn engine(mut self, engine: EngineKind) -> Self {
+        self.engine = Some(engine);
+        self
     }
     /// How container steps restore a state: [`Restore::Snapshot`] (the default) or
     /// [`Restore::Replay`] (needs [`RuntimeChoice::Container`]).
@@ -344,7 +353,7 @@ impl<'a> Prepare<'a> {
             RuntimeChoice::Auto => tasks.iter().any(needs_container),
         };
         let (runtime, engine_missing) = if want_engine {
-            match qval_sandbox::container::Engine::detect(None) {
+            match qval_sandbox::container::Engine::detect(b.engine) {
                 Ok(engine) => {
                     let logs = b.build_logs.clone().unwrap_or_else(|| match &b.store_dir {
                         Some(d) => d.join("builds"),
@@ -413,7 +422,7 @@ impl<'a> Prepare<'a> {
                 None => starting_layer(self.store, &task.dir, &RESERVED, self.max_tree_bytes).map_err(fail)?,
                 Some(_) => {
                     let empty = tempfile::tempdir().map_err(|e| (id.clone(), e.to_string()))?;
-                    self.store.snapshot_layer(empty.path(), &[], 0).map_err(fail)?.0
+                    self.store.snapshot_layer(empty.path(), &[], &[], 0).map_err(fail)?.0
                 }
             };
             (initial, Some(built))

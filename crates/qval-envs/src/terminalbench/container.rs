@@ -21,9 +21,10 @@ pub const DEFAULT_BASE_IMAGE: &str = "localhost/qval-base:bookworm";
 
 /// Paths of a container's writable layer that are not part of a state: qval's control
 /// folder, the engine's own files and the tests' logs.
-pub const LAYER_EXCLUDE: [&str; 6] = [
+pub const LAYER_EXCLUDE: [&str; 7] = [
     ".qval",
     "run/.containerenv",
+    "etc/mtab",
     "etc/hostname",
     "etc/hosts",
     "etc/resolv.conf",
@@ -75,7 +76,7 @@ pub enum RuntimeChoice {
     Auto,
     /// bubblewrap over the host's `/usr`.
     Bubblewrap,
-    /// Containers (podman).
+    /// Containers (podman or docker).
     Container,
 }
 
@@ -376,7 +377,7 @@ pub fn starting_layer(store: &Store, task_dir: &Path, reserved: &[&str], max_byt
     let (files, _) = store.snapshot_checkout(task_dir, reserved, max_bytes)?;
     store.restore(&files, &app)?;
     fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).map_err(|e| io_err("write", &app, e))?;
-    Ok(store.snapshot_layer(tmp.path(), &[], max_bytes)?.0)
+    Ok(store.snapshot_layer(tmp.path(), &[], &[], max_bytes)?.0)
 }
 
 /// The most bytes of a verifier's reward file qval reads.
@@ -436,7 +437,7 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         std::fs::create_dir(src.path().join("app")).unwrap();
         std::fs::write(src.path().join("app/passwd"), "owned").unwrap();
-        let (tree, _) = store.snapshot_layer(src.path(), &[], 1 << 20).unwrap();
+        let (tree, _) = store.snapshot_layer(src.path(), &[], &[], 1 << 20).unwrap();
         apply_layer(&store, &tree, r).unwrap();
         assert_eq!(std::fs::read_to_string(r.join("app/passwd")).unwrap(), "owned");
         assert!(
@@ -446,5 +447,33 @@ mod tests {
                 .is_symlink()
         );
         assert_ne!(std::fs::read_to_string("/etc/passwd").unwrap_or_default(), "owned");
+    }
+
+    /// Folders an engine copied up for its own files are not part of a state; folders
+    /// the command made or changed are.
+    #[test]
+    fn a_folder_copied_up_unchanged_and_left_empty_is_not_a_change() {
+        let lower = tempfile::tempdir().unwrap();
+        let upper = tempfile::tempdir().unwrap();
+        let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        for d in ["etc", "srv", "usr/lib"] {
+            fs::create_dir_all(lower.path().join(d)).unwrap();
+            fs::create_dir_all(upper.path().join(d)).unwrap();
+        }
+        mode(&lower.path().join("srv"), 0o755);
+        mode(&upper.path().join("srv"), 0o700);
+        fs::create_dir(upper.path().join("new")).unwrap();
+        fs::write(upper.path().join("usr/lib/x"), "x").unwrap();
+        let store = Store::temporary().unwrap();
+        let lowers = [PathBuf::from("/nonexistent-qval"), lower.path().to_path_buf()];
+        let (tree, _) = store.snapshot_layer(upper.path(), &lowers, &[], 1 << 20).unwrap();
+        let paths: Vec<String> = store.tree(&tree).unwrap().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["new", "srv", "usr", "usr/lib", "usr/lib/x"]);
+        let (all, _) = store.snapshot_layer(upper.path(), &[], &[], 1 << 20).unwrap();
+        assert_eq!(
+            store.tree(&all).unwrap().len(),
+            6,
+            "without the lower layers, every folder"
+        );
     }
 }

@@ -70,7 +70,9 @@ impl TerminalBench {
             write(root, rel, body)?;
         }
         // The root and the control folder get the fixed time too: `ls -la /` must not show
-        // when the step ran.
+        // when the step ran. The root is 0755 whatever the engine made it (podman's is 0555).
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| io_err("chmod", root, e))?;
         let fixed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(super::store::RESTORED_MTIME);
         for p in [root.join(".qval"), root.to_path_buf()] {
             if p.exists() {
@@ -187,7 +189,10 @@ impl TerminalBench {
         let root = c.root().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
         let t = Instant::now();
         let upper = c.upper().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
-        let (tree, _) = self.store.snapshot_layer(&upper, &LAYER_EXCLUDE, self.max_tree_bytes)?;
+        let lower = c.lower().map_err(|e| EnvsError::Sandbox(e.to_string()))?;
+        let (tree, _) = self
+            .store
+            .snapshot_layer(&upper, &lower, &LAYER_EXCLUDE, self.max_tree_bytes)?;
         add(&self.counters.snapshot_ns, t.elapsed());
         let files = ShellFiles {
             root,

@@ -69,6 +69,7 @@ pub use container::{Restore, RuntimeChoice, Shell};
 pub use heuristic::ShellHeuristic;
 pub use policy::{NoisyScripted, OracleSolution};
 pub use profile::{min_chars, scoring_wording};
+pub use qval_sandbox::container::EngineKind;
 pub use store::{Store, TreeStats};
 pub use task::{ShellTask, split_commands};
 mod env;

@@ -99,10 +99,21 @@ enum Source {
 
 struct Walk<'a> {
     exclude: &'a [&'a str],
+    /// A writable layer's image layers, the top one first.
+    lower: &'a [PathBuf],
     max_bytes: u64,
     source: Source,
     entries: &'a mut Vec<Entry>,
     stats: &'a mut TreeStats,
+}
+
+/// Whether the folder `rel` is in the image's `lower` layers (the first that has the path,
+/// as overlay looks it up) as a folder of the same `mode`.
+fn copied_up_unchanged(lower: &[PathBuf], rel: &str, mode: u32) -> bool {
+    lower
+        .iter()
+        .find_map(|l| fs::symlink_metadata(l.join(rel)).ok())
+        .is_some_and(|m| m.is_dir() && m.permissions().mode() & 0o7777 == mode)
 }
 
 pub(super) fn io_err(op: &str, path: &Path, e: std::io::Error) -> EnvsError {
@@ -249,7 +260,7 @@ impl Store {
     /// # Errors
     /// Unreadable files, the size limit, or a store that cannot be written.
     pub fn snapshot(&self, root: &Path, exclude: &[&str], max_bytes: u64) -> Result<(String, TreeStats), EnvsError> {
-        self.snapshot_walk(root, exclude, max_bytes, Source::Live)
+        self.snapshot_walk(root, &[], exclude, max_bytes, Source::Live)
     }
 
     /// A task's starting files, as [`Store::snapshot`] with the modes git keeps (0755 for
@@ -264,27 +275,33 @@ impl Store {
         exclude: &[&str],
         max_bytes: u64,
     ) -> Result<(String, TreeStats), EnvsError> {
-        self.snapshot_walk(root, exclude, max_bytes, Source::Checkout)
+        self.snapshot_walk(root, &[], exclude, max_bytes, Source::Checkout)
     }
 
     /// Stores a container's writable layer (overlay's upper folder): as
     /// [`Store::snapshot`], with whiteouts as [`EntryKind::Removed`] and opaque folders as
     /// [`EntryKind::Replaced`]; `exclude` names paths (relative to the root) left out.
+    /// A folder that is there only because something under it was written (copied up from
+    /// `lower`, the image's layers, with its mode unchanged, and nothing left under it) is
+    /// not a change: it is left out, so engines that put their own files in different
+    /// layers give the same tree.
     ///
     /// # Errors
     /// As [`Store::snapshot`].
     pub fn snapshot_layer(
         &self,
         upper: &Path,
+        lower: &[PathBuf],
         exclude: &[&str],
         max_bytes: u64,
     ) -> Result<(String, TreeStats), EnvsError> {
-        self.snapshot_walk(upper, exclude, max_bytes, Source::Layer)
+        self.snapshot_walk(upper, lower, exclude, max_bytes, Source::Layer)
     }
 
     fn snapshot_walk(
         &self,
         root: &Path,
+        lower: &[PathBuf],
         exclude: &[&str],
         max_bytes: u64,
         source: Source,
@@ -293,6 +310,7 @@ impl Store {
         let mut stats = TreeStats::default();
         let mut walk = Walk {
             exclude,
+            lower,
             max_bytes,
             source,
             entries: &mut entries,
@@ -366,7 +384,11 @@ impl Store {
                     fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
                         .map_err(|e| io_err("read", &path, e))?;
                 }
+                let at = w.entries.len();
                 self.walk(&path, &rel, w)?;
+                if layer && !replaced && w.entries.len() == at && copied_up_unchanged(w.lower, &rel, mode) {
+                    w.entries.pop();
+                }
             } else if ft.is_symlink() {
                 let target = fs::read_link(&path).map_err(|e| io_err("read", &path, e))?;
                 entries.push(Entry {
