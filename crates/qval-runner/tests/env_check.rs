@@ -59,10 +59,12 @@ fn every_shipped_offline_environment_passes_the_check_before_work() {
     }
 }
 
-/// A corridor whose step reads a global counter: not a function of (state, action, seed).
+/// A corridor whose step reads a global counter: not a function of (state, action, seed)
+/// unless `pure` (then the counter only counts the steps taken).
 struct Impure {
     spec: EnvSpec,
     calls: AtomicU64,
+    pure: bool,
 }
 
 impl Environment for Impure {
@@ -85,7 +87,7 @@ impl Environment for Impure {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         Ok(StepOutcome {
             state: s + 1,
-            reward: n as f64,
+            reward: if self.pure { 0.0 } else { n as f64 },
             terminated: false,
         })
     }
@@ -115,18 +117,36 @@ impl Policy<Impure> for Stepper {
     }
 }
 
+fn corridor(pure: bool) -> Arc<Impure> {
+    Arc::new(Impure {
+        spec: EnvSpec {
+            name: "impure-walk".into(),
+            max_steps: 5,
+            gamma: 0.9,
+            reward_description: "the number of steps taken anywhere".into(),
+            notes: String::new(),
+        },
+        calls: AtomicU64::new(0),
+        pure,
+    })
+}
+
+/// The check takes each of its steps three times: by default two walks of up to eight steps
+/// (here the budget's five) on each of at most two tasks, or the size a plugin sets.
+#[test]
+fn the_check_takes_as_many_steps_as_its_size_says() {
+    use qval_runner::envs::EnvPlugin;
+    let env = corridor(true);
+    TypedEnv::new(env.clone()).check(1).unwrap();
+    assert_eq!(env.calls.load(Ordering::Relaxed), 2 * 5 * 3);
+    let env = corridor(true);
+    TypedEnv::new(env.clone()).check_size(2, 1, 3).check(1).unwrap();
+    assert_eq!(env.calls.load(Ordering::Relaxed), 3 * 3);
+}
+
 fn impure_registry() -> Registry {
     Registry::builtin().environment("impure", |_table, _services| {
-        let env = Arc::new(Impure {
-            spec: EnvSpec {
-                name: "impure-walk".into(),
-                max_steps: 5,
-                gamma: 0.9,
-                reward_description: "the number of steps taken anywhere".into(),
-                notes: String::new(),
-            },
-            calls: AtomicU64::new(0),
-        });
+        let env = corridor(false);
         let stepper =
             |_: &toml::Table, _: &dyn qval_runner::envs::RunServices| Ok(Arc::new(Stepper) as Arc<dyn Policy<Impure>>);
         Ok(Arc::new(
