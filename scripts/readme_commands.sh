@@ -8,7 +8,7 @@
 # root, as a user who has just cloned it would: they write only under runs/ (ignored by git),
 # and running them again finds their runs finished. `cargo install` installs into a temporary
 # folder (CARGO_INSTALL_ROOT) whose bin folder comes first on PATH, so no `qval` outside the
-# repository is replaced, and builds in the repository's target folder (CARGO_TARGET_DIR). (Not from a copy of the tree: a copy sharing the target folder would
+# repository is replaced. (Not from a copy of the tree: a copy sharing the target folder would
 # leave it with builds that point into the copy, e.g. TerminalBench's tasks folder.)
 #
 # - A block right after the line `<!-- readme-commands: not run: REASON -->` is not run (it
@@ -88,10 +88,6 @@ if ! $list; then
   mkdir -p "$work/install"
   export CARGO_INSTALL_ROOT=$work/install
   export PATH="$work/install/bin:$PATH"
-  # `cargo install --path` builds in a temporary folder of its own unless a target folder is
-  # set: the repository's, where `cargo run --release -p qval-cli` has just built the same
-  # binary (otherwise a second release build of everything, minutes on two cores).
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 fi
 
 start=$SECONDS
