@@ -3,7 +3,8 @@
 # base image into it from podman (scripts/base_image.sh makes it there first). The daemon
 # runs with the cgroupfs driver (these machines have hybrid cgroups and no systemd), the
 # overlay2 storage driver qval reads layers from, and no bridge or iptables rules: qval's
-# test containers have no network. Needs root and docker.io (scripts/test.sh installs it).
+# test containers have no network (a task with allow_internet needs a dockerd with its default
+# bridge). Needs root and docker.io (scripts/test.sh installs it).
 #
 #   bash scripts/docker_local.sh          # log: /var/log/qval-dockerd.log
 set -euo pipefail

@@ -101,7 +101,7 @@ fn a_killed_docker_run_leaves_no_container_and_no_mount() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let mounts = std::env::temp_dir().join(format!("qval-mounts-{pid}"));
+    let mounts = std::path::PathBuf::from(format!("/run/qval-mounts-{pid}"));
     let mounted = || {
         std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap()
@@ -117,6 +117,14 @@ fn a_killed_docker_run_leaves_no_container_and_no_mount() {
         || mounted() > 0,
     );
     assert!(!containers_in(&docker, pid).is_empty());
+    // The mounts are in a folder only root can enter, nosuid and nodev.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::symlink_metadata(&mounts).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700, "{}", mounts.display());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    if let Some(line) = info.lines().find(|l| l.contains(&format!("qval-mounts-{pid}/"))) {
+        assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    }
     signal(&child, libc::SIGKILL);
     let _ = child.wait();
     let t = std::time::Instant::now();

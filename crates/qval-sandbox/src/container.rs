@@ -163,7 +163,7 @@ impl Engine {
             match engine.cmd().args(["version", "--format", version]).output() {
                 Err(e) => tried.push(format!("{} ({e})", kind.program())),
                 Ok(out) if !out.status.success() => {
-                    tried.push(format!("{}: {}", kind.program(), engine_err("", &out)));
+                    tried.push(engine_err(kind.program(), &out).to_string());
                 }
                 Ok(_) if !crate::running_as_root() => {
                     return Err(SandboxError::Unavailable(format!(
@@ -171,13 +171,37 @@ impl Engine {
                         kind.program()
                     )));
                 }
+                Ok(_) if kind == EngineKind::Docker => return engine.docker_overlay2().map(|()| engine),
                 Ok(_) => return Ok(engine),
             }
         }
         Err(SandboxError::Unavailable(format!(
-            "no container engine answers ({}): apt-get install podman runc (or docker.io, with dockerd running)",
-            tried.join("; ")
+            "no container engine answers ({}): {}",
+            tried.join("; "),
+            match prefer {
+                Some(EngineKind::Docker) =>
+                    "apt-get install docker.io, and start dockerd (bash scripts/docker_local.sh)",
+                _ => "apt-get install podman runc (or docker.io, with dockerd running)",
+            }
         )))
+    }
+
+    /// docker: the daemon keeps its layers with the `overlay2` driver in a folder of this
+    /// machine (qval mounts them itself).
+    fn docker_overlay2(&self) -> Result<(), SandboxError> {
+        let info = self.output(
+            "ask docker's storage",
+            &["info", "--format", "{{.Driver}} {{.DockerRootDir}}"],
+        )?;
+        match info.split_once(' ') {
+            Some(("overlay2", root)) if Path::new(root).is_dir() => Ok(()),
+            Some(("overlay2", root)) => Err(SandboxError::Unavailable(format!(
+                "docker keeps its layers in {root}, which is not on this machine: qval mounts a container's layers itself, so it needs a local dockerd"
+            ))),
+            _ => Err(SandboxError::Unavailable(format!(
+                "docker's storage is `{info}`: qval reads a container's writable layer from the overlay2 storage driver (dockerd --storage-driver overlay2)"
+            ))),
+        }
     }
 
     /// Which engine this is.
@@ -224,7 +248,8 @@ impl Engine {
     }
 
     /// Builds `tag` from `dockerfile` in `context` with `args` (build arguments) unless it
-    /// exists; the build's output goes to `log`. Never pulls; no network unless `network`.
+    /// exists; the build's output goes to `log`. podman never pulls; docker's classic builder
+    /// pulls a `FROM` image it does not have. No network for the build's steps unless `network`.
     /// Returns whether it built (false: cached).
     ///
     /// # Errors
@@ -363,35 +388,40 @@ impl Engine {
             // SAFETY: kill with signal 0 only checks that the process exists.
             if pid.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0) {
                 if let Some(p) = pid {
-                    let at = crate::overlay::mounts_dir(p as u32).join(id);
-                    let _ = crate::overlay::unmount(&at);
-                    let _ = std::fs::remove_dir(&at);
+                    let dir = crate::overlay::mounts_dir(p as u32);
+                    let _ = crate::overlay::unmount(&dir.join(id));
+                    let _ = std::fs::remove_dir(dir.join(id));
+                    let _ = std::fs::remove_dir(&dir);
                 }
                 let _ = self.output("remove a container", &["rm", "-f", id]);
             }
         }
     }
 
-    /// Starts, once per process, a detached watcher that removes this process's containers
-    /// when it ends, however it ends (SIGKILL included).
+    /// Starts, once per process and engine, a detached watcher that removes this process's
+    /// containers of the engine when it ends, however it ends (SIGKILL included), and for
+    /// docker first the mounts qval made of their layers.
     pub fn start_reaper(&self) {
-        static STARTED: OnceLock<()> = OnceLock::new();
-        STARTED.get_or_init(|| {
+        static STARTED: [OnceLock<()>; 2] = [OnceLock::new(), OnceLock::new()];
+        STARTED[self.kind as usize].get_or_init(|| {
             self.sweep();
             let me = std::process::id();
             let engine = format!("{} {}", self.kind.program(), self.global.join(" "));
-            // The mounts of docker containers (qval's own) go first, then the containers.
+            // The mounts of docker containers (qval's own, in a folder only root can enter) go
+            // first, then the containers.
             let mounts = crate::overlay::mounts_dir(me);
             let script = format!(
                 "while kill -0 {me} 2>/dev/null; do sleep 0.2; done; \
-                 for m in '{mounts}'/*; do [ -d \"$m\" ] && umount -l \"$m\" 2>/dev/null; rmdir \"$m\" 2>/dev/null; done; \
-                 rmdir '{mounts}' 2>/dev/null; \
+                 if [ -d \"$1\" ] && [ ! -L \"$1\" ]; then \
+                   for m in \"$1\"/*; do [ -d \"$m\" ] && [ ! -L \"$m\" ] && umount -l -- \"$m\" 2>/dev/null; rmdir -- \"$m\" 2>/dev/null; done; \
+                   rmdir -- \"$1\" 2>/dev/null; \
+                 fi; \
                  ids=$({engine} ps -aq --no-trunc --filter label={OWNER_LABEL}={me}); \
-                 [ -z \"$ids\" ] || {engine} rm -f $ids >/dev/null 2>&1",
-                mounts = mounts.display()
+                 [ -z \"$ids\" ] || {engine} rm -f $ids >/dev/null 2>&1"
             );
             let mut c = Command::new("sh");
-            c.args(["-c", &script])
+            c.args(["-c", &script, "qval-reaper"])
+                .arg(&mounts)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -495,6 +525,8 @@ impl Container {
 
     /// The container's file system as seen from the host (the image's layers under its
     /// writable layer): writes here land in the writable layer, removals leave whiteouts.
+    /// docker: qval's own mount, taken away while [`Container::run`] runs and put back when
+    /// it returns (or at the next call of this, should that fail), at the same path.
     ///
     /// # Errors
     /// The engine cannot mount it.
@@ -584,7 +616,11 @@ impl Container {
                     .status();
             }
         };
-        let out = crate::capture(&mut c, None, timeout, cap, watch, kill, "apt-get install podman runc")?;
+        let install = match self.engine.kind {
+            EngineKind::Podman => "apt-get install podman runc",
+            EngineKind::Docker => "apt-get install docker.io, and start dockerd",
+        };
+        let out = crate::capture(&mut c, None, timeout, cap, watch, kill, install)?;
         if out.timed_out || out.over_size.is_some() {
             // Killed, not ended: stopped for sure before anyone reads its files (a container
             // whose command ended has stopped when `start --attach` returns).
@@ -597,8 +633,9 @@ impl Container {
                 .status();
         }
         if remount {
-            // The files as the command left them, at the same place as before.
-            self.root()?;
+            // The files as the command left them, at the same place as before; should this
+            // fail, the output is still returned and the next `root()` tries again.
+            let _ = self.root();
         }
         Ok(out)
     }

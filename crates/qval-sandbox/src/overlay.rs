@@ -1,9 +1,10 @@
 //! A docker container's file system mounted by qval: docker has no `podman mount`, so the
 //! overlay its `overlay2` driver would mount when the container starts is mounted here from
 //! the layers `docker inspect` names (lower layers read-only, the writable layer as the
-//! upper folder), under a folder of this process's own. It is unmounted while the container
-//! runs (docker mounts its own then) and mounted again after; a reaper unmounts what a
-//! killed qval left.
+//! upper folder), `nosuid` and `nodev`, under `/run/qval-mounts-<pid>`, a folder of this
+//! process's own that only root can enter. It is unmounted while the container runs (docker
+//! mounts its own then) and mounted again only once docker's own mount of the same layers
+//! is gone; a reaper unmounts what a killed qval left.
 
 use crate::SandboxError;
 use std::ffi::CString;
@@ -61,9 +62,35 @@ impl Layers {
     }
 }
 
-/// The folder under which this process mounts its docker containers.
+/// The folder under which process `pid` mounts its docker containers.
 pub(crate) fn mounts_dir(pid: u32) -> PathBuf {
-    std::env::temp_dir().join(format!("qval-mounts-{pid}"))
+    PathBuf::from(format!("/run/qval-mounts-{pid}"))
+}
+
+/// Makes `dir` (whose parent exists) a folder only root can enter, or checks that it is one:
+/// never a link, never a folder someone else made.
+fn private_dir(dir: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(SandboxError::Io(format!("{}: {e}", dir.display()))),
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(|e| SandboxError::Io(format!("{}: {e}", dir.display())))?;
+    if !m.is_dir() || m.uid() != 0 || m.mode() & 0o077 != 0 {
+        return Err(SandboxError::Io(format!(
+            "{}: not a folder of root's that only root can enter; qval mounts containers there",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether an overlay mount with `upper` as its upper folder is in place anywhere.
+fn upper_in_use(upper: &Path) -> bool {
+    let needle = format!("upperdir={}", upper.display());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|t| t.lines().any(|l| l.split([',', ' ']).any(|opt| opt == needle)))
 }
 
 fn c_path(p: &Path) -> Result<CString, SandboxError> {
@@ -71,10 +98,25 @@ fn c_path(p: &Path) -> Result<CString, SandboxError> {
         .map_err(|_| SandboxError::Io(format!("{}: a NUL in the path", p.display())))
 }
 
-/// Mounts `layers` at `at` (created if missing). Retries for a second while docker still
-/// holds the folders of a container that has just ended.
+/// Mounts `layers` at `at` (made if missing, in a folder only root can enter), once no other
+/// mount uses the same writable layer (docker's own, while it takes a container that has
+/// just ended down): two overlays on one upper folder are undefined behaviour, and with
+/// `index=off` the kernel would mount the second anyway.
 pub(crate) fn mount(layers: &Layers, at: &Path) -> Result<(), SandboxError> {
-    std::fs::create_dir_all(at).map_err(|e| SandboxError::Io(format!("{}: {e}", at.display())))?;
+    if let Some(parent) = at.parent() {
+        private_dir(parent)?;
+    }
+    private_dir(at)?;
+    let start = std::time::Instant::now();
+    while upper_in_use(&layers.upper) {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(SandboxError::Unavailable(format!(
+                "the container's writable layer {} is still mounted by the engine after 10 s",
+                layers.upper.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let options = layers.options();
     // The kernel takes at most a page of options.
     if options.len() >= 4096 {
@@ -85,38 +127,31 @@ pub(crate) fn mount(layers: &Layers, at: &Path) -> Result<(), SandboxError> {
     }
     let target = c_path(at)?;
     let data = CString::new(options).map_err(|_| SandboxError::Io("a NUL in the overlay options".into()))?;
-    let mut tries = 0;
-    loop {
-        // SAFETY: NUL-terminated strings that outlive the call.
-        let rc = unsafe {
-            libc::mount(
-                c"overlay".as_ptr(),
-                target.as_ptr(),
-                c"overlay".as_ptr(),
-                0,
-                data.as_ptr().cast(),
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"overlay".as_ptr(),
+            target.as_ptr(),
+            c"overlay".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
         let err = std::io::Error::last_os_error();
-        tries += 1;
-        if err.raw_os_error() != Some(libc::EBUSY) || tries > 20 {
-            return Err(SandboxError::Unavailable(format!(
-                "mounting the container's layers at {}: {err}",
-                at.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        return Err(SandboxError::Unavailable(format!(
+            "mounting the container's layers at {}: {err} (the kernel's log, `dmesg | tail`, says why)",
+            at.display()
+        )));
     }
+    Ok(())
 }
 
-/// Unmounts `at` (lazily, so a reader of a file there never blocks it).
+/// Unmounts `at` (lazily, so a reader of a file there never blocks it; never through a link).
 pub(crate) fn unmount(at: &Path) -> Result<(), SandboxError> {
     let target = c_path(at)?;
     // SAFETY: a NUL-terminated path.
-    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EINVAL) {
             return Err(SandboxError::Io(format!("unmounting {}: {err}", at.display())));

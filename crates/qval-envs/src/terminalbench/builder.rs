@@ -26,7 +26,8 @@ use std::time::Duration;
 /// | `screen_cap` | 4096 bytes |
 /// | `limits` | 1 GiB memory, 256 processes, 60 CPU s, 16 MiB files |
 /// | `max_tree_bytes` | 64 MiB in `/app` |
-/// | `runtime` | [`RuntimeChoice::Auto`]: bubblewrap for the tasks it can run, containers (podman) for the others |
+/// | `runtime` | [`RuntimeChoice::Auto`]: bubblewrap for the tasks it can run, containers for the others |
+/// | `engine` | podman, else docker, whichever answers ([`EngineKind`]) |
 /// | `base_image` | [`DEFAULT_BASE_IMAGE`] (`QVAL_BASE_IMAGE` in the Dockerfiles) |
 /// | `allow_internet` | false: no task gets the network, whatever it asks |
 /// | `max_unrunnable` | 0.5: the most tasks (a fraction) that may be left out because they cannot run |

@@ -476,4 +476,46 @@ mod tests {
             "without the lower layers, every folder"
         );
     }
+
+    /// The image's folders are looked up as overlay does: a file or a link in a higher layer
+    /// hides a lower layer's folder of that name, and nothing under a folder that replaced
+    /// the image's (opaque) is a copy of the image's.
+    #[test]
+    fn a_new_folder_at_a_name_the_image_hides_or_under_a_replaced_folder_is_a_change() {
+        let (top, bottom, upper) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        for d in ["a/b", "l/b", "etc/apt/sources.list.d"] {
+            fs::create_dir_all(bottom.path().join(d)).unwrap();
+            fs::create_dir_all(upper.path().join(d)).unwrap();
+        }
+        fs::write(top.path().join("a"), "a file over the folder").unwrap();
+        std::os::unix::fs::symlink(bottom.path().join("l"), top.path().join("l")).unwrap();
+        // `rm -rf /etc/apt && mkdir -p /etc/apt/sources.list.d`: etc/apt replaced the image's.
+        let apt = upper.path().join("etc/apt");
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import os, sys; os.setxattr(sys.argv[1], 'trusted.overlay.opaque', b'y')",
+            ])
+            .arg(&apt)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "setting an overlay attribute needs root (as qval's container runtime does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let store = Store::temporary().unwrap();
+        let lowers = [top.path().to_path_buf(), bottom.path().to_path_buf()];
+        let (tree, _) = store.snapshot_layer(upper.path(), &lowers, &[], 1 << 20).unwrap();
+        let paths: Vec<String> = store.tree(&tree).unwrap().into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            ["a", "a/b", "etc", "etc/apt", "etc/apt/sources.list.d", "l", "l/b"],
+            "each folder is new to the image as overlay shows it"
+        );
+    }
 }

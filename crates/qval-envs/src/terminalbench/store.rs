@@ -101,19 +101,48 @@ struct Walk<'a> {
     exclude: &'a [&'a str],
     /// A writable layer's image layers, the top one first.
     lower: &'a [PathBuf],
+    /// Whether the walk is inside a folder that replaced the image's (nothing under it is
+    /// a copy of the image's).
+    replaced: bool,
     max_bytes: u64,
     source: Source,
     entries: &'a mut Vec<Entry>,
     stats: &'a mut TreeStats,
 }
 
-/// Whether the folder `rel` is in the image's `lower` layers (the first that has the path,
-/// as overlay looks it up) as a folder of the same `mode`.
-fn copied_up_unchanged(lower: &[PathBuf], rel: &str, mode: u32) -> bool {
-    lower
-        .iter()
-        .find_map(|l| fs::symlink_metadata(l.join(rel)).ok())
-        .is_some_and(|m| m.is_dir() && m.permissions().mode() & 0o7777 == mode)
+/// The mode of the folder `rel` in the image's `lower` layers (the top one first), looked up
+/// as overlay does, a name at a time and never through a link: a whiteout or a file hides
+/// what the layers below have at that name, an opaque folder hides their folder. None when
+/// the image has no folder there.
+fn lower_dir_mode(lower: &[PathBuf], rel: &str) -> Option<u32> {
+    let mut layers: Vec<&PathBuf> = lower.iter().collect();
+    let mut prefix = PathBuf::new();
+    let mut mode = None;
+    for name in rel.split('/') {
+        prefix.push(name);
+        let mut below = Vec::new();
+        mode = None;
+        for l in layers {
+            let path = l.join(&prefix);
+            let Ok(m) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !m.is_dir() {
+                // A file, a link or a whiteout: the top one decides, and hides the rest.
+                break;
+            }
+            mode.get_or_insert(m.permissions().mode() & 0o7777);
+            below.push(l);
+            if qval_sandbox::container::is_opaque(&path) {
+                break;
+            }
+        }
+        if below.is_empty() {
+            return None;
+        }
+        layers = below;
+    }
+    mode
 }
 
 pub(super) fn io_err(op: &str, path: &Path, e: std::io::Error) -> EnvsError {
@@ -284,7 +313,8 @@ impl Store {
     /// A folder that is there only because something under it was written (copied up from
     /// `lower`, the image's layers, with its mode unchanged, and nothing left under it) is
     /// not a change: it is left out, so engines that put their own files in different
-    /// layers give the same tree.
+    /// layers give the same tree. (A tree keeps no owners, so a folder whose only change is
+    /// its owner is left out too.)
     ///
     /// # Errors
     /// As [`Store::snapshot`].
@@ -311,6 +341,7 @@ impl Store {
         let mut walk = Walk {
             exclude,
             lower,
+            replaced: false,
             max_bytes,
             source,
             entries: &mut entries,
@@ -384,9 +415,12 @@ impl Store {
                     fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
                         .map_err(|e| io_err("read", &path, e))?;
                 }
-                let at = w.entries.len();
+                let (at, outer) = (w.entries.len(), w.replaced);
+                w.replaced |= replaced;
                 self.walk(&path, &rel, w)?;
-                if layer && !replaced && w.entries.len() == at && copied_up_unchanged(w.lower, &rel, mode) {
+                w.replaced = outer;
+                if layer && !replaced && !outer && w.entries.len() == at && lower_dir_mode(w.lower, &rel) == Some(mode)
+                {
                     w.entries.pop();
                 }
             } else if ft.is_symlink() {
