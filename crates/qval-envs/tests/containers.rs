@@ -214,7 +214,10 @@ fn restored_continues(env: &TerminalBench) -> Vec<ShellState> {
             .iter()
             .any(|e| e.path == "app/names.txt" && e.kind == qval_envs::terminalbench::store::EntryKind::Removed)
     );
-    vec![s1, a, first, live]
+    // The image's files and its start folder list no build time either.
+    let fresh = run(env, &s0, "ls -la /app");
+    assert!(!screen(&fresh).contains("2026"), "a build time in {}", screen(&fresh));
+    vec![s1, a, first, live, fresh]
 }
 
 #[test]

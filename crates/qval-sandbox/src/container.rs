@@ -276,7 +276,9 @@ impl Engine {
                 c.env("DOCKER_BUILDKIT", "0");
             }
         }
-        c.args(["--force-rm", "-t", req.tag, "-f"])
+        // No layer cache: the engines key a COPY by the files' contents, not their times, and
+        // qval's own cache is the tag (the context's content).
+        c.args(["--no-cache", "--force-rm", "-t", req.tag, "-f"])
             .arg(req.dockerfile)
             // The engine's own network when the task may reach the internet (never the host's).
             .args(if req.network {

@@ -253,7 +253,8 @@ pub fn context_hash(context: &Path, base: &str) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(base.as_bytes());
-    h.update([0]);
+    // How a context is staged (git's modes, fixed times): images staged otherwise rebuild.
+    h.update(b"\0staged: git modes, fixed times; no layer cache\0");
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = context.join(&rel);

@@ -69,12 +69,15 @@ impl TerminalBench {
         for (rel, body) in files {
             write(root, rel, body)?;
         }
-        // The root and the control folder get the fixed time too: `ls -la /` must not show
-        // when the step ran. The root is 0755 whatever the engine made it (podman's is 0555).
+        // The root, the control folder and the start folder (made by the image's `WORKDIR`
+        // when it was built) get the fixed time too: `ls -la /` or `ls -la /app` must not show
+        // when the step ran or the image was built. The root is 0755 whatever the engine made
+        // it (podman's is 0555).
         std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| io_err("chmod", root, e))?;
         let fixed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(super::store::RESTORED_MTIME);
-        for p in [root.join(".qval"), root.to_path_buf()] {
+        let start = root.join(START_CWD.trim_start_matches('/'));
+        for p in [root.join(".qval"), start, root.to_path_buf()] {
             if p.exists() {
                 qval_sandbox::set_times(&p, fixed).map_err(|e| io_err("date", &p, e))?;
             }

@@ -352,22 +352,25 @@ pub(super) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Gives `path` and everything under it (links aside) the modes git keeps: 0755 for folders
-/// and for files their owner may run, 0644 for the other files.
+/// Gives `path` and everything under it the modes git keeps (links aside: 0755 for folders
+/// and for files their owner may run, 0644 for the other files) and the fixed time
+/// [`super::store::RESTORED_MTIME`] (links too): a build's `COPY` keeps both, so an image's
+/// files list the same whenever and wherever it was built.
 pub(super) fn git_modes(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() {
-        return Ok(());
+    if !meta.file_type().is_symlink() {
+        let mode = super::store::git_mode(meta.is_dir(), meta.permissions().mode());
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     }
-    let mode = super::store::git_mode(meta.is_dir(), meta.permissions().mode());
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     if meta.is_dir() {
         for e in std::fs::read_dir(path)? {
             git_modes(&e?.path())?;
         }
     }
-    Ok(())
+    // After the folder's own entries: writing them would have dated it again.
+    let fixed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(super::store::RESTORED_MTIME);
+    qval_sandbox::set_times(path, fixed)
 }
 
 #[cfg(test)]
