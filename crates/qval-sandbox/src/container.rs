@@ -239,12 +239,7 @@ impl Engine {
 
     /// Whether the image `tag` is present locally.
     pub fn image_exists(&self, tag: &str) -> bool {
-        self.cmd()
-            .args(["image", "inspect", "--format", "{{.Id}}", tag])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        self.image_id(tag).is_some()
     }
 
     /// Builds `tag` from `dockerfile` in `context` with `args` (build arguments) unless it

@@ -7,13 +7,12 @@
 //! The tests folder is copied in only for the verifier's run, in a container of its own.
 
 use super::harbor::TaskEnvironment;
-use super::store::{Entry, EntryKind, RESTORED_MTIME, Store, io_err};
+use super::store::{Entry, EntryKind, Store, io_err};
 use crate::EnvsError;
 use qval_sandbox::container::{BuildRequest, Container, ContainerSpec, Engine};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
 /// The local base image qval's tasks build `FROM` (made by `scripts/base_image.sh`); a
 /// task's Dockerfile reads it as the build argument `QVAL_BASE_IMAGE`.
@@ -327,7 +326,7 @@ pub(super) fn remove_any(p: &Path) -> std::io::Result<()> {
 /// An unknown tree, an entry through a link, or a write failure.
 pub fn apply_layer(store: &Store, tree: &str, root: &Path) -> Result<(), EnvsError> {
     let entries: Vec<Entry> = store.tree(tree)?;
-    let time = UNIX_EPOCH + Duration::from_secs(RESTORED_MTIME);
+    let time = super::store::restored_time();
     let mut dirs = Vec::new();
     for e in &entries {
         let p = inside(root, &e.path)?;

@@ -75,7 +75,7 @@ impl TerminalBench {
         // it (podman's is 0555).
         std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| io_err("chmod", root, e))?;
-        let fixed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(super::store::RESTORED_MTIME);
+        let fixed = super::store::restored_time();
         let start = root.join(START_CWD.trim_start_matches('/'));
         for p in [root.join(".qval"), start, root.to_path_buf()] {
             if p.exists() {

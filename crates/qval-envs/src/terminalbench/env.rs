@@ -262,7 +262,7 @@ impl Workspace {
                 .map_err(|e| EnvsError::Sandbox(format!("a working folder: {e}")))?;
         }
         let mounts: Vec<&str> = MOUNT_POINTS.iter().chain(extra).copied().collect();
-        qval_sandbox::fixed_root(&dir.path().join("root"), &mounts, restored_time())
+        qval_sandbox::fixed_root(&dir.path().join("root"), &mounts, super::store::restored_time())
             .map_err(|e| EnvsError::Sandbox(format!("the sandbox's root: {e}")))?;
         Ok(Workspace { dir })
     }
@@ -276,7 +276,7 @@ impl Workspace {
         let entries =
             std::fs::read_dir(&ctl).map_err(|e| EnvsError::Sandbox(format!("read {}: {e}", ctl.display())))?;
         for p in entries.flatten().map(|e| e.path()).chain(std::iter::once(ctl.clone())) {
-            qval_sandbox::set_times(&p, restored_time())
+            qval_sandbox::set_times(&p, super::store::restored_time())
                 .map_err(|e| EnvsError::Sandbox(format!("date {}: {e}", p.display())))?;
         }
         Ok(())
@@ -302,11 +302,6 @@ impl Drop for Workspace {
 /// The mount points of the sandbox's root besides the system's: the task's folder, the
 /// control folder and Debian's alternatives (a test run adds `tests`).
 const MOUNT_POINTS: [&str; 3] = ["app", ".qval", "etc/alternatives"];
-
-/// [`RESTORED_MTIME`](super::store::RESTORED_MTIME) as a time.
-fn restored_time() -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + Duration::from_secs(super::store::RESTORED_MTIME)
-}
 
 pub(super) fn add(counter: &AtomicU64, d: Duration) {
     counter.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);

@@ -369,8 +369,7 @@ pub(super) fn git_modes(path: &Path) -> std::io::Result<()> {
         }
     }
     // After the folder's own entries: writing them would have dated it again.
-    let fixed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(super::store::RESTORED_MTIME);
-    qval_sandbox::set_times(path, fixed)
+    qval_sandbox::set_times(path, super::store::restored_time())
 }
 
 #[cfg(test)]

@@ -19,6 +19,11 @@ use crate::EnvsError;
 /// whenever a state is restored.
 pub const RESTORED_MTIME: u64 = 946_684_800;
 
+/// [`RESTORED_MTIME`] as a time.
+pub(super) fn restored_time() -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_secs(RESTORED_MTIME)
+}
+
 /// Bodies up to this size are also kept in memory.
 const MEMORY_LIMIT: usize = 1 << 20;
 
@@ -479,7 +484,7 @@ impl Store {
             entries: entries.len(),
             ..TreeStats::default()
         };
-        let time = UNIX_EPOCH + Duration::from_secs(RESTORED_MTIME);
+        let time = restored_time();
         let times = FileTimes::new().set_modified(time).set_accessed(time);
         let mut dirs = Vec::new();
         qval_sandbox::give_to_sandbox_user(dest).map_err(|e| io_err("chown", dest, e))?;
